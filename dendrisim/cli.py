@@ -1,0 +1,62 @@
+"""Command line of ``scripts/simulate.py``: train and evaluate one model file."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+from .errors import DendrisimError
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_MODEL = REPO / "models" / "dll_mlp_digits.yaml"
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="simulate.py",
+        description="Train a dendrisim model file and print a JSON summary as the last line.",
+    )
+    p.add_argument("model", nargs="?", default=str(DEFAULT_MODEL),
+                   help=f"model YAML file (default: {DEFAULT_MODEL.relative_to(REPO)})")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                   help="override a key of the model file, e.g. --set plasticity.rule=fa (repeatable)")
+    p.add_argument("--epochs", type=int, help="shorthand for --set training.epochs=N")
+    p.add_argument("--seed", type=int, help="shorthand for --set training.seed=N")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
+    p.add_argument("--data-root", help="folder with the dataset files (default: task.data_root, $DENDRISIM_DATA or ./data)")
+    p.add_argument("--dry-run", action="store_true", help="one epoch of a few batches, to check that everything runs")
+    p.add_argument("--out", type=Path, help="run directory (default: a new folder under recordings/)")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="show a progress bar (default: only on a terminal)")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parser().parse_args(argv)
+    overrides = list(args.overrides)
+    if args.epochs is not None:
+        overrides.append(f"training.epochs={args.epochs}")
+    if args.seed is not None:
+        overrides.append(f"training.seed={args.seed}")
+    try:
+        from .config import load_experiment
+        from .training import RunOptions, Trainer
+
+        experiment = load_experiment(args.model, overrides)
+        for note in experiment.notes:
+            print(f"note: {note}", file=sys.stderr)
+        options = RunOptions(device=args.device, data_root=args.data_root, out_dir=args.out,
+                             dry_run=args.dry_run, progress=args.progress,
+                             argv=[sys.argv[0], *(argv if argv is not None else sys.argv[1:])],
+                             log=lambda line: print(line, flush=True))
+        trainer = Trainer(experiment, options)
+        print(trainer.network.summary(), flush=True)
+        print(f"rule {experiment.rule.rule}, {trainer.steps_per_epoch} steps/epoch, device {trainer.device}", flush=True)
+        summary = trainer.run()
+    except DendrisimError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary), flush=True)
+    return 0

@@ -1,0 +1,18 @@
+"""Model files: schema, parsing, overrides and graph validation."""
+from .loader import Experiment, apply_overrides, load_experiment, read_yaml
+from .parse import parse, unparse
+from .schema import (
+    EarlyStoppingConfig,
+    ModelConfig,
+    OptimizerConfig,
+    PopulationConfig,
+    ProjectionConfig,
+    RecordingConfig,
+    TrainingConfig,
+)
+
+__all__ = [
+    "EarlyStoppingConfig", "Experiment", "ModelConfig", "OptimizerConfig", "PopulationConfig",
+    "ProjectionConfig", "RecordingConfig", "TrainingConfig", "apply_overrides", "load_experiment",
+    "parse", "read_yaml", "unparse",
+]

@@ -1,0 +1,100 @@
+"""The model as a networkx graph, and every check that can run before a tensor exists."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import networkx as nx
+
+from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from .loader import Experiment
+
+
+def build_graph(experiment: "Experiment") -> nx.DiGraph:
+    """Nodes are populations (with their config), edges are projections."""
+    graph = nx.DiGraph()
+    for name, pop in experiment.config.populations.items():
+        graph.add_node(name, config=pop)
+    for proj in experiment.config.projections:
+        graph.add_edge(proj.source, proj.target, config=proj)
+    return graph
+
+
+def validate(experiment: "Experiment") -> nx.DiGraph:
+    """Check names, endpoints, acyclicity, sizes and activations; return the graph."""
+    from ..activations import ACTIVATIONS
+    from ..init import resolve_init
+
+    cfg, file = experiment.config, experiment.file
+    pops = cfg.populations
+    if not pops:
+        raise ConfigError("at least an input and an output population are needed", file=file, path="populations")
+    inputs = [n for n, p in pops.items() if p.type == "input"]
+    if len(inputs) != 1:
+        raise ConfigError(
+            f"exactly one population must have type input, found {len(inputs)} ({', '.join(inputs) or 'none'})",
+            file=file, path="populations",
+        )
+    for name, pop in pops.items():
+        where = f"populations.{name}"
+        ACTIVATIONS.get(pop.activation, file=file, path=f"{where}.activation")
+        if pop.size is not None and pop.shape is not None:
+            raise ConfigError("give either size or shape, not both", file=file, path=where)
+        if pop.type == "pyramidal" and pop.size is None and pop.shape is None:
+            raise ConfigError("a pyramidal population needs a size (an integer, or auto for the output)", file=file, path=where)
+        if isinstance(pop.size, int) and pop.size <= 0:
+            raise ConfigError(f"{pop.size} must be > 0", file=file, path=f"{where}.size")
+        if pop.shape is not None and (not pop.shape or any(s <= 0 for s in pop.shape)):
+            raise ConfigError(f"{list(pop.shape)} must be a non-empty list of positive integers", file=file, path=f"{where}.shape")
+
+    seen = set()
+    for i, proj in enumerate(cfg.projections):
+        where = f"projections[{i}]"
+        for key, end in (("from", proj.source), ("to", proj.target)):
+            if end not in pops:
+                raise ConfigError(
+                    f"{end!r} is not a population; populations are {', '.join(pops)}", file=file, path=f"{where}.{key}"
+                )
+        if pops[proj.target].type == "input":
+            raise ConfigError(f"{proj.target!r} is an input population and cannot receive projections", file=file, path=f"{where}.to")
+        if proj.source == proj.target:
+            raise ConfigError(f"{proj.source!r} projects onto itself; recurrent projections are not supported here", file=file, path=where)
+        if proj.compartment != "basal":
+            raise ConfigError(
+                f"{proj.compartment!r}: feedforward projections drive the basal compartment; "
+                "the apical input is built by the plasticity rule", file=file, path=f"{where}.compartment",
+            )
+        if proj.name in seen:
+            raise ConfigError(f"a second projection {proj.name}; merge them into one", file=file, path=where)
+        seen.add(proj.name)
+        resolve_init(proj.init, file=file, path=f"{where}.init")
+
+    graph = build_graph(experiment)
+    if not nx.is_directed_acyclic_graph(graph):
+        cycle = " -> ".join(u for u, _ in nx.find_cycle(graph)) + f" -> {nx.find_cycle(graph)[0][0]}"
+        raise ConfigError(f"the feedforward projections form a cycle ({cycle})", file=file, path="projections")
+    (source,) = inputs
+    sinks = [n for n in graph if graph.out_degree(n) == 0 and pops[n].type == "pyramidal"]
+    if len(sinks) != 1:
+        raise ConfigError(
+            f"exactly one pyramidal population must have no outgoing projection (the output), found "
+            f"{len(sinks)} ({', '.join(sinks) or 'none'})", file=file, path="projections",
+        )
+    (output,) = sinks
+    for name, pop in pops.items():
+        if name != source and not nx.has_path(graph, source, name):
+            raise ConfigError(f"{name!r} is not reached from the input {source!r}", file=file, path=f"populations.{name}")
+        if name != output and not nx.has_path(graph, name, output):
+            raise ConfigError(f"{name!r} does not lead to the output {output!r}", file=file, path=f"populations.{name}")
+        if not ACTIVATIONS.get(pop.activation).elementwise and name != output:
+            raise ConfigError(
+                f"{pop.activation!r} couples neurons and is only allowed on the output population {output!r}",
+                file=file, path=f"populations.{name}.activation",
+            )
+        if pop.size == "auto" and name not in (source, output):
+            raise ConfigError("size auto is only allowed on the input and output populations", file=file, path=f"populations.{name}.size")
+    from ..plasticity import RULES
+
+    RULES.get(experiment.rule.rule).check(experiment, graph)
+    return graph

@@ -1,0 +1,105 @@
+"""The model file as frozen dataclasses: one class per YAML block.
+
+The ``task`` and ``plasticity`` blocks are checked by the options class of the task or
+rule they name (see ``dendrisim.tasks`` and ``dendrisim.plasticity``), so each task and
+rule documents and validates its own keys.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Optional, Union
+
+Size = Union[int, Literal["auto"]]
+
+
+def req(doc: str = "", **meta: Any) -> Any:
+    """A required config field."""
+    return field(metadata={"doc": doc, **meta})
+
+
+def opt(default: Any = None, doc: str = "", **meta: Any) -> Any:
+    """A config field with a default, a one-line doc and optional bounds."""
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata={"doc": doc, **meta})
+    return field(default=default, metadata={"doc": doc, **meta})
+
+
+@dataclass(frozen=True)
+class PopulationConfig:
+    type: Literal["input", "pyramidal"] = opt("pyramidal", "input (clamped data) or pyramidal")
+    size: Optional[Size] = opt(None, "number of neurons, or auto (taken from the task)")
+    shape: Optional[tuple[int, ...]] = opt(None, "shape of one sample, e.g. [1, 28, 28] (instead of size)")
+    activation: str = opt("tanh", "tanh, sigmoid, relu, leaky_relu, linear or softmax (output only)")
+
+
+@dataclass(frozen=True)
+class ProjectionConfig:
+    source: str = req("presynaptic population", key="from")
+    target: str = req("postsynaptic population", key="to")
+    compartment: Literal["basal", "apical"] = opt("basal", "compartment of the target it drives")
+    kind: Literal["feedforward"] = opt("feedforward", "feedforward (feedback pathways are built by the rule)")
+    connectivity: Literal["dense"] = opt("dense", "dense (all to all)")
+    init: dict[str, Any] = opt({"torch_default": {}}, "weight init, e.g. {normal: {std: 0.05}}")
+    bias: bool = opt(True, "add a learnable bias to the target's basal input")
+    learnable: bool = opt(True, "whether the rule updates this projection")
+    lr_scale: float = opt(1.0, "learning-rate multiplier (an optimizer param group)", ge=0)
+
+    @property
+    def name(self) -> str:
+        return f"{self.source}->{self.target}"
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    type: Literal["sgd", "momentum", "adam", "adamw"] = opt("adam", "sgd, momentum (SGD with momentum), adam or adamw")
+    lr: float = opt(1e-3, "base learning rate", gt=0)
+    momentum: float = opt(0.9, "momentum (momentum only)", ge=0, le=1)
+    nesterov: bool = opt(False, "Nesterov momentum (momentum only)")
+    betas: tuple[float, ...] = opt((0.9, 0.999), "Adam betas")
+    eps: float = opt(1e-8, "Adam epsilon", gt=0)
+    weight_decay: float = opt(0.0, "L2 weight decay", ge=0)
+
+
+@dataclass(frozen=True)
+class EarlyStoppingConfig:
+    patience: int = opt(5, "epochs without improvement of the validation metric before stopping", ge=1)
+    metric: str = opt("loss", "validation metric to watch (loss, accuracy, ...)")
+    min_delta: float = opt(0.0, "smallest change that counts as an improvement", ge=0)
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    epochs: int = opt(10, "number of passes over the training set", ge=1)
+    seed: int = opt(0, "seed of every random number generator", ge=0)
+    schedule: Literal["none", "linear", "cosine"] = opt("none", "learning-rate schedule over all steps")
+    warmup_steps: int = opt(0, "linear warm-up steps before the schedule", ge=0)
+    early_stopping: Optional[EarlyStoppingConfig] = opt(None, "stop when the validation metric stalls")
+    select_best: bool = opt(True, "report the test metrics of the epoch with the best validation metric")
+    max_steps_per_epoch: Optional[int] = opt(None, "cut every epoch short (for smoke tests)", ge=1)
+
+
+@dataclass(frozen=True)
+class RecordingConfig:
+    enabled: bool = opt(True, "write recording.h5 into the run directory")
+    every: int = opt(100, "record every N training steps (0: never by step)", ge=0)
+    at_epoch_end: bool = opt(False, "also record after the last step of every epoch")
+    samples: int = opt(16, "batch samples recorded each time", ge=1)
+    sample_selection: Literal["first", "random"] = opt("first", "the first samples of the batch, or a seeded random subset")
+    neurons: Optional[int] = opt(None, "record only the first N neurons of each population", ge=1)
+    dtype: Literal["float32", "float16"] = opt("float32", "storage dtype of recorded activity")
+    flush_every: int = opt(10, "records buffered in memory before they are written and flushed", ge=1)
+    populations: dict[str, tuple[str, ...]] = opt({}, "population -> variables (soma, basal, apical, rate, error)")
+    projections: dict[str, tuple[str, ...]] = opt({}, "'a->b' -> variables (weight, update, feedback)")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = req("name of the experiment (run folders are named after it)")
+    task: dict[str, Any] = req("the task and its data (see the task's keys)")
+    populations: dict[str, PopulationConfig] = req("name -> population")
+    projections: tuple[ProjectionConfig, ...] = req("list of projections")
+    plasticity: dict[str, Any] = opt({"rule": "dll"}, "the plasticity rule and its options")
+    optimizer: OptimizerConfig = opt(OptimizerConfig(), "how updates are applied")
+    training: TrainingConfig = opt(TrainingConfig(), "the training loop")
+    recording: RecordingConfig = opt(RecordingConfig(), "what goes into recording.h5")
+    description: str = opt("", "free text")

@@ -1,0 +1,12 @@
+"""Plasticity rules, registered by name: ``RULES.get("dll")``."""
+from .base import RULES, PlasticityRule, RuleOptions
+from . import rules as _rules  # noqa: F401  (registers bp, fa, dfa)
+from . import dll as _dll  # noqa: F401  (registers dll)
+
+
+def build_rule(network, experiment) -> PlasticityRule:
+    """The rule named in the model file, set up for ``network``."""
+    return RULES.get(experiment.rule.rule)(network, experiment.rule)
+
+
+__all__ = ["RULES", "PlasticityRule", "RuleOptions", "build_rule"]

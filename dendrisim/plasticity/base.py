@@ -1,0 +1,131 @@
+"""The plasticity-rule interface shared by every rule.
+
+A rule decides what reaches the apical compartments (``settle``) and how every
+learnable projection changes (``compute_updates``, which writes ``.grad``); a
+``torch.optim`` optimizer applies the updates. Rules with feedback weights keep them as
+their own parameters, keyed by the forward projection's name.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Optional
+
+import networkx as nx
+import torch
+from torch import nn
+
+from ..config.schema import opt, req
+from ..losses import output_error
+from ..registry import Registry
+from . import functional as Fn
+
+if TYPE_CHECKING:
+    from ..config.loader import Experiment
+    from ..network import Network
+    from ..populations import PyramidalPopulation
+    from ..projections import Projection
+
+
+@dataclass(frozen=True)
+class RuleOptions:
+    rule: str = req("name of the rule: " + "dll, bp, fa, dfa, ...")
+    clip_apical: Optional[float] = opt(None, "clamp apical inputs to ±value and count how often (off by default)", gt=0)
+    clip_update: Optional[float] = opt(None, "clamp weight updates to ±value and count how often (off by default)", gt=0)
+
+
+RULES: Registry[type["PlasticityRule"]] = Registry("plasticity rule")
+
+
+class PlasticityRule(nn.Module):
+    """Base class: backprop-shaped settling through per-projection feedback weights.
+
+    Subclasses say which feedback weights a projection has (:meth:`feedback_weight`),
+    and may change the gains or add their own updates.
+    """
+
+    Options: type = RuleOptions
+    #: update gain ``c`` in ``ΔW ∝ c · δᵀ r``
+    update_gain: float = 1.0
+    #: gain applied to the apical input (``1/σ²`` for DLL)
+    apical_gain: float = 1.0
+    #: recordable variables of each projection under this rule
+    projection_recordables: tuple[str, ...] = ("weight", "update")
+
+    def __init__(self, network: "Network", options: RuleOptions):
+        super().__init__()
+        self.options = options
+        self.clip_counts: dict[str, torch.Tensor] = {}
+
+    @classmethod
+    def check(cls, experiment: "Experiment", graph: nx.DiGraph) -> None:
+        """Raise ConfigError when the rule cannot train this topology (before any tensor)."""
+
+    # ----- the feedback pathway -----------------------------------------------------
+    def feedback_weight(self, network: "Network", proj: "Projection") -> Optional[torch.Tensor]:
+        """``[n_pre, n_post]`` weights that carry ``proj``'s target error to its source."""
+        raise NotImplementedError
+
+    def apical_input(self, network: "Network", pop: "PyramidalPopulation") -> torch.Tensor:
+        """Sum of top-down feedback onto ``pop``'s apical dendrite."""
+        total = None
+        for proj in network.outgoing[pop.name]:
+            delta = network.populations[proj.target].error
+            a = Fn.apical_from_feedback(delta, self.feedback_weight(network, proj))
+            total = a if total is None else total.add_(a)
+        return total.view(-1, *pop.shape)
+
+    # ----- the two phases -----------------------------------------------------------
+    def settle(self, network: "Network", target: torch.Tensor) -> None:
+        """Fill ``apical`` and ``error`` of every pyramidal population, top-down."""
+        out = network.output
+        out.apical = target.view_as(out.rate) - out.rate
+        out.error = output_error(out)
+        for pop in reversed(list(network.hidden())):
+            apical = self.apical_input(network, pop)
+            if self.apical_gain != 1.0:
+                apical = apical.mul_(self.apical_gain)
+            if self.options.clip_apical is not None:
+                apical = Fn.clip_(apical, self.options.clip_apical, self._counter(f"apical:{pop.name}", apical))
+            pop.apical = apical
+            pop.error = pop.derivative().mul_(apical)
+
+    def compute_updates(self, network: "Network") -> None:
+        """Write ``.grad`` of every learnable projection from its two ends only."""
+        for proj in network.learnable_projections():
+            delta = network.populations[proj.target].error
+            rate = network.populations[proj.source].rate
+            w = proj.weight
+            w.grad = Fn.weight_gradient(delta, rate, gain=self.update_gain,
+                                        out=w.grad if w.grad is not None and w.grad.shape == w.shape else None)
+            if proj.bias is not None:
+                proj.bias.grad = Fn.bias_gradient(delta, gain=self.update_gain)
+            if self.options.clip_update is not None:
+                counter = self._counter(f"update:{proj.name}", w)
+                Fn.clip_(w.grad, self.options.clip_update, counter)
+                if proj.bias is not None:
+                    Fn.clip_(proj.bias.grad, self.options.clip_update, counter)
+
+    def step(self, network: "Network", target: torch.Tensor) -> None:
+        """settle, then compute_updates (no autograd graph is built)."""
+        with torch.no_grad():
+            self.settle(network, target)
+            self.compute_updates(network)
+
+    # ----- optimizer and recording hooks --------------------------------------------
+    def param_groups(self, lr: float) -> list[dict[str, Any]]:
+        """Optimizer param groups for the rule's own learnable tensors (none by default)."""
+        return []
+
+    def projection_state(self, network: "Network", proj: "Projection", variable: str) -> Optional[torch.Tensor]:
+        if variable == "weight":
+            return proj.weight
+        if variable == "update":
+            return proj.weight.grad
+        if variable == "feedback":
+            return self.feedback_weight(network, proj)
+        raise KeyError(variable)
+
+    def _counter(self, name: str, like: torch.Tensor) -> torch.Tensor:
+        if name not in self.clip_counts:
+            self.clip_counts[name] = torch.zeros((), dtype=torch.int64, device=like.device)
+        return self.clip_counts[name]

@@ -1,0 +1,64 @@
+"""The plasticity equations as small pure functions (rules are modules that call them).
+
+Notation: a projection ``pre -> post`` with forward weights ``W [n_post, n_pre]``; a
+batch of ``B`` samples; ``r`` presynaptic rates ``[B, n_pre]``; ``δ`` postsynaptic
+somatic errors ``[B, n_post]``; ``c`` the rule's update gain (1 for backprop-like rules,
+``2/σ²`` for DLL). Gradients are descent directions written into ``.grad`` and averaged
+over the batch, so the learning rate does not depend on the batch size.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+
+def apical_from_feedback(delta_post: torch.Tensor, feedback: torch.Tensor) -> torch.Tensor:
+    r"""Top-down input to the presynaptic apical dendrite through feedback weights.
+
+    .. math:: a_{pre} = δ_{post} \, B^T, \qquad B \in \mathbb{R}^{n_{pre} \times n_{post}}
+
+    ``B`` is the feedback projection's weight in torch's ``[n_post, n_pre]`` convention
+    (the feedback projection runs ``post -> pre``): ``Wᵀ`` for backprop, θ for DLL.
+    """
+    return F.linear(delta_post.flatten(1), feedback)
+
+
+def weight_gradient(delta_post: torch.Tensor, rate_pre: torch.Tensor, *, gain: float,
+                    out: Optional[torch.Tensor] = None) -> torch.Tensor:
+    r"""Basal synapses: postsynaptic somatic error × presynaptic rate.
+
+    .. math:: \frac{\partial L}{\partial W} \leftarrow -\frac{c}{B} \, δ_{post}^T \, r_{pre}
+              \in \mathbb{R}^{n_{post} \times n_{pre}}
+    """
+    d, r = delta_post.flatten(1), rate_pre.flatten(1)
+    if out is None:
+        return torch.mm(d.t(), r).mul_(-gain / d.shape[0])
+    return torch.addmm(out, d.t(), r, beta=0.0, alpha=-gain / d.shape[0], out=out)
+
+
+def bias_gradient(delta_post: torch.Tensor, *, gain: float) -> torch.Tensor:
+    r"""Bias: the postsynaptic somatic error, :math:`-\frac{c}{B} \sum_b δ_{post}`."""
+    return delta_post.flatten(1).sum(0).mul_(-gain / delta_post.shape[0])
+
+
+def feedback_gradient(apical_pre: torch.Tensor, delta_post: torch.Tensor, *, gain: float,
+                      out: Optional[torch.Tensor] = None) -> torch.Tensor:
+    r"""DLL apical synapses: postsynaptic apical potential × presynaptic error signal.
+
+    .. math:: \frac{\partial L}{\partial θ} \leftarrow -\frac{c}{B} \, a_{pre}^T \, δ_{post}
+              \in \mathbb{R}^{n_{pre} \times n_{post}}
+
+    (the feedback projection's post is the forward projection's pre).
+    """
+    a, d = apical_pre.flatten(1), delta_post.flatten(1)
+    if out is None:
+        return torch.mm(a.t(), d).mul_(-gain / d.shape[0])
+    return torch.addmm(out, a.t(), d, beta=0.0, alpha=-gain / d.shape[0], out=out)
+
+
+def clip_(x: torch.Tensor, bound: float, counter: torch.Tensor) -> torch.Tensor:
+    """Clamp ``x`` to ``±bound`` in place and add the number of clipped values to ``counter``."""
+    counter.add_((x.abs() > bound).sum())
+    return x.clamp_(-bound, bound)

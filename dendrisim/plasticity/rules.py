@@ -1,0 +1,94 @@
+"""Backprop, feedback alignment and direct feedback alignment.
+
+All three share the settling of :class:`PlasticityRule`: for a hidden population ``l``
+
+.. math:: a_l = \\sum_{m \\in post(l)} δ_m B_{l \\leftarrow m}^T, \\qquad δ_l = f'(soma_l) ⊙ a_l,
+          \\qquad \\frac{∂L}{∂W_{l→m}} \\leftarrow -\\frac{1}{B} δ_m^T r_l
+
+and differ only in the feedback weights ``B``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import networkx as nx
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config.schema import opt
+from ..init import initialize, resolve_init
+from .base import RULES, PlasticityRule, RuleOptions
+
+
+@RULES.register("bp")
+class Backprop(PlasticityRule):
+    """Backpropagation: ``B = Wᵀ`` (weight transport), so updates equal autograd's gradients."""
+
+    def feedback_weight(self, network, proj) -> torch.Tensor:
+        return proj.weight.t()
+
+
+@dataclass(frozen=True)
+class RandomFeedbackOptions(RuleOptions):
+    feedback_init: dict[str, Any] = opt({"normal": {"std": 0.05}}, "init of the fixed random feedback weights")
+
+
+def _check_feedback_init(cls, experiment, graph) -> None:
+    resolve_init(experiment.rule.feedback_init, file=experiment.file, path="plasticity.feedback_init")
+
+
+def _random_matrix(n_post: int, n_pre: int, spec: dict, *, learnable: bool) -> nn.Parameter:
+    """A feedback weight ``[n_post, n_pre]`` of the feedback projection, drawn from ``spec``."""
+    init, options = resolve_init(spec, file=None, path="plasticity.feedback_init")
+    weight = nn.Parameter(torch.empty(n_post, n_pre), requires_grad=learnable)
+    initialize(weight, None, init, options)
+    return weight
+
+
+def feedback_parameters(network, spec: dict, *, learnable: bool) -> nn.ParameterDict:
+    """One ``[n_pre, n_post]`` feedback matrix per projection leaving a hidden population."""
+    params = nn.ParameterDict()
+    for proj in network.projections.values():
+        if proj.source != network.input_name:
+            n_post, n_pre = proj.weight.shape
+            params[proj.name] = _random_matrix(n_pre, n_post, spec, learnable=learnable)
+    return params
+
+
+@RULES.register("fa")
+class FeedbackAlignment(PlasticityRule):
+    """Feedback alignment (Lillicrap et al. 2016): fixed random ``B`` of ``Wᵀ``'s shape."""
+
+    Options = RandomFeedbackOptions
+    projection_recordables = ("weight", "update", "feedback")
+    check = classmethod(_check_feedback_init)
+
+    def __init__(self, network, options: RandomFeedbackOptions):
+        super().__init__(network, options)
+        self.feedback = feedback_parameters(network, options.feedback_init, learnable=False)
+
+    def feedback_weight(self, network, proj) -> Optional[torch.Tensor]:
+        return self.feedback[proj.name] if proj.name in self.feedback else None
+
+
+@RULES.register("dfa")
+class DirectFeedbackAlignment(PlasticityRule):
+    """Direct feedback alignment (Nøkland 2016): the output error reaches every hidden
+    population straight through a fixed random matrix, :math:`a_l = δ_{out} B_l^T`,
+    ``B_l`` of shape ``[n_l, n_out]``."""
+
+    Options = RandomFeedbackOptions
+    check = classmethod(_check_feedback_init)
+
+    def __init__(self, network, options: RandomFeedbackOptions):
+        super().__init__(network, options)
+        n_out = network.output.size
+        self.feedback = nn.ParameterDict({
+            pop.name: _random_matrix(pop.size, n_out, options.feedback_init, learnable=False)
+            for pop in network.hidden()
+        })
+
+    def apical_input(self, network, pop) -> torch.Tensor:
+        return F.linear(network.output.error.flatten(1), self.feedback[pop.name]).view(-1, *pop.shape)

@@ -1,0 +1,43 @@
+"""Name -> class registries, filled by decorators (``@RULES.register("dll")``)."""
+from __future__ import annotations
+
+from typing import Callable, Generic, Iterator, TypeVar
+
+from .errors import ConfigError
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """A named table of extension points; unknown names list the valid ones."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._entries: dict[str, T] = {}
+
+    def register(self, name: str) -> Callable[[T], T]:
+        def decorator(obj: T) -> T:
+            if name in self._entries:
+                raise ValueError(f"{self.kind} {name!r} is registered twice")
+            self._entries[name] = obj
+            return obj
+
+        return decorator
+
+    def get(self, name: str, *, file: str | None = None, path: str | None = None) -> T:
+        if name not in self._entries:
+            raise ConfigError(
+                f"{name!r} is not a known {self.kind}; choose one of {', '.join(self.names())}",
+                file=file,
+                path=path,
+            )
+        return self._entries[name]
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())

@@ -1,0 +1,6 @@
+"""Tasks (data, targets, metrics), registered by name."""
+from .base import TASKS, Split, Task, TaskOptions
+from . import classification as _classification  # noqa: F401  (registers classification)
+from .datasets import DATASETS
+
+__all__ = ["DATASETS", "TASKS", "Split", "Task", "TaskOptions"]

@@ -1,0 +1,91 @@
+"""The task interface: data on the device, the teacher signal, and metrics."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterator, Optional
+
+import torch
+
+from ..config.schema import opt, req
+from ..registry import Registry
+
+if TYPE_CHECKING:
+    from ..network import Network
+
+
+@dataclass(frozen=True)
+class TaskOptions:
+    type: str = req("the task: classification, ...")
+    batch_size: int = opt(128, "training batch size", ge=1)
+    eval_batch_size: int = opt(1000, "batch size for evaluation", ge=1)
+    validation_fraction: float = opt(0.1, "part of the training set held out for early stopping and model selection", ge=0, le=0.5)
+    data_root: Optional[str] = opt(None, "folder with the data files (--data-root overrides it)")
+
+
+@dataclass
+class Split:
+    """A split held as two tensors on the training device."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    def batches(self, batch_size: int, *, order: Optional[torch.Tensor] = None,
+                limit: Optional[int] = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Batches by index (``order`` is a permutation on the same device), no copies of the set."""
+        n = len(self)
+        for k, start in enumerate(range(0, n, batch_size)):
+            if limit is not None and k >= limit:
+                return
+            if order is None:
+                yield self.x[start:start + batch_size], self.y[start:start + batch_size]
+            else:
+                idx = order[start:start + batch_size]
+                yield self.x.index_select(0, idx), self.y.index_select(0, idx)
+
+    def n_batches(self, batch_size: int) -> int:
+        return -(-len(self) // batch_size)
+
+
+TASKS: Registry[type["Task"]] = Registry("task")
+
+
+class Task:
+    """Base class of tasks. Subclasses load ``train``/``val``/``test`` splits."""
+
+    Options: type = TaskOptions
+    #: metric name -> True when higher is better
+    metrics: dict[str, bool] = {"loss": False}
+    train: Split
+    val: Optional[Split]
+    test: Split
+    input_shape: tuple[int, ...]
+    output_size: int
+
+    @classmethod
+    def check_options(cls, options, *, file: str) -> None:
+        """Raise ConfigError for options that are well-typed but unusable (before loading data)."""
+
+    def target(self, y: torch.Tensor, network: "Network") -> torch.Tensor:
+        """The teacher's target ``t`` for the output population."""
+        raise NotImplementedError
+
+    def batch_stats(self, y: torch.Tensor, network: "Network") -> torch.Tensor:
+        """Summed per-batch statistics as a device tensor (no host sync)."""
+        raise NotImplementedError
+
+    def finish_stats(self, stats: torch.Tensor, n: int) -> dict[str, float]:
+        raise NotImplementedError
+
+    def evaluate(self, network: "Network", split: Split, *, limit: Optional[int] = None) -> dict[str, float]:
+        """Metrics of ``network`` on a split, in eval batches, without autograd."""
+        total, n = None, 0
+        with torch.no_grad():
+            for x, y in split.batches(self.options.eval_batch_size, limit=limit):
+                network(x)
+                stats = self.batch_stats(y, network)
+                total = stats if total is None else total + stats
+                n += y.shape[0]
+        return self.finish_stats(total, n)

@@ -1,0 +1,144 @@
+"""Image datasets read from local files into numpy arrays ``[N, C, H, W]`` and labels.
+
+Nothing downloads unless the model file says ``download: true``. Each loader says where
+it looked and how to get the files when they are missing.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from ..errors import DataError
+from ..registry import Registry
+
+
+@dataclass
+class ImageData:
+    x_train: np.ndarray  # [N, C, H, W], uint8 or float
+    y_train: np.ndarray  # [N] int
+    x_test: Optional[np.ndarray]
+    y_test: Optional[np.ndarray]
+    classes: int
+
+
+DATASETS: Registry[Callable[[Path, bool], ImageData]] = Registry("dataset")
+
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (MNIST format), gzipped or not, checking its header against its size."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as fh:
+            raw = fh.read()
+    except (OSError, EOFError) as err:
+        raise DataError(f"{path}: cannot read the IDX file ({err}); the file is damaged, fetch it again") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise DataError(f"{path}: not an unsigned-byte IDX file (bad magic number {raw[:4].hex()})")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    dims = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    expected = header + int(np.prod(dims))
+    if len(raw) != expected:
+        raise DataError(f"{path}: truncated or padded IDX file: header says {dims} ({expected} bytes), "
+                        f"file has {len(raw)} bytes; fetch it again")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def _find_idx(folders: list[Path], stem: str) -> Optional[Path]:
+    for folder in folders:
+        for name in (stem, stem + ".gz"):
+            if (folder / name).is_file():
+                return folder / name
+    return None
+
+
+def _mnist_like(root: Path, download: bool, *, torchvision_name: str, extra: list[Path], how: str) -> ImageData:
+    folders = [root / torchvision_name / "raw", root / torchvision_name.lower(), root, *extra]
+    stems = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+    if download and _find_idx(folders, stems[0]) is None:
+        import torchvision
+
+        getattr(torchvision.datasets, torchvision_name)(str(root), train=True, download=True)
+    files = [_find_idx(folders, s) for s in stems]
+    if any(f is None for f in files):
+        missing = [s for s, f in zip(stems, files) if f is None]
+        looked = ", ".join(str(f) for f in folders)
+        raise DataError(f"{torchvision_name}: missing {', '.join(missing)} (with or without .gz); looked in {looked}. {how}")
+    xtr, ytr, xte, yte = (read_idx(f) for f in files)
+    for images, labels, which in ((xtr, ytr, "train"), (xte, yte, "test")):
+        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+            raise DataError(f"{torchvision_name}: {which} images {images.shape} and labels {labels.shape} do not match")
+        if labels.size and labels.max() >= 10:
+            raise DataError(f"{torchvision_name}: {which} label {int(labels.max())} is out of range 0..9")
+    return ImageData(xtr[:, None], ytr.astype(np.int64), xte[:, None], yte.astype(np.int64), classes=10)
+
+
+_DOWNLOAD_HINT = "Put the four IDX files there, or set task.download: true on a machine with network access."
+
+
+@DATASETS.register("mnist")
+def mnist(root: Path, download: bool) -> ImageData:
+    return _mnist_like(root, download, torchvision_name="MNIST", extra=[], how=_DOWNLOAD_HINT)
+
+
+@DATASETS.register("fashion_mnist")
+def fashion_mnist(root: Path, download: bool) -> ImageData:
+    return _mnist_like(root, download, torchvision_name="FashionMNIST", extra=[DEBIAN_FASHION_MNIST],
+                       how="On Debian: apt-get install dataset-fashion-mnist. " + _DOWNLOAD_HINT)
+
+
+@DATASETS.register("digits")
+def digits(root: Path, download: bool) -> ImageData:
+    """scikit-learn's bundled 8×8 handwritten digits (1797 images, values 0..16)."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return ImageData(d.images[:, None].astype(np.float32), d.target.astype(np.int64), None, None, classes=10)
+
+
+def _torchvision(cls_name: str, root: Path, download: bool, *, split_kw: str, how: str, classes: int) -> ImageData:
+    import torchvision
+
+    cls = getattr(torchvision.datasets, cls_name)
+    parts = []
+    for train in (True, False):
+        kw = {"train": train} if split_kw == "train" else {"split": "train" if train else "test"}
+        try:
+            ds = cls(str(root), download=download, **kw)
+        except (RuntimeError, FileNotFoundError, OSError) as err:
+            raise DataError(f"{cls_name}: not found or damaged under {root} ({err}). {how}") from None
+        x = np.asarray(ds.data)
+        if x.ndim == 4 and x.shape[-1] == 3:  # CIFAR stores NHWC
+            x = x.transpose(0, 3, 1, 2)
+        y = np.asarray(getattr(ds, "targets", None) if hasattr(ds, "targets") else ds.labels, dtype=np.int64)
+        parts += [np.ascontiguousarray(x), y]
+    return ImageData(*parts, classes=classes)
+
+
+@DATASETS.register("cifar10")
+def cifar10(root: Path, download: bool) -> ImageData:
+    return _torchvision("CIFAR10", root, download, split_kw="train", classes=10,
+                        how="Expected cifar-10-batches-py/ there (torchvision layout); or set task.download: true.")
+
+
+@DATASETS.register("cifar100")
+def cifar100(root: Path, download: bool) -> ImageData:
+    return _torchvision("CIFAR100", root, download, split_kw="train", classes=100,
+                        how="Expected cifar-100-python/ there (torchvision layout); or set task.download: true.")
+
+
+@DATASETS.register("svhn")
+def svhn(root: Path, download: bool) -> ImageData:
+    return _torchvision("SVHN", root, download, split_kw="split", classes=10,
+                        how="Expected train_32x32.mat and test_32x32.mat there; or set task.download: true.")
+
+
+def default_root() -> Path:
+    return Path(os.environ.get("DENDRISIM_DATA", "data"))

@@ -1,0 +1,157 @@
+"""Tier 2: equivalences. bp equals autograd; fa with Wᵀ feedback equals bp; DLL with
+θ = Wᵀ is 2/σ² · bp; a network with no apical input is nn.Linear + activation."""
+import copy
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from conftest import MLP, build, model
+from dendrisim.losses import output_loss
+
+
+def random_model(rule: str, widths: list[int], act: str, out_act: str, *, skip: bool = False):
+    base = copy.deepcopy(MLP)
+    pops = {"input": {"type": "input", "size": "auto"}}
+    names = [f"h{i}" for i in range(len(widths))]
+    for name, w in zip(names, widths):
+        pops[name] = {"type": "pyramidal", "size": w, "activation": act}
+    pops["out"] = {"type": "pyramidal", "size": "auto", "activation": out_act}
+    chain = ["input", *names, "out"]
+    projs = [{"from": a, "to": b, "init": {"normal": {"std": 0.5}}} for a, b in zip(chain, chain[1:])]
+    if skip and len(names) >= 2:  # a branch: the input also drives the second hidden population
+        projs.append({"from": "input", "to": names[1], "init": {"normal": {"std": 0.5}}})
+    base.update(populations=pops, projections=projs, plasticity={"rule": rule})
+    return model(base=base)
+
+
+def autograd_grads(net, x, t):
+    for p in net.parameters():
+        p.grad = None
+    with torch.enable_grad():
+        net(x)
+        output_loss(net.output, t).backward()
+    return {n: p.grad.clone() for n, p in net.named_parameters()}
+
+
+def rule_grads(net, rule, x, t):
+    for p in net.parameters():
+        p.grad = None
+    with torch.no_grad():
+        net(x)
+        rule.step(net, t)
+    return {n: p.grad.clone() for n, p in net.named_parameters()}
+
+
+def target_for(out_act, batch, n, gen):
+    if out_act == "softmax":
+        return torch.eye(n, dtype=torch.float64)[torch.randint(0, n, (batch,), generator=gen)]
+    if out_act == "sigmoid":
+        return torch.rand(batch, n, generator=gen, dtype=torch.float64)
+    return torch.randn(batch, n, generator=gen, dtype=torch.float64)
+
+
+CASES = [
+    ([7], "tanh", "softmax", 1, False),
+    ([9, 6], "tanh", "softmax", 4, False),
+    ([9, 6, 5], "sigmoid", "linear", 16, False),
+    ([8, 8], "relu", "sigmoid", 7, True),
+    ([6, 5], "leaky_relu", "tanh", 3, True),
+    ([10, 4, 6], "tanh", "relu", 32, True),
+]
+
+
+@pytest.mark.parametrize("widths,act,out_act,batch,skip", CASES)
+def test_bp_equals_autograd(widths, act, out_act, batch, skip):
+    gen = torch.Generator().manual_seed(len(widths) * 100 + batch)
+    exp = random_model("bp", widths, act, out_act, skip=skip)
+    net, rule = build(exp, input_shape=(5,), output_size=3)
+    x = torch.randn(batch, 5, generator=gen, dtype=torch.float64)
+    t = target_for(out_act, batch, 3, gen)
+    expected = autograd_grads(net, x, t)
+    got = rule_grads(net, rule, x, t)
+    assert expected.keys() == got.keys()
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], rtol=1e-10, atol=1e-12, msg=name)
+
+
+@pytest.mark.parametrize("widths,act,out_act,batch,skip", CASES[:4])
+def test_fa_with_transposed_feedback_equals_bp(widths, act, out_act, batch, skip):
+    gen = torch.Generator().manual_seed(7)
+    fa_net, fa = build(random_model("fa", widths, act, out_act, skip=skip))
+    bp_net, bp = build(random_model("bp", widths, act, out_act, skip=skip))
+    bp_net.load_state_dict(fa_net.state_dict())
+    with torch.no_grad():
+        for name, B in fa.feedback.items():
+            B.copy_(fa_net.projections[name].weight.t())
+    x = torch.randn(batch, 5, generator=gen, dtype=torch.float64)
+    t = target_for(out_act, batch, 3, gen)
+    fa_g, bp_g = rule_grads(fa_net, fa, x, t), rule_grads(bp_net, bp, x, t)
+    for name in bp_g:
+        torch.testing.assert_close(fa_g[name], bp_g[name], rtol=1e-12, atol=1e-14, msg=name)
+
+
+@pytest.mark.parametrize("sigma", [1.0, 0.5, 2.0])
+def test_dll_with_transposed_theta_is_scaled_bp(sigma):
+    """With θ = Wᵀ and σ = 1 DLL is 2× backprop; for other σ the hidden errors gain 1/σ²
+    per layer, so we compare the top projection (gain 2/σ²) and the next one (2/σ⁴)."""
+    gen = torch.Generator().manual_seed(3)
+    exp = random_model("dll", [6, 4], "tanh", "softmax")
+    exp = model([f"plasticity.sigma={sigma}"], base=exp.to_dict())
+    dll_net, dll = build(exp)
+    bp_net, bp = build(random_model("bp", [6, 4], "tanh", "softmax"))
+    bp_net.load_state_dict(dll_net.state_dict())
+    with torch.no_grad():
+        for name, theta in dll.theta.items():
+            theta.copy_(dll_net.projections[name].weight.t())
+    x = torch.randn(8, 5, generator=gen, dtype=torch.float64)
+    t = target_for("softmax", 8, 3, gen)
+    d, b = rule_grads(dll_net, dll, x, t), rule_grads(bp_net, bp, x, t)
+    s2 = sigma**2
+    gains = {"projections.h1->out": 2 / s2, "projections.h0->h1": 2 / s2**2, "projections.input->h0": 2 / s2**3}
+    for prefix, gain in gains.items():
+        for suffix in (".weight", ".bias"):
+            torch.testing.assert_close(d[prefix + suffix], gain * b[prefix + suffix], rtol=1e-10, atol=1e-14)
+
+
+def test_theta_update_equals_equation_on_random_network():
+    """Δθ = (2/σ²) a_preᵀ δ_post / B, checked with numpy on a random two-hidden-layer network."""
+    exp = model(["plasticity.sigma=1.5"], base=random_model("dll", [6, 4], "tanh", "softmax").to_dict())
+    net, rule = build(exp)
+    gen = torch.Generator().manual_seed(11)
+    x = torch.randn(9, 5, generator=gen, dtype=torch.float64)
+    t = target_for("softmax", 9, 3, gen)
+    rule_grads(net, rule, x, t)
+    P = {n: p.detach().numpy() for n, p in net.named_parameters()}
+    th = {n: p.detach().numpy() for n, p in rule.theta.items()}
+    s2 = 1.5**2
+    r0 = np.tanh(x.numpy() @ P["projections.input->h0.weight"].T + P["projections.input->h0.bias"])
+    r1 = np.tanh(r0 @ P["projections.h0->h1.weight"].T + P["projections.h0->h1.bias"])
+    z = r1 @ P["projections.h1->out.weight"].T + P["projections.h1->out.bias"]
+    y = np.exp(z - z.max(1, keepdims=True))
+    y /= y.sum(1, keepdims=True)
+    d_out = t.numpy() - y
+    a1 = d_out @ th["h1->out"].T / s2
+    d1 = (1 - r1**2) * a1
+    a0 = d1 @ th["h0->h1"].T / s2
+    np.testing.assert_allclose(rule.theta["h1->out"].grad.numpy(), -(2 / s2) * a1.T @ d_out / 9, rtol=1e-10)
+    np.testing.assert_allclose(rule.theta["h0->h1"].grad.numpy(), -(2 / s2) * a0.T @ d1 / 9, rtol=1e-10)
+    np.testing.assert_allclose(net.projections["h0->h1"].weight.grad.numpy(), -(2 / s2) * d1.T @ r0 / 9, rtol=1e-10)
+
+
+@pytest.mark.parametrize("act", ["tanh", "sigmoid", "relu", "linear"])
+def test_network_without_apical_input_equals_linear_stack(act):
+    exp = random_model("dll", [7, 4], act, "softmax")
+    net, _ = build(exp)
+    ref = nn.Sequential(nn.Linear(5, 7), _act(act), nn.Linear(7, 4), _act(act), nn.Linear(4, 3), nn.Softmax(1)).double()
+    for lin, name in zip([ref[0], ref[2], ref[4]], ["input->h0", "h0->h1", "h1->out"]):
+        lin.load_state_dict(net.projections[name].state_dict())
+    x = torch.randn(6, 5, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), ref(x), rtol=1e-12, atol=1e-14)
+        torch.testing.assert_close(net.populations["h0"].rate, ref[:2](x), rtol=1e-12, atol=1e-14)
+
+
+def _act(name):
+    return {"tanh": nn.Tanh(), "sigmoid": nn.Sigmoid(), "relu": nn.ReLU(), "linear": nn.Identity()}[name]
