@@ -156,6 +156,10 @@ def load_experiment(source: str | Path | dict, overrides: Iterable[str] = (), *,
     task_cls = TASKS.get(task_data["type"], file=file, path="task.type")
     task = parse(task_cls.Options, task_data, file=file, path="task")
     task_cls.check_options(task, file=file)
+    stop = config.training.early_stopping
+    if stop is not None and stop.metric not in task_cls.metrics:
+        raise ConfigError(f"{stop.metric!r} is not a metric of this task; choose one of {', '.join(task_cls.metrics)}",
+                          file=file, path="training.early_stopping.metric")
     rule_data = config.plasticity
     if "rule" not in rule_data:
         raise ConfigError("needs a 'rule' key naming the plasticity rule", file=file, path="plasticity")

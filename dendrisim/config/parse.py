@@ -14,6 +14,7 @@ The error for ``populations.h1.size: -3`` reads
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from typing import Any, Literal, Union
@@ -21,6 +22,7 @@ from typing import Any, Literal, Union
 from ..errors import ConfigError
 
 _MISSING = dataclasses.MISSING
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 def _type_name(hint: Any) -> str:
@@ -65,6 +67,8 @@ def convert(value: Any, hint: Any, *, file: str | None, path: str) -> Any:
             file=file, path=path,
         )
     if origin in (Union, types.UnionType):
+        if value is None and type(None) in typing.get_args(hint):
+            return None
         errors = []
         for option in typing.get_args(hint):
             try:
@@ -96,6 +100,8 @@ def convert(value: Any, hint: Any, *, file: str | None, path: str) -> Any:
     if hint is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
+            return float(value)  # YAML 1.1 reads 1e-4 (no dot) as a string
         raise fail
     if hint is str:
         if isinstance(value, str):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -33,11 +34,12 @@ DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 def read_idx(path: Path) -> np.ndarray:
     """Read an IDX file (MNIST format), gzipped or not, checking its header against its size."""
-    opener = gzip.open if path.suffix == ".gz" else open
     try:
-        with opener(path, "rb") as fh:
+        with open(path, "rb") as fh:
             raw = fh.read()
-    except (OSError, EOFError) as err:
+        if raw[:2] == b"\x1f\x8b":  # gzip, whatever the file is called
+            raw = gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error) as err:
         raise DataError(f"{path}: cannot read the IDX file ({err}); the file is damaged, fetch it again") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise DataError(f"{path}: not an unsigned-byte IDX file (bad magic number {raw[:4].hex()})")

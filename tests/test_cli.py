@@ -1,0 +1,70 @@
+"""scripts/simulate.py end to end, in subprocesses, on tiny data."""
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from test_data import tiny_mnist
+
+REPO = Path(__file__).resolve().parent.parent
+SCRIPT = REPO / "scripts" / "simulate.py"
+
+
+def simulate(*args, cwd=None):
+    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd or REPO, timeout=300)
+
+
+def test_default_model_dry_run(tmp_path):
+    out = tmp_path / "run"
+    proc = simulate("--dry-run", "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    summary = json.loads(lines[-1])
+    assert summary["model"] == "dll_mlp_digits" and summary["rule"] == "dll" and summary["epochs"] == 1
+    for key in ("seconds", "run_dir", "test_accuracy", "test_loss"):
+        assert key in summary
+    assert Path(summary["run_dir"]) == out
+    assert any(line.startswith("epoch   1  train_loss") for line in lines)
+    assert (out / "model.yaml").is_file() and (out / "summary.json").is_file()
+    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    assert len(rows) == 1 and float(rows[0]["test_accuracy"]) == summary["test_accuracy"]
+
+
+def test_fmnist_model_on_tiny_idx_files_with_overrides(tmp_path):
+    tiny_mnist(tmp_path / "data" / "FashionMNIST" / "raw", n_train=300, n_test=50)
+    out = tmp_path / "run"
+    proc = simulate(REPO / "models" / "dll_mlp_fmnist.yaml", "--data-root", tmp_path / "data", "--epochs", 2,
+                    "--seed", 3, "--set", "plasticity.rule=fa", "--set", "training.schedule=cosine",
+                    "--set", "populations.h1.size=32", "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["rule"] == "fa" and summary["epochs"] == 2 and summary["seed"] == 3
+    assert "plasticity.sigma is an option of dll, ignored by fa" in proc.stderr
+    resolved = yaml.safe_load((out / "model.yaml").read_text())
+    assert resolved["populations"]["h1"]["size"] == 32
+    assert resolved["plasticity"]["rule"] == "fa" and resolved["training"]["schedule"] == "cosine"
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--set", "plasticity.rule=backprop"], "plasticity.rule: 'backprop' is not a known plasticity rule; choose one of bp, dfa, dll, fa"),
+    (["--set", "populations.h1.activation=tanhh"], "populations.h1.activation: 'tanhh' is not a known activation"),
+    (["--device", "cuda:7"] if not __import__("torch").cuda.is_available() else ["--device", "tpu"], "--device"),
+])
+def test_errors_are_one_paragraph_without_traceback(tmp_path, args, message):
+    proc = simulate("--dry-run", "--out", tmp_path / "run", *args)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stderr.startswith("error: ")
+
+
+def test_missing_dataset_error(tmp_path):
+    proc = simulate(REPO / "models" / "dll_mlp_fmnist.yaml", "--set", "task.dataset=mnist", "--data-root", tmp_path,
+                    "--dry-run", "--out", tmp_path / "run")
+    assert proc.returncode == 2
+    assert "MNIST: missing train-images-idx3-ubyte" in proc.stderr and str(tmp_path) in proc.stderr
+    assert "Traceback" not in proc.stderr

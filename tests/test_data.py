@@ -1,0 +1,85 @@
+"""Dataset loading on small files the tests write themselves (nothing downloads)."""
+import gzip
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from dendrisim.errors import DataError
+from dendrisim.tasks.classification import Classification, ClassificationOptions
+from dendrisim.tasks.datasets import fashion_mnist, read_idx
+
+
+def write_idx(path, array: np.ndarray, *, gz: bool = False, cut: int = 0):
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(struct.pack(">I", d) for d in array.shape)
+    raw = header + array.astype(np.uint8).tobytes()
+    raw = raw[: len(raw) - cut]
+    (gzip.open if gz else open)(path, "wb").write(raw)
+
+
+def tiny_mnist(folder, n_train=60, n_test=20, *, gz=False, seed=0):
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    ext = ".gz" if gz else ""
+    write_idx(folder / f"train-images-idx3-ubyte{ext}", rng.integers(0, 256, (n_train, 28, 28)), gz=gz)
+    write_idx(folder / f"train-labels-idx1-ubyte{ext}", np.arange(n_train) % 10, gz=gz)
+    write_idx(folder / f"t10k-images-idx3-ubyte{ext}", rng.integers(0, 256, (n_test, 28, 28)), gz=gz)
+    write_idx(folder / f"t10k-labels-idx1-ubyte{ext}", np.arange(n_test) % 10, gz=gz)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_idx_round_trip(tmp_path, gz):
+    data = np.arange(2 * 3 * 4).reshape(2, 3, 4)
+    write_idx(tmp_path / "x.idx", data, gz=gz)
+    np.testing.assert_array_equal(read_idx(tmp_path / "x.idx"), data)
+
+
+def test_truncated_idx_is_a_clear_error(tmp_path):
+    write_idx(tmp_path / "x.idx", np.zeros((5, 4, 4)), cut=7)
+    with pytest.raises(DataError, match=r"x.idx: truncated or padded IDX file: header says \(5, 4, 4\)"):
+        read_idx(tmp_path / "x.idx")
+
+
+def test_not_an_idx_file(tmp_path):
+    (tmp_path / "x.idx").write_bytes(b"hello world")
+    with pytest.raises(DataError, match=r"not an unsigned-byte IDX file"):
+        read_idx(tmp_path / "x.idx")
+
+
+def test_fashion_mnist_from_torchvision_layout(tmp_path):
+    tiny_mnist(tmp_path / "FashionMNIST" / "raw", gz=True)
+    data = fashion_mnist(tmp_path, False)
+    assert data.x_train.shape == (60, 1, 28, 28) and data.x_test.shape == (20, 1, 28, 28)
+    assert data.y_train.dtype == np.int64 and data.classes == 10
+
+
+def test_labels_out_of_range(tmp_path):
+    tiny_mnist(tmp_path)
+    write_idx(tmp_path / "train-labels-idx1-ubyte", np.full(60, 12))
+    with pytest.raises(DataError, match=r"train label 12 is out of range 0..9"):
+        fashion_mnist(tmp_path, False)
+
+
+def test_classification_task_normalises_once_on_the_device(tmp_path):
+    tiny_mnist(tmp_path / "FashionMNIST" / "raw")
+    opts = ClassificationOptions(type="classification", dataset="fashion_mnist", validation_fraction=0.25)
+    task = Classification(opts, device=torch.device("cpu"), data_root=str(tmp_path))
+    assert len(task.train) == 45 and len(task.val) == 15 and len(task.test) == 20
+    assert task.input_shape == (1, 28, 28) and task.output_size == 10
+    assert abs(float(task.train.x.mean())) < 1e-5 and abs(float(task.train.x.std()) - 1) < 1e-2
+    assert task.train.x.dtype == torch.float32 and task.train.x.is_contiguous()
+    # batches by index are views/gathers of the one device copy
+    order = torch.randperm(len(task.train))
+    seen = torch.cat([y for _, y in task.train.batches(8, order=order)])
+    assert sorted(seen.tolist()) == sorted(task.train.y.tolist())
+
+
+def test_digits_split_is_fixed_and_disjoint():
+    opts = ClassificationOptions(type="classification", dataset="digits")
+    a = Classification(opts, device=torch.device("cpu"))
+    b = Classification(opts, device=torch.device("cpu"))
+    assert torch.equal(a.test.x, b.test.x)
+    assert len(a.train) + len(a.val) + len(a.test) == 1797
+    train_rows = {tuple(r) for r in a.train.x.flatten(1).tolist()}
+    assert not any(tuple(r) in train_rows for r in a.test.x.flatten(1).tolist()[:50])
