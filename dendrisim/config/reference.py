@@ -1,0 +1,64 @@
+"""The model-file key reference, generated from the config dataclasses.
+
+``python -m dendrisim.config.reference`` prints the Markdown tables that the README
+carries between its ``<!-- keys -->`` markers; a test keeps the two equal.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+
+from .parse import _type_name, yaml_key
+from .schema import (EarlyStoppingConfig, ModelConfig, OptimizerConfig, PopulationConfig, ProjectionConfig,
+                     RecordingConfig, TrainingConfig)
+
+
+def _default(f: dataclasses.Field) -> str:
+    if f.default is not dataclasses.MISSING:
+        value = f.default
+    elif f.default_factory is not dataclasses.MISSING:
+        value = f.default_factory()
+    else:
+        return "required"
+    if dataclasses.is_dataclass(value):
+        return "see below"
+    if isinstance(value, tuple):
+        value = list(value)
+    return "null" if value is None else str(value).replace("'", "")
+
+
+def table(cls: type, title: str) -> str:
+    hints = typing.get_type_hints(cls)
+    rows = [f"**{title}**", "", "| key | type | default | meaning |", "|---|---|---|---|"]
+    for f in dataclasses.fields(cls):
+        if f.metadata.get("internal"):
+            continue
+        kind = _type_name(hints[f.name]).replace("|", "\\|")
+        rows.append(f"| `{yaml_key(f)}` | {kind} | {_default(f)} | {f.metadata.get('doc', '')} |")
+    return "\n".join(rows)
+
+
+def reference() -> str:
+    from ..plasticity import RULES
+    from ..tasks import TASKS
+
+    parts = [
+        table(ModelConfig, "top level"),
+        table(PopulationConfig, "populations.NAME"),
+        table(ProjectionConfig, "projections[i]"),
+    ]
+    for name in TASKS.names():
+        parts.append(table(TASKS.get(name).Options, f"task (type: {name})"))
+    for name in RULES.names():
+        parts.append(table(RULES.get(name).Options, f"plasticity (rule: {name})"))
+    parts += [
+        table(OptimizerConfig, "optimizer"),
+        table(TrainingConfig, "training"),
+        table(EarlyStoppingConfig, "training.early_stopping"),
+        table(RecordingConfig, "recording"),
+    ]
+    return "\n\n".join(parts) + "\n"
+
+
+if __name__ == "__main__":
+    print(reference(), end="")
