@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
@@ -54,9 +56,30 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         trainer = Trainer(experiment, options)
         print(trainer.network.summary(), flush=True)
         print(f"rule {experiment.rule.rule}, {trainer.steps_per_epoch} steps/epoch, device {trainer.device}", flush=True)
-        summary = trainer.run()
+        with graceful_stop(trainer):
+            summary = trainer.run()
     except DendrisimError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(json.dumps(summary), flush=True)
+    if "stopped" in summary:
+        return 143 if summary["stopped"] == "SIGTERM" else 130
     return 0
+
+
+@contextlib.contextmanager
+def graceful_stop(trainer):
+    """SIGINT/SIGTERM ask the trainer to stop after the current step; a second Ctrl-C aborts."""
+    def handler(signum, frame):
+        name = signal.Signals(signum).name
+        print(f"\n{name}: finishing the current step, then closing the recording (Ctrl-C again to abort)",
+              file=sys.stderr, flush=True)
+        trainer.request_stop(name)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)

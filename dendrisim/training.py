@@ -84,10 +84,31 @@ class Trainer:
         self.optimizer = build_optimizer(self.network, self.rule, cfg.optimizer)
         self.steps_per_epoch = self._steps_per_epoch()
         self.scheduler = build_scheduler(self.optimizer, self.steps_per_epoch * self.epochs, cfg.training)
-        self.step_hooks: list[Callable[[int, int], None]] = []
-        self.epoch_hooks: list[Callable[[int, dict], None]] = []
+        self.recorder = None
+        self.last_batch_ids: Optional[torch.Tensor] = None
+        self.stop_requested: Optional[str] = None  # the reason, set by request_stop
         self.global_step = 0
+        if cfg.recording.enabled:  # check the selection now, before any run folder exists
+            from .recording.recorder import selection
+
+            selection(cfg.recording, self.network, self.rule, file=experiment.file)
         self.order_generator = torch.Generator().manual_seed(cfg.training.seed)
+
+    def request_stop(self, reason: str) -> None:
+        """Finish the current step, then end the run cleanly (used by signal handlers)."""
+        self.stop_requested = reason
+
+    def _open_recorder(self, run_dir: Path) -> None:
+        from .recording.recorder import FILENAME, Recorder
+
+        cfg = self.experiment.config
+        splits = {"train": list(self.task.metrics), "test": list(self.task.metrics)}
+        if self.task.val is not None:
+            splits["val"] = list(self.task.metrics)
+        self.recorder = Recorder(cfg.recording, run_dir / FILENAME, network=self.network, rule=self.rule,
+                                 experiment=self.experiment, metric_names=splits,
+                                 batch_size=self.experiment.task.batch_size, seed=cfg.training.seed,
+                                 device=self.device, argv=self.options.argv)
 
     @property
     def epochs(self) -> int:
@@ -100,13 +121,13 @@ class Trainer:
 
     # ------------------------------------------------------------------ one epoch
     def train_epoch(self, epoch: int) -> dict[str, float]:
+        """One pass over the training split; stops early (between steps) on request."""
         task, net, rule, opt = self.task, self.network, self.rule, self.optimizer
         order = torch.randperm(len(task.train), generator=self.order_generator).to(self.device)
-        batches = task.train.batches(self.experiment.task.batch_size, order=order, limit=self.steps_per_epoch)
-        bar = self._bar(batches, epoch)
+        batches = task.train.indexed_batches(self.experiment.task.batch_size, order, limit=self.steps_per_epoch)
         total, n = None, 0
         with torch.no_grad():
-            for x, y in bar:
+            for ids, x, y in self._bar(batches, epoch):
                 net(x)
                 rule.step(net, task.target(y, net))
                 opt.step()
@@ -115,8 +136,11 @@ class Trainer:
                 total = stats if total is None else total.add_(stats)
                 n += y.shape[0]
                 self.global_step += 1
-                for hook in self.step_hooks:
-                    hook(self.global_step, epoch)
+                self.last_batch_ids = ids
+                if self.recorder is not None:
+                    self.recorder.after_step(self.global_step, epoch, ids)
+                if self.stop_requested:
+                    break
         return task.finish_stats(total, n)
 
     def _bar(self, batches, epoch: int):
@@ -138,6 +162,19 @@ class Trainer:
         run_dir = Path(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "model.yaml").write_text(self.experiment.to_yaml())
+        if cfg.recording.enabled:
+            self._open_recorder(run_dir)
+        try:
+            summary = self._loop(run_dir)
+        finally:
+            if self.recorder is not None:
+                self.recorder.close(complete=self.stop_requested is None and self._finished)
+        return summary
+
+    _finished = False
+
+    def _loop(self, run_dir: Path) -> dict:
+        cfg = self.experiment.config
         log = self.options.log
         metric_names = list(self.task.metrics)
         stop = cfg.training.early_stopping
@@ -158,9 +195,12 @@ class Trainer:
                 row.update({f"{prefix}_{k}": v for k, v in values.items()})
             rows.append(row)
             self._write_metrics(run_dir / "metrics.csv", rows)
-            for hook in self.epoch_hooks:
-                hook(epoch, row)
+            if self.recorder is not None:
+                self.recorder.end_epoch(self.global_step, epoch, self.last_batch_ids, row)
             log(self._epoch_line(row, metric_names))
+            if self.stop_requested:
+                log(f"stopped by {self.stop_requested} during epoch {epoch} after step {self.global_step}")
+                break
             score = (val or test)[watch] if val else None
             if score is not None and (best is None or self._better(score, best, higher, stop)):
                 best, best_epoch, stale = score, epoch, 0
@@ -192,8 +232,13 @@ class Trainer:
             summary[f"final_test_{k}"] = final_test[f"test_{k}"]
             if f"val_{k}" in selected:
                 summary[f"val_{k}"] = selected[f"val_{k}"]
+        if self.stop_requested:
+            summary["stopped"] = self.stop_requested
+        if self.recorder is not None:
+            summary["recording"] = str(self.recorder.path)
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         torch.save({"network": self.network.state_dict(), "rule": self.rule.state_dict()}, run_dir / "weights.pt")
+        self._finished = True
         return summary
 
     @staticmethod

@@ -71,7 +71,9 @@ def test_classification_task_normalises_once_on_the_device(tmp_path):
     assert task.train.x.dtype == torch.float32 and task.train.x.is_contiguous()
     # batches by index are views/gathers of the one device copy
     order = torch.randperm(len(task.train))
-    seen = torch.cat([y for _, y in task.train.batches(8, order=order)])
+    batches = list(task.train.indexed_batches(8, order))
+    assert all(torch.equal(x, task.train.x[ids]) for ids, x, _ in batches)
+    seen = torch.cat([y for _, _, y in batches])
     assert sorted(seen.tolist()) == sorted(task.train.y.tolist())
 
 

@@ -9,7 +9,7 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 def test_readme_key_reference_is_current():
     text = README.read_text()
     start, end = text.index("<!-- keys -->\n") + len("<!-- keys -->\n"), text.index("<!-- /keys -->")
-    assert text[start:end] == reference(), "regenerate with: python -m dendrisim.config.reference"
+    assert text[start:end] == reference(), "regenerate with: python -m dendrisim.config.reference --update README.md"
 
 
 def test_readme_names_every_registered_rule():

@@ -1,7 +1,8 @@
 """The model-file key reference, generated from the config dataclasses.
 
 ``python -m dendrisim.config.reference`` prints the Markdown tables that the README
-carries between its ``<!-- keys -->`` markers; a test keeps the two equal.
+carries between its ``<!-- keys -->`` markers (``--update README.md`` rewrites them);
+a test keeps the two equal.
 """
 from __future__ import annotations
 
@@ -60,5 +61,22 @@ def reference() -> str:
     return "\n\n".join(parts) + "\n"
 
 
+def update_readme(path: str) -> None:
+    """Rewrite the reference between the markers of a README in place."""
+    from pathlib import Path
+
+    text = Path(path).read_text()
+    start = text.index(START) + len(START)
+    end = text.index(END)
+    Path(path).write_text(text[:start] + reference() + text[end:])
+
+
+START, END = "<!-- keys -->\n", "<!-- /keys -->"
+
 if __name__ == "__main__":
-    print(reference(), end="")
+    import sys
+
+    if sys.argv[1:2] == ["--update"]:
+        update_readme(sys.argv[2] if len(sys.argv) > 2 else "README.md")
+    else:
+        print(reference(), end="")

@@ -82,14 +82,19 @@ class TrainingConfig:
 class RecordingConfig:
     enabled: bool = opt(True, "write recording.h5 into the run directory")
     every: int = opt(100, "record every N training steps (0: never by step)", ge=0)
-    at_epoch_end: bool = opt(False, "also record after the last step of every epoch")
+    at_epoch_end: bool = opt(True, "also record after the last step of every epoch")
     samples: int = opt(16, "batch samples recorded each time", ge=1)
     sample_selection: Literal["first", "random"] = opt("first", "the first samples of the batch, or a seeded random subset")
     neurons: Optional[int] = opt(None, "record only the first N neurons of each population", ge=1)
     dtype: Literal["float32", "float16"] = opt("float32", "storage dtype of recorded activity")
     flush_every: int = opt(10, "records buffered in memory before they are written and flushed", ge=1)
-    populations: dict[str, tuple[str, ...]] = opt({}, "population -> variables (soma, basal, apical, rate, error)")
-    projections: dict[str, tuple[str, ...]] = opt({}, "'a->b' -> variables (weight, update, feedback)")
+    populations: Union[dict[str, tuple[str, ...]], Literal["hidden"]] = opt(
+        "hidden", "population -> variables (soma, basal, apical, rate, error); hidden: all five of every hidden population")
+    projections: dict[str, tuple[str, ...]] = opt(
+        {}, "'a->b' -> variables (weight, update, and the rule's own: feedback, feedback_update)")
+    projections_every: Optional[int] = opt(
+        None, "record projections every N steps instead of every (weights are large)", ge=1)
+    rule: tuple[str, ...] = opt((), "the rule's own recordables: clip_counts")
 
 
 @dataclass(frozen=True)

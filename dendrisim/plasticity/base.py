@@ -49,7 +49,9 @@ class PlasticityRule(nn.Module):
     #: gain applied to the apical input (``1/σ²`` for DLL)
     apical_gain: float = 1.0
     #: recordable variables of each projection under this rule
-    projection_recordables: tuple[str, ...] = ("weight", "update")
+    projection_recordables: tuple[str, ...] = ("weight", "update", "feedback")
+    #: recordable variables of the rule itself
+    recordables: tuple[str, ...] = ("clip_counts",)
 
     def __init__(self, network: "Network", options: RuleOptions):
         super().__init__()
@@ -124,6 +126,15 @@ class PlasticityRule(nn.Module):
         if variable == "feedback":
             return self.feedback_weight(network, proj)
         raise KeyError(variable)
+
+    def clip_names(self, network: "Network") -> list[str]:
+        """Names of the clip counters the options switch on (``apical:POP``, ``update:A->B``)."""
+        names = []
+        if self.options.clip_apical is not None:
+            names += [f"apical:{pop.name}" for pop in network.hidden()]
+        if self.options.clip_update is not None:
+            names += [f"update:{proj.name}" for proj in network.learnable_projections()]
+        return names
 
     def _counter(self, name: str, like: torch.Tensor) -> torch.Tensor:
         if name not in self.clip_counts:

@@ -39,7 +39,7 @@ class DLLOptions(RandomFeedbackOptions):
 class DendriticLocalizedLearning(PlasticityRule):
     __doc__ = __doc__
     Options = DLLOptions
-    projection_recordables = ("weight", "update", "feedback", "feedback_update")
+    projection_recordables = PlasticityRule.projection_recordables + ("feedback_update",)
     check = classmethod(_check_feedback_init)
 
     def __init__(self, network, options: DLLOptions):

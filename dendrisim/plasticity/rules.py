@@ -62,7 +62,6 @@ class FeedbackAlignment(PlasticityRule):
     """Feedback alignment (Lillicrap et al. 2016): fixed random ``B`` of ``Wᵀ``'s shape."""
 
     Options = RandomFeedbackOptions
-    projection_recordables = ("weight", "update", "feedback")
     check = classmethod(_check_feedback_init)
 
     def __init__(self, network, options: RandomFeedbackOptions):
@@ -89,6 +88,12 @@ class DirectFeedbackAlignment(PlasticityRule):
             pop.name: _random_matrix(pop.size, n_out, options.feedback_init, learnable=False)
             for pop in network.hidden()
         })
+
+    def feedback_weight(self, network, proj) -> Optional[torch.Tensor]:
+        """Only projections into the output have a feedback path of their own: ``B_source``."""
+        if proj.target == network.output_name and proj.source in self.feedback:
+            return self.feedback[proj.source]
+        return None
 
     def apical_input(self, network, pop) -> torch.Tensor:
         return F.linear(network.output.error.flatten(1), self.feedback[pop.name]).view(-1, *pop.shape)

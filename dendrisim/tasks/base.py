@@ -32,18 +32,22 @@ class Split:
     def __len__(self) -> int:
         return int(self.x.shape[0])
 
-    def batches(self, batch_size: int, *, order: Optional[torch.Tensor] = None,
-                limit: Optional[int] = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Batches by index (``order`` is a permutation on the same device), no copies of the set."""
+    def batches(self, batch_size: int, *, limit: Optional[int] = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Consecutive batches as views of the split (for evaluation)."""
         n = len(self)
         for k, start in enumerate(range(0, n, batch_size)):
             if limit is not None and k >= limit:
                 return
-            if order is None:
-                yield self.x[start:start + batch_size], self.y[start:start + batch_size]
-            else:
-                idx = order[start:start + batch_size]
-                yield self.x.index_select(0, idx), self.y.index_select(0, idx)
+            yield self.x[start:start + batch_size], self.y[start:start + batch_size]
+
+    def indexed_batches(self, batch_size: int, order: torch.Tensor, *, limit: Optional[int] = None
+                        ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """``(ids, x, y)`` batches in the order of the permutation ``order``."""
+        for k, start in enumerate(range(0, len(self), batch_size)):
+            if limit is not None and k >= limit:
+                return
+            idx = order[start:start + batch_size]
+            yield idx, self.x.index_select(0, idx), self.y.index_select(0, idx)
 
     def n_batches(self, batch_size: int) -> int:
         return -(-len(self) // batch_size)

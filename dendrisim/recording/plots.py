@@ -1,0 +1,119 @@
+"""Figures from a recording: learning curves, compartment activity, a heatmap, alignment."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from .reader import Recording
+
+COMPARTMENTS = ("soma", "basal", "apical")
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def learning_curves(rec: Recording, out: Path) -> Optional[Path]:
+    plt = _pyplot()
+    m = rec.metrics
+    names = sorted({k.split("_", 1)[1] for k in m if k != "epoch"})
+    if not len(m["epoch"]):
+        return None
+    fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.5), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        for split in ("train", "val", "test"):
+            if f"{split}_{name}" in m:
+                ax.plot(m["epoch"], m[f"{split}_{name}"], marker="o", label=split)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(name)
+        ax.legend()
+    fig.suptitle(f"{rec.attrs.get('model_name')} ({rec.attrs.get('rule')})")
+    return _save(fig, out / "learning_curves.png")
+
+
+def activity(rec: Recording, out: Path) -> Optional[Path]:
+    """Mean ± standard deviation (over samples and neurons) of soma, basal, apical per population."""
+    plt = _pyplot()
+    pops = {p: [v for v in COMPARTMENTS if v in vs] for p, vs in rec.populations.items()}
+    pops = {p: vs for p, vs in pops.items() if vs}
+    if not pops or not len(rec.steps):
+        return None
+    ncols = max(len(v) for v in pops.values())
+    fig, axes = plt.subplots(len(pops), ncols, figsize=(4 * ncols, 2.6 * len(pops)), squeeze=False)
+    steps = rec.steps
+    for row, (pop, variables) in zip(axes, pops.items()):
+        for ax, var in zip(row, variables):
+            data = rec.activity(pop, var).reshape(len(steps), -1).astype(np.float64)
+            mean, std = np.nanmean(data, axis=1), np.nanstd(data, axis=1)
+            ax.plot(steps, mean)
+            ax.fill_between(steps, mean - std, mean + std, alpha=0.3)
+            ax.set_title(f"{pop}.{var}")
+            ax.set_xlabel("step")
+    return _save(fig, out / "activity.png")
+
+
+def heatmap(rec: Recording, out: Path, population: Optional[str] = None, variable: str = "rate") -> Optional[Path]:
+    """Records × neurons of one population's variable, averaged over the recorded samples."""
+    plt = _pyplot()
+    pops = rec.populations
+    candidates = [p for p in pops if variable in pops[p]]
+    population = population or (candidates[0] if candidates else None)
+    if population is None or not len(rec.steps):
+        return None
+    data = np.nanmean(rec.activity(population, variable).astype(np.float64), axis=1)
+    fig, ax = plt.subplots(figsize=(8, 4))
+    im = ax.imshow(data.T, aspect="auto", origin="lower", cmap="viridis",
+                   extent=(rec.steps[0], rec.steps[-1], 0, data.shape[1]))
+    fig.colorbar(im, ax=ax, label=variable)
+    ax.set_xlabel("step")
+    ax.set_ylabel("neuron")
+    ax.set_title(f"{population}.{variable} (mean over samples)")
+    return _save(fig, out / f"heatmap_{population}_{variable}.png")
+
+
+def feedback_angle(feedback: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Angle in degrees between each record's feedback matrix and the transposed forward weights."""
+    f = feedback.reshape(len(feedback), -1).astype(np.float64)
+    w = np.swapaxes(weight, 1, 2).reshape(len(weight), -1).astype(np.float64)
+    cos = (f * w).sum(1) / (np.linalg.norm(f, axis=1) * np.linalg.norm(w, axis=1))
+    return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+
+
+def alignment(rec: Recording, out: Path) -> Optional[Path]:
+    plt = _pyplot()
+    pairs = [p for p, vs in rec.projections.items() if "weight" in vs and "feedback" in vs]
+    if not pairs or not len(rec.weight_steps):
+        return None
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name in pairs:
+        ax.plot(rec.weight_steps, feedback_angle(rec.projection(name, "feedback"), rec.projection(name, "weight")),
+                marker=".", label=name)
+    ax.set_xlabel("step")
+    ax.set_ylabel("angle(feedback, Wᵀ) [degrees]")
+    ax.set_ylim(0, 180)
+    ax.legend()
+    return _save(fig, out / "alignment.png")
+
+
+def _save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    _pyplot().close(fig)
+    return path
+
+
+def plot_all(path: str | Path, out: Optional[str | Path] = None, *, population: Optional[str] = None,
+             variable: str = "rate") -> list[Path]:
+    path = Path(path)
+    out = Path(out) if out else path.parent / "plots"
+    with Recording(path) as rec:
+        made = [learning_curves(rec, out), activity(rec, out), heatmap(rec, out, population, variable), alignment(rec, out)]
+    return [p for p in made if p is not None]

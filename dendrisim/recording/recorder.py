@@ -1,0 +1,286 @@
+"""Stream compartment activity, projection weights and metrics to one HDF5 file per run.
+
+Layout (``SCHEMA_VERSION`` 1; time always comes first)::
+
+    /                                   attrs: schema_version, dendrisim_version, model_name, rule,
+                                               model_yaml, seed, device, torch_version, argv, created,
+                                               finished, complete
+    /index/step          int64 [n_records]                   global training step of each record
+    /index/epoch         int64 [n_records]                   epoch of each record
+    /index/sample_ids    int64 [n_records, n_samples]        training-split index of each recorded sample
+    /index/weight_step   int64 [n_weight_records]            step of each projection record
+    /index/weight_epoch  int64 [n_weight_records]
+    /populations/POP/VAR float  [n_records, n_samples, n_neurons]
+    /projections/A->B/VAR float [n_weight_records, rows, cols]
+    /rule/clip_counts/NAME int64 [n_records]                 cumulative count of clipped values
+    /metrics/epoch       int64 [n_epochs];  /metrics/SPLIT/METRIC float64 [n_epochs]
+
+Records are buffered in fixed host buffers of ``flush_every`` records and written, then
+flushed to disk, only when a buffer is full, at an epoch end and at close: between
+flushes the file on disk is consistent, so a killed run leaves a readable file holding
+every record up to the last flush. ``complete`` becomes true only in ``close(complete=True)``.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Optional
+
+import h5py
+import numpy as np
+import torch
+
+from ..config.schema import RecordingConfig
+from ..errors import ConfigError
+
+SCHEMA_VERSION = 1
+FILENAME = "recording.h5"
+
+MEANING = {
+    "soma": "somatic potential (soma = basal at steady state)",
+    "basal": "summed basal input, sum of W * rate_pre + b",
+    "apical": "apical input from the rule's feedback pathway (teacher signal t - rate at the output)",
+    "rate": "output rate, f(soma)",
+    "error": "somatic error, f'(soma) * apical (t - rate at a canonical output)",
+    "weight": "forward weights W [n_post, n_pre]",
+    "update": "descent direction written to W.grad by the rule",
+    "feedback": "feedback weights carrying the target's error to the source [n_pre, n_post]",
+    "feedback_update": "descent direction written to the feedback weights' .grad",
+}
+
+
+def selection(config: RecordingConfig, network, rule, *, file: Optional[str]) -> tuple[dict, dict]:
+    """Check the recording block against the network and rule; return (populations, projections)."""
+    pops = config.populations
+    if pops == "hidden":
+        pops = {p.name: p.recordable for p in network.hidden()}
+    for name, variables in pops.items():
+        where = f"recording.populations.{name}"
+        if name not in network.populations:
+            raise ConfigError(f"{name!r} is not a population; populations are {', '.join(network.populations)}",
+                              file=file, path=where)
+        allowed = network.populations[name].recordable
+        for var in variables:
+            if var not in allowed:
+                raise ConfigError(f"{var!r} is not recordable; {name} records {', '.join(allowed)}", file=file, path=where)
+    for name, variables in config.projections.items():
+        where = f"recording.projections.{name}"
+        if name not in network.projections:
+            raise ConfigError(f"{name!r} is not a projection; projections are {', '.join(network.projections)}",
+                              file=file, path=where)
+        for var in variables:
+            if var not in rule.projection_recordables:
+                raise ConfigError(f"{var!r} is not recordable under rule {rule.options.rule}; choose from "
+                                  f"{', '.join(rule.projection_recordables)}", file=file, path=where)
+    for var in config.rule:
+        if var not in rule.recordables:
+            raise ConfigError(f"{var!r} is not recordable; rule {rule.options.rule} records "
+                              f"{', '.join(rule.recordables) or 'nothing'}", file=file, path="recording.rule")
+    return {k: tuple(v) for k, v in pops.items()}, {k: tuple(v) for k, v in config.projections.items()}
+
+
+class _Stream:
+    """One resizable dataset and its fixed host buffer."""
+
+    def __init__(self, dataset: h5py.Dataset, rows: int, dtype: torch.dtype, pin: bool):
+        self.dataset = dataset
+        self.buffer = torch.empty((rows, *dataset.shape[1:]), dtype=dtype, pin_memory=pin)
+        if dtype.is_floating_point:
+            self.buffer.fill_(float("nan"))
+
+    def put(self, row: int, value: Optional[torch.Tensor]) -> None:
+        if value is None:
+            self.buffer[row].fill_(float("nan"))
+        else:
+            self.buffer[row].copy_(value, non_blocking=True)
+
+    def write(self, n: int) -> None:
+        start = self.dataset.shape[0]
+        self.dataset.resize(start + n, axis=0)
+        self.dataset[start:start + n] = self.buffer[:n].numpy()
+
+
+class Recorder:
+    """Writes what the recording block asks for into ``path`` while training runs."""
+
+    def __init__(self, config: RecordingConfig, path: Path, *, network, rule, experiment,
+                 metric_names: dict[str, list[str]], batch_size: int, seed: int, device: torch.device,
+                 argv: list[str]):
+        self.config = config
+        self.network, self.rule = network, rule
+        self.pops, self.projs = selection(config, network, rule, file=experiment.file)
+        self.path = Path(path)
+        self.k = min(config.samples, batch_size)
+        rng = np.random.default_rng(seed)
+        positions = (np.arange(self.k) if config.sample_selection == "first"
+                     else np.sort(rng.choice(batch_size, self.k, replace=False)))
+        self.positions = torch.as_tensor(positions, device=device)
+        self.pin = device.type == "cuda"
+        self.dtype = torch.float16 if config.dtype == "float16" else torch.float32
+        self.n_rows = config.flush_every
+        self.weights_every = config.projections_every or config.every
+        self.file = h5py.File(self.path, "w")
+        self._write_attrs(experiment, seed, device, argv)
+        self._create(metric_names)
+        self.pending = self.pending_weights = 0
+        self.last_recorded_step = self.last_weight_step = -1
+
+    # ----------------------------------------------------------------- layout
+    def _write_attrs(self, experiment, seed, device, argv) -> None:
+        from .. import __version__
+
+        a = self.file.attrs
+        a["schema_version"] = SCHEMA_VERSION
+        a["dendrisim_version"] = __version__
+        a["model_name"] = experiment.config.name
+        a["rule"] = experiment.rule.rule
+        a["model_yaml"] = experiment.to_yaml()
+        a["seed"] = seed
+        a["device"] = str(device)
+        a["torch_version"] = str(torch.__version__)
+        a["h5py_version"] = str(h5py.__version__)
+        a["argv"] = json.dumps(argv)
+        a["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        a["complete"] = False
+
+    def _dataset(self, name: str, shape: tuple[int, ...], dtype, axes: list[str], meaning: str, compress=True) -> h5py.Dataset:
+        ds = self.file.create_dataset(
+            name, shape=(0, *shape), maxshape=(None, *shape), dtype=dtype,
+            chunks=(max(1, min(self.n_rows, 1024)) if not shape or np.prod(shape) < 65536 else 1, *shape),
+            **({"compression": "gzip", "compression_opts": 4, "shuffle": True} if compress else {}),
+        )
+        ds.attrs["axes"] = np.array(axes, dtype=h5py.string_dtype())
+        ds.attrs["meaning"] = meaning
+        return ds
+
+    def _create(self, metric_names: dict[str, list[str]]) -> None:
+        np_dtype = np.float16 if self.dtype == torch.float16 else np.float32
+        rows = self.n_rows
+        self.index = {
+            "step": _Stream(self._dataset("index/step", (), np.int64, ["record"], "global training step", False), rows, torch.int64, False),
+            "epoch": _Stream(self._dataset("index/epoch", (), np.int64, ["record"], "epoch (1-based)", False), rows, torch.int64, False),
+            "sample_ids": _Stream(self._dataset("index/sample_ids", (self.k,), np.int64, ["record", "sample"],
+                                                "index of the recorded sample in the training split (-1: none)", False),
+                                  rows, torch.int64, False),
+        }
+        self.weight_index = {
+            "step": _Stream(self._dataset("index/weight_step", (), np.int64, ["weight_record"], "global training step", False), rows, torch.int64, False),
+            "epoch": _Stream(self._dataset("index/weight_epoch", (), np.int64, ["weight_record"], "epoch (1-based)", False), rows, torch.int64, False),
+        }
+        self.streams = {}
+        for pop, variables in self.pops.items():
+            n = self.network.populations[pop].size
+            n = min(n, self.config.neurons) if self.config.neurons else n
+            for var in variables:
+                ds = self._dataset(f"populations/{pop}/{var}", (self.k, n), np_dtype, ["record", "sample", "neuron"], MEANING[var])
+                self.streams[(pop, var)] = _Stream(ds, rows, self.dtype, self.pin)
+        self.weight_streams = {}
+        for name, variables in self.projs.items():
+            proj = self.network.projections[name]
+            for var in variables:
+                value = self.rule.projection_state(self.network, proj, var)
+                shape = tuple(value.shape) if value is not None else self._guess_shape(proj, var)
+                axes = ["weight_record", "post", "pre"] if var in ("weight", "update") else ["weight_record", "pre", "post"]
+                ds = self._dataset(f"projections/{name}/{var}", shape, np_dtype, axes, MEANING.get(var, var))
+                self.weight_streams[(name, var)] = _Stream(ds, rows, self.dtype, self.pin)
+        self.clip_streams = {}
+        if "clip_counts" in self.config.rule:
+            for name in self.rule.clip_names(self.network):
+                ds = self._dataset(f"rule/clip_counts/{name}", (), np.int64, ["record"], "cumulative number of clipped values", False)
+                self.clip_streams[name] = _Stream(ds, rows, torch.int64, False)
+        self.metrics = {"epoch": self._dataset("metrics/epoch", (), np.int64, ["epoch"], "epoch (1-based)", False)}
+        for split, names in metric_names.items():
+            for m in names:
+                self.metrics[f"{split}_{m}"] = self._dataset(f"metrics/{split}/{m}", (), np.float64, ["epoch"], f"{split} {m}", False)
+        self.file.flush()
+
+    @staticmethod
+    def _guess_shape(proj, var: str) -> tuple[int, ...]:
+        n_post, n_pre = proj.weight.shape
+        return (n_post, n_pre) if var in ("weight", "update") else (n_pre, n_post)
+
+    # ----------------------------------------------------------------- records
+    def after_step(self, step: int, epoch: int, batch_ids: torch.Tensor) -> None:
+        every = self.config.every
+        if every and step % every == 0:
+            self.record(step, epoch, batch_ids)
+        if self.projs and self.weights_every and step % self.weights_every == 0:
+            self.record_weights(step, epoch)
+
+    def end_epoch(self, step: int, epoch: int, batch_ids: Optional[torch.Tensor], row: dict) -> None:
+        if self.config.at_epoch_end and batch_ids is not None:
+            if self.last_recorded_step != step:
+                self.record(step, epoch, batch_ids)
+            if self.projs and self.last_weight_step != step:
+                self.record_weights(step, epoch)
+        for key, ds in self.metrics.items():
+            value = row.get(key, np.nan) if key != "epoch" else row["epoch"]
+            ds.resize(ds.shape[0] + 1, axis=0)
+            ds[-1] = value
+        self.flush()
+
+    def record(self, step: int, epoch: int, batch_ids: torch.Tensor) -> None:
+        i = self.pending
+        n = batch_ids.shape[0]
+        pos = self.positions[self.positions < n]
+        self.index["step"].buffer[i] = step
+        self.index["epoch"].buffer[i] = epoch
+        ids = self.index["sample_ids"].buffer[i]
+        ids.fill_(-1)
+        ids[: pos.numel()].copy_(batch_ids.index_select(0, pos))
+        for (pop, var), stream in self.streams.items():
+            value = self.network.populations[pop].state(var)
+            if value is None:
+                stream.put(i, None)
+                continue
+            value = value.detach().flatten(1).index_select(0, pos)
+            if self.config.neurons:
+                value = value[:, : self.config.neurons]
+            if pos.numel() < self.k:
+                stream.buffer[i].fill_(float("nan"))
+                stream.buffer[i, : pos.numel()].copy_(value)
+            else:
+                stream.put(i, value)
+        for name, stream in self.clip_streams.items():
+            counter = self.rule.clip_counts.get(name)
+            stream.buffer[i] = 0 if counter is None else counter
+        self.pending += 1
+        self.last_recorded_step = step
+        if self.pending == self.n_rows:
+            self.flush()
+
+    def record_weights(self, step: int, epoch: int) -> None:
+        i = self.pending_weights
+        self.weight_index["step"].buffer[i] = step
+        self.weight_index["epoch"].buffer[i] = epoch
+        for (name, var), stream in self.weight_streams.items():
+            value = self.rule.projection_state(self.network, self.network.projections[name], var)
+            stream.put(i, None if value is None else value.detach())
+        self.pending_weights += 1
+        self.last_weight_step = step
+        if self.pending_weights == self.n_rows:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the buffered records and flush the file to disk."""
+        if self.pin:
+            torch.cuda.synchronize()
+        if self.pending:
+            for stream in [*self.index.values(), *self.streams.values(), *self.clip_streams.values()]:
+                stream.write(self.pending)
+            self.pending = 0
+        if self.pending_weights:
+            for stream in [*self.weight_index.values(), *self.weight_streams.values()]:
+                stream.write(self.pending_weights)
+            self.pending_weights = 0
+        self.file.flush()
+
+    def close(self, *, complete: bool) -> None:
+        """Write what is buffered, mark the file complete (clean end only) and close it."""
+        if not self.file.id.valid:
+            return
+        self.flush()
+        self.file.attrs["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        self.file.attrs["complete"] = bool(complete)
+        self.file.close()

@@ -1,0 +1,214 @@
+"""HDF5 recordings: exact round trip, flush equivalence, crash safety, clean stops, names."""
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from conftest import model
+from dendrisim.errors import ConfigError
+from dendrisim.recording import open_recording
+from dendrisim.training import RunOptions, Trainer
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def trainer(tmp_path, *overrides, rule="dll"):
+    exp = model([f"plasticity.rule={rule}", "training.max_steps_per_epoch=7", *overrides])
+    return Trainer(exp, RunOptions(out_dir=tmp_path, progress=False, log=lambda s: None))
+
+
+def test_round_trip_is_bit_exact(tmp_path):
+    tr = trainer(tmp_path, "recording={every: 1, flush_every: 3, samples: 5, "
+                           "projections: {h1->h2: [weight, update, feedback, feedback_update]}}")
+    held = []
+    record = None
+
+    def capture(step, epoch, ids):
+        record(step, epoch, ids)
+        held.append({
+            "soma": tr.network.populations["h1"].soma[:5].clone(),
+            "apical": tr.network.populations["h2"].apical[:5].clone(),
+            "error": tr.network.populations["h2"].error[:5].clone(),
+            "weight": tr.network.projections["h1->h2"].weight.detach().clone(),
+            "update": tr.network.projections["h1->h2"].weight.grad.clone(),
+            "feedback": tr.rule.theta["h1->h2"].detach().clone(),
+            "ids": ids[:5].clone(),
+        })
+
+    tr._open_recorder(tmp_path)
+    record, tr.recorder.after_step = tr.recorder.after_step, capture
+    tr.train_epoch(1)
+    tr.recorder.close(complete=True)
+    with open_recording(tmp_path / "recording.h5") as rec:
+        assert list(rec.steps) == list(range(1, 8)) and list(rec.epochs) == [1] * 7
+        assert rec.complete
+        for i, h in enumerate(held):
+            assert np.array_equal(rec.activity("h1", "soma")[i], h["soma"].numpy())
+            assert np.array_equal(rec.activity("h2", "apical")[i], h["apical"].numpy())
+            assert np.array_equal(rec.activity("h2", "error")[i], h["error"].numpy())
+            assert np.array_equal(rec.projection("h1->h2", "weight")[i], h["weight"].numpy())
+            assert np.array_equal(rec.projection("h1->h2", "update")[i], h["update"].numpy())
+            assert np.array_equal(rec.projection("h1->h2", "feedback")[i], h["feedback"].numpy())
+            assert np.array_equal(rec.sample_ids[i], h["ids"].numpy())
+        ds = rec.file["populations/h1/soma"]
+        assert list(ds.attrs["axes"]) == ["record", "sample", "neuron"] and ds.attrs["meaning"]
+        assert ds.compression == "gzip" and ds.maxshape[0] is None and ds.chunks is not None
+
+
+def test_flush_every_n_equals_one_write(tmp_path):
+    files = []
+    for flush in (1, 1000):
+        out = tmp_path / f"f{flush}"
+        trainer(out, f"recording={{every: 2, flush_every: {flush}, projections: {{h2->out: [weight]}}}}",
+                "training.epochs=2").run()
+        files.append(h5py.File(out / "recording.h5", "r"))
+    names = []
+    files[0].visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
+    assert "populations/h2/rate" in names and "projections/h2->out/weight" in names
+    for name in names:
+        if name.startswith("metrics"):
+            continue
+        assert np.array_equal(files[0][name][:], files[1][name][:], equal_nan=True), name
+
+
+def test_root_attributes_explain_the_run(tmp_path):
+    tr = trainer(tmp_path, "training.seed=5")
+    tr.run()
+    with open_recording(tmp_path / "recording.h5") as rec:
+        a = rec.attrs
+        assert a["schema_version"] == 1 and a["model_name"] == "tiny" and a["rule"] == "dll" and a["seed"] == 5
+        assert a["device"] == "cpu" and a["torch_version"] == str(torch.__version__) and a["created"]
+        assert rec.model["training"]["seed"] == 5
+        m = rec.metrics
+        assert list(m["epoch"]) == [1] and {"train_loss", "val_accuracy", "test_accuracy"} <= set(m)
+
+
+def test_float16_neuron_subset_and_random_samples(tmp_path):
+    tr = trainer(tmp_path, "recording={every: 1, dtype: float16, neurons: 3, samples: 4, sample_selection: random, "
+                           "populations: {h1: [rate]}}")
+    tr.run()
+    with open_recording(tmp_path / "recording.h5") as rec:
+        data = rec.activity("h1", "rate")
+        assert data.dtype == np.float16 and data.shape == (7, 4, 3)
+        ids = rec.sample_ids
+        assert (ids >= 0).all() and ids.shape == (7, 4)
+
+
+@pytest.mark.parametrize("block,match", [
+    ("{populations: {h1: [soma, dendrite]}}", r"recording.populations.h1: 'dendrite' is not recordable; h1 records soma, basal, apical, rate, error"),
+    ("{populations: {h9: [soma]}}", r"recording.populations: 'h9' is not a population; populations are input, h1, h2, out|recording.populations.h9: 'h9' is not a population"),
+    ("{projections: {h1->h2: [theta]}}", r"recording.projections.h1->h2: 'theta' is not recordable under rule dll; choose from weight, update, feedback, feedback_update"),
+    ("{projections: {h1->h3: [weight]}}", r"recording.projections.h1->h3: 'h1->h3' is not a projection; projections are input->h1, h1->h2, h2->out"),
+    ("{rule: [theta]}", r"recording.rule: 'theta' is not recordable; rule dll records clip_counts"),
+])
+def test_unknown_names_fail_before_the_run_with_the_valid_names(tmp_path, block, match):
+    with pytest.raises(ConfigError, match=match):
+        trainer(tmp_path / "run", f"recording={block}")
+    assert not (tmp_path / "run").exists()
+
+
+def test_clip_counts_are_recorded(tmp_path):
+    tr = trainer(tmp_path, "plasticity.clip_update=1e-6", "recording={every: 1, rule: [clip_counts]}")
+    tr.run()
+    with open_recording(tmp_path / "recording.h5") as rec:
+        counts = rec.clip_counts
+        assert set(counts) == {"update:input->h1", "update:h1->h2", "update:h2->out"}
+        c = counts["update:h2->out"]
+        assert c[-1] == int(tr.rule.clip_counts["update:h2->out"]) and (np.diff(c) >= 0).all() and c[-1] > 0
+
+
+def _start(tmp_path, *extra):
+    out = tmp_path / "run"
+    cmd = [sys.executable, str(REPO / "scripts" / "simulate.py"), "--out", str(out), "--epochs", "400",
+           "--set", "recording={every: 1, flush_every: 7}", "--set", "task.batch_size=8", *extra]
+    return out, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_epochs(out: Path, n: int, proc, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        csv = out / "metrics.csv"
+        if csv.is_file() and len(csv.read_text().strip().splitlines()) > n:
+            return
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    raise AssertionError("the run did not get going")
+
+
+def test_sigkill_leaves_a_readable_file_with_valid_records(tmp_path):
+    out, proc = _start(tmp_path)
+    try:
+        _wait_for_epochs(out, 2, proc)
+        time.sleep(0.3)
+        proc.kill()
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    with open_recording(out / "recording.h5") as rec:
+        assert not rec.complete
+        steps = rec.steps
+        assert len(steps) >= 2 * 162  # two full epochs of 162 steps were flushed at their ends
+        assert (np.diff(steps) == 1).all() and steps[0] == 1
+        ids = rec.sample_ids
+        assert (ids >= -1).all() and (ids[:, :5] >= 0).all()  # an epoch's last batch holds 1293 % 8 = 5
+        for var in ("soma", "basal", "apical", "rate", "error"):
+            data = rec.activity("h1", var)
+            assert data.shape[0] == len(steps)
+            assert np.isfinite(data[ids >= 0]).all() and np.isnan(data[ids < 0]).all()
+        assert len(rec.metrics["epoch"]) >= 2
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signals_close_the_file_properly_but_not_complete(tmp_path, sig, code):
+    out, proc = _start(tmp_path)
+    _wait_for_epochs(out, 1, proc)
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == code, stderr
+    assert "finishing the current step" in stderr
+    summary = json.loads(stdout.strip().splitlines()[-1])
+    assert summary["stopped"] == sig.name
+    with open_recording(out / "recording.h5") as rec:
+        assert not rec.complete and rec.attrs["finished"]
+        assert rec.steps[-1] == summary["steps"]  # the last step before the stop is recorded
+        assert len(rec.metrics["epoch"]) == summary["epochs"]
+
+
+def test_clean_end_is_complete_and_reader_and_plots_work(tmp_path):
+    tr = trainer(tmp_path, "training.epochs=2", "recording={every: 2, projections: {h2->out: [weight, feedback]}}")
+    tr.run()
+    path = tmp_path / "recording.h5"
+    with open_recording(path) as rec:
+        assert rec.complete
+        assert rec.activity("h1", "soma", steps=(0, 5)).shape[0] == len(rec.steps_for("h1", steps=(0, 5))) == 2
+        with pytest.raises(KeyError, match="h1 has no recorded 'theta'"):
+            rec.activity("h1", "theta")
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "plot_recording.py"), str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    made = proc.stdout.split()
+    assert {Path(p).name for p in made} == {"learning_curves.png", "activity.png", "heatmap_h1_rate.png", "alignment.png"}
+    for p in made:
+        assert Path(p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_feedback_angle_oracle():
+    from dendrisim.recording.plots import feedback_angle
+
+    w = np.array([[[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]])  # [1, post=3, pre=2]
+    assert feedback_angle(np.swapaxes(w, 1, 2), w)[0] == pytest.approx(0.0, abs=1e-6)
+    assert feedback_angle(-np.swapaxes(w, 1, 2), w)[0] == pytest.approx(180.0)
+
+
+def test_recorder_memory_is_a_fixed_buffer(tmp_path):
+    tr = trainer(tmp_path, "recording={every: 1, flush_every: 4}", "training.epochs=3")
+    tr.run()
+    streams = list(tr.recorder.streams.values()) + list(tr.recorder.index.values())
+    assert all(s.buffer.shape[0] == 4 for s in streams)
