@@ -27,6 +27,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="shorthand for --set training.epochs=N")
     p.add_argument("--seed", type=int, help="shorthand for --set training.seed=N")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
+    p.add_argument("--matmul-precision", choices=["highest", "high", "medium"], default="highest",
+                   help="float32 matmul precision: high allows TF32 on NVIDIA GPUs, medium bf16 (default: highest)")
     p.add_argument("--data-root", help="folder with the dataset files (default: task.data_root, $DENDRISIM_DATA or ./data)")
     p.add_argument("--dry-run", action="store_true", help="one epoch of a few batches, to check that everything runs")
     p.add_argument("--out", type=Path, help="run directory (default: a new folder under recordings/)")
@@ -43,6 +45,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.seed is not None:
         overrides.append(f"training.seed={args.seed}")
     try:
+        import torch
+
+        torch.set_float32_matmul_precision(args.matmul_precision)
         from .config import load_experiment
         from .training import RunOptions, Trainer
 

@@ -77,12 +77,15 @@ def main() -> int:
             tr.recorder = recorder
             rec.append(run_steps(tr, args.steps))
         ratio = statistics.median(rec) / statistics.median(plain)
-        # memory: a long run with the recorder on, RSS sampled every 500 steps
-        tr.recorder = recorder
-        samples = []
-        for _ in range(0, args.memory_steps, 500):
-            run_steps(tr, 500)
-            samples.append(round(rss_mib(), 1))
+        # memory: a long run without, then with the recorder, RSS sampled every 500 steps
+        memory = {}
+        for label, rec_on in (("without", None), ("with", recorder)):
+            tr.recorder = rec_on
+            samples = []
+            for _ in range(0, args.memory_steps, 500):
+                run_steps(tr, 500)
+                samples.append(round(rss_mib(), 1))
+            memory[label] = samples
         size = os.path.getsize(recorder.path)
         recorder.close(complete=True)
     steps_per_s = args.steps / statistics.median(plain)
@@ -91,7 +94,10 @@ def main() -> int:
         "populations": hidden, "steps_per_round": args.steps, "rounds": args.rounds,
         "median_s_plain": round(statistics.median(plain), 3), "median_s_recording": round(statistics.median(rec), 3),
         "overhead_pct": round(100 * (ratio - 1), 2), "steps_per_s_plain": round(steps_per_s, 1),
-        "rss_mib_every_500_steps": samples, "rss_growth_mib": round(samples[-1] - samples[0], 1),
+        "rss_mib_every_500_steps_without": memory["without"],
+        "rss_mib_every_500_steps_with": memory["with"],
+        "rss_growth_mib_without": round(memory["without"][-1] - memory["without"][0], 1),
+        "rss_growth_mib_with": round(memory["with"][-1] - memory["with"][0], 1),
         "file_mib": round(size / 2**20, 2),
     }
     if args.json:

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from conftest import MLP, model
+from dendrisim.optim import group_of
 from dendrisim.plasticity import RULES
 from dendrisim.training import RunOptions, Trainer
 
@@ -49,17 +50,18 @@ def test_dll_theta_learns_only_when_asked(learn):
     tr.train_epoch(1)
     moved = [not torch.equal(tr.rule.theta[n], b) for n, b in before.items()]
     assert all(moved) if learn else not any(moved)
-    groups = {g.get("name"): g["lr"] for g in tr.optimizer.param_groups}
+    names = [g.get("name") for g in tr.optimizer.param_groups]
     if learn:
-        assert groups["dll.theta"] == pytest.approx(0.1 * groups["input->h1"])
+        assert group_of(tr.optimizer, "dll.theta")["lr"] == pytest.approx(0.1 * group_of(tr.optimizer, "input->h1")["lr"])
     else:
-        assert "dll.theta" not in groups
+        assert "dll.theta" not in names
 
 
 def test_lr_scale_becomes_a_param_group():
     tr = trainer("bp", "projections.2.lr_scale=0.25")
-    groups = {g["name"]: g["lr"] for g in tr.optimizer.param_groups}
-    assert groups["h2->out"] == pytest.approx(0.25 * groups["h1->h2"])
+    assert group_of(tr.optimizer, "h2->out")["lr"] == pytest.approx(0.25 * group_of(tr.optimizer, "h1->h2")["lr"])
+    assert group_of(tr.optimizer, "h1->h2") is group_of(tr.optimizer, "input->h1")  # equal scales share a group
+    assert len(tr.optimizer.param_groups) == 2
 
 
 def test_rules_build_no_autograd_graph():

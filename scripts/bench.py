@@ -1,0 +1,268 @@
+#!/usr/bin/env python3
+"""Speed of dendrisim's rules against a plain torch autograd step, and against the
+arithmetic floor of the machine, all measured in one process on the same shapes.
+
+    python scripts/bench.py                      # CPU, the Fashion-MNIST MLP at batch 128
+    python scripts/bench.py --device cuda --json
+    python scripts/bench.py --no-epoch           # skip the one-epoch throughput (needs Fashion-MNIST)
+
+Rows: each registered rule's training step (forward, settle, updates, optimizer) and the
+`nn.Sequential` + autograd + `torch.optim.Adam` step it must beat; the floor is the
+step's matmul FLOPs divided by the matmul rate measured here on the same GEMM shapes.
+"""
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from dendrisim.config import load_experiment  # noqa: E402
+from dendrisim.network import Network  # noqa: E402
+from dendrisim.optim import build_optimizer  # noqa: E402
+from dendrisim.plasticity import RULES, build_rule  # noqa: E402
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn, device, *, steps: int, repeats: int, warmup: int) -> float:
+    """Median seconds per call over ``repeats`` blocks of ``steps`` calls, after warm-up."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    blocks = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            fn()
+        sync(device)
+        blocks.append((time.perf_counter() - t0) / steps)
+    return statistics.median(blocks)
+
+
+def machine(device: torch.device) -> dict:
+    cpu = platform.processor() or "?"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {"cpu": cpu, "threads": torch.get_num_threads(), "torch": str(torch.__version__), "device": str(device)}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def gemm_shapes(net: Network, rule: str, batch: int) -> list[tuple[int, int, int]]:
+    """(m, k, n) of every matmul one step of ``rule`` does (biases and element-wise work excluded)."""
+    shapes = []
+    hidden = {p.name for p in net.hidden()}
+    for proj in net.projections.values():
+        n_post, n_pre = proj.weight.shape
+        shapes.append((batch, n_pre, n_post))  # forward drive
+        if proj.learnable:
+            shapes.append((n_post, batch, n_pre))  # weight update δᵀ r
+        if proj.source in hidden and rule in ("dll", "bp", "fa", "autograd"):
+            shapes.append((batch, n_post, n_pre))  # feedback to the source's apical dendrite
+            if rule == "dll":
+                shapes.append((n_pre, batch, n_post))  # θ update aᵀ δ
+    if rule == "dfa":
+        n_out = net.output.size
+        shapes += [(batch, n_out, p.size) for p in net.hidden()]
+    return shapes
+
+
+def gemm_floor(shapes, device, dtype, *, repeats: int) -> tuple[float, float]:
+    """Seconds for the matmuls alone, each run in isolation, and their FLOPs."""
+    total, flops = 0.0, 0
+    for m, k, n in shapes:
+        a = torch.randn(m, k, device=device, dtype=dtype)
+        b = torch.randn(k, n, device=device, dtype=dtype)
+        out = torch.empty(m, n, device=device, dtype=dtype)
+        total += timed(lambda: torch.mm(a, b, out=out), device, steps=10, repeats=repeats, warmup=3)
+        flops += 2 * m * k * n
+    return total, flops
+
+
+def autograd_step(net: Network, x, y, lr: float, device, *, fused: bool = False):
+    layers = []
+    for name in net.order:
+        (proj,) = net.incoming[name]
+        lin = nn.Linear(*reversed(proj.weight.shape)).to(device)
+        layers += [lin, nn.Tanh() if name != net.output_name else nn.Identity()]
+    model = nn.Sequential(nn.Flatten(), *layers)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, **({"fused": True} if fused else {}))
+    loss_fn = nn.CrossEntropyLoss()
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss_fn(model(x), y).backward()
+        opt.step()
+
+    return step
+
+
+def rule_step(exp, rule: str, x, y, device):
+    exp = load_experiment(exp.to_dict(), [f"plasticity.rule={rule}"], file=exp.file)
+    net = Network(exp, input_shape=tuple(x.shape[1:]), output_size=10).to(device)
+    r = build_rule(net, exp).to(device)
+    opt = build_optimizer(net, r, exp.config.optimizer)
+    t = torch.eye(10, device=device)[y]
+
+    def step():
+        with torch.no_grad():
+            net(x)
+            r.step(net, t)
+            opt.step()
+
+    return step, net
+
+
+def epoch_throughput(model_file: str, device: str, data_root) -> dict:
+    from dendrisim.training import RunOptions, Trainer
+
+    exp = load_experiment(model_file, ["recording.enabled=false"])
+    tr = Trainer(exp, RunOptions(device=device, data_root=data_root, progress=False, log=lambda s: None))
+    tr.train_epoch(0)  # warm-up epoch (allocator, threads)
+    sync(tr.device)
+    t0 = time.perf_counter()
+    tr.train_epoch(1)
+    tr.evaluate(tr.task.val)
+    tr.evaluate(tr.task.test)
+    sync(tr.device)
+    seconds = time.perf_counter() - t0
+    n_train, n_eval = len(tr.task.train), len(tr.task.val) + len(tr.task.test)
+    return {"seconds": seconds, "n_train": n_train, "n_eval": n_eval, "steps": tr.steps_per_epoch,
+            "batch": exp.task.batch_size, "net": tr.network}
+
+
+def scaled_model(exp, *, hidden: list[int]) -> dict:
+    """The model file with its hidden chain replaced by ``hidden`` sizes."""
+    data = exp.to_dict()
+    pops = {"input": data["populations"]["input"]}
+    names = [f"h{i + 1}" for i in range(len(hidden))]
+    for name, size in zip(names, hidden):
+        pops[name] = {"type": "pyramidal", "size": size, "activation": "tanh"}
+    pops["out"] = data["populations"]["out"]
+    chain = ["input", *names, "out"]
+    data["populations"] = pops
+    data["projections"] = [{"from": a, "to": b, "init": {"normal": {"std": 0.05}}} for a, b in zip(chain, chain[1:])]
+    return data
+
+
+def memory_mib(net, rule, batch: int) -> dict:
+    """Where a DLL step's memory goes (float32): parameters, their .grad and Adam's two
+    moments; θ likewise; and the five compartment tensors of every population."""
+    w = sum(p.numel() for p in net.parameters())
+    th = sum(p.numel() for p in rule.parameters())
+    act = sum(5 * batch * p.size for p in net.pyramidal()) + batch * net.input.size
+    mib = lambda n: round(4 * n / 2**20, 2)  # noqa: E731
+    return {"weights+grad+adam": mib(4 * w), "theta+grad+adam": mib(4 * th), "compartments": mib(act)}
+
+
+def scaling(exp, device, kw) -> list[dict]:
+    """DLL time per Fashion-MNIST epoch (54k training samples) at three widths, depths and batches."""
+    base = [1024, 512, 256]
+    points = [("width x0.5", [s // 2 for s in base], 128), ("width x1", base, 128), ("width x2", [s * 2 for s in base], 128),
+              ("depth 2", base[:2], 128), ("depth 3", base, 128), ("depth 4", base + [128], 128),
+              ("batch 64", base, 64), ("batch 128", base, 128), ("batch 256", base, 256)]
+    rows = []
+    for label, hidden, batch in points:
+        e = load_experiment(scaled_model(exp, hidden=hidden), file=exp.file)
+        x = torch.randn(batch, 1, 28, 28, device=device)
+        y = torch.randint(0, 10, (batch,), device=device)
+        step, net = rule_step(e, "dll", x, y, device)
+        r = build_rule(net, e)
+        s = timed(step, device, **kw)
+        steps = -(-54000 // batch)
+        rows.append({"point": label, "hidden": hidden, "batch": batch, "step_ms": round(1e3 * s, 3),
+                     "epoch_s": round(s * steps, 2), **memory_mib(net, r, batch)})
+    return rows
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="models/dll_mlp_fmnist.yaml")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--steps", type=int, default=20, help="steps per timed block")
+    p.add_argument("--repeats", type=int, default=7, help="timed blocks (the median is reported)")
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--no-epoch", action="store_true", help="skip the one-epoch throughput")
+    p.add_argument("--data-root")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--scaling", action="store_true", help="also time DLL epochs at three widths, depths and batches")
+    args = p.parse_args()
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    exp = load_experiment(args.model)
+    x = torch.randn(args.batch, 1, 28, 28, device=device)
+    y = torch.randint(0, 10, (args.batch,), device=device)
+    kw = dict(steps=args.steps, repeats=args.repeats, warmup=args.warmup)
+
+    rows = {}
+    _, net = rule_step(exp, "bp", x, y, device)
+    ref = autograd_step(net, x, y, exp.config.optimizer.lr, device)
+    rows["autograd (nn.Sequential + Adam)"] = {"s": timed(ref, device, **kw), "shapes": gemm_shapes(net, "autograd", args.batch)}
+    fused = autograd_step(net, x, y, exp.config.optimizer.lr, device, fused=True)
+    rows["autograd + fused Adam"] = {"s": timed(fused, device, **kw), "shapes": gemm_shapes(net, "autograd", args.batch)}
+    for rule in RULES.names():
+        step, net = rule_step(exp, rule, x, y, device)
+        rows[rule] = {"s": timed(step, device, **kw), "shapes": gemm_shapes(net, rule, args.batch)}
+    ref_s = rows["autograd (nn.Sequential + Adam)"]["s"]
+    table = []
+    for name, row in rows.items():
+        floor_s, flops = gemm_floor(row["shapes"], device, x.dtype, repeats=max(3, args.repeats // 2))
+        table.append({"step": name, "ms": round(1e3 * row["s"], 3), "vs_autograd": round(row["s"] / ref_s, 3),
+                      "gflop": round(flops / 1e9, 4), "floor_ms": round(1e3 * floor_s, 3),
+                      "vs_floor": round(row["s"] / floor_s, 3)})
+    result = {"machine": machine(device), "model": exp.config.name, "batch": args.batch, "steps": table}
+
+    if not args.no_epoch:
+        ep = epoch_throughput(args.model, args.device, args.data_root)
+        train_shapes = gemm_shapes(ep["net"], "dll", ep["batch"])
+        step_floor, _ = gemm_floor(train_shapes, device, x.dtype, repeats=3)
+        eval_shapes = [(1000, k, n) for (m, k, n) in gemm_shapes(ep["net"], "forward", 1000)[::2]]
+        eval_floor, _ = gemm_floor(eval_shapes, device, x.dtype, repeats=3)
+        floor = step_floor * ep["steps"] + eval_floor * (ep["n_eval"] / 1000)
+        result["epoch"] = {"rule": "dll", "seconds": round(ep["seconds"], 3),
+                           "samples_per_s": round((ep["n_train"] + ep["n_eval"]) / ep["seconds"], 1),
+                           "floor_s": round(floor, 3), "vs_floor": round(ep["seconds"] / floor, 3)}
+    if args.scaling:
+        result["scaling"] = scaling(exp, device, kw)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    m = result["machine"]
+    print(f"machine: {m['cpu']}, {m['threads']} threads, torch {m['torch']}, device {m['device']}"
+          + (f" ({m['gpu']})" if "gpu" in m else ""))
+    print(f"model {result['model']}, batch {args.batch}; median of {args.repeats} blocks of {args.steps} steps")
+    print(f"{'step':<34}{'ms':>10}{'x autograd':>12}{'GFLOP':>9}{'floor ms':>10}{'x floor':>9}")
+    for r in table:
+        print(f"{r['step']:<34}{r['ms']:>10.3f}{r['vs_autograd']:>12.3f}{r['gflop']:>9.3f}{r['floor_ms']:>10.3f}{r['vs_floor']:>9.3f}")
+    if "scaling" in result:
+        print("DLL time per Fashion-MNIST epoch (54k samples, training steps only) and memory in MiB:")
+        print(f"{'point':<12}{'hidden':<24}{'batch':>6}{'step ms':>9}{'epoch s':>9}{'W+grad+adam':>13}{'θ+grad+adam':>13}{'compartments':>14}")
+        for r in result["scaling"]:
+            print(f"{r['point']:<12}{str(r['hidden']):<24}{r['batch']:>6}{r['step_ms']:>9.2f}{r['epoch_s']:>9.2f}"
+                  f"{r['weights+grad+adam']:>13.1f}{r['theta+grad+adam']:>13.1f}{r['compartments']:>14.1f}")
+    if "epoch" in result:
+        e = result["epoch"]
+        print(f"one Fashion-MNIST epoch (dll, train + val + test, data handling included): {e['seconds']:.2f} s, "
+              f"{e['samples_per_s']:.0f} samples/s, floor {e['floor_s']:.2f} s, {e['vs_floor']:.2f}x floor")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

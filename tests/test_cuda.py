@@ -1,0 +1,55 @@
+"""The same engine on a CUDA device (skipped where there is none)."""
+import pytest
+import torch
+
+from conftest import build, model
+from dendrisim.training import RunOptions, Trainer
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+
+
+@cuda
+@pytest.mark.parametrize("rule", ["dll", "bp", "fa", "dfa"])
+def test_step_matches_cpu_and_never_syncs_with_the_host(rule):
+    exp = model([f"plasticity.rule={rule}"])
+    net, r = build(exp, input_shape=(64,), output_size=10, dtype=torch.float32)
+    gnet, gr = build(exp, input_shape=(64,), output_size=10, dtype=torch.float32)
+    gnet.load_state_dict(net.state_dict())
+    gr.load_state_dict(r.state_dict())
+    gnet.cuda()
+    gr.cuda()
+    from dendrisim.optim import build_optimizer
+
+    opt = build_optimizer(gnet, gr, exp.config.optimizer)
+    x = torch.randn(32, 64)
+    t = torch.eye(10)[torch.randint(0, 10, (32,))]
+    xg, tg = x.cuda(), t.cuda()
+    torch.backends.cuda.matmul.allow_tf32 = False
+    with torch.no_grad():
+        net(x)
+        r.step(net, t)
+        torch.cuda.set_sync_debug_mode("error")  # any hidden device->host sync raises
+        try:
+            gnet(xg)
+            gr.step(gnet, tg)
+            grads = [p.grad.clone() for p in gnet.parameters()]
+            opt.step()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    for (name, p), g in zip(net.named_parameters(), grads):
+        torch.testing.assert_close(g.cpu(), p.grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+@cuda
+def test_training_and_recording_on_cuda(tmp_path):
+    exp = model(["training.max_steps_per_epoch=10", "recording={every: 2, projections: {h2->out: [weight, feedback]}}"])
+    tr = Trainer(exp, RunOptions(device="cuda", out_dir=tmp_path, progress=False, log=lambda s: None))
+    assert tr.task.train.x.is_cuda and next(tr.network.parameters()).is_cuda
+    summary = tr.run()
+    assert summary["device"].startswith("cuda") and summary["steps"] == 10
+    from dendrisim.recording import open_recording
+
+    with open_recording(tmp_path / "recording.h5") as rec:
+        assert rec.complete and rec.activity("h1", "soma").shape[0] == 6
+        soma = rec.activity("h1", "soma")
+        assert torch.isfinite(torch.from_numpy(soma)).all()
