@@ -124,10 +124,10 @@ def test_clip_counts_are_recorded(tmp_path):
         assert c[-1] == int(tr.rule.clip_counts["update:h2->out"]) and (np.diff(c) >= 0).all() and c[-1] > 0
 
 
-def _start(tmp_path, *extra):
+def _start(tmp_path, *extra, flush_every=7):
     out = tmp_path / "run"
     cmd = [sys.executable, str(REPO / "scripts" / "simulate.py"), "--out", str(out), "--epochs", "400",
-           "--set", "recording={every: 1, flush_every: 7}", "--set", "task.batch_size=8", *extra]
+           "--set", f"recording={{every: 1, flush_every: {flush_every}}}", "--set", "task.batch_size=8", *extra]
     return out, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -142,16 +142,27 @@ def _wait_for_epochs(out: Path, n: int, proc, timeout=120):
     raise AssertionError("the run did not get going")
 
 
-def test_sigkill_leaves_a_readable_file_with_valid_records(tmp_path):
-    out, proc = _start(tmp_path)
+@pytest.mark.parametrize("flush_every", [7, 1])
+def test_sigkill_leaves_a_readable_file_with_valid_records(tmp_path, flush_every):
+    """flush_every=1 flushes after every step, so the kill most likely lands mid-write."""
+    out, proc = _start(tmp_path, flush_every=flush_every)
     try:
         _wait_for_epochs(out, 2, proc)
-        time.sleep(0.3)
+        with open_recording(out / "recording.h5") as live:  # readable while the run goes on
+            n = len(live.steps)
+            time.sleep(0.5)
+            live.refresh()
+            assert len(live.steps) > n >= 2 * 162
         proc.kill()
         proc.wait(timeout=30)
     finally:
         proc.kill()
-    with open_recording(out / "recording.h5") as rec:
+    path = out / "recording.h5"
+    with pytest.raises(OSError, match="h5clear"):
+        h5py.File(path, "r")  # HDF5 refuses a plain open of a file still marked open...
+    with h5py.File(path, "r", swmr=True) as f:  # ...but reads it as it is in SWMR mode
+        assert f["index/step"].shape[0] >= 2 * 162
+    with open_recording(path) as rec:
         assert not rec.complete
         steps = rec.steps
         assert len(steps) >= 2 * 162  # two full epochs of 162 steps were flushed at their ends
@@ -163,6 +174,21 @@ def test_sigkill_leaves_a_readable_file_with_valid_records(tmp_path):
             assert data.shape[0] == len(steps)
             assert np.isfinite(data[ids >= 0]).all() and np.isnan(data[ids < 0]).all()
         assert len(rec.metrics["epoch"]) >= 2
+        n_records = len(steps)
+    from dendrisim.recording.recover import clear_open_flags
+
+    assert clear_open_flags(path) and not clear_open_flags(path)
+    with h5py.File(path, "r") as f:  # plain h5py, after recovery
+        assert f["index/step"].shape[0] == n_records and not f.attrs["complete"]
+
+
+def test_lookup3_matches_the_reference_vectors():
+    from dendrisim.recording.recover import lookup3
+
+    # from lookup3.c's driver: hashlittle("", 0) and "Four score and seven years ago" with 0 and 1
+    assert lookup3(b"") == 0xDEADBEEF
+    assert lookup3(b"Four score and seven years ago", 0) == 0x17770551
+    assert lookup3(b"Four score and seven years ago", 1) == 0xCD628161
 
 
 @pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])

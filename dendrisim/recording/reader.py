@@ -18,11 +18,20 @@ import yaml
 
 
 class Recording:
-    """Opened read-only; nothing is read from disk until asked for."""
+    """Opened read-only; nothing is read from disk until asked for.
+
+    Opened in SWMR-read mode, so it also reads the file of a run still going on (call
+    :meth:`refresh` to see new records) or of a run that was killed.
+    """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.file = h5py.File(self.path, "r")
+        self.file = h5py.File(self.path, "r", swmr=True)
+
+    def refresh(self) -> None:
+        """See the records a running writer has flushed since the file was opened."""
+        self.file.close()
+        self.file = h5py.File(self.path, "r", swmr=True)
 
     def __enter__(self) -> "Recording":
         return self

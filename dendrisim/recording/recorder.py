@@ -16,9 +16,13 @@ Layout (``SCHEMA_VERSION`` 1; time always comes first)::
     /metrics/epoch       int64 [n_epochs];  /metrics/SPLIT/METRIC float64 [n_epochs]
 
 Records are buffered in fixed host buffers of ``flush_every`` records and written, then
-flushed to disk, only when a buffer is full, at an epoch end and at close: between
-flushes the file on disk is consistent, so a killed run leaves a readable file holding
-every record up to the last flush. ``complete`` becomes true only in ``close(complete=True)``.
+flushed to disk, only when a buffer is full, at an epoch end and at close. The file is
+written in HDF5's SWMR mode (every dataset is created up front, then only appended to),
+in which HDF5 orders its writes so that the file on disk is consistent at every moment:
+a killed run leaves a readable file holding every record up to the last flush (read it
+with ``swmr=True`` or :func:`open_recording`, or clear the open mark with
+``python -m dendrisim.recording.recover FILE``), and the file can be read while the run
+goes on. ``complete`` becomes true only in ``close(complete=True)``.
 """
 from __future__ import annotations
 
@@ -120,9 +124,10 @@ class Recorder:
         self.dtype = torch.float16 if config.dtype == "float16" else torch.float32
         self.n_rows = config.flush_every
         self.weights_every = config.projections_every or config.every
-        self.file = h5py.File(self.path, "w")
+        self.file = h5py.File(self.path, "w", libver="latest")
         self._write_attrs(experiment, seed, device, argv)
         self._create(metric_names)
+        self.file.swmr_mode = True  # from here on: append only, crash-consistent
         self.pending = self.pending_weights = 0
         self.last_recorded_step = self.last_weight_step = -1
 
@@ -281,6 +286,7 @@ class Recorder:
         if not self.file.id.valid:
             return
         self.flush()
-        self.file.attrs["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        self.file.attrs["complete"] = bool(complete)
         self.file.close()
+        with h5py.File(self.path, "r+") as f:  # attributes cannot change in SWMR mode
+            f.attrs["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+            f.attrs["complete"] = bool(complete)

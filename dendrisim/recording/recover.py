@@ -1,0 +1,99 @@
+"""Make the file of a killed run openable by plain ``h5py.File(path, "r")`` again.
+
+Recordings are written in HDF5's single-writer/multiple-reader (SWMR) mode, in which
+the file on disk stays consistent while it is written, so a killed run loses nothing
+flushed. The writer marks the superblock "open for SWMR write" and only a clean close
+clears that mark; after a SIGKILL, HDF5 refuses a plain open (it suggests the
+``h5clear`` tool), while ``h5py.File(path, "r", swmr=True)`` and
+:func:`dendrisim.recording.open_recording` read the file as it is.
+
+:func:`clear_open_flags` does what ``h5clear -s`` does: it zeroes the superblock's
+file-consistency flags and rewrites the superblock checksum (Jenkins' lookup3, as the
+HDF5 format specifies), after checking that the stored checksum matches the bytes.
+
+    python -m dendrisim.recording.recover recordings/RUN/recording.h5
+"""
+from __future__ import annotations
+
+import struct
+import sys
+from pathlib import Path
+
+SIGNATURE = b"\x89HDF\r\n\x1a\n"
+MASK = 0xFFFFFFFF
+
+
+def _rot(x: int, k: int) -> int:
+    return ((x << k) | (x >> (32 - k))) & MASK
+
+
+def _mix(a: int, b: int, c: int) -> tuple[int, int, int]:
+    a = (a - c) & MASK; a ^= _rot(c, 4); c = (c + b) & MASK  # noqa: E702
+    b = (b - a) & MASK; b ^= _rot(a, 6); a = (a + c) & MASK  # noqa: E702
+    c = (c - b) & MASK; c ^= _rot(b, 8); b = (b + a) & MASK  # noqa: E702
+    a = (a - c) & MASK; a ^= _rot(c, 16); c = (c + b) & MASK  # noqa: E702
+    b = (b - a) & MASK; b ^= _rot(a, 19); a = (a + c) & MASK  # noqa: E702
+    c = (c - b) & MASK; c ^= _rot(b, 4); b = (b + a) & MASK  # noqa: E702
+    return a, b, c
+
+
+def _final(a: int, b: int, c: int) -> tuple[int, int, int]:
+    c ^= b; c = (c - _rot(b, 14)) & MASK  # noqa: E702
+    a ^= c; a = (a - _rot(c, 11)) & MASK  # noqa: E702
+    b ^= a; b = (b - _rot(a, 25)) & MASK  # noqa: E702
+    c ^= b; c = (c - _rot(b, 16)) & MASK  # noqa: E702
+    a ^= c; a = (a - _rot(c, 4)) & MASK  # noqa: E702
+    b ^= a; b = (b - _rot(a, 14)) & MASK  # noqa: E702
+    c ^= b; c = (c - _rot(b, 24)) & MASK  # noqa: E702
+    return a, b, c
+
+
+def lookup3(data: bytes, initval: int = 0) -> int:
+    """Bob Jenkins' ``hashlittle`` (lookup3.c), the checksum of HDF5 metadata."""
+    length = len(data)
+    a = b = c = (0xDEADBEEF + length + initval) & MASK
+    k = 0
+    while length - k > 12:
+        a = (a + int.from_bytes(data[k:k + 4], "little")) & MASK
+        b = (b + int.from_bytes(data[k + 4:k + 8], "little")) & MASK
+        c = (c + int.from_bytes(data[k + 8:k + 12], "little")) & MASK
+        a, b, c = _mix(a, b, c)
+        k += 12
+    tail = data[k:]
+    if not tail:
+        return c
+    tail = tail + bytes(12 - len(tail))
+    a = (a + int.from_bytes(tail[0:4], "little")) & MASK
+    b = (b + int.from_bytes(tail[4:8], "little")) & MASK
+    c = (c + int.from_bytes(tail[8:12], "little")) & MASK
+    return _final(a, b, c)[2]
+
+
+def clear_open_flags(path: str | Path) -> bool:
+    """Zero the file-consistency flags of a v2/v3 superblock; True if they were set."""
+    path = Path(path)
+    with open(path, "r+b") as fh:
+        head = fh.read(12)
+        if head[:8] != SIGNATURE:
+            raise ValueError(f"{path}: not an HDF5 file (or it has a user block)")
+        version, size_offsets = head[8], head[9]
+        if version < 2:
+            return False  # version 0/1 superblocks carry no such flags
+        n = 12 + 4 * size_offsets
+        fh.seek(0)
+        block = bytearray(fh.read(n + 4))
+        (stored,) = struct.unpack("<I", block[n:n + 4])
+        if lookup3(bytes(block[:n])) != stored:
+            raise ValueError(f"{path}: the superblock checksum does not match; not touching the file")
+        if block[11] == 0:
+            return False
+        block[11] = 0
+        block[n:n + 4] = struct.pack("<I", lookup3(bytes(block[:n])))
+        fh.seek(0)
+        fh.write(block)
+    return True
+
+
+if __name__ == "__main__":
+    for arg in sys.argv[1:]:
+        print(f"{arg}: {'cleared' if clear_open_flags(arg) else 'nothing to clear'}")
