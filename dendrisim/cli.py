@@ -20,13 +20,13 @@ def parser() -> argparse.ArgumentParser:
         prog="simulate.py",
         description="Train a dendrisim model file and print a JSON summary as the last line.",
     )
-    p.add_argument("model", nargs="?", default=str(DEFAULT_MODEL),
-                   help=f"model YAML file (default: {DEFAULT_MODEL.relative_to(REPO)})")
+    p.add_argument("model", nargs="?", default=None,
+                   help=f"model YAML file (default: {DEFAULT_MODEL.relative_to(REPO)}, or RUN_DIR/model.yaml with --resume)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
                    help="override a key of the model file, e.g. --set plasticity.rule=fa (repeatable)")
     p.add_argument("--epochs", type=int, help="shorthand for --set training.epochs=N")
     p.add_argument("--seed", type=int, help="shorthand for --set training.seed=N")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or auto (default: cpu, or the resumed run's)")
     p.add_argument("--matmul-precision", choices=["highest", "high", "medium"], default="highest",
                    help="float32 matmul precision: high allows TF32 on NVIDIA GPUs, medium bf16 (default: highest)")
     p.add_argument("--data-root", help="folder with the dataset files (default: task.data_root, $DENDRISIM_DATA or ./data)")
@@ -34,6 +34,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="run directory (default: a new folder under recordings/)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="show a progress bar (default: only on a terminal)")
+    p.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                   help="continue a stopped or killed run from RUN_DIR/checkpoint.pt, with its own model and options")
     return p
 
 
@@ -51,14 +53,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from .config import load_experiment
         from .training import RunOptions, Trainer
 
-        experiment = load_experiment(args.model, overrides)
+        argv_list = [sys.argv[0], *(argv if argv is not None else sys.argv[1:])]
+        if args.resume is not None:
+            trainer = _resumed_trainer(args, overrides, argv_list)
+            experiment = trainer.experiment
+        else:
+            experiment = load_experiment(args.model or str(DEFAULT_MODEL), overrides)
+            options = RunOptions(device=args.device or "cpu", data_root=args.data_root, out_dir=args.out,
+                                 dry_run=args.dry_run, progress=args.progress, argv=argv_list,
+                                 log=lambda line: print(line, flush=True))
+            trainer = Trainer(experiment, options)
         for note in experiment.notes:
             print(f"note: {note}", file=sys.stderr)
-        options = RunOptions(device=args.device, data_root=args.data_root, out_dir=args.out,
-                             dry_run=args.dry_run, progress=args.progress,
-                             argv=[sys.argv[0], *(argv if argv is not None else sys.argv[1:])],
-                             log=lambda line: print(line, flush=True))
-        trainer = Trainer(experiment, options)
         print(trainer.network.summary(), flush=True)
         print(f"rule {experiment.rule.rule}, {trainer.steps_per_epoch} steps/epoch, device {trainer.device}", flush=True)
         with graceful_stop(trainer):
@@ -70,6 +76,30 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if "stopped" in summary:
         return 143 if summary["stopped"] == "SIGTERM" else 130
     return 0
+
+
+def _resumed_trainer(args, overrides: list[str], argv: list[str]):
+    """A trainer rebuilt from RUN_DIR (model.yaml, run.json) with its checkpoint loaded."""
+    from .config import load_experiment
+    from .errors import ConfigError
+    from .training import CHECKPOINT, RunOptions, Trainer
+
+    run_dir = args.resume
+    checkpoint, model_file, run_file = run_dir / CHECKPOINT, run_dir / "model.yaml", run_dir / "run.json"
+    for path in (checkpoint, model_file, run_file):
+        if not path.is_file():
+            raise ConfigError(f"{path} is missing: {run_dir} is not a run directory that can be resumed", path="--resume")
+    if args.out is not None or args.dry_run:
+        raise ConfigError("--out and --dry-run come from the resumed run directory", path="--resume")
+    saved = json.loads(run_file.read_text())
+    experiment = load_experiment(args.model or model_file, overrides if args.model else [])
+    options = RunOptions(device=args.device or saved["device"], data_root=args.data_root or saved["data_root"],
+                         out_dir=run_dir, dry_run=saved["dry_run"], progress=args.progress, argv=argv,
+                         log=lambda line: print(line, flush=True))
+    trainer = Trainer(experiment, options)
+    trainer.resume(checkpoint)
+    print(f"resuming {run_dir} at epoch {trainer.epoch}, step {trainer.global_step}", flush=True)
+    return trainer
 
 
 @contextlib.contextmanager

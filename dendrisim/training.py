@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import csv
 import json
+import os
 import random
 import sys
 import time
@@ -50,8 +51,13 @@ class RunOptions:
     argv: list[str] = field(default_factory=list)
     log: Callable[[str], None] = print
 
+    def to_json(self) -> dict:
+        """What ``--resume`` needs to rebuild the run (written to ``run.json``)."""
+        return {"device": self.device, "data_root": self.data_root, "dry_run": self.dry_run, "argv": self.argv}
+
 
 DRY_RUN_STEPS = 5
+CHECKPOINT = "checkpoint.pt"
 
 
 def default_run_dir(name: str, seed: int) -> Path:
@@ -67,7 +73,10 @@ class Trainer:
     """Builds task, network, rule and optimizer from an experiment, then trains.
 
     One step: ``network(x)`` (forward), ``rule.step(network, t)`` (settle and write
-    ``.grad``), ``optimizer.step()``, then the per-step hooks (recording).
+    ``.grad``), ``optimizer.step()``, then the recorder. Everything the loop needs to go
+    on is in the checkpoint (:meth:`checkpoint_state`), written atomically at every
+    epoch end, every ``training.checkpoint_every`` steps and when a stop is requested,
+    so :meth:`resume` continues exactly where the run was, mid-epoch included.
     """
 
     def __init__(self, experiment: Experiment, options: RunOptions):
@@ -84,31 +93,32 @@ class Trainer:
         self.optimizer = build_optimizer(self.network, self.rule, cfg.optimizer)
         self.steps_per_epoch = self._steps_per_epoch()
         self.scheduler = build_scheduler(self.optimizer, self.steps_per_epoch * self.epochs, cfg.training)
-        self.recorder = None
-        self.last_batch_ids: Optional[torch.Tensor] = None
-        self.stop_requested: Optional[str] = None  # the reason, set by request_stop
-        self.global_step = 0
         if cfg.recording.enabled:  # check the selection now, before any run folder exists
             from .recording.recorder import selection
 
             selection(cfg.recording, self.network, self.rule, file=experiment.file)
+        self.recorder = None
+        self.stop_requested: Optional[str] = None  # the reason, set by request_stop
         self.order_generator = torch.Generator().manual_seed(cfg.training.seed)
+        # the loop's position and history (all of it goes into checkpoints)
+        self.global_step = 0
+        self.epoch = 1  # the epoch in progress
+        self.step_in_epoch = 0
+        self.epoch_order: Optional[torch.Tensor] = None
+        self.epoch_totals: Optional[torch.Tensor] = None
+        self.epoch_samples = 0
+        self.epoch_seconds = 0.0
+        self.last_batch_ids: Optional[torch.Tensor] = None
+        self.rows: list[dict] = []
+        self.best: Optional[float] = None
+        self.best_epoch = 0
+        self.best_state: Optional[dict] = None
+        self.stale = 0
+        self.resumed_from: Optional[dict] = None
 
     def request_stop(self, reason: str) -> None:
-        """Finish the current step, then end the run cleanly (used by signal handlers)."""
+        """Finish the current step, then checkpoint and end the run (used by signal handlers)."""
         self.stop_requested = reason
-
-    def _open_recorder(self, run_dir: Path) -> None:
-        from .recording.recorder import FILENAME, Recorder
-
-        cfg = self.experiment.config
-        splits = {"train": list(self.task.metrics), "test": list(self.task.metrics)}
-        if self.task.val is not None:
-            splits["val"] = list(self.task.metrics)
-        self.recorder = Recorder(cfg.recording, run_dir / FILENAME, network=self.network, rule=self.rule,
-                                 experiment=self.experiment, metric_names=splits,
-                                 batch_size=self.experiment.task.batch_size, seed=cfg.training.seed,
-                                 device=self.device, argv=self.options.argv)
 
     @property
     def epochs(self) -> int:
@@ -119,13 +129,29 @@ class Trainer:
         limit = DRY_RUN_STEPS if self.options.dry_run else self.experiment.config.training.max_steps_per_epoch
         return min(n, limit) if limit else n
 
+    def _open_recorder(self, run_dir: Path, *, resume: Optional[dict] = None) -> None:
+        from .recording.recorder import FILENAME, Recorder
+
+        cfg = self.experiment.config
+        splits = {"train": list(self.task.metrics), "test": list(self.task.metrics)}
+        if self.task.val is not None:
+            splits["val"] = list(self.task.metrics)
+        self.recorder = Recorder(cfg.recording, run_dir / FILENAME, network=self.network, rule=self.rule,
+                                 experiment=self.experiment, metric_names=splits,
+                                 batch_size=self.experiment.task.batch_size, seed=cfg.training.seed,
+                                 device=self.device, argv=self.options.argv, resume=resume)
+
     # ------------------------------------------------------------------ one epoch
     def train_epoch(self, epoch: int) -> dict[str, float]:
-        """One pass over the training split; stops early (between steps) on request."""
+        """One pass over the training split (from ``step_in_epoch`` when resuming);
+        returns early, between steps, when a stop is requested."""
         task, net, rule, opt = self.task, self.network, self.rule, self.optimizer
-        order = torch.randperm(len(task.train), generator=self.order_generator).to(self.device)
-        batches = task.train.indexed_batches(self.experiment.task.batch_size, order, limit=self.steps_per_epoch)
-        total, n = None, 0
+        if self.step_in_epoch == 0:
+            self.epoch_order = torch.randperm(len(task.train), generator=self.order_generator).to(self.device)
+            self.epoch_totals, self.epoch_samples = None, 0
+        bs = self.experiment.task.batch_size
+        order = self.epoch_order[self.step_in_epoch * bs:]
+        batches = task.train.indexed_batches(bs, order, limit=self.steps_per_epoch - self.step_in_epoch)
         with torch.no_grad():
             for ids, x, y in self._bar(batches, epoch):
                 net(x)
@@ -133,15 +159,20 @@ class Trainer:
                 opt.step()
                 self.scheduler.step()
                 stats = task.batch_stats(y, net)
-                total = stats if total is None else total.add_(stats)
-                n += y.shape[0]
+                self.epoch_totals = stats if self.epoch_totals is None else self.epoch_totals.add_(stats)
+                self.epoch_samples += y.shape[0]
                 self.global_step += 1
+                self.step_in_epoch += 1
                 self.last_batch_ids = ids
                 if self.recorder is not None:
                     self.recorder.after_step(self.global_step, epoch, ids)
+                every = self.experiment.config.training.checkpoint_every
+                if every and self.global_step % every == 0 and self.run_dir is not None:
+                    self.save_checkpoint()
                 if self.stop_requested:
-                    break
-        return task.finish_stats(total, n)
+                    return task.finish_stats(self.epoch_totals, self.epoch_samples)
+        self.step_in_epoch = 0  # the epoch is complete; the next call starts a new one
+        return task.finish_stats(self.epoch_totals, self.epoch_samples)
 
     def _bar(self, batches, epoch: int):
         show = self.options.progress if self.options.progress is not None else sys.stderr.isatty()
@@ -149,96 +180,112 @@ class Trainer:
             return batches
         from tqdm import tqdm
 
-        return tqdm(batches, total=self.steps_per_epoch, desc=f"epoch {epoch}", leave=False, unit="batch")
+        return tqdm(batches, total=self.steps_per_epoch - self.step_in_epoch, desc=f"epoch {epoch}",
+                    leave=False, unit="batch")
 
     def evaluate(self, split) -> dict[str, float]:
         limit = DRY_RUN_STEPS if self.options.dry_run else None
         return self.task.evaluate(self.network, split, limit=limit)
 
     # ------------------------------------------------------------------ the run
+    run_dir: Optional[Path] = None
+
     def run(self) -> dict:
+        """Train to the configured number of epochs; returns the summary."""
         cfg = self.experiment.config
-        run_dir = self.options.out_dir or default_run_dir(cfg.name, cfg.training.seed)
-        run_dir = Path(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "model.yaml").write_text(self.experiment.to_yaml())
+        self.run_dir = Path(self.options.out_dir or default_run_dir(cfg.name, cfg.training.seed))
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "model.yaml").write_text(self.experiment.to_yaml())
+        (self.run_dir / "run.json").write_text(json.dumps(self.options.to_json(), indent=2) + "\n")
         if cfg.recording.enabled:
-            self._open_recorder(run_dir)
+            self._open_recorder(self.run_dir, resume=self.resumed_from)
+        clean = False
         try:
-            summary = self._loop(run_dir)
+            summary = self._loop()
+            clean = self.stop_requested is None
         finally:
             if self.recorder is not None:
-                self.recorder.close(complete=self.stop_requested is None and self._finished)
+                self.recorder.close(complete=clean)
         return summary
 
-    _finished = False
-
-    def _loop(self, run_dir: Path) -> dict:
+    def _loop(self) -> dict:
         cfg = self.experiment.config
         log = self.options.log
         metric_names = list(self.task.metrics)
         stop = cfg.training.early_stopping
         watch = stop.metric if stop else "loss"
         higher = self.task.metrics[watch]
-        best, best_epoch, best_state, stale = None, 0, None, 0
-        rows = []
         start = time.perf_counter()
-        for epoch in range(1, self.epochs + 1):
+        while self.epoch <= self.epochs and not self._early_stopped:
+            epoch = self.epoch
             t0 = time.perf_counter()
             train = self.train_epoch(epoch)
-            seconds = time.perf_counter() - t0
+            self.epoch_seconds += time.perf_counter() - t0
+            if self.stop_requested:
+                self.save_checkpoint()
+                log(f"stopped by {self.stop_requested} in epoch {epoch} after step {self.global_step}; resume with: "
+                    f"python scripts/simulate.py --resume {self.run_dir}")
+                break
             val = self.evaluate(self.task.val) if self.task.val is not None else {}
             test = self.evaluate(self.task.test)
-            row = {"epoch": epoch, "step": self.global_step, "seconds": round(seconds, 3),
+            row = {"epoch": epoch, "step": self.global_step, "seconds": round(self.epoch_seconds, 3),
                    "lr": self.optimizer.param_groups[0]["lr"]}
             for prefix, values in (("train", train), ("val", val), ("test", test)):
                 row.update({f"{prefix}_{k}": v for k, v in values.items()})
-            rows.append(row)
-            self._write_metrics(run_dir / "metrics.csv", rows)
+            self.rows.append(row)
+            self._write_metrics(self.run_dir / "metrics.csv", self.rows)
             if self.recorder is not None:
                 self.recorder.end_epoch(self.global_step, epoch, self.last_batch_ids, row)
             log(self._epoch_line(row, metric_names))
-            if self.stop_requested:
-                log(f"stopped by {self.stop_requested} during epoch {epoch} after step {self.global_step}")
-                break
-            score = (val or test)[watch] if val else None
-            if score is not None and (best is None or self._better(score, best, higher, stop)):
-                best, best_epoch, stale = score, epoch, 0
-                if cfg.training.select_best:
-                    best_state = self._snapshot()
-            elif score is not None:
-                stale += 1
-                if stop and stale >= stop.patience:
-                    log(f"early stopping after epoch {epoch}: val_{watch} has not improved for {stale} epochs")
-                    break
-        final_test = rows[-1]
-        selected = rows[-1]
-        if best_state is not None and best_epoch != rows[-1]["epoch"]:
-            self._restore(best_state)
-            selected = rows[best_epoch - 1]
-        summary = {
-            "model": cfg.name,
-            "rule": self.experiment.rule.rule,
-            "epochs": rows[-1]["epoch"],
-            "steps": self.global_step,
-            "seconds": round(time.perf_counter() - start, 3),
-            "device": str(self.device),
-            "seed": cfg.training.seed,
-            "selected_epoch": selected["epoch"],
-            "run_dir": str(run_dir),
-        }
-        for k in metric_names:
-            summary[f"test_{k}"] = selected[f"test_{k}"]
-            summary[f"final_test_{k}"] = final_test[f"test_{k}"]
-            if f"val_{k}" in selected:
-                summary[f"val_{k}"] = selected[f"val_{k}"]
+            self._select(val.get(watch) if val else None, higher, stop)
+            self.epoch += 1
+            self.epoch_seconds = 0.0
+            self.save_checkpoint()
+        return self._summary(time.perf_counter() - start, metric_names)
+
+    _early_stopped = False
+
+    def _select(self, score: Optional[float], higher: bool, stop) -> None:
+        """Model selection and early stopping on the validation metric."""
+        if score is None:
+            return
+        epoch = self.rows[-1]["epoch"]
+        if self.best is None or self._better(score, self.best, higher, stop):
+            self.best, self.best_epoch, self.stale = score, epoch, 0
+            if self.experiment.config.training.select_best:
+                self.best_state = self._snapshot()
+            return
+        self.stale += 1
+        if stop and self.stale >= stop.patience:
+            self.options.log(f"early stopping after epoch {epoch}: val_{stop.metric} has not improved "
+                             f"for {self.stale} epochs")
+            self._early_stopped = True
+
+    def _summary(self, seconds: float, metric_names: list[str]) -> dict:
+        cfg = self.experiment.config
+        rows = self.rows
+        summary = {"model": cfg.name, "rule": self.experiment.rule.rule, "epochs": len(rows),
+                   "steps": self.global_step, "seconds": round(seconds, 3), "device": str(self.device),
+                   "seed": cfg.training.seed, "run_dir": str(self.run_dir)}
+        if rows:
+            final, selected = rows[-1], rows[-1]
+            if self.best_state is not None and self.best_epoch != final["epoch"]:
+                self._restore(self.best_state)
+                selected = rows[self.best_epoch - 1]
+            summary["selected_epoch"] = selected["epoch"]
+            for k in metric_names:
+                summary[f"test_{k}"] = selected[f"test_{k}"]
+                summary[f"final_test_{k}"] = final[f"test_{k}"]
+                if f"val_{k}" in selected:
+                    summary[f"val_{k}"] = selected[f"val_{k}"]
         if self.stop_requested:
             summary["stopped"] = self.stop_requested
         if self.recorder is not None:
             summary["recording"] = str(self.recorder.path)
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        torch.save({"network": self.network.state_dict(), "rule": self.rule.state_dict()}, run_dir / "weights.pt")
-        self._finished = True
+        if not self.stop_requested:
+            (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+            torch.save({"network": self.network.state_dict(), "rule": self.rule.state_dict()},
+                       self.run_dir / "weights.pt")
         return summary
 
     @staticmethod
@@ -253,12 +300,82 @@ class Trainer:
         self.network.load_state_dict(state["network"])
         self.rule.load_state_dict(state["rule"])
 
+    # ------------------------------------------------------------------ checkpoints
+    def checkpoint_state(self) -> dict:
+        """Everything needed to continue exactly: weights, optimizer, schedule, position, RNGs."""
+        return {
+            "format": 1,
+            "model_yaml": self.experiment.to_yaml(),
+            "network": self.network.state_dict(),
+            "rule": self.rule.state_dict(),
+            "clip_counts": {k: v.cpu() for k, v in self.rule.clip_counts.items()},
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "position": {"global_step": self.global_step, "epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
+                         "epoch_samples": self.epoch_samples, "epoch_seconds": self.epoch_seconds},
+            "epoch_order": None if self.epoch_order is None else self.epoch_order.cpu(),
+            "epoch_totals": None if self.epoch_totals is None else self.epoch_totals.cpu(),
+            "last_batch_ids": None if self.last_batch_ids is None else self.last_batch_ids.cpu(),
+            "rows": self.rows,
+            "selection": {"best": self.best, "best_epoch": self.best_epoch, "stale": self.stale,
+                          "early_stopped": self._early_stopped, "best_state": self.best_state},
+            "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                    "order": self.order_generator.get_state()},
+            "recording": None if self.recorder is None else self.recorder.position(),
+        }
+
+    def save_checkpoint(self) -> Path:
+        """Flush the recording, then write ``checkpoint.pt`` through a temporary file and a rename."""
+        if self.recorder is not None:
+            self.recorder.flush()
+        path = self.run_dir / CHECKPOINT
+        tmp = path.with_suffix(".pt.tmp")
+        torch.save(self.checkpoint_state(), tmp)
+        os.replace(tmp, path)
+        return path
+
+    def resume(self, path: Path) -> None:
+        """Load a checkpoint written by this model; the next :meth:`run` continues from it."""
+        from .errors import ConfigError
+
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        if state.get("model_yaml") != self.experiment.to_yaml():
+            raise ConfigError(
+                f"{path} was written by a different model file (or other options) than {self.experiment.file}; "
+                "resume with the run directory's own model.yaml (simulate.py --resume RUN_DIR)")
+        self.network.load_state_dict(state["network"])
+        self.rule.load_state_dict(state["rule"])
+        self.rule.clip_counts = {k: v.to(self.device) for k, v in state["clip_counts"].items()}
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        pos = state["position"]
+        self.global_step, self.epoch, self.step_in_epoch = pos["global_step"], pos["epoch"], pos["step_in_epoch"]
+        self.epoch_samples, self.epoch_seconds = pos["epoch_samples"], pos["epoch_seconds"]
+        to_dev = lambda t: None if t is None else t.to(self.device)  # noqa: E731
+        self.epoch_order, self.epoch_totals = to_dev(state["epoch_order"]), to_dev(state["epoch_totals"])
+        self.last_batch_ids = to_dev(state["last_batch_ids"])
+        self.rows = state["rows"]
+        sel = state["selection"]
+        self.best, self.best_epoch, self.stale = sel["best"], sel["best_epoch"], sel["stale"]
+        self._early_stopped, self.best_state = sel["early_stopped"], sel["best_state"]
+        rng = state["rng"]
+        random.setstate(rng["python"])
+        np.random.set_state(rng["numpy"])
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        self.order_generator.set_state(rng["order"])
+        self.resumed_from = state["recording"] or {}
+
     @staticmethod
     def _write_metrics(path: Path, rows: list[dict]) -> None:
-        with open(path, "w", newline="") as fh:
+        tmp = path.with_suffix(".csv.tmp")
+        with open(tmp, "w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)
+        os.replace(tmp, path)
 
     @staticmethod
     def _epoch_line(row: dict, metrics: list[str]) -> str:

@@ -110,7 +110,7 @@ class Recorder:
 
     def __init__(self, config: RecordingConfig, path: Path, *, network, rule, experiment,
                  metric_names: dict[str, list[str]], batch_size: int, seed: int, device: torch.device,
-                 argv: list[str]):
+                 argv: list[str], resume: Optional[dict] = None):
         self.config = config
         self.network, self.rule = network, rule
         self.pops, self.projs = selection(config, network, rule, file=experiment.file)
@@ -124,8 +124,19 @@ class Recorder:
         self.dtype = torch.float16 if config.dtype == "float16" else torch.float32
         self.n_rows = config.flush_every
         self.weights_every = config.projections_every or config.every
-        self.file = h5py.File(self.path, "w", libver="latest")
-        self._write_attrs(experiment, seed, device, argv)
+        self.resume = resume
+        if resume is not None and self.path.is_file():
+            from .recover import clear_open_flags
+
+            clear_open_flags(self.path)  # the run may have been killed
+            self.file = h5py.File(self.path, "a", libver="latest")
+            self.file.attrs["complete"] = False
+            self.file.attrs["resumed"] = json.dumps(json.loads(self.file.attrs.get("resumed", "[]")) + [
+                {"at_step": resume.get("records_step", 0), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "argv": argv}])
+        else:
+            self.resume = None
+            self.file = h5py.File(self.path, "w", libver="latest")
+            self._write_attrs(experiment, seed, device, argv)
         self._create(metric_names)
         self.file.swmr_mode = True  # from here on: append only, crash-consistent
         self.pending = self.pending_weights = 0
@@ -150,6 +161,10 @@ class Recorder:
         a["complete"] = False
 
     def _dataset(self, name: str, shape: tuple[int, ...], dtype, axes: list[str], meaning: str, compress=True) -> h5py.Dataset:
+        if self.resume is not None:  # continue the existing dataset from the checkpoint's length
+            ds = self.file[name]
+            ds.resize(self.resume.get(self._length_key(name), 0), axis=0)
+            return ds
         ds = self.file.create_dataset(
             name, shape=(0, *shape), maxshape=(None, *shape), dtype=dtype,
             chunks=(max(1, min(self.n_rows, 1024)) if not shape or np.prod(shape) < 65536 else 1, *shape),
@@ -199,6 +214,21 @@ class Recorder:
             for m in names:
                 self.metrics[f"{split}_{m}"] = self._dataset(f"metrics/{split}/{m}", (), np.float64, ["epoch"], f"{split} {m}", False)
         self.file.flush()
+
+    @staticmethod
+    def _length_key(name: str) -> str:
+        if name.startswith("metrics/"):
+            return "epochs"
+        if name.startswith("projections/") or name.startswith("index/weight_"):
+            return "weight_records"
+        return "records"
+
+    def position(self) -> dict:
+        """Lengths of the file's datasets (after a flush): where a resumed run continues."""
+        return {"records": int(self.index["step"].dataset.shape[0]) + self.pending,
+                "weight_records": int(self.weight_index["step"].dataset.shape[0]) + self.pending_weights,
+                "epochs": int(self.metrics["epoch"].shape[0]),
+                "records_step": self.last_recorded_step}
 
     @staticmethod
     def _guess_shape(proj, var: str) -> tuple[int, ...]:
