@@ -34,6 +34,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="run directory (default: a new folder under recordings/)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="show a progress bar (default: only on a terminal)")
+    p.add_argument("--check", action="store_true",
+                   help="validate the model file and print what it builds, without data or training")
     p.add_argument("--resume", type=Path, metavar="RUN_DIR",
                    help="continue a stopped or killed run from RUN_DIR/checkpoint.pt, with its own model and options")
     return p
@@ -54,6 +56,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from .training import RunOptions, Trainer
 
         argv_list = [sys.argv[0], *(argv if argv is not None else sys.argv[1:])]
+        if args.check:
+            from .inspect import describe
+
+            experiment = load_experiment(args.model or str(DEFAULT_MODEL), overrides)
+            for note in experiment.notes:
+                print(f"note: {note}", file=sys.stderr)
+            print(describe(experiment))
+            return 0
         if args.resume is not None:
             trainer = _resumed_trainer(args, overrides, argv_list)
             experiment = trainer.experiment
@@ -67,6 +77,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"note: {note}", file=sys.stderr)
         print(trainer.network.summary(), flush=True)
         print(f"rule {experiment.rule.rule}, {trainer.steps_per_epoch} steps/epoch, device {trainer.device}", flush=True)
+        if trainer.recording_estimate is not None:
+            est = trainer.recording_estimate
+            print(f"recording: about {est['bytes'] / 2**20:.1f} MiB at most ({est['records']} records, "
+                  f"{est['weight_records']} projection records; budget {experiment.config.recording.max_gib} GiB)",
+                  flush=True)
         with graceful_stop(trainer):
             summary = trainer.run()
     except DendrisimError as err:
@@ -74,7 +89,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     print(json.dumps(summary), flush=True)
     if "stopped" in summary:
-        return 143 if summary["stopped"] == "SIGTERM" else 130
+        return {"SIGTERM": 143, "SIGINT": 130}.get(summary["stopped"], 1)
     return 0
 
 

@@ -39,6 +39,9 @@ class UniformOptions:
     low: float = opt(-0.05, "lower bound")
     high: float = opt(0.05, "upper bound")
 
+    def problem(self) -> str | None:
+        return None if self.low < self.high else f"low ({self.low}) must be below high ({self.high})"
+
 
 @dataclass(frozen=True)
 class GainOptions:

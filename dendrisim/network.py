@@ -41,6 +41,7 @@ class Network(nn.Module):
                 self.populations[name] = InputPopulation(name, shape)
             else:
                 self.populations[name] = PyramidalPopulation(name, shape, ACTIVATIONS.get(pop.activation))
+        _check_memory(cfg.projections, self.populations, file)
         for i, proj in enumerate(cfg.projections):
             init, options = resolve_init(proj.init, file=file, path=f"projections[{i}].init")
             n_pre = self.populations[proj.source].size
@@ -96,6 +97,25 @@ class Network(nn.Module):
             lines.append(f"  projection {proj.name:<20} {proj.compartment:<6} params={n:,}"
                          + ("" if proj.learnable else " (frozen)"))
         return "\n".join(lines)
+
+
+def _check_memory(projections, populations, file: str) -> None:
+    """Refuse sizes whose weights (with gradients, optimizer state and feedback copies,
+    about 8 float32 values per synapse) cannot fit this machine's memory."""
+    import os
+
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return
+    sizes = [populations[p.source].size * populations[p.target].size for p in projections]
+    need = 8 * 4 * sum(sizes)
+    if need > ram:
+        i = max(range(len(sizes)), key=sizes.__getitem__)
+        raise ConfigError(
+            f"{sizes[i]:,} synapses in {projections[i].name} ({sum(sizes):,} in all) need about "
+            f"{need / 2**30:,.1f} GiB with their gradients and optimizer state; this machine has "
+            f"{ram / 2**30:,.1f} GiB. Check the population sizes", file=file, path=f"projections[{i}]")
 
 
 def _resolve_shape(name: str, pop, data_shape: Optional[tuple[int, ...]], classes: Optional[int], file: str) -> tuple[int, ...]:

@@ -25,7 +25,7 @@ class Registry(Generic[T]):
         return decorator
 
     def get(self, name: str, *, file: str | None = None, path: str | None = None) -> T:
-        if name not in self._entries:
+        if not isinstance(name, str) or name not in self._entries:
             raise ConfigError(
                 f"{name!r} is not a known {self.kind}; choose one of {', '.join(self.names())}",
                 file=file,

@@ -69,6 +69,25 @@ def default_run_dir(name: str, seed: int) -> Path:
     return path
 
 
+def check_recording(experiment: Experiment, network, rule, *, steps_per_epoch: int, epochs: int) -> dict:
+    """Check the recording block (names, size budget); return the size estimate."""
+    from .errors import ConfigError
+    from .recording.recorder import estimate_bytes, selection
+
+    rec = experiment.config.recording
+    selection(rec, network, rule, file=experiment.file)
+    est = estimate_bytes(rec, network, rule, batch_size=experiment.task.batch_size,
+                         steps=steps_per_epoch * epochs, epochs=epochs)
+    if est["bytes"] > rec.max_gib * 2**30:
+        raise ConfigError(
+            f"the recording would take about {est['bytes'] / 2**30:.1f} GiB ({est['records']} records of "
+            f"{est['bytes_per_record'] / 2**20:.2f} MiB, {est['weight_records']} projection records of "
+            f"{est['bytes_per_weight_record'] / 2**20:.2f} MiB), over the budget of {rec.max_gib} GiB; record less "
+            "often (recording.every, projections_every), fewer samples or neurons, float16, or raise recording.max_gib",
+            file=experiment.file, path="recording.max_gib")
+    return est
+
+
 class Trainer:
     """Builds task, network, rule and optimizer from an experiment, then trains.
 
@@ -93,10 +112,10 @@ class Trainer:
         self.optimizer = build_optimizer(self.network, self.rule, cfg.optimizer)
         self.steps_per_epoch = self._steps_per_epoch()
         self.scheduler = build_scheduler(self.optimizer, self.steps_per_epoch * self.epochs, cfg.training)
-        if cfg.recording.enabled:  # check the selection now, before any run folder exists
-            from .recording.recorder import selection
-
-            selection(cfg.recording, self.network, self.rule, file=experiment.file)
+        self.recording_estimate = None
+        if cfg.recording.enabled:  # check the selection and the size now, before any run folder exists
+            self.recording_estimate = check_recording(experiment, self.network, self.rule,
+                                                      steps_per_epoch=self.steps_per_epoch, epochs=self.epochs)
         self.recorder = None
         self.stop_requested: Optional[str] = None  # the reason, set by request_stop
         self.order_generator = torch.Generator().manual_seed(cfg.training.seed)
@@ -166,6 +185,9 @@ class Trainer:
                 self.last_batch_ids = ids
                 if self.recorder is not None:
                     self.recorder.after_step(self.global_step, epoch, ids)
+                    if self.recorder.failure is not None and not self.stop_requested:
+                        self.options.log(f"recording stopped: {self.recorder.failure}")
+                        self.request_stop("recording failure")
                 every = self.experiment.config.training.checkpoint_every
                 if every and self.global_step % every == 0 and self.run_dir is not None:
                     self.save_checkpoint()
@@ -216,15 +238,13 @@ class Trainer:
         watch = stop.metric if stop else "loss"
         higher = self.task.metrics[watch]
         start = time.perf_counter()
-        while self.epoch <= self.epochs and not self._early_stopped:
+        while self.epoch <= self.epochs and not self._early_stopped and not self.stop_requested:
             epoch = self.epoch
             t0 = time.perf_counter()
             train = self.train_epoch(epoch)
             self.epoch_seconds += time.perf_counter() - t0
             if self.stop_requested:
                 self.save_checkpoint()
-                log(f"stopped by {self.stop_requested} in epoch {epoch} after step {self.global_step}; resume with: "
-                    f"python scripts/simulate.py --resume {self.run_dir}")
                 break
             val = self.evaluate(self.task.val) if self.task.val is not None else {}
             test = self.evaluate(self.task.test)
@@ -236,11 +256,17 @@ class Trainer:
             self._write_metrics(self.run_dir / "metrics.csv", self.rows)
             if self.recorder is not None:
                 self.recorder.end_epoch(self.global_step, epoch, self.last_batch_ids, row)
+                if self.recorder.failure is not None and not self.stop_requested:
+                    log(f"recording stopped: {self.recorder.failure}")
+                    self.request_stop("recording failure")
             log(self._epoch_line(row, metric_names))
             self._select(val.get(watch) if val else None, higher, stop)
             self.epoch += 1
             self.epoch_seconds = 0.0
             self.save_checkpoint()
+        if self.stop_requested:
+            log(f"stopped by {self.stop_requested} in epoch {self.epoch} after step {self.global_step}; "
+                f"resume with: python scripts/simulate.py --resume {self.run_dir}")
         return self._summary(time.perf_counter() - start, metric_names)
 
     _early_stopped = False
@@ -325,14 +351,24 @@ class Trainer:
             "recording": None if self.recorder is None else self.recorder.position(),
         }
 
-    def save_checkpoint(self) -> Path:
-        """Flush the recording, then write ``checkpoint.pt`` through a temporary file and a rename."""
+    def save_checkpoint(self) -> Optional[Path]:
+        """Flush the recording, then write ``checkpoint.pt`` through a temporary file and a
+        rename; a failed write (full disk) keeps the previous checkpoint and is reported."""
         if self.recorder is not None:
             self.recorder.flush()
+            if self.recorder.failure is not None:
+                return None  # the recording cannot follow a checkpoint taken now
         path = self.run_dir / CHECKPOINT
         tmp = path.with_suffix(".pt.tmp")
-        torch.save(self.checkpoint_state(), tmp)
-        os.replace(tmp, path)
+        try:
+            torch.save(self.checkpoint_state(), tmp)
+            os.replace(tmp, path)
+        except OSError as err:
+            tmp.unlink(missing_ok=True)
+            self.options.log(f"could not write the checkpoint ({err}); the previous one is kept")
+            if not self.stop_requested:
+                self.request_stop("checkpoint failure")
+            return None
         return path
 
     def resume(self, path: Path) -> None:

@@ -68,3 +68,30 @@ def test_missing_dataset_error(tmp_path):
     assert proc.returncode == 2
     assert "MNIST: missing train-images-idx3-ubyte" in proc.stderr and str(tmp_path) in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_check_prints_the_graph_without_data_or_training(tmp_path):
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "validate_model.py"),
+                           str(REPO / "models" / "dll_mlp_fmnist.yaml"), "--data-root", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "dll_mlp_fmnist.yaml: valid" in out
+    assert "projection input->h1            basal  params=803,840" in out
+    assert "h1.apical <- h2.error through θ[h1->h2] [1024, 512] / σ² (σ = 1.0), learned at lr x 0.1" in out
+    assert "parameters: 1,462,538 learnable forward, 0 frozen forward, 657,920 learnable feedback" in out
+    assert "recording: about" in out
+    proc = simulate("--check", "--set", "plasticity.rule=dfa")
+    assert proc.returncode == 0 and "h1.apical <- out.error through B[h1] [128, 10], fixed random" in proc.stdout
+    proc = simulate("--check", "--set", "projections.1.to=h9")
+    assert proc.returncode == 2 and "projections[1].to: 'h9' is not a population" in proc.stderr
+
+
+def test_recording_budget_refuses_to_start(tmp_path):
+    out = tmp_path / "run"
+    proc = simulate("--set", "recording={every: 1, max_gib: 0.001}", "--out", out)
+    assert proc.returncode == 2
+    assert "recording.max_gib: the recording would take about" in proc.stderr and "over the budget of 0.001 GiB" in proc.stderr
+    assert not out.exists()
+    ok = simulate("--dry-run", "--out", out)
+    assert "recording: about" in ok.stdout and "budget 20.0 GiB" in ok.stdout

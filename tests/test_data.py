@@ -85,3 +85,46 @@ def test_digits_split_is_fixed_and_disjoint():
     assert len(a.train) + len(a.val) + len(a.test) == 1797
     train_rows = {tuple(r) for r in a.train.x.flatten(1).tolist()}
     assert not any(tuple(r) in train_rows for r in a.test.x.flatten(1).tolist()[:50])
+
+
+def test_corrupted_gzip_is_a_clear_error(tmp_path):
+    good = tmp_path / "x.gz"
+    write_idx(good, np.zeros((5, 4, 4)), gz=True)
+    raw = bytearray(good.read_bytes())
+    raw[20:40] = b"\xff" * 20
+    good.write_bytes(bytes(raw))
+    with pytest.raises(DataError, match=r"x.gz: cannot read the IDX file .*damaged"):
+        read_idx(good)
+
+
+def test_damaged_cifar_folder_is_a_clear_error(tmp_path):
+    from dendrisim.tasks.datasets import cifar10
+
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    for name in ["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch",
+                 "batches.meta"]:
+        (folder / name).write_bytes(b"not a pickle")
+    with pytest.raises(DataError, match=r"CIFAR10: not found or damaged under .*cifar-10-batches-py/ there"):
+        cifar10(tmp_path, False)
+
+
+def test_wrong_image_shape_fails_before_a_run_folder_exists(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    folder = tmp_path / "FashionMNIST" / "raw"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    write_idx(folder / "train-images-idx3-ubyte", rng.integers(0, 255, (40, 27, 28)))
+    write_idx(folder / "train-labels-idx1-ubyte", np.arange(40) % 10)
+    write_idx(folder / "t10k-images-idx3-ubyte", rng.integers(0, 255, (10, 27, 28)))
+    write_idx(folder / "t10k-labels-idx1-ubyte", np.arange(10) % 10)
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, str(repo / "scripts" / "simulate.py"), str(repo / "models" / "dll_mlp_fmnist.yaml"),
+                           "--data-root", str(tmp_path), "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert "populations.input.shape: [1, 28, 28] does not match the data, whose samples have shape [1, 27, 28]" in proc.stderr
+    assert not out.exists()

@@ -59,15 +59,16 @@ def test_round_trip_is_bit_exact(tmp_path):
             assert np.array_equal(rec.sample_ids[i], h["ids"].numpy())
         ds = rec.file["populations/h1/soma"]
         assert list(ds.attrs["axes"]) == ["record", "sample", "neuron"] and ds.attrs["meaning"]
-        assert ds.compression == "gzip" and ds.maxshape[0] is None and ds.chunks is not None
+        assert ds.compression == "lzf" and ds.maxshape[0] is None and ds.chunks is not None
 
 
-def test_flush_every_n_equals_one_write(tmp_path):
+@pytest.mark.parametrize("compression", ["lzf", "gzip", "none"])
+def test_flush_every_n_equals_one_write(tmp_path, compression):
     files = []
     for flush in (1, 1000):
         out = tmp_path / f"f{flush}"
-        trainer(out, f"recording={{every: 2, flush_every: {flush}, projections: {{h2->out: [weight]}}}}",
-                "training.epochs=2").run()
+        trainer(out, f"recording={{every: 2, flush_every: {flush}, projections: {{h2->out: [weight]}}, "
+                     f"compression: {compression}}}", "training.epochs=2").run()
         files.append(h5py.File(out / "recording.h5", "r"))
     names = []
     files[0].visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
@@ -76,6 +77,7 @@ def test_flush_every_n_equals_one_write(tmp_path):
         if name.startswith("metrics"):
             continue
         assert np.array_equal(files[0][name][:], files[1][name][:], equal_nan=True), name
+    assert files[0]["populations/h1/soma"].compression == (None if compression == "none" else compression)
 
 
 def test_root_attributes_explain_the_run(tmp_path):
@@ -238,3 +240,30 @@ def test_recorder_memory_is_a_fixed_buffer(tmp_path):
     tr.run()
     streams = list(tr.recorder.streams.values()) + list(tr.recorder.index.values())
     assert all(s.buffer.shape[0] == 4 for s in streams)
+
+
+def test_a_full_disk_stops_the_run_cleanly_with_the_records_so_far(tmp_path, monkeypatch):
+    import errno
+
+    from dendrisim.recording import recorder as rec_mod
+
+    real_write, calls = rec_mod._Stream.write, {"n": 0}
+
+    def write(self, n):
+        if self.dataset.name == "/index/step":
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(self, n)
+
+    monkeypatch.setattr(rec_mod._Stream, "write", write)
+    lines = []
+    exp = model(["training.epochs=3", "training.max_steps_per_epoch=20", "recording={every: 1, flush_every: 5}"])
+    tr = Trainer(exp, RunOptions(out_dir=tmp_path, progress=False, log=lines.append))
+    summary = tr.run()
+    assert summary["stopped"] == "recording failure" and summary["steps"] == 15
+    assert any("No space left on device" in line for line in lines)
+    with open_recording(tmp_path / "recording.h5") as rec:  # the first two flushes are intact
+        assert list(rec.steps) == list(range(1, 11))
+        assert np.isfinite(rec.activity("h1", "soma")).all() and not rec.complete
+    assert not (tmp_path / "summary.json").exists()

@@ -8,6 +8,8 @@ checks stored in ``field(metadata=...)``:
 - ``gt`` / ``ge`` / ``le``: numeric bounds
 - ``doc``: one line shown in error messages and the README table
 
+A dataclass may define ``problem(self) -> str | None`` for checks across its fields.
+
 The error for ``populations.h1.size: -3`` reads
 ``models/x.yaml: populations.h1.size: -3 must be > 0``.
 """
@@ -151,7 +153,11 @@ def parse(cls: type, data: Any, *, file: str | None = None, path: str = "") -> A
             values[f.name] = value
         elif f.default is _MISSING and f.default_factory is _MISSING:
             raise ConfigError(f"missing required key {key!r}", file=file, path=path or "<top level>")
-    return cls(**values)
+    obj = cls(**values)
+    problem = getattr(obj, "problem", None)  # cross-field checks of the dataclass, if any
+    if problem is not None and (message := problem()):
+        raise ConfigError(message, file=file, path=path or "<top level>")
+    return obj
 
 
 def unparse(obj: Any) -> Any:

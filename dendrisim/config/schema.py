@@ -59,6 +59,11 @@ class OptimizerConfig:
     eps: float = opt(1e-8, "Adam epsilon", gt=0)
     weight_decay: float = opt(0.0, "L2 weight decay", ge=0)
 
+    def problem(self) -> Optional[str]:
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            return f"betas {list(self.betas)} must be two numbers in [0, 1)"
+        return None
+
 
 @dataclass(frozen=True)
 class EarlyStoppingConfig:
@@ -89,6 +94,10 @@ class RecordingConfig:
     neurons: Optional[int] = opt(None, "record only the first N neurons of each population", ge=1)
     dtype: Literal["float32", "float16"] = opt("float32", "storage dtype of recorded activity")
     flush_every: int = opt(10, "records buffered in memory before they are written and flushed", ge=1)
+    max_gib: float = opt(20.0, "refuse to start when the recording's estimated size exceeds this many GiB", gt=0)
+    compression: Literal["lzf", "gzip", "none"] = opt(
+        "lzf", "lzf: fast, bundled with h5py; gzip: readable by every HDF5 tool, slower; none")
+    compression_level: int = opt(4, "gzip level (1 fastest .. 9 smallest)", ge=1, le=9)
     populations: Union[dict[str, tuple[str, ...]], Literal["hidden"]] = opt(
         "hidden", "population -> variables (soma, basal, apical, rate, error); hidden: all five of every hidden population")
     projections: dict[str, tuple[str, ...]] = opt(

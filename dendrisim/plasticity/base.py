@@ -127,6 +127,15 @@ class PlasticityRule(nn.Module):
             return self.feedback_weight(network, proj)
         raise KeyError(variable)
 
+    def feedback_label(self, network: "Network", proj: "Projection") -> str:
+        """How ``proj``'s target error reaches its source (for summaries)."""
+        return "unknown"
+
+    def feedback_pathway(self, network: "Network") -> list[str]:
+        """One line per route of the apical input, for ``--check``."""
+        return [f"{pop.name}.apical <- {proj.target}.error through {self.feedback_label(network, proj)}"
+                for pop in network.hidden() for proj in network.outgoing[pop.name]]
+
     def clip_names(self, network: "Network") -> list[str]:
         """Names of the clip counters the options switch on (``apical:POP``, ``update:A->B``)."""
         names = []

@@ -51,6 +51,10 @@ class DendriticLocalizedLearning(PlasticityRule):
     def feedback_weight(self, network, proj) -> Optional[torch.Tensor]:
         return self.theta[proj.name] if proj.name in self.theta else None
 
+    def feedback_label(self, network, proj) -> str:
+        how = (f"learned at lr x {self.options.feedback_lr_scale}" if self.options.learn_feedback else "fixed random")
+        return f"θ[{proj.name}] {list(self.theta[proj.name].shape)} / σ² (σ = {self.options.sigma}), {how}"
+
     def compute_updates(self, network) -> None:
         super().compute_updates(network)
         if not self.options.learn_feedback:

@@ -29,6 +29,9 @@ class Backprop(PlasticityRule):
     def feedback_weight(self, network, proj) -> torch.Tensor:
         return proj.weight.t()
 
+    def feedback_label(self, network, proj) -> str:
+        return f"W[{proj.name}]ᵀ (weight transport)"
+
 
 @dataclass(frozen=True)
 class RandomFeedbackOptions(RuleOptions):
@@ -71,6 +74,9 @@ class FeedbackAlignment(PlasticityRule):
     def feedback_weight(self, network, proj) -> Optional[torch.Tensor]:
         return self.feedback[proj.name] if proj.name in self.feedback else None
 
+    def feedback_label(self, network, proj) -> str:
+        return f"B[{proj.name}] {list(self.feedback[proj.name].shape)}, fixed random"
+
 
 @RULES.register("dfa")
 class DirectFeedbackAlignment(PlasticityRule):
@@ -94,6 +100,10 @@ class DirectFeedbackAlignment(PlasticityRule):
         if proj.target == network.output_name and proj.source in self.feedback:
             return self.feedback[proj.source]
         return None
+
+    def feedback_pathway(self, network) -> list[str]:
+        return [f"{pop.name}.apical <- {network.output_name}.error through B[{pop.name}] "
+                f"{list(self.feedback[pop.name].shape)}, fixed random" for pop in network.hidden()]
 
     def apical_input(self, network, pop) -> torch.Tensor:
         return F.linear(network.output.error.flatten(1), self.feedback[pop.name]).view(-1, *pop.shape)

@@ -40,6 +40,7 @@ from ..errors import ConfigError
 
 SCHEMA_VERSION = 1
 FILENAME = "recording.h5"
+CHUNK_CACHE = 64 * 1024  # bytes per dataset: records are appended, never read back
 
 MEANING = {
     "soma": "somatic potential (soma = basal at steady state)",
@@ -82,6 +83,25 @@ def selection(config: RecordingConfig, network, rule, *, file: Optional[str]) ->
             raise ConfigError(f"{var!r} is not recordable; rule {rule.options.rule} records "
                               f"{', '.join(rule.recordables) or 'nothing'}", file=file, path="recording.rule")
     return {k: tuple(v) for k, v in pops.items()}, {k: tuple(v) for k, v in config.projections.items()}
+
+
+def estimate_bytes(config: RecordingConfig, network, rule, *, batch_size: int, steps: int, epochs: int) -> dict:
+    """Upper bound (uncompressed) of the file a run of ``steps`` steps over ``epochs`` epochs writes."""
+    pops, projs = selection(config, network, rule, file=None)
+    item = 2 if config.dtype == "float16" else 4
+    k = min(config.samples, batch_size)
+    per_record = 16 + 8 * k + 8 * (len(rule.clip_names(network)) if "clip_counts" in config.rule else 0)
+    for name, variables in pops.items():
+        n = network.populations[name].size
+        per_record += len(variables) * k * (min(n, config.neurons) if config.neurons else n) * item
+    per_weight = 16 + sum(network.projections[n].weight.numel() * item * len(v) for n, v in projs.items())
+    extra = epochs if config.at_epoch_end else 0
+    records = (steps // config.every if config.every else 0) + extra
+    weights_every = config.projections_every or config.every
+    weight_records = ((steps // weights_every if weights_every else 0) + extra) if projs else 0
+    total = per_record * records + per_weight * weight_records
+    return {"bytes": total, "records": records, "weight_records": weight_records,
+            "bytes_per_record": per_record, "bytes_per_weight_record": per_weight}
 
 
 class _Stream:
@@ -129,13 +149,13 @@ class Recorder:
             from .recover import clear_open_flags
 
             clear_open_flags(self.path)  # the run may have been killed
-            self.file = h5py.File(self.path, "a", libver="latest")
+            self.file = h5py.File(self.path, "a", libver="latest", rdcc_nbytes=CHUNK_CACHE)
             self.file.attrs["complete"] = False
             self.file.attrs["resumed"] = json.dumps(json.loads(self.file.attrs.get("resumed", "[]")) + [
                 {"at_step": resume.get("records_step", 0), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "argv": argv}])
         else:
             self.resume = None
-            self.file = h5py.File(self.path, "w", libver="latest")
+            self.file = h5py.File(self.path, "w", libver="latest", rdcc_nbytes=CHUNK_CACHE)
             self._write_attrs(experiment, seed, device, argv)
         self._create(metric_names)
         self.file.swmr_mode = True  # from here on: append only, crash-consistent
@@ -168,7 +188,7 @@ class Recorder:
         ds = self.file.create_dataset(
             name, shape=(0, *shape), maxshape=(None, *shape), dtype=dtype,
             chunks=(max(1, min(self.n_rows, 1024)) if not shape or np.prod(shape) < 65536 else 1, *shape),
-            **({"compression": "gzip", "compression_opts": 4, "shuffle": True} if compress else {}),
+            **(self._filters() if compress else {}),
         )
         ds.attrs["axes"] = np.array(axes, dtype=h5py.string_dtype())
         ds.attrs["meaning"] = meaning
@@ -215,6 +235,14 @@ class Recorder:
                 self.metrics[f"{split}_{m}"] = self._dataset(f"metrics/{split}/{m}", (), np.float64, ["epoch"], f"{split} {m}", False)
         self.file.flush()
 
+    def _filters(self) -> dict:
+        c = self.config
+        if c.compression == "gzip":
+            return {"compression": "gzip", "compression_opts": c.compression_level, "shuffle": True}
+        if c.compression == "lzf":
+            return {"compression": "lzf", "shuffle": True}
+        return {}
+
     @staticmethod
     def _length_key(name: str) -> str:
         if name.startswith("metrics/"):
@@ -250,12 +278,19 @@ class Recorder:
             if self.projs and self.last_weight_step != step:
                 self.record_weights(step, epoch)
         for key, ds in self.metrics.items():
+            if self.failure is not None or not self.file.id.valid:
+                break
             value = row.get(key, np.nan) if key != "epoch" else row["epoch"]
-            ds.resize(ds.shape[0] + 1, axis=0)
-            ds[-1] = value
+            try:
+                ds.resize(ds.shape[0] + 1, axis=0)
+                ds[-1] = value
+            except OSError as err:
+                self.failure = f"writing {self.path} failed at epoch {epoch}: {err}"
         self.flush()
 
     def record(self, step: int, epoch: int, batch_ids: torch.Tensor) -> None:
+        if self.failure is not None:
+            return
         i = self.pending
         n = batch_ids.shape[0]
         pos = self.positions[self.positions < n]
@@ -286,6 +321,8 @@ class Recorder:
             self.flush()
 
     def record_weights(self, step: int, epoch: int) -> None:
+        if self.failure is not None:
+            return
         i = self.pending_weights
         self.weight_index["step"].buffer[i] = step
         self.weight_index["epoch"].buffer[i] = epoch
@@ -297,8 +334,29 @@ class Recorder:
         if self.pending_weights == self.n_rows:
             self.flush()
 
+    #: why recording stopped (a write failed, e.g. the disk is full); the trainer then stops the run
+    failure: Optional[str] = None
+
     def flush(self) -> None:
-        """Write the buffered records and flush the file to disk."""
+        """Write the buffered records and flush the file to disk.
+
+        A failed write (a full disk, say) does not raise: the recorder stops writing,
+        notes the reason in ``failure`` and closes the file; in SWMR mode everything
+        flushed before stays intact.
+        """
+        if self.failure is not None or not self.file.id.valid:
+            return
+        try:
+            self._write_pending()
+        except OSError as err:
+            self.failure = f"writing {self.path} failed at step {self.last_recorded_step}: {err}"
+            self.pending = self.pending_weights = 0
+            try:
+                self.file.close()
+            except Exception:  # noqa: BLE001 - the file may be unwritable; what was flushed stays
+                pass
+
+    def _write_pending(self) -> None:
         if self.pin:
             torch.cuda.synchronize()
         if self.pending:
@@ -316,6 +374,8 @@ class Recorder:
         if not self.file.id.valid:
             return
         self.flush()
+        if self.failure is not None:
+            return
         self.file.close()
         with h5py.File(self.path, "r+") as f:  # attributes cannot change in SWMR mode
             f.attrs["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")

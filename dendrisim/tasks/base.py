@@ -72,6 +72,11 @@ class Task:
     def check_options(cls, options, *, file: str) -> None:
         """Raise ConfigError for options that are well-typed but unusable (before loading data)."""
 
+    @classmethod
+    def data_spec(cls, options) -> tuple[tuple[int, ...], int, int]:
+        """(sample shape, output size, training-split size) of the data, known without loading it."""
+        raise NotImplementedError
+
     def target(self, y: torch.Tensor, network: "Network") -> torch.Tensor:
         """The teacher's target ``t`` for the output population."""
         raise NotImplementedError

@@ -12,7 +12,7 @@ from ..config.schema import opt
 from ..errors import DataError
 from ..losses import output_loss
 from .base import TASKS, Split, Task, TaskOptions
-from .datasets import DATASETS, default_root
+from .datasets import DATASETS, SPECS, default_root
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,11 @@ class Classification(Task):
     @classmethod
     def check_options(cls, options: ClassificationOptions, *, file: str) -> None:
         DATASETS.get(options.dataset, file=file, path="task.dataset")
+
+    @classmethod
+    def data_spec(cls, options: ClassificationOptions) -> tuple[tuple[int, ...], int, int]:
+        shape, classes, n = SPECS[options.dataset]
+        return shape, classes, int(n * (1 - options.validation_fraction))
 
     def __init__(self, options: ClassificationOptions, *, device: torch.device,
                  data_root: Optional[str] = None, dtype: torch.dtype = torch.float32):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import pickle
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,7 +115,7 @@ def _torchvision(cls_name: str, root: Path, download: bool, *, split_kw: str, ho
         kw = {"train": train} if split_kw == "train" else {"split": "train" if train else "test"}
         try:
             ds = cls(str(root), download=download, **kw)
-        except (RuntimeError, FileNotFoundError, OSError) as err:
+        except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError) as err:
             raise DataError(f"{cls_name}: not found or damaged under {root} ({err}). {how}") from None
         x = np.asarray(ds.data)
         if x.ndim == 4 and x.shape[-1] == 3:  # CIFAR stores NHWC
@@ -140,6 +141,17 @@ def cifar100(root: Path, download: bool) -> ImageData:
 def svhn(root: Path, download: bool) -> ImageData:
     return _torchvision("SVHN", root, download, split_kw="split", classes=10,
                         how="Expected train_32x32.mat and test_32x32.mat there; or set task.download: true.")
+
+
+#: sample shape, number of classes and training-set size of each dataset, known without reading it
+SPECS: dict[str, tuple[tuple[int, ...], int, int]] = {
+    "digits": ((1, 8, 8), 10, 1438),
+    "mnist": ((1, 28, 28), 10, 60000),
+    "fashion_mnist": ((1, 28, 28), 10, 60000),
+    "cifar10": ((3, 32, 32), 10, 50000),
+    "cifar100": ((3, 32, 32), 100, 50000),
+    "svhn": ((3, 32, 32), 10, 73257),
+}
 
 
 def default_root() -> Path:

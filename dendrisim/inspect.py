@@ -1,0 +1,40 @@
+"""Check a model file without data or training, and describe what it builds."""
+from __future__ import annotations
+
+import torch
+
+from .config.loader import Experiment
+from .network import Network
+from .plasticity import build_rule
+from .tasks import TASKS
+
+
+def describe(experiment: Experiment) -> str:
+    """Populations, projections, the rule's feedback pathway, parameter counts and the
+    recording's size estimate, from the file alone (tensors on the meta device)."""
+    task_cls = TASKS.get(experiment.task.type)
+    shape, outputs, n_train = task_cls.data_spec(experiment.task)
+    with torch.device("meta"):
+        net = Network(experiment, input_shape=shape, output_size=outputs)
+        rule = build_rule(net, experiment)
+    cfg = experiment.config
+    lines = [f"{experiment.file}: valid", net.summary(), f"rule {experiment.rule.rule}; feedback pathway:"]
+    lines += [f"  {line}" for line in rule.feedback_pathway(net)] or ["  (no hidden populations)"]
+    learnable = sum(p.numel() for proj in net.learnable_projections() for p in proj.parameters_to_learn())
+    frozen = sum(p.numel() for p in net.parameters()) - learnable
+    rule_learn = sum(p.numel() for p in rule.parameters() if p.requires_grad)
+    rule_fixed = sum(p.numel() for p in rule.parameters() if not p.requires_grad)
+    lines.append(f"parameters: {learnable:,} learnable forward, {frozen:,} frozen forward, "
+                 f"{rule_learn:,} learnable feedback, {rule_fixed:,} fixed feedback")
+    steps = -(-n_train // experiment.task.batch_size)
+    if cfg.training.max_steps_per_epoch:
+        steps = min(steps, cfg.training.max_steps_per_epoch)
+    lines.append(f"data: samples {list(shape)}, {outputs} outputs, {n_train:,} training samples, "
+                 f"{steps} steps/epoch x {cfg.training.epochs} epochs")
+    if cfg.recording.enabled:
+        from .training import check_recording
+
+        est = check_recording(experiment, net, rule, steps_per_epoch=steps, epochs=cfg.training.epochs)
+        lines.append(f"recording: about {est['bytes'] / 2**20:,.1f} MiB at most ({est['records']} records, "
+                     f"{est['weight_records']} projection records), budget {cfg.recording.max_gib} GiB")
+    return "\n".join(lines)
