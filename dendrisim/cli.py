@@ -64,17 +64,29 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 print(f"note: {note}", file=sys.stderr)
             print(describe(experiment))
             return 0
+        from .distributed import from_environment
+
+        dist = from_environment(args.device or "cpu")
+        say = (lambda line: print(line, flush=True)) if dist.is_main else (lambda line: None)
         if args.resume is not None:
-            trainer = _resumed_trainer(args, overrides, argv_list)
+            trainer = _resumed_trainer(args, overrides, argv_list, dist=dist, say=say)
             experiment = trainer.experiment
         else:
             experiment = load_experiment(args.model or str(DEFAULT_MODEL), overrides)
             options = RunOptions(device=args.device or "cpu", data_root=args.data_root, out_dir=args.out,
-                                 dry_run=args.dry_run, progress=args.progress, argv=argv_list,
-                                 log=lambda line: print(line, flush=True))
+                                 dry_run=args.dry_run, progress=args.progress if dist.is_main else False,
+                                 argv=argv_list, log=say, dist=dist)
             trainer = Trainer(experiment, options)
+        if not dist.is_main:
+            with graceful_stop(trainer):
+                summary = trainer.run()
+            dist.close()
+            return 0 if "stopped" not in summary else 1
         for note in experiment.notes:
             print(f"note: {note}", file=sys.stderr)
+        if dist.world > 1:
+            print(f"data parallel: {dist.world} ranks x batch {experiment.task.batch_size} "
+                  f"= global batch {dist.world * experiment.task.batch_size}", flush=True)
         print(trainer.network.summary(), flush=True)
         print(f"rule {experiment.rule.rule}, {trainer.steps_per_epoch} steps/epoch, device {trainer.device}", flush=True)
         if trainer.recording_estimate is not None:
@@ -84,6 +96,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                   flush=True)
         with graceful_stop(trainer):
             summary = trainer.run()
+        dist.close()
     except DendrisimError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -93,7 +106,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
 
 
-def _resumed_trainer(args, overrides: list[str], argv: list[str]):
+def _resumed_trainer(args, overrides: list[str], argv: list[str], *, dist, say):
     """A trainer rebuilt from RUN_DIR (model.yaml, run.json) with its checkpoint loaded."""
     from .config import load_experiment
     from .errors import ConfigError
@@ -109,11 +122,11 @@ def _resumed_trainer(args, overrides: list[str], argv: list[str]):
     saved = json.loads(run_file.read_text())
     experiment = load_experiment(args.model or model_file, overrides if args.model else [])
     options = RunOptions(device=args.device or saved["device"], data_root=args.data_root or saved["data_root"],
-                         out_dir=run_dir, dry_run=saved["dry_run"], progress=args.progress, argv=argv,
-                         log=lambda line: print(line, flush=True))
+                         out_dir=run_dir, dry_run=saved["dry_run"], progress=args.progress if dist.is_main else False,
+                         argv=argv, log=say, dist=dist)
     trainer = Trainer(experiment, options)
     trainer.resume(checkpoint)
-    print(f"resuming {run_dir} at epoch {trainer.epoch}, step {trainer.global_step}", flush=True)
+    say(f"resuming {run_dir} at epoch {trainer.epoch}, step {trainer.global_step}")
     return trainer
 
 

@@ -50,6 +50,7 @@ class RunOptions:
     progress: Optional[bool] = None  # None: a bar only when stderr is a terminal
     argv: list[str] = field(default_factory=list)
     log: Callable[[str], None] = print
+    dist: Optional[object] = None  # a dendrisim.distributed context; None: one process
 
     def to_json(self) -> dict:
         """What ``--resume`` needs to rebuild the run (written to ``run.json``)."""
@@ -102,7 +103,12 @@ class Trainer:
         self.experiment = experiment
         self.options = options
         cfg = experiment.config
+        from .distributed import Single
+
+        self.dist = options.dist or Single()
         self.device = resolve_device(options.device)
+        if self.device.type == "cuda" and self.dist.world > 1:
+            self.device = torch.device("cuda", self.dist.local_rank)
         seed_everything(cfg.training.seed)
         self.task = TASKS.get(experiment.task.type)(experiment.task, device=self.device, data_root=options.data_root)
         self.network = Network(experiment, input_shape=self.task.input_shape, output_size=self.task.output_size)
@@ -110,6 +116,7 @@ class Trainer:
         self.network.to(self.device)
         self.rule.to(self.device)
         self.optimizer = build_optimizer(self.network, self.rule, cfg.optimizer)
+        self.learnable = [p for group in self.optimizer.param_groups for p in group["params"]]
         self.steps_per_epoch = self._steps_per_epoch()
         self.scheduler = build_scheduler(self.optimizer, self.steps_per_epoch * self.epochs, cfg.training)
         self.recording_estimate = None
@@ -144,7 +151,7 @@ class Trainer:
         return 1 if self.options.dry_run else self.experiment.config.training.epochs
 
     def _steps_per_epoch(self) -> int:
-        n = self.task.train.n_batches(self.experiment.task.batch_size)
+        n = self.task.train.n_batches(self.experiment.task.batch_size * self.dist.world)
         limit = DRY_RUN_STEPS if self.options.dry_run else self.experiment.config.training.max_steps_per_epoch
         return min(n, limit) if limit else n
 
@@ -168,13 +175,17 @@ class Trainer:
         if self.step_in_epoch == 0:
             self.epoch_order = torch.randperm(len(task.train), generator=self.order_generator).to(self.device)
             self.epoch_totals, self.epoch_samples = None, 0
-        bs = self.experiment.task.batch_size
-        order = self.epoch_order[self.step_in_epoch * bs:]
-        batches = task.train.indexed_batches(bs, order, limit=self.steps_per_epoch - self.step_in_epoch)
+        bs, world = self.experiment.task.batch_size, self.dist.world
+        order = self.epoch_order[self.step_in_epoch * bs * world:]
+        batches = task.train.indexed_batches(bs, order, limit=self.steps_per_epoch - self.step_in_epoch,
+                                             rank=self.dist.rank, world=world)
         with torch.no_grad():
             for ids, x, y in self._bar(batches, epoch):
                 net(x)
                 rule.step(net, task.target(y, net))
+                stop_now = self.dist.sync_grads(self.learnable, y.shape[0], self.stop_requested is not None)
+                if stop_now and self.stop_requested is None:
+                    self.stop_requested = "a stop on another rank"
                 opt.step()
                 self.scheduler.step()
                 stats = task.batch_stats(y, net)
@@ -191,10 +202,17 @@ class Trainer:
                 every = self.experiment.config.training.checkpoint_every
                 if every and self.global_step % every == 0 and self.run_dir is not None:
                     self.save_checkpoint()
-                if self.stop_requested:
-                    return task.finish_stats(self.epoch_totals, self.epoch_samples)
+                # ranks stop together, on the step whose all-reduce carried the flag
+                if stop_now or (world == 1 and self.stop_requested):
+                    return self._epoch_stats()
         self.step_in_epoch = 0  # the epoch is complete; the next call starts a new one
-        return task.finish_stats(self.epoch_totals, self.epoch_samples)
+        return self._epoch_stats()
+
+    def _epoch_stats(self) -> dict[str, float]:
+        totals = self.dist.sum_(torch.cat([self.epoch_totals.to(torch.float64),
+                                           torch.tensor([self.epoch_samples], dtype=torch.float64,
+                                                        device=self.epoch_totals.device)]))
+        return self.task.finish_stats(totals[:-1], int(totals[-1].item()))
 
     def _bar(self, batches, epoch: int):
         show = self.options.progress if self.options.progress is not None else sys.stderr.isatty()
@@ -206,8 +224,12 @@ class Trainer:
                     leave=False, unit="batch")
 
     def evaluate(self, split) -> dict[str, float]:
+        """Metrics on a split; with several ranks each evaluates its part and they are summed."""
         limit = DRY_RUN_STEPS if self.options.dry_run else None
-        return self.task.evaluate(self.network, split, limit=limit)
+        total, n = self.task.evaluate_stats(self.network, split.shard(self.dist.rank, self.dist.world), limit=limit)
+        totals = self.dist.sum_(torch.cat([total.to(torch.float64),
+                                           torch.tensor([n], dtype=torch.float64, device=total.device)]))
+        return self.task.finish_stats(totals[:-1], int(totals[-1].item()))
 
     # ------------------------------------------------------------------ the run
     run_dir: Optional[Path] = None
@@ -215,12 +237,15 @@ class Trainer:
     def run(self) -> dict:
         """Train to the configured number of epochs; returns the summary."""
         cfg = self.experiment.config
-        self.run_dir = Path(self.options.out_dir or default_run_dir(cfg.name, cfg.training.seed))
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "model.yaml").write_text(self.experiment.to_yaml())
-        (self.run_dir / "run.json").write_text(json.dumps(self.options.to_json(), indent=2) + "\n")
-        if cfg.recording.enabled:
-            self._open_recorder(self.run_dir, resume=self.resumed_from)
+        main = self.dist.is_main
+        run_dir = Path(self.options.out_dir or default_run_dir(cfg.name, cfg.training.seed)) if main else None
+        self.run_dir = Path(self.dist.broadcast(str(run_dir) if main else None))
+        if main:  # only rank 0 writes the run directory, the recording and checkpoints
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "model.yaml").write_text(self.experiment.to_yaml())
+            (self.run_dir / "run.json").write_text(json.dumps(self.options.to_json(), indent=2) + "\n")
+            if cfg.recording.enabled:
+                self._open_recorder(self.run_dir, resume=self.resumed_from)
         clean = False
         try:
             summary = self._loop()
@@ -253,7 +278,8 @@ class Trainer:
             for prefix, values in (("train", train), ("val", val), ("test", test)):
                 row.update({f"{prefix}_{k}": v for k, v in values.items()})
             self.rows.append(row)
-            self._write_metrics(self.run_dir / "metrics.csv", self.rows)
+            if self.dist.is_main:
+                self._write_metrics(self.run_dir / "metrics.csv", self.rows)
             if self.recorder is not None:
                 self.recorder.end_epoch(self.global_step, epoch, self.last_batch_ids, row)
                 if self.recorder.failure is not None and not self.stop_requested:
@@ -264,12 +290,21 @@ class Trainer:
             self.epoch += 1
             self.epoch_seconds = 0.0
             self.save_checkpoint()
+            self._agree_on_stop()
         if self.stop_requested:
             log(f"stopped by {self.stop_requested} in epoch {self.epoch} after step {self.global_step}; "
                 f"resume with: python scripts/simulate.py --resume {self.run_dir}")
         return self._summary(time.perf_counter() - start, metric_names)
 
     _early_stopped = False
+
+    def _agree_on_stop(self) -> None:
+        """A stop wanted by one rank between steps (rank 0's recorder failing) stops all."""
+        if self.dist.world == 1:
+            return
+        flag = self.dist.sum_(torch.tensor([float(self.stop_requested is not None)], device=self.device))
+        if flag.item() > 0 and self.stop_requested is None:
+            self.stop_requested = "a stop on another rank"
 
     def _select(self, score: Optional[float], higher: bool, stop) -> None:
         """Model selection and early stopping on the validation metric."""
@@ -308,7 +343,10 @@ class Trainer:
             summary["stopped"] = self.stop_requested
         if self.recorder is not None:
             summary["recording"] = str(self.recorder.path)
-        if not self.stop_requested:
+        if self.dist.world > 1:
+            summary["world_size"] = self.dist.world
+            summary["global_batch_size"] = self.dist.world * self.experiment.task.batch_size
+        if not self.stop_requested and self.dist.is_main:
             (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
             torch.save({"network": self.network.state_dict(), "rule": self.rule.state_dict()},
                        self.run_dir / "weights.pt")
@@ -354,6 +392,8 @@ class Trainer:
     def save_checkpoint(self) -> Optional[Path]:
         """Flush the recording, then write ``checkpoint.pt`` through a temporary file and a
         rename; a failed write (full disk) keeps the previous checkpoint and is reported."""
+        if not self.dist.is_main:
+            return None
         if self.recorder is not None:
             self.recorder.flush()
             if self.recorder.failure is not None:

@@ -40,14 +40,25 @@ class Split:
                 return
             yield self.x[start:start + batch_size], self.y[start:start + batch_size]
 
-    def indexed_batches(self, batch_size: int, order: torch.Tensor, *, limit: Optional[int] = None
-                        ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """``(ids, x, y)`` batches in the order of the permutation ``order``."""
-        for k, start in enumerate(range(0, len(self), batch_size)):
+    def indexed_batches(self, batch_size: int, order: torch.Tensor, *, limit: Optional[int] = None,
+                        rank: int = 0, world: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """``(ids, x, y)`` batches in the order of the permutation ``order``.
+
+        With ``world`` ranks a global batch holds ``world * batch_size`` samples and this
+        rank takes its contiguous part of it (see ``dendrisim.distributed``).
+        """
+        step = batch_size * world
+        for k, start in enumerate(range(0, len(order), step)):
             if limit is not None and k >= limit:
                 return
-            idx = order[start:start + batch_size]
+            glob = order[start:start + step]
+            idx = glob[len(glob) * rank // world: len(glob) * (rank + 1) // world]
             yield idx, self.x.index_select(0, idx), self.y.index_select(0, idx)
+
+    def shard(self, rank: int, world: int) -> "Split":
+        """The ``rank``-th of ``world`` contiguous parts (views, no copy)."""
+        lo, hi = len(self) * rank // world, len(self) * (rank + 1) // world
+        return Split(self.x[lo:hi], self.y[lo:hi])
 
     def n_batches(self, batch_size: int) -> int:
         return -(-len(self) // batch_size)
@@ -90,6 +101,12 @@ class Task:
 
     def evaluate(self, network: "Network", split: Split, *, limit: Optional[int] = None) -> dict[str, float]:
         """Metrics of ``network`` on a split, in eval batches, without autograd."""
+        total, n = self.evaluate_stats(network, split, limit=limit)
+        return self.finish_stats(total, n)
+
+    def evaluate_stats(self, network: "Network", split: Split, *, limit: Optional[int] = None
+                       ) -> tuple[Optional[torch.Tensor], int]:
+        """Summed statistics and sample count (to be combined across shards)."""
         total, n = None, 0
         with torch.no_grad():
             for x, y in split.batches(self.options.eval_batch_size, limit=limit):
@@ -97,4 +114,4 @@ class Task:
                 stats = self.batch_stats(y, network)
                 total = stats if total is None else total + stats
                 n += y.shape[0]
-        return self.finish_stats(total, n)
+        return total, n
