@@ -24,3 +24,7 @@ class ConfigError(DendrisimError):
 
 class DataError(DendrisimError):
     """A dataset is missing, malformed or does not fit the model."""
+
+
+class NumericalError(DendrisimError):
+    """NaN or Inf appeared in a compartment, an update or a weight."""

@@ -141,6 +141,7 @@ class Trainer:
         self.best_state: Optional[dict] = None
         self.stale = 0
         self.resumed_from: Optional[dict] = None
+        self.clips_seen: dict[str, int] = {}
 
     def request_stop(self, reason: str) -> None:
         """Finish the current step, then checkpoint and end the run (used by signal handlers)."""
@@ -188,6 +189,9 @@ class Trainer:
                     self.stop_requested = "a stop on another rank"
                 opt.step()
                 self.scheduler.step()
+                guard = self.experiment.config.training.guard_every
+                if guard and (self.global_step + 1) % guard == 0:
+                    self._guard(self.global_step + 1, epoch)
                 stats = task.batch_stats(y, net)
                 self.epoch_totals = stats if self.epoch_totals is None else self.epoch_totals.add_(stats)
                 self.epoch_samples += y.shape[0]
@@ -207,6 +211,34 @@ class Trainer:
                     return self._epoch_stats()
         self.step_in_epoch = 0  # the epoch is complete; the next call starts a new one
         return self._epoch_stats()
+
+    def _watched(self):
+        """(kind, owner, variable, tensor) of everything the NaN guard checks, in order."""
+        for pop in self.network.pyramidal():
+            for var in pop.recordable:
+                yield "population", pop.name, var, getattr(pop, var)
+        for proj in self.network.projections.values():
+            yield "projection", proj.name, "update", proj.weight.grad
+            yield "projection", proj.name, "weight", proj.weight
+        for name, param in self.rule.named_parameters():
+            yield "rule parameter", name, "value", param
+            yield "rule parameter", name, "update", param.grad
+
+    def _guard(self, step: int, epoch: int) -> None:
+        """Stop with the first non-finite population/projection variable (one host sync)."""
+        watched = [w for w in self._watched() if w[3] is not None]
+        # one cheap sentinel: a NaN or Inf anywhere makes the sum of the sums non-finite
+        if bool(torch.isfinite(torch.stack([t.detach().sum(dtype=torch.float32) for *_, t in watched]).sum())):
+            return
+        from .errors import NumericalError
+
+        kind, owner, var, _ = next(w for w in watched if not bool(torch.isfinite(w[3]).all()))
+        every = self.experiment.config.training.guard_every
+        where = f"in epoch {epoch}, training step {step}" + (f" (checked every {every} steps)" if every > 1 else "")
+        raise NumericalError(
+            f"{self.experiment.file}: non-finite values (NaN or Inf) in {kind} {owner!r}, variable {var!r}, "
+            f"{where} (the first bad one in feedforward order). The recording up to the last flush and the "
+            "last checkpoint are kept. Lower optimizer.lr, or bound the rule with plasticity.clip_apical / clip_update")
 
     def _epoch_stats(self) -> dict[str, float]:
         totals = self.dist.sum_(torch.cat([self.epoch_totals.to(torch.float64),
@@ -277,6 +309,7 @@ class Trainer:
                    "lr": self.optimizer.param_groups[0]["lr"]}
             for prefix, values in (("train", train), ("val", val), ("test", test)):
                 row.update({f"{prefix}_{k}": v for k, v in values.items()})
+            row.update(self._clip_summary())
             self.rows.append(row)
             if self.dist.is_main:
                 self._write_metrics(self.run_dir / "metrics.csv", self.rows)
@@ -297,6 +330,13 @@ class Trainer:
         return self._summary(time.perf_counter() - start, metric_names)
 
     _early_stopped = False
+
+    def _clip_summary(self) -> dict[str, int]:
+        """How often each named clip fired during the epoch (``clips_apical:h1`` ...)."""
+        counts = {name: int(c) for name, c in self.rule.clip_counts.items()}
+        out = {f"clips_{name}": n - self.clips_seen.get(name, 0) for name, n in sorted(counts.items())}
+        self.clips_seen = counts
+        return out
 
     def _agree_on_stop(self) -> None:
         """A stop wanted by one rank between steps (rank 0's recorder failing) stops all."""
@@ -381,6 +421,7 @@ class Trainer:
             "epoch_totals": None if self.epoch_totals is None else self.epoch_totals.cpu(),
             "last_batch_ids": None if self.last_batch_ids is None else self.last_batch_ids.cpu(),
             "rows": self.rows,
+            "clips_seen": self.clips_seen,
             "selection": {"best": self.best, "best_epoch": self.best_epoch, "stale": self.stale,
                           "early_stopped": self._early_stopped, "best_state": self.best_state},
             "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
@@ -432,6 +473,7 @@ class Trainer:
         self.epoch_order, self.epoch_totals = to_dev(state["epoch_order"]), to_dev(state["epoch_totals"])
         self.last_batch_ids = to_dev(state["last_batch_ids"])
         self.rows = state["rows"]
+        self.clips_seen = state["clips_seen"]
         sel = state["selection"]
         self.best, self.best_epoch, self.stale = sel["best"], sel["best_epoch"], sel["stale"]
         self._early_stopped, self.best_state = sel["early_stopped"], sel["best_state"]
@@ -461,5 +503,8 @@ class Trainer:
                 key = f"{prefix}_{m}"
                 if key in row:
                     parts.append(f"{key} {row[key]:.4f}")
+        clips = [f"{k[6:]}={v}" for k, v in row.items() if k.startswith("clips_") and v]
+        if clips:
+            parts.append("clipped " + " ".join(clips))
         parts.append(f"time {row['seconds']:.1f}s")
         return "  ".join(parts)

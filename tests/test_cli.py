@@ -51,7 +51,7 @@ def test_fmnist_model_on_tiny_idx_files_with_overrides(tmp_path):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--set", "plasticity.rule=backprop"], "plasticity.rule: 'backprop' is not a known plasticity rule; choose one of bp, dfa, dll, fa"),
+    (["--set", "plasticity.rule=backprop"], "plasticity.rule: 'backprop' is not a known plasticity rule; choose one of bp, dfa, dll, fa, kp"),
     (["--set", "populations.h1.activation=tanhh"], "populations.h1.activation: 'tanhh' is not a known activation"),
     (["--device", "cuda:7"] if not __import__("torch").cuda.is_available() else ["--device", "tpu"], "--device"),
 ])
@@ -95,3 +95,23 @@ def test_recording_budget_refuses_to_start(tmp_path):
     assert not out.exists()
     ok = simulate("--dry-run", "--out", out)
     assert "recording: about" in ok.stdout and "budget 20.0 GiB" in ok.stdout
+
+
+def test_compare_rules_writes_a_table_and_curves(tmp_path):
+    out = tmp_path / "cmp"
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "compare_rules.py"), str(REPO / "models" / "dll_mlp_digits.yaml"),
+                           "--rules", "dll,bp", "--seeds", "0,1", "--epochs", "2", "--set", "training.max_steps_per_epoch=5",
+                           "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    table = (out / "report.md").read_text()
+    assert "| rule | runs | final test accuracy | best test accuracy | selected-epoch test accuracy | s / epoch |" in table
+    rows = [line for line in table.splitlines() if line.startswith("| dll ") or line.startswith("| bp ")]
+    assert len(rows) == 2 and all(" ± " in r and "| 2 |" in r for r in rows)
+    assert (out / "learning_curves.png").read_bytes()[:4] == b"\x89PNG"
+    results = json.loads((out / "results.json").read_text())
+    assert sorted(results) == ["bp-s0", "bp-s1", "dll-s0", "dll-s1"]
+    assert {r["summary"]["seed"] for r in results.values()} == {0, 1}
+    bad = subprocess.run([sys.executable, str(REPO / "scripts" / "compare_rules.py"), str(REPO / "models" / "dll_mlp_digits.yaml"),
+                          "--rules", "dll,nope", "--out", str(tmp_path / "bad")], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "'nope' is not a known plasticity rule" in bad.stderr
+    assert not (tmp_path / "bad").exists()

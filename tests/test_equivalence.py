@@ -155,3 +155,21 @@ def test_network_without_apical_input_equals_linear_stack(act):
 
 def _act(name):
     return {"tanh": nn.Tanh(), "sigmoid": nn.Sigmoid(), "relu": nn.ReLU(), "linear": nn.Identity()}[name]
+
+
+def test_kp_with_transposed_feedback_and_no_decay_equals_bp():
+    gen = torch.Generator().manual_seed(5)
+    exp = model(["plasticity.decay=0"], base=random_model("kp", [7, 5], "tanh", "softmax", skip=True).to_dict())
+    kp_net, kp = build(exp)
+    bp_net, bp = build(random_model("bp", [7, 5], "tanh", "softmax", skip=True))
+    bp_net.load_state_dict(kp_net.state_dict())
+    with torch.no_grad():
+        for name, B in kp.feedback.items():
+            B.copy_(kp_net.projections[name].weight.t())
+    x = torch.randn(6, 5, generator=gen, dtype=torch.float64)
+    t = target_for("softmax", 6, 3, gen)
+    k, b = rule_grads(kp_net, kp, x, t), rule_grads(bp_net, bp, x, t)
+    for name in b:
+        torch.testing.assert_close(k[name], b[name], rtol=1e-12, atol=1e-14, msg=name)
+    for name, B in kp.feedback.items():  # B learns the transposed forward update
+        torch.testing.assert_close(B.grad, kp_net.projections[name].weight.grad.t())

@@ -53,7 +53,7 @@ def model_files(draw):
     }
 
 
-def run_one_step(exp) -> None:
+def run_one_step(exp, *, require_finite: bool = True) -> None:
     net = Network(exp, input_shape=(1, 8, 8), output_size=10)
     rule = build_rule(net, exp)
     opt = build_optimizer(net, rule, exp.config.optimizer)
@@ -64,8 +64,10 @@ def run_one_step(exp) -> None:
         rule.step(net, t)
         opt.step()
     # (whether weights move is the behavioural tests' business: a dead ReLU chain without
-    # biases legitimately learns nothing)
-    assert all(torch.isfinite(p).all() for p in net.parameters())
+    # biases legitimately learns nothing; a corrupted but well-typed file, e.g. an init std
+    # of 1e12, may legitimately overflow, which the trainer's NaN guard reports)
+    if require_finite:
+        assert all(torch.isfinite(p).all() for p in net.parameters())
 
 
 @FUZZ
@@ -108,7 +110,7 @@ def accepts_or_config_error(data, *, expect_in_message=()):
     """The property: valid (and then it runs a step) or a ConfigError naming the file."""
     try:
         exp = load_experiment(data, file="test.yaml")
-        run_one_step(exp)
+        run_one_step(exp, require_finite=False)
         describe(exp)
         return "valid"
     except ConfigError as err:
@@ -176,7 +178,7 @@ def test_damaged_yaml_text_fails_with_a_config_error(tmp_path_factory, data, dra
     except ConfigError as err:
         assert str(err).startswith(f"{path}: ")
         return
-    run_one_step(exp)  # the damage happened to leave a valid file
+    run_one_step(exp, require_finite=False)  # the damage happened to leave a valid file
 
 
 def test_the_fuzzers_find_errors_and_valid_files():

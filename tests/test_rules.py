@@ -104,3 +104,23 @@ def test_seeded_runs_repeat_exactly():
     assert ma == mb
     for (n, p), (_, q) in zip(a.network.named_parameters(), b.network.named_parameters()):
         assert torch.equal(p, q), n
+
+
+def test_kolen_pollack_feedback_aligns_with_the_forward_weights():
+    from dendrisim.recording.plots import feedback_angle
+
+    tr = trainer("kp", "optimizer={type: sgd, lr: 0.1}", "plasticity.decay=0.3")  # W - Bᵀ shrinks 0.97x a step
+
+    def angles():
+        return {n: float(feedback_angle(B.detach().numpy()[None], tr.network.projections[n].weight.detach().numpy()[None])[0])
+                for n, B in tr.rule.feedback.items()}
+
+    before = angles()
+    for epoch in range(1, 6):
+        tr.train_epoch(epoch)
+    after = angles()
+    for name in before:
+        assert before[name] > 70 and after[name] < 0.6 * before[name], (name, before[name], after[name])
+    # decay is part of W's update too
+    w = tr.network.projections["h1->h2"].weight
+    assert tr.rule.feedback["h1->h2"].grad.shape == w.t().shape

@@ -56,3 +56,59 @@ def test_unknown_early_stopping_metric_fails_before_the_run(tmp_path):
     with pytest.raises(ConfigError, match=r"training.early_stopping.metric: 'f1' is not a metric of this task; choose one of loss, accuracy"):
         run(tmp_path / "run", "training.early_stopping={metric: f1}")
     assert not (tmp_path / "run").exists()
+
+
+def test_nan_guard_names_the_first_bad_variable_and_keeps_the_recording(tmp_path):
+    from dendrisim.errors import NumericalError
+    from dendrisim.recording import open_recording
+
+    exp = model(["training.max_steps_per_epoch=10", "training.epochs=3", "recording={every: 1, flush_every: 4}",
+                 "training.guard_every=1"])
+    tr = Trainer(exp, RunOptions(out_dir=tmp_path, progress=False, log=lambda s: None))
+    real_step = tr.rule.step
+
+    def poisoned(net, target):  # from step 14 on, h2's apical input turns into NaN
+        real_step(net, target)
+        if tr.global_step + 1 >= 14:
+            net.populations["h2"].apical[0, 0] = float("nan")
+
+    tr.rule.step = poisoned
+    with pytest.raises(NumericalError, match=r"test.yaml: non-finite values \(NaN or Inf\) in population 'h2', "
+                                             r"variable 'apical', in epoch 2, training step 14"):
+        tr.run()
+    with open_recording(tmp_path / "recording.h5") as rec:
+        assert not rec.complete and list(rec.steps) == list(range(1, 14))  # every step before the bad one
+    assert not (tmp_path / "summary.json").exists()
+
+
+def test_guard_can_be_switched_off(tmp_path):
+    exp = model(["training.max_steps_per_epoch=3", "training.guard_every=0", "optimizer.lr=1e30", "optimizer.type=sgd"])
+    summary = Trainer(exp, RunOptions(out_dir=tmp_path, progress=False, log=lambda s: None)).run()
+    assert summary["steps"] == 3  # diverged silently, as asked
+
+
+def test_a_coarser_guard_says_how_often_it_looked(tmp_path):
+    from dendrisim.errors import NumericalError
+
+    exp = model(["training.max_steps_per_epoch=10", "training.guard_every=5", "recording.enabled=false"])
+    tr = Trainer(exp, RunOptions(out_dir=tmp_path, progress=False, log=lambda s: None))
+    real_step = tr.rule.step
+
+    def poisoned(net, target):
+        real_step(net, target)
+        if tr.global_step + 1 == 7:
+            net.projections["h1->h2"].weight.grad[0, 0] = float("inf")
+
+    tr.rule.step = poisoned
+    # Inf in an update at step 7 makes the weights non-finite; the check at step 10 finds it,
+    # first in feedforward order wherever it spread by then
+    with pytest.raises(NumericalError, match=r"training step 10 \(checked every 5 steps\)"):
+        tr.run()
+
+
+def test_clip_counts_are_summarised_per_epoch(tmp_path):
+    summary, lines, rows = run(tmp_path, "training.epochs=2", "plasticity.clip_update=1e-6")
+    keys = [k for k in rows[0] if k.startswith("clips_")]
+    assert keys == ["clips_update:h1->h2", "clips_update:h2->out", "clips_update:input->h1"]
+    assert all(int(rows[e][k]) > 0 for e in (0, 1) for k in keys)
+    assert "clipped update:h1->h2=" in lines[0]

@@ -81,6 +81,7 @@ class TrainingConfig:
     early_stopping: Optional[EarlyStoppingConfig] = opt(None, "stop when the validation metric stalls")
     select_best: bool = opt(True, "report the test metrics of the epoch with the best validation metric")
     max_steps_per_epoch: Optional[int] = opt(None, "cut every epoch short (for smoke tests)", ge=1)
+    guard_every: int = opt(10, "check compartments, updates and weights for NaN/Inf every N steps (0: never)", ge=0)
     checkpoint_every: Optional[int] = opt(None, "also checkpoint every N steps (always at epoch ends and on a stop)", ge=1)
 
 

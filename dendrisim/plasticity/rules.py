@@ -19,6 +19,7 @@ from torch import nn
 
 from ..config.schema import opt
 from ..init import initialize, resolve_init
+from . import functional as Fn
 from .base import RULES, PlasticityRule, RuleOptions
 
 
@@ -107,3 +108,61 @@ class DirectFeedbackAlignment(PlasticityRule):
 
     def apical_input(self, network, pop) -> torch.Tensor:
         return F.linear(network.output.error.flatten(1), self.feedback[pop.name]).view(-1, *pop.shape)
+
+
+@dataclass(frozen=True)
+class KolenPollackOptions(RandomFeedbackOptions):
+    decay: float = opt(1e-3, "weight decay λ applied to W and to the feedback B alike", ge=0)
+
+
+@RULES.register("kp")
+class KolenPollack(PlasticityRule):
+    """Kolen-Pollack (Kolen & Pollack 1994; Akrout et al. 2019): feedback ``B`` of Wᵀ's
+    shape, learned by the transposed forward update, with the same weight decay on both:
+
+    .. math:: \\frac{∂L}{∂W} \\leftarrow -\\frac{1}{B} δ_{post}^T r_{pre} + λW, \\qquad
+              \\frac{∂L}{∂B} \\leftarrow \\Big(-\\frac{1}{B} δ_{post}^T r_{pre}\\Big)^T + λB
+
+    Both see the same update, so under SGD ``W − Bᵀ`` shrinks by ``(1 − ηλ)`` every step
+    and the feedback comes to align with the forward weights, with no weight transport:
+    each synapse of ``B`` uses only the pre- and postsynaptic signals of its own
+    feedback projection. ``B`` learns at its projection's learning rate.
+    """
+
+    Options = KolenPollackOptions
+    check = classmethod(_check_feedback_init)
+
+    def __init__(self, network, options: KolenPollackOptions):
+        super().__init__(network, options)
+        self.feedback = feedback_parameters(network, options.feedback_init, learnable=True)
+        self._lr_scale = {p.name: p.lr_scale for p in network.projections.values()}
+
+    def feedback_weight(self, network, proj) -> Optional[torch.Tensor]:
+        return self.feedback[proj.name] if proj.name in self.feedback else None
+
+    def feedback_label(self, network, proj) -> str:
+        return f"B[{proj.name}] {list(self.feedback[proj.name].shape)}, learned by the transposed W update"
+
+    def compute_updates(self, network) -> None:
+        super().compute_updates(network)
+        decay = self.options.decay
+        for proj in network.projections.values():
+            if proj.name not in self.feedback:
+                continue
+            feedback = self.feedback[proj.name]
+            w = proj.weight
+            if w.grad is None:  # a frozen projection: B still learns the update W would get
+                delta = network.populations[proj.target].error
+                rate = network.populations[proj.source].rate
+                update = Fn.weight_gradient(delta, rate, gain=self.update_gain)
+            else:
+                update = w.grad
+            feedback.grad = update.t().clone() if decay == 0 else torch.add(update.t(), feedback.detach(), alpha=decay)
+            if w.grad is not None and decay:
+                w.grad.add_(w.detach(), alpha=decay)
+
+    def param_groups(self, lr: float) -> list[dict[str, Any]]:
+        groups: dict[float, list] = {}
+        for name, feedback in self.feedback.items():
+            groups.setdefault(self._lr_scale[name], []).append(feedback)
+        return [{"params": ps, "lr": lr * s, "name": f"kp.feedback (lr_scale {s})"} for s, ps in groups.items()]
