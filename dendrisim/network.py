@@ -13,7 +13,7 @@ from .config.graph import build_graph
 from .config.loader import Experiment
 from .errors import ConfigError
 from .init import resolve_init
-from .populations import InputPopulation, Population, PyramidalPopulation
+from .populations import InputPopulation, PyramidalPopulation
 from .projections import Projection
 
 

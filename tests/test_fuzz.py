@@ -6,7 +6,6 @@ naming the file (and, for a corrupted field, its path), never with a raw traceba
 """
 import copy
 
-import pytest
 import torch
 import yaml
 from hypothesis import HealthCheck, given, settings

@@ -1,10 +1,9 @@
 """Tier 3: behaviour every registered rule must show, parametrized over the registry."""
-import copy
 
 import pytest
 import torch
 
-from conftest import MLP, model
+from conftest import model
 from dendrisim.optim import group_of
 from dendrisim.plasticity import RULES
 from dendrisim.training import RunOptions, Trainer
