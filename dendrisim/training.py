@@ -142,6 +142,15 @@ class Trainer:
         self.stale = 0
         self.resumed_from: Optional[dict] = None
         self.clips_seen: dict[str, int] = {}
+        self.alignment = None
+        self.last_alignment: dict = {}
+        if cfg.training.alignment is not None:
+            from .alignment import AlignmentProbe
+
+            n = cfg.training.alignment.probe_size
+            probe_y = self.task.train.y[:n]
+            self.alignment = AlignmentProbe(self.network, self.rule, self.task.train.x[:n],
+                                            self.task.target(probe_y, self.network))
 
     def request_stop(self, reason: str) -> None:
         """Finish the current step, then checkpoint and end the run (used by signal handlers)."""
@@ -166,7 +175,8 @@ class Trainer:
         self.recorder = Recorder(cfg.recording, run_dir / FILENAME, network=self.network, rule=self.rule,
                                  experiment=self.experiment, metric_names=splits,
                                  batch_size=self.experiment.task.batch_size, seed=cfg.training.seed,
-                                 device=self.device, argv=self.options.argv, resume=resume)
+                                 device=self.device, argv=self.options.argv, resume=resume,
+                                 alignment=self.alignment.names if self.alignment is not None else None)
 
     # ------------------------------------------------------------------ one epoch
     def train_epoch(self, epoch: int) -> dict[str, float]:
@@ -200,6 +210,8 @@ class Trainer:
                 self.last_batch_ids = ids
                 if self.recorder is not None:
                     self.recorder.after_step(self.global_step, epoch, ids)
+                self._measure_alignment(epoch)
+                if self.recorder is not None:
                     if self.recorder.failure is not None and not self.stop_requested:
                         self.options.log(f"recording stopped: {self.recorder.failure}")
                         self.request_stop("recording failure")
@@ -239,6 +251,14 @@ class Trainer:
             f"{self.experiment.file}: non-finite values (NaN or Inf) in {kind} {owner!r}, variable {var!r}, "
             f"{where} (the first bad one in feedforward order). The recording up to the last flush and the "
             "last checkpoint are kept. Lower optimizer.lr, or bound the rule with plasticity.clip_apical / clip_update")
+
+    def _measure_alignment(self, epoch: int) -> None:
+        a = self.experiment.config.training.alignment
+        if a is None or self.global_step % a.every:
+            return
+        self.last_alignment = self.alignment.measure()
+        if self.recorder is not None:
+            self.recorder.record_alignment(self.global_step, epoch, self.last_alignment)
 
     def _epoch_stats(self) -> dict[str, float]:
         totals = self.dist.sum_(torch.cat([self.epoch_totals.to(torch.float64),
@@ -310,6 +330,7 @@ class Trainer:
             for prefix, values in (("train", train), ("val", val), ("test", test)):
                 row.update({f"{prefix}_{k}": v for k, v in values.items()})
             row.update(self._clip_summary())
+            row.update({f"align_{name}_{m}": v for name, ms in self.last_alignment.items() for m, v in ms.items()})
             self.rows.append(row)
             if self.dist.is_main:
                 self._write_metrics(self.run_dir / "metrics.csv", self.rows)
@@ -422,6 +443,7 @@ class Trainer:
             "last_batch_ids": None if self.last_batch_ids is None else self.last_batch_ids.cpu(),
             "rows": self.rows,
             "clips_seen": self.clips_seen,
+            "last_alignment": self.last_alignment,
             "selection": {"best": self.best, "best_epoch": self.best_epoch, "stale": self.stale,
                           "early_stopped": self._early_stopped, "best_state": self.best_state},
             "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
@@ -474,6 +496,7 @@ class Trainer:
         self.last_batch_ids = to_dev(state["last_batch_ids"])
         self.rows = state["rows"]
         self.clips_seen = state["clips_seen"]
+        self.last_alignment = state["last_alignment"]
         sel = state["selection"]
         self.best, self.best_epoch, self.stale = sel["best"], sel["best_epoch"], sel["stale"]
         self._early_stopped, self.best_state = sel["early_stopped"], sel["best_state"]

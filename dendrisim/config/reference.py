@@ -10,7 +10,7 @@ import dataclasses
 import typing
 
 from .parse import _type_name, yaml_key
-from .schema import (EarlyStoppingConfig, ModelConfig, OptimizerConfig, PopulationConfig, ProjectionConfig,
+from .schema import (AlignmentConfig, EarlyStoppingConfig, ModelConfig, OptimizerConfig, PopulationConfig, ProjectionConfig,
                      RecordingConfig, TrainingConfig)
 
 
@@ -56,6 +56,7 @@ def reference() -> str:
         table(OptimizerConfig, "optimizer"),
         table(TrainingConfig, "training"),
         table(EarlyStoppingConfig, "training.early_stopping"),
+        table(AlignmentConfig, "training.alignment"),
         table(RecordingConfig, "recording"),
     ]
     return "\n\n".join(parts) + "\n"

@@ -73,6 +73,12 @@ class EarlyStoppingConfig:
 
 
 @dataclass(frozen=True)
+class AlignmentConfig:
+    every: int = opt(100, "measure every N training steps", ge=1)
+    probe_size: int = opt(256, "the first N training samples form the fixed probe batch", ge=1)
+
+
+@dataclass(frozen=True)
 class TrainingConfig:
     epochs: int = opt(10, "number of passes over the training set", ge=1)
     seed: int = opt(0, "seed of every random number generator", ge=0)
@@ -81,6 +87,8 @@ class TrainingConfig:
     early_stopping: Optional[EarlyStoppingConfig] = opt(None, "stop when the validation metric stalls")
     select_best: bool = opt(True, "report the test metrics of the epoch with the best validation metric")
     max_steps_per_epoch: Optional[int] = opt(None, "cut every epoch short (for smoke tests)", ge=1)
+    alignment: Optional[AlignmentConfig] = opt(
+        None, "measure each projection's update against exact backprop on a probe batch (see below)")
     guard_every: int = opt(10, "check compartments, updates and weights for NaN/Inf every N steps (0: never)", ge=0)
     checkpoint_every: Optional[int] = opt(None, "also checkpoint every N steps (always at epoch ends and on a stop)", ge=1)
 

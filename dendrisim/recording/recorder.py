@@ -130,7 +130,7 @@ class Recorder:
 
     def __init__(self, config: RecordingConfig, path: Path, *, network, rule, experiment,
                  metric_names: dict[str, list[str]], batch_size: int, seed: int, device: torch.device,
-                 argv: list[str], resume: Optional[dict] = None):
+                 argv: list[str], resume: Optional[dict] = None, alignment: Optional[list[str]] = None):
         self.config = config
         self.network, self.rule = network, rule
         self.pops, self.projs = selection(config, network, rule, file=experiment.file)
@@ -143,6 +143,7 @@ class Recorder:
         self.pin = device.type == "cuda"
         self.dtype = torch.float16 if config.dtype == "float16" else torch.float32
         self.n_rows = config.flush_every
+        self.alignment_names = alignment or []
         self.weights_every = config.projections_every or config.every
         self.resume = resume
         if resume is not None and self.path.is_file():
@@ -159,7 +160,7 @@ class Recorder:
             self._write_attrs(experiment, seed, device, argv)
         self._create(metric_names)
         self.file.swmr_mode = True  # from here on: append only, crash-consistent
-        self.pending = self.pending_weights = 0
+        self.pending = self.pending_weights = self.pending_alignment = 0
         self.last_recorded_step = self.last_weight_step = -1
 
     # ----------------------------------------------------------------- layout
@@ -229,6 +230,22 @@ class Recorder:
             for name in self.rule.clip_names(self.network):
                 ds = self._dataset(f"rule/clip_counts/{name}", (), np.int64, ["record"], "cumulative number of clipped values", False)
                 self.clip_streams[name] = _Stream(ds, rows, torch.int64, False)
+        self.alignment_streams = {}
+        if self.alignment_names:
+            from ..alignment import MEASURES
+
+            self.alignment_streams["step"] = _Stream(self._dataset(
+                "alignment/step", (), np.int64, ["alignment_record"], "global training step", False), rows, torch.int64, False)
+            self.alignment_streams["epoch"] = _Stream(self._dataset(
+                "alignment/epoch", (), np.int64, ["alignment_record"], "epoch (1-based)", False), rows, torch.int64, False)
+            for name in self.alignment_names:
+                for m in MEASURES:
+                    ds = self._dataset(f"alignment/{name}/{m}", (), np.float64, ["alignment_record"],
+                                       {"update_angle": "angle (degrees) between the rule's and backprop's update",
+                                        "update_norm_ratio": "norm of the rule's update over backprop's",
+                                        "feedback_angle": "angle (degrees) between feedback weights and W transposed"}[m],
+                                       False)
+                    self.alignment_streams[(name, m)] = _Stream(ds, rows, torch.float64, False)
         self.metrics = {"epoch": self._dataset("metrics/epoch", (), np.int64, ["epoch"], "epoch (1-based)", False)}
         for split, names in metric_names.items():
             for m in names:
@@ -249,6 +266,8 @@ class Recorder:
             return "epochs"
         if name.startswith("projections/") or name.startswith("index/weight_"):
             return "weight_records"
+        if name.startswith("alignment/"):
+            return "alignment_records"
         return "records"
 
     def position(self) -> dict:
@@ -256,6 +275,8 @@ class Recorder:
         return {"records": int(self.index["step"].dataset.shape[0]) + self.pending,
                 "weight_records": int(self.weight_index["step"].dataset.shape[0]) + self.pending_weights,
                 "epochs": int(self.metrics["epoch"].shape[0]),
+                "alignment_records": (int(self.alignment_streams["step"].dataset.shape[0]) + self.pending_alignment
+                                      if self.alignment_streams else 0),
                 "records_step": self.last_recorded_step}
 
     @staticmethod
@@ -337,6 +358,19 @@ class Recorder:
     #: why recording stopped (a write failed, e.g. the disk is full); the trainer then stops the run
     failure: Optional[str] = None
 
+    def record_alignment(self, step: int, epoch: int, values: dict[str, dict[str, float]]) -> None:
+        if self.failure is not None or not self.alignment_streams:
+            return
+        i = self.pending_alignment
+        self.alignment_streams["step"].buffer[i] = step
+        self.alignment_streams["epoch"].buffer[i] = epoch
+        for name, measures in values.items():
+            for m, v in measures.items():
+                self.alignment_streams[(name, m)].buffer[i] = v
+        self.pending_alignment += 1
+        if self.pending_alignment == self.n_rows:
+            self.flush()
+
     def flush(self) -> None:
         """Write the buffered records and flush the file to disk.
 
@@ -350,7 +384,7 @@ class Recorder:
             self._write_pending()
         except OSError as err:
             self.failure = f"writing {self.path} failed at step {self.last_recorded_step}: {err}"
-            self.pending = self.pending_weights = 0
+            self.pending = self.pending_weights = self.pending_alignment = 0
             try:
                 self.file.close()
             except Exception:  # noqa: BLE001 - the file may be unwritable; what was flushed stays
@@ -367,6 +401,10 @@ class Recorder:
             for stream in [*self.weight_index.values(), *self.weight_streams.values()]:
                 stream.write(self.pending_weights)
             self.pending_weights = 0
+        if self.pending_alignment:
+            for stream in self.alignment_streams.values():
+                stream.write(self.pending_alignment)
+            self.pending_alignment = 0
         self.file.flush()
 
     def close(self, *, complete: bool) -> None:
