@@ -330,6 +330,7 @@ class Trainer:
             for prefix, values in (("train", train), ("val", val), ("test", test)):
                 row.update({f"{prefix}_{k}": v for k, v in values.items()})
             row.update(self._clip_summary())
+            row.update(self.rule.epoch_summary())
             row.update({f"align_{name}_{m}": v for name, ms in self.last_alignment.items() for m, v in ms.items()})
             self.rows.append(row)
             if self.dist.is_main:

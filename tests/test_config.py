@@ -36,7 +36,7 @@ def test_apical_projection_is_refused_with_reason():
 
 
 def test_unknown_rule_lists_registered_rules():
-    with pytest.raises(ConfigError, match=r"plasticity.rule: 'dl' is not a known plasticity rule; choose one of bp, dfa, dll, fa, kp"):
+    with pytest.raises(ConfigError, match=r"plasticity.rule: 'dl' is not a known plasticity rule; choose one of bp, dfa, dll, fa, kp, pc"):
         model(["plasticity.rule=dl"])
 
 

@@ -173,3 +173,31 @@ def test_kp_with_transposed_feedback_and_no_decay_equals_bp():
         torch.testing.assert_close(k[name], b[name], rtol=1e-12, atol=1e-14, msg=name)
     for name, B in kp.feedback.items():  # B learns the transposed forward update
         torch.testing.assert_close(B.grad, kp_net.projections[name].weight.grad.t())
+
+
+@pytest.mark.parametrize("out_act", ["linear", "softmax"])
+def test_pc_approaches_bp_for_a_small_output_error(out_act):
+    """With the output error scaled down to 1e-4 and 400 relaxation steps, predictive
+    coding's updates match backprop's to 1% (relative), hidden layers included."""
+    exp = model(["plasticity={rule: pc, inference_steps: 400, inference_lr: 0.2, tolerance: 0, error_scale: 1.0e-4}"],
+                base=random_model("pc", [6, 4], "tanh", out_act).to_dict())
+    pc_net, pc = build(exp)
+    bp_net, bp = build(random_model("bp", [6, 4], "tanh", out_act))
+    bp_net.load_state_dict(pc_net.state_dict())
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(5, 5, generator=gen, dtype=torch.float64)
+    with torch.no_grad():
+        y = bp_net(x)
+    t = target_for(out_act, 5, 3, gen)
+    p, b = rule_grads(pc_net, pc, x, t), rule_grads(bp_net, bp, x, t)
+    for name in b:
+        rel = float((p[name] - b[name]).norm() / b[name].norm())
+        assert rel < 1e-2, (name, rel)
+    # with the full error (γ = 1) the relaxed state moves away from the feedforward pass
+    full = model(["plasticity={rule: pc, inference_steps: 400, inference_lr: 0.2, tolerance: 0}"], base=exp.to_dict())
+    full_net, full_pc = build(full)
+    full_net.load_state_dict(pc_net.state_dict())
+    p = rule_grads(full_net, full_pc, x, t)
+    rel = float((p["projections.input->h0.weight"] - b["projections.input->h0.weight"]).norm()
+                / b["projections.input->h0.weight"].norm())
+    assert rel > 0.05

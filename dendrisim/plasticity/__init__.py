@@ -2,6 +2,7 @@
 from .base import RULES, PlasticityRule, RuleOptions
 from . import rules as _rules  # noqa: F401  (registers bp, fa, dfa)
 from . import dll as _dll  # noqa: F401  (registers dll)
+from . import pc as _pc  # noqa: F401  (registers pc)
 
 
 def build_rule(network, experiment) -> PlasticityRule:

@@ -136,6 +136,10 @@ class PlasticityRule(nn.Module):
         return [f"{pop.name}.apical <- {proj.target}.error through {self.feedback_label(network, proj)}"
                 for pop in network.hidden() for proj in network.outgoing[pop.name]]
 
+    def epoch_summary(self) -> dict[str, float]:
+        """Rule-specific numbers for the epoch's metrics row (and reset them); none by default."""
+        return {}
+
     def clip_names(self, network: "Network") -> list[str]:
         """Names of the clip counters the options switch on (``apical:POP``, ``update:A->B``)."""
         names = []
