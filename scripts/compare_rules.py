@@ -52,6 +52,7 @@ def run_all(args) -> dict:
             summary = trainer.run()
             log.close()
             results[f"{rule}-s{seed}"] = {"rule": rule, "seed": seed, "summary": summary, "rows": trainer.rows}
+            write_reports(args, results)  # after every run, so a crash keeps what was done
             print(f"{rule} seed {seed}: " + ", ".join(f"{k} {v:.4f}" for k, v in summary.items()
                                                      if k.startswith("test_")), flush=True)
     return results
@@ -112,21 +113,25 @@ def main() -> int:
     p.add_argument("--record", action="store_true", help="keep each run's recording (off by default)")
     args = p.parse_args()
     try:
-        exp = load_experiment(args.model, args.overrides)
+        load_experiment(args.model, args.overrides)
         for rule in args.rules:  # every rule name is checked before the first run
             load_experiment(args.model, [*args.overrides, f"plasticity.rule={rule}"])
         (args.out / "runs").mkdir(parents=True, exist_ok=True)
-        results = run_all(args)
+        run_all(args)
     except DendrisimError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    print((args.out / "report.md").read_text())
+    return 0
+
+
+def write_reports(args, results: dict) -> None:
+    exp = load_experiment(args.model, args.overrides)
     metric, higher = main_metric(exp.task.type)
     title = f"{exp.config.name}: rules {', '.join(args.rules)}, seeds {', '.join(map(str, args.seeds))}"
     (args.out / "report.md").write_text(report(results, metric, higher, title))
     plot(results, metric, args.out / "learning_curves.png")
     (args.out / "results.json").write_text(json.dumps(results, indent=1, default=str))
-    print((args.out / "report.md").read_text())
-    return 0
 
 
 if __name__ == "__main__":

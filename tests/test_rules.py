@@ -123,3 +123,13 @@ def test_kolen_pollack_feedback_aligns_with_the_forward_weights():
     # decay is part of W's update too
     w = tr.network.projections["h1->h2"].weight
     assert tr.rule.feedback["h1->h2"].grad.shape == w.t().shape
+
+
+@pytest.mark.parametrize("rule", RULES.names())
+def test_every_update_has_its_parameters_layout(rule):
+    """Fused optimizers (CUDA) need each .grad laid out like its parameter."""
+    tr = trainer(rule, "training.max_steps_per_epoch=2")
+    tr.train_epoch(1)
+    for group in tr.optimizer.param_groups:
+        for p in group["params"]:
+            assert p.grad is not None and p.grad.stride() == p.stride() and p.grad.is_contiguous(), (rule, p.shape)

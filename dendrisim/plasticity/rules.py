@@ -156,7 +156,8 @@ class KolenPollack(PlasticityRule):
                 update = Fn.weight_gradient(delta, rate, gain=self.update_gain)
             else:
                 update = w.grad
-            feedback.grad = update.t().clone() if decay == 0 else torch.add(update.t(), feedback.detach(), alpha=decay)
+            # contiguous, like the parameter: fused optimizers on CUDA refuse other strides
+            feedback.grad = torch.add(update.t(), feedback.detach(), alpha=decay).contiguous()
             if w.grad is not None and decay:
                 w.grad.add_(w.detach(), alpha=decay)
 
