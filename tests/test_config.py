@@ -176,3 +176,8 @@ def test_shipped_models_load():
     for f in files:
         for rule in ("dll", "bp", "fa", "dfa"):
             assert load_experiment(f, [f"plasticity.rule={rule}"]).rule.rule == rule
+
+
+def test_numbers_outside_float32_are_refused():
+    with pytest.raises(ConfigError, match=r"projections\[0\].init.uniform.low: -1e\+300 is outside the float32 range"):
+        model(["projections.0.init={uniform: {low: -1.0e300, high: 1.0}}"])

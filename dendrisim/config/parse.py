@@ -24,6 +24,7 @@ from typing import Any, Literal, Union
 from ..errors import ConfigError
 
 _MISSING = dataclasses.MISSING
+FLOAT32_MAX = 3.4028234663852886e38
 _FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
@@ -123,6 +124,8 @@ def _check_bounds(value: Any, meta: typing.Mapping, *, file: str | None, path: s
         raise ConfigError(f"{value!r} must be <= {meta['le']}", file=file, path=path)
     if value != value or value in (float("inf"), float("-inf")):
         raise ConfigError(f"{value!r} must be a finite number", file=file, path=path)
+    if isinstance(value, float) and abs(value) > FLOAT32_MAX:
+        raise ConfigError(f"{value!r} is outside the float32 range of the tensors (±3.4e38)", file=file, path=path)
 
 
 def yaml_key(f: dataclasses.Field) -> str:
