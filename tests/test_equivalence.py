@@ -26,6 +26,17 @@ def random_model(rule: str, widths: list[int], act: str, out_act: str, *, skip: 
     return model(base=base)
 
 
+def transposed_twin(exp, bp_exp, feedback_of):
+    """The rule's network with its feedback set to Wᵀ, and a bp network with the same weights."""
+    net, rule = build(exp)
+    bp_net, bp = build(bp_exp)
+    bp_net.load_state_dict(net.state_dict())
+    with torch.no_grad():
+        for name, fb in feedback_of(rule).items():
+            fb.copy_(net.projections[name].weight.t())
+    return net, rule, bp_net, bp
+
+
 def autograd_grads(net, x, t):
     for p in net.parameters():
         p.grad = None
@@ -79,12 +90,8 @@ def test_bp_equals_autograd(widths, act, out_act, batch, skip):
 @pytest.mark.parametrize("widths,act,out_act,batch,skip", CASES[:4])
 def test_fa_with_transposed_feedback_equals_bp(widths, act, out_act, batch, skip):
     gen = torch.Generator().manual_seed(7)
-    fa_net, fa = build(random_model("fa", widths, act, out_act, skip=skip))
-    bp_net, bp = build(random_model("bp", widths, act, out_act, skip=skip))
-    bp_net.load_state_dict(fa_net.state_dict())
-    with torch.no_grad():
-        for name, B in fa.feedback.items():
-            B.copy_(fa_net.projections[name].weight.t())
+    fa_net, fa, bp_net, bp = transposed_twin(random_model("fa", widths, act, out_act, skip=skip),
+                                             random_model("bp", widths, act, out_act, skip=skip), lambda r: r.feedback)
     x = torch.randn(batch, 5, generator=gen, dtype=torch.float64)
     t = target_for(out_act, batch, 3, gen)
     fa_g, bp_g = rule_grads(fa_net, fa, x, t), rule_grads(bp_net, bp, x, t)
@@ -99,12 +106,7 @@ def test_dll_with_transposed_theta_is_scaled_bp(sigma):
     gen = torch.Generator().manual_seed(3)
     exp = random_model("dll", [6, 4], "tanh", "softmax")
     exp = model([f"plasticity.sigma={sigma}"], base=exp.to_dict())
-    dll_net, dll = build(exp)
-    bp_net, bp = build(random_model("bp", [6, 4], "tanh", "softmax"))
-    bp_net.load_state_dict(dll_net.state_dict())
-    with torch.no_grad():
-        for name, theta in dll.theta.items():
-            theta.copy_(dll_net.projections[name].weight.t())
+    dll_net, dll, bp_net, bp = transposed_twin(exp, random_model("bp", [6, 4], "tanh", "softmax"), lambda r: r.theta)
     x = torch.randn(8, 5, generator=gen, dtype=torch.float64)
     t = target_for("softmax", 8, 3, gen)
     d, b = rule_grads(dll_net, dll, x, t), rule_grads(bp_net, bp, x, t)
@@ -160,12 +162,8 @@ def _act(name):
 def test_kp_with_transposed_feedback_and_no_decay_equals_bp():
     gen = torch.Generator().manual_seed(5)
     exp = model(["plasticity.decay=0"], base=random_model("kp", [7, 5], "tanh", "softmax", skip=True).to_dict())
-    kp_net, kp = build(exp)
-    bp_net, bp = build(random_model("bp", [7, 5], "tanh", "softmax", skip=True))
-    bp_net.load_state_dict(kp_net.state_dict())
-    with torch.no_grad():
-        for name, B in kp.feedback.items():
-            B.copy_(kp_net.projections[name].weight.t())
+    kp_net, kp, bp_net, bp = transposed_twin(exp, random_model("bp", [7, 5], "tanh", "softmax", skip=True),
+                                             lambda r: r.feedback)
     x = torch.randn(6, 5, generator=gen, dtype=torch.float64)
     t = target_for("softmax", 6, 3, gen)
     k, b = rule_grads(kp_net, kp, x, t), rule_grads(bp_net, bp, x, t)
