@@ -333,13 +333,14 @@ class Trainer:
             row.update(self.rule.epoch_summary())
             row.update({f"align_{name}_{m}": v for name, ms in self.last_alignment.items() for m, v in ms.items()})
             self.rows.append(row)
-            if self.dist.is_main:
-                self._write_metrics(self.run_dir / "metrics.csv", self.rows)
+            # the recording flushes the epoch first, so an epoch in metrics.csv is always on disk in it
             if self.recorder is not None:
                 self.recorder.end_epoch(self.global_step, epoch, self.last_batch_ids, row)
                 if self.recorder.failure is not None and not self.stop_requested:
                     log(f"recording stopped: {self.recorder.failure}")
                     self.request_stop("recording failure")
+            if self.dist.is_main:
+                self._write_metrics(self.run_dir / "metrics.csv", self.rows)
             log(self._epoch_line(row, metric_names))
             self._select(val.get(watch) if val else None, higher, stop)
             self.epoch += 1
