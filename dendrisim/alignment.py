@@ -49,7 +49,7 @@ class AlignmentProbe:
                 values = torch.stack([
                     angle(ours[proj.name], exact),
                     ours[proj.name].double().norm() / exact.double().norm().clamp_min(1e-300),
-                    angle(fb, proj.weight.t()) if fb is not None else torch.tensor(math.nan, device=exact.device,
+                    angle(fb, proj.transported()) if fb is not None else torch.tensor(math.nan, device=exact.device,
                                                                                     dtype=torch.float64),
                 ])
                 out[proj.name] = values

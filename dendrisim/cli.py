@@ -62,7 +62,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             experiment = load_experiment(args.model or str(DEFAULT_MODEL), overrides)
             for note in experiment.notes:
                 print(f"note: {note}", file=sys.stderr)
-            print(describe(experiment))
+            print(describe(experiment, data_root=args.data_root))
             return 0
         from .distributed import from_environment
 

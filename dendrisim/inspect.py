@@ -1,6 +1,8 @@
 """Check a model file without data or training, and describe what it builds."""
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 
 from .config.loader import Experiment
@@ -9,13 +11,14 @@ from .plasticity import build_rule
 from .tasks import TASKS
 
 
-def describe(experiment: Experiment) -> str:
+def describe(experiment: Experiment, *, data_root: Optional[str] = None) -> str:
     """Populations, projections, the rule's feedback pathway, parameter counts and the
     recording's size estimate, from the file alone (tensors on the meta device)."""
     task_cls = TASKS.get(experiment.task.type)
-    shape, outputs, n_train = task_cls.data_spec(experiment.task)
+    shape, outputs, n_train = task_cls.data_spec(experiment.task, data_root)
+    vocabulary = task_cls.vocabulary_spec(experiment.task, data_root)
     with torch.device("meta"):
-        net = Network(experiment, input_shape=shape, output_size=outputs)
+        net = Network(experiment, input_shape=shape, output_size=outputs, vocabulary=vocabulary)
         rule = build_rule(net, experiment)
     cfg = experiment.config
     lines = [f"{experiment.file}: valid", net.summary(), f"rule {experiment.rule.rule}; feedback pathway:"]

@@ -14,7 +14,7 @@ from .config.loader import Experiment
 from .errors import ConfigError
 from .init import resolve_init
 from .populations import InputPopulation, PyramidalPopulation
-from .projections import Projection
+from .projections import CONNECTIVITY, Conv2dProjection, PoolProjection, Projection
 
 
 class Network(nn.Module):
@@ -25,7 +25,9 @@ class Network(nn.Module):
     job), so a network with no rule is exactly a stack of ``nn.Linear`` + activation.
     """
 
-    def __init__(self, experiment: Experiment, *, input_shape: tuple[int, ...], output_size: int):
+    def __init__(self, experiment: Experiment, *, input_shape: tuple[int, ...], output_size: int,
+                 vocabulary: Optional[tuple[int, int]] = None):
+        """``vocabulary`` is ``(words, dim)`` of the task's word vectors, for embedding projections."""
         super().__init__()
         cfg, file = experiment.config, experiment.file
         self.name = cfg.name
@@ -34,25 +36,41 @@ class Network(nn.Module):
         self.projections = nn.ModuleDict()
         self.input_name = next(n for n, p in cfg.populations.items() if p.type == "input")
         self.output_name = next(n for n in self.graph if self.graph.out_degree(n) == 0 and n != self.input_name)
-        for name, pop in cfg.populations.items():
-            shape = _resolve_shape(name, pop, input_shape if name == self.input_name else None,
-                                   output_size if name == self.output_name else None, file)
-            if pop.type == "input":
-                self.populations[name] = InputPopulation(name, shape)
+        topo = list(nx.lexicographical_topological_sort(self.graph))
+        index = {proj.name: i for i, proj in enumerate(cfg.projections)}
+        incoming_cfg = {n: [p for p in cfg.projections if p.target == n] for n in cfg.populations}
+        shapes: dict[str, tuple[int, ...]] = {}
+        for name in topo:
+            pop = cfg.populations[name]
+            if name == self.input_name:
+                shapes[name] = _resolve_shape(name, pop, input_shape, None, file)
             else:
-                self.populations[name] = PyramidalPopulation(name, shape, ACTIVATIONS.get(pop.activation))
-        _check_memory(cfg.projections, self.populations, file)
+                shapes[name] = _infer_shape(name, pop, incoming_cfg[name], shapes, index, vocabulary,
+                                            output_size if name == self.output_name else None, file)
+        for name, pop in cfg.populations.items():
+            if pop.type == "input":
+                self.populations[name] = InputPopulation(name, shapes[name])
+            else:
+                self.populations[name] = PyramidalPopulation(name, shapes[name], ACTIVATIONS.get(pop.activation))
+        _check_memory(cfg.projections, shapes, vocabulary, file)
         for i, proj in enumerate(cfg.projections):
             init, options = resolve_init(proj.init, file=file, path=f"projections[{i}].init")
-            n_pre = self.populations[proj.source].size
-            n_post = self.populations[proj.target].size
-            self.projections[proj.name] = Projection(proj, n_pre, n_post, init, options)
-        self.order: list[str] = [n for n in nx.lexicographical_topological_sort(self.graph) if n != self.input_name]
+            cls = CONNECTIVITY.get(proj.connectivity)
+            extra = vocabulary if proj.connectivity == "embedding" else (init, options)
+            self.projections[proj.name] = cls(proj, shapes[proj.source], shapes[proj.target], *extra)
+        self.order: list[str] = [n for n in topo if n != self.input_name]
         self.incoming: dict[str, list[Projection]] = {n: [] for n in self.populations}
         self.outgoing: dict[str, list[Projection]] = {n: [] for n in self.populations}
         for proj in self.projections.values():
             self.incoming[proj.target].append(proj)
             self.outgoing[proj.source].append(proj)
+        # populations whose error something uses: an update of an incoming projection, or a
+        # population further down that needs it carried back (a frozen embedding's target does not)
+        self.needs_error: set[str] = set()
+        for name in self.order:
+            if any(p.learnable or p.source in self.needs_error for p in self.incoming[name]):
+                self.needs_error.add(name)
+        self.needs_error.add(self.output_name)
 
     @property
     def input(self) -> InputPopulation:
@@ -67,8 +85,8 @@ class Network(nn.Module):
         return (self.populations[n] for n in self.order)
 
     def hidden(self) -> Iterator[PyramidalPopulation]:
-        """Pyramidal populations other than the output, in feedforward order."""
-        return (self.populations[n] for n in self.order if n != self.output_name)
+        """Pyramidal populations other than the output whose error is used, in feedforward order."""
+        return (self.populations[n] for n in self.order if n != self.output_name and n in self.needs_error)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Clamp ``x`` and integrate every population; returns the output rate."""
@@ -79,7 +97,7 @@ class Network(nn.Module):
             for proj in drives[1:]:
                 basal = basal + proj.drive(self.populations[proj.source].rate)
             pop = self.populations[name]
-            pop.integrate(basal.view(-1, *pop.shape))
+            pop.integrate(basal)
         return self.output.rate
 
     def learnable_projections(self) -> list[Projection]:
@@ -94,12 +112,24 @@ class Network(nn.Module):
                          + (f" f={act.name}" if act else ""))
         for proj in self.projections.values():
             n = sum(p.numel() for p in proj.parameters())
-            lines.append(f"  projection {proj.name:<20} {proj.compartment:<6} params={n:,}"
-                         + ("" if proj.learnable else " (frozen)"))
+            lines.append(f"  projection {proj.name:<20} {proj.connectivity:<9} {proj.compartment:<6} params={n:,}"
+                         + ("" if proj.learnable else " (frozen)" if proj.has_weight else " (fixed)"))
         return "\n".join(lines)
 
 
-def _check_memory(projections, populations, file: str) -> None:
+def _synapses(proj, shapes, vocabulary) -> int:
+    pre, post = shapes[proj.source], shapes[proj.target]
+    if proj.connectivity == "dense":
+        return math.prod(pre) * math.prod(post)
+    if proj.connectivity == "conv2d":
+        k = proj.kernel if isinstance(proj.kernel, tuple) else (proj.kernel,)
+        return pre[0] * post[0] * math.prod(k) * (1 if len(k) == 2 else k[0])
+    if proj.connectivity == "embedding" and vocabulary:
+        return vocabulary[0] * vocabulary[1]
+    return 0
+
+
+def _check_memory(projections, shapes, vocabulary, file: str) -> None:
     """Refuse sizes whose weights (with gradients, optimizer state and feedback copies,
     about 8 float32 values per synapse) cannot fit this machine's memory."""
     import os
@@ -108,7 +138,7 @@ def _check_memory(projections, populations, file: str) -> None:
         ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         return
-    sizes = [populations[p.source].size * populations[p.target].size for p in projections]
+    sizes = [_synapses(p, shapes, vocabulary) for p in projections]
     need = 8 * 4 * sum(sizes)
     if need > ram:
         i = max(range(len(sizes)), key=sizes.__getitem__)
@@ -116,6 +146,63 @@ def _check_memory(projections, populations, file: str) -> None:
             f"{sizes[i]:,} synapses in {projections[i].name} ({sum(sizes):,} in all) need about "
             f"{need / 2**30:,.1f} GiB with their gradients and optimizer state; this machine has "
             f"{ram / 2**30:,.1f} GiB. Check the population sizes", file=file, path=f"projections[{i}]")
+
+
+def _infer_shape(name: str, pop, incoming, shapes, index, vocabulary, classes, file: str) -> tuple[int, ...]:
+    """A pyramidal population's shape: from its conv2d/pool/embedding inputs when it has
+    any (they must agree), else from ``size``/``shape``."""
+    where = f"populations.{name}"
+    proposals = []
+    for proj in incoming:
+        at = f"projections[{index[proj.name]}]"
+        pre = shapes[proj.source]
+        if proj.connectivity in ("conv2d", "maxpool", "avgpool"):
+            if len(pre) != 3:
+                raise ConfigError(f"{proj.connectivity} needs a source of shape [channels, height, width]; "
+                                  f"{proj.source!r} has shape {list(pre)}", file=file, path=at)
+            if proj.connectivity == "conv2d":
+                channels = pop.channels or (pop.shape[0] if pop.shape else None)
+                if channels is None:
+                    raise ConfigError(f"{name!r} is fed by the conv2d projection {proj.name}: give its number of "
+                                      "feature maps as channels: N", file=file, path=where)
+                shape = Conv2dProjection.output_shape(pre, channels, proj.kernel, proj.stride, proj.padding)
+            else:
+                shape = PoolProjection.output_shape(proj, pre)
+            if min(shape) < 1:
+                raise ConfigError(f"{proj.connectivity} with kernel {proj.kernel}, stride {proj.stride} and padding "
+                                  f"{proj.padding} leaves nothing of the {list(pre)} map of {proj.source!r}",
+                                  file=file, path=at)
+            proposals.append((proj.name, shape))
+        elif proj.connectivity == "embedding":
+            if vocabulary is None:
+                raise ConfigError("an embedding projection needs a task with word vectors (type: sentences)",
+                                  file=file, path=f"{at}.connectivity")
+            if len(pre) != 1:
+                raise ConfigError(f"an embedding reads token ids of shape [length]; {proj.source!r} has shape "
+                                  f"{list(pre)}", file=file, path=at)
+            proposals.append((proj.name, (1, pre[0], vocabulary[1])))
+    if not proposals:
+        if pop.channels is not None:
+            raise ConfigError("channels applies to populations fed by conv2d projections", file=file,
+                              path=f"{where}.channels")
+        return _resolve_shape(name, pop, None, classes, file)
+    first, shape = proposals[0]
+    for other, s in proposals[1:]:
+        if s != shape:
+            raise ConfigError(f"its inputs disagree: {first} gives {list(shape)}, {other} gives {list(s)}",
+                              file=file, path=where)
+    if pop.shape is not None and tuple(pop.shape) != shape:
+        raise ConfigError(f"{list(pop.shape)} does not match its input {first}, which gives {list(shape)}",
+                          file=file, path=f"{where}.shape")
+    if pop.channels is not None and pop.channels != shape[0]:
+        raise ConfigError(f"{pop.channels} channels, but {first} gives {shape[0]}", file=file, path=f"{where}.channels")
+    if isinstance(pop.size, int) and pop.size != math.prod(shape):
+        raise ConfigError(f"{pop.size} does not match its input {first}, which gives {list(shape)} = "
+                          f"{math.prod(shape)} neurons", file=file, path=f"{where}.size")
+    if classes is not None and math.prod(shape) != classes:
+        raise ConfigError(f"its input {first} gives {list(shape)}, but the task needs {classes} output neurons",
+                          file=file, path=where)
+    return shape
 
 
 def _resolve_shape(name: str, pop, data_shape: Optional[tuple[int, ...]], classes: Optional[int], file: str) -> tuple[int, ...]:

@@ -1,5 +1,26 @@
-"""Projections: synapses from one population onto one compartment of another."""
+"""Projections: synapses from one population onto one compartment of another.
+
+Every projection answers the same four questions, so that rules never ask which kind
+it is (``r`` presynaptic rates, ``δ`` postsynaptic somatic errors, ``B`` a feedback
+weight in :attr:`Projection.feedback_shape`):
+
+- ``drive(r)``: what reaches the target's basal compartment;
+- ``carry_back(δ, B)``: what reaches the source's apical dendrite through ``B``; with
+  ``B = transported()`` it is exactly the gradient backprop sends to the source;
+- ``weight_gradient(δ, r)``: the shape-consistent correlation of post and pre, the
+  local update of the forward weight (and of the bias);
+- ``feedback_gradient(a, δ)``: the same correlation for the feedback weight, between
+  the source's apical potential and the target's error (DLL's θ update).
+
+Connectivities (``connectivity:`` in the model file, registry :data:`CONNECTIVITY`):
+``dense`` (all to all; a spatial source is flattened), ``conv2d``, ``maxpool`` and
+``avgpool`` (fixed, no weights; their feedback is the matching unpooling) and
+``embedding`` (token ids to word vectors).
+"""
 from __future__ import annotations
+
+import math
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -7,39 +28,253 @@ from torch import nn
 
 from .config.schema import ProjectionConfig
 from .init import Initializer, initialize
+from .plasticity import functional as Fn
+from .registry import Registry
+
+CONNECTIVITY: Registry[type["Projection"]] = Registry("connectivity")
+
+
+def _pair(value) -> tuple[int, int]:
+    if isinstance(value, int):
+        return (value, value)
+    return (value[0], value[0]) if len(value) == 1 else (int(value[0]), int(value[1]))
 
 
 class Projection(nn.Module):
-    """Dense synapses ``W [n_post, n_pre]`` (torch's convention) and an optional bias.
+    """Base class. ``pre_shape``/``post_shape`` are the per-sample shapes of the two ends."""
 
-    The projection knows its two populations by name only. Its drive onto the target
-    compartment is ``W · rate_pre + b``, computed for a whole batch at once.
-    """
+    #: whether the projection has a weight at all (pools do not)
+    has_weight = True
 
-    def __init__(self, config: ProjectionConfig, n_pre: int, n_post: int, init: Initializer, init_options: object):
+    def __init__(self, config: ProjectionConfig, pre_shape: tuple[int, ...], post_shape: tuple[int, ...]):
         super().__init__()
         self.config = config
         self.source = config.source
         self.target = config.target
         self.compartment = config.compartment
         self.kind = config.kind
-        self.learnable = config.learnable
+        self.connectivity = config.connectivity
+        self.learnable = config.is_learnable
         self.lr_scale = config.lr_scale
-        self.weight = nn.Parameter(torch.empty(n_post, n_pre), requires_grad=config.learnable)
-        self.bias = nn.Parameter(torch.empty(n_post), requires_grad=config.learnable) if config.bias else None
+        self.pre_shape = tuple(pre_shape)
+        self.post_shape = tuple(post_shape)
+        self.weight: Optional[nn.Parameter] = None
+        self.bias: Optional[nn.Parameter] = None
+
+    def _make_weight(self, shape: tuple[int, ...], n_bias: int, init: Initializer, init_options: object) -> None:
+        self.weight = nn.Parameter(torch.empty(shape), requires_grad=self.learnable)
+        if self.config.has_bias:
+            self.bias = nn.Parameter(torch.empty(n_bias), requires_grad=self.learnable)
         initialize(self.weight, self.bias, init, init_options)
 
     @property
     def name(self) -> str:
         return self.config.name
 
+    @property
+    def feedback_shape(self) -> Optional[tuple[int, ...]]:
+        """Shape of a feedback weight that carries the target's error back (None: fixed pathway)."""
+        return None
+
+    def transported(self) -> Optional[torch.Tensor]:
+        """The forward weight in feedback layout (backprop's weight transport)."""
+        return None
+
+    def to_feedback_layout(self, w_like: torch.Tensor) -> torch.Tensor:
+        """A tensor of the forward weight's shape, laid out like a feedback weight."""
+        return w_like
+
     def drive(self, rate_pre: torch.Tensor) -> torch.Tensor:
-        """Input delivered to the target compartment, ``[batch, n_post]``."""
-        return F.linear(rate_pre.flatten(1), self.weight, self.bias)
+        """``[batch, *post_shape]`` input to the target's basal compartment."""
+        raise NotImplementedError
+
+    def carry_back(self, delta_post: torch.Tensor, feedback: Optional[torch.Tensor]) -> torch.Tensor:
+        """``[batch, *pre_shape]`` input to the source's apical dendrite."""
+        raise NotImplementedError
+
+    def weight_gradient(self, delta_post: torch.Tensor, rate_pre: torch.Tensor, *, gain: float,
+                        out: Optional[torch.Tensor] = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def bias_gradient(self, delta_post: torch.Tensor, *, gain: float) -> torch.Tensor:
+        return Fn.bias_gradient(delta_post, gain=gain)
+
+    def feedback_gradient(self, apical_pre: torch.Tensor, delta_post: torch.Tensor, *, gain: float,
+                          out: Optional[torch.Tensor] = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def n_synapses(self) -> int:
+        return 0 if self.weight is None else self.weight.numel()
 
     def parameters_to_learn(self) -> list[nn.Parameter]:
         return [p for p in (self.weight, self.bias) if p is not None] if self.learnable else []
 
     def extra_repr(self) -> str:
+        return (f"{self.name!r}, {self.connectivity}, {list(self.pre_shape)} -> {list(self.post_shape)}, "
+                f"{self.compartment}, bias={self.bias is not None}, learnable={self.learnable}")
+
+
+@CONNECTIVITY.register("dense")
+class DenseProjection(Projection):
+    """All-to-all synapses ``W [n_post, n_pre]`` (torch's convention) and an optional bias;
+    the drive is ``W · r + b`` on the flattened source. Feedback weights are ``[n_pre, n_post]``."""
+
+    def __init__(self, config, pre_shape, post_shape, init: Initializer, init_options: object):
+        super().__init__(config, pre_shape, post_shape)
+        n_pre, n_post = math.prod(pre_shape), math.prod(post_shape)
+        self._make_weight((n_post, n_pre), n_post, init, init_options)
+
+    @property
+    def feedback_shape(self) -> tuple[int, ...]:
         n_post, n_pre = self.weight.shape
-        return f"{self.name!r}, {n_pre} -> {n_post}, {self.compartment}, bias={self.bias is not None}, learnable={self.learnable}"
+        return (n_pre, n_post)
+
+    def transported(self) -> torch.Tensor:
+        return self.weight.t()
+
+    def to_feedback_layout(self, w_like: torch.Tensor) -> torch.Tensor:
+        return w_like.t()
+
+    def drive(self, rate_pre: torch.Tensor) -> torch.Tensor:
+        return F.linear(rate_pre.flatten(1), self.weight, self.bias).view(-1, *self.post_shape)
+
+    def carry_back(self, delta_post, feedback):
+        return Fn.apical_from_feedback(delta_post, feedback).view(-1, *self.pre_shape)
+
+    def weight_gradient(self, delta_post, rate_pre, *, gain, out=None):
+        return Fn.weight_gradient(delta_post, rate_pre, gain=gain, out=out)
+
+    def feedback_gradient(self, apical_pre, delta_post, *, gain, out=None):
+        return Fn.feedback_gradient(apical_pre, delta_post, gain=gain, out=out)
+
+
+@CONNECTIVITY.register("conv2d")
+class Conv2dProjection(Projection):
+    """Convolution ``basal = conv2d(r, W) + b`` with ``W [c_post, c_pre, kh, kw]``.
+
+    The feedback weight has the forward kernel's shape: the error reaches the source
+    through ``conv_transpose2d(δ, B)`` (``B = W`` is backprop), and both kernels learn
+    by the correlation of the two ends over batch and positions (see
+    :func:`dendrisim.plasticity.functional.conv_weight_gradient`).
+    """
+
+    def __init__(self, config, pre_shape, post_shape, init: Initializer, init_options: object):
+        super().__init__(config, pre_shape, post_shape)
+        self.kernel = _pair(config.kernel)
+        self.stride = _pair(config.stride if config.stride is not None else 1)
+        self.padding = _pair(config.padding)
+        c_pre, c_post = pre_shape[0], post_shape[0]
+        self.output_padding = tuple(
+            pre_shape[1 + i] + 2 * self.padding[i] - ((post_shape[1 + i] - 1) * self.stride[i] + self.kernel[i])
+            for i in range(2))
+        self._make_weight((c_post, c_pre, *self.kernel), c_post, init, init_options)
+
+    @staticmethod
+    def output_shape(pre_shape, channels: int, kernel, stride, padding) -> tuple[int, ...]:
+        k, s, p = _pair(kernel), _pair(stride if stride is not None else 1), _pair(padding)
+        return (channels, *((pre_shape[1 + i] + 2 * p[i] - k[i]) // s[i] + 1 for i in range(2)))
+
+    @property
+    def feedback_shape(self) -> tuple[int, ...]:
+        return tuple(self.weight.shape)
+
+    def transported(self) -> torch.Tensor:
+        return self.weight
+
+    def drive(self, rate_pre):
+        return F.conv2d(rate_pre, self.weight, self.bias, self.stride, self.padding)
+
+    def carry_back(self, delta_post, feedback):
+        return Fn.conv_apical_from_feedback(delta_post, feedback, stride=self.stride, padding=self.padding,
+                                            output_padding=self.output_padding)
+
+    def weight_gradient(self, delta_post, rate_pre, *, gain, out=None):
+        # a fresh tensor from torch's native kernel (no ``out=`` variant to reuse)
+        return Fn.conv_weight_gradient(delta_post, rate_pre, self.weight.shape, stride=self.stride,
+                                       padding=self.padding, gain=gain)
+
+    def bias_gradient(self, delta_post, *, gain):
+        return delta_post.sum((0, 2, 3)).mul_(-gain / delta_post.shape[0])
+
+    def feedback_gradient(self, apical_pre, delta_post, *, gain, out=None):
+        # the feedback projection conv_transpose2d(δ, θ) is the adjoint of conv2d(·, θ), so
+        # its local update is the same correlation with the apical potential in place of r
+        return Fn.conv_weight_gradient(delta_post, apical_pre, self.weight.shape, stride=self.stride,
+                                       padding=self.padding, gain=gain)
+
+
+class PoolProjection(Projection):
+    """A fixed projection without weights: max or average pooling of each channel; the
+    error goes back through the matching unpooling (to the maximum's position, or spread
+    evenly over the window), which is exactly backprop's route through the pool."""
+
+    has_weight = False
+
+    def __init__(self, config, pre_shape, post_shape, *_):
+        super().__init__(config, pre_shape, post_shape)
+        self.kernel, self.stride, self.padding = self.geometry(config, pre_shape)
+        self.output_padding = tuple(
+            pre_shape[1 + i] + 2 * self.padding[i] - ((post_shape[1 + i] - 1) * self.stride[i] + self.kernel[i])
+            for i in range(2))
+
+    @staticmethod
+    def geometry(config, pre_shape):
+        kernel = tuple(pre_shape[1:3]) if config.kernel == "global" else _pair(config.kernel)
+        stride = kernel if config.stride is None else _pair(config.stride)
+        return kernel, stride, _pair(config.padding)
+
+    @classmethod
+    def output_shape(cls, config, pre_shape) -> tuple[int, ...]:
+        k, s, p = cls.geometry(config, pre_shape)
+        return (pre_shape[0], *((pre_shape[1 + i] + 2 * p[i] - k[i]) // s[i] + 1 for i in range(2)))
+
+
+@CONNECTIVITY.register("maxpool")
+class MaxPoolProjection(PoolProjection):
+    indices: Optional[torch.Tensor] = None
+
+    def drive(self, rate_pre):
+        out, self.indices = F.max_pool2d(rate_pre, self.kernel, self.stride, self.padding, return_indices=True)
+        return out
+
+    def carry_back(self, delta_post, feedback=None):
+        return F.max_unpool2d(delta_post.view(-1, *self.post_shape), self.indices, self.kernel, self.stride,
+                              self.padding, output_size=self.pre_shape[1:])
+
+
+@CONNECTIVITY.register("avgpool")
+class AvgPoolProjection(PoolProjection):
+    def __init__(self, config, pre_shape, post_shape, *_):
+        super().__init__(config, pre_shape, post_shape)
+        c = pre_shape[0]
+        # unpooling spreads each error evenly over its window: a fixed depthwise transposed conv
+        self.register_buffer("spread", torch.full((c, 1, *self.kernel), 1.0 / math.prod(self.kernel)),
+                             persistent=False)
+
+    def drive(self, rate_pre):
+        return F.avg_pool2d(rate_pre, self.kernel, self.stride, self.padding)
+
+    def carry_back(self, delta_post, feedback=None):
+        return F.conv_transpose2d(delta_post.view(-1, *self.post_shape), self.spread, None, self.stride,
+                                  self.padding, self.output_padding, groups=self.pre_shape[0])
+
+
+@CONNECTIVITY.register("embedding")
+class EmbeddingProjection(Projection):
+    """Token ids ``[batch, length]`` to word vectors ``[batch, 1, length, dim]`` through a
+    table ``W [vocabulary, dim]`` (the task's vectors). As a dense projection from one-hot
+    tokens its local update is the postsynaptic error added to the rows of the tokens
+    that were present; frozen unless the model sets ``learnable: true``. The source is
+    the input, so no error goes back."""
+
+    def __init__(self, config, pre_shape, post_shape, vocabulary: int, dim: int):
+        super().__init__(config, pre_shape, post_shape)
+        self.weight = nn.Parameter(torch.zeros(vocabulary, dim), requires_grad=self.learnable)
+
+    def drive(self, rate_pre):
+        return F.embedding(rate_pre.long(), self.weight).unsqueeze(1)
+
+    def weight_gradient(self, delta_post, rate_pre, *, gain, out=None):
+        grad = out.zero_() if out is not None else torch.zeros_like(self.weight)
+        d = delta_post.reshape(-1, self.weight.shape[1])
+        return grad.index_add_(0, rate_pre.long().flatten(), d, alpha=-gain / delta_post.shape[0])

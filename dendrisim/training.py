@@ -111,7 +111,12 @@ class Trainer:
             self.device = torch.device("cuda", self.dist.local_rank)
         seed_everything(cfg.training.seed)
         self.task = TASKS.get(experiment.task.type)(experiment.task, device=self.device, data_root=options.data_root)
-        self.network = Network(experiment, input_shape=self.task.input_shape, output_size=self.task.output_size)
+        self.network = Network(experiment, input_shape=self.task.input_shape, output_size=self.task.output_size,
+                               vocabulary=self.task.vocabulary)
+        with torch.no_grad():
+            for proj in self.network.projections.values():
+                if proj.connectivity == "embedding":
+                    proj.weight.copy_(self.task.embedding_for(proj))
         self.rule = build_rule(self.network, experiment)
         self.network.to(self.device)
         self.rule.to(self.device)
@@ -230,6 +235,8 @@ class Trainer:
             for var in pop.recordable:
                 yield "population", pop.name, var, getattr(pop, var)
         for proj in self.network.projections.values():
+            if proj.weight is None:
+                continue
             yield "projection", proj.name, "update", proj.weight.grad
             yield "projection", proj.name, "weight", proj.weight
         for name, param in self.rule.named_parameters():

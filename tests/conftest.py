@@ -29,6 +29,33 @@ MLP = {
     "training": {"epochs": 1, "seed": 0},
 }
 
+#: a small CNN on the 8x8 digits with two parallel conv branches merging in a pool
+#: population, a strided conv and a skip from the pooled maps to the output
+CNN = {
+    "name": "tiny_cnn",
+    "task": {"type": "classification", "dataset": "digits", "batch_size": 16},
+    "populations": {
+        "input": {"type": "input", "size": "auto"},
+        "c1": {"channels": 3, "activation": "tanh"},
+        "b1": {"channels": 3, "activation": "relu"},
+        "p1": {"activation": "linear"},
+        "c2": {"channels": 4, "activation": "tanh"},
+        "out": {"size": "auto", "activation": "softmax"},
+    },
+    "projections": [
+        {"from": "input", "to": "c1", "connectivity": "conv2d", "kernel": 3, "padding": 1},
+        {"from": "input", "to": "b1", "connectivity": "conv2d", "kernel": [5, 3], "padding": [2, 1]},
+        {"from": "c1", "to": "p1", "connectivity": "maxpool", "kernel": 2},
+        {"from": "b1", "to": "p1", "connectivity": "maxpool", "kernel": 2},
+        {"from": "p1", "to": "c2", "connectivity": "conv2d", "kernel": 3, "stride": 2, "padding": 1},
+        {"from": "c2", "to": "out"},
+        {"from": "p1", "to": "out"},
+    ],
+    "plasticity": {"rule": "dll"},
+    "optimizer": {"type": "adam", "lr": 0.003},
+    "training": {"epochs": 1, "seed": 0},
+}
+
 
 def model(overrides: list[str] = (), base: dict = MLP):
     """An Experiment from the in-code model ``base`` with ``--set``-style overrides."""

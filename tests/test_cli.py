@@ -77,7 +77,7 @@ def test_check_prints_the_graph_without_data_or_training(tmp_path):
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert "dll_mlp_fmnist.yaml: valid" in out
-    assert "projection input->h1            basal  params=803,840" in out
+    assert "projection input->h1            dense     basal  params=803,840" in out
     assert "h1.apical <- h2.error through θ[h1->h2] [1024, 512] / σ² (σ = 1.0), learned at lr x 0.1" in out
     assert "parameters: 1,462,538 learnable forward, 0 frozen forward, 657,920 learnable feedback" in out
     assert "recording: about" in out

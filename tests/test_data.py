@@ -128,3 +128,56 @@ def test_wrong_image_shape_fails_before_a_run_folder_exists(tmp_path):
     assert proc.returncode == 2
     assert "populations.input.shape: [1, 28, 28] does not match the data, whose samples have shape [1, 27, 28]" in proc.stderr
     assert not out.exists()
+
+
+def _tiny_imagenet(root, wnids=("n01", "n02", "n03"), per_class=2, grey=None):
+    from PIL import Image
+
+    folder = root / "tiny-imagenet-200"
+    rng = np.random.default_rng(0)
+    (folder / "val" / "images").mkdir(parents=True)
+    (folder / "wnids.txt").write_text("\n".join(wnids) + "\n")
+    pixels = {}
+    for k, w in enumerate(wnids):
+        d = folder / "train" / w / "images"
+        d.mkdir(parents=True)
+        for i in range(per_class):
+            arr = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+            Image.fromarray(arr).save(d / f"{w}_{i}.JPEG", quality=100)
+    lines = []
+    for i, w in enumerate(["n03", "n01", "n03", "n02"]):
+        arr = np.full((64, 64), 40 * i, dtype=np.uint8) if grey == i else np.full((64, 64, 3), 40 * i, dtype=np.uint8)
+        Image.fromarray(arr).save(folder / "val" / "images" / f"val_{i}.JPEG", quality=100)
+        pixels[i] = 40 * i
+        lines.append(f"val_{i}.JPEG\t{w}\t0\t0\t63\t63")
+    (folder / "val" / "val_annotations.txt").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def test_tinyimagenet_reads_the_standard_folder_and_uses_val_as_test(tmp_path):
+    from dendrisim.tasks.datasets import tinyimagenet
+
+    folder = _tiny_imagenet(tmp_path, grey=2)
+    data = tinyimagenet(tmp_path, False)
+    assert data.classes == 3 and data.x_train.shape == (6, 3, 64, 64) and data.x_train.dtype == np.uint8
+    assert data.y_train.tolist() == [0, 0, 1, 1, 2, 2]  # wnids.txt order
+    assert data.y_test.tolist() == [2, 0, 2, 1] and data.x_test.shape == (4, 3, 64, 64)
+    assert abs(int(data.x_test[2].mean()) - 80) <= 2  # a greyscale JPEG becomes RGB
+    assert (folder / "dendrisim-cache.npz").is_file()
+    again = tinyimagenet(tmp_path, False)  # from the cache, identical
+    np.testing.assert_array_equal(again.x_train, data.x_train)
+    np.testing.assert_array_equal(again.y_test, data.y_test)
+    task = Classification(ClassificationOptions(type="classification", dataset="tinyimagenet", validation_fraction=0),
+                          device=torch.device("cpu"), data_root=str(tmp_path))
+    assert task.input_shape == (3, 64, 64) and task.output_size == 3
+
+
+def test_tinyimagenet_missing_or_bad_files_say_what_is_expected(tmp_path):
+    from dendrisim.tasks.datasets import tinyimagenet
+
+    with pytest.raises(DataError, match=r"wnids.txt not found .*tiny-imagenet-200.zip"):
+        tinyimagenet(tmp_path, False)
+    folder = _tiny_imagenet(tmp_path)
+    (folder / "val" / "val_annotations.txt").write_text("val_0.JPEG\tn99\t0\t0\t1\t1\n")
+    with pytest.raises(DataError, match=r"val_annotations.txt:1: expected 'FILE<TAB>WNID...' with a WNID of wnids.txt"):
+        tinyimagenet(tmp_path, False)

@@ -26,14 +26,14 @@ def random_model(rule: str, widths: list[int], act: str, out_act: str, *, skip: 
     return model(base=base)
 
 
-def transposed_twin(exp, bp_exp, feedback_of):
+def transposed_twin(exp, bp_exp, feedback_of, **shapes):
     """The rule's network with its feedback set to Wᵀ, and a bp network with the same weights."""
-    net, rule = build(exp)
-    bp_net, bp = build(bp_exp)
+    net, rule = build(exp, **shapes)
+    bp_net, bp = build(bp_exp, **shapes)
     bp_net.load_state_dict(net.state_dict())
     with torch.no_grad():
         for name, fb in feedback_of(rule).items():
-            fb.copy_(net.projections[name].weight.t())
+            fb.copy_(net.projections[name].transported())
     return net, rule, bp_net, bp
 
 

@@ -41,8 +41,14 @@ def validate(experiment: "Experiment") -> nx.DiGraph:
         ACTIVATIONS.get(pop.activation, file=file, path=f"{where}.activation")
         if pop.size is not None and pop.shape is not None:
             raise ConfigError("give either size or shape, not both", file=file, path=where)
-        if pop.type == "pyramidal" and pop.size is None and pop.shape is None:
-            raise ConfigError("a pyramidal population needs a size (an integer, or auto for the output)", file=file, path=where)
+        shaped_by_input = pop.channels is not None or any(
+            p.target == name and (p.is_pool or p.connectivity == "embedding") for p in cfg.projections)
+        if pop.type == "pyramidal" and pop.size is None and pop.shape is None and not shaped_by_input:
+            raise ConfigError("a pyramidal population needs a size (an integer, or auto for the output), or "
+                              "channels when conv2d projections feed it", file=file, path=where)
+        if pop.channels is not None and (pop.size is not None or pop.type == "input"):
+            raise ConfigError("channels is for pyramidal populations fed by conv2d projections, without size "
+                              "(height and width follow from the input)", file=file, path=f"{where}.channels")
         if isinstance(pop.size, int) and pop.size <= 0:
             raise ConfigError(f"{pop.size} must be > 0", file=file, path=f"{where}.size")
         if pop.shape is not None and (not pop.shape or any(s <= 0 for s in pop.shape)):

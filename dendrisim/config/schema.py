@@ -29,7 +29,13 @@ class PopulationConfig:
     type: Literal["input", "pyramidal"] = opt("pyramidal", "input (clamped data) or pyramidal")
     size: Optional[Size] = opt(None, "number of neurons, or auto (taken from the task)")
     shape: Optional[tuple[int, ...]] = opt(None, "shape of one sample, e.g. [1, 28, 28] (instead of size)")
+    channels: Optional[int] = opt(
+        None, "feature maps of a population fed by conv2d projections; height and width follow from them", gt=0)
     activation: str = opt("tanh", "tanh, sigmoid, relu, leaky_relu, linear or softmax (output only)")
+
+
+Pair = Union[int, tuple[int, ...]]
+CONNECTIVITIES = ("dense", "conv2d", "maxpool", "avgpool", "embedding")
 
 
 @dataclass(frozen=True)
@@ -38,15 +44,64 @@ class ProjectionConfig:
     target: str = req("postsynaptic population", key="to")
     compartment: Literal["basal", "apical"] = opt("basal", "compartment of the target it drives")
     kind: Literal["feedforward"] = opt("feedforward", "feedforward (feedback pathways are built by the rule)")
-    connectivity: Literal["dense"] = opt("dense", "dense (all to all)")
+    connectivity: Literal["dense", "conv2d", "maxpool", "avgpool", "embedding"] = opt(
+        "dense", "dense (all to all; flattens a spatial source), conv2d, maxpool, avgpool (fixed, no weights) "
+        "or embedding (token ids -> the task's word vectors)")
+    kernel: Optional[Union[int, tuple[int, ...], Literal["global"]]] = opt(
+        None, "conv2d/pool kernel: k or [kh, kw]; pools also take global (the whole map)")
+    stride: Optional[Pair] = opt(None, "conv2d/pool stride: s or [sh, sw] (default 1 for conv2d, the kernel for pools)")
+    padding: Pair = opt(0, "conv2d/pool zero padding: p or [ph, pw]")
     init: dict[str, Any] = opt({"torch_default": {}}, "weight init, e.g. {normal: {std: 0.05}}")
-    bias: bool = opt(True, "add a learnable bias to the target's basal input")
-    learnable: bool = opt(True, "whether the rule updates this projection")
+    bias: Optional[bool] = opt(None, "add a learnable bias to the target's basal input (default: yes for dense and "
+                                     "conv2d; pools and embeddings have none)")
+    learnable: Optional[bool] = opt(None, "whether the rule updates this projection (default: yes, except "
+                                          "embeddings, which stay frozen unless set)")
     lr_scale: float = opt(1.0, "learning-rate multiplier (an optimizer param group)", ge=0)
 
     @property
     def name(self) -> str:
         return f"{self.source}->{self.target}"
+
+    @property
+    def is_pool(self) -> bool:
+        return self.connectivity in ("maxpool", "avgpool")
+
+    @property
+    def has_bias(self) -> bool:
+        return self.bias if self.bias is not None else self.connectivity in ("dense", "conv2d")
+
+    @property
+    def is_learnable(self) -> bool:
+        if self.is_pool:
+            return False
+        return self.learnable if self.learnable is not None else self.connectivity != "embedding"
+
+    def problem(self) -> Optional[str]:
+        spatial = self.connectivity == "conv2d" or self.is_pool
+        if not spatial:
+            for key in ("kernel", "stride"):
+                if getattr(self, key) is not None:
+                    return f"{key} applies to conv2d and pooling projections, not {self.connectivity}"
+            if self.padding != 0:
+                return f"padding applies to conv2d and pooling projections, not {self.connectivity}"
+        else:
+            if self.kernel is None:
+                return f"a {self.connectivity} projection needs a kernel (k or [kh, kw])"
+            if self.kernel == "global" and not self.is_pool:
+                return "kernel: global pools over the whole map; a conv2d kernel is k or [kh, kw]"
+            for key, low in (("kernel", 1), ("stride", 1), ("padding", 0)):
+                value = getattr(self, key)
+                if value is None or value == "global":
+                    continue
+                items = (value,) if isinstance(value, int) else value
+                if len(items) not in (1, 2) or any(v < low for v in items):
+                    shown = list(value) if isinstance(value, tuple) else value
+                    return f"{key} {shown} must be an integer >= {low} or a list of two"
+        if (self.is_pool or self.connectivity == "embedding") and self.bias:
+            return f"a {self.connectivity} projection has no bias"
+        if self.is_pool and self.learnable:
+            return f"a {self.connectivity} projection has no weights to learn"
+        return None
 
 
 @dataclass(frozen=True)

@@ -64,7 +64,9 @@ class PlasticityRule(nn.Module):
 
     # ----- the feedback pathway -----------------------------------------------------
     def feedback_weight(self, network: "Network", proj: "Projection") -> Optional[torch.Tensor]:
-        """``[n_pre, n_post]`` weights that carry ``proj``'s target error to its source."""
+        """Weights of ``proj.feedback_shape`` that carry ``proj``'s target error to its source
+        (``[n_pre, n_post]`` for a dense projection, the kernel's shape for conv2d); None for
+        fixed pathways (pools) and projections from the input."""
         raise NotImplementedError
 
     def apical_input(self, network: "Network", pop: "PyramidalPopulation") -> torch.Tensor:
@@ -72,9 +74,9 @@ class PlasticityRule(nn.Module):
         total = None
         for proj in network.outgoing[pop.name]:
             delta = network.populations[proj.target].error
-            a = Fn.apical_from_feedback(delta, self.feedback_weight(network, proj))
+            a = proj.carry_back(delta, self.feedback_weight(network, proj))
             total = a if total is None else total.add_(a)
-        return total.view(-1, *pop.shape)
+        return total
 
     # ----- the two phases -----------------------------------------------------------
     def settle(self, network: "Network", target: torch.Tensor) -> None:
@@ -97,10 +99,10 @@ class PlasticityRule(nn.Module):
             delta = network.populations[proj.target].error
             rate = network.populations[proj.source].rate
             w = proj.weight
-            w.grad = Fn.weight_gradient(delta, rate, gain=self.update_gain,
-                                        out=w.grad if w.grad is not None and w.grad.shape == w.shape else None)
+            w.grad = proj.weight_gradient(delta, rate, gain=self.update_gain,
+                                          out=w.grad if w.grad is not None and w.grad.shape == w.shape else None)
             if proj.bias is not None:
-                proj.bias.grad = Fn.bias_gradient(delta, gain=self.update_gain)
+                proj.bias.grad = proj.bias_gradient(delta, gain=self.update_gain)
             if self.options.clip_update is not None:
                 counter = self._counter(f"update:{proj.name}", w)
                 Fn.clip_(w.grad, self.options.clip_update, counter)
@@ -133,7 +135,10 @@ class PlasticityRule(nn.Module):
 
     def feedback_pathway(self, network: "Network") -> list[str]:
         """One line per route of the apical input, for ``--check``."""
-        return [f"{pop.name}.apical <- {proj.target}.error through {self.feedback_label(network, proj)}"
+        def label(proj):
+            return self.feedback_label(network, proj) if proj.has_weight else f"{proj.connectivity} unpooling (fixed)"
+
+        return [f"{pop.name}.apical <- {proj.target}.error through {label(proj)}"
                 for pop in network.hidden() for proj in network.outgoing[pop.name]]
 
     def epoch_summary(self) -> dict[str, float]:

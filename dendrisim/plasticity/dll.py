@@ -65,8 +65,8 @@ class DendriticLocalizedLearning(PlasticityRule):
             theta = self.theta[proj.name]
             apical = network.populations[proj.source].apical
             delta = network.populations[proj.target].error
-            theta.grad = Fn.feedback_gradient(apical, delta, gain=self.update_gain,
-                                              out=theta.grad if theta.grad is not None else None)
+            theta.grad = proj.feedback_gradient(apical, delta, gain=self.update_gain,
+                                                out=theta.grad if theta.grad is not None else None)
 
     def param_groups(self, lr: float) -> list[dict[str, Any]]:
         if not self.options.learn_feedback or not len(self.theta):

@@ -62,3 +62,34 @@ def clip_(x: torch.Tensor, bound: float, counter: torch.Tensor) -> torch.Tensor:
     """Clamp ``x`` to ``±bound`` in place and add the number of clipped values to ``counter``."""
     counter.add_((x.abs() > bound).sum())
     return x.clamp_(-bound, bound)
+
+
+def conv_apical_from_feedback(delta_post: torch.Tensor, feedback: torch.Tensor, *, stride, padding,
+                              output_padding) -> torch.Tensor:
+    r"""Top-down input through a convolutional feedback kernel ``B [c_post, c_pre, kh, kw]``.
+
+    .. math:: a_{pre}[b, i, y, x] = \sum_{o, u, v} δ_{post}[b, o, y', x'] \, B[o, i, u, v],
+              \quad y = s_h y' - p_h + u, \; x = s_w x' - p_w + v
+
+    i.e. ``conv_transpose2d(δ, B)``, the adjoint of the forward convolution; with
+    ``B = W`` it is the gradient backprop sends to the source.
+    """
+    return F.conv_transpose2d(delta_post, feedback, None, stride, padding, output_padding)
+
+
+def conv_weight_gradient(delta_post: torch.Tensor, rate_pre: torch.Tensor, shape, *, stride, padding,
+                         gain: float) -> torch.Tensor:
+    r"""Convolutional synapses: the correlation of postsynaptic error and presynaptic rate,
+    summed over the batch and over every position the kernel visits.
+
+    .. math:: \frac{∂L}{∂W}[o, i, u, v] \leftarrow -\frac{c}{B} \sum_{b, y', x'}
+              δ_{post}[b, o, y', x'] \; r_{pre}[b, i, s_h y' - p_h + u, s_w x' - p_w + v]
+
+    (``r`` zero outside the image). Each kernel entry pairs one output channel with one
+    input channel at one offset: batch, channel and position axes are never mixed. The
+    same function gives DLL's θ update with the apical potential in place of ``r``.
+    """
+    grad = torch.ops.aten.convolution_backward(
+        delta_post, rate_pre, delta_post.new_empty(1).expand(shape), None, list(stride), list(padding),
+        [1, 1], False, [0, 0], 1, (False, True, False))[1]
+    return grad.mul_(-gain / delta_post.shape[0])

@@ -28,9 +28,9 @@ After settling, each hidden population holds ``soma = x``, ``basal = μ``,
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
-import torch.nn.functional as F
 
 from ..config.schema import opt
 from ..losses import output_error
@@ -56,8 +56,8 @@ class PredictiveCoding(PlasticityRule):
         self.register_buffer("inference_counts", torch.zeros(3, dtype=torch.float64))
         self.update_gain = 1.0 / options.error_scale
 
-    def feedback_weight(self, network, proj) -> torch.Tensor:
-        return proj.weight.t()
+    def feedback_weight(self, network, proj) -> Optional[torch.Tensor]:
+        return proj.transported()
 
     def feedback_label(self, network, proj) -> str:
         return f"W[{proj.name}]ᵀ (symmetric), relaxed for up to {self.options.inference_steps} steps"
@@ -69,7 +69,7 @@ class PredictiveCoding(PlasticityRule):
             total = None
             for proj in network.incoming[name]:
                 pre = network.populations[proj.source]
-                rate = pre.rate if proj.source == network.input_name else pre.activation.f(x[proj.source])
+                rate = pre.activation.f(x[proj.source]) if proj.source in x else pre.rate
                 d = proj.drive(rate)
                 total = d if total is None else total + d
             mu[name] = total.view(-1, *network.populations[name].shape)
@@ -88,9 +88,9 @@ class PredictiveCoding(PlasticityRule):
     def _top_down(self, network, pop, eps: dict) -> torch.Tensor:
         total = None
         for proj in network.outgoing[pop.name]:
-            a = F.linear(eps[proj.target].flatten(1), proj.weight.t())
+            a = proj.carry_back(eps[proj.target], proj.transported())
             total = a if total is None else total + a
-        return total.view(-1, *pop.shape)
+        return total
 
     def settle(self, network, target: torch.Tensor) -> None:
         o = self.options

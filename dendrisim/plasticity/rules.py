@@ -26,8 +26,8 @@ from .base import RULES, PlasticityRule, RuleOptions
 class Backprop(PlasticityRule):
     """Backpropagation: ``B = Wᵀ`` (weight transport), so updates equal autograd's gradients."""
 
-    def feedback_weight(self, network, proj) -> torch.Tensor:
-        return proj.weight.t()
+    def feedback_weight(self, network, proj) -> Optional[torch.Tensor]:
+        return proj.transported()
 
     def feedback_label(self, network, proj) -> str:
         return f"W[{proj.name}]ᵀ (weight transport)"
@@ -42,21 +42,21 @@ def _check_feedback_init(cls, experiment, graph) -> None:
     resolve_init(experiment.rule.feedback_init, file=experiment.file, path="plasticity.feedback_init")
 
 
-def _random_matrix(n_post: int, n_pre: int, spec: dict, *, learnable: bool) -> nn.Parameter:
-    """A feedback weight ``[n_post, n_pre]`` of the feedback projection, drawn from ``spec``."""
+def _random_matrix(shape: tuple[int, ...], spec: dict, *, learnable: bool) -> nn.Parameter:
+    """A feedback weight of ``shape``, drawn from ``spec``."""
     init, options = resolve_init(spec, file=None, path="plasticity.feedback_init")
-    weight = nn.Parameter(torch.empty(n_post, n_pre), requires_grad=learnable)
+    weight = nn.Parameter(torch.empty(shape), requires_grad=learnable)
     initialize(weight, None, init, options)
     return weight
 
 
 def feedback_parameters(network, spec: dict, *, learnable: bool) -> nn.ParameterDict:
-    """One ``[n_pre, n_post]`` feedback matrix per projection leaving a hidden population."""
+    """One feedback weight (of ``proj.feedback_shape``: ``[n_pre, n_post]`` for dense, the
+    kernel's shape for conv2d) per weighted projection whose source's error is used."""
     params = nn.ParameterDict()
     for proj in network.projections.values():
-        if proj.source != network.input_name:
-            n_post, n_pre = proj.weight.shape
-            params[proj.name] = _random_matrix(n_pre, n_post, spec, learnable=learnable)
+        if proj.source in network.needs_error and proj.feedback_shape is not None:
+            params[proj.name] = _random_matrix(proj.feedback_shape, spec, learnable=learnable)
     return params
 
 
@@ -91,7 +91,7 @@ class DirectFeedbackAlignment(PlasticityRule):
         super().__init__(network, options)
         n_out = network.output.size
         self.feedback = nn.ParameterDict({
-            pop.name: _random_matrix(pop.size, n_out, options.feedback_init, learnable=False)
+            pop.name: _random_matrix((pop.size, n_out), options.feedback_init, learnable=False)
             for pop in network.hidden()
         })
 
@@ -153,11 +153,11 @@ class KolenPollack(PlasticityRule):
             if w.grad is None:  # a frozen projection: B still learns the update W would get
                 delta = network.populations[proj.target].error
                 rate = network.populations[proj.source].rate
-                update = Fn.weight_gradient(delta, rate, gain=self.update_gain)
+                update = proj.weight_gradient(delta, rate, gain=self.update_gain)
             else:
                 update = w.grad
             # contiguous, like the parameter: fused optimizers on CUDA refuse other strides
-            feedback.grad = torch.add(update.t(), feedback.detach(), alpha=decay).contiguous()
+            feedback.grad = torch.add(proj.to_feedback_layout(update), feedback.detach(), alpha=decay).contiguous()
             if w.grad is not None and decay:
                 w.grad.add_(w.detach(), alpha=decay)
 

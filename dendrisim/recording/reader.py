@@ -113,7 +113,9 @@ class Recording:
 
     def activity(self, population: str, variable: str, *, steps: Optional[tuple[int, int]] = None,
                  samples: Optional[Sequence[int]] = None, neurons: Optional[Sequence[int]] = None) -> np.ndarray:
-        """``[records, samples, neurons]`` of one compartment variable, for steps in ``[lo, hi)``."""
+        """``[records, samples, *shape]`` of one compartment variable (shape: the population's, e.g.
+        ``[neurons]`` or ``[channels, height, width]``), for steps in ``[lo, hi)``; ``neurons`` picks
+        along the first axis of the shape."""
         ds = self._get(f"populations/{population}/{variable}", self.populations, population, variable)
         data = ds[self._rows(self.steps, steps)]
         if samples is not None:

@@ -48,11 +48,30 @@ MEANING = {
     "apical": "apical input from the rule's feedback pathway (teacher signal t - rate at the output)",
     "rate": "output rate, f(soma)",
     "error": "somatic error, f'(soma) * apical (t - rate at a canonical output)",
-    "weight": "forward weights W [n_post, n_pre]",
+    "weight": "forward weights W: [n_post, n_pre] (dense), [c_post, c_pre, kh, kw] (conv2d)",
     "update": "descent direction written to W.grad by the rule",
-    "feedback": "feedback weights carrying the target's error to the source [n_pre, n_post]",
+    "feedback": "feedback weights carrying the target's error to the source: [n_pre, n_post] (dense), the kernel's shape (conv2d)",
     "feedback_update": "descent direction written to the feedback weights' .grad",
 }
+
+
+def _population_layout(pop, neurons: Optional[int]) -> tuple[tuple[int, ...], list[str]]:
+    """Per-sample shape and axis names of a population's records (the first N neurons, flat, with ``neurons``)."""
+    if neurons:
+        return (min(pop.size, neurons),), ["neuron"]
+    if len(pop.shape) == 3:
+        return pop.shape, ["channel", "height", "width"]
+    if len(pop.shape) == 1:
+        return pop.shape, ["neuron"]
+    return pop.shape, [f"axis{i}" for i in range(len(pop.shape))]
+
+
+def _weight_axes(proj, var: str) -> list[str]:
+    if proj.connectivity == "conv2d":
+        return ["post_channel", "pre_channel", "kernel_height", "kernel_width"]
+    if proj.connectivity == "embedding":
+        return ["word", "dim"]
+    return ["post", "pre"] if var in ("weight", "update") else ["pre", "post"]
 
 
 def selection(config: RecordingConfig, network, rule, *, file: Optional[str]) -> tuple[dict, dict]:
@@ -74,6 +93,9 @@ def selection(config: RecordingConfig, network, rule, *, file: Optional[str]) ->
         if name not in network.projections:
             raise ConfigError(f"{name!r} is not a projection; projections are {', '.join(network.projections)}",
                               file=file, path=where)
+        if not network.projections[name].has_weight:
+            raise ConfigError(f"{name!r} is a {network.projections[name].connectivity} projection and has no weights "
+                              "to record", file=file, path=where)
         for var in variables:
             if var not in rule.projection_recordables:
                 raise ConfigError(f"{var!r} is not recordable under rule {rule.options.rule}; choose from "
@@ -211,10 +233,10 @@ class Recorder:
         }
         self.streams = {}
         for pop, variables in self.pops.items():
-            n = self.network.populations[pop].size
-            n = min(n, self.config.neurons) if self.config.neurons else n
+            shape, axes = _population_layout(self.network.populations[pop], self.config.neurons)
             for var in variables:
-                ds = self._dataset(f"populations/{pop}/{var}", (self.k, n), np_dtype, ["record", "sample", "neuron"], MEANING[var])
+                ds = self._dataset(f"populations/{pop}/{var}", (self.k, *shape), np_dtype, ["record", "sample", *axes],
+                                   MEANING[var])
                 self.streams[(pop, var)] = _Stream(ds, rows, self.dtype, self.pin)
         self.weight_streams = {}
         for name, variables in self.projs.items():
@@ -222,7 +244,7 @@ class Recorder:
             for var in variables:
                 value = self.rule.projection_state(self.network, proj, var)
                 shape = tuple(value.shape) if value is not None else self._guess_shape(proj, var)
-                axes = ["weight_record", "post", "pre"] if var in ("weight", "update") else ["weight_record", "pre", "post"]
+                axes = ["weight_record", *_weight_axes(proj, var)]
                 ds = self._dataset(f"projections/{name}/{var}", shape, np_dtype, axes, MEANING.get(var, var))
                 self.weight_streams[(name, var)] = _Stream(ds, rows, self.dtype, self.pin)
         self.clip_streams = {}
@@ -281,8 +303,7 @@ class Recorder:
 
     @staticmethod
     def _guess_shape(proj, var: str) -> tuple[int, ...]:
-        n_post, n_pre = proj.weight.shape
-        return (n_post, n_pre) if var in ("weight", "update") else (n_pre, n_post)
+        return tuple(proj.weight.shape) if var in ("weight", "update") else tuple(proj.feedback_shape)
 
     # ----------------------------------------------------------------- records
     def after_step(self, step: int, epoch: int, batch_ids: torch.Tensor) -> None:
@@ -325,9 +346,9 @@ class Recorder:
             if value is None:
                 stream.put(i, None)
                 continue
-            value = value.detach().flatten(1).index_select(0, pos)
+            value = value.detach().index_select(0, pos)
             if self.config.neurons:
-                value = value[:, : self.config.neurons]
+                value = value.flatten(1)[:, : self.config.neurons]
             if pos.numel() < self.k:
                 stream.buffer[i].fill_(float("nan"))
                 stream.buffer[i, : pos.numel()].copy_(value)

@@ -78,14 +78,25 @@ class Task:
     test: Split
     input_shape: tuple[int, ...]
     output_size: int
+    #: (words, dim) of the task's word vectors, for embedding projections (None: no vocabulary)
+    vocabulary: Optional[tuple[int, int]] = None
 
     @classmethod
     def check_options(cls, options, *, file: str) -> None:
         """Raise ConfigError for options that are well-typed but unusable (before loading data)."""
 
     @classmethod
-    def data_spec(cls, options) -> tuple[tuple[int, ...], int, int]:
+    def data_spec(cls, options, data_root: Optional[str] = None) -> tuple[tuple[int, ...], int, int]:
         """(sample shape, output size, training-split size) of the data, known without loading it."""
+        raise NotImplementedError
+
+    @classmethod
+    def vocabulary_spec(cls, options, data_root: Optional[str] = None) -> Optional[tuple[int, int]]:
+        """(words, dim) of the word vectors without loading them; None for tasks without."""
+        return None
+
+    def embedding_for(self, proj) -> torch.Tensor:
+        """Initial table of an embedding projection (tasks with a vocabulary)."""
         raise NotImplementedError
 
     def target(self, y: torch.Tensor, network: "Network") -> torch.Tensor:

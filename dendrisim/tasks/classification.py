@@ -17,7 +17,7 @@ from .datasets import DATASETS, SPECS, default_root
 
 @dataclass(frozen=True)
 class ClassificationOptions(TaskOptions):
-    dataset: str = opt("digits", "digits, mnist, fashion_mnist, cifar10, cifar100 or svhn")
+    dataset: str = opt("digits", "digits, mnist, fashion_mnist, cifar10, cifar100, svhn or tinyimagenet")
     download: bool = opt(False, "let torchvision download missing files (needs network access)")
     normalize: Literal["standard", "unit", "none"] = opt(
         "standard", "standard: per-channel zero mean, unit variance (training-split statistics); unit: scale to [0, 1]")
@@ -48,7 +48,7 @@ class Classification(Task):
         DATASETS.get(options.dataset, file=file, path="task.dataset")
 
     @classmethod
-    def data_spec(cls, options: ClassificationOptions) -> tuple[tuple[int, ...], int, int]:
+    def data_spec(cls, options: ClassificationOptions, data_root: Optional[str] = None) -> tuple[tuple[int, ...], int, int]:
         shape, classes, n = SPECS[options.dataset]
         return shape, classes, int(n * (1 - options.validation_fraction))
 

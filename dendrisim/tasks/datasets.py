@@ -143,6 +143,76 @@ def svhn(root: Path, download: bool) -> ImageData:
                         how="Expected train_32x32.mat and test_32x32.mat there; or set task.download: true.")
 
 
+TINY_IMAGENET_HOW = ("Expected the tiny-imagenet-200 folder as unzipped from "
+                     "http://cs231n.stanford.edu/tiny-imagenet-200.zip (wnids.txt, train/WNID/images/*.JPEG, "
+                     "val/images/*.JPEG, val/val_annotations.txt); nothing downloads it automatically.")
+
+
+@DATASETS.register("tinyimagenet")
+def tinyimagenet(root: Path, download: bool) -> ImageData:
+    """TinyImageNet (64×64 RGB, 200 classes, 500 training images per class) from the
+    standard ``tiny-imagenet-200`` folder; its labelled validation set serves as the
+    test set (the official test images have no labels). Class indices follow
+    ``wnids.txt``. The decoded arrays are cached next to the images
+    (``dendrisim-cache.npz``) so later runs skip the JPEG decoding."""
+    folder = root / "tiny-imagenet-200" if (root / "tiny-imagenet-200").is_dir() else root
+    wnids_file = folder / "wnids.txt"
+    if not wnids_file.is_file():
+        raise DataError(f"tinyimagenet: {wnids_file} not found (looked in {root}). {TINY_IMAGENET_HOW}")
+    wnids = [w.strip() for w in wnids_file.read_text().split() if w.strip()]
+    cache = folder / "dendrisim-cache.npz"
+    if cache.is_file() and cache.stat().st_mtime >= wnids_file.stat().st_mtime:
+        with np.load(cache) as z:
+            return ImageData(z["x_train"], z["y_train"], z["x_test"], z["y_test"], classes=len(wnids))
+    index = {w: i for i, w in enumerate(wnids)}
+    train = []
+    for w in wnids:
+        images = sorted((folder / "train" / w / "images").glob("*.JPEG"))
+        if not images:
+            raise DataError(f"tinyimagenet: no training images in {folder / 'train' / w / 'images'}. {TINY_IMAGENET_HOW}")
+        train += [(p, index[w]) for p in images]
+    annotations = folder / "val" / "val_annotations.txt"
+    if not annotations.is_file():
+        raise DataError(f"tinyimagenet: {annotations} not found. {TINY_IMAGENET_HOW}")
+    val = []
+    for n, line in enumerate(annotations.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split("\t")
+        if len(parts) < 2 or parts[1] not in index:
+            raise DataError(f"tinyimagenet: {annotations}:{n}: expected 'FILE<TAB>WNID...' with a WNID of wnids.txt, "
+                            f"got {line[:80]!r}")
+        val.append((folder / "val" / "images" / parts[0], index[parts[1]]))
+    x_tr, y_tr = _read_images(train)
+    x_te, y_te = _read_images(val)
+    try:
+        np.savez(cache, x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te)
+    except OSError:
+        pass  # a read-only data folder: decode again next time
+    return ImageData(x_tr, y_tr, x_te, y_te, classes=len(wnids))
+
+
+def _read_images(items: list[tuple[Path, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Decode JPEGs to ``[N, 3, H, W]`` uint8 (greyscale ones are converted to RGB)."""
+    from PIL import Image, UnidentifiedImageError
+
+    first = None
+    out = None
+    for k, (path, _) in enumerate(items):
+        try:
+            with Image.open(path) as im:
+                arr = np.asarray(im.convert("RGB"))
+        except (OSError, UnidentifiedImageError) as err:
+            raise DataError(f"tinyimagenet: cannot read {path} ({err})") from None
+        if out is None:
+            first = arr.shape
+            out = np.empty((len(items), 3, *arr.shape[:2]), dtype=np.uint8)
+        elif arr.shape != first:
+            raise DataError(f"tinyimagenet: {path} is {arr.shape[1]}x{arr.shape[0]}, the others {first[1]}x{first[0]}")
+        out[k] = arr.transpose(2, 0, 1)
+    return out, np.array([label for _, label in items], dtype=np.int64)
+
+
 #: sample shape, number of classes and training-set size of each dataset, known without reading it
 SPECS: dict[str, tuple[tuple[int, ...], int, int]] = {
     "digits": ((1, 8, 8), 10, 1438),
@@ -151,6 +221,7 @@ SPECS: dict[str, tuple[tuple[int, ...], int, int]] = {
     "cifar10": ((3, 32, 32), 10, 50000),
     "cifar100": ((3, 32, 32), 100, 50000),
     "svhn": ((3, 32, 32), 10, 73257),
+    "tinyimagenet": ((3, 64, 64), 200, 100000),
 }
 
 

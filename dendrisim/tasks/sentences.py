@@ -1,0 +1,264 @@
+"""Sentence classification (Subj, SST-2, ...) over pretrained word vectors.
+
+Each sentence becomes ``max_length`` token ids (cut, or padded with ``<pad>``); the
+network's input population holds the ids and an ``embedding`` projection turns them
+into a ``[1, length, dim]`` map of word vectors for a text CNN (Kim 2014). The ids of
+every split sit on the device; vectors are looked up batch by batch, so memory grows
+with the vocabulary, not with the corpus.
+
+Files (``task.train_file``, optional ``task.test_file``), the format detected from the
+content of the first non-empty line:
+
+- GLUE SST-2 TSV: a header naming a ``sentence`` and a ``label`` column, tab-separated;
+- fastText: ``__label__X sentence``;
+- one example per line as ``label sentence`` (the format of Kim's CNN repository).
+
+Vocabulary: ``<pad>`` (id 0, zero vector), ``<unk>`` (id 1, zero vector: a word never
+seen in training carries no evidence), then the training words seen at least
+``min_count`` times, most frequent first. A training word missing from the vectors
+file gets a random vector ``U(-a, a)`` whose variance matches the known vectors
+(``unknown: random``, as Kim 2014 did with ``a = 0.25``) or zeros (``unknown: zero``).
+The vectors are read with gensim's ``KeyedVectors``: GloVe's header-less text format, the
+word2vec text format (with its ``count dim`` header), word2vec binary (``.bin``) or a
+saved ``KeyedVectors`` (``.kv``); their dimension is read from the file.
+"""
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Optional
+
+import numpy as np
+import torch
+
+from ..config.schema import opt
+from ..errors import DataError
+from ..losses import output_loss
+from .base import TASKS, Split, Task, TaskOptions
+from .classification import split_indices
+
+PAD, UNK = "<pad>", "<unk>"
+_TOKEN = re.compile(r"n't|'s|'re|'ve|'d|'ll|'m|\w+(?=n't)|\w+|[^\w\s]")
+
+
+def tokenize(text: str, *, lowercase: bool = True) -> list[str]:
+    """Words, numbers, punctuation marks and the clitics n't 's 're 've 'd 'll 'm as tokens."""
+    return _TOKEN.findall(text.lower() if lowercase else text)
+
+
+@dataclass(frozen=True)
+class SentenceOptions(TaskOptions):
+    train_file: Optional[str] = opt(None, "labelled sentences (GLUE TSV, 'label sentence' lines or fastText "
+                                          "__label__X lines; detected from the content)")
+    test_file: Optional[str] = opt(None, "labelled test sentences in any of those formats; without it a seeded "
+                                         "test_fraction of train_file is held out")
+    test_fraction: float = opt(0.1, "held-out test part of train_file when there is no test_file", gt=0, le=0.5)
+    vectors: Optional[str] = opt(None, "word vectors: GloVe .txt (no header), word2vec .txt/.bin or gensim .kv")
+    max_length: int = opt(50, "tokens per sentence: longer ones are cut, shorter ones padded", ge=1)
+    lowercase: bool = opt(True, "lowercase before tokenizing (GloVe 6B vectors are lowercase)")
+    min_count: int = opt(1, "training words seen fewer times map to <unk>", ge=1)
+    unknown: Literal["random", "zero"] = opt(
+        "random", "vector of a training word missing from the vectors file: random (variance of the known vectors) or zero")
+
+
+def _resolve(path: Optional[str], key: str, options: SentenceOptions, data_root: Optional[str]) -> Path:
+    if path is None:
+        raise DataError(f"task.{key} is not set; give the file in the model or with --set task.{key}=PATH")
+    p = Path(path).expanduser()
+    root = data_root or options.data_root
+    if not p.is_absolute() and not p.exists() and root and (Path(root) / p).exists():
+        p = Path(root) / p
+    if not p.is_file():
+        where = f" (also looked under {root})" if root and not Path(path).is_absolute() else ""
+        raise DataError(f"task.{key}: {p} not found{where}; nothing is downloaded, put the file there")
+    return p
+
+
+def read_labelled(path: Path) -> tuple[list[str], list[str], str]:
+    """(sentences, labels, format name) of a labelled file in one of the three formats."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not UTF-8 text ({err})") from None
+    body = [(n, line) for n, line in enumerate(lines, 1) if line.strip()]
+    if not body:
+        raise DataError(f"{path}: no sentences in the file")
+    first = body[0][1]
+    sentences, labels = [], []
+    if "\t" in first and {"sentence", "label"} <= {c.strip().lower() for c in first.split("\t")}:
+        header = [c.strip().lower() for c in first.split("\t")]
+        s_col, l_col = header.index("sentence"), header.index("label")
+        for n, line in body[1:]:
+            cols = line.split("\t")
+            if len(cols) != len(header):
+                raise DataError(f"{path}:{n}: {len(cols)} tab-separated columns, the header has {len(header)}")
+            sentences.append(cols[s_col])
+            labels.append(cols[l_col].strip())
+        return sentences, labels, "glue tsv"
+    fasttext = first.startswith("__label__")
+    for n, line in body:
+        parts = line.strip().split(None, 1)
+        label = parts[0]
+        if fasttext:
+            if not label.startswith("__label__"):
+                raise DataError(f"{path}:{n}: expected '__label__X sentence' like the first line, got {line[:60]!r}")
+            label = label[len("__label__"):]
+        if len(parts) < 2:
+            raise DataError(f"{path}:{n}: a label without a sentence: {line[:60]!r}")
+        sentences.append(parts[1])
+        labels.append(label)
+    return sentences, labels, "fasttext" if fasttext else "label sentence"
+
+
+def load_vectors(path: Path):
+    """gensim KeyedVectors from GloVe text, word2vec text/binary or a saved .kv file."""
+    from gensim.models import KeyedVectors
+
+    try:
+        if path.suffix == ".kv":
+            return KeyedVectors.load(str(path))
+        if path.suffix == ".bin":
+            return KeyedVectors.load_word2vec_format(str(path), binary=True)
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            head = fh.readline().split()
+        glove = not (len(head) == 2 and all(t.isdigit() for t in head))  # word2vec text starts 'count dim'
+        return KeyedVectors.load_word2vec_format(str(path), binary=False, no_header=glove)
+    except (ValueError, EOFError, UnicodeDecodeError, OSError) as err:
+        raise DataError(f"{path}: cannot read word vectors ({err}); expected GloVe text (word v1 v2 ...), "
+                        "word2vec text or binary, or a gensim .kv file") from None
+
+
+def _label_order(labels: list[str]) -> list[str]:
+    unique = set(labels)
+    try:
+        return sorted(unique, key=lambda s: float(s))
+    except ValueError:
+        return sorted(unique)
+
+
+@TASKS.register("sentences")
+class SentenceClassification(Task):
+    """Classify sentences; targets are one-hot labels. Metrics: ``loss`` and ``accuracy``."""
+
+    Options = SentenceOptions
+    metrics = {"loss": False, "accuracy": True}
+
+    @classmethod
+    def data_spec(cls, options: SentenceOptions, data_root: Optional[str] = None):
+        corpus = cls._corpus(options, data_root)
+        n_train = int(len(corpus["train"][0]) * (1 - options.validation_fraction))
+        return (options.max_length,), len(corpus["classes"]), n_train
+
+    @classmethod
+    def vocabulary_spec(cls, options: SentenceOptions, data_root: Optional[str] = None) -> tuple[int, int]:
+        corpus = cls._corpus(options, data_root)
+        vectors_file = _resolve(options.vectors, "vectors", options, data_root)
+        return len(cls._vocabulary(corpus["train"][0], options)), _vector_dim(vectors_file)
+
+    @staticmethod
+    def _corpus(options: SentenceOptions, data_root: Optional[str]) -> dict:
+        train_path = _resolve(options.train_file, "train_file", options, data_root)
+        sentences, labels, _ = read_labelled(train_path)
+        classes = _label_order(labels)
+        if len(classes) < 2:
+            raise DataError(f"{train_path}: only one label ({classes[0]!r}); classification needs two or more")
+        if options.test_file is not None:
+            test_path = _resolve(options.test_file, "test_file", options, data_root)
+            te_s, te_l, _ = read_labelled(test_path)
+            unseen = sorted(set(te_l) - set(classes))
+            if unseen:
+                raise DataError(f"{test_path}: labels {unseen} do not occur in {train_path} (labels {classes})")
+        else:
+            keep, held = split_indices(len(sentences), options.test_fraction, seed=12345)
+            te_s, te_l = [sentences[i] for i in held], [labels[i] for i in held]
+            sentences, labels = [sentences[i] for i in keep], [labels[i] for i in keep]
+        return {"train": (sentences, labels), "test": (te_s, te_l), "classes": classes}
+
+    @staticmethod
+    def _vocabulary(sentences: list[str], options: SentenceOptions) -> list[str]:
+        counts = Counter(t for s in sentences for t in tokenize(s, lowercase=options.lowercase))
+        words = sorted((w for w, c in counts.items() if c >= options.min_count), key=lambda w: (-counts[w], w))
+        return [PAD, UNK, *words]
+
+    def __init__(self, options: SentenceOptions, *, device: torch.device, data_root: Optional[str] = None,
+                 dtype: torch.dtype = torch.float32):
+        self.options = options
+        corpus = self._corpus(options, data_root)
+        (tr_s, tr_l), (te_s, te_l) = corpus["train"], corpus["test"]
+        self.classes = corpus["classes"]
+        self.words = self._vocabulary(tr_s, options)
+        index = {w: i for i, w in enumerate(self.words)}
+        kv = load_vectors(_resolve(options.vectors, "vectors", options, data_root))
+        self.vectors, self.coverage = self._embedding_matrix(kv, dtype)
+        label_id = {c: i for i, c in enumerate(self.classes)}
+        encode = lambda ss: self._encode(ss, index)  # noqa: E731
+        x_tr, y_tr = encode(tr_s), np.array([label_id[c] for c in tr_l])
+        x_te, y_te = encode(te_s), np.array([label_id[c] for c in te_l])
+        x_val = y_val = None
+        if options.validation_fraction > 0:
+            keep, held = split_indices(len(x_tr), options.validation_fraction, seed=54321)
+            x_tr, y_tr, x_val, y_val = x_tr[keep], y_tr[keep], x_tr[held], y_tr[held]
+        ids = lambda a: torch.as_tensor(a, dtype=torch.int64, device=device)  # noqa: E731
+        self.train = Split(ids(x_tr), ids(y_tr))
+        self.val = Split(ids(x_val), ids(y_val)) if x_val is not None else None
+        self.test = Split(ids(x_te), ids(y_te))
+        self.input_shape = (options.max_length,)
+        self.output_size = len(self.classes)
+        self.vocabulary = tuple(self.vectors.shape)
+        self._eye = torch.eye(self.output_size, device=device, dtype=dtype)
+
+    def _encode(self, sentences: list[str], index: dict[str, int]) -> np.ndarray:
+        L = self.options.max_length
+        out = np.zeros((len(sentences), L), dtype=np.int64)  # 0 = <pad>
+        for i, s in enumerate(sentences):
+            toks = [index.get(t, 1) for t in tokenize(s, lowercase=self.options.lowercase)[:L]]
+            out[i, : len(toks)] = toks
+        return out
+
+    def _embedding_matrix(self, kv, dtype) -> tuple[torch.Tensor, float]:
+        """Rows for the vocabulary; returns the matrix and the share of words found."""
+        dim = kv.vector_size
+        found = [w for w in self.words[2:] if w in kv.key_to_index]
+        known = np.stack([kv[w] for w in found]) if found else np.zeros((0, dim), dtype=np.float32)
+        matrix = np.zeros((len(self.words), dim), dtype=np.float32)
+        rng = np.random.default_rng(0)
+        bound = float(np.sqrt(3.0) * known.std()) if len(known) else 0.25  # U(±a) has variance a²/3
+        for i, w in enumerate(self.words[2:], start=2):
+            if w in kv.key_to_index:
+                matrix[i] = kv[w]
+            elif self.options.unknown == "random":
+                matrix[i] = rng.uniform(-bound, bound, dim)
+        coverage = len(found) / max(1, len(self.words) - 2)
+        return torch.from_numpy(matrix).to(dtype), coverage
+
+    def embedding_for(self, proj) -> torch.Tensor:
+        """Initial table of an embedding projection: the vocabulary's vectors."""
+        return self.vectors
+
+    def target(self, y: torch.Tensor, network) -> torch.Tensor:
+        return self._eye.index_select(0, y)
+
+    def batch_stats(self, y: torch.Tensor, network) -> torch.Tensor:
+        out = network.output
+        loss = output_loss(out, self._eye.index_select(0, y)) * y.shape[0]
+        correct = (out.rate.flatten(1).argmax(1) == y).sum()
+        return torch.stack([loss.to(torch.float64), correct.to(torch.float64)])
+
+    def finish_stats(self, stats: torch.Tensor, n: int) -> dict[str, float]:
+        loss, correct = stats.tolist()
+        return {"loss": loss / n, "accuracy": correct / n}
+
+
+def _vector_dim(path: Path) -> int:
+    """Dimension of the vectors, from the header or the first line (without loading the file)."""
+    if path.suffix in (".kv", ".bin"):
+        return load_vectors(path).vector_size
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        head = fh.readline().split()
+    if len(head) == 2 and all(t.isdigit() for t in head):
+        return int(head[1])
+    if len(head) < 2:
+        raise DataError(f"{path}: the first line {' '.join(head)!r} is not 'word v1 v2 ...' nor a 'count dim' header")
+    return len(head) - 1
