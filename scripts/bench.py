@@ -129,6 +129,89 @@ def rule_step(exp, rule: str, x, y, device):
     return step, net
 
 
+def torch_twin(net: Network) -> nn.Module:
+    """The same chain of layers as plain torch modules (conv, pool, linear, activations)."""
+    acts = {"tanh": nn.Tanh, "relu": nn.ReLU, "sigmoid": nn.Sigmoid, "linear": nn.Identity, "softmax": nn.Identity}
+    layers: list[nn.Module] = []
+    for name in net.order:
+        incoming = net.incoming[name]
+        if len(incoming) != 1:
+            raise SystemExit(f"the torch twin needs a chain; {name} has {len(incoming)} inputs")
+        proj = incoming[0]
+        if proj.connectivity == "conv2d":
+            c_out, c_in, kh, kw = proj.weight.shape
+            layers.append(nn.Conv2d(c_in, c_out, (kh, kw), proj.stride, proj.padding))
+        elif proj.connectivity == "maxpool":
+            layers.append(nn.MaxPool2d(proj.kernel, proj.stride, proj.padding))
+        elif proj.connectivity == "avgpool":
+            layers.append(nn.AvgPool2d(proj.kernel, proj.stride, proj.padding))
+        else:
+            layers += [nn.Flatten(), nn.Linear(*reversed(proj.weight.shape))]
+        layers.append(acts[net.populations[name].activation.name]())
+    return nn.Sequential(*layers)
+
+
+def op_floor(net: Network, rule: str, x: torch.Tensor, device, *, repeats: int) -> float:
+    """Seconds of the native kernels one step of ``rule`` needs, each timed in isolation:
+    every projection's drive, its weight update, the error carried back to a hidden source
+    and (dll) the feedback update; element-wise work and the optimizer are left out."""
+    with torch.no_grad():
+        net(x)
+    hidden = {p.name for p in net.hidden()}
+    total = 0.0
+    for proj in net.projections.values():
+        r = net.populations[proj.source].rate
+        post = net.populations[proj.target].rate
+        delta = torch.randn_like(post)
+        fb = proj.transported()
+        ops = [lambda: proj.drive(r)]
+        if proj.learnable:
+            ops.append(lambda: proj.weight_gradient(delta, r, gain=1.0))
+        if proj.source in hidden:
+            ops.append(lambda: proj.carry_back(delta, fb))
+            if rule == "dll" and proj.has_weight:
+                ops.append(lambda: proj.feedback_gradient(r, delta, gain=1.0))
+        with torch.no_grad():
+            for op in ops:
+                total += timed(op, device, steps=5, repeats=repeats, warmup=2)
+    return total
+
+
+def cnn_rows(model_file: str, device: torch.device, batch: int, kw: dict) -> dict:
+    """Each rule's step on a CNN model file against plain torch autograd on the same layers."""
+    from dendrisim.tasks.datasets import SPECS
+
+    exp = load_experiment(model_file)
+    shape, classes, _ = SPECS[exp.task.dataset]
+    x = torch.randn(batch, *shape, device=device)
+    y = torch.randint(0, classes, (batch,), device=device)
+    _, net = rule_step(exp, "bp", x, y, device)
+    model = torch_twin(net).to(device)
+    rows = {}
+    for label, fused in (("autograd (nn.Sequential + Adam)", False), ("autograd + fused Adam", True)):
+        opt = torch.optim.Adam(model.parameters(), lr=exp.config.optimizer.lr, **({"fused": True} if fused else {}))
+        loss_fn = nn.CrossEntropyLoss()
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            loss_fn(model(x), y).backward()
+            opt.step()
+
+        rows[label] = {"s": timed(step, device, **kw), "rule": "autograd"}
+    for rule in RULES.names():
+        step, net = rule_step(exp, rule, x, y, device)
+        rows[rule] = {"s": timed(step, device, **kw), "rule": rule, "net": net}
+    ref_s = rows["autograd (nn.Sequential + Adam)"]["s"]
+    table = []
+    for name, row in rows.items():
+        floor_net = row.get("net", net)
+        floor_s = op_floor(floor_net, "bp" if row["rule"] == "autograd" else row["rule"], x, device,
+                           repeats=max(3, kw["repeats"] // 2))
+        table.append({"step": name, "ms": round(1e3 * row["s"], 3), "vs_autograd": round(row["s"] / ref_s, 3),
+                      "floor_ms": round(1e3 * floor_s, 3), "vs_floor": round(row["s"] / floor_s, 3)})
+    return {"model": exp.config.name, "batch": batch, "steps": table}
+
+
 def epoch_throughput(model_file: str, device: str, data_root) -> dict:
     from dendrisim.training import RunOptions, Trainer
 
@@ -203,6 +286,9 @@ def main() -> int:
     p.add_argument("--data-root")
     p.add_argument("--json", action="store_true")
     p.add_argument("--scaling", action="store_true", help="also time DLL epochs at three widths, depths and batches")
+    p.add_argument("--cnn", nargs="?", const="models/dll_cnn_fmnist.yaml", metavar="MODEL",
+                   help="also time every rule on a CNN model (default models/dll_cnn_fmnist.yaml)")
+    p.add_argument("--only-cnn", action="store_true", help="time the CNN rows only")
     args = p.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
@@ -211,6 +297,10 @@ def main() -> int:
     y = torch.randint(0, 10, (args.batch,), device=device)
     kw = dict(steps=args.steps, repeats=args.repeats, warmup=args.warmup)
 
+    if args.only_cnn:
+        args.cnn = args.cnn or "models/dll_cnn_fmnist.yaml"
+        result = {"machine": machine(device), "cnn": cnn_rows(args.cnn, device, args.batch, kw)}
+        return report(result, args)
     rows = {}
     _, net = rule_step(exp, "bp", x, y, device)
     ref = autograd_step(net, x, y, exp.config.optimizer.lr, device)
@@ -241,16 +331,30 @@ def main() -> int:
                            "floor_s": round(floor, 3), "vs_floor": round(ep["seconds"] / floor, 3)}
     if args.scaling:
         result["scaling"] = scaling(exp, device, kw)
+    if args.cnn:
+        result["cnn"] = cnn_rows(args.cnn, device, args.batch, kw)
+    return report(result, args)
+
+
+def report(result: dict, args) -> int:
     if args.json:
         print(json.dumps(result))
         return 0
     m = result["machine"]
     print(f"machine: {m['cpu']}, {m['threads']} threads, torch {m['torch']}, device {m['device']}"
           + (f" ({m['gpu']})" if "gpu" in m else ""))
-    print(f"model {result['model']}, batch {args.batch}; median of {args.repeats} blocks of {args.steps} steps")
-    print(f"{'step':<34}{'ms':>10}{'x autograd':>12}{'GFLOP':>9}{'floor ms':>10}{'x floor':>9}")
-    for r in table:
-        print(f"{r['step']:<34}{r['ms']:>10.3f}{r['vs_autograd']:>12.3f}{r['gflop']:>9.3f}{r['floor_ms']:>10.3f}{r['vs_floor']:>9.3f}")
+    if "steps" in result:
+        print(f"model {result['model']}, batch {args.batch}; median of {args.repeats} blocks of {args.steps} steps")
+        print(f"{'step':<34}{'ms':>10}{'x autograd':>12}{'GFLOP':>9}{'floor ms':>10}{'x floor':>9}")
+        for r in result["steps"]:
+            print(f"{r['step']:<34}{r['ms']:>10.3f}{r['vs_autograd']:>12.3f}{r['gflop']:>9.3f}{r['floor_ms']:>10.3f}"
+                  f"{r['vs_floor']:>9.3f}")
+    if "cnn" in result:
+        c = result["cnn"]
+        print(f"CNN {c['model']}, batch {c['batch']}; floor: each native kernel of the step timed alone")
+        print(f"{'step':<34}{'ms':>10}{'x autograd':>12}{'floor ms':>10}{'x floor':>9}")
+        for r in c["steps"]:
+            print(f"{r['step']:<34}{r['ms']:>10.3f}{r['vs_autograd']:>12.3f}{r['floor_ms']:>10.3f}{r['vs_floor']:>9.3f}")
     if "scaling" in result:
         print("DLL time per Fashion-MNIST epoch (54k samples, training steps only) and memory in MiB:")
         print(f"{'point':<12}{'hidden':<24}{'batch':>6}{'step ms':>9}{'epoch s':>9}{'W+grad+adam':>13}{'θ+grad+adam':>13}{'compartments':>14}")

@@ -166,7 +166,7 @@ def test_bp_equals_autograd_on_a_text_cnn_with_a_learnable_embedding(files):
 
 
 def test_missing_files_say_what_is_expected_where(files, tmp_path):
-    with pytest.raises(DataError, match=r"task.vectors: .*nothere.txt not found; nothing is downloaded"):
+    with pytest.raises(DataError, match=r"task.vectors: .*nothere.txt not found; expected word vectors .* Nothing is downloaded"):
         Trainer(textcnn(files, f"task.vectors={tmp_path / 'nothere.txt'}"), RunOptions(progress=False))
     with pytest.raises(DataError, match=r"task.train_file is not set; give the file in the model or with --set"):
         Trainer(model([f"task.vectors={files['vectors']}"], base=copy.deepcopy(TEXTCNN)), RunOptions(progress=False))
@@ -188,3 +188,25 @@ def test_check_describes_the_text_cnn_without_loading_the_vectors(files):
     text = describe(textcnn(files))
     assert "population emb" in text and "shape=[1, 12, 6]" in text and "shape=[4, 1, 1]" in text
     assert "input->emb" in text and "(frozen)" in text
+
+
+@pytest.mark.parametrize("name", ["subj", "sst2"])
+def test_shipped_text_cnn_models_run_on_a_tiny_corpus(tmp_path, name):
+    """The model files as shipped (300-d vectors, widths 3/4/5), pointed at files made here."""
+    from dendrisim.config import load_experiment
+    from dendrisim.inspect import describe
+
+    train = write(tmp_path / "train.tsv", corpus(120, 4), "tsv")
+    test = write(tmp_path / "test.txt", corpus(30, 5), "fasttext")
+    vectors = vectors_file(tmp_path / "vec.txt", dim=300)
+    sets = [f"task.train_file={train}", f"task.vectors={vectors}", "training.max_steps_per_epoch=2",
+            "training.epochs=1", "recording.enabled=false"]
+    if name == "sst2":
+        sets.append(f"task.test_file={test}")
+    exp = load_experiment(f"models/dll_textcnn_{name}.yaml", sets)
+    text = describe(exp)
+    assert "shape=[1, 64, 300]" in text or "shape=[1, 56, 300]" in text
+    assert "c3.apical <- p3.error through maxpool unpooling" in text
+    assert "emb.apical" not in text  # the embedding is frozen: no error is carried into it
+    summary = Trainer(exp, RunOptions(progress=False, log=lambda s: None, out_dir=tmp_path / "run")).run()
+    assert 0.0 <= summary["test_accuracy"] <= 1.0

@@ -71,8 +71,12 @@ def _resolve(path: Optional[str], key: str, options: SentenceOptions, data_root:
     if not p.is_absolute() and not p.exists() and root and (Path(root) / p).exists():
         p = Path(root) / p
     if not p.is_file():
-        where = f" (also looked under {root})" if root and not Path(path).is_absolute() else ""
-        raise DataError(f"task.{key}: {p} not found{where}; nothing is downloaded, put the file there")
+        expected = Path(root) / path if root and not p.is_absolute() else p
+        also = f" (nor {p} from the working directory)" if expected != p else ""
+        what = {"vectors": "word vectors (GloVe text, word2vec text/binary or gensim .kv)"}.get(
+            key, "labelled sentences (GLUE TSV, 'label sentence' or fastText lines)")
+        raise DataError(f"task.{key}: {expected} not found{also}; expected {what} there. Nothing is downloaded: "
+                        "put the file there or point the key at it")
     return p
 
 
