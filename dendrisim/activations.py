@@ -46,7 +46,7 @@ _add(Activation(
 _add(Activation("linear", lambda x: x, lambda soma, rate: torch.ones_like(soma), canonical_loss="mse"))
 _add(Activation(
     "softmax",
-    lambda x: torch.softmax(x, dim=1),
+    lambda x: torch.softmax(x, dim=-1),
     lambda soma, rate: rate * (1.0 - rate),  # diagonal of the Jacobian only
     elementwise=False,
     canonical_loss="cross_entropy",

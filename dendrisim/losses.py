@@ -25,10 +25,13 @@ def loss_name(output: PyramidalPopulation) -> str:
     return output.activation.canonical_loss or "mse"
 
 
-def output_loss(output: PyramidalPopulation, target: torch.Tensor) -> torch.Tensor:
-    """Mean over the batch of the per-sample loss (differentiable through ``soma``)."""
-    soma = output.soma.flatten(1)
-    target = target.flatten(1)
+def output_loss(output: PyramidalPopulation, target: torch.Tensor, readout=None) -> torch.Tensor:
+    """Mean over the batch of the per-sample loss (differentiable through ``soma``); for a
+    recurrent network (``soma [time, batch, n]``) the mean over batch and the ``readout``
+    time steps, with ``target [readout steps, batch, n]``."""
+    soma = output.soma if readout is None else output.soma[readout]
+    soma = soma.reshape(-1, output.size)
+    target = target.reshape(-1, output.size)
     kind = loss_name(output)
     if kind == "cross_entropy":
         return -(target * torch.log_softmax(soma, dim=1)).sum(1).mean()

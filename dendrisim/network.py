@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from .activations import ACTIVATIONS
-from .config.graph import build_graph
+from .config.graph import build_graph, feedforward_graph
 from .config.loader import Experiment
 from .errors import ConfigError
 from .init import resolve_init
@@ -35,8 +35,9 @@ class Network(nn.Module):
         self.populations = nn.ModuleDict()
         self.projections = nn.ModuleDict()
         self.input_name = next(n for n, p in cfg.populations.items() if p.type == "input")
-        self.output_name = next(n for n in self.graph if self.graph.out_degree(n) == 0 and n != self.input_name)
-        topo = list(nx.lexicographical_topological_sort(self.graph))
+        ff = feedforward_graph(self.graph)
+        self.output_name = next(n for n in ff if ff.out_degree(n) == 0 and n != self.input_name)
+        topo = list(nx.lexicographical_topological_sort(ff))
         index = {proj.name: i for i, proj in enumerate(cfg.projections)}
         incoming_cfg = {n: [p for p in cfg.projections if p.target == n] for n in cfg.populations}
         shapes: dict[str, tuple[int, ...]] = {}
@@ -66,11 +67,36 @@ class Network(nn.Module):
             self.outgoing[proj.source].append(proj)
         # populations whose error something uses: an update of an incoming projection, or a
         # population further down that needs it carried back (a frozen embedding's target does not)
-        self.needs_error: set[str] = set()
-        for name in self.order:
-            if any(p.learnable or p.source in self.needs_error for p in self.incoming[name]):
-                self.needs_error.add(name)
-        self.needs_error.add(self.output_name)
+        self.needs_error: set[str] = {self.output_name}
+        changed = True
+        while changed:  # a fixed point: recurrent projections may point backwards in the order
+            changed = False
+            for name in self.order:
+                if name not in self.needs_error and any(p.learnable or p.source in self.needs_error
+                                                        for p in self.incoming[name]):
+                    self.needs_error.add(name)
+                    changed = True
+        # recurrent networks unroll over time: strongly connected groups of populations
+        # (joined by recurrent projections) step through time together; every other
+        # population is computed for all time steps at once
+        self.sequential = any(p.kind == "recurrent" for p in self.projections.values())
+        #: time steps whose output the task teaches and scores (the task sets it; all by default)
+        self.readout: slice = slice(None)
+        self.plan: list[tuple[list[str], bool]] = []
+        if self.sequential:
+            cond = nx.condensation(self.graph)
+            position = {n: i for i, n in enumerate(topo)}
+            for c in nx.topological_sort(cond):
+                members = sorted(cond.nodes[c]["members"], key=position.__getitem__)
+                if members == [self.input_name]:
+                    continue
+                looped = len(members) > 1 or self.graph.has_edge(members[0], members[0])
+                self.plan.append((members, looped))
+                for proj in (p for n in members for p in cfg.projections if p.target == n) if looped else ():
+                    if proj.source in members and proj.connectivity != "dense":
+                        raise ConfigError(f"{proj.connectivity} inside a recurrent loop ({', '.join(members)}) is not "
+                                          "supported; projections within a loop are dense", file=file,
+                                          path=f"projections[{index[proj.name]}].connectivity")
 
     @property
     def input(self) -> InputPopulation:
@@ -88,8 +114,16 @@ class Network(nn.Module):
         """Pyramidal populations other than the output whose error is used, in feedforward order."""
         return (self.populations[n] for n in self.order if n != self.output_name and n in self.needs_error)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Clamp ``x`` and integrate every population; returns the output rate."""
+    def forward(self, x: torch.Tensor, initial: Optional[dict[str, torch.Tensor]] = None) -> torch.Tensor:
+        """Clamp ``x`` and integrate every population; returns the output rate.
+
+        A recurrent network takes ``x [batch, time, *input shape]`` and leaves every
+        compartment as ``[time, batch, *shape]``; recurrent projections read the source's
+        rate one step earlier, zeros before the first step (or ``initial[source]``, the
+        rates to continue from, e.g. when sampling one step at a time).
+        """
+        if self.sequential:
+            return self._forward_sequence(x, initial or {})
         self.input.clamp(x)
         for name in self.order:
             drives = self.incoming[name]
@@ -99,6 +133,70 @@ class Network(nn.Module):
             pop = self.populations[name]
             pop.integrate(basal)
         return self.output.rate
+
+    def _delayed(self, proj: Projection, rate: torch.Tensor, initial: dict) -> torch.Tensor:
+        """The source's rates shifted one step later in time (``[time, batch, ...]``)."""
+        first = initial.get(proj.source)
+        first = torch.zeros_like(rate[:1]) if first is None else first.unsqueeze(0).to(rate.dtype)
+        return torch.cat([first, rate[:-1]])
+
+    def _drive_over_time(self, name: str, T: int, B: int, skip: set, initial: dict) -> Optional[torch.Tensor]:
+        """Summed drive of ``name`` from sources outside ``skip``, all time steps in one call each."""
+        total = None
+        for proj in self.incoming[name]:
+            if proj.source in skip:
+                continue
+            rate = self.populations[proj.source].rate
+            if proj.kind == "recurrent":
+                rate = self._delayed(proj, rate, initial)
+            d = proj.drive(rate.flatten(0, 1)).view(T, B, *proj.post_shape)
+            total = d if total is None else total.add_(d)
+        return total
+
+    def _forward_sequence(self, x: torch.Tensor, initial: dict) -> torch.Tensor:
+        xt = x.transpose(0, 1)
+        T, B = xt.shape[:2]
+        self.input.clamp(xt)
+        for members, looped in self.plan:
+            if not looped:
+                pop = self.populations[members[0]]
+                pop.integrate(self._drive_over_time(pop.name, T, B, set(), initial))
+            else:
+                self._step_through_time(members, T, B, initial)
+        return self.output.rate
+
+    def _step_through_time(self, members: list[str], T: int, B: int, initial: dict) -> None:
+        """A recurrent group: drives from outside (and the inner dense projections' biases)
+        for all steps at once, then one step at a time the inner projections
+        (``basal[t] += W · rate_src[t]`` feedforward, ``W · rate_src[t-1]`` recurrent)."""
+        inside = set(members)
+        basal, rates = {}, {n: [] for n in members}
+        for name in members:
+            pop = self.populations[name]
+            outer = self._drive_over_time(name, T, B, inside, initial)
+            basal[name] = outer if outer is not None else x_zeros(T, B, pop.shape, self)
+            for proj in self.incoming[name]:
+                if proj.source in inside and proj.bias is not None:
+                    basal[name].add_(proj.bias.view(proj.post_shape))
+        for t in range(T):
+            for name in members:
+                pop = self.populations[name]
+                b_t = basal[name][t]
+                for proj in self.incoming[name]:
+                    if proj.source not in inside:
+                        continue
+                    if proj.kind == "recurrent":
+                        r = rates[proj.source][t - 1] if t > 0 else initial.get(proj.source)
+                        if r is None:
+                            continue
+                    else:
+                        r = rates[proj.source][t]
+                    b_t.view(B, -1).addmm_(r.flatten(1), proj.weight.t())
+                rates[name].append(pop.activation.f(b_t))
+        for name in members:
+            pop = self.populations[name]
+            pop.basal = pop.soma = basal[name]
+            pop.rate = torch.stack(rates[name])
 
     def learnable_projections(self) -> list[Projection]:
         return [p for p in self.projections.values() if p.learnable]
@@ -115,6 +213,11 @@ class Network(nn.Module):
             lines.append(f"  projection {proj.name:<20} {proj.connectivity:<9} {proj.compartment:<6} params={n:,}"
                          + ("" if proj.learnable else " (frozen)" if proj.has_weight else " (fixed)"))
         return "\n".join(lines)
+
+
+def x_zeros(T: int, B: int, shape, net: "Network") -> torch.Tensor:
+    p = next(iter(net.parameters()))
+    return torch.zeros(T, B, *shape, dtype=p.dtype, device=p.device)
 
 
 def _synapses(proj, shapes, vocabulary) -> int:
@@ -155,6 +258,8 @@ def _infer_shape(name: str, pop, incoming, shapes, index, vocabulary, classes, f
     proposals = []
     for proj in incoming:
         at = f"projections[{index[proj.name]}]"
+        if proj.connectivity == "dense":
+            continue  # any shape of the right size (recurrent sources may come later in the order)
         pre = shapes[proj.source]
         if proj.connectivity in ("conv2d", "maxpool", "avgpool"):
             if len(pre) != 3:
@@ -180,7 +285,8 @@ def _infer_shape(name: str, pop, incoming, shapes, index, vocabulary, classes, f
             if len(pre) != 1:
                 raise ConfigError(f"an embedding reads token ids of shape [length]; {proj.source!r} has shape "
                                   f"{list(pre)}", file=file, path=at)
-            proposals.append((proj.name, (1, pre[0], vocabulary[1])))
+            # a sentence of ids becomes a [1, length, dim] map; one id per time step a [dim] vector
+            proposals.append((proj.name, (vocabulary[1],) if pre == (1,) else (1, pre[0], vocabulary[1])))
     if not proposals:
         if pop.channels is not None:
             raise ConfigError("channels applies to populations fed by conv2d projections", file=file,

@@ -261,7 +261,8 @@ class AvgPoolProjection(PoolProjection):
 
 @CONNECTIVITY.register("embedding")
 class EmbeddingProjection(Projection):
-    """Token ids ``[batch, length]`` to word vectors ``[batch, 1, length, dim]`` through a
+    """Token ids ``[batch, length]`` to word vectors ``[batch, 1, length, dim]`` (one id per
+    time step: ``[batch, dim]``) through a
     table ``W [vocabulary, dim]`` (the task's vectors). As a dense projection from one-hot
     tokens its local update is the postsynaptic error added to the rows of the tokens
     that were present; frozen unless the model sets ``learnable: true``. The source is
@@ -272,7 +273,7 @@ class EmbeddingProjection(Projection):
         self.weight = nn.Parameter(torch.zeros(vocabulary, dim), requires_grad=self.learnable)
 
     def drive(self, rate_pre):
-        return F.embedding(rate_pre.long(), self.weight).unsqueeze(1)
+        return F.embedding(rate_pre.long(), self.weight).view(-1, *self.post_shape)
 
     def weight_gradient(self, delta_post, rate_pre, *, gain, out=None):
         grad = out.zero_() if out is not None else torch.zeros_like(self.weight)

@@ -21,6 +21,14 @@ def build_graph(experiment: "Experiment") -> nx.DiGraph:
     return graph
 
 
+def feedforward_graph(graph: nx.DiGraph) -> nx.DiGraph:
+    """The graph without its recurrent (delayed) projections; it must be acyclic."""
+    ff = nx.DiGraph()
+    ff.add_nodes_from(graph.nodes(data=True))
+    ff.add_edges_from((u, v, d) for u, v, d in graph.edges(data=True) if d["config"].kind == "feedforward")
+    return ff
+
+
 def validate(experiment: "Experiment") -> nx.DiGraph:
     """Check names, endpoints, acyclicity, sizes and activations; return the graph."""
     from ..activations import ACTIVATIONS
@@ -64,8 +72,12 @@ def validate(experiment: "Experiment") -> nx.DiGraph:
                 )
         if pops[proj.target].type == "input":
             raise ConfigError(f"{proj.target!r} is an input population and cannot receive projections", file=file, path=f"{where}.to")
-        if proj.source == proj.target:
-            raise ConfigError(f"{proj.source!r} projects onto itself; recurrent projections are not supported here", file=file, path=where)
+        if proj.source == proj.target and proj.kind != "recurrent":
+            raise ConfigError(f"{proj.source!r} projects onto itself in the same time step; a self-projection needs "
+                              "kind: recurrent (a one-step delay)", file=file, path=f"{where}.kind")
+        if proj.kind == "recurrent" and pops[proj.source].type == "input":
+            raise ConfigError("a recurrent projection joins pyramidal populations; the input is clamped at every "
+                              "time step", file=file, path=f"{where}.kind")
         if proj.compartment != "basal":
             raise ConfigError(
                 f"{proj.compartment!r}: feedforward projections drive the basal compartment; "
@@ -77,11 +89,14 @@ def validate(experiment: "Experiment") -> nx.DiGraph:
         resolve_init(proj.init, file=file, path=f"{where}.init")
 
     graph = build_graph(experiment)
-    if not nx.is_directed_acyclic_graph(graph):
-        cycle = " -> ".join(u for u, _ in nx.find_cycle(graph)) + f" -> {nx.find_cycle(graph)[0][0]}"
-        raise ConfigError(f"the feedforward projections form a cycle ({cycle})", file=file, path="projections")
+    ff = feedforward_graph(graph)
+    if not nx.is_directed_acyclic_graph(ff):
+        edges = nx.find_cycle(ff)
+        cycle = " -> ".join(u for u, _ in edges) + f" -> {edges[0][0]}"
+        raise ConfigError(f"the feedforward projections form a cycle ({cycle}); a loop needs at least one "
+                          "projection with kind: recurrent (a one-step delay)", file=file, path="projections")
     (source,) = inputs
-    sinks = [n for n in graph if graph.out_degree(n) == 0 and pops[n].type == "pyramidal"]
+    sinks = [n for n in graph if ff.out_degree(n) == 0 and pops[n].type == "pyramidal"]
     if len(sinks) != 1:
         raise ConfigError(
             f"exactly one pyramidal population must have no outgoing projection (the output), found "

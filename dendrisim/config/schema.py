@@ -43,7 +43,9 @@ class ProjectionConfig:
     source: str = req("presynaptic population", key="from")
     target: str = req("postsynaptic population", key="to")
     compartment: Literal["basal", "apical"] = opt("basal", "compartment of the target it drives")
-    kind: Literal["feedforward"] = opt("feedforward", "feedforward (feedback pathways are built by the rule)")
+    kind: Literal["feedforward", "recurrent"] = opt(
+        "feedforward", "feedforward (same time step) or recurrent (the source's rate one time step earlier; "
+        "feedback pathways are built by the rule)")
     connectivity: Literal["dense", "conv2d", "maxpool", "avgpool", "embedding"] = opt(
         "dense", "dense (all to all; flattens a spatial source), conv2d, maxpool, avgpool (fixed, no weights) "
         "or embedding (token ids -> the task's word vectors)")
@@ -97,6 +99,8 @@ class ProjectionConfig:
                 if len(items) not in (1, 2) or any(v < low for v in items):
                     shown = list(value) if isinstance(value, tuple) else value
                     return f"{key} {shown} must be an integer >= {low} or a list of two"
+        if self.kind == "recurrent" and self.connectivity != "dense":
+            return f"a recurrent projection is dense; {self.connectivity} is for feedforward projections"
         if (self.is_pool or self.connectivity == "embedding") and self.bias:
             return f"a {self.connectivity} projection has no bias"
         if self.is_pool and self.learnable:

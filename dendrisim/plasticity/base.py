@@ -31,6 +31,9 @@ class RuleOptions:
     rule: str = req("name of the rule: " + "dll, bp, fa, dfa, ...")
     clip_apical: Optional[float] = opt(None, "clamp apical inputs to ±value and count how often (off by default)", gt=0)
     clip_update: Optional[float] = opt(None, "clamp weight updates to ±value and count how often (off by default)", gt=0)
+    truncate: Optional[int] = opt(None, "recurrent networks: carry errors back through recurrent projections "
+                                        "within blocks of N time steps only (truncated BPTT); off: the whole sequence",
+                                  ge=1)
 
 
 RULES: Registry[type["PlasticityRule"]] = Registry("plasticity rule")
@@ -81,28 +84,145 @@ class PlasticityRule(nn.Module):
     # ----- the two phases -----------------------------------------------------------
     def settle(self, network: "Network", target: torch.Tensor) -> None:
         """Fill ``apical`` and ``error`` of every pyramidal population, top-down."""
+        if network.sequential:
+            return self._settle_through_time(network, target)
         out = network.output
         out.apical = target.view_as(out.rate) - out.rate
         out.error = output_error(out)
         for pop in reversed(list(network.hidden())):
-            apical = self.apical_input(network, pop)
-            if self.apical_gain != 1.0:
-                apical = apical.mul_(self.apical_gain)
-            if self.options.clip_apical is not None:
-                apical = Fn.clip_(apical, self.options.clip_apical, self._counter(f"apical:{pop.name}", apical))
-            pop.apical = apical
-            pop.error = pop.derivative().mul_(apical)
+            self._set_apical(pop, self.apical_input(network, pop))
+
+    def _set_apical(self, pop: "PyramidalPopulation", apical: torch.Tensor) -> None:
+        """Gain and clip the apical input, then ``error = f'(soma) ⊙ apical``."""
+        if self.apical_gain != 1.0:
+            apical = apical.mul_(self.apical_gain)
+        if self.options.clip_apical is not None:
+            apical = Fn.clip_(apical, self.options.clip_apical, self._counter(f"apical:{pop.name}", apical))
+        pop.apical = apical
+        pop.error = pop.derivative().mul_(apical)
+
+    # ----- recurrent networks: the same settling, backward through time --------------
+    #: False for rules whose feedback skips the network's own pathway (DFA): no recursion in time
+    temporal_feedback = True
+
+    def _settle_through_time(self, network: "Network", target: torch.Tensor) -> None:
+        r"""Settling of an unrolled network, compartments ``[time, batch, ...]``.
+
+        The teacher reaches the output at the readout steps (``network.readout``); a
+        projection with delay ``d`` (0 feedforward, 1 recurrent) carries its target's
+        error at ``t + d`` back to its source at ``t``:
+
+        .. math:: a_l(t) = g \sum_{p: l → m} δ_m(t + d_p) \, B_p^T, \qquad δ_l(t) = f'(soma_l(t)) ⊙ a_l(t)
+
+        (``g`` the rule's apical gain, ``B`` its feedback weights; ``δ(T) = 0``). Outside
+        recurrent loops every time step is done at once; inside a loop the recursion
+        steps backward from the last time step. With ``truncate: k`` the recurrent
+        terms from ``t + 1`` to ``t`` are dropped where ``t + 1`` is a multiple of ``k``.
+        """
+        out = network.output
+        apical = torch.zeros_like(out.rate)
+        apical[network.readout] = target - out.rate[network.readout]
+        out.apical = apical
+        out.error = output_error(out)
+        T = out.rate.shape[0]
+        for members, looped in reversed(network.plan):
+            hidden = [n for n in members if n != network.output_name and n in network.needs_error]
+            if not hidden:
+                continue
+            if not self.temporal_feedback:
+                for name in hidden:
+                    pop = network.populations[name]
+                    self._set_apical(pop, self.apical_input(network, pop))
+                continue
+            inside = set(members) if looped else set()
+            if not looped:
+                pop = network.populations[hidden[0]]
+                self._set_apical(pop, self._apical_over_time(network, pop, T, skip=inside))
+                continue
+            self._settle_loop(network, hidden, inside, T)
+
+    def _apical_over_time(self, network, pop, T: int, skip: set) -> torch.Tensor:
+        """Feedback onto ``pop`` from targets outside ``skip``, every time step at once."""
+        total = torch.zeros_like(pop.rate)
+        k = self.options.truncate
+        for proj in network.outgoing[pop.name]:
+            if proj.target in skip:
+                continue
+            delta = network.populations[proj.target].error
+            fb = self.feedback_weight(network, proj)
+            if proj.kind == "recurrent":
+                B = delta.shape[1]
+                a = proj.carry_back(delta[1:].flatten(0, 1), fb).view(T - 1, B, *pop.shape)
+                if k:
+                    a[k - 1::k] = 0  # t + 1 a multiple of k: the block boundary
+                total[:-1].add_(a)
+            else:
+                total.add_(proj.carry_back(delta.flatten(0, 1), fb).view_as(total))
+        return total
+
+    def _settle_loop(self, network, hidden: list[str], inside: set, T: int) -> None:
+        k = self.options.truncate
+        pops = {n: network.populations[n] for n in hidden}
+        apical = {n: self._apical_over_time(network, p, T, skip=inside) for n, p in pops.items()}
+        errors = {n: torch.empty_like(a) for n, a in apical.items()}
+        if network.output_name in inside:
+            errors[network.output_name] = network.output.error
+        for t in reversed(range(T)):
+            for name in reversed(hidden):
+                pop = pops[name]
+                a_t = apical[name][t]
+                for proj in network.outgoing[name]:
+                    if proj.target not in inside or proj.target not in errors:
+                        continue
+                    if proj.kind == "recurrent":
+                        if t + 1 >= T or (k and (t + 1) % k == 0):
+                            continue
+                        delta = errors[proj.target][t + 1]
+                    else:
+                        delta = errors[proj.target][t]
+                    a_t.add_(proj.carry_back(delta, self.feedback_weight(network, proj)))
+                if self.apical_gain != 1.0:
+                    a_t.mul_(self.apical_gain)
+                if self.options.clip_apical is not None:
+                    Fn.clip_(a_t, self.options.clip_apical, self._counter(f"apical:{name}", a_t))
+                torch.mul(pop.activation.df(pop.soma[t], pop.rate[t]), a_t, out=errors[name][t])
+        for name, pop in pops.items():
+            pop.apical, pop.error = apical[name], errors[name]
+
+    @staticmethod
+    def all_steps(network: "Network", post: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """``post`` over every time step as rows, with the normalisation of :meth:`paired`."""
+        if not network.sequential:
+            return post, 1.0
+        T = post.shape[0]
+        return post.flatten(0, 1), T / len(range(T)[network.readout])
+
+    @staticmethod
+    def paired(network: "Network", proj: "Projection", pre: torch.Tensor, post: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """The two ends of ``proj`` as rows for an update: unchanged in a feedforward
+        network; in a recurrent one paired in time (``pre`` at ``t``, ``post`` at ``t + d``)
+        and flattened, with the factor that turns the mean over rows into the mean over
+        batch and readout steps (the loss's normalisation), so updates are summed over time."""
+        if not network.sequential:
+            return pre, post, 1.0
+        if proj.kind == "recurrent":
+            pre, post = pre[:-1], post[1:]
+        T, B = network.output.rate.shape[:2]
+        steps = len(range(T)[network.readout])
+        return pre.flatten(0, 1), post.flatten(0, 1), pre.shape[0] / steps
 
     def compute_updates(self, network: "Network") -> None:
         """Write ``.grad`` of every learnable projection from its two ends only."""
         for proj in network.learnable_projections():
-            delta = network.populations[proj.target].error
-            rate = network.populations[proj.source].rate
+            rate, delta, scale = self.paired(network, proj, network.populations[proj.source].rate,
+                                             network.populations[proj.target].error)
             w = proj.weight
-            w.grad = proj.weight_gradient(delta, rate, gain=self.update_gain,
+            w.grad = proj.weight_gradient(delta, rate, gain=self.update_gain * scale,
                                           out=w.grad if w.grad is not None and w.grad.shape == w.shape else None)
-            if proj.bias is not None:
-                proj.bias.grad = proj.bias_gradient(delta, gain=self.update_gain)
+            if proj.bias is not None:  # every time step, the first included (the start state is zero)
+                delta, scale = self.all_steps(network, network.populations[proj.target].error)
+                proj.bias.grad = proj.bias_gradient(delta, gain=self.update_gain * scale)
             if self.options.clip_update is not None:
                 counter = self._counter(f"update:{proj.name}", w)
                 Fn.clip_(w.grad, self.options.clip_update, counter)

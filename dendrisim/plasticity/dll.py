@@ -63,9 +63,9 @@ class DendriticLocalizedLearning(PlasticityRule):
             if proj.name not in self.theta:
                 continue
             theta = self.theta[proj.name]
-            apical = network.populations[proj.source].apical
-            delta = network.populations[proj.target].error
-            theta.grad = proj.feedback_gradient(apical, delta, gain=self.update_gain,
+            apical, delta, scale = self.paired(network, proj, network.populations[proj.source].apical,
+                                               network.populations[proj.target].error)
+            theta.grad = proj.feedback_gradient(apical, delta, gain=self.update_gain * scale,
                                                 out=theta.grad if theta.grad is not None else None)
 
     def param_groups(self, lr: float) -> list[dict[str, Any]]:

@@ -56,6 +56,16 @@ class PredictiveCoding(PlasticityRule):
         self.register_buffer("inference_counts", torch.zeros(3, dtype=torch.float64))
         self.update_gain = 1.0 / options.error_scale
 
+    @classmethod
+    def check(cls, experiment, graph) -> None:
+        from ..errors import ConfigError
+
+        for i, proj in enumerate(experiment.config.projections):
+            if proj.kind == "recurrent":
+                raise ConfigError("rule pc relaxes a feedforward network; recurrent projections are not supported "
+                                  "under it (use dll, bp, fa, dfa or kp)", file=experiment.file,
+                                  path=f"projections[{i}].kind")
+
     def feedback_weight(self, network, proj) -> Optional[torch.Tensor]:
         return proj.transported()
 

@@ -105,8 +105,12 @@ class DirectFeedbackAlignment(PlasticityRule):
         return [f"{pop.name}.apical <- {network.output_name}.error through B[{pop.name}] "
                 f"{list(self.feedback[pop.name].shape)}, fixed random" for pop in network.hidden()]
 
+    temporal_feedback = False  # each time step's output error goes straight to every population
+
     def apical_input(self, network, pop) -> torch.Tensor:
-        return F.linear(network.output.error.flatten(1), self.feedback[pop.name]).view(-1, *pop.shape)
+        error = network.output.error
+        lead = error.shape[: error.dim() - len(network.output.shape)]  # (batch,) or (time, batch)
+        return F.linear(error.reshape(-1, network.output.size), self.feedback[pop.name]).view(*lead, *pop.shape)
 
 
 @dataclass(frozen=True)
@@ -151,9 +155,9 @@ class KolenPollack(PlasticityRule):
             feedback = self.feedback[proj.name]
             w = proj.weight
             if w.grad is None:  # a frozen projection: B still learns the update W would get
-                delta = network.populations[proj.target].error
-                rate = network.populations[proj.source].rate
-                update = proj.weight_gradient(delta, rate, gain=self.update_gain)
+                rate, delta, scale = self.paired(network, proj, network.populations[proj.source].rate,
+                                                 network.populations[proj.target].error)
+                update = proj.weight_gradient(delta, rate, gain=self.update_gain * scale)
             else:
                 update = w.grad
             # contiguous, like the parameter: fused optimizers on CUDA refuse other strides
