@@ -19,6 +19,7 @@ def describe(experiment: Experiment, *, data_root: Optional[str] = None) -> str:
     vocabulary = task_cls.vocabulary_spec(experiment.task, data_root)
     with torch.device("meta"):
         net = Network(experiment, input_shape=shape, output_size=outputs, vocabulary=vocabulary)
+        net.time_steps = task_cls.sequence_spec(experiment.task) if net.sequential else None
         rule = build_rule(net, experiment)
     cfg = experiment.config
     lines = [f"{experiment.file}: valid", net.summary(), f"rule {experiment.rule.rule}; feedback pathway:"]

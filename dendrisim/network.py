@@ -82,6 +82,8 @@ class Network(nn.Module):
         self.sequential = any(p.kind == "recurrent" for p in self.projections.values())
         #: time steps whose output the task teaches and scores (the task sets it; all by default)
         self.readout: slice = slice(None)
+        #: length of the sequences the task trains on (recurrent networks; the trainer sets it)
+        self.time_steps: Optional[int] = None
         self.plan: list[tuple[list[str], bool]] = []
         if self.sequential:
             cond = nx.condensation(self.graph)

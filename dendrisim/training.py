@@ -113,6 +113,8 @@ class Trainer:
         self.task = TASKS.get(experiment.task.type)(experiment.task, device=self.device, data_root=options.data_root)
         self.network = Network(experiment, input_shape=self.task.input_shape, output_size=self.task.output_size,
                                vocabulary=self.task.vocabulary)
+        self.network.readout = self.task.readout
+        self.network.time_steps = self.task.sequence_length if self.network.sequential else None
         with torch.no_grad():
             for proj in self.network.projections.values():
                 if proj.connectivity == "embedding":
@@ -154,7 +156,7 @@ class Trainer:
 
             n = cfg.training.alignment.probe_size
             probe_y = self.task.train.y[:n]
-            self.alignment = AlignmentProbe(self.network, self.rule, self.task.train.x[:n],
+            self.alignment = AlignmentProbe(self.network, self.rule, self.task.inputs(self.task.train.x[:n]),
                                             self.task.target(probe_y, self.network))
 
     def request_stop(self, reason: str) -> None:
@@ -197,7 +199,7 @@ class Trainer:
                                              rank=self.dist.rank, world=world)
         with torch.no_grad():
             for ids, x, y in self._bar(batches, epoch):
-                net(x)
+                net(task.inputs(x))
                 rule.step(net, task.target(y, net))
                 stop_now = self.dist.sync_grads(self.learnable, y.shape[0], self.stop_requested is not None)
                 if stop_now and self.stop_requested is None:
@@ -303,6 +305,8 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "model.yaml").write_text(self.experiment.to_yaml())
             (self.run_dir / "run.json").write_text(json.dumps(self.options.to_json(), indent=2) + "\n")
+            if self.task.artifacts():
+                (self.run_dir / "task.json").write_text(json.dumps(self.task.artifacts(), indent=1) + "\n")
             if cfg.recording.enabled:
                 self._open_recorder(self.run_dir, resume=self.resumed_from)
         clean = False

@@ -55,8 +55,13 @@ MEANING = {
 }
 
 
-def _population_layout(pop, neurons: Optional[int]) -> tuple[tuple[int, ...], list[str]]:
-    """Per-sample shape and axis names of a population's records (the first N neurons, flat, with ``neurons``)."""
+def _population_layout(pop, neurons: Optional[int], time_steps: Optional[int] = None
+                       ) -> tuple[tuple[int, ...], list[str]]:
+    """Per-sample shape and axis names of a population's records (the first N neurons, flat,
+    with ``neurons``); a recurrent network's records have a time axis first."""
+    if time_steps:
+        shape, axes = _population_layout(pop, neurons)
+        return (time_steps, *shape), ["time", *axes]
     if neurons:
         return (min(pop.size, neurons),), ["neuron"]
     if len(pop.shape) == 3:
@@ -115,7 +120,8 @@ def estimate_bytes(config: RecordingConfig, network, rule, *, batch_size: int, s
     per_record = 16 + 8 * k + 8 * (len(rule.clip_names(network)) if "clip_counts" in config.rule else 0)
     for name, variables in pops.items():
         n = network.populations[name].size
-        per_record += len(variables) * k * (min(n, config.neurons) if config.neurons else n) * item
+        per_record += (len(variables) * k * (min(n, config.neurons) if config.neurons else n) * item
+                       * (network.time_steps or 1))
     per_weight = 16 + sum(network.projections[n].weight.numel() * item * len(v) for n, v in projs.items())
     extra = epochs if config.at_epoch_end else 0
     records = (steps // config.every if config.every else 0) + extra
@@ -233,7 +239,8 @@ class Recorder:
         }
         self.streams = {}
         for pop, variables in self.pops.items():
-            shape, axes = _population_layout(self.network.populations[pop], self.config.neurons)
+            shape, axes = _population_layout(self.network.populations[pop], self.config.neurons,
+                                             self.network.time_steps)
             for var in variables:
                 ds = self._dataset(f"populations/{pop}/{var}", (self.k, *shape), np_dtype, ["record", "sample", *axes],
                                    MEANING[var])
@@ -346,9 +353,14 @@ class Recorder:
             if value is None:
                 stream.put(i, None)
                 continue
-            value = value.detach().index_select(0, pos)
-            if self.config.neurons:
-                value = value.flatten(1)[:, : self.config.neurons]
+            if self.network.time_steps:  # [time, batch, ...] -> [samples, time, ...]
+                value = value.detach().index_select(1, pos).transpose(0, 1)
+                if self.config.neurons:
+                    value = value.flatten(2)[:, :, : self.config.neurons]
+            else:
+                value = value.detach().index_select(0, pos)
+                if self.config.neurons:
+                    value = value.flatten(1)[:, : self.config.neurons]
             if pos.numel() < self.k:
                 stream.buffer[i].fill_(float("nan"))
                 stream.buffer[i, : pos.numel()].copy_(value)

@@ -95,6 +95,25 @@ class Task:
         """(words, dim) of the word vectors without loading them; None for tasks without."""
         return None
 
+    #: time steps whose output is taught and scored (sequence tasks; all of them by default)
+    readout: slice = slice(None)
+    #: length of the training sequences (sequence tasks), None for static samples
+    sequence_length: Optional[int] = None
+
+    @classmethod
+    def sequence_spec(cls, options) -> Optional[int]:
+        """Length of the training sequences, known without the data (None: static samples)."""
+        return None
+
+    def inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """What the input population receives for the stored batch ``x`` (identity by default;
+        sequence tasks build one-hot vectors or windows here, on the device)."""
+        return x
+
+    def artifacts(self) -> dict:
+        """What a trained network needs besides its weights (a vocabulary, ...): ``task.json``."""
+        return {}
+
     def embedding_for(self, proj) -> torch.Tensor:
         """Initial table of an embedding projection (tasks with a vocabulary)."""
         raise NotImplementedError
@@ -121,7 +140,7 @@ class Task:
         total, n = None, 0
         with torch.no_grad():
             for x, y in split.batches(self.options.eval_batch_size, limit=limit):
-                network(x)
+                network(self.inputs(x))
                 stats = self.batch_stats(y, network)
                 total = stats if total is None else total + stats
                 n += y.shape[0]

@@ -1,0 +1,224 @@
+"""Sequence tasks: char-level language modelling and forecasting, on files made here."""
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import model
+from dendrisim.activations import ACTIVATIONS
+from dendrisim.errors import DataError
+from dendrisim.tasks.sequences import CharLanguageModel, CharLMOptions, ForecastOptions, Forecasting, read_series
+from dendrisim.training import RunOptions, Trainer
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def rnn_model(task: dict, out_act: str, hidden: int = 32, rule: str = "dll", **training):
+    return {
+        "name": "tiny_rnn", "task": task,
+        "populations": {"input": {"type": "input", "size": "auto"}, "h": {"size": hidden, "activation": "tanh"},
+                        "out": {"size": "auto", "activation": out_act}},
+        "projections": [{"from": "input", "to": "h"}, {"from": "h", "to": "h", "kind": "recurrent"},
+                        {"from": "h", "to": "out"}],
+        "plasticity": {"rule": rule}, "optimizer": {"type": "adam", "lr": 0.01},
+        "training": {"epochs": 4, "seed": 0, **training}, "recording": {"enabled": False},
+    }
+
+
+@pytest.fixture
+def text_file(tmp_path):
+    rng = np.random.default_rng(0)
+    words = ["abc", "abd", "bca", "cab", "dab"]
+    text = " ".join(rng.choice(words, 1500)) + "\né"
+    path = tmp_path / "text.txt"
+    path.write_text(text, encoding="utf-8")
+    return path, text
+
+
+def test_charlm_cuts_the_text_by_position_into_sequences(text_file):
+    path, text = text_file
+    task = CharLanguageModel(CharLMOptions(type="charlm", text=str(path), sequence_length=20,
+                                           validation_fraction=0.1, test_fraction=0.1), device=torch.device("cpu"))
+    assert task.chars == "".join(sorted(set(text))) and "é" in task.chars
+    decode = lambda ids: "".join(task.chars[i] for i in ids.tolist())  # noqa: E731
+    n = len(text)
+    cut, n_val = n - int(0.1 * n) - int(0.1 * n), int(0.1 * n)
+    assert decode(task.train.x[0]) == text[:20] and decode(task.train.y[0]) == text[1:21]
+    assert decode(task.train.x[1]) == text[20:40]  # consecutive, non-overlapping inputs
+    assert decode(task.val.x[0]) == text[cut:cut + 20] and decode(task.test.x[0]) == text[cut + n_val:cut + n_val + 20]
+    assert len(task.train) == (cut - 1) // 20
+    assert task.train.x.data_ptr() == task.train.y.data_ptr() - 8  # input and target are views of one tensor
+    x = task.inputs(task.train.x[:3])
+    assert x.shape == (3, 20, len(task.chars)) and torch.equal(x.argmax(-1), task.train.x[:3])
+
+
+def test_charlm_metrics_are_bits_perplexity_and_accuracy(text_file):
+    path, _ = text_file
+    task = CharLanguageModel(CharLMOptions(type="charlm", text=str(path), sequence_length=10),
+                             device=torch.device("cpu"))
+    V = len(task.chars)
+
+    class Out:  # a uniform prediction: cross-entropy ln V, bpc log2 V, perplexity V
+        soma = torch.zeros(10, 4, V)
+        rate = torch.full((10, 4, V), 1.0 / V)
+        size = V
+        activation = type("A", (), {"canonical_loss": "cross_entropy"})()
+
+    net = type("N", (), {"output": Out(), "readout": slice(None)})()
+    y = task.train.y[:4]
+    stats = task.finish_stats(task.batch_stats(y, net), 4)
+    assert stats["loss"] == pytest.approx(math.log(V)) and stats["bpc"] == pytest.approx(math.log2(V))
+    assert stats["perplexity"] == pytest.approx(V) and stats["accuracy"] == pytest.approx(float((y == 0).float().mean()))
+
+
+def test_charlm_trains_and_samples_end_to_end(text_file, tmp_path):
+    path, _ = text_file
+    exp = model(base=rnn_model({"type": "charlm", "text": str(path), "sequence_length": 30, "batch_size": 16},
+                               "softmax", hidden=48))
+    tr = Trainer(exp, RunOptions(progress=False, log=lambda s: None, out_dir=tmp_path / "run"))
+    summary = tr.run()
+    # five three-letter words and spaces: far below the 2.6 bits of a uniform guess over 6 characters
+    assert summary["test_bpc"] < 1.6, summary
+    assert summary["test_perplexity"] == pytest.approx(2 ** summary["test_bpc"], rel=1e-9)
+    assert json.loads((tmp_path / "run" / "task.json").read_text())["chars"] == tr.task.chars
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "sample.py"), str(tmp_path / "run"), "--length", "60",
+                           "--temperature", "0.5", "--prime", "ab"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    sample = proc.stdout.rstrip("\n")
+    assert sample.startswith("ab") and len(sample) == 62 and set(sample) <= set(tr.task.chars)
+    words = sample.split()[1:-1]
+    assert words and sum(w in {"abc", "abd", "bca", "cab", "dab"} for w in words) >= 0.5 * len(words), sample
+
+
+def test_stepping_with_carried_state_equals_the_whole_sequence(text_file):
+    from test_recurrent import rnn as loop_rnn
+    from conftest import build
+
+    net, _ = build(loop_rnn("dll", loop=True), input_shape=(5,), output_size=3)
+    x = torch.randn(2, 6, 5, dtype=torch.float64)
+    with torch.no_grad():
+        whole = net(x).clone()
+        carried, steps = {}, []
+        for t in range(6):
+            steps.append(net(x[:, t:t + 1], initial=carried)[0])
+            carried = {n: net.populations[n].rate[-1] for n in ("h1", "h2")}
+    torch.testing.assert_close(torch.stack(steps), whole)
+
+
+def _series(tmp_path, header=True, single=False, n=400):
+    t = np.arange(n)
+    a = 50 + 10 * np.sin(2 * np.pi * t / 12)
+    b = 3 * np.cos(2 * np.pi * t / 12) + 0.01 * t
+    path = tmp_path / ("series.csv" if header else "series.txt")
+    with open(path, "w") as f:
+        if header:
+            f.write("date,a" + ("" if single else ",b") + "\n")
+        for i in range(n):
+            row = [f"{a[i]:.5f}"] + ([] if single else [f"{b[i]:.5f}"])
+            f.write((f"2021-01-{i:04d}," if header else "") + ",".join(row) + "\n")
+    return path, np.stack([a] if single else [a, b], 1)
+
+
+@pytest.mark.parametrize("header,single", [(True, False), (False, False), (True, True)])
+def test_series_files_with_and_without_header_and_date(tmp_path, header, single):
+    path, values = _series(tmp_path, header, single)
+    got, names = read_series(path)
+    np.testing.assert_allclose(got, values, atol=1e-5)
+    assert names == (["a"] if single else ["a", "b"]) if header else names == ["series_0", "series_1"]
+
+
+def test_forecasting_windows_splits_and_train_only_normalisation(tmp_path):
+    path, values = _series(tmp_path)
+    opts = ForecastOptions(type="forecasting", file=str(path), window=10, horizon=3)
+    task = Forecasting(opts, device=torch.device("cpu"))
+    n_test = n_val = int(400 * 0.2)
+    cut = 400 - 160
+    assert task.train.x[0] == 12 and task.train.x[-1] == cut - 1 and task.test.x[0] == cut + n_val
+    np.testing.assert_allclose(task.shift, values[:cut].mean(0), rtol=1e-5)  # statistics of the training part only
+    np.testing.assert_allclose(task.scale, values[:cut].std(0), rtol=1e-5)
+    x = task.inputs(task.test.x[:2])
+    t0 = int(task.test.x[0])
+    np.testing.assert_allclose(x[0].numpy() * task.scale + task.shift, values[t0 - 12:t0 - 2], rtol=1e-5)
+    target = task.target(task.test.y[:2], None)
+    np.testing.assert_allclose(target[0, 0].numpy() * task.scale + task.shift, values[t0], rtol=1e-5)
+    # changing the test part leaves the normalisation alone
+    changed = values.copy()
+    changed[cut:] *= 100
+    path2 = tmp_path / "changed.txt"
+    np.savetxt(path2, changed, delimiter=",")
+    assert np.allclose(Forecasting(ForecastOptions(**{**opts.__dict__, "file": str(path2)}),
+                                   device=torch.device("cpu")).shift, task.shift)
+    assert n_test == 80
+
+
+def test_forecasting_metrics_match_their_definitions(tmp_path):
+    path, _ = _series(tmp_path)
+    task = Forecasting(ForecastOptions(type="forecasting", file=str(path), window=5), device=torch.device("cpu"))
+    gen = np.random.default_rng(3)
+    y = task.test.y[:50]
+    true = task.series[y].double().numpy() * task.scale + task.shift
+    pred = true + gen.normal(0, 1.0, true.shape)
+    rate = torch.tensor((pred - task.shift) / task.scale, dtype=torch.float32)
+
+    class Out:
+        soma = rate.unsqueeze(0)
+        size = 2
+        activation = ACTIVATIONS.get("linear")
+
+    Out.rate = Out.soma
+    net = type("N", (), {"output": Out(), "readout": slice(-1, None)})()
+    half = [task.batch_stats(y[:20], _sub(net, 0, 20)), task.batch_stats(y[20:], _sub(net, 20, 50))]
+    m = task.finish_stats(half[0] + half[1], 50)  # statistics add up over batches
+    err = true - pred
+    assert m["mse"] == pytest.approx((err**2).mean(), rel=1e-5) and m["mae"] == pytest.approx(np.abs(err).mean(), rel=1e-5)
+    assert m["rse"] == pytest.approx(np.sqrt((err**2).sum()) / np.sqrt(((true - true.mean()) ** 2).sum()), rel=1e-5)
+    corr = np.mean([np.corrcoef(true[:, s], pred[:, s])[0, 1] for s in range(2)])
+    assert m["corr"] == pytest.approx(corr, rel=1e-4)
+
+
+def _sub(net, lo, hi):
+    class Out:
+        soma = net.output.soma[:, lo:hi]
+        rate = net.output.rate[:, lo:hi]
+        size = net.output.size
+        activation = net.output.activation
+
+    return type("N", (), {"output": Out(), "readout": net.readout})()
+
+
+@pytest.mark.parametrize("rule", ["dll", "bp"])
+def test_forecasting_trains_end_to_end_on_a_periodic_series(tmp_path, rule):
+    path, _ = _series(tmp_path, n=600)
+    exp = model(base=rnn_model({"type": "forecasting", "file": str(path), "window": 24, "horizon": 2,
+                                "batch_size": 32}, "linear", rule=rule, epochs=12))
+    summary = Trainer(exp, RunOptions(progress=False, log=lambda s: None, out_dir=tmp_path / "run")).run()
+    # a constant prediction has RSE 1 and no correlation
+    assert summary["test_rse"] < 0.3 and summary["test_corr"] > 0.9, summary
+    assert {"test_mse", "test_mae", "test_rse", "test_corr"} <= set(summary)
+
+
+def test_missing_and_bad_sequence_files_say_what_is_expected(tmp_path):
+    with pytest.raises(DataError, match=r"task.text: .*book.txt not found; expected a UTF-8 text file there"):
+        CharLanguageModel(CharLMOptions(type="charlm", text=str(tmp_path / "book.txt")), device=torch.device("cpu"))
+    with pytest.raises(DataError, match=r"task.file is not set; give the file in the model or with --set task.file"):
+        Forecasting(ForecastOptions(type="forecasting"), device=torch.device("cpu"))
+    bad = tmp_path / "bad.csv"
+    bad.write_text("date,a,b\n2020,1.0,2.0\n2021,1.5,x\n")
+    with pytest.raises(DataError, match=r"bad.csv:3: b is 'x', not a number"):
+        read_series(bad)
+    bad.write_text("1,2\n3\n")
+    with pytest.raises(DataError, match=r"bad.csv:2: 1 comma-separated fields, the first row has 2"):
+        read_series(bad)
+    short = tmp_path / "short.txt"
+    short.write_text("abc" * 20)
+    with pytest.raises(DataError, match=r"too few to cut training, validation and test sequences"):
+        CharLanguageModel(CharLMOptions(type="charlm", text=str(short)), device=torch.device("cpu"))
+    latin = tmp_path / "latin1.txt"
+    latin.write_bytes("caf\xe9 ".encode("latin-1") * 1000)
+    with pytest.raises(DataError, match=r"latin1.txt: not UTF-8 text"):
+        CharLanguageModel(CharLMOptions(type="charlm", text=str(latin)), device=torch.device("cpu"))
