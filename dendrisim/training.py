@@ -217,6 +217,8 @@ class Trainer:
                 self.last_batch_ids = ids
                 if self.recorder is not None:
                     self.recorder.after_step(self.global_step, epoch, ids)
+                    if self.step_in_epoch == self.steps_per_epoch:  # the state is this batch's, before evaluation
+                        self.recorder.last_step_of_epoch(self.global_step, epoch, ids)
                 self._measure_alignment(epoch)
                 if self.recorder is not None:
                     if self.recorder.failure is not None and not self.stop_requested:

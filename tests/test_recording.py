@@ -267,3 +267,17 @@ def test_a_full_disk_stops_the_run_cleanly_with_the_records_so_far(tmp_path, mon
         assert list(rec.steps) == list(range(1, 11))
         assert np.isfinite(rec.activity("h1", "soma")).all() and not rec.complete
     assert not (tmp_path / "summary.json").exists()
+
+
+def test_the_epoch_end_record_holds_the_last_training_batch_not_an_evaluation_batch(tmp_path):
+    """With a vanishing learning rate the weights stay put, so the recorded rates of the
+    recorded training samples must equal a fresh forward pass on those samples."""
+    tr = trainer(tmp_path, "recording={every: 0, samples: 4}", "optimizer.lr=1.0e-12", "training.epochs=2")
+    tr.run()
+    with open_recording(tmp_path / "recording.h5") as rec:
+        assert rec.steps.tolist() == [7, 14]
+        ids = rec.sample_ids[-1]
+        recorded = rec.activity("h2", "rate")[-1]
+    with torch.no_grad():
+        tr.network(tr.task.train.x[torch.as_tensor(ids)])
+    np.testing.assert_allclose(recorded, tr.network.populations["h2"].rate.numpy(), rtol=1e-4, atol=1e-6)

@@ -222,3 +222,26 @@ def test_missing_and_bad_sequence_files_say_what_is_expected(tmp_path):
     latin.write_bytes("caf\xe9 ".encode("latin-1") * 1000)
     with pytest.raises(DataError, match=r"latin1.txt: not UTF-8 text"):
         CharLanguageModel(CharLMOptions(type="charlm", text=str(latin)), device=torch.device("cpu"))
+
+
+@pytest.mark.parametrize("name", ["charlm", "charlm_harrypotter", "electricity", "exchange", "pemsbay"])
+def test_shipped_rnn_models_run_on_small_files(tmp_path, name, text_file):
+    """The model files as shipped, pointed at files made here, for two steps."""
+    from dendrisim.config import load_experiment
+    from dendrisim.inspect import describe
+
+    if name.startswith("charlm"):
+        data = [f"task.text={text_file[0]}"]
+    else:
+        path, _ = _series(tmp_path, n=1200)
+        data = [f"task.file={path}"]
+    exp = load_experiment(REPO / "models" / f"dll_rnn_{name}.yaml",
+                          [*data, "training.max_steps_per_epoch=2", "training.epochs=1", "task.eval_batch_size=64"])
+    assert "h.apical <- h.error through θ[h->h]" in describe(exp)
+    summary = Trainer(exp, RunOptions(progress=False, log=lambda s: None, out_dir=tmp_path / "run")).run()
+    assert summary["steps"] in (1, 2)  # the small text holds one batch of 64 sequences
+    from dendrisim.recording import open_recording
+
+    with open_recording(tmp_path / "run" / "recording.h5") as rec:
+        T = exp.task.sequence_length if name.startswith("charlm") else exp.task.window
+        assert rec.activity("h", "rate").shape[2:] == (T, 128 if not name.startswith("charlm") else 256)

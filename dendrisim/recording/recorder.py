@@ -320,12 +320,16 @@ class Recorder:
         if self.projs and self.weights_every and step % self.weights_every == 0:
             self.record_weights(step, epoch)
 
-    def end_epoch(self, step: int, epoch: int, batch_ids: Optional[torch.Tensor], row: dict) -> None:
-        if self.config.at_epoch_end and batch_ids is not None:
+    def last_step_of_epoch(self, step: int, epoch: int, batch_ids: torch.Tensor) -> None:
+        """Record the epoch's last training step (``at_epoch_end``), unless ``every`` already did."""
+        if self.config.at_epoch_end:
             if self.last_recorded_step != step:
                 self.record(step, epoch, batch_ids)
             if self.projs and self.last_weight_step != step:
                 self.record_weights(step, epoch)
+
+    def end_epoch(self, step: int, epoch: int, batch_ids: Optional[torch.Tensor], row: dict) -> None:
+        """Append the epoch's metrics and flush (the network now holds evaluation batches)."""
         for key, ds in self.metrics.items():
             if self.failure is not None or not self.file.id.valid:
                 break
