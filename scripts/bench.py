@@ -212,6 +212,86 @@ def cnn_rows(model_file: str, device: torch.device, batch: int, kw: dict) -> dic
     return {"model": exp.config.name, "batch": batch, "steps": table}
 
 
+def rnn_floor(net: Network, rule: str, T: int, B: int, device, *, repeats: int) -> float:
+    """Matmul seconds of one step of ``rule`` on an unrolled network: feedforward
+    projections as one [T·B]-row matmul each, recurrent ones as T matmuls of B rows
+    (forward and error carried back), every update one [T·B]-row matmul."""
+    hidden = {p.name for p in net.hidden()}
+    shapes: dict[tuple[int, int, int], int] = {}
+
+    def add(m, k, n, times=1):
+        shapes[(m, k, n)] = shapes.get((m, k, n), 0) + times
+
+    for proj in net.projections.values():
+        n_post, n_pre = proj.weight.shape
+        rec = proj.kind == "recurrent"
+        add(*((B, n_pre, n_post, T) if rec else (T * B, n_pre, n_post)))
+        if proj.learnable:
+            add(n_post, T * B, n_pre)
+        if proj.source in hidden and rule in ("dll", "bp", "fa", "kp", "autograd"):
+            add(*((B, n_post, n_pre, T) if rec else (T * B, n_post, n_pre)))
+            if rule == "dll":
+                add(n_pre, T * B, n_post)
+    if rule == "dfa":
+        for p in net.hidden():
+            add(T * B, net.output.size, p.size)
+    total = 0.0
+    for (m, k, n), times in shapes.items():
+        a = torch.randn(m, k, device=device)
+        b = torch.randn(k, n, device=device)
+        out = torch.empty(m, n, device=device)
+        total += times * timed(lambda: torch.mm(a, b, out=out), device, steps=10, repeats=repeats, warmup=3)
+    return total
+
+
+def rnn_rows(model_file: str, device: torch.device, batch: int, kw: dict, *, vocabulary: int = 64,
+             length: int = 100) -> dict:
+    """Each rule's step on a one-layer recurrent model file (a char LM shape: one-hot in,
+    softmax out at every step) against torch.nn.RNN + Linear + autograd BPTT + Adam."""
+    exp = load_experiment(model_file, [f"task.sequence_length={length}"])
+    ids = torch.randint(0, vocabulary, (batch, length + 1), device=device)
+    x = torch.nn.functional.one_hot(ids[:, :-1], vocabulary).float()
+    y = ids[:, 1:]
+    rows = {}
+    net = None
+    for rule in [r for r in RULES.names() if r != "pc"]:
+        e = load_experiment(exp.to_dict(), [f"plasticity.rule={rule}"], file=exp.file)
+        net = Network(e, input_shape=(vocabulary,), output_size=vocabulary).to(device)
+        r = build_rule(net, e).to(device)
+        opt = build_optimizer(net, r, e.config.optimizer)
+        t = torch.eye(vocabulary, device=device)[y.t()]
+
+        def step(net=net, r=r, opt=opt, t=t):
+            with torch.no_grad():
+                net(x)
+                r.step(net, t)
+                opt.step()
+
+        rows[rule] = {"s": timed(step, device, **kw), "rule": rule, "net": net}
+    (hidden,) = [p for p in net.hidden()]
+    rnn = nn.RNN(vocabulary, hidden.size, nonlinearity=hidden.activation.name, batch_first=True).to(device)
+    readout = nn.Linear(hidden.size, vocabulary).to(device)
+    params = [*rnn.parameters(), *readout.parameters()]
+    loss_fn = nn.CrossEntropyLoss()
+    for label, fused in (("autograd (nn.RNN + Adam)", False), ("autograd + fused Adam", True)):
+        opt = torch.optim.Adam(params, lr=exp.config.optimizer.lr, **({"fused": True} if fused else {}))
+
+        def step(opt=opt):
+            opt.zero_grad(set_to_none=True)
+            h, _ = rnn(x)
+            loss_fn(readout(h).flatten(0, 1), y.flatten()).backward()
+            opt.step()
+
+        rows = {label: {"s": timed(step, device, **kw), "rule": "autograd", "net": net}, **rows}
+    ref_s = rows["autograd (nn.RNN + Adam)"]["s"]
+    table = []
+    for name, row in rows.items():
+        floor_s = rnn_floor(row["net"], row["rule"], length, batch, device, repeats=max(3, kw["repeats"] // 2))
+        table.append({"step": name, "ms": round(1e3 * row["s"], 3), "vs_autograd": round(row["s"] / ref_s, 3),
+                      "floor_ms": round(1e3 * floor_s, 3), "vs_floor": round(row["s"] / floor_s, 3)})
+    return {"model": exp.config.name, "batch": batch, "length": length, "vocabulary": vocabulary, "steps": table}
+
+
 def epoch_throughput(model_file: str, device: str, data_root) -> dict:
     from dendrisim.training import RunOptions, Trainer
 
@@ -289,6 +369,10 @@ def main() -> int:
     p.add_argument("--cnn", nargs="?", const="models/dll_cnn_fmnist.yaml", metavar="MODEL",
                    help="also time every rule on a CNN model (default models/dll_cnn_fmnist.yaml)")
     p.add_argument("--only-cnn", action="store_true", help="time the CNN rows only")
+    p.add_argument("--rnn", nargs="?", const="models/dll_rnn_charlm.yaml", metavar="MODEL",
+                   help="also time every rule on a recurrent model (default models/dll_rnn_charlm.yaml; "
+                        "64 one-hot symbols, 100 steps)")
+    p.add_argument("--only-rnn", action="store_true", help="time the RNN rows only")
     args = p.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
@@ -297,6 +381,10 @@ def main() -> int:
     y = torch.randint(0, 10, (args.batch,), device=device)
     kw = dict(steps=args.steps, repeats=args.repeats, warmup=args.warmup)
 
+    if args.only_rnn:
+        args.rnn = args.rnn or "models/dll_rnn_charlm.yaml"
+        result = {"machine": machine(device), "rnn": rnn_rows(args.rnn, device, args.batch, kw)}
+        return report(result, args)
     if args.only_cnn:
         args.cnn = args.cnn or "models/dll_cnn_fmnist.yaml"
         result = {"machine": machine(device), "cnn": cnn_rows(args.cnn, device, args.batch, kw)}
@@ -333,6 +421,8 @@ def main() -> int:
         result["scaling"] = scaling(exp, device, kw)
     if args.cnn:
         result["cnn"] = cnn_rows(args.cnn, device, args.batch, kw)
+    if args.rnn:
+        result["rnn"] = rnn_rows(args.rnn, device, args.batch, kw)
     return report(result, args)
 
 
@@ -352,6 +442,13 @@ def report(result: dict, args) -> int:
     if "cnn" in result:
         c = result["cnn"]
         print(f"CNN {c['model']}, batch {c['batch']}; floor: each native kernel of the step timed alone")
+        print(f"{'step':<34}{'ms':>10}{'x autograd':>12}{'floor ms':>10}{'x floor':>9}")
+        for r in c["steps"]:
+            print(f"{r['step']:<34}{r['ms']:>10.3f}{r['vs_autograd']:>12.3f}{r['floor_ms']:>10.3f}{r['vs_floor']:>9.3f}")
+    if "rnn" in result:
+        c = result["rnn"]
+        print(f"RNN {c['model']}, batch {c['batch']}, {c['length']} steps, {c['vocabulary']} one-hot symbols; "
+              "floor: the step's matmuls timed alone (recurrent ones as T small matmuls)")
         print(f"{'step':<34}{'ms':>10}{'x autograd':>12}{'floor ms':>10}{'x floor':>9}")
         for r in c["steps"]:
             print(f"{r['step']:<34}{r['ms']:>10.3f}{r['vs_autograd']:>12.3f}{r['floor_ms']:>10.3f}{r['vs_floor']:>9.3f}")
