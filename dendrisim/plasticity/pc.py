@@ -82,7 +82,7 @@ class PredictiveCoding(PlasticityRule):
                 rate = pre.activation.f(x[proj.source]) if proj.source in x else pre.rate
                 d = proj.drive(rate)
                 total = d if total is None else total + d
-            mu[name] = total.view(-1, *network.populations[name].shape)
+            mu[name] = total.reshape(-1, *network.populations[name].shape)
         return mu
 
     def _errors(self, network, x: dict, mu: dict, target: torch.Tensor) -> dict:
