@@ -1,7 +1,7 @@
 """Generate text from a trained char-level language model (``scripts/sample.py``).
 
 The run directory has what it needs: ``model.yaml`` (the network), ``weights.pt`` (the
-selected epoch's weights) and ``task.json`` (the character set), so the training text
+selected epoch's weights; for a stopped run, the last ``checkpoint.pt``) and ``task.json`` (the character set), so the training text
 is not read again. The network steps one character at a time, carrying the rates of
 every population that a recurrent projection reads from one step to the next; the
 next character is drawn from ``softmax(soma / temperature)`` of the output.
@@ -25,9 +25,14 @@ def generate(run_dir: Path, *, length: int, temperature: float = 1.0, prime: str
     from .network import Network
 
     run_dir = Path(run_dir)
-    for name in ("model.yaml", "weights.pt", "task.json"):
+    for name in ("model.yaml", "task.json"):
         if not (run_dir / name).is_file():
-            raise DendrisimError(f"{run_dir / name} not found; sample from the directory of a finished charlm run")
+            raise DendrisimError(f"{run_dir / name} not found; sample from the directory of a charlm run")
+    weights = run_dir / "weights.pt"
+    if not weights.is_file():  # a stopped run: its last checkpoint
+        weights = run_dir / "checkpoint.pt"
+        if not weights.is_file():
+            raise DendrisimError(f"{run_dir} has neither weights.pt (a finished run) nor checkpoint.pt (a stopped one)")
     experiment = load_experiment(run_dir / "model.yaml")
     if experiment.task.type != "charlm":
         raise DendrisimError(f"{run_dir} is a {experiment.task.type} run; sampling needs a charlm model")
@@ -43,7 +48,8 @@ def generate(run_dir: Path, *, length: int, temperature: float = 1.0, prime: str
     dev = torch.device(device)
     net = Network(experiment, input_shape=(V,) if mode == "onehot" else (1,), output_size=V,
                   vocabulary=(V, experiment.task.embedding_dim) if mode == "ids" else None)
-    net.load_state_dict(torch.load(run_dir / "weights.pt", map_location="cpu", weights_only=True)["network"])
+    state = torch.load(weights, map_location="cpu", weights_only=weights.name == "weights.pt")
+    net.load_state_dict(state["network"])
     net.to(dev).eval()
     carried = {p.source for p in net.projections.values() if p.kind == "recurrent"}
     gen = torch.Generator(device=dev).manual_seed(seed)

@@ -93,6 +93,11 @@ def test_charlm_trains_and_samples_end_to_end(text_file, tmp_path):
     assert sample.startswith("ab") and len(sample) == 62 and set(sample) <= set(tr.task.chars)
     words = sample.split()[1:-1]
     assert words and sum(w in {"abc", "abd", "bca", "cab", "dab"} for w in words) >= 0.5 * len(words), sample
+    from dendrisim.sample import generate
+
+    assert generate(tmp_path / "run", length=60, temperature=0.5, prime="ab") == sample  # seeded
+    (tmp_path / "run" / "weights.pt").unlink()  # a stopped run samples from its checkpoint
+    assert len(generate(tmp_path / "run", length=10, prime="ab")) == 12
 
 
 def test_stepping_with_carried_state_equals_the_whole_sequence(text_file):
@@ -245,3 +250,11 @@ def test_shipped_rnn_models_run_on_small_files(tmp_path, name, text_file):
     with open_recording(tmp_path / "run" / "recording.h5") as rec:
         T = exp.task.sequence_length if name.startswith("charlm") else exp.task.window
         assert rec.activity("h", "rate").shape[2:] == (T, 128 if not name.startswith("charlm") else 256)
+
+
+def test_sampling_explains_what_is_missing(tmp_path):
+    from dendrisim.errors import DendrisimError
+    from dendrisim.sample import generate
+
+    with pytest.raises(DendrisimError, match=r"model.yaml not found; sample from the directory of a charlm run"):
+        generate(tmp_path, length=5)
