@@ -53,3 +53,48 @@ def test_training_and_recording_on_cuda(tmp_path):
         assert rec.complete and rec.activity("h1", "soma").shape[0] == 5  # steps 2, 4, 6, 8, 10
         soma = rec.activity("h1", "soma")
         assert torch.isfinite(torch.from_numpy(soma)).all()
+
+
+def _cpu_and_cuda_step(exp, x, t, input_shape, output_size, readout=None):
+    net, r = build(exp, input_shape=input_shape, output_size=output_size, dtype=torch.float32)
+    gnet, gr = build(exp, input_shape=input_shape, output_size=output_size, dtype=torch.float32)
+    gnet.load_state_dict(net.state_dict())
+    gr.load_state_dict(r.state_dict())
+    gnet.cuda()
+    gr.cuda()
+    if readout is not None:
+        net.readout = gnet.readout = readout
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    xg, tg = x.cuda(), t.cuda()  # the copies from pageable host memory synchronise; the step must not
+    with torch.no_grad():
+        net(x)
+        r.step(net, t)
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            gnet(xg)
+            gr.step(gnet, tg)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    for (name, p), q in zip(net.named_parameters(), gnet.parameters()):
+        torch.testing.assert_close(q.grad.cpu(), p.grad, rtol=1e-3, atol=1e-5, msg=name)
+
+
+@cuda
+@pytest.mark.parametrize("rule", ["dll", "bp", "fa", "dfa"])
+def test_cnn_step_matches_cpu_on_cuda(rule):
+    from test_conv import cnn
+
+    x = torch.randn(8, 1, 8, 8)
+    t = torch.eye(10)[torch.randint(0, 10, (8,))]
+    _cpu_and_cuda_step(cnn(rule), x, t, (1, 8, 8), 10)
+
+
+@cuda
+@pytest.mark.parametrize("rule", ["dll", "bp", "fa", "dfa"])
+def test_rnn_step_matches_cpu_on_cuda(rule):
+    from test_recurrent import rnn
+
+    x = torch.randn(4, 6, 5)
+    t = torch.eye(3)[torch.randint(0, 3, (6, 4))]
+    _cpu_and_cuda_step(rnn(rule, loop=True), x, t, (5,), 3)
