@@ -14,7 +14,7 @@ from .config.loader import Experiment
 from .errors import ConfigError
 from .init import resolve_init
 from .populations import InputPopulation, PyramidalPopulation
-from .projections import CONNECTIVITY, Conv2dProjection, PoolProjection, Projection
+from .projections import CONNECTIVITY, Projection, _pair
 
 
 class Network(nn.Module):
@@ -176,25 +176,27 @@ class Network(nn.Module):
         for name in members:
             pop = self.populations[name]
             outer = self._drive_over_time(name, T, B, inside, initial)
-            basal[name] = outer if outer is not None else x_zeros(T, B, pop.shape, self)
+            if outer is None:  # every input comes from inside the group: dense projections
+                w = self.incoming[name][0].weight
+                outer = torch.zeros(T, B, *pop.shape, dtype=w.dtype, device=w.device)
+            basal[name] = outer
             for proj in self.incoming[name]:
                 if proj.source in inside and proj.bias is not None:
                     basal[name].add_(proj.bias.view(proj.post_shape))
+        inner = {n: [(p.source, p.kind == "recurrent", p.weight.t()) for p in self.incoming[n] if p.source in inside]
+                 for n in members}  # looked up once, not at every step
         for t in range(T):
             for name in members:
-                pop = self.populations[name]
                 b_t = basal[name][t]
-                for proj in self.incoming[name]:
-                    if proj.source not in inside:
-                        continue
-                    if proj.kind == "recurrent":
-                        r = rates[proj.source][t - 1] if t > 0 else initial.get(proj.source)
+                for source, recurrent, w_t in inner[name]:
+                    if recurrent:
+                        r = rates[source][t - 1] if t > 0 else initial.get(source)
                         if r is None:
                             continue
                     else:
-                        r = rates[proj.source][t]
-                    b_t.view(B, -1).addmm_(r.flatten(1), proj.weight.t())
-                rates[name].append(pop.activation.f(b_t))
+                        r = rates[source][t]
+                    b_t.view(B, -1).addmm_(r.flatten(1), w_t)
+                rates[name].append(self.populations[name].activation.f(b_t))
         for name in members:
             pop = self.populations[name]
             pop.basal = pop.soma = basal[name]
@@ -217,18 +219,12 @@ class Network(nn.Module):
         return "\n".join(lines)
 
 
-def x_zeros(T: int, B: int, shape, net: "Network") -> torch.Tensor:
-    p = next(iter(net.parameters()))
-    return torch.zeros(T, B, *shape, dtype=p.dtype, device=p.device)
-
-
 def _synapses(proj, shapes, vocabulary) -> int:
     pre, post = shapes[proj.source], shapes[proj.target]
     if proj.connectivity == "dense":
         return math.prod(pre) * math.prod(post)
     if proj.connectivity == "conv2d":
-        k = proj.kernel if isinstance(proj.kernel, tuple) else (proj.kernel,)
-        return pre[0] * post[0] * math.prod(k) * (1 if len(k) == 2 else k[0])
+        return pre[0] * post[0] * math.prod(_pair(proj.kernel))
     if proj.connectivity == "embedding" and vocabulary:
         return vocabulary[0] * vocabulary[1]
     return 0
@@ -272,9 +268,9 @@ def _infer_shape(name: str, pop, incoming, shapes, index, vocabulary, classes, f
                 if channels is None:
                     raise ConfigError(f"{name!r} is fed by the conv2d projection {proj.name}: give its number of "
                                       "feature maps as channels: N", file=file, path=where)
-                shape = Conv2dProjection.output_shape(pre, channels, proj.kernel, proj.stride, proj.padding)
             else:
-                shape = PoolProjection.output_shape(proj, pre)
+                channels = pre[0]  # a pool keeps the source's channels
+            shape = CONNECTIVITY.get(proj.connectivity).output_shape(proj, pre, channels)
             if min(shape) < 1:
                 raise ConfigError(f"{proj.connectivity} with kernel {proj.kernel}, stride {proj.stride} and padding "
                                   f"{proj.padding} leaves nothing of the {list(pre)} map of {proj.source!r}",
@@ -282,7 +278,8 @@ def _infer_shape(name: str, pop, incoming, shapes, index, vocabulary, classes, f
             proposals.append((proj.name, shape))
         elif proj.connectivity == "embedding":
             if vocabulary is None:
-                raise ConfigError("an embedding projection needs a task with word vectors (type: sentences)",
+                raise ConfigError("an embedding projection needs a task with a vocabulary (type: sentences, or "
+                                  "charlm with input: ids)",
                                   file=file, path=f"{at}.connectivity")
             if len(pre) != 1:
                 raise ConfigError(f"an embedding reads token ids of shape [length]; {proj.source!r} has shape "

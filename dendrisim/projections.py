@@ -156,8 +156,38 @@ class DenseProjection(Projection):
         return Fn.feedback_gradient(apical_pre, delta_post, gain=gain, out=out)
 
 
+class WindowProjection(Projection):
+    """A kernel sliding over ``[channels, height, width]`` maps (conv2d and the pools):
+    the geometry, the target's shape and the transposed pass's output padding, in one place."""
+
+    #: a missing stride equals the kernel (pools) rather than 1 (convolutions)
+    stride_is_kernel = False
+
+    def __init__(self, config, pre_shape, post_shape):
+        super().__init__(config, pre_shape, post_shape)
+        self.kernel, self.stride, self.padding = self.geometry(config, pre_shape)
+        # what the transposed pass adds so that it gives back exactly the source's height and width
+        self.output_padding = tuple(
+            pre_shape[1 + i] + 2 * self.padding[i] - ((post_shape[1 + i] - 1) * self.stride[i] + self.kernel[i])
+            for i in range(2))
+
+    @classmethod
+    def geometry(cls, config, pre_shape) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+        kernel = tuple(pre_shape[1:3]) if config.kernel == "global" else _pair(config.kernel)
+        if config.stride is not None:
+            stride = _pair(config.stride)
+        else:
+            stride = kernel if cls.stride_is_kernel else (1, 1)
+        return kernel, stride, _pair(config.padding)
+
+    @classmethod
+    def output_shape(cls, config, pre_shape, channels: int) -> tuple[int, ...]:
+        k, s, p = cls.geometry(config, pre_shape)
+        return (channels, *((pre_shape[1 + i] + 2 * p[i] - k[i]) // s[i] + 1 for i in range(2)))
+
+
 @CONNECTIVITY.register("conv2d")
-class Conv2dProjection(Projection):
+class Conv2dProjection(WindowProjection):
     """Convolution ``basal = conv2d(r, W) + b`` with ``W [c_post, c_pre, kh, kw]``.
 
     The feedback weight has the forward kernel's shape: the error reaches the source
@@ -168,19 +198,7 @@ class Conv2dProjection(Projection):
 
     def __init__(self, config, pre_shape, post_shape, init: Initializer, init_options: object):
         super().__init__(config, pre_shape, post_shape)
-        self.kernel = _pair(config.kernel)
-        self.stride = _pair(config.stride if config.stride is not None else 1)
-        self.padding = _pair(config.padding)
-        c_pre, c_post = pre_shape[0], post_shape[0]
-        self.output_padding = tuple(
-            pre_shape[1 + i] + 2 * self.padding[i] - ((post_shape[1 + i] - 1) * self.stride[i] + self.kernel[i])
-            for i in range(2))
-        self._make_weight((c_post, c_pre, *self.kernel), c_post, init, init_options)
-
-    @staticmethod
-    def output_shape(pre_shape, channels: int, kernel, stride, padding) -> tuple[int, ...]:
-        k, s, p = _pair(kernel), _pair(stride if stride is not None else 1), _pair(padding)
-        return (channels, *((pre_shape[1 + i] + 2 * p[i] - k[i]) // s[i] + 1 for i in range(2)))
+        self._make_weight((post_shape[0], pre_shape[0], *self.kernel), post_shape[0], init, init_options)
 
     @property
     def feedback_shape(self) -> tuple[int, ...]:
@@ -211,30 +229,16 @@ class Conv2dProjection(Projection):
                                        padding=self.padding, gain=gain)
 
 
-class PoolProjection(Projection):
+class PoolProjection(WindowProjection):
     """A fixed projection without weights: max or average pooling of each channel; the
     error goes back through the matching unpooling (to the maximum's position, or spread
     evenly over the window), which is exactly backprop's route through the pool."""
 
     has_weight = False
+    stride_is_kernel = True
 
-    def __init__(self, config, pre_shape, post_shape, *_):
+    def __init__(self, config, pre_shape, post_shape, *_):  # no weight: the init the network passes is unused
         super().__init__(config, pre_shape, post_shape)
-        self.kernel, self.stride, self.padding = self.geometry(config, pre_shape)
-        self.output_padding = tuple(
-            pre_shape[1 + i] + 2 * self.padding[i] - ((post_shape[1 + i] - 1) * self.stride[i] + self.kernel[i])
-            for i in range(2))
-
-    @staticmethod
-    def geometry(config, pre_shape):
-        kernel = tuple(pre_shape[1:3]) if config.kernel == "global" else _pair(config.kernel)
-        stride = kernel if config.stride is None else _pair(config.stride)
-        return kernel, stride, _pair(config.padding)
-
-    @classmethod
-    def output_shape(cls, config, pre_shape) -> tuple[int, ...]:
-        k, s, p = cls.geometry(config, pre_shape)
-        return (pre_shape[0], *((pre_shape[1 + i] + 2 * p[i] - k[i]) // s[i] + 1 for i in range(2)))
 
 
 @CONNECTIVITY.register("maxpool")

@@ -426,6 +426,12 @@ def main() -> int:
     return report(result, args)
 
 
+def print_steps(rows: list[dict]) -> None:
+    print(f"{'step':<34}{'ms':>10}{'x autograd':>12}{'floor ms':>10}{'x floor':>9}")
+    for r in rows:
+        print(f"{r['step']:<34}{r['ms']:>10.3f}{r['vs_autograd']:>12.3f}{r['floor_ms']:>10.3f}{r['vs_floor']:>9.3f}")
+
+
 def report(result: dict, args) -> int:
     if args.json:
         print(json.dumps(result))
@@ -442,16 +448,12 @@ def report(result: dict, args) -> int:
     if "cnn" in result:
         c = result["cnn"]
         print(f"CNN {c['model']}, batch {c['batch']}; floor: each native kernel of the step timed alone")
-        print(f"{'step':<34}{'ms':>10}{'x autograd':>12}{'floor ms':>10}{'x floor':>9}")
-        for r in c["steps"]:
-            print(f"{r['step']:<34}{r['ms']:>10.3f}{r['vs_autograd']:>12.3f}{r['floor_ms']:>10.3f}{r['vs_floor']:>9.3f}")
+        print_steps(c["steps"])
     if "rnn" in result:
         c = result["rnn"]
         print(f"RNN {c['model']}, batch {c['batch']}, {c['length']} steps, {c['vocabulary']} one-hot symbols; "
               "floor: the step's matmuls timed alone (recurrent ones as T small matmuls)")
-        print(f"{'step':<34}{'ms':>10}{'x autograd':>12}{'floor ms':>10}{'x floor':>9}")
-        for r in c["steps"]:
-            print(f"{r['step']:<34}{r['ms']:>10.3f}{r['vs_autograd']:>12.3f}{r['floor_ms']:>10.3f}{r['vs_floor']:>9.3f}")
+        print_steps(c["steps"])
     if "scaling" in result:
         print("DLL time per Fashion-MNIST epoch (54k samples, training steps only) and memory in MiB:")
         print(f"{'point':<12}{'hidden':<24}{'batch':>6}{'step ms':>9}{'epoch s':>9}{'W+grad+adam':>13}{'θ+grad+adam':>13}{'compartments':>14}")

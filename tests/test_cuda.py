@@ -55,7 +55,8 @@ def test_training_and_recording_on_cuda(tmp_path):
         assert torch.isfinite(torch.from_numpy(soma)).all()
 
 
-def _cpu_and_cuda_step(exp, x, t, input_shape, output_size, readout=None):
+def _cpu_and_cuda_grads(exp, x, t, input_shape, output_size, readout=None):
+    """(name, CPU grad, CUDA grad) of one step from the same weights; the CUDA step must not sync."""
     net, r = build(exp, input_shape=input_shape, output_size=output_size, dtype=torch.float32)
     gnet, gr = build(exp, input_shape=input_shape, output_size=output_size, dtype=torch.float32)
     gnet.load_state_dict(net.state_dict())
@@ -76,8 +77,7 @@ def _cpu_and_cuda_step(exp, x, t, input_shape, output_size, readout=None):
             gr.step(gnet, tg)
         finally:
             torch.cuda.set_sync_debug_mode("default")
-    for (name, p), q in zip(net.named_parameters(), gnet.parameters()):
-        torch.testing.assert_close(q.grad.cpu(), p.grad, rtol=1e-3, atol=1e-5, msg=name)
+    return [(name, p.grad, q.grad.cpu()) for (name, p), q in zip(net.named_parameters(), gnet.parameters())]
 
 
 @cuda
@@ -87,7 +87,8 @@ def test_cnn_step_matches_cpu_on_cuda(rule):
 
     x = torch.randn(8, 1, 8, 8)
     t = torch.eye(10)[torch.randint(0, 10, (8,))]
-    _cpu_and_cuda_step(cnn(rule), x, t, (1, 8, 8), 10)
+    for name, cpu, gpu in _cpu_and_cuda_grads(cnn(rule), x, t, (1, 8, 8), 10):
+        torch.testing.assert_close(gpu, cpu, rtol=1e-3, atol=1e-5, msg=name)
 
 
 @cuda
@@ -97,4 +98,5 @@ def test_rnn_step_matches_cpu_on_cuda(rule):
 
     x = torch.randn(4, 6, 5)
     t = torch.eye(3)[torch.randint(0, 3, (6, 4))]
-    _cpu_and_cuda_step(rnn(rule, loop=True), x, t, (5,), 3)
+    for name, cpu, gpu in _cpu_and_cuda_grads(rnn(rule, loop=True), x, t, (5,), 3):
+        torch.testing.assert_close(gpu, cpu, rtol=1e-3, atol=1e-5, msg=name)

@@ -10,6 +10,7 @@ from conftest import MLP, build, model
 from dendrisim.errors import ConfigError
 from dendrisim.losses import output_loss
 from dendrisim.plasticity import RULES
+from test_equivalence import rule_grads
 
 
 def rnn(rule="bp", *, loop=False, out_act="softmax", hidden_act="tanh", extra=()):
@@ -67,15 +68,6 @@ def reference_grads(net, x, t, readout, *, truncate=None):
             loss = 0.5 * (t - net.output.activation.f(soma)).pow(2).sum(-1).mean()
         grads = torch.autograd.grad(loss, list(params.values()))
     return dict(zip(params, grads)), soma
-
-
-def rule_grads(net, rule, x, t):
-    for p in net.parameters():
-        p.grad = None
-    with torch.no_grad():
-        net(x)
-        rule.step(net, t)
-    return {n: p.grad.clone() for n, p in net.named_parameters()}
 
 
 def target(out_act, steps, batch, n, gen):

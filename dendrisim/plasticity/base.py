@@ -167,20 +167,20 @@ class PlasticityRule(nn.Module):
         errors = {n: torch.empty_like(a) for n, a in apical.items()}
         if network.output_name in inside:
             errors[network.output_name] = network.output.error
+        inner = {n: [(p, p.kind == "recurrent", self.feedback_weight(network, p)) for p in network.outgoing[n]
+                     if p.target in inside and p.target in errors] for n in hidden}  # looked up once
         for t in reversed(range(T)):
             for name in reversed(hidden):
                 pop = pops[name]
                 a_t = apical[name][t]
-                for proj in network.outgoing[name]:
-                    if proj.target not in inside or proj.target not in errors:
-                        continue
-                    if proj.kind == "recurrent":
+                for proj, recurrent, fb in inner[name]:
+                    if recurrent:
                         if t + 1 >= T or (k and (t + 1) % k == 0):
                             continue
                         delta = errors[proj.target][t + 1]
                     else:
                         delta = errors[proj.target][t]
-                    a_t.add_(proj.carry_back(delta, self.feedback_weight(network, proj)))
+                    a_t.add_(proj.carry_back(delta, fb))
                 if self.apical_gain != 1.0:
                     a_t.mul_(self.apical_gain)
                 if self.options.clip_apical is not None:

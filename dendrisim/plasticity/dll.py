@@ -23,7 +23,6 @@ from typing import Any, Optional
 import torch
 
 from ..config.schema import opt
-from . import functional as Fn
 from .base import RULES, PlasticityRule
 from .rules import RandomFeedbackOptions, _check_feedback_init, feedback_parameters
 

@@ -18,7 +18,6 @@ from torch import nn
 
 from ..config.schema import opt
 from ..init import initialize, resolve_init
-from . import functional as Fn
 from .base import RULES, PlasticityRule, RuleOptions
 
 

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Optional
 
 import torch
 
 from ..config.schema import opt, req
+from ..errors import DataError
 from ..registry import Registry
 
 if TYPE_CHECKING:
@@ -64,7 +66,45 @@ class Split:
         return -(-len(self) // batch_size)
 
 
+def locate(path: Optional[str], key: str, root: Optional[str], what: str) -> Path:
+    """The file a task key names: as given, or under the data root; a clear error otherwise."""
+    if path is None:
+        raise DataError(f"task.{key} is not set; give the file in the model or with --set task.{key}=PATH ({what})")
+    p = Path(path).expanduser()
+    if not p.is_absolute() and not p.exists() and root and (Path(root) / p).exists():
+        p = Path(root) / p
+    if not p.is_file():
+        expected = Path(root) / path if root and not p.is_absolute() else p
+        also = f" (nor {p} from the working directory)" if expected != p else ""
+        raise DataError(f"task.{key}: {expected} not found{also}; expected {what} there. Nothing is downloaded: "
+                        "put the file there or point the key at it")
+    return p
+
+
 TASKS: Registry[type["Task"]] = Registry("task")
+
+
+class LabelTask:
+    """Targets that are one-hot labels: the loss of the output population and accuracy.
+    A task mixes it in and sets ``_eye``, the ``[classes, classes]`` identity on its device."""
+
+    metrics = {"loss": False, "accuracy": True}
+    _eye: torch.Tensor
+
+    def target(self, y: torch.Tensor, network) -> torch.Tensor:
+        return self._eye.index_select(0, y)
+
+    def batch_stats(self, y: torch.Tensor, network) -> torch.Tensor:
+        from ..losses import output_loss
+
+        out = network.output
+        loss = output_loss(out, self._eye.index_select(0, y)) * y.shape[0]
+        correct = (out.rate.flatten(1).argmax(1) == y).sum()
+        return torch.stack([loss.to(torch.float64), correct.to(torch.float64)])
+
+    def finish_stats(self, stats: torch.Tensor, n: int) -> dict[str, float]:
+        loss, correct = stats.tolist()
+        return {"loss": loss / n, "accuracy": correct / n}
 
 
 class Task:

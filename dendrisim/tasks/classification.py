@@ -10,8 +10,7 @@ import torch
 
 from ..config.schema import opt
 from ..errors import DataError
-from ..losses import output_loss
-from .base import TASKS, Split, Task, TaskOptions
+from .base import TASKS, LabelTask, Split, Task, TaskOptions
 from .datasets import DATASETS, SPECS, default_root
 
 
@@ -32,7 +31,7 @@ def split_indices(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.nd
 
 
 @TASKS.register("classification")
-class Classification(Task):
+class Classification(LabelTask, Task):
     """Classify images; the teacher's target is the one-hot label.
 
     Metrics: ``loss`` (the output population's loss, see ``dendrisim.losses``) and
@@ -41,7 +40,6 @@ class Classification(Task):
     """
 
     Options = ClassificationOptions
-    metrics = {"loss": False, "accuracy": True}
 
     @classmethod
     def check_options(cls, options: ClassificationOptions, *, file: str) -> None:
@@ -103,15 +101,3 @@ class Classification(Task):
         out = (x.astype(np.float32) - mean.astype(np.float32)) / std.astype(np.float32)
         return torch.from_numpy(np.ascontiguousarray(out)).to(device=device, dtype=dtype)
 
-    def target(self, y: torch.Tensor, network) -> torch.Tensor:
-        return self._eye.index_select(0, y)
-
-    def batch_stats(self, y: torch.Tensor, network) -> torch.Tensor:
-        out = network.output
-        loss = output_loss(out, self._eye.index_select(0, y)) * y.shape[0]
-        correct = (out.rate.flatten(1).argmax(1) == y).sum()
-        return torch.stack([loss.to(torch.float64), correct.to(torch.float64)])
-
-    def finish_stats(self, stats: torch.Tensor, n: int) -> dict[str, float]:
-        loss, correct = stats.tolist()
-        return {"loss": loss / n, "accuracy": correct / n}

@@ -35,8 +35,7 @@ import torch
 
 from ..config.schema import opt
 from ..errors import DataError
-from ..losses import output_loss
-from .base import TASKS, Split, Task, TaskOptions
+from .base import TASKS, LabelTask, Split, Task, TaskOptions, locate
 from .classification import split_indices
 
 PAD, UNK = "<pad>", "<unk>"
@@ -63,21 +62,13 @@ class SentenceOptions(TaskOptions):
         "random", "vector of a training word missing from the vectors file: random (variance of the known vectors) or zero")
 
 
-def _resolve(path: Optional[str], key: str, options: SentenceOptions, data_root: Optional[str]) -> Path:
-    if path is None:
-        raise DataError(f"task.{key} is not set; give the file in the model or with --set task.{key}=PATH")
-    p = Path(path).expanduser()
-    root = data_root or options.data_root
-    if not p.is_absolute() and not p.exists() and root and (Path(root) / p).exists():
-        p = Path(root) / p
-    if not p.is_file():
-        expected = Path(root) / path if root and not p.is_absolute() else p
-        also = f" (nor {p} from the working directory)" if expected != p else ""
-        what = {"vectors": "word vectors (GloVe text, word2vec text/binary or gensim .kv)"}.get(
-            key, "labelled sentences (GLUE TSV, 'label sentence' or fastText lines)")
-        raise DataError(f"task.{key}: {expected} not found{also}; expected {what} there. Nothing is downloaded: "
-                        "put the file there or point the key at it")
-    return p
+_WHAT = {"vectors": "word vectors (GloVe text, word2vec text/binary or gensim .kv)",
+         "train_file": "labelled sentences (GLUE TSV, 'label sentence' or fastText lines)",
+         "test_file": "labelled sentences (GLUE TSV, 'label sentence' or fastText lines)"}
+
+
+def _resolve(key: str, options: SentenceOptions, data_root: Optional[str]) -> Path:
+    return locate(getattr(options, key), key, data_root or options.data_root, _WHAT[key])
 
 
 def read_labelled(path: Path) -> tuple[list[str], list[str], str]:
@@ -143,11 +134,10 @@ def _label_order(labels: list[str]) -> list[str]:
 
 
 @TASKS.register("sentences")
-class SentenceClassification(Task):
+class SentenceClassification(LabelTask, Task):
     """Classify sentences; targets are one-hot labels. Metrics: ``loss`` and ``accuracy``."""
 
     Options = SentenceOptions
-    metrics = {"loss": False, "accuracy": True}
 
     @classmethod
     def data_spec(cls, options: SentenceOptions, data_root: Optional[str] = None):
@@ -158,18 +148,18 @@ class SentenceClassification(Task):
     @classmethod
     def vocabulary_spec(cls, options: SentenceOptions, data_root: Optional[str] = None) -> tuple[int, int]:
         corpus = cls._corpus(options, data_root)
-        vectors_file = _resolve(options.vectors, "vectors", options, data_root)
+        vectors_file = _resolve("vectors", options, data_root)
         return len(cls._vocabulary(corpus["train"][0], options)), _vector_dim(vectors_file)
 
     @staticmethod
     def _corpus(options: SentenceOptions, data_root: Optional[str]) -> dict:
-        train_path = _resolve(options.train_file, "train_file", options, data_root)
+        train_path = _resolve("train_file", options, data_root)
         sentences, labels, _ = read_labelled(train_path)
         classes = _label_order(labels)
         if len(classes) < 2:
             raise DataError(f"{train_path}: only one label ({classes[0]!r}); classification needs two or more")
         if options.test_file is not None:
-            test_path = _resolve(options.test_file, "test_file", options, data_root)
+            test_path = _resolve("test_file", options, data_root)
             te_s, te_l, _ = read_labelled(test_path)
             unseen = sorted(set(te_l) - set(classes))
             if unseen:
@@ -194,7 +184,7 @@ class SentenceClassification(Task):
         self.classes = corpus["classes"]
         self.words = self._vocabulary(tr_s, options)
         index = {w: i for i, w in enumerate(self.words)}
-        kv = load_vectors(_resolve(options.vectors, "vectors", options, data_root))
+        kv = load_vectors(_resolve("vectors", options, data_root))
         self.vectors, self.coverage = self._embedding_matrix(kv, dtype)
         label_id = {c: i for i, c in enumerate(self.classes)}
         encode = lambda ss: self._encode(ss, index)  # noqa: E731
@@ -241,18 +231,6 @@ class SentenceClassification(Task):
         """Initial table of an embedding projection: the vocabulary's vectors."""
         return self.vectors
 
-    def target(self, y: torch.Tensor, network) -> torch.Tensor:
-        return self._eye.index_select(0, y)
-
-    def batch_stats(self, y: torch.Tensor, network) -> torch.Tensor:
-        out = network.output
-        loss = output_loss(out, self._eye.index_select(0, y)) * y.shape[0]
-        correct = (out.rate.flatten(1).argmax(1) == y).sum()
-        return torch.stack([loss.to(torch.float64), correct.to(torch.float64)])
-
-    def finish_stats(self, stats: torch.Tensor, n: int) -> dict[str, float]:
-        loss, correct = stats.tolist()
-        return {"loss": loss / n, "accuracy": correct / n}
 
 
 def _vector_dim(path: Path) -> int:

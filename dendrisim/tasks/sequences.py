@@ -21,21 +21,7 @@ import torch.nn.functional as F
 from ..config.schema import opt
 from ..errors import DataError
 from ..losses import output_loss
-from .base import TASKS, Split, Task, TaskOptions
-
-
-def _find(path: Optional[str], key: str, root: Optional[str], what: str) -> Path:
-    if path is None:
-        raise DataError(f"task.{key} is not set; give the file in the model or with --set task.{key}=PATH ({what})")
-    p = Path(path).expanduser()
-    if not p.is_absolute() and not p.exists() and root and (Path(root) / p).exists():
-        p = Path(root) / p
-    if not p.is_file():
-        expected = Path(root) / path if root and not p.is_absolute() else p
-        also = f" (nor {p} from the working directory)" if expected != p else ""
-        raise DataError(f"task.{key}: {expected} not found{also}; expected {what} there. Nothing is downloaded: "
-                        "put the file there or point the key at it")
-    return p
+from .base import TASKS, Split, Task, TaskOptions, locate
 
 
 # --------------------------------------------------------------------- language model
@@ -85,7 +71,7 @@ class CharLanguageModel(Task):
 
     @staticmethod
     def _read(options: CharLMOptions, data_root: Optional[str]) -> str:
-        path = _find(options.text, "text", data_root or options.data_root, "a UTF-8 text file")
+        path = locate(options.text, "text", data_root or options.data_root, "a UTF-8 text file")
         try:
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError as err:
@@ -239,7 +225,7 @@ class Forecasting(Task):
 
     @classmethod
     def data_spec(cls, options: ForecastOptions, data_root: Optional[str] = None):
-        values, _ = read_series(_find(options.file, "file", data_root or options.data_root, _SERIES_WHAT))
+        values, _ = read_series(locate(options.file, "file", data_root or options.data_root, _SERIES_WHAT))
         S = values.shape[1]
         return (S,), S, len(cls._ranges(len(values), options)["train"])
 
@@ -258,7 +244,7 @@ class Forecasting(Task):
     def __init__(self, options: ForecastOptions, *, device: torch.device, data_root: Optional[str] = None,
                  dtype: torch.dtype = torch.float32):
         self.options = options
-        path = _find(options.file, "file", data_root or options.data_root, _SERIES_WHAT)
+        path = locate(options.file, "file", data_root or options.data_root, _SERIES_WHAT)
         values, self.names = read_series(path)
         ranges = self._ranges(len(values), options)
         if len(ranges["train"]) < 1 or len(ranges["test"]) < 1:
