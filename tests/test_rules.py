@@ -133,3 +133,17 @@ def test_every_update_has_its_parameters_layout(rule):
     for group in tr.optimizer.param_groups:
         for p in group["params"]:
             assert p.grad is not None and p.grad.stride() == p.stride() and p.grad.is_contiguous(), (rule, p.shape)
+
+
+@pytest.mark.parametrize("tolerance, steps, expect_iterations, expect_unconverged", [
+    (1e9, 20, 1.0, 0.0),     # any change is below the tolerance: one iteration, converged
+    (1e-30, 3, 3.0, 1.0),    # nothing reaches it: every step runs all T and counts as unconverged
+    (0, 3, 3.0, None),       # no tolerance: T iterations by choice, no convergence share
+])
+def test_pc_reports_its_inference_iterations_and_convergence(tolerance, steps, expect_iterations, expect_unconverged):
+    tr = trainer("pc", f"plasticity.tolerance={tolerance}", f"plasticity.inference_steps={steps}")
+    tr.train_epoch(1)
+    summary = tr.rule.epoch_summary()
+    assert summary["pc_iterations"] == expect_iterations
+    assert summary.get("pc_unconverged") == expect_unconverged
+    assert tr.rule.epoch_summary() == {}, "the counters reset after each summary"

@@ -132,9 +132,14 @@ class PredictiveCoding(PlasticityRule):
             pop.error = eps[pop.name]
 
     def epoch_summary(self) -> dict[str, float]:
-        """Mean inference iterations per step, and the share of steps that hit T (then reset)."""
+        """Mean inference iterations per step and, when there is a tolerance to meet, the share of
+        steps that hit T without meeting it (then reset). With ``tolerance: 0`` every step runs T
+        iterations by choice, so no convergence share is reported."""
         iterations, settles, unconverged = self.inference_counts.tolist()
         if not settles:
             return {}
         self.inference_counts.zero_()
-        return {"pc_iterations": iterations / settles, "pc_unconverged": unconverged / settles}
+        summary = {"pc_iterations": iterations / settles}
+        if self.options.tolerance:
+            summary["pc_unconverged"] = unconverged / settles
+        return summary
