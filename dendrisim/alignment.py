@@ -6,7 +6,8 @@ For every learnable projection with update ``ΔW_rule`` (what the active rule wr
 - ``update_angle`` = ∠(ΔW_rule, ΔW_bp) in degrees (0: the same direction),
 - ``update_norm_ratio`` = ‖ΔW_rule‖ / ‖ΔW_bp‖ (DLL's gain 2/σ² shows here),
 - ``feedback_angle`` = ∠(B, Wᵀ) of the feedback weights that carry the projection's
-  target error back to its source (NaN where the rule has none: bp, the input layer).
+  target error back to its source (0 under bp, which uses Wᵀ itself; NaN where there are
+  none: projections from the input, and under dfa those that do not end at the output).
 """
 from __future__ import annotations
 

@@ -174,6 +174,10 @@ def test_missing_files_say_what_is_expected_where(files, tmp_path):
     bad.write_text("__label__1 good film\n2 bad film\n")
     with pytest.raises(DataError, match=r"bad.txt:2: expected '__label__X sentence' like the first line"):
         read_labelled(bad)
+    for text in ("", "\n \n"):
+        (tmp_path / "empty.txt").write_text(text)
+        with pytest.raises(DataError, match=r"empty.txt: no sentences in the file"):
+            read_labelled(tmp_path / "empty.txt")
     (tmp_path / "three.tsv").write_text("sentence\tlabel\ngood\t1\nbad\t2\t3\n")
     with pytest.raises(DataError, match=r"three.tsv:3: 3 tab-separated columns, the header has 2"):
         read_labelled(tmp_path / "three.tsv")

@@ -219,6 +219,17 @@ def test_missing_and_bad_sequence_files_say_what_is_expected(tmp_path):
     bad.write_text("1,2\n3\n")
     with pytest.raises(DataError, match=r"bad.csv:2: 1 comma-separated fields, the first row has 2"):
         read_series(bad)
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with pytest.raises(DataError, match=r"empty.csv: empty file"):
+        read_series(empty)
+    empty.write_text("\n  \n\n")
+    with pytest.raises(DataError, match=r"empty.csv: empty file"):
+        read_series(empty)
+    empty_text = tmp_path / "empty.txt"
+    empty_text.write_text("")
+    with pytest.raises(DataError, match=r"empty.txt: 0 characters are too few"):
+        CharLanguageModel(CharLMOptions(type="charlm", text=str(empty_text)), device=torch.device("cpu"))
     short = tmp_path / "short.txt"
     short.write_text("abc" * 20)
     with pytest.raises(DataError, match=r"too few to cut training, validation and test sequences"):
