@@ -55,5 +55,14 @@ def test_measuring_does_not_change_training_and_is_recorded(tmp_path):
         assert list(f["alignment/step"][:]) == [4, 8, 12]
         assert np.allclose(f["alignment/h2->out/update_angle"][:], 0, atol=1e-3)
         assert f["alignment/h1->h2/feedback_angle"].attrs["meaning"].startswith("angle")
+        measured = rec.alignment
+        assert list(measured["step"]) == [4, 8, 12] and list(measured["epoch"]) == [1, 1, 1]
+        assert set(measured) == {"step", "epoch", "input->h1", "h1->h2", "h2->out"}
+        assert measured["h2->out"]["update_norm_ratio"] == pytest.approx([2.0] * 3, rel=1e-5)
+    from dendrisim.recording.plots import plot_all
+    made = plot_all(tmp_path / "b" / "recording.h5")
+    assert "alignment.png" in {p.name for p in made}, "measured alignment is plotted without recorded matrices"
+    with open_recording(tmp_path / "a" / "recording.h5") as rec:
+        assert rec.alignment == {}
     header = (tmp_path / "b" / "metrics.csv").read_text().splitlines()[0]
     assert "align_h1->h2_update_angle" in header and "align_h2->out_update_norm_ratio" in header

@@ -69,8 +69,10 @@ def heatmap(rec: Recording, out: Path, population: Optional[str] = None, variabl
         return None
     data = np.nanmean(rec.activity(population, variable).astype(np.float64), axis=1)
     fig, ax = plt.subplots(figsize=(8, 4))
-    im = ax.imshow(data.T, aspect="auto", origin="lower", cmap="viridis",
-                   extent=(rec.steps[0], rec.steps[-1], 0, data.shape[1]))
+    first, last = rec.steps[0], rec.steps[-1]
+    if first == last:  # one record: give it a visible width
+        first, last = first - 0.5, last + 0.5
+    im = ax.imshow(data.T, aspect="auto", origin="lower", cmap="viridis", extent=(first, last, 0, data.shape[1]))
     fig.colorbar(im, ax=ax, label=variable)
     ax.set_xlabel("step")
     ax.set_ylabel("neuron")
@@ -87,18 +89,40 @@ def feedback_angle(feedback: np.ndarray, weight: np.ndarray) -> np.ndarray:
 
 
 def alignment(rec: Recording, out: Path) -> Optional[Path]:
+    """Each rule against backprop over training: the angle between the rule's update and
+    backprop's and their norm ratio (when ``training.alignment`` measured them), and the angle
+    between feedback weights and Wᵀ (measured, and from recorded feedback/weight matrices)."""
     plt = _pyplot()
+    measured = rec.alignment
+    names = [k for k in measured if k not in ("step", "epoch")]
     pairs = [p for p, vs in rec.projections.items() if "weight" in vs and "feedback" in vs]
-    if not pairs or not len(rec.weight_steps):
+    pairs = pairs if len(pairs) and len(rec.weight_steps) else []
+    if not names and not pairs:
         return None
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name in pairs:
-        ax.plot(rec.weight_steps, feedback_angle(rec.projection(name, "feedback"), rec.projection(name, "weight")),
-                marker=".", label=name)
-    ax.set_xlabel("step")
-    ax.set_ylabel("angle(feedback, Wᵀ) [degrees]")
-    ax.set_ylim(0, 180)
-    ax.legend()
+    panels = ([("update_angle", "angle(update, backprop's) [degrees]"),
+               ("update_norm_ratio", "‖update‖ / ‖backprop's‖")] if names else [])
+    panels.append(("feedback_angle", "angle(feedback, Wᵀ) [degrees]"))
+    colour = {name: f"C{i % 10}" for i, name in enumerate(dict.fromkeys([*names, *pairs]))}  # one per projection
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
+    for ax, (measure, label) in zip(axes[0], panels):
+        for name in names:
+            values = measured[name][measure]
+            if np.isfinite(values).any():
+                ax.plot(measured["step"], values, marker=".", color=colour[name], label=name)
+        if measure == "feedback_angle":
+            for name in pairs:
+                ax.plot(rec.weight_steps, feedback_angle(rec.projection(name, "feedback"), rec.projection(name, "weight")),
+                        linestyle="--", marker="x", color=colour[name], label=f"{name} (recorded matrices)")
+            ax.set_ylim(0, 180)
+        elif measure == "update_angle":
+            ax.set_ylim(0, 180)
+        else:
+            ax.set_yscale("log")
+        ax.set_xlabel("step")
+        ax.set_ylabel(label)
+        if ax.has_data():
+            ax.legend(fontsize="small")
+    fig.suptitle(f"{rec.attrs.get('model_name')} ({rec.attrs.get('rule')}) against backprop")
     return _save(fig, out / "alignment.png")
 
 

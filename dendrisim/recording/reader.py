@@ -5,6 +5,7 @@
 >>> soma = rec.activity("h1", "soma", steps=(0, 1000))   # numpy [records, samples, neurons]
 >>> rec.steps_for("h1", steps=(0, 1000)) # the matching global steps
 >>> rec.metrics["test_accuracy"]         # one value per epoch
+>>> rec.alignment["h1->h2"]["update_angle"]   # with training.alignment: angle to backprop's update
 """
 from __future__ import annotations
 
@@ -95,6 +96,19 @@ class Recording:
             if isinstance(group, h5py.Group):
                 for name, ds in group.items():
                     out[f"{split}_{name}"] = ds[:]
+        return out
+
+    @property
+    def alignment(self) -> dict:
+        """What ``training.alignment`` measured: ``{"step": [...], "epoch": [...], "A->B": {"update_angle":
+        [...], "update_norm_ratio": [...], "feedback_angle": [...]}, ...}``; empty when nothing was."""
+        group = self.file.get("alignment")
+        if group is None:
+            return {}
+        out = {"step": group["step"][:], "epoch": group["epoch"][:]}
+        for name, item in group.items():
+            if isinstance(item, h5py.Group):
+                out[name] = {measure: ds[:] for measure, ds in item.items()}
         return out
 
     @property
