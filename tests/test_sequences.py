@@ -212,32 +212,23 @@ def test_missing_and_bad_sequence_files_say_what_is_expected(tmp_path):
         CharLanguageModel(CharLMOptions(type="charlm", text=str(tmp_path / "book.txt")), device=torch.device("cpu"))
     with pytest.raises(DataError, match=r"task.file is not set; give the file in the model or with --set task.file"):
         Forecasting(ForecastOptions(type="forecasting"), device=torch.device("cpu"))
-    bad = tmp_path / "bad.csv"
-    bad.write_text("date,a,b\n2020,1.0,2.0\n2021,1.5,x\n")
-    with pytest.raises(DataError, match=r"bad.csv:3: b is 'x', not a number"):
-        read_series(bad)
-    bad.write_text("1,2\n3\n")
-    with pytest.raises(DataError, match=r"bad.csv:2: 1 comma-separated fields, the first row has 2"):
-        read_series(bad)
-    empty = tmp_path / "empty.csv"
-    empty.write_text("")
-    with pytest.raises(DataError, match=r"empty.csv: empty file"):
-        read_series(empty)
-    empty.write_text("\n  \n\n")
-    with pytest.raises(DataError, match=r"empty.csv: empty file"):
-        read_series(empty)
-    empty_text = tmp_path / "empty.txt"
-    empty_text.write_text("")
-    with pytest.raises(DataError, match=r"empty.txt: 0 characters are too few"):
-        CharLanguageModel(CharLMOptions(type="charlm", text=str(empty_text)), device=torch.device("cpu"))
-    short = tmp_path / "short.txt"
-    short.write_text("abc" * 20)
-    with pytest.raises(DataError, match=r"too few to cut training, validation and test sequences"):
-        CharLanguageModel(CharLMOptions(type="charlm", text=str(short)), device=torch.device("cpu"))
-    latin = tmp_path / "latin1.txt"
-    latin.write_bytes("caf\xe9 ".encode("latin-1") * 1000)
-    with pytest.raises(DataError, match=r"latin1.txt: not UTF-8 text"):
-        CharLanguageModel(CharLMOptions(type="charlm", text=str(latin)), device=torch.device("cpu"))
+    def text_task(path):
+        return CharLanguageModel(CharLMOptions(type="charlm", text=str(path)), device=torch.device("cpu"))
+
+    cases = [  # (file, content, reader, what the error says)
+        ("bad.csv", "date,a,b\n2020,1.0,2.0\n2021,1.5,x\n", read_series, r"bad.csv:3: b is 'x', not a number"),
+        ("bad.csv", "1,2\n3\n", read_series, r"bad.csv:2: 1 comma-separated fields, the first row has 2"),
+        ("empty.csv", "", read_series, r"empty.csv: empty file"),
+        ("empty.csv", "\n  \n\n", read_series, r"empty.csv: empty file"),
+        ("empty.txt", "", text_task, r"empty.txt: 0 characters are too few"),
+        ("short.txt", "abc" * 20, text_task, r"too few to cut training, validation and test sequences"),
+        ("latin1.txt", "caf\xe9 ".encode("latin-1") * 1000, text_task, r"latin1.txt: not UTF-8 text"),
+    ]
+    for name, content, reader, match in cases:
+        path = tmp_path / name
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+        with pytest.raises(DataError, match=match):
+            reader(path)
 
 
 @pytest.mark.parametrize("name", ["charlm", "charlm_harrypotter", "electricity", "exchange", "pemsbay"])
