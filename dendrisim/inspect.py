@@ -30,6 +30,10 @@ def describe(experiment: Experiment, *, data_root: Optional[str] = None) -> str:
     rule_fixed = sum(p.numel() for p in rule.parameters() if not p.requires_grad)
     lines.append(f"parameters: {learnable:,} learnable forward, {frozen:,} frozen forward, "
                  f"{rule_learn:,} learnable feedback, {rule_fixed:,} fixed feedback")
+    dtype_bytes = next(iter(net.parameters())).element_size() if learnable else 4
+    synced = learnable + rule_learn + 2  # + the sample count and the stop flag
+    lines.append(f"torchrun: each step all-reduces {synced:,} values ({synced * dtype_bytes / 2**20:,.1f} MiB) "
+                 f"per process, in one collective")
     steps = -(-n_train // experiment.task.batch_size)
     if cfg.training.max_steps_per_epoch:
         steps = min(steps, cfg.training.max_steps_per_epoch)

@@ -80,6 +80,7 @@ def test_check_prints_the_graph_without_data_or_training(tmp_path):
     assert "projection input->h1            dense     basal  params=803,840" in out
     assert "h1.apical <- h2.error through θ[h1->h2] [1024, 512] / σ² (σ = 1.0), learned at lr x 0.1" in out
     assert "parameters: 1,462,538 learnable forward, 0 frozen forward, 657,920 learnable feedback" in out
+    assert "torchrun: each step all-reduces 2,120,460 values (8.1 MiB) per process" in out
     assert "recording: about" in out
     proc = simulate("--check", "--set", "plasticity.rule=dfa")
     assert proc.returncode == 0 and "h1.apical <- out.error through B[h1] [128, 10], fixed random" in proc.stdout

@@ -67,3 +67,19 @@ def test_torchrun_launch_and_resume(tmp_path):
     again = subprocess.run([*cmd, "--resume", str(out)], capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
     assert "resuming" in again.stdout
+
+
+@pytest.mark.parametrize("rule", ["dll", "bp", "fa", "kp"])
+def test_check_states_the_size_of_the_collective_the_trainer_sends(rule):
+    """--check's all-reduce volume is what one step would put in the buffer: every tensor the
+    optimizer updates (learned feedback included, fixed feedback not) plus count and stop flag."""
+    import re
+
+    from conftest import model
+    from dendrisim.inspect import describe
+    from dendrisim.training import RunOptions, Trainer
+
+    exp = model([f"plasticity.rule={rule}"])
+    said = int(re.search(r"each step all-reduces ([\d,]+) values", describe(exp)).group(1).replace(",", ""))
+    tr = Trainer(exp, RunOptions(progress=False, log=lambda s: None))
+    assert said == sum(p.numel() for p in tr.learnable) + 2
