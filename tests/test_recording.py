@@ -238,6 +238,22 @@ def test_feedback_angle_oracle():
     assert feedback_angle(-np.swapaxes(w, 1, 2), w)[0] == pytest.approx(180.0)
 
 
+def test_the_file_holds_little_beyond_its_data_although_epoch_ends_flush_partial_chunks(tmp_path):
+    """SWMR never reuses the space of a rewritten chunk; epoch ends flush partly filled ones."""
+    import os
+
+    tr = trainer(tmp_path, "recording={every: 2, flush_every: 50}", "training.epochs=8",
+                 "training.max_steps_per_epoch=9")
+    tr.run()
+    path = tmp_path / "recording.h5"
+    with h5py.File(path, "r") as f:
+        data = []
+        f.visititems(lambda name, obj: data.append(obj.id.get_storage_size()) if isinstance(obj, h5py.Dataset) else None)
+        assert f["index/step"].shape[0] == 8 * 5  # steps 2, 4, 6, 8 and the end (9) of every epoch
+    stored = sum(data)
+    assert os.path.getsize(path) < 1.1 * stored + 100_000, (os.path.getsize(path), stored)  # was 4x before
+
+
 def test_recorder_memory_is_a_fixed_buffer(tmp_path):
     tr = trainer(tmp_path, "recording={every: 1, flush_every: 4}", "training.epochs=3")
     tr.run()

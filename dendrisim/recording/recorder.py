@@ -41,6 +41,12 @@ from ..errors import ConfigError
 SCHEMA_VERSION = 1
 FILENAME = "recording.h5"
 CHUNK_CACHE = 64 * 1024  # bytes per dataset: records are appended, never read back
+# In SWMR mode HDF5 never reuses the space of a chunk it rewrites, and a compressed chunk
+# that a flush leaves partly filled (at an epoch end, say) is rewritten, elsewhere, when it
+# fills up. So every record of at least this many bytes gets a chunk of its own, which is
+# never rewritten (with chunks of flush_every records the dead space reached 60% of the
+# data); smaller records share chunks of flush_every records, which waste little if any.
+OWN_CHUNK_BYTES = 512
 
 MEANING = {
     "soma": "somatic potential (soma = basal at steady state)",
@@ -214,9 +220,10 @@ class Recorder:
             ds = self.file[name]
             ds.resize(self.resume.get(self._length_key(name), 0), axis=0)
             return ds
+        record_bytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        rows = 1 if record_bytes >= OWN_CHUNK_BYTES else max(1, min(self.n_rows, 1024))
         ds = self.file.create_dataset(
-            name, shape=(0, *shape), maxshape=(None, *shape), dtype=dtype,
-            chunks=(max(1, min(self.n_rows, 1024)) if not shape or np.prod(shape) < 65536 else 1, *shape),
+            name, shape=(0, *shape), maxshape=(None, *shape), dtype=dtype, chunks=(rows, *shape),
             **(self._filters() if compress else {}),
         )
         ds.attrs["axes"] = np.array(axes, dtype=h5py.string_dtype())
