@@ -238,20 +238,46 @@ def test_feedback_angle_oracle():
     assert feedback_angle(-np.swapaxes(w, 1, 2), w)[0] == pytest.approx(180.0)
 
 
-def test_the_file_holds_little_beyond_its_data_although_epoch_ends_flush_partial_chunks(tmp_path):
-    """SWMR never reuses the space of a rewritten chunk; epoch ends flush partly filled ones."""
+def _contents(path):
+    """Every dataset's values and attributes, and the root attributes, of a recording."""
+    out = {}
+    with h5py.File(path, "r") as f:
+        out["/"] = {k: v for k, v in f.attrs.items() if k != "finished"}
+        f.visititems(lambda name, obj: out.__setitem__(name, (obj[()], dict(obj.attrs), obj.chunks, obj.compression))
+                     if isinstance(obj, h5py.Dataset) else None)
+    return out
+
+
+def test_a_clean_close_leaves_no_dead_space_and_loses_nothing(tmp_path, monkeypatch):
+    """SWMR never reuses the space of a rewritten chunk, and epoch ends flush partly filled
+    ones: the closed file is compacted, with every value and attribute kept."""
+    import importlib
     import os
 
-    tr = trainer(tmp_path, "recording={every: 2, flush_every: 50}", "training.epochs=8",
-                 "training.max_steps_per_epoch=9")
-    tr.run()
-    path = tmp_path / "recording.h5"
-    with h5py.File(path, "r") as f:
-        data = []
-        f.visititems(lambda name, obj: data.append(obj.id.get_storage_size()) if isinstance(obj, h5py.Dataset) else None)
-        assert f["index/step"].shape[0] == 8 * 5  # steps 2, 4, 6, 8 and the end (9) of every epoch
-    stored = sum(data)
-    assert os.path.getsize(path) < 1.1 * stored + 100_000, (os.path.getsize(path), stored)  # was 4x before
+    recorder = importlib.import_module("dendrisim.recording.recorder")
+    args = ("recording={every: 2, flush_every: 50}", "training.epochs=8", "training.max_steps_per_epoch=9")
+    trainer(tmp_path / "compacted", *args).run()
+    monkeypatch.setattr(recorder, "compact", lambda path: False)
+    trainer(tmp_path / "as_written", *args).run()
+    compacted, as_written = tmp_path / "compacted" / "recording.h5", tmp_path / "as_written" / "recording.h5"
+    with h5py.File(compacted, "r") as f:
+        stored = []
+        f.visititems(lambda _, obj: stored.append(obj.id.get_storage_size()) if isinstance(obj, h5py.Dataset) else None)
+        assert f["index/step"].shape[0] == 8 * 5 and f.attrs["complete"]  # steps 2, 4, 6, 8 and 9 of each epoch
+    assert os.path.getsize(as_written) > 2 * sum(stored), "the write pattern leaves dead space (else this tests nothing)"
+    assert os.path.getsize(compacted) < 1.1 * sum(stored) + 100_000
+    a, b = _contents(compacted), _contents(as_written)
+    assert a.keys() == b.keys()
+    for name in a:
+        if name == "/":
+            assert a[name].keys() == b[name].keys()
+            continue
+        (va, attrs_a, *layout_a), (vb, attrs_b, *layout_b) = a[name], b[name]
+        assert layout_a == layout_b and attrs_a.keys() == attrs_b.keys(), name
+        if name.startswith(("populations", "projections")):  # the same seed: the same activity
+            np.testing.assert_array_equal(va, vb, err_msg=name)
+    with open_recording(compacted) as rec:  # the reader (SWMR mode) opens the rewritten file
+        assert rec.complete and rec.activity("h1", "soma").shape[0] == 40
 
 
 def test_recorder_memory_is_a_fixed_buffer(tmp_path):

@@ -27,6 +27,7 @@ goes on. ``complete`` becomes true only in ``close(complete=True)``.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Optional
@@ -41,12 +42,6 @@ from ..errors import ConfigError
 SCHEMA_VERSION = 1
 FILENAME = "recording.h5"
 CHUNK_CACHE = 64 * 1024  # bytes per dataset: records are appended, never read back
-# In SWMR mode HDF5 never reuses the space of a chunk it rewrites, and a compressed chunk
-# that a flush leaves partly filled (at an epoch end, say) is rewritten, elsewhere, when it
-# fills up. So every record of at least this many bytes gets a chunk of its own, which is
-# never rewritten (with chunks of flush_every records the dead space reached 60% of the
-# data); smaller records share chunks of flush_every records, which waste little if any.
-OWN_CHUNK_BYTES = 512
 
 MEANING = {
     "soma": "somatic potential (soma = basal at steady state)",
@@ -220,10 +215,9 @@ class Recorder:
             ds = self.file[name]
             ds.resize(self.resume.get(self._length_key(name), 0), axis=0)
             return ds
-        record_bytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
-        rows = 1 if record_bytes >= OWN_CHUNK_BYTES else max(1, min(self.n_rows, 1024))
         ds = self.file.create_dataset(
-            name, shape=(0, *shape), maxshape=(None, *shape), dtype=dtype, chunks=(rows, *shape),
+            name, shape=(0, *shape), maxshape=(None, *shape), dtype=dtype,
+            chunks=(max(1, min(self.n_rows, 1024)) if not shape or np.prod(shape) < 65536 else 1, *shape),
             **(self._filters() if compress else {}),
         )
         ds.attrs["axes"] = np.array(axes, dtype=h5py.string_dtype())
@@ -462,3 +456,36 @@ class Recorder:
         with h5py.File(self.path, "r+") as f:  # attributes cannot change in SWMR mode
             f.attrs["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
             f.attrs["complete"] = bool(complete)
+        compact(self.path)
+
+
+def compact(path: Path, *, slack: float = 0.1) -> bool:
+    """Rewrite a closed recording without the dead space SWMR mode leaves in it.
+
+    In SWMR mode HDF5 never reuses the space of a chunk it rewrites, and a compressed chunk
+    that a flush leaves partly filled (at each epoch end) is rewritten elsewhere once it
+    fills: a 10-epoch Fashion-MNIST run's file held 43.9 MiB for 27.4 MiB of data. Giving
+    each record a chunk of its own avoids that but tripled what recording costs training
+    (3% to 8-10%), so instead the file is copied once, at a clean close, when more than
+    ``slack`` of it is dead space. The copy goes to a temporary file that replaces the
+    original only once complete; if anything fails, the original stays as it was.
+    Returns whether the file was rewritten.
+    """
+    path = Path(path)
+    with h5py.File(path, "r") as f:
+        stored = []
+        f.visititems(lambda _, obj: stored.append(obj.id.get_storage_size()) if isinstance(obj, h5py.Dataset) else None)
+    if path.stat().st_size <= (1 + slack) * sum(stored) + 2**18:
+        return False
+    tmp = path.with_name(path.name + ".compacting")
+    try:
+        with h5py.File(path, "r") as src, h5py.File(tmp, "w", libver="latest") as dst:
+            for key, value in src.attrs.items():
+                dst.attrs[key] = value
+            for name in src:
+                src.copy(src[name], dst, name=name)
+        os.replace(tmp, path)
+    except Exception:  # noqa: BLE001 - a full disk, say: the original file is whole, keep it
+        tmp.unlink(missing_ok=True)
+        return False
+    return True
