@@ -10,6 +10,8 @@ clears that mark; after a SIGKILL, HDF5 refuses a plain open (it suggests the
 :func:`clear_open_flags` does what ``h5clear -s`` does: it zeroes the superblock's
 file-consistency flags and rewrites the superblock checksum (Jenkins' lookup3, as the
 HDF5 format specifies), after checking that the stored checksum matches the bytes.
+Run as a command it then also compacts the file, as a clean close would (see
+:func:`dendrisim.recording.recorder.compact`):
 
     python -m dendrisim.recording.recover recordings/RUN/recording.h5
 """
@@ -95,5 +97,9 @@ def clear_open_flags(path: str | Path) -> bool:
 
 
 if __name__ == "__main__":
+    from .recorder import compact
+
     for arg in sys.argv[1:]:
-        print(f"{arg}: {'cleared' if clear_open_flags(arg) else 'nothing to clear'}")
+        cleared = clear_open_flags(arg)
+        compacted = compact(arg)  # a killed run's file still holds SWMR's dead space
+        print(f"{arg}: {'cleared' if cleared else 'nothing to clear'}{', compacted' if compacted else ''}")
