@@ -459,6 +459,14 @@ class Recorder:
         compact(self.path)
 
 
+def stored_bytes(path: str | Path) -> int:
+    """Bytes the datasets of an HDF5 file occupy on disk (their chunks, as stored)."""
+    sizes = []
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda _, obj: sizes.append(obj.id.get_storage_size()) if isinstance(obj, h5py.Dataset) else None)
+    return sum(sizes)
+
+
 def compact(path: Path, *, slack: float = 0.1) -> bool:
     """Rewrite a closed recording without the dead space SWMR mode leaves in it.
 
@@ -472,10 +480,7 @@ def compact(path: Path, *, slack: float = 0.1) -> bool:
     Returns whether the file was rewritten.
     """
     path = Path(path)
-    with h5py.File(path, "r") as f:
-        stored = []
-        f.visititems(lambda _, obj: stored.append(obj.id.get_storage_size()) if isinstance(obj, h5py.Dataset) else None)
-    if path.stat().st_size <= (1 + slack) * sum(stored) + 2**18:
+    if path.stat().st_size <= (1 + slack) * stored_bytes(path) + 2**18:
         return False
     tmp = path.with_name(path.name + ".compacting")
     try:
