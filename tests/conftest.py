@@ -57,6 +57,19 @@ CNN = {
 }
 
 
+def recording_datasets(path, *, layout: bool = False) -> dict:
+    """Every dataset of a recording file by name: its values or, with ``layout``, the tuple
+    (values, attributes, chunk shape, compression)."""
+    import h5py
+
+    out = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, obj: out.__setitem__(
+            name, (obj[()], dict(obj.attrs), obj.chunks, obj.compression) if layout else obj[()])
+            if isinstance(obj, h5py.Dataset) else None)
+    return out
+
+
 def model(overrides: list[str] = (), base: dict = MLP):
     """An Experiment from the in-code model ``base`` with ``--set``-style overrides."""
     return load_experiment(copy.deepcopy(base), list(overrides), file="test.yaml")

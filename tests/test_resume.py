@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import recording_datasets
+
 REPO = Path(__file__).resolve().parent.parent
 ARGS = ["--epochs", "12", "--set", "task.batch_size=16", "--set",
         "recording={every: 3, flush_every: 4, projections: {h2->out: [weight, feedback]}, projections_every: 10}"]
@@ -47,9 +49,8 @@ def rows(path: Path) -> list[dict]:
 
 
 def datasets(path: Path) -> dict:
-    out = {}
+    out = recording_datasets(path)
     with h5py.File(path, "r") as f:
-        f.visititems(lambda n, o: out.__setitem__(n, o[:]) if isinstance(o, h5py.Dataset) else None)
         out["complete"] = bool(f.attrs["complete"])
     return out
 
