@@ -28,6 +28,38 @@ def group_of(optimizer: torch.optim.Optimizer, name: str) -> dict:
     raise KeyError(name)
 
 
+_DYNAMO_GUARDED = ("add_param_group", "state_dict", "load_state_dict", "zero_grad")
+
+
+def eager(cls: type) -> type:
+    """``cls`` (a ``torch.optim`` optimizer) without the guards that keep TorchDynamo out.
+
+    torch.optim wraps ``step`` (and ``add_param_group``, ``state_dict``, ``load_state_dict``,
+    ``zero_grad``) so that ``torch.compile`` never traces them; each wrapper imports
+    ``torch._dynamo`` on its first call, which costs 1.3-1.9 s on two cores, more than
+    everything else a run does before its first step. dendrisim never compiles an
+    optimizer, so the subclass calls the undecorated methods, with the step under
+    ``torch.no_grad()`` as the guard would run it (``differentiable`` is never set here).
+    The arithmetic is torch's own, unchanged (a test compares the two bit for bit). If
+    a torch version lacks the undecorated methods, ``cls`` itself is returned.
+    """
+    raw_step = getattr(cls.step, "__wrapped__", None)
+    methods = {name: getattr(getattr(torch.optim.Optimizer, name), "__wrapped__", None) for name in _DYNAMO_GUARDED}
+    if raw_step is None or any(m is None for m in methods.values()):
+        return cls
+
+    def step(self, closure=None):
+        with torch.no_grad():
+            return raw_step(self, closure)
+
+    step.__doc__ = raw_step.__doc__
+    return type(cls.__name__, (cls,), {"step": step, **methods, "__module__": __name__,
+                                       "__doc__": f"{cls.__name__} without TorchDynamo guards (see eager)."})
+
+
+_EAGER: dict[type, type] = {}
+
+
 def build_optimizer(network, rule, config: OptimizerConfig) -> torch.optim.Optimizer:
     """The optimizer over every learnable tensor, built after the model is on its device.
 
@@ -44,6 +76,7 @@ def build_optimizer(network, rule, config: OptimizerConfig) -> torch.optim.Optim
     else:
         cls = torch.optim.Adam if config.type == "adam" else torch.optim.AdamW
         kwargs = {"lr": config.lr, "betas": tuple(config.betas), "eps": config.eps, "weight_decay": config.weight_decay}
+    cls = _EAGER.setdefault(cls, eager(cls))
     try:
         return cls(groups, fused=True, **kwargs)
     except (RuntimeError, TypeError, ValueError):

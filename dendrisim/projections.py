@@ -48,6 +48,15 @@ def _pair(value) -> tuple[int, int]:
     return (value[0], value[0]) if len(value) == 1 else (int(value[0]), int(value[1]))
 
 
+def kernel_extent(kernel, pre_shape: tuple[int, ...]) -> tuple[int, int]:
+    """``(kh, kw)`` of a window on a ``[channels, height, width]`` source: ``global`` and each
+    ``full`` extent take the source map's height or width."""
+    if kernel == "global":
+        return int(pre_shape[1]), int(pre_shape[2])
+    items = (kernel, kernel) if isinstance(kernel, (int, str)) else tuple(kernel) * (2 if len(kernel) == 1 else 1)
+    return tuple(int(pre_shape[1 + i]) if k == "full" else int(k) for i, k in enumerate(items[:2]))
+
+
 class Projection(nn.Module):
     """Base class. ``pre_shape``/``post_shape`` are the per-sample shapes of the two ends."""
 
@@ -173,7 +182,7 @@ class WindowProjection(Projection):
 
     @classmethod
     def geometry(cls, config, pre_shape) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
-        kernel = tuple(pre_shape[1:3]) if config.kernel == "global" else _pair(config.kernel)
+        kernel = kernel_extent(config.kernel, pre_shape)
         if config.stride is not None:
             stride = _pair(config.stride)
         else:

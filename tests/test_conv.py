@@ -206,8 +206,9 @@ def test_spatial_populations_and_kernels_are_recorded_with_their_shapes(tmp_path
                                                       r"projection input->c1: give its number of feature maps as channels: N"),
     (lambda m: m["projections"][1].update(padding=[0, 0]), r"populations.p1: its inputs disagree: c1->p1 gives "
                                                            r"\[3, 4, 4\], b1->p1 gives \[3, 2, 3\]"),
-    (lambda m: m["projections"][0].update(kernel=11), r"projections\[0\]: conv2d with kernel 11, stride None and "
-                                                      r"padding 1 leaves nothing of the \[1, 8, 8\] map of 'input'"),
+    (lambda m: m["projections"][0].update(kernel=11), r"projections\[0\].kernel: the conv2d kernel \[11, 11\] is "
+                                                      r"larger than the \[1, 8, 8\] map of 'input' \(height 8 \+ 2 x "
+                                                      r"padding 1, .*write kernel: \[full, full\]"),
     (lambda m: m["projections"][5].update(connectivity="conv2d", kernel=1),
      r"projections\[5\]|populations.out"),
     (lambda m: m["projections"][2].update(bias=True), r"projections\[2\]: a maxpool projection has no bias"),

@@ -208,7 +208,7 @@ def test_forecasting_trains_end_to_end_on_a_periodic_series(tmp_path, rule):
 
 
 def test_missing_and_bad_sequence_files_say_what_is_expected(tmp_path):
-    with pytest.raises(DataError, match=r"task.text: .*book.txt not found; expected a UTF-8 text file there"):
+    with pytest.raises(DataError, match=r"task.text: .*book.txt not found; expected a text file \(utf-8\) there"):
         CharLanguageModel(CharLMOptions(type="charlm", text=str(tmp_path / "book.txt")), device=torch.device("cpu"))
     with pytest.raises(DataError, match=r"task.file is not set; give the file in the model or with --set task.file"):
         Forecasting(ForecastOptions(type="forecasting"), device=torch.device("cpu"))
@@ -222,7 +222,7 @@ def test_missing_and_bad_sequence_files_say_what_is_expected(tmp_path):
         ("empty.csv", "\n  \n\n", read_series, r"empty.csv: empty file"),
         ("empty.txt", "", text_task, r"empty.txt: 0 characters are too few"),
         ("short.txt", "abc" * 20, text_task, r"too few to cut training, validation and test sequences"),
-        ("latin1.txt", "caf\xe9 ".encode("latin-1") * 1000, text_task, r"latin1.txt: not UTF-8 text"),
+        ("latin1.txt", "caf\xe9 ".encode("latin-1") * 1000, text_task, r"latin1.txt: not utf-8 text at byte offset 3 "),
     ]
     for name, content, reader, match in cases:
         path = tmp_path / name

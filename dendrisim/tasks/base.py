@@ -81,6 +81,60 @@ def locate(path: Optional[str], key: str, root: Optional[str], what: str) -> Pat
     return p
 
 
+def check_encoding(encoding: str, *, file: str) -> None:
+    """A ConfigError for ``task.encoding`` values that Python does not know."""
+    import codecs
+
+    from ..errors import ConfigError
+
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise ConfigError(f"{encoding!r} is not a text encoding Python knows; use e.g. utf-8, cp1252 (Windows "
+                          "Western European) or latin-1", file=file, path="task.encoding") from None
+
+
+def undecodable(path: Path, encoding: str) -> Optional[tuple[int, bytes, str]]:
+    """``(byte offset, bad bytes, reason)`` of the first place ``path`` does not decode in
+    ``encoding``; None when the whole file decodes. Reads the file in blocks."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder(encoding)()
+    offset = 0
+    with open(path, "rb") as fh:
+        while True:
+            block = fh.read(1 << 20)
+            try:
+                decoder.decode(block, final=not block)
+            except UnicodeDecodeError as err:
+                # the decoder may hold back up to a few bytes of an unfinished character
+                held = len(err.object) - len(block)
+                return offset + err.start - held, err.object[err.start:err.end], err.reason
+            if not block:
+                return None
+            offset += len(block)
+
+
+def decode_error(path: Path, encoding: str, *, scan: bool = True) -> DataError:
+    """The error for a file that is not text in ``encoding``: where (``scan``: find the first
+    bad byte; not for binary files), and what to set instead."""
+    where = undecodable(path, encoding) if scan else None
+    at = f" at byte offset {where[0]:,} (bytes {where[1].hex(' ')}: {where[2]})" if where else ""
+    suggest = "utf-8" if encoding.lower().replace("_", "-") not in ("utf-8", "utf8") else "cp1252"
+    return DataError(f"{path}: not {encoding} text{at}, which task.encoding ({encoding}) asks for. Corpora and "
+                     "vector files made on Windows are often cp1252, older ones latin-1: set the key to the "
+                     f"file's encoding (e.g. --set task.encoding={suggest}; likely encodings: utf-8, cp1252, "
+                     "latin-1), or convert the file (iconv -f cp1252 -t utf-8)")
+
+
+def read_text(path: Path, encoding: str) -> str:
+    """The whole file as text in ``encoding`` (``task.encoding``); a clear error otherwise."""
+    try:
+        return path.read_text(encoding=encoding)
+    except UnicodeDecodeError:
+        raise decode_error(path, encoding) from None
+
+
 TASKS: Registry[type["Task"]] = Registry("task")
 
 

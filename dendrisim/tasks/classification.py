@@ -66,12 +66,15 @@ class Classification(LabelTask, Task):
         if options.validation_fraction > 0:
             keep, held = split_indices(len(x_tr), options.validation_fraction, seed=54321)
             x_tr, y_tr, x_val, y_val = x_tr[keep], y_tr[keep], x_tr[held], y_tr[held]
-        mean, std = self._statistics(x_tr)
-        to = lambda x: self._to_tensor(x, mean, std, device, dtype)  # noqa: E731
+        to = lambda x: self._to_tensor(x, device)  # noqa: E731
         lab = lambda y: torch.as_tensor(y, dtype=torch.int64, device=device)  # noqa: E731
-        self.train = Split(to(x_tr), lab(y_tr))
-        self.val = Split(to(x_val), lab(y_val)) if x_val is not None else None
-        self.test = Split(to(x_te), lab(y_te))
+        x_tr, x_te = to(x_tr), to(x_te)
+        x_val = to(x_val) if x_val is not None else None
+        mean, std = self._statistics(x_tr)
+        norm = lambda x: self._normalise(x, mean, std, dtype)  # noqa: E731
+        self.train = Split(norm(x_tr), lab(y_tr))
+        self.val = Split(norm(x_val), lab(y_val)) if x_val is not None else None
+        self.test = Split(norm(x_te), lab(y_te))
         self.input_shape = tuple(self.train.x.shape[1:])
         self.output_size = data.classes
         self._eye = torch.eye(data.classes, device=device, dtype=dtype)
@@ -85,19 +88,45 @@ class Classification(LabelTask, Task):
         if y.min() < 0 or y.max() >= classes:
             raise DataError(f"{name}: {which} labels span {int(y.min())}..{int(y.max())}, allowed 0..{classes - 1}")
 
-    def _statistics(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        x = x.astype(np.float64)
+    def _statistics(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-channel ``[C, 1, 1]`` shift and scale of the training split, in float64."""
+        c = x.shape[1]
         if self.options.normalize == "standard":
-            mean = x.mean(axis=(0, 2, 3), keepdims=True)[0]
-            std = x.std(axis=(0, 2, 3), keepdims=True)[0]
-            return mean, np.where(std > 0, std, 1.0)
+            mean, std = channel_moments(x)
+            return mean, torch.where(std > 0, std, torch.ones_like(std))
+        zeros = torch.zeros(c, 1, 1, dtype=torch.float64, device=x.device)
         if self.options.normalize == "unit":
-            return np.zeros((x.shape[1], 1, 1)), np.full((x.shape[1], 1, 1), max(float(x.max()), 1e-12))
-        return np.zeros((x.shape[1], 1, 1)), np.ones((x.shape[1], 1, 1))
+            return zeros, torch.full_like(zeros, max(float(x.max()), 1e-12))
+        return zeros, torch.ones_like(zeros)
 
     @staticmethod
-    def _to_tensor(x: np.ndarray, mean: np.ndarray, std: np.ndarray, device, dtype) -> torch.Tensor:
-        """Normalise once, on the host, and move the whole split to the device in one copy."""
-        out = (x.astype(np.float32) - mean.astype(np.float32)) / std.astype(np.float32)
-        return torch.from_numpy(np.ascontiguousarray(out)).to(device=device, dtype=dtype)
+    def _to_tensor(x: np.ndarray, device) -> torch.Tensor:
+        """The split as stored (uint8 images stay uint8: a quarter of the bytes to move), on the device."""
+        return torch.from_numpy(np.require(x, requirements=["C_CONTIGUOUS", "WRITEABLE"])).to(device)
 
+    @staticmethod
+    def _normalise(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, dtype) -> torch.Tensor:
+        """``(x - mean) / std`` in ``dtype``, on the device, in one pass."""
+        out = x.to(dtype)
+        return out.sub_(mean.to(dtype)).div_(std.to(dtype))
+
+
+def channel_moments(x: torch.Tensor, *, chunk: int = 1 << 23) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and (population) standard deviation per channel of ``x [N, C, H, W]``, accumulated
+    in float64 over blocks of samples (two passes, as numpy's ``std``), so memory stays at
+    one float64 block however large the split."""
+    n, c = x.shape[:2]
+    if x.dtype == torch.uint8:  # exact and fast: a histogram of the 256 values per channel
+        values = torch.arange(256, dtype=torch.float64, device=x.device)
+        counts = torch.stack([torch.bincount(x[:, k].reshape(-1), minlength=256) for k in range(c)]).to(torch.float64)
+        total = counts.sum(1, keepdim=True)
+        mean = (counts * values).sum(1, keepdim=True) / total
+        var = (counts * (values - mean).square()).sum(1) / total.squeeze(1)
+        return mean.view(c, 1, 1), var.sqrt().view(c, 1, 1)
+    per = max(1, chunk // max(1, x[0].numel()))
+    blocks = range(0, n, per)
+    count = n * x[0, 0].numel()
+    total = sum(x[i:i + per].to(torch.float64).sum(dim=(0, 2, 3)) for i in blocks)
+    mean = (total / count).view(c, 1, 1)
+    squares = sum((x[i:i + per].to(torch.float64) - mean).square_().sum(dim=(0, 2, 3)) for i in blocks)
+    return mean, (squares / count).sqrt_().view(c, 1, 1)

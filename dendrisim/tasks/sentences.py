@@ -35,7 +35,7 @@ import torch
 
 from ..config.schema import opt
 from ..errors import DataError
-from .base import TASKS, LabelTask, Split, Task, TaskOptions, locate
+from .base import TASKS, LabelTask, Split, Task, TaskOptions, check_encoding, decode_error, locate, read_text
 from .classification import split_indices
 
 PAD, UNK = "<pad>", "<unk>"
@@ -58,6 +58,8 @@ class SentenceOptions(TaskOptions):
     max_length: int = opt(50, "tokens per sentence: longer ones are cut, shorter ones padded", ge=1)
     lowercase: bool = opt(True, "lowercase before tokenizing (GloVe 6B vectors are lowercase)")
     min_count: int = opt(1, "training words seen fewer times map to <unk>", ge=1)
+    encoding: str = opt("utf-8", "text encoding of the sentence files and of text vector files: utf-8, cp1252, "
+                                 "latin-1, ... (any Python codec)")
     unknown: Literal["random", "zero"] = opt(
         "random", "vector of a training word missing from the vectors file: random (variance of the known vectors) or zero")
 
@@ -71,12 +73,9 @@ def _resolve(key: str, options: SentenceOptions, data_root: Optional[str]) -> Pa
     return locate(getattr(options, key), key, data_root or options.data_root, _WHAT[key])
 
 
-def read_labelled(path: Path) -> tuple[list[str], list[str], str]:
+def read_labelled(path: Path, encoding: str = "utf-8") -> tuple[list[str], list[str], str]:
     """(sentences, labels, format name) of a labelled file in one of the three formats."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as err:
-        raise DataError(f"{path}: not UTF-8 text ({err})") from None
+    lines = read_text(path, encoding).splitlines()
     body = [(n, line) for n, line in enumerate(lines, 1) if line.strip()]
     if not body:
         raise DataError(f"{path}: no sentences in the file")
@@ -107,20 +106,23 @@ def read_labelled(path: Path) -> tuple[list[str], list[str], str]:
     return sentences, labels, "fasttext" if fasttext else "label sentence"
 
 
-def load_vectors(path: Path):
-    """gensim KeyedVectors from GloVe text, word2vec text/binary or a saved .kv file."""
+def load_vectors(path: Path, encoding: str = "utf-8"):
+    """gensim KeyedVectors from GloVe text, word2vec text/binary (words in ``encoding``) or a
+    saved .kv file."""
     from gensim.models import KeyedVectors
 
     try:
         if path.suffix == ".kv":
             return KeyedVectors.load(str(path))
         if path.suffix == ".bin":
-            return KeyedVectors.load_word2vec_format(str(path), binary=True)
-        with open(path, encoding="utf-8", errors="replace") as fh:
+            return KeyedVectors.load_word2vec_format(str(path), binary=True, encoding=encoding)
+        with open(path, encoding=encoding, errors="replace") as fh:
             head = fh.readline().split()
         glove = not (len(head) == 2 and all(t.isdigit() for t in head))  # word2vec text starts 'count dim'
-        return KeyedVectors.load_word2vec_format(str(path), binary=False, no_header=glove)
-    except (ValueError, EOFError, UnicodeDecodeError, OSError) as err:
+        return KeyedVectors.load_word2vec_format(str(path), binary=False, no_header=glove, encoding=encoding)
+    except UnicodeDecodeError:
+        raise decode_error(path, encoding, scan=path.suffix != ".bin") from None
+    except (ValueError, EOFError, OSError) as err:
         raise DataError(f"{path}: cannot read word vectors ({err}); expected GloVe text (word v1 v2 ...), "
                         "word2vec text or binary, or a gensim .kv file") from None
 
@@ -140,6 +142,10 @@ class SentenceClassification(LabelTask, Task):
     Options = SentenceOptions
 
     @classmethod
+    def check_options(cls, options: SentenceOptions, *, file: str) -> None:
+        check_encoding(options.encoding, file=file)
+
+    @classmethod
     def data_spec(cls, options: SentenceOptions, data_root: Optional[str] = None):
         corpus = cls._corpus(options, data_root)
         n_train = int(len(corpus["train"][0]) * (1 - options.validation_fraction))
@@ -149,18 +155,18 @@ class SentenceClassification(LabelTask, Task):
     def vocabulary_spec(cls, options: SentenceOptions, data_root: Optional[str] = None) -> tuple[int, int]:
         corpus = cls._corpus(options, data_root)
         vectors_file = _resolve("vectors", options, data_root)
-        return len(cls._vocabulary(corpus["train"][0], options)), _vector_dim(vectors_file)
+        return len(cls._vocabulary(corpus["train"][0], options)), _vector_dim(vectors_file, options.encoding)
 
     @staticmethod
     def _corpus(options: SentenceOptions, data_root: Optional[str]) -> dict:
         train_path = _resolve("train_file", options, data_root)
-        sentences, labels, _ = read_labelled(train_path)
+        sentences, labels, _ = read_labelled(train_path, options.encoding)
         classes = _label_order(labels)
         if len(classes) < 2:
             raise DataError(f"{train_path}: only one label ({classes[0]!r}); classification needs two or more")
         if options.test_file is not None:
             test_path = _resolve("test_file", options, data_root)
-            te_s, te_l, _ = read_labelled(test_path)
+            te_s, te_l, _ = read_labelled(test_path, options.encoding)
             unseen = sorted(set(te_l) - set(classes))
             if unseen:
                 raise DataError(f"{test_path}: labels {unseen} do not occur in {train_path} (labels {classes})")
@@ -184,7 +190,7 @@ class SentenceClassification(LabelTask, Task):
         self.classes = corpus["classes"]
         self.words = self._vocabulary(tr_s, options)
         index = {w: i for i, w in enumerate(self.words)}
-        kv = load_vectors(_resolve("vectors", options, data_root))
+        kv = load_vectors(_resolve("vectors", options, data_root), options.encoding)
         self.vectors, self.coverage = self._embedding_matrix(kv, dtype)
         label_id = {c: i for i, c in enumerate(self.classes)}
         encode = lambda ss: self._encode(ss, index)  # noqa: E731
@@ -233,11 +239,11 @@ class SentenceClassification(LabelTask, Task):
 
 
 
-def _vector_dim(path: Path) -> int:
+def _vector_dim(path: Path, encoding: str = "utf-8") -> int:
     """Dimension of the vectors, from the header or the first line (without loading the file)."""
     if path.suffix in (".kv", ".bin"):
-        return load_vectors(path).vector_size
-    with open(path, encoding="utf-8", errors="replace") as fh:
+        return load_vectors(path, encoding).vector_size
+    with open(path, encoding=encoding, errors="replace") as fh:
         head = fh.readline().split()
     if len(head) == 2 and all(t.isdigit() for t in head):
         return int(head[1])

@@ -21,13 +21,14 @@ import torch.nn.functional as F
 from ..config.schema import opt
 from ..errors import DataError
 from ..losses import output_loss
-from .base import TASKS, Split, Task, TaskOptions, locate
+from .base import TASKS, Split, Task, TaskOptions, check_encoding, locate, read_text
 
 
 # --------------------------------------------------------------------- language model
 @dataclass(frozen=True)
 class CharLMOptions(TaskOptions):
-    text: Optional[str] = opt(None, "a UTF-8 text file (any: a book, code, ...)")
+    text: Optional[str] = opt(None, "a text file (any: a book, code, ...), in task.encoding")
+    encoding: str = opt("utf-8", "text encoding of the file: utf-8, cp1252, latin-1, ... (any Python codec)")
     sequence_length: int = opt(100, "characters per training sequence: the unrolled length", ge=2)
     validation_fraction: float = opt(0.05, "the part of the text after the training part, for model selection",
                                      ge=0, le=0.5)
@@ -53,6 +54,10 @@ class CharLanguageModel(Task):
     metrics = {"loss": False, "bpc": False, "perplexity": False, "accuracy": True}
 
     @classmethod
+    def check_options(cls, options: CharLMOptions, *, file: str) -> None:
+        check_encoding(options.encoding, file=file)
+
+    @classmethod
     def data_spec(cls, options: CharLMOptions, data_root: Optional[str] = None):
         text = cls._read(options, data_root)
         V = len(set(text))
@@ -71,11 +76,8 @@ class CharLanguageModel(Task):
 
     @staticmethod
     def _read(options: CharLMOptions, data_root: Optional[str]) -> str:
-        path = locate(options.text, "text", data_root or options.data_root, "a UTF-8 text file")
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as err:
-            raise DataError(f"{path}: not UTF-8 text ({err}); convert it, e.g. iconv -t utf-8") from None
+        path = locate(options.text, "text", data_root or options.data_root, f"a text file ({options.encoding})")
+        text = read_text(path, options.encoding)
         L = options.sequence_length
         n = len(text)
         n_test, n_val = int(n * options.test_fraction), int(n * options.validation_fraction)
@@ -157,17 +159,18 @@ class ForecastOptions(TaskOptions):
     horizon: int = opt(1, "predict the value this many steps after the window's last step", ge=1)
     validation_fraction: float = opt(0.2, "the part of the series after the training part", ge=0, le=0.5)
     test_fraction: float = opt(0.2, "the last part of the series", gt=0, le=0.5)
+    encoding: str = opt("utf-8", "text encoding of the file: utf-8, cp1252, latin-1, ... (any Python codec)")
     normalize: Literal["standard", "max", "none"] = opt(
         "standard", "per series, with statistics of the training part only: standard (zero mean, unit variance), "
                     "max (divide by the largest |value|, LSTNet's choice) or none")
 
 
-def read_series(path: Path) -> tuple[np.ndarray, list[str]]:
+def read_series(path: Path, encoding: str = "utf-8") -> tuple[np.ndarray, list[str]]:
     """``[time, series]`` float64 values and the column names (``series_i`` without a header).
 
     A first row that does not parse as numbers is a header; columns whose first value
     does not parse as a number (dates, timestamps) are dropped."""
-    lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    lines = [ln for ln in read_text(path, encoding).splitlines() if ln.strip()]
     if not lines:
         raise DataError(f"{path}: empty file")
     rows = [ln.split(",") for ln in lines]
@@ -224,8 +227,13 @@ class Forecasting(Task):
     metrics = {"loss": False, "mse": False, "mae": False, "rse": False, "corr": True}
 
     @classmethod
+    def check_options(cls, options: ForecastOptions, *, file: str) -> None:
+        check_encoding(options.encoding, file=file)
+
+    @classmethod
     def data_spec(cls, options: ForecastOptions, data_root: Optional[str] = None):
-        values, _ = read_series(locate(options.file, "file", data_root or options.data_root, _SERIES_WHAT))
+        values, _ = read_series(locate(options.file, "file", data_root or options.data_root, _SERIES_WHAT),
+                                options.encoding)
         S = values.shape[1]
         return (S,), S, len(cls._ranges(len(values), options)["train"])
 
@@ -245,11 +253,10 @@ class Forecasting(Task):
                  dtype: torch.dtype = torch.float32):
         self.options = options
         path = locate(options.file, "file", data_root or options.data_root, _SERIES_WHAT)
-        values, self.names = read_series(path)
+        values, self.names = read_series(path, options.encoding)
         ranges = self._ranges(len(values), options)
         if len(ranges["train"]) < 1 or len(ranges["test"]) < 1:
-            raise DataError(f"{path}: {len(values)} time steps leave no training or test sample with window "
-                            f"{options.window} and horizon {options.horizon}")
+            raise DataError(self._too_short(path, len(values), options))
         train_rows = values[: ranges["train"].stop]
         if options.normalize == "standard":
             self.shift, self.scale = train_rows.mean(0), train_rows.std(0)
@@ -271,6 +278,25 @@ class Forecasting(Task):
         self.readout = slice(-1, None)
         self.sequence_length = options.window
         self._offsets = torch.arange(options.window, device=device) - (options.window + options.horizon - 1)
+
+    @staticmethod
+    def _too_short(path: Path, n: int, options: ForecastOptions) -> str:
+        """Why no training sample fits, and the windows and horizons that would."""
+        cut = n - int(n * options.test_fraction) - int(n * options.validation_fraction)
+        w, h = options.window, options.horizon
+        if w + h - 1 < cut:  # the training part fits: the test part is what is empty
+            return (f"{path}: {n} time steps leave no test sample: test_fraction {options.test_fraction} of them "
+                    f"is {int(n * options.test_fraction)} steps; use a longer series or a larger task.test_fraction")
+        head = (f"{path}: {n} time steps leave no training sample with task.window {w} and task.horizon {h}: "
+                f"the training part is the first {cut} steps (after validation_fraction "
+                f"{options.validation_fraction} and test_fraction {options.test_fraction} are cut off), and a "
+                f"sample needs window + horizon = {w + h} steps of it")
+        if cut < 2:
+            return head + "; the series is too short for any window: use a longer series or smaller fractions"
+        fits = [f"window {cut - h} with horizon {h}"] if cut - h >= 1 else []
+        if h != 1:
+            fits.append(f"window {cut - 1} with horizon 1")
+        return head + f". What fits: window + horizon <= {cut}, e.g. " + " or ".join(fits)
 
     def inputs(self, x: torch.Tensor) -> torch.Tensor:
         """The windows of the targets ``x`` (time indices): ``[batch, window, series]``."""

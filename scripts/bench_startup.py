@@ -1,0 +1,76 @@
+"""Whole-process time of a one-epoch Fashion-MNIST run, and what it spends outside the epoch.
+
+    python scripts/bench_startup.py [--rounds 3] [--reference PATH/TO/Dendritic-Localized-Learning]
+
+Each round runs, as separate processes in turn (so machine noise hits all alike):
+
+- ``python -c "import torch"``: the import every run pays;
+- ``simulate.py models/dll_mlp_fmnist.yaml --epochs 1``: the whole run. Its epoch line
+  gives the time of the training loop; the rest, less ``import torch``, is the start-up
+  and wind-down cost (data, network, optimizer, evaluation, files);
+- with ``--reference``, the reference implementation's ``train_mlp.py`` for one epoch at
+  its README settings on Fashion-MNIST (its ``dataset.py`` needs pandas and the IDX files
+  decompressed under ``fashionmnist_data/FashionMNIST/raw/`` in that folder).
+
+Prints the medians and the ratio reference / dendrisim of the whole-process times.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+REFERENCE_ARGS = ["--dataset", "fashionmnist", "--channel", "1", "--batch_size", "128", "--num_class", "10",
+                  "--dim_list", "[784, 1024, 512, 256, 10]", "--layer_type", "DLL_FCLayer", "--sigma", "1.0",
+                  "--seed", "42", "--max_iter", "200", "--epochs", "1", "--learning_rate", "5e-5",
+                  "--scheduler_type", "adam", "--earlystop_steps", "30"]
+
+
+def timed(cmd: list[str], cwd: Path) -> tuple[float, str]:
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
+    return seconds, proc.stdout
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--reference", type=Path, help="a checkout of the reference implementation")
+    args = p.parse_args()
+    rows: dict[str, list[float]] = {"import torch": [], "dendrisim run": [], "dendrisim epoch": [],
+                                    "dendrisim outside the epoch, import torch excluded": []}
+    if args.reference:
+        rows["reference run"] = []
+    for r in range(args.rounds):
+        t_import, _ = timed([sys.executable, "-c", "import torch"], REPO)
+        with tempfile.TemporaryDirectory() as out:
+            t_run, stdout = timed([sys.executable, "scripts/simulate.py", "models/dll_mlp_fmnist.yaml", "--epochs", "1",
+                                   "--out", str(Path(out) / "run")], REPO)
+        epoch = float(re.search(r"^epoch +1 .* time ([\d.]+)s$", stdout, re.M).group(1))
+        rows["import torch"].append(t_import)
+        rows["dendrisim run"].append(t_run)
+        rows["dendrisim epoch"].append(epoch)
+        rows["dendrisim outside the epoch, import torch excluded"].append(t_run - epoch - t_import)
+        if args.reference:
+            t_ref, _ = timed([sys.executable, "train_mlp.py", *REFERENCE_ARGS], args.reference)
+            rows["reference run"].append(t_ref)
+        print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in rows.items()), flush=True)
+    print("\n| what | median s | all rounds |\n|---|---|---|")
+    for k, v in rows.items():
+        print(f"| {k} | {statistics.median(v):.2f} | {', '.join(f'{x:.2f}' for x in v)} |")
+    if args.reference:
+        ratio = statistics.median(rows["reference run"]) / statistics.median(rows["dendrisim run"])
+        print(f"\nwhole process, reference / dendrisim: {ratio:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
