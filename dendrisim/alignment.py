@@ -15,6 +15,7 @@ import math
 
 import torch
 
+from .dynamics import SteadyState
 from .plasticity.rules import Backprop
 
 MEASURES = ("update_angle", "update_norm_ratio", "feedback_angle")
@@ -33,6 +34,7 @@ class AlignmentProbe:
     def __init__(self, network, rule, x: torch.Tensor, t: torch.Tensor):
         self.network, self.rule, self.x, self.t = network, rule, x, t
         self.backprop = Backprop(network, rule.options)
+        self.sweep = SteadyState(network.dynamics.config)
         self.names = [p.name for p in network.learnable_projections()]
 
     def measure(self) -> dict[str, dict[str, float]]:
@@ -42,7 +44,10 @@ class AlignmentProbe:
             net(self.x)
             rule.step(net, self.t)
             ours = {p.name: p.weight.grad.clone() for p in net.learnable_projections()}
-            self.backprop.step(net, self.t)
+            # exact backprop by the sweep, from the free state (simulated compartments moved the somata)
+            if net.dynamics.trace_steps is not None:
+                net(self.x)
+            self.sweep.step(net, self.backprop, self.t)
             out = {}
             for proj in net.learnable_projections():
                 exact = proj.weight.grad

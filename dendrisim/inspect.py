@@ -24,6 +24,7 @@ def describe(experiment: Experiment, *, data_root: Optional[str] = None) -> str:
     cfg = experiment.config
     lines = [f"{experiment.file}: valid", net.summary(), f"rule {experiment.rule.rule}; feedback pathway:"]
     lines += [f"  {line}" for line in rule.feedback_pathway(net)] or ["  (no hidden populations)"]
+    lines += net.dynamics.describe(net)
     learnable = sum(p.numel() for proj in net.learnable_projections() for p in proj.parameters_to_learn())
     frozen = sum(p.numel() for p in net.parameters()) - learnable
     rule_learn = sum(p.numel() for p in rule.parameters() if p.requires_grad)

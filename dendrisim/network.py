@@ -9,12 +9,13 @@ import torch
 from torch import nn
 
 from .activations import ACTIVATIONS
-from .config.graph import build_graph, feedforward_graph
+from .config.graph import build_graph, compartment_constants, feedforward_graph
 from .config.loader import Experiment
 from .errors import ConfigError
 from .init import resolve_init
-from .populations import InputPopulation, PyramidalPopulation
-from .projections import CONNECTIVITY, Projection, _pair
+from .dynamics import SETTLING
+from .populations import Compartments, InputPopulation, PyramidalPopulation
+from .projections import CONNECTIVITY, Projection, kernel_extent
 
 
 class Network(nn.Module):
@@ -48,11 +49,14 @@ class Network(nn.Module):
             else:
                 shapes[name] = _infer_shape(name, pop, incoming_cfg[name], shapes, index, vocabulary,
                                             output_size if name == self.output_name else None, file)
+        euler = cfg.dynamics.mode == "euler"
         for name, pop in cfg.populations.items():
             if pop.type == "input":
                 self.populations[name] = InputPopulation(name, shapes[name])
             else:
-                self.populations[name] = PyramidalPopulation(name, shapes[name], ACTIVATIONS.get(pop.activation))
+                constants = Compartments(**compartment_constants(cfg.dynamics, name)) if euler else None
+                self.populations[name] = PyramidalPopulation(name, shapes[name], ACTIVATIONS.get(pop.activation),
+                                                             compartments=constants)
         _check_memory(cfg.projections, shapes, vocabulary, file)
         for i, proj in enumerate(cfg.projections):
             init, options = resolve_init(proj.init, file=file, path=f"projections[{i}].init")
@@ -80,6 +84,8 @@ class Network(nn.Module):
         # (joined by recurrent projections) step through time together; every other
         # population is computed for all time steps at once
         self.sequential = any(p.kind == "recurrent" for p in self.projections.values())
+        #: how apical inputs and errors come to be over a presentation (``dynamics.mode``)
+        self.dynamics = SETTLING.get(cfg.dynamics.mode)(cfg.dynamics)
         #: time steps whose output the task teaches and scores (the task sets it; all by default)
         self.readout: slice = slice(None)
         #: length of the sequences the task trains on (recurrent networks; the trainer sets it)
@@ -128,13 +134,16 @@ class Network(nn.Module):
             return self._forward_sequence(x, initial or {})
         self.input.clamp(x)
         for name in self.order:
-            drives = self.incoming[name]
-            basal = drives[0].drive(self.populations[drives[0].source].rate)
-            for proj in drives[1:]:
-                basal = basal + proj.drive(self.populations[proj.source].rate)
-            pop = self.populations[name]
-            pop.integrate(basal)
+            self.populations[name].integrate(self.basal_input(name))
         return self.output.rate
+
+    def basal_input(self, name: str) -> torch.Tensor:
+        """``Σ_p W_p · rate_p (+ b_p)`` over the projections into ``name``, from the current rates."""
+        drives = self.incoming[name]
+        basal = drives[0].drive(self.populations[drives[0].source].rate)
+        for proj in drives[1:]:
+            basal = basal + proj.drive(self.populations[proj.source].rate)
+        return basal
 
     def _delayed(self, proj: Projection, rate: torch.Tensor, initial: dict) -> torch.Tensor:
         """The source's rates shifted one step later in time (``[time, batch, ...]``)."""
@@ -224,7 +233,7 @@ def _synapses(proj, shapes, vocabulary) -> int:
     if proj.connectivity == "dense":
         return math.prod(pre) * math.prod(post)
     if proj.connectivity == "conv2d":
-        return pre[0] * post[0] * math.prod(_pair(proj.kernel))
+        return pre[0] * post[0] * math.prod(kernel_extent(proj.kernel, pre))
     if proj.connectivity == "embedding" and vocabulary:
         return vocabulary[0] * vocabulary[1]
     return 0
@@ -270,6 +279,7 @@ def _infer_shape(name: str, pop, incoming, shapes, index, vocabulary, classes, f
                                       "feature maps as channels: N", file=file, path=where)
             else:
                 channels = pre[0]  # a pool keeps the source's channels
+            _check_window_fits(proj, pre, file=file, at=at)
             shape = CONNECTIVITY.get(proj.connectivity).output_shape(proj, pre, channels)
             if min(shape) < 1:
                 raise ConfigError(f"{proj.connectivity} with kernel {proj.kernel}, stride {proj.stride} and padding "
@@ -308,6 +318,23 @@ def _infer_shape(name: str, pop, incoming, shapes, index, vocabulary, classes, f
         raise ConfigError(f"its input {first} gives {list(shape)}, but the task needs {classes} output neurons",
                           file=file, path=where)
     return shape
+
+
+def _check_window_fits(proj, pre: tuple[int, ...], *, file: str, at: str) -> None:
+    """A kernel extent larger than its (padded) source map: name the map's size and ``full``."""
+    kernel, padding = kernel_extent(proj.kernel, pre), CONNECTIVITY.get(proj.connectivity).geometry(proj, pre)[2]
+    room = [pre[1 + i] + 2 * padding[i] for i in range(2)]
+    too_big = [i for i in range(2) if kernel[i] > room[i]]
+    if not too_big:
+        return
+    axes = ("height", "width")
+    sizes = ", ".join(f"{axes[i]} {pre[1 + i]}" + (f" + 2 x padding {padding[i]}" if padding[i] else "") for i in too_big)
+    spelled = [("full" if i in too_big else v) for i, v in enumerate(kernel)]
+    raise ConfigError(
+        f"the {proj.connectivity} kernel {list(kernel)} is larger than the {list(pre)} map of {proj.source!r} "
+        f"({sizes}); a kernel extent may be at most the map's. To span the whole {' and '.join(axes[i] for i in too_big)} "
+        f"whatever the source's size (word vectors of any width, say), write kernel: [{', '.join(map(str, spelled))}]",
+        file=file, path=f"{at}.kernel")
 
 
 def _resolve_shape(name: str, pop, data_shape: Optional[tuple[int, ...]], classes: Optional[int], file: str) -> tuple[int, ...]:

@@ -4,7 +4,8 @@ A population owns its state, never its incoming weights. Every state variable is
 batched tensor ``[batch, *shape]`` on the population's device, replaced each step:
 
 - ``basal``: summed feedforward input, ``basal = Σ_p W_p · rate_p (+ b_p)``
-- ``soma``: the somatic potential; at steady state ``soma = basal``
+- ``soma``: the somatic potential; at steady state ``soma = basal`` (with simulated
+  compartments, :class:`Compartments`, the soma integrates basal and apical input in time)
 - ``rate``: the output, ``rate = f(soma)``
 - ``apical``: top-down input written by the plasticity rule (teacher signal at the output)
 - ``error``: the somatic error ``δ = f'(soma) ⊙ apical`` written by the rule
@@ -12,6 +13,7 @@ batched tensor ``[batch, *shape]`` on the population's device, replaced each ste
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
@@ -52,21 +54,65 @@ class InputPopulation(Population):
         self.rate = x
 
 
+@dataclass(frozen=True)
+class Compartments:
+    r"""Constants of the conductance-coupled soma (Sacramento et al. 2018, eq. 1):
+
+    .. math:: τ \frac{du}{dt} = -g_L u + g_B (v_B - u) + g_A (v_A - u)
+
+    whose fixed point is ``u = a v_B + λ v_A`` with the attenuation ``a = g_B / g`` and the
+    nudging ``λ = g_A / g`` (``g = g_L + g_B + g_A``)."""
+
+    tau: float
+    g_leak: float
+    g_basal: float
+    g_apical: float
+
+    @property
+    def total(self) -> float:
+        return self.g_leak + self.g_basal + self.g_apical
+
+    @property
+    def attenuation(self) -> float:
+        """``g_B / g``: the dendritic prediction is ``v̂_B = attenuation · v_B``."""
+        return self.g_basal / self.total
+
+    @property
+    def nudging(self) -> float:
+        """``λ = g_A / g``: how far the apical input moves the soma at the fixed point."""
+        return self.g_apical / self.total
+
+
 class PyramidalPopulation(Population):
-    """Pyramidal neurons with a soma, a basal and an apical compartment."""
+    """Pyramidal neurons with a soma, a basal and an apical compartment.
+
+    With ``compartments`` the soma is simulated (see ``dendrisim.dynamics``) and its free
+    state, with no apical input, is the dendritic prediction ``soma = (g_B/g) · basal``;
+    without, ``soma = basal`` exactly (the steady state of the sweep)."""
 
     recordable = ("soma", "basal", "apical", "rate", "error")
 
-    def __init__(self, name: str, shape: tuple[int, ...], activation: Activation):
+    def __init__(self, name: str, shape: tuple[int, ...], activation: Activation, *,
+                 compartments: Optional[Compartments] = None):
         super().__init__(name, shape)
         self.activation = activation
+        self.compartments = compartments
+        #: with simulated compartments, the recorded samples' trajectory over the last presentation:
+        #: variable -> ``[samples, time, *shape]`` (filled only when the recorder asked for it)
+        self.trace: dict[str, torch.Tensor] = {}
 
     def integrate(self, basal: torch.Tensor) -> torch.Tensor:
-        """Steady state of the soma under basal drive: ``soma = basal``, ``rate = f(soma)``."""
+        """The free state under basal drive: ``soma = basal`` (steady), or the dendritic
+        prediction ``soma = (g_B/g) · basal`` of simulated compartments; ``rate = f(soma)``."""
         self.basal = basal
-        self.soma = basal
-        self.rate = self.activation.f(basal)
+        self.soma = basal if self.compartments is None else self.prediction(basal)
+        self.rate = self.activation.f(self.soma)
         return self.rate
+
+    def prediction(self, basal: torch.Tensor) -> torch.Tensor:
+        """The dendritic prediction ``v̂_B = (g_B/g) · basal`` of the somatic potential."""
+        a = self.compartments.attenuation
+        return basal if a == 1.0 else basal * a
 
     def derivative(self) -> torch.Tensor:
         """``f'(soma)`` at the current state."""

@@ -172,6 +172,23 @@ class Trainer:
         limit = DRY_RUN_STEPS if self.options.dry_run else self.experiment.config.training.max_steps_per_epoch
         return min(n, limit) if limit else n
 
+    def _rank_batch(self, k: int) -> int:
+        """Samples of this rank's part of the epoch's ``k``-th global batch (0-based; the last
+        one may be partial): what ``Split.indexed_batches`` hands out."""
+        step = self.experiment.task.batch_size * self.dist.world
+        glob = min(step, len(self.task.train) - k * step)
+        rank, world = self.dist.rank, self.dist.world
+        return glob * (rank + 1) // world - glob * rank // world
+
+    @property
+    def epoch_end_step(self) -> int:
+        """The step of the epoch (1-based) whose state the epoch-end record holds: the last
+        one, unless its batch is too short for the recorded samples, then the one before."""
+        last = self.steps_per_epoch
+        if self.recorder is not None and last > 1 and not self.recorder.fits(self._rank_batch(last - 1)):
+            return last - 1
+        return last
+
     def _open_recorder(self, run_dir: Path, *, resume: Optional[dict] = None) -> None:
         from .recording.recorder import FILENAME, Recorder
 
@@ -181,7 +198,7 @@ class Trainer:
             splits["val"] = list(self.task.metrics)
         self.recorder = Recorder(cfg.recording, run_dir / FILENAME, network=self.network, rule=self.rule,
                                  experiment=self.experiment, metric_names=splits,
-                                 batch_size=self.experiment.task.batch_size, seed=cfg.training.seed,
+                                 batch_size=self._rank_batch(0), seed=cfg.training.seed,
                                  device=self.device, argv=self.options.argv, resume=resume,
                                  alignment=self.alignment.names if self.alignment is not None else None)
 
@@ -200,6 +217,12 @@ class Trainer:
         with torch.no_grad():
             for ids, x, y in self._bar(batches, epoch):
                 net(task.inputs(x))
+                # the metrics are those of the network's prediction, before the teacher acts
+                stats = task.batch_stats(y, net)
+                if self.recorder is not None:  # simulated compartments keep the trajectory of a recorded step
+                    due = self.recorder.due(self.global_step + 1, ids.shape[0],
+                                            epoch_end=self.step_in_epoch + 1 == self.epoch_end_step)
+                    net.dynamics.capture = self.recorder.positions if due else None
                 rule.step(net, task.target(y, net))
                 stop_now = self.dist.sync_grads(self.learnable, y.shape[0], self.stop_requested is not None)
                 if stop_now and self.stop_requested is None:
@@ -209,16 +232,14 @@ class Trainer:
                 guard = self.experiment.config.training.guard_every
                 if guard and (self.global_step + 1) % guard == 0:
                     self._guard(self.global_step + 1, epoch)
-                stats = task.batch_stats(y, net)
                 self.epoch_totals = stats if self.epoch_totals is None else self.epoch_totals.add_(stats)
                 self.epoch_samples += y.shape[0]
                 self.global_step += 1
                 self.step_in_epoch += 1
                 self.last_batch_ids = ids
-                if self.recorder is not None:
-                    self.recorder.after_step(self.global_step, epoch, ids)
-                    if self.step_in_epoch == self.steps_per_epoch:  # the state is this batch's, before evaluation
-                        self.recorder.last_step_of_epoch(self.global_step, epoch, ids)
+                if self.recorder is not None:  # the state is this batch's (the epoch-end one: before evaluation)
+                    self.recorder.after_step(self.global_step, epoch, ids,
+                                             epoch_end=self.step_in_epoch == self.epoch_end_step)
                 self._measure_alignment(epoch)
                 if self.recorder is not None:
                     if self.recorder.failure is not None and not self.stop_requested:

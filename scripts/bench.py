@@ -5,6 +5,7 @@ arithmetic floor of the machine, all measured in one process on the same shapes.
     python scripts/bench.py                      # CPU, the Fashion-MNIST MLP at batch 128
     python scripts/bench.py --device cuda --json
     python scripts/bench.py --no-epoch           # skip the one-epoch throughput (needs Fashion-MNIST)
+    python scripts/bench.py --dynamics           # the euler-mode step against steps x (forward + feedback)
 
 Rows: each registered rule's training step (forward, settle, updates, optimizer) and the
 `nn.Sequential` + autograd + `torch.optim.Adam` step it must beat; the floor is the
@@ -126,6 +127,7 @@ def rule_step(exp, rule: str, x, y, device):
             r.step(net, t)
             opt.step()
 
+    step.rule = r
     return step, net
 
 
@@ -354,6 +356,46 @@ def scaling(exp, device, kw) -> list[dict]:
     return rows
 
 
+def dynamics_rows(model_file: str, device: torch.device, batch: int, kw: dict, *,
+                  rules=("dll", "bp", "fa", "dfa", "kp")) -> dict:
+    """Each rule's euler-mode training step against ``steps`` x (one forward pass + one
+    feedback pass), both timed here on the same network and batch: what the dynamics cost
+    beyond the work they must do (the goal is at most 1.2x)."""
+    exp = load_experiment(model_file)
+    dyn = exp.config.dynamics
+    if dyn.mode != "euler":
+        exp = load_experiment(model_file, ["dynamics.mode=euler"])
+        dyn = exp.config.dynamics
+    torch.manual_seed(0)
+    x = torch.randn(batch, 1, 28, 28, device=device)
+    y = torch.randint(0, 10, (batch,), device=device)
+    rows = []
+    for rule in rules:
+        step, net = rule_step(exp, rule, x, y, device)
+        r = step.rule
+        t = torch.eye(10, device=device)[y]
+        with torch.no_grad():
+            net(x)
+            r.settle(net, t)  # errors everywhere, so the feedback pass does its real work
+        hidden = list(net.hidden())
+
+        def forward():
+            with torch.no_grad():
+                net(x)
+
+        def feedback():
+            with torch.no_grad():
+                for pop in hidden:
+                    r.top_down(net, pop)
+
+        euler_s = timed(step, device, **kw)
+        pass_s = timed(forward, device, **kw) + timed(feedback, device, **kw)
+        rows.append({"rule": rule, "steps": dyn.steps, "step_ms": round(1e3 * euler_s, 3),
+                     "forward_plus_feedback_ms": round(1e3 * pass_s, 3),
+                     "vs_steps_passes": round(euler_s / (dyn.steps * pass_s), 3)})
+    return {"model": exp.config.name, "batch": batch, "dt": dyn.dt, "steps": dyn.steps, "rows": rows}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="models/dll_mlp_fmnist.yaml")
@@ -373,6 +415,9 @@ def main() -> int:
                    help="also time every rule on a recurrent model (default models/dll_rnn_charlm.yaml; "
                         "64 one-hot symbols, 100 steps)")
     p.add_argument("--only-rnn", action="store_true", help="time the RNN rows only")
+    p.add_argument("--dynamics", nargs="?", const="models/dll_mlp_fmnist_dynamic.yaml", metavar="MODEL",
+                   help="time the euler-mode step of each rule against steps x (forward + feedback pass) only "
+                        "(default models/dll_mlp_fmnist_dynamic.yaml)")
     args = p.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
@@ -381,6 +426,8 @@ def main() -> int:
     y = torch.randint(0, 10, (args.batch,), device=device)
     kw = dict(steps=args.steps, repeats=args.repeats, warmup=args.warmup)
 
+    if args.dynamics:
+        return report({"machine": machine(device), "dynamics": dynamics_rows(args.dynamics, device, args.batch, kw)}, args)
     if args.only_rnn:
         args.rnn = args.rnn or "models/dll_rnn_charlm.yaml"
         result = {"machine": machine(device), "rnn": rnn_rows(args.rnn, device, args.batch, kw)}
@@ -454,6 +501,13 @@ def report(result: dict, args) -> int:
         print(f"RNN {c['model']}, batch {c['batch']}, {c['length']} steps, {c['vocabulary']} one-hot symbols; "
               "floor: the step's matmuls timed alone (recurrent ones as T small matmuls)")
         print_steps(c["steps"])
+    if "dynamics" in result:
+        d = result["dynamics"]
+        print(f"euler dynamics, {d['model']}, batch {d['batch']}, {d['steps']} steps of dt {d['dt']}; median of "
+              f"{args.repeats} blocks of {args.steps} training steps")
+        print(f"{'rule':<8}{'step ms':>10}{'forward + feedback ms':>24}{'x (steps x passes)':>21}")
+        for r in d["rows"]:
+            print(f"{r['rule']:<8}{r['step_ms']:>10.2f}{r['forward_plus_feedback_ms']:>24.3f}{r['vs_steps_passes']:>21.3f}")
     if "scaling" in result:
         print("DLL time per Fashion-MNIST epoch (54k samples, training steps only) and memory in MiB:")
         print(f"{'point':<12}{'hidden':<24}{'batch':>6}{'step ms':>9}{'epoch s':>9}{'W+grad+adam':>13}{'θ+grad+adam':>13}{'compartments':>14}")

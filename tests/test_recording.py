@@ -30,8 +30,8 @@ def test_round_trip_is_bit_exact(tmp_path):
     held = []
     record = None
 
-    def capture(step, epoch, ids):
-        record(step, epoch, ids)
+    def capture(step, epoch, ids, **kw):
+        record(step, epoch, ids, **kw)
         held.append({
             "soma": tr.network.populations["h1"].soma[:5].clone(),
             "apical": tr.network.populations["h2"].apical[:5].clone(),
@@ -151,7 +151,7 @@ def test_sigkill_leaves_a_readable_file_with_valid_records(tmp_path, flush_every
         _wait_for_epochs(out, 2, proc)
         with open_recording(out / "recording.h5") as live:  # readable while the run goes on
             n = len(live.steps)
-            assert n >= 2 * 162
+            assert n >= 2 * 161  # 162 steps an epoch; the last, of 1293 % 8 = 5 samples, is too short to record
             deadline = time.time() + 30  # a loaded CI machine may take a while to flush the next records
             while len(live.steps) == n and time.time() < deadline:
                 time.sleep(0.1)
@@ -165,18 +165,17 @@ def test_sigkill_leaves_a_readable_file_with_valid_records(tmp_path, flush_every
     with pytest.raises(OSError, match="h5clear"):
         h5py.File(path, "r")  # HDF5 refuses a plain open of a file still marked open...
     with h5py.File(path, "r", swmr=True) as f:  # ...but reads it as it is in SWMR mode
-        assert f["index/step"].shape[0] >= 2 * 162
+        assert f["index/step"].shape[0] >= 2 * 161
     with open_recording(path) as rec:
         assert not rec.complete
         steps = rec.steps
-        assert len(steps) >= 2 * 162  # two full epochs of 162 steps were flushed at their ends
-        assert (np.diff(steps) == 1).all() and steps[0] == 1
-        ids = rec.sample_ids
-        assert (ids >= -1).all() and (ids[:, :5] >= 0).all()  # an epoch's last batch holds 1293 % 8 = 5
+        assert len(steps) >= 2 * 161  # two full epochs were flushed at their ends
+        # every step but each epoch's short last batch (its record goes to the next step, recorded anyway)
+        assert set(np.diff(steps)) == {1, 2} and steps[0] == 1 and 162 not in steps and 161 in steps
+        assert (rec.sample_ids >= 0).all()
         for var in ("soma", "basal", "apical", "rate", "error"):
             data = rec.activity("h1", var)
-            assert data.shape[0] == len(steps)
-            assert np.isfinite(data[ids >= 0]).all() and np.isnan(data[ids < 0]).all()
+            assert data.shape[0] == len(steps) and np.isfinite(data).all()
         assert len(rec.metrics["epoch"]) >= 2
         n_records = len(steps)
     from dendrisim.recording.recover import clear_open_flags
@@ -210,7 +209,9 @@ def test_signals_close_the_file_properly_but_not_complete(tmp_path, sig, code):
     assert summary["stopped"] == sig.name
     with open_recording(out / "recording.h5") as rec:
         assert not rec.complete and rec.attrs["finished"]
-        assert rec.steps[-1] == summary["steps"]  # the last step before the stop is recorded
+        # the last step before the stop is recorded, unless it was an epoch's short last batch (every 162nd)
+        last = summary["steps"] if summary["steps"] % 162 else summary["steps"] - 1
+        assert rec.steps[-1] == last
         assert len(rec.metrics["epoch"]) == summary["epochs"]
 
 

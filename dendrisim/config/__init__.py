@@ -2,6 +2,8 @@
 from .loader import Experiment, apply_overrides, load_experiment, read_yaml
 from .parse import parse, unparse
 from .schema import (
+    CompartmentConfig,
+    DynamicsConfig,
     EarlyStoppingConfig,
     ModelConfig,
     OptimizerConfig,
@@ -12,7 +14,7 @@ from .schema import (
 )
 
 __all__ = [
-    "EarlyStoppingConfig", "Experiment", "ModelConfig", "OptimizerConfig", "PopulationConfig",
+    "CompartmentConfig", "DynamicsConfig", "EarlyStoppingConfig", "Experiment", "ModelConfig", "OptimizerConfig", "PopulationConfig",
     "ProjectionConfig", "RecordingConfig", "TrainingConfig", "apply_overrides", "load_experiment",
     "parse", "read_yaml", "unparse",
 ]

@@ -115,7 +115,61 @@ def validate(experiment: "Experiment") -> nx.DiGraph:
             )
         if pop.size == "auto" and name not in (source, output):
             raise ConfigError("size auto is only allowed on the input and output populations", file=file, path=f"populations.{name}.size")
+    check_dynamics(experiment, ff)
     from ..plasticity import RULES
 
-    RULES.get(experiment.rule.rule).check(experiment, graph)
+    rule_cls = RULES.get(experiment.rule.rule)
+    if cfg.dynamics.mode not in rule_cls.settling_modes:
+        raise ConfigError(f"rule {experiment.rule.rule} cannot run under mode {cfg.dynamics.mode} (it runs under "
+                          f"{', '.join(rule_cls.settling_modes)}): {rule_cls.settling_note}", file=file,
+                          path="dynamics.mode")
+    rule_cls.check(experiment, graph)
     return graph
+
+
+def compartment_constants(dynamics, name: str) -> dict[str, float]:
+    """``tau``, ``g_leak``, ``g_basal``, ``g_apical`` of population ``name``: its own override
+    where it has one, the ``dynamics`` block's otherwise."""
+    own = dynamics.populations.get(name)
+    return {key: getattr(own, key) if own is not None and getattr(own, key) is not None else getattr(dynamics, key)
+            for key in ("tau", "g_leak", "g_basal", "g_apical")}
+
+
+def check_dynamics(experiment: "Experiment", ff: nx.DiGraph) -> None:
+    """The ``dynamics`` block against the network: names, Euler's stability, enough steps."""
+    cfg, file = experiment.config, experiment.file
+    dyn = cfg.dynamics
+    pops = cfg.populations
+    for name in dyn.populations:
+        if name not in pops or pops[name].type != "pyramidal":
+            pyramidal = [n for n, p in pops.items() if p.type == "pyramidal"]
+            raise ConfigError(f"{name!r} is not a pyramidal population; they are {', '.join(pyramidal)}",
+                              file=file, path=f"dynamics.populations.{name}")
+    if dyn.mode != "euler":
+        return
+    for i, proj in enumerate(cfg.projections):
+        if proj.kind == "recurrent":
+            raise ConfigError(
+                f"mode euler simulates a presentation of a static input; {proj.name} is recurrent, and an Euler "
+                "scheme inside every step of a sequence is not implemented. Use mode: steady for recurrent "
+                f"networks (projections[{i}] is the recurrent one)", file=file, path="dynamics.mode")
+    for name, pop in pops.items():
+        if pop.type != "pyramidal":
+            continue
+        c = compartment_constants(dyn, name)
+        total = c["g_leak"] + c["g_basal"] + c["g_apical"]
+        ratio = dyn.dt * total / c["tau"]
+        if ratio >= 2:
+            where = f"dynamics.populations.{name}" if name in dyn.populations else "dynamics.dt"
+            raise ConfigError(
+                f"dt {dyn.dt} is unstable for population {name!r}: dt·(g_leak + g_basal + g_apical)/tau = {dyn.dt} x "
+                f"({c['g_leak']} + {c['g_basal']} + {c['g_apical']}) / {c['tau']} = {ratio:.3g}, and forward Euler "
+                f"diverges from 2 on. Use dt < {2 * c['tau'] / total:.4g} (below {c['tau'] / total:.4g} it also "
+                "never overshoots), or a larger tau", file=file, path=where)
+    depth = nx.dag_longest_path_length(ff)
+    if dyn.steps < depth:
+        path = " -> ".join(nx.dag_longest_path(ff))
+        raise ConfigError(
+            f"{dyn.steps} steps are fewer than the network's depth {depth} ({path}): errors move down one "
+            f"population per step, so the lowest would never learn. Use steps >= {depth} (a few times that lets "
+            "the somata settle)", file=file, path="dynamics.steps")

@@ -10,7 +10,7 @@ import dataclasses
 import typing
 
 from .parse import _type_name, yaml_key
-from .schema import (AlignmentConfig, EarlyStoppingConfig, ModelConfig, OptimizerConfig, PopulationConfig, ProjectionConfig,
+from .schema import (AlignmentConfig, CompartmentConfig, DynamicsConfig, EarlyStoppingConfig, ModelConfig, OptimizerConfig, PopulationConfig, ProjectionConfig,
                      RecordingConfig, TrainingConfig)
 
 
@@ -58,6 +58,8 @@ def reference() -> str:
         table(EarlyStoppingConfig, "training.early_stopping"),
         table(AlignmentConfig, "training.alignment"),
         table(RecordingConfig, "recording"),
+        table(DynamicsConfig, "dynamics"),
+        table(CompartmentConfig, "dynamics.populations.NAME"),
     ]
     return "\n\n".join(parts) + "\n"
 

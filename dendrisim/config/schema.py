@@ -49,8 +49,9 @@ class ProjectionConfig:
     connectivity: Literal["dense", "conv2d", "maxpool", "avgpool", "embedding"] = opt(
         "dense", "dense (all to all; flattens a spatial source), conv2d, maxpool, avgpool (fixed, no weights) "
         "or embedding (token ids -> the task's word vectors)")
-    kernel: Optional[Union[int, tuple[int, ...], Literal["global"]]] = opt(
-        None, "conv2d/pool kernel: k or [kh, kw]; pools also take global (the whole map)")
+    kernel: Optional[Union[int, tuple[Union[int, Literal["full"]], ...], Literal["global"]]] = opt(
+        None, "conv2d/pool kernel: k or [kh, kw], where an extent may be full (the source map's whole height or "
+              "width, e.g. [3, full] over word vectors of any width); pools also take global (the whole map)")
     stride: Optional[Pair] = opt(None, "conv2d/pool stride: s or [sh, sw] (default 1 for conv2d, the kernel for pools)")
     padding: Pair = opt(0, "conv2d/pool zero padding: p or [ph, pw]")
     init: dict[str, Any] = opt({"torch_default": {}}, "weight init, e.g. {normal: {std: 0.05}}")
@@ -96,7 +97,7 @@ class ProjectionConfig:
                 if value is None or value == "global":
                     continue
                 items = (value,) if isinstance(value, int) else value
-                if len(items) not in (1, 2) or any(v < low for v in items):
+                if len(items) not in (1, 2) or any(v != "full" and v < low for v in items):
                     shown = list(value) if isinstance(value, tuple) else value
                     return f"{key} {shown} must be an integer >= {low} or a list of two"
         if self.kind == "recurrent" and self.connectivity != "dense":
@@ -176,6 +177,36 @@ class RecordingConfig:
 
 
 @dataclass(frozen=True)
+class CompartmentConfig:
+    """One population's own constants under ``mode: euler`` (unset keys take the block's)."""
+
+    tau: Optional[float] = opt(None, "membrane time constant τ of this population", gt=0)
+    g_leak: Optional[float] = opt(None, "leak conductance g_L of this population", ge=0)
+    g_basal: Optional[float] = opt(None, "basal-to-soma coupling g_B of this population", gt=0)
+    g_apical: Optional[float] = opt(None, "apical-to-soma coupling g_A of this population", gt=0)
+
+
+@dataclass(frozen=True)
+class DynamicsConfig:
+    """How the compartments come to their values during one presentation of a batch."""
+
+    mode: Literal["steady", "euler"] = opt(
+        "steady", "steady: soma = basal and a top-down sweep of the errors (exact, instant); euler: the soma "
+                  "integrates its basal and apical inputs in time, every population at once (see below)")
+    dt: float = opt(0.2, "euler: time step (in the units of tau)", gt=0)
+    steps: int = opt(20, "euler: Euler steps per presentation of a batch (at least the network's depth)", ge=1)
+    tau: float = opt(1.0, "euler: membrane time constant τ", gt=0)
+    g_leak: float = opt(0.0, "euler: leak conductance g_L (attenuates the forward drive by g_B/(g_L+g_B+g_A))", ge=0)
+    g_basal: float = opt(1.0, "euler: basal-to-soma coupling g_B", gt=0)
+    g_apical: float = opt(0.05, "euler: apical-to-soma coupling g_A; the nudging λ = g_A/(g_L+g_B+g_A)", gt=0)
+    record_every: int = opt(1, "euler: record every k-th step of a presentation (and always its last)", ge=1)
+    plasticity: Literal["settled", "online"] = opt(
+        "settled", "euler: updates from the settled end of the presentation, or online: averaged over its steps")
+    populations: dict[str, CompartmentConfig] = opt(
+        {}, "euler: per-population tau, g_leak, g_basal, g_apical, e.g. {out: {g_apical: 0.05}}")
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     name: str = req("name of the experiment (run folders are named after it)")
     task: dict[str, Any] = req("the task and its data (see the task's keys)")
@@ -185,4 +216,5 @@ class ModelConfig:
     optimizer: OptimizerConfig = opt(OptimizerConfig(), "how updates are applied")
     training: TrainingConfig = opt(TrainingConfig(), "the training loop")
     recording: RecordingConfig = opt(RecordingConfig(), "what goes into recording.h5")
+    dynamics: DynamicsConfig = opt(DynamicsConfig(), "steady state (default) or simulated compartment dynamics")
     description: str = opt("", "free text")

@@ -55,6 +55,9 @@ class PlasticityRule(nn.Module):
     projection_recordables: tuple[str, ...] = ("weight", "update", "feedback")
     #: recordable variables of the rule itself
     recordables: tuple[str, ...] = ("clip_counts",)
+    #: the settling schemes (``dynamics.mode``) the rule can run under, and why not the others
+    settling_modes: tuple[str, ...] = ("steady", "euler")
+    settling_note: str = ""
 
     def __init__(self, network: "Network", options: RuleOptions):
         super().__init__()
@@ -92,12 +95,22 @@ class PlasticityRule(nn.Module):
         for pop in reversed(list(network.hidden())):
             self._set_apical(pop, self.apical_input(network, pop))
 
-    def _set_apical(self, pop: "PyramidalPopulation", apical: torch.Tensor) -> None:
-        """Gain and clip the apical input, then ``error = f'(soma) ⊙ apical``."""
+    def top_down(self, network: "Network", pop: "PyramidalPopulation") -> torch.Tensor:
+        """``pop``'s apical input from the current errors above it: the feedback of
+        :meth:`apical_input`, times the rule's apical gain, clipped if asked. The one place
+        every settling scheme gets the apical input from."""
+        return self._gain_and_clip(pop, self.apical_input(network, pop))
+
+    def _gain_and_clip(self, pop: "PyramidalPopulation", apical: torch.Tensor) -> torch.Tensor:
         if self.apical_gain != 1.0:
             apical = apical.mul_(self.apical_gain)
         if self.options.clip_apical is not None:
             apical = Fn.clip_(apical, self.options.clip_apical, self._counter(f"apical:{pop.name}", apical))
+        return apical
+
+    def _set_apical(self, pop: "PyramidalPopulation", apical: torch.Tensor) -> None:
+        """Gain and clip the apical input, then ``error = f'(soma) ⊙ apical``."""
+        apical = self._gain_and_clip(pop, apical)
         pop.apical = apical
         pop.error = pop.derivative().mul_(apical)
 
@@ -230,10 +243,11 @@ class PlasticityRule(nn.Module):
                     Fn.clip_(proj.bias.grad, self.options.clip_update, counter)
 
     def step(self, network: "Network", target: torch.Tensor) -> None:
-        """settle, then compute_updates (no autograd graph is built)."""
+        """One presentation under the network's settling scheme (``network.dynamics``: the
+        steady sweep, :meth:`settle` then :meth:`compute_updates`, or simulated compartments),
+        which leaves the updates in ``.grad``; no autograd graph is built."""
         with torch.no_grad():
-            self.settle(network, target)
-            self.compute_updates(network)
+            network.dynamics.step(network, self, target)
 
     # ----- optimizer and recording hooks --------------------------------------------
     def param_groups(self, lr: float) -> list[dict[str, Any]]:

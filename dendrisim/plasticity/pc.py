@@ -49,6 +49,11 @@ class PCOptions(RuleOptions):
 class PredictiveCoding(PlasticityRule):
     __doc__ = __doc__
     Options = PCOptions
+    settling_modes = ("steady",)
+    settling_note = ("pc relaxes its own dynamical system (value neurons x moving against prediction errors "
+                     "ε = x − μ, with symmetric weights), not the conductance-coupled compartments of mode euler; "
+                     "mapping one onto the other would change what pc is. Use mode: steady with pc (its relaxation "
+                     "is simulated there: inference_steps, inference_lr)")
 
     def __init__(self, network, options: PCOptions):
         super().__init__(network, options)

@@ -67,7 +67,7 @@ def heatmap(rec: Recording, out: Path, population: Optional[str] = None, variabl
     population = population or (candidates[0] if candidates else None)
     if population is None or not len(rec.steps):
         return None
-    data = np.nanmean(rec.activity(population, variable).astype(np.float64), axis=1)
+    data = _per_neuron(rec, population, variable)
     fig, ax = plt.subplots(figsize=(8, 4))
     first, last = rec.steps[0], rec.steps[-1]
     if first == last:  # one record: give it a visible width
@@ -78,6 +78,52 @@ def heatmap(rec: Recording, out: Path, population: Optional[str] = None, variabl
     ax.set_ylabel("neuron")
     ax.set_title(f"{population}.{variable} (mean over samples)")
     return _save(fig, out / f"heatmap_{population}_{variable}.png")
+
+
+def _per_neuron(rec: Recording, population: str, variable: str) -> np.ndarray:
+    """``[records, neurons]``: the mean over the recorded samples; of a presentation's
+    trajectory (simulated compartments) its settled end, of a sequence the mean over time."""
+    data = rec.activity(population, variable).astype(np.float64)
+    axes = list(rec.file[f"populations/{population}/{variable}"].attrs.get("axes", []))
+    if "time" in axes:
+        t = axes.index("time")
+        settled = "euler_steps" in rec.file[f"populations/{population}/{variable}"].attrs
+        data = np.take(data, -1, axis=t) if settled else np.nanmean(data, axis=t)
+    return np.nanmean(data, axis=1).reshape(len(data), -1)
+
+
+PRESENTED = ("soma", "basal", "apical", "error")
+
+
+def presentation(rec: Recording, out: Path, *, sample: int = 0, neurons: int = 5) -> Optional[Path]:
+    """One sample's soma, basal, apical and error over the last recorded presentation, for
+    each population, against time within the presentation (simulated compartments only)."""
+    plt = _pyplot()
+    pops = {p: [v for v in PRESENTED if v in vs] for p, vs in rec.populations.items()}
+    pops = {p: vs for p, vs in pops.items() if vs and "euler_steps" in rec.file[f"populations/{p}/{vs[0]}"].attrs}
+    if not pops or not len(rec.steps):
+        return None
+    fig, axes = plt.subplots(len(pops), len(PRESENTED), figsize=(3.6 * len(PRESENTED), 2.4 * len(pops)),
+                             squeeze=False, sharex=True)
+    for row, (pop, variables) in zip(axes, pops.items()):
+        ds = rec.file[f"populations/{pop}/{variables[0]}"]
+        t = ds.attrs["euler_steps"] * float(ds.attrs["dt"])
+        for ax, var in zip(row, PRESENTED):
+            ax.set_title(f"{pop}.{var}")
+            if var not in variables:
+                ax.set_axis_off()
+                continue
+            trace = rec.file[f"populations/{pop}/{var}"][-1, sample].reshape(len(t), -1)[:, :neurons]
+            for j in range(trace.shape[1]):
+                ax.plot(t, trace[:, j], marker=".", markersize=3, color=f"C{j}")
+            ax.axhline(0.0, color="0.8", linewidth=0.8, zorder=0)
+        row[0].set_ylabel(f"first {min(neurons, trace.shape[1])} neurons")
+    for ax in axes[-1]:
+        ax.set_xlabel("time in the presentation (units of tau)")
+    sample_id = int(rec.sample_ids[-1, sample]) if rec.sample_ids.size else sample
+    fig.suptitle(f"{rec.attrs.get('model_name')} ({rec.attrs.get('rule')}): one presentation, training step "
+                 f"{int(rec.steps[-1])}, sample {sample_id}")
+    return _save(fig, out / "presentation.png")
 
 
 def feedback_angle(feedback: np.ndarray, weight: np.ndarray) -> np.ndarray:
@@ -139,5 +185,6 @@ def plot_all(path: str | Path, out: Optional[str | Path] = None, *, population: 
     path = Path(path)
     out = Path(out) if out else path.parent / "plots"
     with Recording(path) as rec:
-        made = [learning_curves(rec, out), activity(rec, out), heatmap(rec, out, population, variable), alignment(rec, out)]
+        made = [learning_curves(rec, out), activity(rec, out), heatmap(rec, out, population, variable), alignment(rec, out),
+                presentation(rec, out)]
     return [p for p in made if p is not None]

@@ -44,11 +44,12 @@ FILENAME = "recording.h5"
 CHUNK_CACHE = 64 * 1024  # bytes per dataset: records are appended, never read back
 
 MEANING = {
-    "soma": "somatic potential (soma = basal at steady state)",
+    "soma": "somatic potential (soma = basal at steady state; simulated under dynamics.mode euler)",
     "basal": "summed basal input, sum of W * rate_pre + b",
     "apical": "apical input from the rule's feedback pathway (teacher signal t - rate at the output)",
     "rate": "output rate, f(soma)",
-    "error": "somatic error, f'(soma) * apical (t - rate at a canonical output)",
+    "error": "somatic error, f'(soma) * apical (t - rate at a canonical output); under euler the soma-dendrite "
+             "mismatch (f(soma) - f(g_B/g * basal)) / λ",
     "weight": "forward weights W: [n_post, n_pre] (dense), [c_post, c_pre, kh, kw] (conv2d)",
     "update": "descent direction written to W.grad by the rule",
     "feedback": "feedback weights carrying the target's error to the source: [n_pre, n_post] (dense), the kernel's shape (conv2d)",
@@ -70,6 +71,13 @@ def _population_layout(pop, neurons: Optional[int], time_steps: Optional[int] = 
     if len(pop.shape) == 1:
         return pop.shape, ["neuron"]
     return pop.shape, [f"axis{i}" for i in range(len(pop.shape))]
+
+
+def time_points(network) -> Optional[int]:
+    """Length of a record's time axis: a recurrent network's sequence, or the Euler steps of a
+    presentation that simulated compartments keep; None for one state per record."""
+    steps = network.dynamics.trace_steps
+    return network.time_steps or (len(steps) if steps else None)
 
 
 def _weight_axes(proj, var: str) -> list[str]:
@@ -94,6 +102,10 @@ def selection(config: RecordingConfig, network, rule, *, file: Optional[str]) ->
         for var in variables:
             if var not in allowed:
                 raise ConfigError(f"{var!r} is not recordable; {name} records {', '.join(allowed)}", file=file, path=where)
+            if var in ("apical", "error") and name not in network.needs_error:
+                raise ConfigError(f"{name} gets no {var}: nothing uses its error (no learnable projection ends there "
+                                  "and no error is carried through it), so it would record nothing; record "
+                                  f"{', '.join(v for v in allowed if v not in ('apical', 'error'))}", file=file, path=where)
     for name, variables in config.projections.items():
         where = f"recording.projections.{name}"
         if name not in network.projections:
@@ -102,10 +114,22 @@ def selection(config: RecordingConfig, network, rule, *, file: Optional[str]) ->
         if not network.projections[name].has_weight:
             raise ConfigError(f"{name!r} is a {network.projections[name].connectivity} projection and has no weights "
                               "to record", file=file, path=where)
+        proj = network.projections[name]
         for var in variables:
             if var not in rule.projection_recordables:
                 raise ConfigError(f"{var!r} is not recordable under rule {rule.options.rule}; choose from "
                                   f"{', '.join(rule.projection_recordables)}", file=file, path=where)
+            feedback = rule.feedback_weight(network, proj) if var in ("feedback", "feedback_update") else None
+            if var == "update" and not proj.learnable:
+                problem = "is frozen (learnable: false): it has no update"
+            elif var in ("feedback", "feedback_update") and feedback is None:
+                problem = (f"carries no error back under rule {rule.options.rule} (its source "
+                           f"{'is the input' if proj.source == network.input_name else 'gets its error another way'})")
+            elif var == "feedback_update" and not feedback.requires_grad:
+                problem = f"has fixed feedback weights under these options: they get no update"
+            else:
+                continue
+            raise ConfigError(f"{name} {problem}, so {var!r} would record nothing", file=file, path=where)
     for var in config.rule:
         if var not in rule.recordables:
             raise ConfigError(f"{var!r} is not recordable; rule {rule.options.rule} records "
@@ -122,7 +146,7 @@ def estimate_bytes(config: RecordingConfig, network, rule, *, batch_size: int, s
     for name, variables in pops.items():
         n = network.populations[name].size
         per_record += (len(variables) * k * (min(n, config.neurons) if config.neurons else n) * item
-                       * (network.time_steps or 1))
+                       * (time_points(network) or 1))
     per_weight = 16 + sum(network.projections[n].weight.numel() * item * len(v) for n, v in projs.items())
     extra = epochs if config.at_epoch_end else 0
     records = (steps // config.every if config.every else 0) + extra
@@ -169,6 +193,10 @@ class Recorder:
         positions = (np.arange(self.k) if config.sample_selection == "first"
                      else np.sort(rng.choice(batch_size, self.k, replace=False)))
         self.positions = torch.as_tensor(positions, device=device)
+        #: the fewest samples a batch must hold to be recorded: every stored value is a real sample
+        self.needs = int(positions.max()) + 1
+        #: an ``every`` record fell on a batch too short for it: the next batch that fits takes it
+        self.owed = bool(resume.get("owed", False)) if resume else False
         self.pin = device.type == "cuda"
         self.dtype = torch.float16 if config.dtype == "float16" else torch.float32
         self.n_rows = config.flush_every
@@ -231,7 +259,7 @@ class Recorder:
             "step": _Stream(self._dataset("index/step", (), np.int64, ["record"], "global training step", False), rows, torch.int64, False),
             "epoch": _Stream(self._dataset("index/epoch", (), np.int64, ["record"], "epoch (1-based)", False), rows, torch.int64, False),
             "sample_ids": _Stream(self._dataset("index/sample_ids", (self.k,), np.int64, ["record", "sample"],
-                                                "index of the recorded sample in the training split (-1: none)", False),
+                                                "index of the recorded sample in the training split", False),
                                   rows, torch.int64, False),
         }
         self.weight_index = {
@@ -241,10 +269,14 @@ class Recorder:
         self.streams = {}
         for pop, variables in self.pops.items():
             shape, axes = _population_layout(self.network.populations[pop], self.config.neurons,
-                                             self.network.time_steps)
+                                             time_points(self.network))
             for var in variables:
                 ds = self._dataset(f"populations/{pop}/{var}", (self.k, *shape), np_dtype, ["record", "sample", *axes],
                                    MEANING[var])
+                if self.network.dynamics.trace_steps and self.resume is None:
+                    ds.attrs["time"] = "Euler step of the presentation (see euler_steps; t = step x dt)"
+                    ds.attrs["euler_steps"] = np.array(self.network.dynamics.trace_steps, dtype=np.int64)
+                    ds.attrs["dt"] = self.network.dynamics.config.dt
                 self.streams[(pop, var)] = _Stream(ds, rows, self.dtype, self.pin)
         self.weight_streams = {}
         for name, variables in self.projs.items():
@@ -307,27 +339,41 @@ class Recorder:
                 "epochs": int(self.metrics["epoch"].shape[0]),
                 "alignment_records": (int(self.alignment_streams["step"].dataset.shape[0]) + self.pending_alignment
                                       if self.alignment_streams else 0),
-                "records_step": self.last_recorded_step}
+                "records_step": self.last_recorded_step, "owed": self.owed}
 
     @staticmethod
     def _guess_shape(proj, var: str) -> tuple[int, ...]:
         return tuple(proj.weight.shape) if var in ("weight", "update") else tuple(proj.feedback_shape)
 
     # ----------------------------------------------------------------- records
-    def after_step(self, step: int, epoch: int, batch_ids: torch.Tensor) -> None:
-        every = self.config.every
-        if every and step % every == 0:
-            self.record(step, epoch, batch_ids)
-        if self.projs and self.weights_every and step % self.weights_every == 0:
-            self.record_weights(step, epoch)
+    def fits(self, n: int) -> bool:
+        """Whether a batch of ``n`` samples holds every recorded sample position."""
+        return n >= self.needs
 
-    def last_step_of_epoch(self, step: int, epoch: int, batch_ids: torch.Tensor) -> None:
-        """Record the epoch's last training step (``at_epoch_end``), unless ``every`` already did."""
-        if self.config.at_epoch_end:
+    def due(self, step: int, n: int, *, epoch_end: bool = False) -> bool:
+        """Whether :meth:`after_step` for ``step`` (a batch of ``n`` samples) records activity.
+
+        Records come every ``every`` steps and, with ``at_epoch_end``, after the epoch's
+        last batch that fits (the trainer says which: ``epoch_end``). A batch too short for
+        the recorded samples (an epoch's last, partial batch) is never recorded: a record
+        due then is taken at the next batch that fits, so no stored value is padding."""
+        if not self.fits(n):
+            return False
+        every = self.config.every
+        return self.owed or bool(every and step % every == 0) or (epoch_end and self.config.at_epoch_end)
+
+    def after_step(self, step: int, epoch: int, batch_ids: torch.Tensor, *, epoch_end: bool = False) -> None:
+        every = self.config.every
+        if self.due(step, batch_ids.shape[0], epoch_end=epoch_end):
             if self.last_recorded_step != step:
                 self.record(step, epoch, batch_ids)
-            if self.projs and self.last_weight_step != step:
-                self.record_weights(step, epoch)
+            self.owed = False
+        elif every and step % every == 0:
+            self.owed = True
+        weights_due = bool(self.weights_every and step % self.weights_every == 0) or (
+            epoch_end and self.config.at_epoch_end)
+        if self.projs and weights_due and self.last_weight_step != step:
+            self.record_weights(step, epoch)
 
     def end_epoch(self, step: int, epoch: int, batch_ids: Optional[torch.Tensor], row: dict) -> None:
         """Append the epoch's metrics and flush (the network now holds evaluation batches)."""
@@ -346,15 +392,23 @@ class Recorder:
         if self.failure is not None:
             return
         i = self.pending
-        n = batch_ids.shape[0]
-        pos = self.positions[self.positions < n]
+        if not self.fits(batch_ids.shape[0]):
+            raise ValueError(f"a batch of {batch_ids.shape[0]} samples cannot be recorded: the recorder's sample "
+                             f"positions need {self.needs}")
+        pos = self.positions
         self.index["step"].buffer[i] = step
         self.index["epoch"].buffer[i] = epoch
-        ids = self.index["sample_ids"].buffer[i]
-        ids.fill_(-1)
-        ids[: pos.numel()].copy_(batch_ids.index_select(0, pos))
+        self.index["sample_ids"].buffer[i].copy_(batch_ids.index_select(0, pos))
         for (pop, var), stream in self.streams.items():
-            value = self.network.populations[pop].state(var)
+            population = self.network.populations[pop]
+            if self.network.dynamics.trace_steps:  # the presentation's trajectory: [samples, time, ...] already
+                value = population.trace.get(var)
+                if value is None:
+                    raise RuntimeError(f"no trajectory of {pop}.{var} for step {step}: the trainer arms "
+                                       "network.dynamics.capture before every recorded step (Recorder.due)")
+                stream.put(i, value.flatten(2)[:, :, : self.config.neurons] if self.config.neurons else value)
+                continue
+            value = population.state(var)
             if value is None:
                 stream.put(i, None)
                 continue
@@ -366,11 +420,7 @@ class Recorder:
                 value = value.detach().index_select(0, pos)
                 if self.config.neurons:
                     value = value.flatten(1)[:, : self.config.neurons]
-            if pos.numel() < self.k:
-                stream.buffer[i].fill_(float("nan"))
-                stream.buffer[i, : pos.numel()].copy_(value)
-            else:
-                stream.put(i, value)
+            stream.put(i, value)
         for name, stream in self.clip_streams.items():
             counter = self.rule.clip_counts.get(name)
             stream.buffer[i] = 0 if counter is None else counter
