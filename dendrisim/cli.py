@@ -52,7 +52,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         import torch
 
         torch.set_float32_matmul_precision(args.matmul_precision)
-        from .config import load_experiment
+        from .builder import load_experiment
         from .training import RunOptions, Trainer
 
         argv_list = [sys.argv[0], *(argv if argv is not None else sys.argv[1:])]
@@ -110,7 +110,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def _resumed_trainer(args, overrides: list[str], argv: list[str], *, dist, say):
     """A trainer rebuilt from RUN_DIR (model.yaml, run.json) with its checkpoint loaded."""
-    from .config import load_experiment
+    from .builder import load_experiment
     from .errors import ConfigError
     from .training import CHECKPOINT, RunOptions, Trainer
 

@@ -6,9 +6,10 @@ from its two ends (``PlasticityRule.top_down``, ``compute_updates``); the scheme
 each compartment is computed. So every rule whose apical input comes through feedback
 weights runs under every scheme, with no per-rule code.
 
-``steady`` (the default): the sweep. The forward pass leaves ``soma = basal``; the rule then
-fills apical inputs and errors top-down in one pass (``PlasticityRule.settle``, where a rule
-with a relaxation of its own, pc, runs it), and the updates follow. Exact and instant.
+``steady`` (the default): the sweep. The forward pass leaves ``soma = basal``; the scheme then
+fills apical inputs and errors top-down in one pass through the rule's feedback (backward
+through time in a recurrent network), and the updates follow. Exact and instant. A rule
+with a relaxation of its own (pc's ``relax``) runs it in place of the sweep.
 
 ``euler``: simulated compartments, one phase. Rate-based, conductance-coupled pyramidal
 neurons (Sacramento, Costa, Bengio & Senn 2018, eq. 1; Urbanczik & Senn 2014), every
@@ -44,16 +45,42 @@ presentation; ``online`` averages them over its steps. Euler is stable for
 from __future__ import annotations
 
 from itertools import chain
-from typing import TYPE_CHECKING, Optional
+from typing import Optional, Protocol
 
 import torch
 
 from .config.schema import DynamicsConfig
+from .losses import output_error
 from .registry import Registry
 
-if TYPE_CHECKING:
-    from .network import Network
-    from .plasticity.base import PlasticityRule
+
+class Rule(Protocol):
+    """What a settling scheme asks of a plasticity rule (``dendrisim.PlasticityRule`` has it):
+    the scheme owns the loop, the rule the feedback pathway and the updates."""
+
+    #: False where the feedback skips the network's own pathway (dfa): no recursion in time
+    temporal_feedback: bool
+    #: a rule's own relaxation ``(network, target)`` run in place of the sweep (pc), or None
+    relax: Optional[object]
+
+    def feedback_weight(self, network, proj) -> Optional[torch.Tensor]:
+        """The weights that carry ``proj``'s target error back to its source."""
+
+    def apical_input(self, network, pop) -> torch.Tensor:
+        """The summed feedback of the current errors above ``pop``, before gain and clip."""
+
+    def gain_and_clip(self, pop, apical: torch.Tensor) -> torch.Tensor:
+        """The rule's apical gain and clip, in place."""
+
+    def top_down(self, network, pop) -> torch.Tensor:
+        """``gain_and_clip(apical_input(...))``: ``pop``'s apical input from the errors above it."""
+
+    def compute_updates(self, network) -> None:
+        """Every learnable projection's update from its two ends, into ``.grad``."""
+
+    def parameters(self):
+        """The rule's own tensors (feedback weights): ``nn.Module.parameters``."""
+
 
 SETTLING: Registry[type["SteadyState"]] = Registry("dynamics mode")
 
@@ -70,16 +97,121 @@ class SteadyState:
         #: batch positions whose trajectory the next presentation keeps (euler only)
         self.capture: Optional[torch.Tensor] = None
 
-    def step(self, network: "Network", rule: "PlasticityRule", target: torch.Tensor) -> None:
-        rule.settle(network, target)
+    def step(self, network, rule: Rule, target: torch.Tensor) -> None:
+        if rule.relax is not None:
+            rule.relax(network, target)
+        else:
+            self.settle(network, rule, target)
         rule.compute_updates(network)
 
-    def describe(self, network: "Network") -> list[str]:
+    # ------------------------------------------------------------------ the sweep
+    def settle(self, network, rule: Rule, target: torch.Tensor) -> None:
+        """Fill ``apical`` and ``error`` of every pyramidal population, top-down:
+        ``a_l = g Σ_m δ_m B_{l←m}ᵀ`` (the rule's feedback and gain), ``δ_l = f'(soma_l) ⊙ a_l``."""
+        if network.sequential:
+            return self._settle_through_time(network, rule, target)
+        out = network.output
+        out.apical = target.view_as(out.rate) - out.rate
+        out.error = output_error(out)
+        for pop in reversed(list(network.hidden())):
+            self._set_apical(rule, pop, rule.apical_input(network, pop))
+
+    @staticmethod
+    def _set_apical(rule: Rule, pop, apical: torch.Tensor) -> None:
+        """Gain and clip the apical input, then ``error = f'(soma) ⊙ apical``."""
+        apical = rule.gain_and_clip(pop, apical)
+        pop.apical = apical
+        pop.error = pop.derivative().mul_(apical)
+
+    # ----- recurrent networks: the same sweep, backward through time ------------------
+    def _settle_through_time(self, network, rule: Rule, target: torch.Tensor) -> None:
+        r"""The sweep of an unrolled network, compartments ``[time, batch, ...]``.
+
+        The teacher reaches the output at the readout steps (``network.readout``); a
+        projection with delay ``d`` (0 feedforward, 1 recurrent) carries its target's
+        error at ``t + d`` back to its source at ``t``:
+
+        .. math:: a_l(t) = g \sum_{p: l → m} δ_m(t + d_p) \, B_p^T, \qquad δ_l(t) = f'(soma_l(t)) ⊙ a_l(t)
+
+        (``g`` the rule's apical gain, ``B`` its feedback weights; ``δ(T) = 0``). Outside
+        recurrent loops every time step is done at once; inside a loop the recursion
+        steps backward from the last time step. With ``truncate: k`` the recurrent
+        terms from ``t + 1`` to ``t`` are dropped where ``t + 1`` is a multiple of ``k``.
+        """
+        out = network.output
+        apical = torch.zeros_like(out.rate)
+        apical[network.readout] = target - out.rate[network.readout]
+        out.apical = apical
+        out.error = output_error(out)
+        T = out.rate.shape[0]
+        for members, looped in reversed(network.plan):
+            hidden = [n for n in members if n != network.output_name and n in network.needs_error]
+            if not hidden:
+                continue
+            if not rule.temporal_feedback:
+                for name in hidden:
+                    pop = network.populations[name]
+                    self._set_apical(rule, pop, rule.apical_input(network, pop))
+                continue
+            inside = set(members) if looped else set()
+            if not looped:
+                pop = network.populations[hidden[0]]
+                self._set_apical(rule, pop, self._apical_over_time(network, rule, pop, T, skip=inside))
+                continue
+            self._settle_loop(network, rule, hidden, inside, T)
+
+    @staticmethod
+    def _apical_over_time(network, rule: Rule, pop, T: int, skip: set) -> torch.Tensor:
+        """Feedback onto ``pop`` from targets outside ``skip``, every time step at once."""
+        total = torch.zeros_like(pop.rate)
+        k = rule.options.truncate
+        for proj in network.outgoing[pop.name]:
+            if proj.target in skip:
+                continue
+            delta = network.populations[proj.target].error
+            fb = rule.feedback_weight(network, proj)
+            if proj.kind == "recurrent":
+                B = delta.shape[1]
+                a = proj.carry_back(delta[1:].flatten(0, 1), fb).view(T - 1, B, *pop.shape)
+                if k:
+                    a[k - 1::k] = 0  # t + 1 a multiple of k: the block boundary
+                total[:-1].add_(a)
+            else:
+                total.add_(proj.carry_back(delta.flatten(0, 1), fb).view_as(total))
+        return total
+
+    def _settle_loop(self, network, rule: Rule, hidden: list[str], inside: set, T: int) -> None:
+        k = rule.options.truncate
+        pops = {n: network.populations[n] for n in hidden}
+        apical = {n: self._apical_over_time(network, rule, p, T, skip=inside) for n, p in pops.items()}
+        errors = {n: torch.empty_like(a) for n, a in apical.items()}
+        if network.output_name in inside:
+            errors[network.output_name] = network.output.error
+        inner = {n: [(p, p.kind == "recurrent", rule.feedback_weight(network, p)) for p in network.outgoing[n]
+                     if p.target in inside and p.target in errors] for n in hidden}  # looked up once
+        for t in reversed(range(T)):
+            for name in reversed(hidden):
+                pop = pops[name]
+                a_t = apical[name][t]
+                for proj, recurrent, fb in inner[name]:
+                    if recurrent:
+                        if t + 1 >= T or (k and (t + 1) % k == 0):
+                            continue
+                        delta = errors[proj.target][t + 1]
+                    else:
+                        delta = errors[proj.target][t]
+                    a_t.add_(proj.carry_back(delta, fb))
+                rule.gain_and_clip(pop, a_t)
+                torch.mul(pop.activation.df(pop.soma[t], pop.rate[t]), a_t, out=errors[name][t])
+        for name, pop in pops.items():
+            pop.apical, pop.error = apical[name], errors[name]
+
+    def describe(self, network) -> list[str]:
         """A few lines for ``--check`` and the start of a run."""
         return ["dynamics steady: soma = basal; the rule settles apical inputs and errors in one top-down sweep"]
 
 
-def _check_dense_target(network: "Network") -> None:
+def _check_dense_target(network) -> None:
     if network.sequential:  # refused by the config checks; a guard for networks built by hand
         raise ValueError("euler dynamics simulate static presentations; this network is recurrent")
 
@@ -93,7 +225,7 @@ class EulerDynamics(SteadyState):
         K, r = config.steps, config.record_every
         self.trace_steps = sorted(set(range(0, K + 1, r)) | {K})
 
-    def step(self, network: "Network", rule: "PlasticityRule", target: torch.Tensor) -> None:
+    def step(self, network, rule: Rule, target: torch.Tensor) -> None:
         _check_dense_target(network)
         K, online = self.config.steps, self.config.plasticity == "online"
         pops = list(network.pyramidal())
@@ -132,7 +264,7 @@ class EulerDynamics(SteadyState):
         if trace is not None:
             self._finish_trace(trace, pops)
 
-    def describe(self, network: "Network") -> list[str]:
+    def describe(self, network) -> list[str]:
         c = self.config
         lines = [f"dynamics euler: {c.steps} Euler steps of dt {c.dt} per presentation, plasticity {c.plasticity}, "
                  f"records keep {len(self.trace_steps)} of its {c.steps + 1} states"]
@@ -145,7 +277,7 @@ class EulerDynamics(SteadyState):
 
     # ------------------------------------------------------------------ the equations
     @staticmethod
-    def _errors(network: "Network", pops, target: torch.Tensor) -> None:
+    def _errors(network, pops, target: torch.Tensor) -> None:
         """Output teacher ``v_A = t − f(v̂_B)`` and every local error ``e`` from the current state."""
         out = network.output
         for p in pops:

@@ -32,7 +32,7 @@ class Network(nn.Module):
         super().__init__()
         cfg, file = experiment.config, experiment.file
         self.name = cfg.name
-        self.graph: nx.DiGraph = build_graph(experiment)
+        self.graph: nx.DiGraph = build_graph(cfg)
         self.populations = nn.ModuleDict()
         self.projections = nn.ModuleDict()
         self.input_name = next(n for n, p in cfg.populations.items() if p.type == "input")

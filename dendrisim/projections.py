@@ -28,7 +28,7 @@ from torch import nn
 
 from .config.schema import ProjectionConfig
 from .init import Initializer, initialize
-from .plasticity import functional as Fn
+from . import functional as Fn
 from .registry import Registry
 
 CONNECTIVITY: Registry[type["Projection"]] = Registry("connectivity")
@@ -202,7 +202,7 @@ class Conv2dProjection(WindowProjection):
     The feedback weight has the forward kernel's shape: the error reaches the source
     through ``conv_transpose2d(δ, B)`` (``B = W`` is backprop), and both kernels learn
     by the correlation of the two ends over batch and positions (see
-    :func:`dendrisim.plasticity.functional.conv_weight_gradient`).
+    :func:`dendrisim.functional.conv_weight_gradient`).
     """
 
     def __init__(self, config, pre_shape, post_shape, init: Initializer, init_options: object):

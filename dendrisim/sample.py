@@ -21,7 +21,7 @@ from .errors import DendrisimError
 
 def generate(run_dir: Path, *, length: int, temperature: float = 1.0, prime: str = "\n", seed: int = 0,
              device: str = "cpu") -> str:
-    from .config import load_experiment
+    from .builder import load_experiment
     from .network import Network
 
     run_dir = Path(run_dir)

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from dendrisim.config import load_experiment  # noqa: E402
+from dendrisim.builder import load_experiment  # noqa: E402
 from dendrisim.network import Network  # noqa: E402
 from dendrisim.optim import build_optimizer  # noqa: E402
 from dendrisim.plasticity import RULES, build_rule  # noqa: E402
@@ -376,7 +376,7 @@ def dynamics_rows(model_file: str, device: torch.device, batch: int, kw: dict, *
         t = torch.eye(10, device=device)[y]
         with torch.no_grad():
             net(x)
-            r.settle(net, t)  # errors everywhere, so the feedback pass does its real work
+            net.dynamics.settle(net, r, t)  # errors everywhere, so the feedback pass does its real work
         hidden = list(net.hidden())
 
         def forward():

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dendrisim.config import load_experiment  # noqa: E402
+from dendrisim.builder import load_experiment  # noqa: E402
 from dendrisim.training import RunOptions, Trainer  # noqa: E402
 
 

@@ -6,7 +6,7 @@ import copy
 import pytest
 import torch
 
-from dendrisim.config import load_experiment
+from dendrisim.builder import load_experiment
 from dendrisim.network import Network
 from dendrisim.plasticity import build_rule
 

@@ -5,7 +5,8 @@ import textwrap
 import pytest
 
 from conftest import MLP, model
-from dendrisim.config import apply_overrides, load_experiment
+from dendrisim.builder import load_experiment
+from dendrisim.config import apply_overrides
 from dendrisim.errors import ConfigError, DataError
 from dendrisim.network import Network
 

@@ -11,7 +11,7 @@ import torch
 from conftest import CNN, build, model
 from dendrisim.errors import ConfigError
 from dendrisim.plasticity import RULES
-from dendrisim.plasticity import functional as Fn
+from dendrisim import functional as Fn
 from test_equivalence import autograd_grads, rule_grads, target_for, transposed_twin
 
 

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dendrisim.activations import ACTIVATIONS
-from dendrisim.config import load_experiment
+from dendrisim.builder import load_experiment
 from dendrisim.errors import ConfigError
 from dendrisim.inspect import describe
 from dendrisim.network import Network
@@ -38,18 +38,36 @@ def model_files(draw):
     projs = [{"from": a, "to": b, "init": draw(init), "bias": draw(st.booleans())} for a, b in zip(chain, chain[1:])]
     if n_hidden >= 2 and draw(st.booleans()):
         projs.append({"from": "input", "to": names[-1], "init": draw(init)})
+    rule = draw(st.sampled_from(RULES.names()))
+    simulated = "euler" in RULES.get(rule).settling_modes  # pc runs its own relaxation only (refused, tested)
     return {
         "name": "fuzz",
         "task": {"type": "classification", "dataset": "digits", "batch_size": draw(st.integers(1, 64))},
         "populations": pops,
         "projections": projs,
-        "plasticity": {"rule": draw(st.sampled_from(RULES.names())), "sigma": draw(st.floats(0.5, 2.0))},
+        "plasticity": {"rule": rule, "sigma": draw(st.floats(0.5, 2.0))},
         "optimizer": {"type": draw(st.sampled_from(["sgd", "momentum", "adam", "adamw"])),
                       "lr": draw(st.floats(1e-4, 1e-1))},
         "training": {"epochs": draw(st.integers(1, 5)), "seed": draw(st.integers(0, 2**31)),
                      "schedule": draw(st.sampled_from(["none", "linear", "cosine"]))},
         "recording": {"every": draw(st.integers(0, 50)), "samples": draw(st.integers(1, 32))},
+        "dynamics": draw(dynamics_blocks(n_hidden + 1, ["out", *names])) if simulated else {"mode": "steady"},
     }
+
+
+@st.composite
+def dynamics_blocks(draw, depth: int, pyramidal: list[str]):
+    """steady, or euler with constants drawn inside Euler's stability bound and enough steps."""
+    if not draw(st.booleans()):
+        return {"mode": "steady"}
+    tau = draw(st.floats(0.5, 3.0))
+    g = {"g_leak": draw(st.floats(0.0, 0.5)), "g_basal": draw(st.floats(0.2, 2.0)), "g_apical": draw(st.floats(0.01, 1.0))}
+    block = {"mode": "euler", "tau": tau, **g, "dt": draw(st.floats(0.01, 0.9)) * tau / sum(g.values()),
+             "steps": draw(st.integers(depth, depth + 8)), "record_every": draw(st.integers(1, 4)),
+             "plasticity": draw(st.sampled_from(["settled", "online"]))}
+    if draw(st.booleans()):
+        block["populations"] = {draw(st.sampled_from(pyramidal)): {"tau": tau * draw(st.floats(1.0, 2.0))}}
+    return block
 
 
 def run_one_step(exp, *, require_finite: bool = True) -> None:
@@ -137,7 +155,7 @@ def test_structural_corruptions(data, kind, draw):
     bad = copy.deepcopy(data)
     hidden = [n for n in bad["populations"] if n.startswith("h")]
     if kind == "unknown_key":
-        blocks = ["optimizer", "training", "task", "recording"]
+        blocks = ["optimizer", "training", "task", "recording", "dynamics"]
         block = draw.draw(st.sampled_from(blocks))
         bad[block]["typo_key"] = 1
         expect = ["unknown key 'typo_key'"]

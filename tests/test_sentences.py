@@ -197,7 +197,7 @@ def test_check_describes_the_text_cnn_without_loading_the_vectors(files):
 @pytest.mark.parametrize("name", ["subj", "sst2"])
 def test_shipped_text_cnn_models_run_on_a_tiny_corpus(tmp_path, name):
     """The model files as shipped (300-d vectors, widths 3/4/5), pointed at files made here."""
-    from dendrisim.config import load_experiment
+    from dendrisim.builder import load_experiment
     from dendrisim.inspect import describe
 
     train = write(tmp_path / "train.tsv", corpus(120, 4), "tsv")

@@ -234,7 +234,7 @@ def test_missing_and_bad_sequence_files_say_what_is_expected(tmp_path):
 @pytest.mark.parametrize("name", ["charlm", "charlm_harrypotter", "electricity", "exchange", "pemsbay"])
 def test_shipped_rnn_models_run_on_small_files(tmp_path, name, text_file):
     """The model files as shipped, pointed at files made here, for two steps."""
-    from dendrisim.config import load_experiment
+    from dendrisim.builder import load_experiment
     from dendrisim.inspect import describe
 
     if name.startswith("charlm"):

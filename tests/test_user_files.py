@@ -81,7 +81,7 @@ def test_a_cp1252_series_file_with_a_header(tmp_path):
 # ------------------------------------------------------------------- vectors of any width
 @pytest.mark.parametrize("dim", [50, 300])
 def test_the_shipped_text_cnns_run_on_vectors_of_any_width(tmp_path, dim):
-    from dendrisim.config import load_experiment
+    from dendrisim.builder import load_experiment
     from dendrisim.inspect import describe
 
     train = write(tmp_path / "train.tsv", corpus(120, 4), "tsv")

@@ -1,5 +1,5 @@
-"""Model files: schema, parsing, overrides and graph validation."""
-from .loader import Experiment, apply_overrides, load_experiment, read_yaml
+"""Model files: schema, parsing, overrides and graph validation (a pure layer: no rule, no task)."""
+from .loader import Experiment, apply_overrides, read_model, read_yaml
 from .parse import parse, unparse
 from .schema import (
     CompartmentConfig,
@@ -15,6 +15,6 @@ from .schema import (
 
 __all__ = [
     "CompartmentConfig", "DynamicsConfig", "EarlyStoppingConfig", "Experiment", "ModelConfig", "OptimizerConfig", "PopulationConfig",
-    "ProjectionConfig", "RecordingConfig", "TrainingConfig", "apply_overrides", "load_experiment",
+    "ProjectionConfig", "RecordingConfig", "TrainingConfig", "apply_overrides", "read_model",
     "parse", "read_yaml", "unparse",
 ]

@@ -1,22 +1,18 @@
 """The model as a networkx graph, and every check that can run before a tensor exists."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import networkx as nx
 
 from ..errors import ConfigError
-
-if TYPE_CHECKING:
-    from .loader import Experiment
+from .schema import ModelConfig
 
 
-def build_graph(experiment: "Experiment") -> nx.DiGraph:
+def build_graph(config: ModelConfig) -> nx.DiGraph:
     """Nodes are populations (with their config), edges are projections."""
     graph = nx.DiGraph()
-    for name, pop in experiment.config.populations.items():
+    for name, pop in config.populations.items():
         graph.add_node(name, config=pop)
-    for proj in experiment.config.projections:
+    for proj in config.projections:
         graph.add_edge(proj.source, proj.target, config=proj)
     return graph
 
@@ -29,12 +25,13 @@ def feedforward_graph(graph: nx.DiGraph) -> nx.DiGraph:
     return ff
 
 
-def validate(experiment: "Experiment") -> nx.DiGraph:
-    """Check names, endpoints, acyclicity, sizes and activations; return the graph."""
+def validate(cfg: ModelConfig, *, file: str) -> nx.DiGraph:
+    """Check names, endpoints, acyclicity, sizes, activations and the dynamics block against
+    the graph (everything that needs no registry but the model's own: activations and
+    initialisers); return the graph."""
     from ..activations import ACTIVATIONS
     from ..init import resolve_init
 
-    cfg, file = experiment.config, experiment.file
     pops = cfg.populations
     if not pops:
         raise ConfigError("at least an input and an output population are needed", file=file, path="populations")
@@ -88,7 +85,7 @@ def validate(experiment: "Experiment") -> nx.DiGraph:
         seen.add(proj.name)
         resolve_init(proj.init, file=file, path=f"{where}.init")
 
-    graph = build_graph(experiment)
+    graph = build_graph(cfg)
     ff = feedforward_graph(graph)
     if not nx.is_directed_acyclic_graph(ff):
         edges = nx.find_cycle(ff)
@@ -115,15 +112,7 @@ def validate(experiment: "Experiment") -> nx.DiGraph:
             )
         if pop.size == "auto" and name not in (source, output):
             raise ConfigError("size auto is only allowed on the input and output populations", file=file, path=f"populations.{name}.size")
-    check_dynamics(experiment, ff)
-    from ..plasticity import RULES
-
-    rule_cls = RULES.get(experiment.rule.rule)
-    if cfg.dynamics.mode not in rule_cls.settling_modes:
-        raise ConfigError(f"rule {experiment.rule.rule} cannot run under mode {cfg.dynamics.mode} (it runs under "
-                          f"{', '.join(rule_cls.settling_modes)}): {rule_cls.settling_note}", file=file,
-                          path="dynamics.mode")
-    rule_cls.check(experiment, graph)
+    check_dynamics(cfg, ff, file=file)
     return graph
 
 
@@ -135,9 +124,8 @@ def compartment_constants(dynamics, name: str) -> dict[str, float]:
             for key in ("tau", "g_leak", "g_basal", "g_apical")}
 
 
-def check_dynamics(experiment: "Experiment", ff: nx.DiGraph) -> None:
+def check_dynamics(cfg: ModelConfig, ff: nx.DiGraph, *, file: str) -> None:
     """The ``dynamics`` block against the network: names, Euler's stability, enough steps."""
-    cfg, file = experiment.config, experiment.file
     dyn = cfg.dynamics
     pops = cfg.populations
     for name in dyn.populations:

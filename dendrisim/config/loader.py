@@ -1,4 +1,7 @@
-"""Read a model file, apply ``--set`` overrides, and check it all before anything is built."""
+"""Read a model file and apply ``--set`` overrides; the checked result is an :class:`Experiment`.
+
+This layer knows the schema only: which task and rule a file names, and their options,
+are resolved by :mod:`dendrisim.builder`, which composes the registries."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -118,56 +121,12 @@ def _child(node: Any, part: str, *, create: bool, file: str, path: str) -> Any:
     raise ConfigError(f"cannot set a key inside {node!r}", file=file, path=path)
 
 
-def _drop_other_rules_keys(data: dict, rule_cls: type, rules) -> tuple[dict, list[str]]:
-    """Keys that only other rules know are ignored, so swapping ``rule`` needs no other edit."""
-    import dataclasses
-
-    from .parse import yaml_key
-
-    own = {yaml_key(f) for f in dataclasses.fields(rule_cls.Options)}
-    owners: dict[str, list[str]] = {}
-    for name in rules.names():
-        for f in dataclasses.fields(rules.get(name).Options):
-            owners.setdefault(yaml_key(f), []).append(name)
-    kept, notes = {}, []
-    for key, value in data.items():
-        if key not in own and key in owners:
-            notes.append(f"plasticity.{key} is an option of {', '.join(owners[key])}, "
-                         f"ignored by {data['rule']}")
-        else:
-            kept[key] = value
-    return kept, notes
-
-
-def load_experiment(source: str | Path | dict, overrides: Iterable[str] = (), *, file: str | None = None) -> Experiment:
-    """Read, override and check a model file (a path or an already-loaded mapping)."""
-    from ..plasticity import RULES
-    from ..tasks import TASKS
-
+def read_model(source: str | Path | dict, overrides: Iterable[str] = (), *, file: str | None = None
+               ) -> tuple[dict, str]:
+    """The model file as plain data with ``--set``-style overrides applied, and its name for
+    error messages (a path, or ``file`` / ``<model>`` for an already-loaded mapping)."""
     if isinstance(source, dict):
         data, file = source, file or "<model>"
     else:
         data, file = read_yaml(source), file or str(source)
-    data = apply_overrides(data, overrides, file=file)
-    config = parse(ModelConfig, data, file=file)
-    task_data = config.task
-    if not isinstance(task_data, dict) or "type" not in task_data:
-        raise ConfigError("needs a 'type' key naming the task", file=file, path="task")
-    task_cls = TASKS.get(task_data["type"], file=file, path="task.type")
-    task = parse(task_cls.Options, task_data, file=file, path="task")
-    task_cls.check_options(task, file=file)
-    stop = config.training.early_stopping
-    if stop is not None and stop.metric not in task_cls.metrics:
-        raise ConfigError(f"{stop.metric!r} is not a metric of this task; choose one of {', '.join(task_cls.metrics)}",
-                          file=file, path="training.early_stopping.metric")
-    rule_data = config.plasticity
-    if "rule" not in rule_data:
-        raise ConfigError("needs a 'rule' key naming the plasticity rule", file=file, path="plasticity")
-    rule_cls = RULES.get(rule_data["rule"], file=file, path="plasticity.rule")
-    rule_data, notes = _drop_other_rules_keys(rule_data, rule_cls, RULES)
-    rule = parse(rule_cls.Options, rule_data, file=file, path="plasticity")
-    from .graph import validate
-
-    experiment = Experiment(config=config, task=task, rule=rule, file=file, notes=tuple(notes))
-    validate(experiment)
-    return experiment
+    return apply_overrides(data, overrides, file=file), file

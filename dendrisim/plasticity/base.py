@@ -15,9 +15,8 @@ import torch
 from torch import nn
 
 from ..config.schema import opt, req
-from ..losses import output_error
 from ..registry import Registry
-from . import functional as Fn
+from .. import functional as Fn
 
 if TYPE_CHECKING:
     from ..config.loader import Experiment
@@ -40,10 +39,11 @@ RULES: Registry[type["PlasticityRule"]] = Registry("plasticity rule")
 
 
 class PlasticityRule(nn.Module):
-    """Base class: backprop-shaped settling through per-projection feedback weights.
+    """Base class of plasticity rules: a feedback pathway and local updates, no loop.
 
     Subclasses say which feedback weights a projection has (:meth:`feedback_weight`),
-    and may change the gains or add their own updates.
+    and may change the gains or add their own updates. When apical inputs and errors are
+    computed, over how many steps, is the settling scheme's business (``dendrisim.dynamics``).
     """
 
     Options: type = RuleOptions
@@ -84,124 +84,29 @@ class PlasticityRule(nn.Module):
             total = a if total is None else total.add_(a)
         return total
 
-    # ----- the two phases -----------------------------------------------------------
-    def settle(self, network: "Network", target: torch.Tensor) -> None:
-        """Fill ``apical`` and ``error`` of every pyramidal population, top-down."""
-        if network.sequential:
-            return self._settle_through_time(network, target)
-        out = network.output
-        out.apical = target.view_as(out.rate) - out.rate
-        out.error = output_error(out)
-        for pop in reversed(list(network.hidden())):
-            self._set_apical(pop, self.apical_input(network, pop))
+    # ----- the apical input ------------------------------------------------------------
+    #: a rule with a relaxation of its own (pc) sets this to a method ``(network, target)``
+    #: that the steady scheme runs in place of its top-down sweep
+    relax = None
 
     def top_down(self, network: "Network", pop: "PyramidalPopulation") -> torch.Tensor:
         """``pop``'s apical input from the current errors above it: the feedback of
         :meth:`apical_input`, times the rule's apical gain, clipped if asked. The one place
         every settling scheme gets the apical input from."""
-        return self._gain_and_clip(pop, self.apical_input(network, pop))
+        return self.gain_and_clip(pop, self.apical_input(network, pop))
 
-    def _gain_and_clip(self, pop: "PyramidalPopulation", apical: torch.Tensor) -> torch.Tensor:
+    def gain_and_clip(self, pop: "PyramidalPopulation", apical: torch.Tensor) -> torch.Tensor:
+        """The rule's apical gain (``1/σ²`` for DLL) and ``clip_apical``, in place."""
         if self.apical_gain != 1.0:
             apical = apical.mul_(self.apical_gain)
         if self.options.clip_apical is not None:
             apical = Fn.clip_(apical, self.options.clip_apical, self._counter(f"apical:{pop.name}", apical))
         return apical
 
-    def _set_apical(self, pop: "PyramidalPopulation", apical: torch.Tensor) -> None:
-        """Gain and clip the apical input, then ``error = f'(soma) ⊙ apical``."""
-        apical = self._gain_and_clip(pop, apical)
-        pop.apical = apical
-        pop.error = pop.derivative().mul_(apical)
-
-    # ----- recurrent networks: the same settling, backward through time --------------
     #: False for rules whose feedback skips the network's own pathway (DFA): no recursion in time
     temporal_feedback = True
 
-    def _settle_through_time(self, network: "Network", target: torch.Tensor) -> None:
-        r"""Settling of an unrolled network, compartments ``[time, batch, ...]``.
-
-        The teacher reaches the output at the readout steps (``network.readout``); a
-        projection with delay ``d`` (0 feedforward, 1 recurrent) carries its target's
-        error at ``t + d`` back to its source at ``t``:
-
-        .. math:: a_l(t) = g \sum_{p: l → m} δ_m(t + d_p) \, B_p^T, \qquad δ_l(t) = f'(soma_l(t)) ⊙ a_l(t)
-
-        (``g`` the rule's apical gain, ``B`` its feedback weights; ``δ(T) = 0``). Outside
-        recurrent loops every time step is done at once; inside a loop the recursion
-        steps backward from the last time step. With ``truncate: k`` the recurrent
-        terms from ``t + 1`` to ``t`` are dropped where ``t + 1`` is a multiple of ``k``.
-        """
-        out = network.output
-        apical = torch.zeros_like(out.rate)
-        apical[network.readout] = target - out.rate[network.readout]
-        out.apical = apical
-        out.error = output_error(out)
-        T = out.rate.shape[0]
-        for members, looped in reversed(network.plan):
-            hidden = [n for n in members if n != network.output_name and n in network.needs_error]
-            if not hidden:
-                continue
-            if not self.temporal_feedback:
-                for name in hidden:
-                    pop = network.populations[name]
-                    self._set_apical(pop, self.apical_input(network, pop))
-                continue
-            inside = set(members) if looped else set()
-            if not looped:
-                pop = network.populations[hidden[0]]
-                self._set_apical(pop, self._apical_over_time(network, pop, T, skip=inside))
-                continue
-            self._settle_loop(network, hidden, inside, T)
-
-    def _apical_over_time(self, network, pop, T: int, skip: set) -> torch.Tensor:
-        """Feedback onto ``pop`` from targets outside ``skip``, every time step at once."""
-        total = torch.zeros_like(pop.rate)
-        k = self.options.truncate
-        for proj in network.outgoing[pop.name]:
-            if proj.target in skip:
-                continue
-            delta = network.populations[proj.target].error
-            fb = self.feedback_weight(network, proj)
-            if proj.kind == "recurrent":
-                B = delta.shape[1]
-                a = proj.carry_back(delta[1:].flatten(0, 1), fb).view(T - 1, B, *pop.shape)
-                if k:
-                    a[k - 1::k] = 0  # t + 1 a multiple of k: the block boundary
-                total[:-1].add_(a)
-            else:
-                total.add_(proj.carry_back(delta.flatten(0, 1), fb).view_as(total))
-        return total
-
-    def _settle_loop(self, network, hidden: list[str], inside: set, T: int) -> None:
-        k = self.options.truncate
-        pops = {n: network.populations[n] for n in hidden}
-        apical = {n: self._apical_over_time(network, p, T, skip=inside) for n, p in pops.items()}
-        errors = {n: torch.empty_like(a) for n, a in apical.items()}
-        if network.output_name in inside:
-            errors[network.output_name] = network.output.error
-        inner = {n: [(p, p.kind == "recurrent", self.feedback_weight(network, p)) for p in network.outgoing[n]
-                     if p.target in inside and p.target in errors] for n in hidden}  # looked up once
-        for t in reversed(range(T)):
-            for name in reversed(hidden):
-                pop = pops[name]
-                a_t = apical[name][t]
-                for proj, recurrent, fb in inner[name]:
-                    if recurrent:
-                        if t + 1 >= T or (k and (t + 1) % k == 0):
-                            continue
-                        delta = errors[proj.target][t + 1]
-                    else:
-                        delta = errors[proj.target][t]
-                    a_t.add_(proj.carry_back(delta, fb))
-                if self.apical_gain != 1.0:
-                    a_t.mul_(self.apical_gain)
-                if self.options.clip_apical is not None:
-                    Fn.clip_(a_t, self.options.clip_apical, self._counter(f"apical:{name}", a_t))
-                torch.mul(pop.activation.df(pop.soma[t], pop.rate[t]), a_t, out=errors[name][t])
-        for name, pop in pops.items():
-            pop.apical, pop.error = apical[name], errors[name]
-
+    # ----- the updates -------------------------------------------------------------------
     @staticmethod
     def all_steps(network: "Network", post: torch.Tensor) -> tuple[torch.Tensor, float]:
         """``post`` over every time step as rows, with the normalisation of :meth:`paired`."""
@@ -244,8 +149,8 @@ class PlasticityRule(nn.Module):
 
     def step(self, network: "Network", target: torch.Tensor) -> None:
         """One presentation under the network's settling scheme (``network.dynamics``: the
-        steady sweep, :meth:`settle` then :meth:`compute_updates`, or simulated compartments),
-        which leaves the updates in ``.grad``; no autograd graph is built."""
+        steady sweep or simulated compartments), which leaves the updates in ``.grad``; no
+        autograd graph is built."""
         with torch.no_grad():
             network.dynamics.step(network, self, target)
 

@@ -107,7 +107,7 @@ class PredictiveCoding(PlasticityRule):
             total = a if total is None else total + a
         return total
 
-    def settle(self, network, target: torch.Tensor) -> None:
+    def relax(self, network, target: torch.Tensor) -> None:
         o = self.options
         hidden = list(network.hidden())
         x = {pop.name: pop.soma.clone() for pop in hidden}

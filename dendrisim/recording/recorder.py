@@ -27,7 +27,6 @@ goes on. ``complete`` becomes true only in ``close(complete=True)``.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Optional
@@ -38,6 +37,7 @@ import torch
 
 from ..config.schema import RecordingConfig
 from ..errors import ConfigError
+from .recover import clear_open_flags, compact
 
 SCHEMA_VERSION = 1
 FILENAME = "recording.h5"
@@ -204,8 +204,6 @@ class Recorder:
         self.weights_every = config.projections_every or config.every
         self.resume = resume
         if resume is not None and self.path.is_file():
-            from .recover import clear_open_flags
-
             clear_open_flags(self.path)  # the run may have been killed
             self.file = h5py.File(self.path, "a", libver="latest", rdcc_nbytes=CHUNK_CACHE)
             self.file.attrs["complete"] = False
@@ -507,40 +505,3 @@ class Recorder:
             f.attrs["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
             f.attrs["complete"] = bool(complete)
         compact(self.path)
-
-
-def stored_bytes(path: str | Path) -> int:
-    """Bytes the datasets of an HDF5 file occupy on disk (their chunks, as stored)."""
-    sizes = []
-    with h5py.File(path, "r") as f:
-        f.visititems(lambda _, obj: sizes.append(obj.id.get_storage_size()) if isinstance(obj, h5py.Dataset) else None)
-    return sum(sizes)
-
-
-def compact(path: Path, *, slack: float = 0.1) -> bool:
-    """Rewrite a closed recording without the dead space SWMR mode leaves in it.
-
-    In SWMR mode HDF5 never reuses the space of a chunk it rewrites, and a compressed chunk
-    that a flush leaves partly filled (at each epoch end) is rewritten elsewhere once it
-    fills: a 10-epoch Fashion-MNIST run's file held 43.9 MiB for 27.4 MiB of data. Giving
-    each record a chunk of its own avoids that but tripled what recording costs training
-    (3% to 8-10%), so instead the file is copied once, at a clean close, when more than
-    ``slack`` of it is dead space. The copy goes to a temporary file that replaces the
-    original only once complete; if anything fails, the original stays as it was.
-    Returns whether the file was rewritten.
-    """
-    path = Path(path)
-    if path.stat().st_size <= (1 + slack) * stored_bytes(path) + 2**18:
-        return False
-    tmp = path.with_name(path.name + ".compacting")
-    try:
-        with h5py.File(path, "r") as src, h5py.File(tmp, "w", libver="latest") as dst:
-            for key, value in src.attrs.items():
-                dst.attrs[key] = value
-            for name in src:
-                src.copy(src[name], dst, name=name)
-        os.replace(tmp, path)
-    except Exception:  # noqa: BLE001 - a full disk, say: the original file is whole, keep it
-        tmp.unlink(missing_ok=True)
-        return False
-    return True

@@ -11,15 +11,18 @@ clears that mark; after a SIGKILL, HDF5 refuses a plain open (it suggests the
 file-consistency flags and rewrites the superblock checksum (Jenkins' lookup3, as the
 HDF5 format specifies), after checking that the stored checksum matches the bytes.
 Run as a command it then also compacts the file, as a clean close would (see
-:func:`dendrisim.recording.recorder.compact`):
+:func:`compact`):
 
     python -m dendrisim.recording.recover recordings/RUN/recording.h5
 """
 from __future__ import annotations
 
+import os
 import struct
 import sys
 from pathlib import Path
+
+import h5py
 
 SIGNATURE = b"\x89HDF\r\n\x1a\n"
 MASK = 0xFFFFFFFF
@@ -96,9 +99,44 @@ def clear_open_flags(path: str | Path) -> bool:
     return True
 
 
-if __name__ == "__main__":
-    from .recorder import compact
+def stored_bytes(path: str | Path) -> int:
+    """Bytes the datasets of an HDF5 file occupy on disk (their chunks, as stored)."""
+    sizes = []
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda _, obj: sizes.append(obj.id.get_storage_size()) if isinstance(obj, h5py.Dataset) else None)
+    return sum(sizes)
 
+
+def compact(path: Path, *, slack: float = 0.1) -> bool:
+    """Rewrite a closed recording without the dead space SWMR mode leaves in it.
+
+    In SWMR mode HDF5 never reuses the space of a chunk it rewrites, and a compressed chunk
+    that a flush leaves partly filled (at each epoch end) is rewritten elsewhere once it
+    fills: a 10-epoch Fashion-MNIST run's file held 43.9 MiB for 27.4 MiB of data. Giving
+    each record a chunk of its own avoids that but tripled what recording costs training
+    (3% to 8-10%), so instead the file is copied once, at a clean close, when more than
+    ``slack`` of it is dead space. The copy goes to a temporary file that replaces the
+    original only once complete; if anything fails, the original stays as it was.
+    Returns whether the file was rewritten.
+    """
+    path = Path(path)
+    if path.stat().st_size <= (1 + slack) * stored_bytes(path) + 2**18:
+        return False
+    tmp = path.with_name(path.name + ".compacting")
+    try:
+        with h5py.File(path, "r") as src, h5py.File(tmp, "w", libver="latest") as dst:
+            for key, value in src.attrs.items():
+                dst.attrs[key] = value
+            for name in src:
+                src.copy(src[name], dst, name=name)
+        os.replace(tmp, path)
+    except Exception:  # noqa: BLE001 - a full disk, say: the original file is whole, keep it
+        tmp.unlink(missing_ok=True)
+        return False
+    return True
+
+
+if __name__ == "__main__":
     for arg in sys.argv[1:]:
         cleared = clear_open_flags(arg)
         compacted = compact(arg)  # a killed run's file still holds SWMR's dead space

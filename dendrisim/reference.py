@@ -1,6 +1,6 @@
 """The model-file key reference, generated from the config dataclasses.
 
-``python -m dendrisim.config.reference`` prints the Markdown tables that the README
+``python -m dendrisim.reference`` prints the Markdown tables that the README
 carries between its ``<!-- keys -->`` markers (``--update README.md`` rewrites them);
 a test keeps the two equal.
 """
@@ -9,8 +9,8 @@ from __future__ import annotations
 import dataclasses
 import typing
 
-from .parse import _type_name, yaml_key
-from .schema import (AlignmentConfig, CompartmentConfig, DynamicsConfig, EarlyStoppingConfig, ModelConfig, OptimizerConfig, PopulationConfig, ProjectionConfig,
+from .config.parse import _type_name, yaml_key
+from .config.schema import (AlignmentConfig, CompartmentConfig, DynamicsConfig, EarlyStoppingConfig, ModelConfig, OptimizerConfig, PopulationConfig, ProjectionConfig,
                      RecordingConfig, TrainingConfig)
 
 
@@ -40,8 +40,8 @@ def table(cls: type, title: str) -> str:
 
 
 def reference() -> str:
-    from ..plasticity import RULES
-    from ..tasks import TASKS
+    from .plasticity import RULES
+    from .tasks import TASKS
 
     parts = [
         table(ModelConfig, "top level"),
