@@ -27,10 +27,54 @@ def load_experiment(source: str | Path | dict, overrides: Iterable[str] = (), *,
     config = parse(ModelConfig, data, file=file)
     task = _task_options(config, file)
     rule, notes = rule_options(config.plasticity, file=file, path="plasticity")
-    experiment = Experiment(config=config, task=task, rule=rule, file=file, notes=tuple(notes))
     graph = validate(config, file=file)
-    check_rule(experiment, graph)
+    per_projection = {proj.name: projection_rule(proj.plasticity, file=file, path=f"projections[{i}].plasticity")
+                      for i, proj in enumerate(config.projections) if proj.plasticity is not None}
+    experiment = Experiment(config=config, task=task, rule=rule, file=file, notes=tuple(notes),
+                            projection_rules=per_projection)
+    check_mix(experiment)
+    for options in {id(o): o for o in [rule, *per_projection.values()]}.values():
+        check_rule(experiment, graph, options)
     return experiment
+
+
+def projection_rule(data, *, file: str, path: str):
+    """A projection's own ``plasticity`` block: its rule's options, strictly (an option of
+    another rule here is an error, not a note: nothing is swapped on a single projection)."""
+    if not isinstance(data, dict) or "rule" not in data:
+        raise ConfigError(f"{data!r} is not a plasticity block; write e.g. {{rule: bp}} (a rule name and its options)",
+                          file=file, path=path)
+    rule_cls = RULES.get(data["rule"], file=file, path=f"{path}.rule")
+    own = {yaml_key(f) for f in dataclasses.fields(rule_cls.Options)}
+    for key in data:
+        if key not in own:
+            others = [n for n in RULES.names() if key in {yaml_key(f) for f in dataclasses.fields(RULES.get(n).Options)}]
+            whose = f"an option of {', '.join(others)}, not of {data['rule']}" if others else "not an option of any rule"
+            raise ConfigError(f"{key!r} is {whose}; {data['rule']} takes {', '.join(sorted(own))}",
+                              file=file, path=f"{path}.{key}")
+    return parse(rule_cls.Options, data, file=file, path=path)
+
+
+def check_mix(experiment: Experiment) -> None:
+    """Refuse mixes that a network-wide rule (dfa's direct pathway, pc's relaxation) cannot
+    serve, naming the projections, before any tensor exists."""
+    if not experiment.mixed:
+        return
+    file, cfg = experiment.file, experiment.config
+    index = {p.name: i for i, p in enumerate(cfg.projections)}
+    own = {name: o for name, o in experiment.projection_rules.items() if o != experiment.rule}
+    for name, options in own.items():
+        if not RULES.get(options.rule).per_projection:
+            raise ConfigError(f"{options.rule} is a network-wide rule: it cannot govern {name} alone while other "
+                              f"projections learn otherwise; set it as the top-level plasticity.rule, or give {name} "
+                              "a per-projection rule (" + ", ".join(n for n in RULES.names() if RULES.get(n).per_projection)
+                              + ")", file=file, path=f"projections[{index[name]}].plasticity.rule")
+    if not RULES.get(experiment.rule.rule).per_projection:
+        listed = ", ".join(f"projections[{index[n]}] ({n}: {o.rule})" for n, o in own.items())
+        raise ConfigError(f"{experiment.rule.rule} is a network-wide rule and cannot share the network: {listed} "
+                          "ask for their own rules. Make the top-level rule a per-projection one ("
+                          + ", ".join(n for n in RULES.names() if RULES.get(n).per_projection)
+                          + "), or drop those projections' plasticity blocks", file=file, path="plasticity.rule")
 
 
 def _task_options(config: ModelConfig, file: str):
@@ -67,12 +111,12 @@ def rule_options(data: dict, *, file: str, path: str):
     return parse(rule_cls.Options, kept, file=file, path=path), notes
 
 
-def check_rule(experiment: Experiment, graph) -> None:
-    """What the rule says about this network and settling scheme, before any tensor."""
+def check_rule(experiment: Experiment, graph, options) -> None:
+    """What a rule says about this network and settling scheme, before any tensor."""
     cfg, file = experiment.config, experiment.file
-    rule_cls = RULES.get(experiment.rule.rule)
+    rule_cls = RULES.get(options.rule)
     if cfg.dynamics.mode not in rule_cls.settling_modes:
-        raise ConfigError(f"rule {experiment.rule.rule} cannot run under mode {cfg.dynamics.mode} (it runs under "
+        raise ConfigError(f"rule {options.rule} cannot run under mode {cfg.dynamics.mode} (it runs under "
                           f"{', '.join(rule_cls.settling_modes)}): {rule_cls.settling_note}", file=file,
                           path="dynamics.mode")
     rule_cls.check(experiment, graph)

@@ -66,6 +66,9 @@ class Rule(Protocol):
     def feedback_weight(self, network, proj) -> Optional[torch.Tensor]:
         """The weights that carry ``proj``'s target error back to its source."""
 
+    def feedback_gain(self, proj) -> float:
+        """The gain on ``proj``'s share of the apical input (1 unless rules are mixed)."""
+
     def apical_input(self, network, pop) -> torch.Tensor:
         """The summed feedback of the current errors above ``pop``, before gain and clip."""
 
@@ -169,15 +172,15 @@ class SteadyState:
             if proj.target in skip:
                 continue
             delta = network.populations[proj.target].error
-            fb = rule.feedback_weight(network, proj)
+            fb, gain = rule.feedback_weight(network, proj), rule.feedback_gain(proj)
             if proj.kind == "recurrent":
                 B = delta.shape[1]
                 a = proj.carry_back(delta[1:].flatten(0, 1), fb).view(T - 1, B, *pop.shape)
                 if k:
                     a[k - 1::k] = 0  # t + 1 a multiple of k: the block boundary
-                total[:-1].add_(a)
+                total[:-1].add_(a, alpha=gain)
             else:
-                total.add_(proj.carry_back(delta.flatten(0, 1), fb).view_as(total))
+                total.add_(proj.carry_back(delta.flatten(0, 1), fb).view_as(total), alpha=gain)
         return total
 
     def _settle_loop(self, network, rule: Rule, hidden: list[str], inside: set, T: int) -> None:
@@ -187,20 +190,21 @@ class SteadyState:
         errors = {n: torch.empty_like(a) for n, a in apical.items()}
         if network.output_name in inside:
             errors[network.output_name] = network.output.error
-        inner = {n: [(p, p.kind == "recurrent", rule.feedback_weight(network, p)) for p in network.outgoing[n]
-                     if p.target in inside and p.target in errors] for n in hidden}  # looked up once
+        inner = {n: [(p, p.kind == "recurrent", rule.feedback_weight(network, p), rule.feedback_gain(p))
+                     for p in network.outgoing[n] if p.target in inside and p.target in errors]
+                 for n in hidden}  # looked up once
         for t in reversed(range(T)):
             for name in reversed(hidden):
                 pop = pops[name]
                 a_t = apical[name][t]
-                for proj, recurrent, fb in inner[name]:
+                for proj, recurrent, fb, gain in inner[name]:
                     if recurrent:
                         if t + 1 >= T or (k and (t + 1) % k == 0):
                             continue
                         delta = errors[proj.target][t + 1]
                     else:
                         delta = errors[proj.target][t]
-                    a_t.add_(proj.carry_back(delta, fb))
+                    a_t.add_(proj.carry_back(delta, fb), alpha=gain)
                 rule.gain_and_clip(pop, a_t)
                 torch.mul(pop.activation.df(pop.soma[t], pop.rate[t]), a_t, out=errors[name][t])
         for name, pop in pops.items():

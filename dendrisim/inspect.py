@@ -22,7 +22,9 @@ def describe(experiment: Experiment, *, data_root: Optional[str] = None) -> str:
         net.time_steps = task_cls.sequence_spec(experiment.task) if net.sequential else None
         rule = build_rule(net, experiment)
     cfg = experiment.config
-    lines = [f"{experiment.file}: valid", net.summary(), f"rule {experiment.rule.rule}; feedback pathway:"]
+    lines = [f"{experiment.file}: valid", net.summary(), "plasticity of each projection:"]
+    lines += [f"  {line}" for line in rule.governance(net)]
+    lines.append(f"rule {experiment.rule.rule}{' (default; mixed)' if experiment.mixed else ''}; feedback pathway:")
     lines += [f"  {line}" for line in rule.feedback_pathway(net)] or ["  (no hidden populations)"]
     lines += net.dynamics.describe(net)
     learnable = sum(p.numel() for proj in net.learnable_projections() for p in proj.parameters_to_learn())

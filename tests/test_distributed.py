@@ -32,13 +32,18 @@ def run_ranks(world: int, out: Path, *args) -> list[subprocess.CompletedProcess]
     return [subprocess.CompletedProcess(p.args, p.wait(timeout=300), *p.communicate()) for p in procs]
 
 
-@pytest.mark.parametrize("rule", ["dll", "bp"])
+RULE_SETS = {"dll": ["--set", "plasticity.rule=dll"], "bp": ["--set", "plasticity.rule=bp"],
+             # per-projection rules: kp's learned feedback and dll's θ travel in the same collective
+             "dll+bp+kp": ["--set", "projections.2.plasticity={rule: bp}", "--set", "projections.1.plasticity={rule: kp}"]}
+
+
+@pytest.mark.parametrize("rule", RULE_SETS)
 def test_two_ranks_of_batch_b_equal_one_process_of_batch_2b(tmp_path, rule):
     single = subprocess.run([sys.executable, SIM, "--out", str(tmp_path / "one"), *COMMON,
-                             "--set", "task.batch_size=32", "--set", f"plasticity.rule={rule}"],
+                             "--set", "task.batch_size=32", *RULE_SETS[rule]],
                             capture_output=True, text=True, timeout=300)
     assert single.returncode == 0, single.stderr
-    ranks = run_ranks(2, tmp_path / "two", *COMMON, "--set", "task.batch_size=16", "--set", f"plasticity.rule={rule}")
+    ranks = run_ranks(2, tmp_path / "two", *COMMON, "--set", "task.batch_size=16", *RULE_SETS[rule])
     for r in ranks:
         assert r.returncode == 0, r.stderr
     assert ranks[1].stdout == ""  # only rank 0 logs

@@ -36,9 +36,14 @@ def model_files(draw):
     init = st.sampled_from([{"normal": {"std": 0.1}}, {"torch_default": {}}, {"xavier_uniform": {"gain": 1.0}},
                             {"uniform": {"low": -0.1, "high": 0.1}}])
     projs = [{"from": a, "to": b, "init": draw(init), "bias": draw(st.booleans())} for a, b in zip(chain, chain[1:])]
+    rule = draw(st.sampled_from(RULES.names()))
+    if RULES.get(rule).per_projection:  # some projections may learn by a rule of their own
+        local = [n for n in RULES.names() if RULES.get(n).per_projection]
+        for proj in projs:
+            if draw(st.integers(0, 3)) == 0:
+                proj["plasticity"] = {"rule": draw(st.sampled_from(local))}
     if n_hidden >= 2 and draw(st.booleans()):
         projs.append({"from": "input", "to": names[-1], "init": draw(init)})
-    rule = draw(st.sampled_from(RULES.names()))
     simulated = "euler" in RULES.get(rule).settling_modes  # pc runs its own relaxation only (refused, tested)
     return {
         "name": "fuzz",

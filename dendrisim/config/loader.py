@@ -4,15 +4,14 @@ This layer knows the schema only: which task and rule a file names, and their op
 are resolved by :mod:`dendrisim.builder`, which composes the registries."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
 import yaml
 
 from ..errors import ConfigError
-from .parse import parse, unparse
-from .schema import ModelConfig
+from .parse import unparse
 
 
 @dataclass(frozen=True)
@@ -25,12 +24,35 @@ class Experiment:
     file: str
     #: notes about keys that were accepted but not used (options of another rule)
     notes: tuple[str, ...] = ()
+    #: projection name -> the options of its own rule (projections with a plasticity block)
+    projection_rules: dict[str, Any] = field(default_factory=dict)
+
+    def rule_of(self, projection: str) -> Any:
+        """The options of the rule that governs ``projection``."""
+        return self.projection_rules.get(projection, self.rule)
+
+    def rule_blocks(self) -> list[tuple[str, Any]]:
+        """``(path, options)`` of every plasticity block: the top level, then the projections'."""
+        index = {p.name: i for i, p in enumerate(self.config.projections)}
+        return [("plasticity", self.rule)] + [(f"projections[{index[n]}].plasticity", o)
+                                              for n, o in self.projection_rules.items()]
+
+    @property
+    def mixed(self) -> bool:
+        """Whether some projection learns by other options than the network's default."""
+        return any(options != self.rule for options in self.projection_rules.values())
 
     def to_dict(self) -> dict:
         """The resolved model file (defaults filled in), as plain data."""
         data = unparse(self.config)
         data["task"] = unparse(self.task)
         data["plasticity"] = unparse(self.rule)
+        for proj in data["projections"]:
+            options = self.projection_rules.get(f"{proj['from']}->{proj['to']}")
+            if options is None:
+                proj.pop("plasticity", None)
+            else:
+                proj["plasticity"] = unparse(options)
         return data
 
     def to_yaml(self) -> str:

@@ -60,6 +60,9 @@ class ProjectionConfig:
     learnable: Optional[bool] = opt(None, "whether the rule updates this projection (default: yes, except "
                                           "embeddings, which stay frozen unless set)")
     lr_scale: float = opt(1.0, "learning-rate multiplier (an optimizer param group)", ge=0)
+    plasticity: Optional[dict[str, Any]] = opt(
+        None, "this projection's own rule and options, e.g. {rule: bp}: how it learns and what it carries back to "
+              "its source's apical dendrite (default: the top-level plasticity block)")
 
     @property
     def name(self) -> str:

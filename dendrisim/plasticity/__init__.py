@@ -3,11 +3,15 @@ from .base import RULES, PlasticityRule, RuleOptions
 from . import rules as _rules  # noqa: F401  (registers bp, fa, dfa)
 from . import dll as _dll  # noqa: F401  (registers dll)
 from . import pc as _pc  # noqa: F401  (registers pc)
+from .mixed import MixedPlasticity
 
 
 def build_rule(network, experiment) -> PlasticityRule:
-    """The rule named in the model file, set up for ``network``."""
+    """The rule named in the model file, set up for ``network``; where projections ask for
+    rules of their own, one :class:`MixedPlasticity` over all of them."""
+    if experiment.mixed:
+        return MixedPlasticity(network, experiment)
     return RULES.get(experiment.rule.rule)(network, experiment.rule)
 
 
-__all__ = ["RULES", "PlasticityRule", "RuleOptions", "build_rule"]
+__all__ = ["RULES", "MixedPlasticity", "PlasticityRule", "RuleOptions", "build_rule"]

@@ -8,7 +8,7 @@ their own parameters, keyed by the forward projection's name.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Iterable, Optional
 
 import networkx as nx
 import torch
@@ -58,11 +58,31 @@ class PlasticityRule(nn.Module):
     #: the settling schemes (``dynamics.mode``) the rule can run under, and why not the others
     settling_modes: tuple[str, ...] = ("steady", "euler")
     settling_note: str = ""
+    #: whether the rule can govern some projections of a network and leave others to other
+    #: rules (dll, bp, fa, kp), or only the whole network (dfa's direct pathway, pc's relaxation)
+    per_projection: bool = True
+    #: options that a tuner may search, with their ranges (see ``compare_rules.py --tune``)
+    tunables: dict[str, tuple] = {}
 
-    def __init__(self, network: "Network", options: RuleOptions):
+    def __init__(self, network: "Network", options: RuleOptions, *, projections: Optional[Iterable[str]] = None):
+        """``projections``: the names of the projections this rule governs (how they learn and
+        what they carry back); every projection of the network by default."""
         super().__init__()
         self.options = options
+        self.projections: frozenset[str] = frozenset(network.projections if projections is None else projections)
         self.clip_counts: dict[str, torch.Tensor] = {}
+
+    def governs(self, proj: "Projection") -> bool:
+        return proj.name in self.projections
+
+    def learnable_projections(self, network: "Network") -> list["Projection"]:
+        """The learnable projections this rule updates."""
+        return [p for p in network.learnable_projections() if p.name in self.projections]
+
+    def feedback_gain(self, proj: "Projection") -> float:
+        """Gain on ``proj``'s share of the apical input before the sum (1: the rule applies its
+        ``apical_gain`` to the sum instead; a network of mixed rules applies each one's here)."""
+        return 1.0
 
     @classmethod
     def check(cls, experiment: "Experiment", graph: nx.DiGraph) -> None:
@@ -81,6 +101,9 @@ class PlasticityRule(nn.Module):
         for proj in network.outgoing[pop.name]:
             delta = network.populations[proj.target].error
             a = proj.carry_back(delta, self.feedback_weight(network, proj))
+            gain = self.feedback_gain(proj)
+            if gain != 1.0:
+                a = a.mul_(gain)
             total = a if total is None else total.add_(a)
         return total
 
@@ -131,8 +154,8 @@ class PlasticityRule(nn.Module):
         return pre.flatten(0, 1), post.flatten(0, 1), pre.shape[0] / steps
 
     def compute_updates(self, network: "Network") -> None:
-        """Write ``.grad`` of every learnable projection from its two ends only."""
-        for proj in network.learnable_projections():
+        """Write ``.grad`` of every learnable projection the rule governs, from its two ends only."""
+        for proj in self.learnable_projections(network):
             rate, delta, scale = self.paired(network, proj, network.populations[proj.source].rate,
                                              network.populations[proj.target].error)
             w = proj.weight
@@ -168,6 +191,14 @@ class PlasticityRule(nn.Module):
             return self.feedback_weight(network, proj)
         raise KeyError(variable)
 
+    def recordables_for(self, network: "Network", proj: "Projection") -> tuple[str, ...]:
+        """What can be recorded of ``proj`` under this rule."""
+        return self.projection_recordables
+
+    def governance(self, network: "Network") -> list[str]:
+        """One line per projection: the rule that governs it (for ``--check``)."""
+        return [f"{name}: {self.options.rule}" for name in network.projections]
+
     def feedback_label(self, network: "Network", proj: "Projection") -> str:
         """How ``proj``'s target error reaches its source (for summaries)."""
         return "unknown"
@@ -190,7 +221,7 @@ class PlasticityRule(nn.Module):
         if self.options.clip_apical is not None:
             names += [f"apical:{pop.name}" for pop in network.hidden()]
         if self.options.clip_update is not None:
-            names += [f"update:{proj.name}" for proj in network.learnable_projections()]
+            names += [f"update:{proj.name}" for proj in self.learnable_projections(network)]
         return names
 
     def _counter(self, name: str, like: torch.Tensor) -> torch.Tensor:

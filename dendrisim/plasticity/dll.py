@@ -41,11 +41,12 @@ class DendriticLocalizedLearning(PlasticityRule):
     projection_recordables = PlasticityRule.projection_recordables + ("feedback_update",)
     check = classmethod(_check_feedback_init)
 
-    def __init__(self, network, options: DLLOptions):
-        super().__init__(network, options)
+    def __init__(self, network, options: DLLOptions, *, projections=None):
+        super().__init__(network, options, projections=projections)
         self.apical_gain = 1.0 / options.sigma**2
         self.update_gain = 2.0 / options.sigma**2
-        self.theta = feedback_parameters(network, options.feedback_init, learnable=options.learn_feedback)
+        self.theta = feedback_parameters(network, options.feedback_init, learnable=options.learn_feedback,
+                                         projections=self.projections)
 
     def feedback_weight(self, network, proj) -> Optional[torch.Tensor]:
         return self.theta[proj.name] if proj.name in self.theta else None

@@ -55,8 +55,10 @@ class PredictiveCoding(PlasticityRule):
                      "mapping one onto the other would change what pc is. Use mode: steady with pc (its relaxation "
                      "is simulated there: inference_steps, inference_lr)")
 
-    def __init__(self, network, options: PCOptions):
-        super().__init__(network, options)
+    per_projection = False  # one relaxation of the whole network
+
+    def __init__(self, network, options: PCOptions, *, projections=None):
+        super().__init__(network, options, projections=projections)
         # iterations, settles, settles that hit T: in the state dict, so a resumed run reports the same
         self.register_buffer("inference_counts", torch.zeros(3, dtype=torch.float64))
         self.update_gain = 1.0 / options.error_scale

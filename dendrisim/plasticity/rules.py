@@ -38,7 +38,9 @@ class RandomFeedbackOptions(RuleOptions):
 
 
 def _check_feedback_init(cls, experiment, graph) -> None:
-    resolve_init(experiment.rule.feedback_init, file=experiment.file, path="plasticity.feedback_init")
+    for path, options in experiment.rule_blocks():
+        if options.rule in RULES and issubclass(RULES.get(options.rule), cls) and hasattr(options, "feedback_init"):
+            resolve_init(options.feedback_init, file=experiment.file, path=f"{path}.feedback_init")
 
 
 def _random_matrix(shape: tuple[int, ...], spec: dict, *, learnable: bool) -> nn.Parameter:
@@ -49,11 +51,14 @@ def _random_matrix(shape: tuple[int, ...], spec: dict, *, learnable: bool) -> nn
     return weight
 
 
-def feedback_parameters(network, spec: dict, *, learnable: bool) -> nn.ParameterDict:
+def feedback_parameters(network, spec: dict, *, learnable: bool, projections=None) -> nn.ParameterDict:
     """One feedback weight (of ``proj.feedback_shape``: ``[n_pre, n_post]`` for dense, the
-    kernel's shape for conv2d) per weighted projection whose source's error is used."""
+    kernel's shape for conv2d) per weighted projection whose source's error is used (of
+    ``projections``, the names a rule governs, when given)."""
     params = nn.ParameterDict()
     for proj in network.projections.values():
+        if projections is not None and proj.name not in projections:
+            continue
         if proj.source in network.needs_error and proj.feedback_shape is not None:
             params[proj.name] = _random_matrix(proj.feedback_shape, spec, learnable=learnable)
     return params
@@ -66,9 +71,9 @@ class FeedbackAlignment(PlasticityRule):
     Options = RandomFeedbackOptions
     check = classmethod(_check_feedback_init)
 
-    def __init__(self, network, options: RandomFeedbackOptions):
-        super().__init__(network, options)
-        self.feedback = feedback_parameters(network, options.feedback_init, learnable=False)
+    def __init__(self, network, options: RandomFeedbackOptions, *, projections=None):
+        super().__init__(network, options, projections=projections)
+        self.feedback = feedback_parameters(network, options.feedback_init, learnable=False, projections=self.projections)
 
     def feedback_weight(self, network, proj) -> Optional[torch.Tensor]:
         return self.feedback[proj.name] if proj.name in self.feedback else None
@@ -86,8 +91,10 @@ class DirectFeedbackAlignment(PlasticityRule):
     Options = RandomFeedbackOptions
     check = classmethod(_check_feedback_init)
 
-    def __init__(self, network, options: RandomFeedbackOptions):
-        super().__init__(network, options)
+    per_projection = False  # the output error goes straight to every population: the whole network or none
+
+    def __init__(self, network, options: RandomFeedbackOptions, *, projections=None):
+        super().__init__(network, options, projections=projections)
         n_out = network.output.size
         self.feedback = nn.ParameterDict({
             pop.name: _random_matrix((pop.size, n_out), options.feedback_init, learnable=False)
@@ -134,9 +141,9 @@ class KolenPollack(PlasticityRule):
     Options = KolenPollackOptions
     check = classmethod(_check_feedback_init)
 
-    def __init__(self, network, options: KolenPollackOptions):
-        super().__init__(network, options)
-        self.feedback = feedback_parameters(network, options.feedback_init, learnable=True)
+    def __init__(self, network, options: KolenPollackOptions, *, projections=None):
+        super().__init__(network, options, projections=projections)
+        self.feedback = feedback_parameters(network, options.feedback_init, learnable=True, projections=self.projections)
         self._lr_scale = {p.name: p.lr_scale for p in network.projections.values()}
 
     def feedback_weight(self, network, proj) -> Optional[torch.Tensor]:

@@ -115,10 +115,11 @@ def selection(config: RecordingConfig, network, rule, *, file: Optional[str]) ->
             raise ConfigError(f"{name!r} is a {network.projections[name].connectivity} projection and has no weights "
                               "to record", file=file, path=where)
         proj = network.projections[name]
+        allowed = rule.recordables_for(network, proj)
         for var in variables:
-            if var not in rule.projection_recordables:
-                raise ConfigError(f"{var!r} is not recordable under rule {rule.options.rule}; choose from "
-                                  f"{', '.join(rule.projection_recordables)}", file=file, path=where)
+            if var not in allowed:
+                raise ConfigError(f"{var!r} is not recordable of {name} under its rule; choose from "
+                                  f"{', '.join(allowed)}", file=file, path=where)
             feedback = rule.feedback_weight(network, proj) if var in ("feedback", "feedback_update") else None
             if var == "update" and not proj.learnable:
                 problem = "is frozen (learnable: false): it has no update"
