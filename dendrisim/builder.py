@@ -18,11 +18,13 @@ from .config.parse import parse, yaml_key
 from .config.schema import ModelConfig
 from .errors import ConfigError
 from .plasticity import RULES
+from .plugins import load_entry_points
 from .tasks import TASKS
 
 
 def load_experiment(source: str | Path | dict, overrides: Iterable[str] = (), *, file: str | None = None) -> Experiment:
     """Read, override and check a model file (a path or an already-loaded mapping)."""
+    load_entry_points()  # rules of installed packages, once per process
     data, file = read_model(source, overrides, file=file)
     config = parse(ModelConfig, data, file=file)
     task = _task_options(config, file)

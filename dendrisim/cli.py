@@ -22,6 +22,9 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("model", nargs="?", default=None,
                    help=f"model YAML file (default: {DEFAULT_MODEL.relative_to(REPO)}, or RUN_DIR/model.yaml with --resume)")
+    p.add_argument("--plugin", dest="plugins", action="append", default=[], metavar="PATH.py",
+                   help="load plasticity rules from a Python file (repeatable); model files name them by their "
+                        "registered names")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
                    help="override a key of the model file, e.g. --set plasticity.rule=fa (repeatable)")
     p.add_argument("--epochs", type=int, help="shorthand for --set training.epochs=N")
@@ -53,6 +56,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
         torch.set_float32_matmul_precision(args.matmul_precision)
         from .builder import load_experiment
+        from .plugins import load_plugins
+
+        load_plugins(args.plugins)
         from .training import RunOptions, Trainer
 
         argv_list = [sys.argv[0], *(argv if argv is not None else sys.argv[1:])]
@@ -75,7 +81,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             experiment = load_experiment(args.model or str(DEFAULT_MODEL), overrides)
             options = RunOptions(device=args.device or "cpu", data_root=args.data_root, out_dir=args.out,
                                  dry_run=args.dry_run, progress=args.progress if dist.is_main else False,
-                                 argv=argv_list, log=say, dist=dist)
+                                 argv=argv_list, log=say, dist=dist,
+                                 plugins=[str(Path(p).resolve()) for p in args.plugins])
             trainer = Trainer(experiment, options)
         if not dist.is_main:
             with graceful_stop(trainer):
@@ -122,10 +129,13 @@ def _resumed_trainer(args, overrides: list[str], argv: list[str], *, dist, say):
     if args.out is not None or args.dry_run:
         raise ConfigError("--out and --dry-run come from the resumed run directory", path="--resume")
     saved = json.loads(run_file.read_text())
+    from .plugins import load_plugins
+
+    load_plugins(saved.get("plugins", []))  # the rules the run was started with
     experiment = load_experiment(args.model or model_file, overrides if args.model else [])
     options = RunOptions(device=args.device or saved["device"], data_root=args.data_root or saved["data_root"],
                          out_dir=run_dir, dry_run=saved["dry_run"], progress=args.progress if dist.is_main else False,
-                         argv=argv, log=say, dist=dist)
+                         argv=argv, log=say, dist=dist, plugins=saved.get("plugins", []))
     trainer = Trainer(experiment, options)
     trainer.resume(checkpoint)
     say(f"resuming {run_dir} at epoch {trainer.epoch}, step {trainer.global_step}")

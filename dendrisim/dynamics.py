@@ -105,7 +105,7 @@ class SteadyState:
             rule.relax(network, target)
         else:
             self.settle(network, rule, target)
-        rule.compute_updates(network)
+        updates(network, rule)
 
     # ------------------------------------------------------------------ the sweep
     def settle(self, network, rule: Rule, target: torch.Tensor) -> None:
@@ -215,6 +215,16 @@ class SteadyState:
         return ["dynamics steady: soma = basal; the rule settles apical inputs and errors in one top-down sweep"]
 
 
+def updates(network, rule: Rule) -> None:
+    """The rule's updates into ``.grad``; with plasticity off (``network.plastic`` false), no
+    gradient at all, so the optimizer changes nothing."""
+    if network.plastic:
+        rule.compute_updates(network)
+        return
+    for param in chain(network.parameters(), rule.parameters()):
+        param.grad = None
+
+
 def _check_dense_target(network) -> None:
     if network.sequential:  # refused by the config checks; a guard for networks built by hand
         raise ValueError("euler dynamics simulate static presentations; this network is recurrent")
@@ -254,17 +264,17 @@ class EulerDynamics(SteadyState):
                     p.apical = p.error = None
             if trace is not None and k in self.trace_steps:
                 self._keep(trace, pops)
-            if online and k:
+            if online and k and network.plastic:
                 sums = self._accumulate(rule, network, params, sums)
             if k == K:
                 break
             for p in pops:
                 self._euler_step(p, soma[p.name], basal[p.name], self.config.dt / p.compartments.tau)
-        if online:
-            for param, total in zip(params, sums):
+        if online and network.plastic:
+            for param, total in zip(params, sums or [None] * len(params)):
                 param.grad = None if total is None else total.div_(K)
         else:
-            rule.compute_updates(network)
+            updates(network, rule)
         if trace is not None:
             self._finish_trace(trace, pops)
 

@@ -1,6 +1,7 @@
 """A network: populations and projections built from a checked model file."""
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Iterator, Optional
 
@@ -86,6 +87,10 @@ class Network(nn.Module):
         self.sequential = any(p.kind == "recurrent" for p in self.projections.values())
         #: how apical inputs and errors come to be over a presentation (``dynamics.mode``)
         self.dynamics = SETTLING.get(cfg.dynamics.mode)(cfg.dynamics)
+        #: whether presentations change the weights (see :meth:`plasticity_off`)
+        self.plastic = True
+        #: third factors set between steps (a reward, say): name -> value, read by rules
+        self.modulators: dict[str, float] = {}
         #: time steps whose output the task teaches and scores (the task sets it; all by default)
         self.readout: slice = slice(None)
         #: length of the sequences the task trains on (recurrent networks; the trainer sets it)
@@ -210,6 +215,20 @@ class Network(nn.Module):
             pop = self.populations[name]
             pop.basal = pop.soma = basal[name]
             pop.rate = torch.stack(rates[name])
+
+    @contextlib.contextmanager
+    def plasticity_off(self):
+        """Within the block, presentations settle as usual but write no update: the
+        optimizer then leaves every weight as it is (``with network.plasticity_off(): ...``)."""
+        previous, self.plastic = self.plastic, False
+        try:
+            yield self
+        finally:
+            self.plastic = previous
+
+    def modulator(self, name: str, default: float = 1.0) -> float:
+        """The third factor ``name`` (a reward, a neuromodulator level) as last set, or ``default``."""
+        return self.modulators.get(name, default)
 
     def learnable_projections(self) -> list[Projection]:
         return [p for p in self.projections.values() if p.learnable]

@@ -41,6 +41,7 @@ def table(cls: type, title: str) -> str:
 
 def reference() -> str:
     from .plasticity import RULES
+    from .plugins import BUILTIN
     from .tasks import TASKS
 
     parts = [
@@ -50,7 +51,7 @@ def reference() -> str:
     ]
     for name in TASKS.names():
         parts.append(table(TASKS.get(name).Options, f"task (type: {name})"))
-    for name in RULES.names():
+    for name in (n for n in RULES.names() if n in BUILTIN):  # the shipped rules; plugins document their own
         parts.append(table(RULES.get(name).Options, f"plasticity (rule: {name})"))
     parts += [
         table(OptimizerConfig, "optimizer"),

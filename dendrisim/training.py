@@ -51,10 +51,12 @@ class RunOptions:
     argv: list[str] = field(default_factory=list)
     log: Callable[[str], None] = print
     dist: Optional[object] = None  # a dendrisim.distributed context; None: one process
+    plugins: list[str] = field(default_factory=list)  # rule files loaded for this run (--plugin)
 
     def to_json(self) -> dict:
         """What ``--resume`` needs to rebuild the run (written to ``run.json``)."""
-        return {"device": self.device, "data_root": self.data_root, "dry_run": self.dry_run, "argv": self.argv}
+        return {"device": self.device, "data_root": self.data_root, "dry_run": self.dry_run, "argv": self.argv,
+                "plugins": self.plugins}
 
 
 DRY_RUN_STEPS = 5

@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dendrisim.builder import load_experiment  # noqa: E402
 from dendrisim.errors import DendrisimError  # noqa: E402
+from dendrisim.plugins import load_plugins  # noqa: E402
 from dendrisim.tasks import TASKS  # noqa: E402
 from dendrisim.training import RunOptions, Trainer  # noqa: E402
 
@@ -111,8 +112,11 @@ def main() -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--data-root")
     p.add_argument("--record", action="store_true", help="keep each run's recording (off by default)")
+    p.add_argument("--plugin", dest="plugins", action="append", default=[], metavar="PATH.py",
+                   help="load plasticity rules from a Python file (repeatable), to compare them with --rules")
     args = p.parse_args()
     try:
+        load_plugins(args.plugins)
         load_experiment(args.model, args.overrides)
         for rule in args.rules:  # every rule name is checked before the first run
             load_experiment(args.model, [*args.overrides, f"plasticity.rule={rule}"])

@@ -6,9 +6,17 @@ import copy
 import pytest
 import torch
 
+from pathlib import Path
+
 from dendrisim.builder import load_experiment
+from dendrisim.plugins import load_plugins
 from dendrisim.network import Network
 from dendrisim.plasticity import build_rule
+
+#: the worked example rules outside the package: registered before the tests are collected,
+#: so the behavioural suite (parametrized over the registry) runs them like the built-in rules
+EXAMPLE_RULES = sorted((Path(__file__).resolve().parent.parent / "examples" / "rules").glob("*.py"))
+load_plugins(EXAMPLE_RULES)
 
 MLP = {
     "name": "tiny",

@@ -52,6 +52,29 @@ def test_rule_moves_learnable_weights_and_leaves_frozen_ones(rule, mode):
         assert torch.equal(rule_params[n], before), f"{rule}: fixed feedback {n} moved"
 
 
+@pytest.mark.parametrize("rule,mode", RULE_MODES)
+def test_rule_checkpoint_round_trips(rule, mode, tmp_path):
+    """A trainer resumed from another's checkpoint takes exactly the same next steps."""
+    def make(out):
+        exp = model([f"plasticity.rule={rule}", "training.max_steps_per_epoch=6", "training.epochs=2",
+                     "recording.enabled=false", *settled(mode)])
+        return Trainer(exp, RunOptions(out_dir=out, log=lambda s: None))
+
+    a = make(tmp_path / "a")
+    a.train_epoch(1)
+    a.epoch = 2
+    torch.save(a.checkpoint_state(), tmp_path / "checkpoint.pt")
+    b = make(tmp_path / "b")
+    b.resume(tmp_path / "checkpoint.pt")
+    a.train_epoch(2)
+    b.train_epoch(2)
+    for part in ("network", "rule"):
+        sa, sb = getattr(a, part).state_dict(), getattr(b, part).state_dict()
+        assert sa.keys() == sb.keys()
+        for k in sa:
+            assert torch.equal(sa[k], sb[k]), f"{rule} ({mode}): {part}.{k}"
+
+
 @pytest.mark.parametrize("learn", [True, False])
 def test_dll_theta_learns_only_when_asked(learn):
     tr = trainer("dll", f"plasticity.learn_feedback={str(learn).lower()}")

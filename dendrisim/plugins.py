@@ -1,0 +1,160 @@
+"""Rules users write: a subclass of :class:`dendrisim.PlasticityRule`, registered by name.
+
+A rule comes from a Python file named on the command line (``--plugin PATH.py``,
+repeatable) or from an installed package's entry point in the group ``dendrisim.rules``;
+a model file names it only by its registered name, so a YAML file from elsewhere cannot
+run code. :func:`register_rule` checks the contract when the class is defined, and a plugin
+that breaks it fails at load time with one paragraph naming the file and what is wrong.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.util
+import inspect
+import sys
+import traceback
+from pathlib import Path
+from typing import Callable, Optional
+
+from .errors import ConfigError
+from .plasticity.base import RULES, PlasticityRule, RuleOptions
+
+ENTRY_POINT_GROUP = "dendrisim.rules"
+#: the rules that ship with dendrisim (a plugin may not take their names)
+BUILTIN = frozenset(RULES.names())
+#: registered name -> where it came from (a plugin file, an entry point)
+ORIGIN: dict[str, str] = {name: "dendrisim" for name in BUILTIN}
+_loading: list[str] = []  # the plugin being loaded, for the origin of what it registers
+_entry_points_loaded = False
+
+
+class PluginError(ConfigError):
+    """A plugin that cannot be loaded or breaks the rule contract."""
+
+
+def register_rule(name: str) -> Callable[[type], type]:
+    """Class decorator: check ``cls`` against the rule contract and register it as ``name``.
+
+    .. code-block:: python
+
+        @dendrisim.register_rule("sign_symmetry")
+        class SignSymmetry(dendrisim.PlasticityRule):
+            def feedback_weight(self, network, proj): ...
+    """
+    def decorator(cls: type) -> type:
+        origin = _loading[-1] if _loading else getattr(sys.modules.get(cls.__module__), "__file__", cls.__module__)
+        problem = contract_problem(cls, name)
+        if problem:
+            raise PluginError(f"rule {name!r} ({getattr(cls, '__name__', cls)!r}, in {origin}) {problem}")
+        if name in RULES:
+            where = ("a built-in rule" if name in BUILTIN else f"already registered by {ORIGIN.get(name, '?')}")
+            raise PluginError(f"rule name {name!r} (in {origin}) is {where}; register the rule under another name")
+        RULES.register(name)(cls)
+        ORIGIN[name] = origin
+        return cls
+
+    if not isinstance(name, str) or not name.isidentifier():
+        raise PluginError(f"register_rule({name!r}): a rule name is a word of letters, digits and _ "
+                          "(it is what model files write as plasticity.rule)")
+    return decorator
+
+
+def contract_problem(cls: type, name: str) -> Optional[str]:
+    """What ``cls`` lacks to be a rule, or None."""
+    if not (isinstance(cls, type) and issubclass(cls, PlasticityRule)):
+        return "is not a subclass of dendrisim.PlasticityRule"
+    if cls.feedback_weight is PlasticityRule.feedback_weight:
+        return ("has no feedback_weight(self, network, proj) hook: it must say which weights carry each "
+                "projection's target error back to its source (None where there are none)")
+    options = cls.Options
+    if not (dataclasses.is_dataclass(options) and isinstance(options, type) and issubclass(options, RuleOptions)):
+        return "has an Options that is not a dataclass subclassing dendrisim.RuleOptions"
+    required = [f.name for f in dataclasses.fields(options) if f.name != "rule"
+                and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if required:
+        return (f"has Options fields without a default ({', '.join(required)}): every option needs one, so that "
+                "a model file may leave it out (use dendrisim.option(default, 'what it means'))")
+    if cls.__init__ is not PlasticityRule.__init__:
+        params = inspect.signature(cls.__init__).parameters
+        if "projections" not in params or params["projections"].kind is not inspect.Parameter.KEYWORD_ONLY:
+            return ("overrides __init__ without the keyword-only argument projections: use "
+                    "__init__(self, network, options, *, projections=None) and pass it to super().__init__")
+    names = {f.name for f in dataclasses.fields(options)}
+    for key, spec in dict(cls.tunables).items():
+        if key not in names:
+            return f"declares the tunable {key!r}, which is not one of its options ({', '.join(sorted(names))})"
+        if not (isinstance(spec, tuple) and len(spec) in (2, 3) and all(isinstance(v, (int, float)) for v in spec[:2])
+                and spec[0] < spec[1] and (len(spec) == 2 or spec[2] in ("log", "int"))):
+            return f"declares the tunable {key!r} as {spec!r}; write (low, high) or (low, high, 'log' | 'int')"
+    if not all(isinstance(v, str) for v in cls.projection_recordables):
+        return "declares projection_recordables that are not names"
+    return None
+
+
+def load_plugin(path: str | Path) -> list[str]:
+    """Import the rule file ``path``; returns the names it registered."""
+    path = Path(path)
+    if not path.is_file():
+        raise PluginError(f"--plugin {path}: no such file (looked at {path.resolve()})")
+    before = set(RULES.names())
+    digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]
+    module_name = f"dendrisim_plugin_{path.stem}_{digest}"
+    if module_name in sys.modules:  # loaded already (a resumed run names it again)
+        return []
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise PluginError(f"--plugin {path}: not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    _loading.append(str(path))
+    try:
+        spec.loader.exec_module(module)
+    except PluginError:
+        del sys.modules[module_name]
+        raise
+    except Exception as err:  # noqa: BLE001 - whatever the plugin raises, say it in one paragraph
+        del sys.modules[module_name]
+        frames = [f for f in traceback.extract_tb(err.__traceback__) if Path(f.filename) == path]
+        where = f" at line {frames[-1].lineno} ({frames[-1].line.strip()})" if frames and frames[-1].line else ""
+        raise PluginError(f"--plugin {path}: importing it raised {type(err).__name__}{where}: {err}") from None
+    finally:
+        _loading.pop()
+    added = sorted(set(RULES.names()) - before)
+    if not added:
+        raise PluginError(f"--plugin {path}: registers no rule; decorate a PlasticityRule subclass with "
+                          "@dendrisim.register_rule('name')")
+    return added
+
+
+def load_plugins(paths) -> list[str]:
+    return [name for path in paths for name in load_plugin(path)]
+
+
+def load_entry_points() -> None:
+    """Rules of installed packages: each entry point of the group ``dendrisim.rules`` names a
+    module (whose import registers its rules) or a rule class (registered under the entry
+    point's name). Loaded once per process."""
+    global _entry_points_loaded
+    if _entry_points_loaded:
+        return
+    _entry_points_loaded = True
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        origin = f"entry point {ep.name} = {ep.value}" + (f" of {ep.dist.name}" if getattr(ep, "dist", None) else "")
+        _loading.append(origin)
+        try:
+            obj = ep.load()
+        except PluginError:
+            raise
+        except Exception as err:  # noqa: BLE001
+            raise PluginError(f"{origin}: importing it raised {type(err).__name__}: {err}") from None
+        finally:
+            _loading.pop()
+        if isinstance(obj, type) and ep.name not in RULES:
+            _loading.append(origin)
+            try:
+                register_rule(ep.name)(obj)
+            finally:
+                _loading.pop()
