@@ -302,7 +302,8 @@ class EulerDynamics(SteadyState):
                 if p.activation.canonical_loss is not None:
                     p.error = (p.soma - predicted).div_(c.nudging)
                     continue
-            p.error = (p.rate - p.activation.f(predicted)).div_(c.nudging)
+            f_predicted = p.activation.f(predicted)
+            p.error = torch.sub(p.rate, f_predicted, out=f_predicted).div_(c.nudging)  # no third tensor
 
     @staticmethod
     def _euler_step(p, u: torch.Tensor, basal: torch.Tensor, dt: float) -> None:

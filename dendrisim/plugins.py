@@ -82,7 +82,7 @@ def contract_problem(cls: type, name: str) -> Optional[str]:
                     "__init__(self, network, options, *, projections=None) and pass it to super().__init__")
     names = {f.name for f in dataclasses.fields(options)}
     for key, spec in dict(cls.tunables).items():
-        if key not in names:
+        if key.split(".")[0] not in names:  # a dotted key reaches into a mapping option (feedback_init.normal.std)
             return f"declares the tunable {key!r}, which is not one of its options ({', '.join(sorted(names))})"
         if not (isinstance(spec, tuple) and len(spec) in (2, 3) and all(isinstance(v, (int, float)) for v in spec[:2])
                 and spec[0] < spec[1] and (len(spec) == 2 or spec[2] in ("log", "int"))):

@@ -52,6 +52,8 @@ class RunOptions:
     log: Callable[[str], None] = print
     dist: Optional[object] = None  # a dendrisim.distributed context; None: one process
     plugins: list[str] = field(default_factory=list)  # rule files loaded for this run (--plugin)
+    evaluate_test: bool = True  # False: the test split is never evaluated (tuning scores on validation only)
+    on_epoch: Optional[Callable[[dict], None]] = None  # called with each epoch's metrics row (a tuner's pruner)
 
     def to_json(self) -> dict:
         """What ``--resume`` needs to rebuild the run (written to ``run.json``)."""
@@ -360,7 +362,7 @@ class Trainer:
                 self.save_checkpoint()
                 break
             val = self.evaluate(self.task.val) if self.task.val is not None else {}
-            test = self.evaluate(self.task.test)
+            test = self.evaluate(self.task.test) if self.options.evaluate_test else {}
             row = {"epoch": epoch, "step": self.global_step, "seconds": round(self.epoch_seconds, 3),
                    "lr": self.optimizer.param_groups[0]["lr"]}
             for prefix, values in (("train", train), ("val", val), ("test", test)):
@@ -378,6 +380,8 @@ class Trainer:
             if self.dist.is_main:
                 self._write_metrics(self.run_dir / "metrics.csv", self.rows)
             log(self._epoch_line(row, metric_names))
+            if self.options.on_epoch is not None:
+                self.options.on_epoch(row)
             self._select(val.get(watch) if val else None, higher, stop)
             self.epoch += 1
             self.epoch_seconds = 0.0
@@ -434,8 +438,9 @@ class Trainer:
                 selected = rows[self.best_epoch - 1]
             summary["selected_epoch"] = selected["epoch"]
             for k in metric_names:
-                summary[f"test_{k}"] = selected[f"test_{k}"]
-                summary[f"final_test_{k}"] = final[f"test_{k}"]
+                if f"test_{k}" in selected:
+                    summary[f"test_{k}"] = selected[f"test_{k}"]
+                    summary[f"final_test_{k}"] = final[f"test_{k}"]
                 if f"val_{k}" in selected:
                     summary[f"val_{k}"] = selected[f"val_{k}"]
         if self.stop_requested:

@@ -388,11 +388,18 @@ def dynamics_rows(model_file: str, device: torch.device, batch: int, kw: dict, *
                 for pop in hidden:
                     r.top_down(net, pop)
 
-        euler_s = timed(step, device, **kw)
-        pass_s = timed(forward, device, **kw) + timed(feedback, device, **kw)
+        # interleaved rounds (a block of euler steps, then a block of passes), so that the
+        # machine's load drifts under both alike; the ratio is the median of the rounds'
+        one = dict(kw, repeats=1, warmup=1)
+        rounds = []
+        for _ in range(kw["repeats"]):
+            euler_s = timed(step, device, **one)
+            pass_s = timed(forward, device, **one) + timed(feedback, device, **one)
+            rounds.append((euler_s, pass_s, euler_s / (dyn.steps * pass_s)))
+        euler_s, pass_s, ratio = (statistics.median(r[i] for r in rounds) for i in range(3))
         rows.append({"rule": rule, "steps": dyn.steps, "step_ms": round(1e3 * euler_s, 3),
-                     "forward_plus_feedback_ms": round(1e3 * pass_s, 3),
-                     "vs_steps_passes": round(euler_s / (dyn.steps * pass_s), 3)})
+                     "forward_plus_feedback_ms": round(1e3 * pass_s, 3), "vs_steps_passes": round(ratio, 3),
+                     "ratios": [round(r[2], 3) for r in rounds]})
     return {"model": exp.config.name, "batch": batch, "dt": dyn.dt, "steps": dyn.steps, "rows": rows}
 
 
@@ -504,10 +511,11 @@ def report(result: dict, args) -> int:
     if "dynamics" in result:
         d = result["dynamics"]
         print(f"euler dynamics, {d['model']}, batch {d['batch']}, {d['steps']} steps of dt {d['dt']}; median of "
-              f"{args.repeats} blocks of {args.steps} training steps")
-        print(f"{'rule':<8}{'step ms':>10}{'forward + feedback ms':>24}{'x (steps x passes)':>21}")
+              f"{args.repeats} interleaved rounds of {args.steps} training steps and {args.steps} passes")
+        print(f"{'rule':<8}{'step ms':>10}{'forward + feedback ms':>24}{'x (steps x passes)':>21}   rounds")
         for r in d["rows"]:
-            print(f"{r['rule']:<8}{r['step_ms']:>10.2f}{r['forward_plus_feedback_ms']:>24.3f}{r['vs_steps_passes']:>21.3f}")
+            print(f"{r['rule']:<8}{r['step_ms']:>10.2f}{r['forward_plus_feedback_ms']:>24.3f}{r['vs_steps_passes']:>21.3f}"
+                  f"   {' '.join(f'{x:.2f}' for x in r['ratios'])}")
     if "scaling" in result:
         print("DLL time per Fashion-MNIST epoch (54k samples, training steps only) and memory in MiB:")
         print(f"{'point':<12}{'hidden':<24}{'batch':>6}{'step ms':>9}{'epoch s':>9}{'W+grad+adam':>13}{'θ+grad+adam':>13}{'compartments':>14}")

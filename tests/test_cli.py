@@ -110,8 +110,9 @@ def test_compare_rules_writes_a_table_and_curves(tmp_path):
     assert len(rows) == 2 and all(" ± " in r and "| 2 |" in r for r in rows)
     assert (out / "learning_curves.png").read_bytes()[:4] == b"\x89PNG"
     results = json.loads((out / "results.json").read_text())
-    assert sorted(results) == ["bp-s0", "bp-s1", "dll-s0", "dll-s1"]
-    assert {r["summary"]["seed"] for r in results.values()} == {0, 1}
+    assert sorted(results["runs"]) == ["bp-s0", "bp-s1", "dll-s0", "dll-s1"]
+    assert {r["summary"]["seed"] for r in results["runs"].values()} == {0, 1}
+    assert results["rules"] == {"dll": {"tuned": None, "trials": []}, "bp": {"tuned": None, "trials": []}}
     bad = subprocess.run([sys.executable, str(REPO / "scripts" / "compare_rules.py"), str(REPO / "models" / "dll_mlp_digits.yaml"),
                           "--rules", "dll,nope", "--out", str(tmp_path / "bad")], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "'nope' is not a known plasticity rule" in bad.stderr

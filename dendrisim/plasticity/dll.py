@@ -39,6 +39,7 @@ class DendriticLocalizedLearning(PlasticityRule):
     __doc__ = __doc__
     Options = DLLOptions
     projection_recordables = PlasticityRule.projection_recordables + ("feedback_update",)
+    tunables = {"feedback_lr_scale": (0.01, 1.0, "log"), "sigma": (0.5, 2.0)}
     check = classmethod(_check_feedback_init)
 
     def __init__(self, network, options: DLLOptions, *, projections=None):

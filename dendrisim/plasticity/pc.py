@@ -56,6 +56,7 @@ class PredictiveCoding(PlasticityRule):
                      "is simulated there: inference_steps, inference_lr)")
 
     per_projection = False  # one relaxation of the whole network
+    tunables = {"inference_lr": (0.02, 0.5, "log"), "inference_steps": (5, 40, "int")}
 
     def __init__(self, network, options: PCOptions, *, projections=None):
         super().__init__(network, options, projections=projections)

@@ -70,6 +70,7 @@ class FeedbackAlignment(PlasticityRule):
 
     Options = RandomFeedbackOptions
     check = classmethod(_check_feedback_init)
+    tunables = {"feedback_init.normal.std": (0.005, 0.5, "log")}
 
     def __init__(self, network, options: RandomFeedbackOptions, *, projections=None):
         super().__init__(network, options, projections=projections)
@@ -92,6 +93,7 @@ class DirectFeedbackAlignment(PlasticityRule):
     check = classmethod(_check_feedback_init)
 
     per_projection = False  # the output error goes straight to every population: the whole network or none
+    tunables = {"feedback_init.normal.std": (0.005, 0.5, "log")}
 
     def __init__(self, network, options: RandomFeedbackOptions, *, projections=None):
         super().__init__(network, options, projections=projections)
@@ -140,6 +142,7 @@ class KolenPollack(PlasticityRule):
 
     Options = KolenPollackOptions
     check = classmethod(_check_feedback_init)
+    tunables = {"decay": (1e-5, 1e-1, "log")}
 
     def __init__(self, network, options: KolenPollackOptions, *, projections=None):
         super().__init__(network, options, projections=projections)
