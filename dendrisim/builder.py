@@ -3,8 +3,8 @@
 ``dendrisim.config`` knows the schema and the graph; ``dendrisim.tasks`` and
 ``dendrisim.plasticity`` know their own options. :func:`load_experiment` reads a model file,
 applies overrides, parses the task's and every rule's options with the classes they name,
-and runs every check that needs no tensor; :func:`build_rule` sets the rule (or the mix of
-rules the projections ask for) up for a network.
+and runs every check that needs no tensor; :func:`build` turns an experiment into its task
+(the data, on the device), network and rule (or the mix of rules the projections ask for).
 """
 from __future__ import annotations
 
@@ -12,12 +12,15 @@ import dataclasses
 from pathlib import Path
 from typing import Iterable
 
+import torch
+
 from .config.graph import validate
 from .config.loader import Experiment, read_model
 from .config.parse import parse, yaml_key
 from .config.schema import ModelConfig
 from .errors import ConfigError
-from .plasticity import RULES
+from .network import Network
+from .plasticity import RULES, build_rule
 from .plugins import load_entry_points
 from .tasks import TASKS
 
@@ -122,3 +125,18 @@ def check_rule(experiment: Experiment, graph, options) -> None:
                           f"{', '.join(rule_cls.settling_modes)}): {rule_cls.settling_note}", file=file,
                           path="dynamics.mode")
     rule_cls.check(experiment, graph)
+
+
+def build(experiment: Experiment, *, device, data_root: str | None = None):
+    """``(task, network, rule)`` of an experiment: the task loads its data onto ``device``; the
+    network takes its shapes (and word vectors) from the task; the rule is set up for it."""
+    task = TASKS.get(experiment.task.type)(experiment.task, device=device, data_root=data_root)
+    network = Network(experiment, input_shape=task.input_shape, output_size=task.output_size,
+                      vocabulary=task.vocabulary)
+    network.readout = task.readout
+    network.time_steps = task.sequence_length if network.sequential else None
+    with torch.no_grad():
+        for proj in network.projections.values():
+            if proj.connectivity == "embedding":
+                proj.weight.copy_(task.embedding_for(proj))
+    return task, network, build_rule(network, experiment)

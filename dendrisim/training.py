@@ -16,10 +16,8 @@ import numpy as np
 import torch
 
 from .config.loader import Experiment
-from .network import Network
+from .builder import build
 from .optim import build_optimizer, build_scheduler
-from .plasticity import build_rule
-from .tasks import TASKS
 
 
 def seed_everything(seed: int) -> None:
@@ -114,16 +112,7 @@ class Trainer:
         if self.device.type == "cuda" and self.dist.world > 1:
             self.device = torch.device("cuda", self.dist.local_rank)
         seed_everything(cfg.training.seed)
-        self.task = TASKS.get(experiment.task.type)(experiment.task, device=self.device, data_root=options.data_root)
-        self.network = Network(experiment, input_shape=self.task.input_shape, output_size=self.task.output_size,
-                               vocabulary=self.task.vocabulary)
-        self.network.readout = self.task.readout
-        self.network.time_steps = self.task.sequence_length if self.network.sequential else None
-        with torch.no_grad():
-            for proj in self.network.projections.values():
-                if proj.connectivity == "embedding":
-                    proj.weight.copy_(self.task.embedding_for(proj))
-        self.rule = build_rule(self.network, experiment)
+        self.task, self.network, self.rule = build(experiment, device=self.device, data_root=options.data_root)
         self.network.to(self.device)
         self.rule.to(self.device)
         self.optimizer = build_optimizer(self.network, self.rule, cfg.optimizer)
