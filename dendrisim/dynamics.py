@@ -225,7 +225,7 @@ def updates(network, rule: Rule) -> None:
         param.grad = None
 
 
-def _check_dense_target(network) -> None:
+def _refuse_sequences(network) -> None:
     if network.sequential:  # refused by the config checks; a guard for networks built by hand
         raise ValueError("euler dynamics simulate static presentations; this network is recurrent")
 
@@ -240,7 +240,11 @@ class EulerDynamics(SteadyState):
         self.trace_steps = sorted(set(range(0, K + 1, r)) | {K})
 
     def step(self, network, rule: Rule, target: torch.Tensor) -> None:
-        _check_dense_target(network)
+        """One presentation: from the free state, ``steps`` Euler steps. Each step first
+        observes the state (basal drives from the current rates, errors from the current
+        somata, apical inputs from the errors above), then moves every soma; the updates
+        come from the last observation (``settled``) or the mean over steps 1..K (``online``)."""
+        _refuse_sequences(network)
         K, online = self.config.steps, self.config.plasticity == "online"
         pops = list(network.pyramidal())
         out = network.output
