@@ -261,8 +261,8 @@ class EulerDynamics(SteadyState):
             for p in pops:
                 p.soma, p.basal = soma[p.name], basal[p.name]
             self._errors(network, pops, target)
-            for p in hidden:
-                p.apical = rule.top_down(network, p)
+            for p in hidden:  # in the free state every error is exactly zero, and so is its feedback
+                p.apical = rule.top_down(network, p) if k else torch.zeros_like(p.soma)
             for p in pops:
                 if p.name not in teach:
                     p.apical = p.error = None
