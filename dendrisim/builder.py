@@ -50,14 +50,27 @@ def projection_rule(data, *, file: str, path: str):
         raise ConfigError(f"{data!r} is not a plasticity block; write e.g. {{rule: bp}} (a rule name and its options)",
                           file=file, path=path)
     rule_cls = RULES.get(data["rule"], file=file, path=f"{path}.rule")
-    own = {yaml_key(f) for f in dataclasses.fields(rule_cls.Options)}
+    own, owners = _option_keys(rule_cls), _option_owners()
     for key in data:
         if key not in own:
-            others = [n for n in RULES.names() if key in {yaml_key(f) for f in dataclasses.fields(RULES.get(n).Options)}]
+            others = owners.get(key, [])
             whose = f"an option of {', '.join(others)}, not of {data['rule']}" if others else "not an option of any rule"
             raise ConfigError(f"{key!r} is {whose}; {data['rule']} takes {', '.join(sorted(own))}",
                               file=file, path=f"{path}.{key}")
     return parse(rule_cls.Options, data, file=file, path=path)
+
+
+def _option_keys(rule_cls) -> set[str]:
+    return {yaml_key(f) for f in dataclasses.fields(rule_cls.Options)}
+
+
+def _option_owners() -> dict[str, list[str]]:
+    """Option key -> the registered rules that take it."""
+    owners: dict[str, list[str]] = {}
+    for name in RULES.names():
+        for key in _option_keys(RULES.get(name)):
+            owners.setdefault(key, []).append(name)
+    return owners
 
 
 def check_mix(experiment: Experiment) -> None:
@@ -102,11 +115,7 @@ def rule_options(data: dict, *, file: str, path: str):
     if not isinstance(data, dict) or "rule" not in data:
         raise ConfigError("needs a 'rule' key naming the plasticity rule", file=file, path=path)
     rule_cls = RULES.get(data["rule"], file=file, path=f"{path}.rule")
-    own = {yaml_key(f) for f in dataclasses.fields(rule_cls.Options)}
-    owners: dict[str, list[str]] = {}
-    for name in RULES.names():
-        for f in dataclasses.fields(RULES.get(name).Options):
-            owners.setdefault(yaml_key(f), []).append(name)
+    own, owners = _option_keys(rule_cls), _option_owners()
     kept, notes = {}, []
     for key, value in data.items():
         if key not in own and key in owners:

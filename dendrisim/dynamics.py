@@ -251,21 +251,23 @@ class EulerDynamics(SteadyState):
         target = target.view_as(out.rate)
         teach = set(network.needs_error) | {out.name}
         hidden = [p for p in pops if p is not out and p.name in teach]
+        taught = [p for p in pops if p.name in teach]  # the others need no error (a frozen embedding's target)
+        for p in pops:
+            if p.name not in teach:
+                p.apical = p.error = None
         soma = {p.name: p.soma.clone() for p in pops}  # the free state of the forward pass
         trace = self._start_trace(pops)
-        params, sums = self._learnable(network, rule) if online else ([], None)
+        params = [q for q in chain(network.parameters(), rule.parameters()) if q.requires_grad] if online else []
+        sums = None
         basal = {p.name: p.basal for p in pops}
         for k in range(K + 1):
             if k:  # the basal drive of the current rates (at k = 0 the forward pass's)
                 basal = {p.name: network.basal_input(p.name) for p in pops}
             for p in pops:
                 p.soma, p.basal = soma[p.name], basal[p.name]
-            self._errors(network, pops, target)
+            self._errors(network, taught, target)
             for p in hidden:  # in the free state every error is exactly zero, and so is its feedback
                 p.apical = rule.top_down(network, p) if k else torch.zeros_like(p.soma)
-            for p in pops:
-                if p.name not in teach:
-                    p.apical = p.error = None
             if trace is not None and k in self.trace_steps:
                 self._keep(trace, pops)
             if online and k and network.plastic:
@@ -296,7 +298,7 @@ class EulerDynamics(SteadyState):
     # ------------------------------------------------------------------ the equations
     @staticmethod
     def _errors(network, pops, target: torch.Tensor) -> None:
-        """Output teacher ``v_A = t − f(v̂_B)`` and every local error ``e`` from the current state."""
+        """Output teacher ``v_A = t − f(v̂_B)`` and the local error ``e`` of ``pops`` from the current state."""
         out = network.output
         for p in pops:
             c = p.compartments
@@ -320,11 +322,6 @@ class EulerDynamics(SteadyState):
         p.rate = p.activation.f(u)
 
     # ------------------------------------------------------------------ online plasticity
-    @staticmethod
-    def _learnable(network, rule) -> tuple[list, Optional[list]]:
-        params = [q for q in chain(network.parameters(), rule.parameters()) if q.requires_grad]
-        return params, None
-
     @staticmethod
     def _accumulate(rule, network, params, sums):
         """Add this step's updates to the running sums (a parameter no update reaches keeps None)."""
