@@ -62,6 +62,7 @@ class Trainer(_LoopTrainer):
             stats = task.batch_stats(y, net)
             self.rule.step(net, task.target(y, net))
             self.optimizer.step()
+            self.rule.after_update(net)
             self.scheduler.step()
         self.global_step += 1
         return task.finish_stats(stats.to(torch.float64), int(y.shape[0]))["loss"]

@@ -200,6 +200,7 @@ class Trainer:
         """One pass over the training split (from ``step_in_epoch`` when resuming);
         returns early, between steps, when a stop is requested."""
         task, net, rule, opt = self.task, self.network, self.rule, self.optimizer
+        rule.start_epoch(epoch)
         if self.step_in_epoch == 0:
             self.epoch_order = torch.randperm(len(task.train), generator=self.order_generator).to(self.device)
             self.epoch_totals, self.epoch_samples = None, 0
@@ -221,6 +222,7 @@ class Trainer:
                 if stop_now and self.stop_requested is None:
                     self.stop_requested = "a stop on another rank"
                 opt.step()
+                rule.after_update(net)
                 self.scheduler.step()
                 guard = self.experiment.config.training.guard_every
                 if guard and (self.global_step + 1) % guard == 0:

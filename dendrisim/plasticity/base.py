@@ -177,6 +177,15 @@ class PlasticityRule(nn.Module):
         with torch.no_grad():
             network.dynamics.step(network, self, target)
 
+    # ----- what the loop tells the rule ---------------------------------------------
+    def start_epoch(self, epoch: int) -> None:
+        """The loop is starting (or resuming) epoch ``epoch`` (1-based); a rule whose
+        plasticity changes with the epoch (dll's ``fix_feedback_until``) keeps it."""
+
+    def after_update(self, network: "Network") -> None:
+        """Called after the optimizer applied the updates: a rule that keeps its weights in a
+        set (dll's ``recurrent_feedback_norm``) projects them back here."""
+
     # ----- optimizer and recording hooks --------------------------------------------
     def param_groups(self, lr: float) -> list[dict[str, Any]]:
         """Optimizer param groups for the rule's own learnable tensors (none by default)."""

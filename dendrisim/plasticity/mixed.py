@@ -64,6 +64,14 @@ class MixedPlasticity(PlasticityRule):
         for rule in self.members.values():
             rule.compute_updates(network)
 
+    def start_epoch(self, epoch: int) -> None:
+        for rule in self.members.values():
+            rule.start_epoch(epoch)
+
+    def after_update(self, network) -> None:
+        for rule in self.members.values():
+            rule.after_update(network)
+
     def param_groups(self, lr: float) -> list[dict[str, Any]]:
         groups = []
         for key, rule in self.members.items():
