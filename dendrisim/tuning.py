@@ -146,7 +146,12 @@ def best_overrides(study) -> list[str]:
 
 
 def main_metric(task_type: str) -> tuple[str, bool]:
-    """The task's first higher-is-better metric (accuracy, corr), else the loss."""
-    metrics = TASKS.get(task_type).metrics
+    """The metric a comparison tunes for and reports, and whether higher is better: the task's
+    ``headline`` (bpc for the char LM, RSE for forecasting), else its first higher-is-better
+    metric (accuracy), else the loss."""
+    task = TASKS.get(task_type)
+    metrics = task.metrics
+    if getattr(task, "headline", None):
+        return task.headline, metrics[task.headline]
     higher = [m for m, up in metrics.items() if up]
     return (higher[0], True) if higher else ("loss", False)

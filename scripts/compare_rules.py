@@ -208,7 +208,11 @@ def write_reports(args, results: dict, tuned: dict) -> None:
     plot(results, metric, args.out / "learning_curves.png")
     rules = {rule: {"tuned": tuned[rule]["tuned"] if rule in tuned else None,
                     "trials": tuned[rule]["trials"] if rule in tuned else []} for rule in args.rules}
-    (args.out / "results.json").write_text(json.dumps({"runs": results, "rules": rules}, indent=1, default=str))
+    from dendrisim.tasks import TASKS
+
+    metrics = list(TASKS.get(exp.task.type).metrics)
+    (args.out / "results.json").write_text(json.dumps({"runs": results, "rules": rules, "metric": metric,
+                                                       "higher": higher, "metrics": metrics}, indent=1, default=str))
 
 
 if __name__ == "__main__":

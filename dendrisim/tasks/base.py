@@ -167,6 +167,8 @@ class Task:
     Options: type = TaskOptions
     #: metric name -> True when higher is better
     metrics: dict[str, bool] = {"loss": False}
+    #: the metric comparisons tune for and report (None: the first higher-is-better one, else the loss)
+    headline: Optional[str] = None
     train: Split
     val: Optional[Split]
     test: Split

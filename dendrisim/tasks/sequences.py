@@ -52,6 +52,7 @@ class CharLanguageModel(Task):
 
     Options = CharLMOptions
     metrics = {"loss": False, "bpc": False, "perplexity": False, "accuracy": True}
+    headline = "bpc"
 
     @classmethod
     def check_options(cls, options: CharLMOptions, *, file: str) -> None:
@@ -225,6 +226,7 @@ class Forecasting(Task):
 
     Options = ForecastOptions
     metrics = {"loss": False, "mse": False, "mae": False, "rse": False, "corr": True}
+    headline = "rse"  # relative squared error, the figure forecasting papers compare
 
     @classmethod
     def check_options(cls, options: ForecastOptions, *, file: str) -> None:
