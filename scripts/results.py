@@ -25,7 +25,8 @@ that made them; one that finished with the same command is not run again, so an 
 suite continues (and the tuning inside a contender continues from its journal). Writes
 ``OUT/SUITE.md`` and ``OUT/SUITE.json`` (``rules.md``, ...: the tables, with the machine, the
 torch version and the date); ``--update README.md`` puts the markdown between the README's
-results markers.
+markers for the suite (``<!-- results SUITE: begin ... -->``) and the JSON into
+``results.json`` beside it.
 """
 from __future__ import annotations
 
@@ -45,7 +46,12 @@ from typing import Optional
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-BEGIN, END = "<!-- results:begin (scripts/results.py writes this part) -->", "<!-- results:end -->"
+
+
+def markers(suite: str) -> tuple[str, str]:
+    """The lines between which ``--update`` writes a suite's markdown."""
+    return (f"<!-- results {suite}: begin (scripts/results.py --suite {suite} writes this part) -->",
+            f"<!-- results {suite}: end -->")
 
 
 @dataclass(frozen=True)
@@ -268,22 +274,27 @@ def versus(row: dict, ref: Optional[dict]) -> str:
 
 
 def update_readme(path: Path, report: dict) -> None:
-    """Put the suite's markdown between ``path``'s results markers, and its JSON beside it
-    (``results.json`` in the README's folder), so the README's numbers are this output."""
-    markdown = render(report)
+    """Put the suite's markdown between ``path``'s markers for it, and its JSON beside it
+    (``results.json`` in the README's folder, one entry per suite), so that the README's
+    numbers are this output."""
+    begin, end = markers(report["suite"])
     text = path.read_text()
-    if BEGIN not in text or END not in text:
-        raise SystemExit(f"{path}: no results markers; put {BEGIN!r} and {END!r} around its results")
-    before, rest = text.split(BEGIN, 1)
-    _, after = rest.split(END, 1)
-    path.write_text(before + BEGIN + "\n" + markdown + END + after)
-    (path.parent / "results.json").write_text(json.dumps(report, indent=1) + "\n")
+    if begin not in text or end not in text:
+        raise SystemExit(f"{path}: no results markers for suite {report['suite']}; put the lines {begin!r} and "
+                         f"{end!r} where its tables go")
+    before, rest = text.split(begin, 1)
+    _, after = rest.split(end, 1)
+    path.write_text(before + begin + "\n" + render(report) + end + after)
+    stored = path.parent / "results.json"
+    reports = json.loads(stored.read_text()) if stored.is_file() else {}
+    reports[report["suite"]] = report
+    stored.write_text(json.dumps(reports, indent=1, ensure_ascii=False) + "\n")
 
 
-def readme_block(path: Path) -> str:
-    """The part of ``path`` between the results markers (what :func:`update_readme` wrote)."""
-    text = path.read_text()
-    return text.split(BEGIN, 1)[1].split(END, 1)[0].lstrip("\n")
+def readme_block(path: Path, suite: str) -> str:
+    """The part of ``path`` between the suite's markers (what :func:`update_readme` wrote)."""
+    begin, end = markers(suite)
+    return path.read_text().split(begin, 1)[1].split(end, 1)[0].lstrip("\n")
 
 
 def main(argv=None) -> int:

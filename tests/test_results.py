@@ -33,7 +33,9 @@ def tiny_suite(monkeypatch):
 
 def test_a_suite_tunes_every_contender_equally_and_writes_markdown_and_json(tiny_suite, tmp_path, capsys):
     readme = tmp_path / "README.md"
-    readme.write_text(f"# x\n\n## Results\n\nprose\n\n{results.BEGIN}\nold numbers\n{results.END}\n\n## Layout\n")
+    begin, end = results.markers("tiny")
+    readme.write_text(f"# x\n\n## Results\n\nprose\n\n{begin}\nold numbers\n{end}\n\n## Layout\n")
+    (tmp_path / "results.json").write_text('{"rules": {"kept": true}}')
     out = tmp_path / "out"
     assert results.main(["--suite", "tiny", "--out", str(out), "--update", str(readme)]) == 0
     report = json.loads((out / "tiny.json").read_text())
@@ -60,8 +62,8 @@ def test_a_suite_tunes_every_contender_equally_and_writes_markdown_and_json(tiny
     # the README's part between the markers is the markdown, its JSON beside it; the rest is kept
     text = readme.read_text()
     assert "old numbers" not in text and text.startswith("# x\n\n## Results\n\nprose\n") and text.endswith("## Layout\n")
-    assert results.readme_block(readme) == md
-    assert json.loads((tmp_path / "results.json").read_text()) == report
+    assert results.readme_block(readme, "tiny") == md
+    assert json.loads((tmp_path / "results.json").read_text()) == {"rules": {"kept": True}, "tiny": report}
 
 
 def test_a_finished_contender_is_not_run_again(tiny_suite, tmp_path):
@@ -91,9 +93,11 @@ def test_the_shipped_suites_cover_the_readme_comparisons():
     assert {"dll", "dll-fixed", "dll-anti", "dll-warmup", "dll-decay", "dll-norm", "bp"} == set(variants)
 
 
-def test_the_readme_results_are_the_output_of_results_py():
-    """Not hand-typed: the README's generated part is the rendering of results.json."""
-    readme = REPO / "README.md"
-    report = json.loads((REPO / "results.json").read_text())
-    assert results.readme_block(readme) == results.render(report)
-    assert report["suite"] == "rules" and report["command"].startswith("python scripts/results.py")
+@pytest.mark.parametrize("suite", ["rules", "through-time"])
+def test_the_readme_results_are_the_output_of_results_py(suite):
+    """Not hand-typed: each generated part of the README is the rendering of its suite's
+    entry in results.json."""
+    report = json.loads((REPO / "results.json").read_text())[suite]
+    assert results.readme_block(REPO / "README.md", suite) == results.render(report)
+    assert report["suite"] == suite and report["command"].startswith(f"python scripts/results.py")
+    assert all(c.get("skipped") or c["contenders"] for c in report["comparisons"])
