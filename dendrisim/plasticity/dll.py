@@ -76,8 +76,18 @@ class DendriticLocalizedLearning(PlasticityRule):
         return self.theta[proj.name] if proj.name in self.theta else None
 
     def feedback_label(self, network, proj) -> str:
-        how = (f"learned at lr x {self.options.feedback_lr_scale}" if self.options.learn_feedback else "fixed random")
-        return f"θ[{proj.name}] {list(self.theta[proj.name].shape)} / σ² (σ = {self.options.sigma}), {how}"
+        o = self.options
+        how = f"learned at lr x {o.feedback_lr_scale}" if o.learn_feedback else "fixed random"
+        if o.learn_feedback:
+            if o.fix_feedback_until:
+                how += f" after {o.fix_feedback_until} epochs fixed"
+            if o.feedback_decay:
+                how += f", decay {o.feedback_decay}"
+            if proj.name in self.recurrent and o.recurrent_feedback_sign == "anti_hebbian":
+                how += ", anti-Hebbian"
+            if proj.name in self.recurrent and o.recurrent_feedback_norm is not None:
+                how += f", spectral norm <= {o.recurrent_feedback_norm}"
+        return f"θ[{proj.name}] {list(self.theta[proj.name].shape)} / σ² (σ = {o.sigma}), {how}"
 
     def learns_feedback(self) -> bool:
         """Whether θ learns in this epoch (``learn_feedback``, after ``fix_feedback_until``)."""
