@@ -80,10 +80,10 @@ class Comparison:
 RULES = tuple(Contender(r, r) for r in ("dll", "bp", "fa", "dfa", "kp"))
 
 VARIANTS = (
-    Contender("dll", "dll", (), "θ learned as specified (Hebbian), the file as shipped"),
+    Contender("dll", "dll", (), "θ learned as specified (Hebbian)"),
     Contender("dll-fixed", "dll", ("plasticity.learn_feedback=false",), "θ fixed at its random start"),
     Contender("dll-anti", "dll", ("plasticity.recurrent_feedback_sign=anti_hebbian",),
-              "anti-Hebbian recurrent θ (the reference implementation's sign)"),
+              "anti-Hebbian recurrent θ, the reference implementation's sign"),
     Contender("dll-warmup", "dll", ("plasticity.fix_feedback_until=2",), "θ fixed for the first 2 epochs"),
     Contender("dll-decay", "dll", ("plasticity.feedback_decay=0.01",), "decay 0.01 on θ"),
     Contender("dll-norm", "dll", ("plasticity.recurrent_feedback_norm=1.0",),
@@ -213,9 +213,10 @@ def machine() -> dict:
 
 def fmt(values: list[float], percent: bool) -> str:
     scale, unit = (100.0, "%") if percent else (1.0, "")
+    spec = ".2f" if percent else ".4f"  # accuracies to 0.01 points; bpc, RSE and CORR to 4 decimals
     if len(values) == 1:
-        return f"{values[0] * scale:.2f}{unit}"
-    return f"{statistics.mean(values) * scale:.2f} ± {statistics.stdev(values) * scale:.2f}{unit}"
+        return f"{values[0] * scale:{spec}}{unit}"
+    return f"{statistics.mean(values) * scale:{spec}} ± {statistics.stdev(values) * scale:.2g}{unit}"
 
 
 def render(report: dict) -> str:
@@ -236,14 +237,16 @@ def render(report: dict) -> str:
         lines += [f"{plural(c['epochs'], 'epoch')}, tuning {plural(c['tune'], 'trial')} × "
                   f"{plural(c['tune_epochs'], 'epoch')}, {plural(len(c['seeds']), 'seed')} "
                   f"({', '.join(map(str, c['seeds']))}).", ""]
-        lines += [f"| contender | test {label} | vs {c['reference']} |" + "".join(f" test {k.upper()} |" for k in extra)
-                  + " s / epoch | tuned settings |", "|---" * (5 + len(extra)) + "|"]
+        described = any(row["what"] for row in c["contenders"].values())
+        lines += [f"| contender |{' what |' if described else ''} test {label} | vs {c['reference']} |"
+                  + "".join(f" test {k.upper()} |" for k in extra) + " s / epoch | tuned settings |",
+                  "|---" * (5 + described + len(extra)) + "|"]
         ref = c["contenders"].get(c["reference"])
         for name, row in c["contenders"].items():
             values, percent, _ = headline_values(row)
             tuned = ", ".join(f"{k.split('.', 1)[1]} {v:.3g}" for k, v in (row["tuned"] or {}).items()) or "—"
-            name = f"{name} ({row['what']})" if row["what"] else name
-            lines.append(f"| {name} | {fmt(values, percent)} | {versus(row, ref)} |"
+            what = f" {row['what']} |" if described else ""
+            lines.append(f"| {name} |{what} {fmt(values, percent)} | {versus(row, ref)} |"
                          + "".join(f" {fmt(row['other_metrics'][k], False)} |" for k in extra)
                          + f" {row['seconds_per_epoch']:.3g} | {tuned} |")
         lines.append("")
