@@ -88,6 +88,8 @@ VARIANTS = (
     Contender("dll-decay", "dll", ("plasticity.feedback_decay=0.01",), "decay 0.01 on θ"),
     Contender("dll-norm", "dll", ("plasticity.recurrent_feedback_norm=1.0",),
               "recurrent θ kept at spectral norm ≤ 1"),
+    Contender("dll-rate", "dll", ("plasticity.feedback_update=rate", "optimizer.weight_decay=0.001"),
+              "θ learns by rate × error (Kolen-Pollack's feedback update), decay 0.001 on W and θ"),
     Contender("dll-truncate", "dll", ("plasticity.truncate=20",),
               "errors carried back through the recurrent θ within blocks of 20 steps only"),
     Contender("bp", "bp", (), "BPTT"),

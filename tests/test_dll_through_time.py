@@ -109,3 +109,34 @@ def test_bad_values_name_the_field():
         rnn("dll", extra=["plasticity.recurrent_feedback_sign=hebian"])
     with pytest.raises(ConfigError, match=r"plasticity\.recurrent_feedback_norm"):
         rnn("dll", extra=["plasticity.recurrent_feedback_norm=-1"])
+
+
+def test_the_rate_update_is_the_transposed_basal_update():
+    """feedback_update: rate pairs the error from above with the source's rate: θ.grad is
+    W.grad transposed, projection by projection (Kolen-Pollack's feedback update)."""
+    _, (net, rule) = twins("plasticity.feedback_update=rate")
+    x, t = presentation()
+    grads = rule_grads(net, rule, x, t)
+    for name, theta in rule.theta.items():
+        torch.testing.assert_close(theta.grad, grads[f"projections.{name}.weight"].T, rtol=1e-12, atol=1e-15)
+    (net_a, apical), _ = twins()
+    rule_grads(net_a, apical, x, t)
+    assert not torch.allclose(apical.theta["h1->h1"].grad, rule.theta["h1->h1"].grad)
+
+
+def test_rate_updates_with_equal_decay_align_theta_with_the_forward_weights():
+    """Kolen-Pollack's argument: W and θᵀ get the same update and the same decay, so under SGD
+    their difference shrinks by (1 − ηλ) each step, whatever the errors."""
+    net, rule = build(rnn("dll", extra=["plasticity.feedback_update=rate", "plasticity.feedback_lr_scale=1"]),
+                      input_shape=(5,), output_size=3)
+    params = [*net.parameters(), *rule.theta.values()]
+    opt = torch.optim.SGD(params, lr=0.1, weight_decay=0.2)
+    def gap_now():
+        return float((rule.theta["h1->h1"] - net.projections["h1->h1"].weight.T).detach().norm())
+    gap = [gap_now()]
+    for step in range(30):
+        x, t = presentation(step)
+        rule_grads(net, rule, x, t)
+        opt.step()
+        gap.append(gap_now())
+    assert gap[-1] == pytest.approx(gap[0] * (1 - 0.1 * 0.2) ** 30, rel=1e-9)

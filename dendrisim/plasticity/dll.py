@@ -16,8 +16,13 @@ feedback projection ``m → l``); it learns with the optimizer's learning rate t
 ``learn_feedback: false``. No weight is ever transported.
 
 Through time, the θ of a recurrent projection carries the apical error back one step per
-step, and nothing in the rule as specified keeps that recursion contractive. Four named
+step, and nothing in the rule as specified keeps that recursion contractive. Five named
 options change how θ learns (all off by default, so the rule is the paper's):
+
+- ``feedback_update: rate``: θ pairs the error from above with the rate of its own neuron
+  instead of its apical potential, ``Δθ ∝ rᵀδ``: the transposed basal update, as in
+  Kolen-Pollack, so with the same decay on W and θ (``optimizer.weight_decay``) θ comes to
+  align with Wᵀ; the synapse still uses only what is present at its two ends;
 
 - ``recurrent_feedback_sign: anti_hebbian``: the recurrent θ learns with the opposite sign,
   ``Δθ ∝ -a(t)ᵀ δ(t+1)``, as the reference implementation's RNN code does;
@@ -45,6 +50,10 @@ class DLLOptions(RandomFeedbackOptions):
     sigma: float = opt(1.0, "noise scale σ of the dendritic model", gt=0)
     learn_feedback: bool = opt(True, "learn the feedback weights θ (false: fixed random θ)")
     feedback_lr_scale: float = opt(0.1, "learning rate of θ relative to W", ge=0)
+    feedback_update: Literal["apical", "rate"] = opt(
+        "apical", "what θ's update pairs with the error from above: apical (as specified, Δθ ∝ aᵀδ) or rate "
+                  "(Δθ ∝ rᵀδ, the transposed basal update: Kolen-Pollack's, which aligns θ with Wᵀ under "
+                  "equal decay)")
     recurrent_feedback_sign: Literal["hebbian", "anti_hebbian"] = opt(
         "hebbian", "sign of the recurrent θ's update: hebbian (as specified, Δθ ∝ aᵀδ) or anti_hebbian "
                    "(Δθ ∝ -aᵀδ, the reference implementation's RNN code)")
@@ -81,6 +90,8 @@ class DendriticLocalizedLearning(PlasticityRule):
         if o.learn_feedback:
             if o.fix_feedback_until:
                 how += f" after {o.fix_feedback_until} epochs fixed"
+            if o.feedback_update == "rate":
+                how += ", by rate x error (Kolen-Pollack)"
             if o.feedback_decay:
                 how += f", decay {o.feedback_decay}"
             if proj.name in self.recurrent and o.recurrent_feedback_sign == "anti_hebbian":
@@ -105,10 +116,11 @@ class DendriticLocalizedLearning(PlasticityRule):
             if proj.name not in self.theta:
                 continue
             theta = self.theta[proj.name]
-            apical, delta, scale = self.paired(network, proj, network.populations[proj.source].apical,
-                                               network.populations[proj.target].error)
+            source = network.populations[proj.source]
+            pre = source.apical if self.options.feedback_update == "apical" else source.rate
+            pre, delta, scale = self.paired(network, proj, pre, network.populations[proj.target].error)
             gain = self.update_gain * scale * (-1.0 if anti and proj.name in self.recurrent else 1.0)
-            theta.grad = proj.feedback_gradient(apical, delta, gain=gain,
+            theta.grad = proj.feedback_gradient(pre, delta, gain=gain,
                                                 out=theta.grad if theta.grad is not None else None)
             if self.options.feedback_decay:
                 theta.grad.add_(theta.detach(), alpha=self.options.feedback_decay)
