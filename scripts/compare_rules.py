@@ -163,6 +163,9 @@ def main() -> int:
     p.add_argument("--plugin", dest="plugins", action="append", default=[], metavar="PATH.py",
                    help="load plasticity rules from a Python file (repeatable), to compare them with --rules")
     p.add_argument("--tune", type=int, metavar="N", help="first tune every rule with N trials (equal budgets)")
+    p.add_argument("--tune-fix", default=(), type=lambda s: tuple(k for k in s.split(",") if k), metavar="KEY,...",
+                   help="keys to keep out of the search, held at the file's or --set value "
+                        "(e.g. plasticity.feedback_lr_scale)")
     p.add_argument("--tune-epochs", type=int, metavar="E", help="epochs of each tuning trial (default: --epochs or "
                    "the file's)")
     args = p.parse_args()
@@ -191,6 +194,7 @@ def tune_all(args, exp) -> dict:
     for rule in args.rules:
         study = tune(TuningRun(model=args.model, rule=rule, trials=args.tune, epochs=epochs, out=args.out,
                                metric=metric, higher=higher, seed=args.seeds[0], overrides=args.overrides,
+                               fixed=args.tune_fix,
                                device=args.device, data_root=args.data_root))
         tuned[rule] = {"study": study, "tuned": study.best_params, "trials": trial_records(study), "budget": args.tune,
                        "epochs": epochs, "metric": f"val_{metric}", "higher": higher}

@@ -60,6 +60,7 @@ class Contender:
     rule: str
     overrides: tuple[str, ...] = ()
     what: str = ""
+    fixed: tuple[str, ...] = ()  # tunables this contender holds at its overrides' value (--tune-fix)
 
 
 @dataclass(frozen=True)
@@ -88,8 +89,9 @@ VARIANTS = (
     Contender("dll-decay", "dll", ("plasticity.feedback_decay=0.01",), "decay 0.01 on θ"),
     Contender("dll-norm", "dll", ("plasticity.recurrent_feedback_norm=1.0",),
               "recurrent θ kept at spectral norm ≤ 1"),
-    Contender("dll-rate", "dll", ("plasticity.feedback_update=rate", "optimizer.weight_decay=0.001"),
-              "θ learns by rate × error (Kolen-Pollack's feedback update), decay 0.001 on W and θ"),
+    Contender("dll-rate", "dll", ("plasticity.feedback_update=rate", "plasticity.feedback_lr_scale=1"),
+              "θ learns by rate × error at W's rate (Kolen-Pollack's feedback update, no decay)",
+              fixed=("plasticity.feedback_lr_scale",)),
     Contender("dll-truncate", "dll", ("plasticity.truncate=20",),
               "errors carried back through the recurrent θ within blocks of 20 steps only"),
     Contender("bp", "bp", (), "BPTT"),
@@ -162,6 +164,8 @@ def command(comparison: Comparison, contender: Contender, args, folder: Path) ->
            "--out", here(folder)]
     if args.data_root:
         cmd += ["--data-root", here(args.data_root)]
+    if contender.fixed:
+        cmd += ["--tune-fix", ",".join(contender.fixed)]
     for item in (*comparison.overrides, *data_overrides(comparison, args), *contender.overrides, *args.overrides):
         cmd += ["--set", item]
     return cmd

@@ -119,3 +119,18 @@ def test_without_optuna_tune_names_the_extra(tmp_path):
             "runpy.run_path('scripts/compare_rules.py', run_name='__main__')")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "--tune needs Optuna, which the optional extra 'tune' installs" in proc.stderr
+
+
+def test_fixed_keys_stay_out_of_the_search_and_unknown_ones_are_named():
+    from dendrisim.errors import ConfigError
+
+    space = search_space(RULES.get("dll"), 1e-3, fixed=("plasticity.feedback_lr_scale",))
+    assert list(space) == ["optimizer.lr", "plasticity.sigma"]
+    with pytest.raises(ConfigError, match=r"--tune-fix: plasticity\.decay is not searched for rule .*; the search "
+                                          r"covers optimizer\.lr, plasticity\.feedback_lr_scale, plasticity\.sigma"):
+        search_space(RULES.get("dll"), 1e-3, fixed=("plasticity.decay",))
+
+
+def test_a_fixed_key_is_held_at_its_configured_value_in_every_trial(tmp_path):
+    study = tune(run(tmp_path, trials=2, fixed=("plasticity.sigma",)))
+    assert all(set(t.params) == {"optimizer.lr", "plasticity.feedback_lr_scale"} for t in study.trials)
