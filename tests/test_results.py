@@ -90,7 +90,7 @@ def test_the_shipped_suites_cover_the_readme_comparisons():
         assert [k.label for k in c.contenders] == ["dll", "bp", "fa", "dfa", "kp"] and c.tune > 0
         assert (REPO / c.model).is_file()
     variants = {k.label: k for k in results.SUITES["through-time"][0].contenders}
-    assert {"dll", "dll-fixed", "dll-anti", "dll-warmup", "dll-decay", "dll-norm", "dll-rate", "dll-truncate",
+    assert {"dll", "dll-fixed", "dll-anti", "dll-warmup", "dll-decay", "dll-norm", "dll-rate", "dll-kp", "dll-truncate",
             "bp"} == set(variants)
 
 
