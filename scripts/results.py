@@ -124,7 +124,14 @@ SUITES = {
                    RULES, epochs=2, tune=4, tune_epochs=1, needs="fashion_mnist"),
         *sequence_comparisons(RULES),
     ],
-    "through-time": sequence_comparisons(VARIANTS),
+    "through-time": [
+        *sequence_comparisons(VARIANTS),
+        # the θ update that closes the char LM's gap, on convolutions (dll and bp as in "rules")
+        Comparison("fmnist_cnn", "Fashion-MNIST CNN (`models/dll_cnn_fmnist.yaml`): the Kolen-Pollack θ update on "
+                   "convolutions", "models/dll_cnn_fmnist.yaml",
+                   tuple(c for c in VARIANTS if c.label in ("dll", "dll-kp", "bp")), epochs=2, tune=4, tune_epochs=1,
+                   needs="fashion_mnist"),
+    ],
 }
 
 
