@@ -55,7 +55,7 @@ def test_a_suite_tunes_every_contender_equally_and_writes_markdown_and_json(tiny
     assert "plasticity.learn_feedback=false" in (out / "digits" / "dll-fixed" / "command.txt").read_text()
     md = (out / "tiny.md").read_text()
     assert f"torch {report['machine']['torch']}" in md and report["machine"]["date"] in md
-    assert "| dll-fixed (θ fixed) |" in md and "Skipped here: no --text FILE given." in md
+    assert "| dll-fixed | θ fixed |" in md and "Skipped here: no --text FILE given." in md
     bp = digits["contenders"]["bp"]["test"][0]
     dll = digits["contenders"]["dll"]["test"][0]
     assert f"{(dll - bp) * 100:+.2f} points" in md
