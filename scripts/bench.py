@@ -13,7 +13,6 @@ step's matmul FLOPs divided by the matmul rate measured here on the same GEMM sh
 """
 import argparse
 import json
-import platform
 import statistics
 import sys
 import time
@@ -25,6 +24,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from dendrisim.builder import load_experiment  # noqa: E402
+from dendrisim.host import cpu_name  # noqa: E402
 from dendrisim.network import Network  # noqa: E402
 from dendrisim.optim import build_optimizer  # noqa: E402
 from dendrisim.plasticity import RULES, build_rule  # noqa: E402
@@ -51,15 +51,7 @@ def timed(fn, device, *, steps: int, repeats: int, warmup: int) -> float:
 
 
 def machine(device: torch.device) -> dict:
-    cpu = platform.processor() or "?"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info = {"cpu": cpu, "threads": torch.get_num_threads(), "torch": str(torch.__version__), "device": str(device)}
+    info = {"cpu": cpu_name(), "threads": torch.get_num_threads(), "torch": str(torch.__version__), "device": str(device)}
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info

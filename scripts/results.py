@@ -219,14 +219,9 @@ def summarise(results: dict, contender: Contender, text: str) -> dict:
 def machine() -> dict:
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from dendrisim.host import cpu_name
+
+    cpu = cpu_name()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {"cpu": cpu, "cores": cores, "platform": platform.platform(), "python": platform.python_version(),
             "torch": torch.__version__, "date": datetime.date.today().isoformat()}
