@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import os
 import platform
@@ -144,13 +145,21 @@ def missing(comparison: Comparison, args) -> Optional[str]:
     if comparison.needs == "series":
         return None if args.series else "no --series FILE given"
     if comparison.needs:
-        from dendrisim.errors import DendrisimError
-        from dendrisim.tasks.datasets import DATASETS
+        return dataset_missing(comparison.needs, args.data_root or "data")
+    return None
 
-        try:
-            DATASETS.get(comparison.needs)(Path(args.data_root or "data"), False)
-        except DendrisimError as err:
-            return str(err).split(";")[0]
+
+@functools.lru_cache(maxsize=None)
+def dataset_missing(name: str, root: str) -> Optional[str]:
+    """Why the dataset does not load here (None: it does); read once however many
+    comparisons need it."""
+    from dendrisim.errors import DendrisimError
+    from dendrisim.tasks.datasets import DATASETS
+
+    try:
+        DATASETS.get(name)(Path(root), False)
+    except DendrisimError as err:
+        return str(err).split(";")[0]
     return None
 
 
