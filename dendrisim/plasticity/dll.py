@@ -23,7 +23,6 @@ options change how θ learns (all off by default, so the rule is the paper's):
   instead of its apical potential, ``Δθ ∝ rᵀδ``: the transposed basal update, as in
   Kolen-Pollack, so with the same decay on W and θ (``optimizer.weight_decay``) θ comes to
   align with Wᵀ; the synapse still uses only what is present at its two ends;
-
 - ``recurrent_feedback_sign: anti_hebbian``: the recurrent θ learns with the opposite sign,
   ``Δθ ∝ -a(t)ᵀ δ(t+1)``, as the reference implementation's RNN code does;
 - ``fix_feedback_until: N``: θ stays at its random start for the first N epochs (the
