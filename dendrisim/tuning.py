@@ -38,14 +38,14 @@ def require_optuna():
     return optuna
 
 
-def search_space(rule_cls: type, lr: float, fixed=()) -> dict[str, tuple]:
+def search_space(rule_cls: type, lr: float, fixed=(), *, rule: str = "") -> dict[str, tuple]:
     """``--set`` key -> ``(low, high[, "log" | "int"])``: the learning rate and the rule's
     tunables, less the ``fixed`` keys (held at the model file's or ``--set`` value)."""
     space = {"optimizer.lr": (lr / 10, lr * 10, "log")}
     space.update({f"plasticity.{key}": tuple(spec) for key, spec in dict(rule_cls.tunables).items()})
     unknown = sorted(set(fixed) - set(space))
     if unknown:
-        raise ConfigError(f"--tune-fix: {', '.join(unknown)} is not searched for rule {rule_cls.__name__}; "
+        raise ConfigError(f"--tune-fix: {', '.join(unknown)} is not searched for rule {rule or rule_cls.__name__}; "
                           f"the search covers {', '.join(space)}")
     return {key: spec for key, spec in space.items() if key not in fixed}
 
@@ -113,7 +113,7 @@ def tune(run: TuningRun):
         raise ConfigError("tuning scores trials on the validation split, and task.validation_fraction is 0; "
                           "give it a part of the training set (e.g. --set task.validation_fraction=0.1)",
                           file=base.file, path="task.validation_fraction")
-    space = search_space(RULES.get(run.rule), base.config.optimizer.lr, run.fixed)
+    space = search_space(RULES.get(run.rule), base.config.optimizer.lr, run.fixed, rule=run.rule)
     study = study_for(run)
     remaining = run.trials - len(finished(study))
     if remaining > 0:
