@@ -7,8 +7,10 @@ presented for ``dynamics.steps`` forward-Euler steps, and the recording keeps th
 trajectory, ``/populations/POP/VAR`` of shape ``[records, samples, time, neurons]``.
 
 The soma follows its basal drive closely (the apical nudging λ = g_A/(g_L+g_B+g_A) is about
-0.05), so at the soma's own scale the two curves coincide; the difference soma − basal is
-where the teacher's error shows, arriving one population further down per step.
+0.05), so at the soma's own scale the two curves coincide. The difference soma − basal is
+where the dynamics show: it starts at −λ·basal (a presentation starts from the free state,
+the attenuated drive g_B/g · basal) and then moves as the teacher's error arrives through
+the apical dendrite, one population further down per step.
 """
 import tempfile
 from pathlib import Path
@@ -34,8 +36,8 @@ print("trajectory of one sample in h1:", traces["h1"]["soma"].shape, "(time, neu
 
 # %%
 # Left: soma and basal potential of three neurons of ``h2`` over the presentation (the
-# lines lie on top of each other). Middle: soma − basal of the same neurons, a
-# hundredth of that scale. Right: the mean absolute error of each population per step: the
+# lines nearly lie on top of each other). Middle: soma − basal of the same neurons, a
+# twentieth of that scale or less. Right: the mean absolute error of each population per step: the
 # output's error appears first, ``h2``'s one step later, ``h1``'s after that.
 fig, axes = plt.subplots(1, 3, figsize=(12, 3.5))
 t = range(traces["h2"]["soma"].shape[0])
