@@ -96,3 +96,39 @@ def test_the_readme_stays_short_and_points_to_the_docs():
     text = (REPO / "README.md").read_text()
     assert len(text.splitlines()) <= 250
     assert "docs/" in text and "python -m sphinx" in text
+
+
+def blocks(page: Path, language: str) -> list[str]:
+    found, inside, lines = [], False, []
+    for line in page.read_text().splitlines():
+        if line.strip() == f"```{language}":
+            inside, lines = True, []
+        elif inside and line.strip() == "```":
+            inside = False
+            found.append("\n".join(lines))
+        elif inside:
+            lines.append(line)
+    return found
+
+
+def test_the_python_blocks_of_the_docs_pages_run(tmp_path):
+    """Getting started (its model file and the runs it makes first), the API page and the
+    recordings how-to, each page's blocks in order in one fresh process from the repository
+    root; what they write under recordings/ goes to a temporary folder."""
+    import subprocess
+    import sys
+
+    model = tmp_path / "my_model.yaml"
+    model.write_text(blocks(DOCS / "getting-started.md", "yaml")[0] + "\n")
+    runs = {"mine-dll": [str(model)], "RUN": ["--epochs", "3"]}  # getting started's run; the how-to's RUN
+    for name, args in runs.items():
+        made = subprocess.run([sys.executable, "scripts/simulate.py", *args, "--out", str(tmp_path / name)],
+                              cwd=REPO, capture_output=True, text=True, timeout=300)
+        assert made.returncode == 0, made.stderr
+    for page in ("getting-started", "reference/api", "howto/recordings"):
+        code = "\n\n".join(blocks(DOCS / f"{page}.md", "python"))
+        assert code, page
+        code = code.replace('"my_model.yaml"', f'"{model}"').replace('"recordings/', f'"{tmp_path}/')
+        proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, f"{page}: {proc.stderr[-3000:]}"
+        assert "nan" not in proc.stdout.lower(), proc.stdout
