@@ -1,8 +1,9 @@
 """The model-file key reference, generated from the config dataclasses.
 
-``python -m dendrisim.reference`` prints the Markdown tables that the README
-carries between its ``<!-- keys -->`` markers (``--update README.md`` rewrites them);
-a test keeps the two equal.
+``python -m dendrisim.reference`` prints the Markdown tables that the documentation's key
+reference, ``docs/reference/keys.md``, carries between its ``<!-- keys -->`` markers
+(``python -m dendrisim.reference --update docs/reference/keys.md`` rewrites them); a test
+keeps the two equal.
 """
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ def table(cls: type, title: str) -> str:
         if f.metadata.get("internal"):
             continue
         kind = _type_name(hints[f.name]).replace("|", "\\|")
-        rows.append(f"| `{yaml_key(f)}` | {kind} | {_default(f)} | {f.metadata.get('doc', '')} |")
+        doc = f.metadata.get("doc", "").replace("|", "\\|")  # a | in a cell would end it
+        rows.append(f"| `{yaml_key(f)}` | {kind} | {_default(f)} | {doc} |")
     return "\n".join(rows)
 
 
@@ -65,8 +67,8 @@ def reference() -> str:
     return "\n\n".join(parts) + "\n"
 
 
-def update_readme(path: str) -> None:
-    """Rewrite the reference between the markers of a README in place."""
+def update_page(path: str) -> None:
+    """Rewrite the reference between the markers of a Markdown page in place."""
     from pathlib import Path
 
     text = Path(path).read_text()
@@ -81,6 +83,6 @@ if __name__ == "__main__":
     import sys
 
     if sys.argv[1:2] == ["--update"]:
-        update_readme(sys.argv[2] if len(sys.argv) > 2 else "README.md")
+        update_page(sys.argv[2] if len(sys.argv) > 2 else "docs/reference/keys.md")
     else:
         print(reference(), end="")

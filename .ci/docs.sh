@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The documentation site: Sphinx with warnings as errors, the gallery's examples run during the
+# build (sphinx-gallery), into a temporary folder that is removed afterwards. Exits non-zero on
+# any warning. Needs the 'docs' extra (pip install -e '.[docs]'); .ci/run calls this after the tests.
+#   .ci/docs.sh            build and discard
+#   .ci/docs.sh OUTDIR     build into OUTDIR and keep it
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export MPLBACKEND=Agg
+if [ $# -ge 1 ]; then out=$1; keep=1; else out=$(mktemp -d); keep=0; fi
+start=$(date +%s)
+python -m sphinx -W --keep-going -b html -q docs "$out"
+echo "docs built in $(( $(date +%s) - start )) s: $out/index.html"
+if [ "$keep" = 0 ]; then rm -rf "$out"; fi

@@ -1,0 +1,409 @@
+"""Regenerate the documented results: every comparison of a suite, with equal tuning, one command.
+
+    python scripts/results.py --text stdlib.txt --series temps.csv --out reports/results --update docs/results.md
+
+    python scripts/results.py --suite through-time --text stdlib.txt --series temps.csv --out reports/through_time
+
+A suite is a list of comparisons: a shipped model, the contenders it compares (a rule, or a
+rule with named options: a variant), the epochs, and the tuning budget. Every contender of
+a comparison runs as one ``compare_rules.py`` command with ``--tune``, so every contender
+gets the same number of Optuna trials of the same length, scored on the validation split,
+and is then trained on every seed with its best settings (equal epochs, equal tuning).
+
+Suites:
+
+- ``rules`` (the default; the Results page, ``docs/results.md``): dll against bp, fa, dfa and kp on
+  digits, the Fashion-MNIST MLP and CNN (when the data are present here), the char-level
+  language model on ``--text`` and forecasting on ``--series`` (when given);
+- ``through-time``: DLL's variants through time (``dendrisim/plasticity/dll.py``) against
+  BPTT on ``--text`` and ``--series``.
+
+A comparison whose data are missing is listed as skipped, with the reason. Each contender's
+folder (``OUT/COMPARISON/CONTENDER/``) holds its ``compare_rules.py`` outputs and the command
+that made them; one that finished with the same command is not run again, so an interrupted
+suite continues (and the tuning inside a contender continues from its journal). Writes
+``OUT/SUITE.md`` and ``OUT/SUITE.json`` (``rules.md``, ...: the tables, with the machine, the
+torch version and the date); ``--update docs/results.md`` puts the markdown between the
+page's markers for the suite (``<!-- results SUITE: begin ... -->``) and the JSON into
+``results.json`` (the first one found from the page's folder upward: the repository's).
+
+Besides the metric each task is tuned for, the tables show next-character accuracy beside
+bits per character and MSE and MAE beside RSE (the metrics of Lv et al. 2025's tables, as
+issue #21 names them); a stored result that lacks one shows "—".
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import functools
+import json
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Optional, Sequence
+
+ROOT = Path(__file__).resolve().parent.parent  # the checkout: scripts/compare_rules.py and models/ are there
+
+def markers(suite: str) -> tuple[str, str]:
+    """The lines between which ``--update`` writes a suite's markdown."""
+    return (f"<!-- results {suite}: begin (scripts/results.py --suite {suite} writes this part) -->",
+            f"<!-- results {suite}: end -->")
+
+
+@dataclass(frozen=True)
+class Contender:
+    label: str
+    rule: str
+    overrides: tuple[str, ...] = ()
+    what: str = ""
+    fixed: tuple[str, ...] = ()  # tunables this contender holds at its overrides' value (--tune-fix)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    name: str
+    title: str
+    model: str
+    contenders: tuple[Contender, ...]
+    epochs: int
+    tune: int
+    tune_epochs: int
+    seeds: tuple[int, ...] = (0,)
+    needs: Optional[str] = None  # "text", "series" or a dataset name that must load here
+    overrides: tuple[str, ...] = ()
+    reference: str = "bp"  # the contender the others are measured against
+
+
+RULES = tuple(Contender(r, r) for r in ("dll", "bp", "fa", "dfa", "kp"))
+
+VARIANTS = (
+    Contender("dll", "dll", (), "θ learned as specified (Hebbian)"),
+    Contender("dll-fixed", "dll", ("plasticity.learn_feedback=false",), "θ fixed at its random start"),
+    Contender("dll-anti", "dll", ("plasticity.recurrent_feedback_sign=anti_hebbian",),
+              "anti-Hebbian recurrent θ, the reference implementation's sign"),
+    Contender("dll-warmup", "dll", ("plasticity.fix_feedback_until=2",), "θ fixed for the first 2 epochs"),
+    Contender("dll-decay", "dll", ("plasticity.feedback_decay=0.01",), "decay 0.01 on θ"),
+    Contender("dll-norm", "dll", ("plasticity.recurrent_feedback_norm=1.0",),
+              "recurrent θ kept at spectral norm ≤ 1"),
+    Contender("dll-rate", "dll", ("plasticity.feedback_update=rate", "plasticity.feedback_lr_scale=1",
+                                  "plasticity.sigma=1"),
+              "θ learns by rate × error at W's rate (Kolen-Pollack's feedback update, no decay), σ = 1",
+              fixed=("plasticity.feedback_lr_scale", "plasticity.sigma")),
+    Contender("dll-kp", "dll", ("plasticity.feedback_update=rate", "plasticity.feedback_lr_scale=1",
+                                "plasticity.sigma=1", "optimizer.weight_decay=0.001"),
+              "θ learns by rate × error at W's rate with decay 0.001 on W and θ alike (Kolen-Pollack in full), σ = 1",
+              fixed=("plasticity.feedback_lr_scale", "plasticity.sigma")),
+    Contender("dll-truncate", "dll", ("plasticity.truncate=20",),
+              "errors carried back through the recurrent θ within blocks of 20 steps only"),
+    Contender("bp", "bp", (), "BPTT"),
+)
+
+
+def sequence_comparisons(contenders: tuple[Contender, ...]) -> list[Comparison]:
+    return [
+        Comparison("charlm", "Char-level language model (`models/dll_rnn_charlm.yaml`, 256 tanh units, "
+                   "100-step sequences) on `--text`", "models/dll_rnn_charlm.yaml", contenders, epochs=10, tune=5,
+                   tune_epochs=3, needs="text"),
+        Comparison("forecasting", "Forecasting (`models/dll_rnn_electricity.yaml` settings: window 168, horizon 24, "
+                   "128 tanh units) on `--series`", "models/dll_rnn_electricity.yaml", contenders, epochs=30, tune=5,
+                   tune_epochs=6, needs="series"),
+    ]
+
+
+SUITES = {
+    "rules": [
+        Comparison("digits", "Digits (`models/dll_mlp_digits.yaml`, the embedded default)", "models/dll_mlp_digits.yaml",
+                   RULES, epochs=30, tune=8, tune_epochs=10, seeds=(0, 1, 2)),
+        Comparison("fmnist_mlp", "Fashion-MNIST MLP (`models/dll_mlp_fmnist.yaml`)", "models/dll_mlp_fmnist.yaml",
+                   RULES, epochs=10, tune=5, tune_epochs=2, needs="fashion_mnist"),
+        Comparison("fmnist_cnn", "Fashion-MNIST CNN (`models/dll_cnn_fmnist.yaml`)", "models/dll_cnn_fmnist.yaml",
+                   RULES, epochs=2, tune=4, tune_epochs=1, needs="fashion_mnist"),
+        *sequence_comparisons(RULES),
+    ],
+    "through-time": [
+        *sequence_comparisons(VARIANTS),
+        # the θ update that closes the char LM's gap, on convolutions (dll and bp as in "rules")
+        Comparison("fmnist_cnn", "Fashion-MNIST CNN (`models/dll_cnn_fmnist.yaml`): the Kolen-Pollack θ update on "
+                   "convolutions", "models/dll_cnn_fmnist.yaml",
+                   tuple(c if c.label != "bp" else replace(c, what="backprop") for c in VARIANTS
+                         if c.label in ("dll", "dll-kp", "bp")),
+                   epochs=2, tune=4, tune_epochs=1, needs="fashion_mnist"),
+    ],
+}
+
+
+# ----------------------------------------------------------------------------- running
+def missing(comparison: Comparison, args) -> Optional[str]:
+    """Why the comparison cannot run here (None: it can)."""
+    if comparison.needs == "text":
+        return None if args.text else "no --text FILE given"
+    if comparison.needs == "series":
+        return None if args.series else "no --series FILE given"
+    if comparison.needs:
+        return dataset_missing(comparison.needs, args.data_root or "data")
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def dataset_missing(name: str, root: str) -> Optional[str]:
+    """Why the dataset does not load here (None: it does); read once however many
+    comparisons need it."""
+    from dendrisim.errors import DendrisimError
+    from dendrisim.tasks.datasets import DATASETS
+
+    try:
+        DATASETS.get(name)(Path(root), False)
+    except DendrisimError as err:
+        return str(err).split(";")[0]
+    return None
+
+
+def data_overrides(comparison: Comparison, args) -> list[str]:
+    if comparison.needs == "text":
+        return [f"task.text={here(args.text)}"]
+    if comparison.needs == "series":
+        return [f"task.file={here(args.series)}"]
+    return []
+
+
+def here(path) -> str:
+    """``path`` as the command shows it: relative to the repository when inside it."""
+    path = Path(path).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def command(comparison: Comparison, contender: Contender, args, folder: Path) -> list[str]:
+    """The compare_rules.py command of one contender, run from the repository root."""
+    cmd = [sys.executable, "scripts/compare_rules.py", comparison.model,
+           "--rules", contender.rule, "--seeds", ",".join(map(str, args.seeds or comparison.seeds)),
+           "--epochs", str(args.epochs or comparison.epochs), "--tune", str(args.tune or comparison.tune),
+           "--tune-epochs", str(args.tune_epochs or comparison.tune_epochs), "--device", args.device,
+           "--out", here(folder)]
+    if args.data_root:
+        cmd += ["--data-root", here(args.data_root)]
+    if contender.fixed:
+        cmd += ["--tune-fix", ",".join(contender.fixed)]
+    for item in (*comparison.overrides, *data_overrides(comparison, args), *contender.overrides, *args.overrides):
+        cmd += ["--set", item]
+    return cmd
+
+
+def run_contender(comparison: Comparison, contender: Contender, args) -> dict:
+    folder = args.out / comparison.name / contender.label
+    cmd = command(comparison, contender, args, folder)
+    text = shlex.join(cmd[1:])  # without the interpreter: the same command on another machine
+    done = folder / "done"
+    if not (done.is_file() and done.read_text() == text):
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "command.txt").write_text(text + "\n")
+        print(f"== {comparison.name} / {contender.label}: {text}", flush=True)
+        with open(folder / "output.log", "w") as log:
+            code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        if code != 0:
+            raise SystemExit(f"{comparison.name} / {contender.label} failed (exit {code}); see {folder / 'output.log'}")
+        done.write_text(text)
+    return summarise(json.loads((folder / "results.json").read_text()), contender, text)
+
+
+def summarise(results: dict, contender: Contender, text: str) -> dict:
+    """One contender's numbers from its compare_rules results.json."""
+    runs = list(results["runs"].values())
+    metric = results["metric"]
+    selected = [r["summary"][f"test_{metric}"] for r in runs]
+    others = {m: [r["summary"][f"test_{m}"] for r in runs] for m in results["metrics"] if m != metric}
+    return {"rule": contender.rule, "overrides": list(contender.overrides), "what": contender.what,
+            "metric": metric, "higher": results["higher"], "test": selected, "other_metrics": others,
+            "seeds": [r["seed"] for r in runs], "epochs": [r["summary"]["epochs"] for r in runs],
+            "seconds_per_epoch": statistics.mean(statistics.mean(row["seconds"] for row in r["rows"]) for r in runs),
+            "tuned": results["rules"][contender.rule]["tuned"],
+            "trials": len(results["rules"][contender.rule]["trials"]), "command": text}
+
+
+# ----------------------------------------------------------------------------- reporting
+def machine() -> dict:
+    import torch
+
+    from dendrisim.host import cpu_name
+
+    cpu = cpu_name()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"cpu": cpu, "cores": cores, "platform": platform.platform(), "python": platform.python_version(),
+            "torch": torch.__version__, "date": datetime.date.today().isoformat()}
+
+
+def fmt(values: list[float], percent: bool) -> str:
+    scale, unit = (100.0, "%") if percent else (1.0, "")
+    spec = ".2f" if percent else ".4f"  # accuracies to 0.01 points; bpc, RSE and CORR to 4 decimals
+    if len(values) == 1:
+        return f"{values[0] * scale:{spec}}{unit}"
+    return f"{statistics.mean(values) * scale:{spec}} ± {statistics.stdev(values) * scale:.2g}{unit}"
+
+
+def render(report: dict) -> str:
+    m = report["machine"]
+    lines = [f"Made by `{report['command']}` on {m['date']}: {m['cpu']}, {m['cores']} cores, torch {m['torch']}, "
+             f"Python {m['python']}. Every contender of a table got the same tuning budget (Optuna's TPE sampler over "
+             "the learning rate and the rule's declared tunables, trials scored on the validation split only) and "
+             "was then trained for the same epochs with its best settings; the test metric is the epoch selected on "
+             "the validation split (mean ± std over seeds where there are several).", ""]
+    for c in report["comparisons"]:
+        lines += [f"**{c['title']}**", ""]
+        if c.get("skipped"):
+            lines += [f"Skipped here: {c['skipped']}.", ""]
+            continue
+        first = next(iter(c["contenders"].values()))
+        _, _, label = headline_values(first)
+        extra = EXTRA.get(first["metric"], [])
+        lines += [f"{plural(c['epochs'], 'epoch')}, tuning {plural(c['tune'], 'trial')} × "
+                  f"{plural(c['tune_epochs'], 'epoch')}, {plural(len(c['seeds']), 'seed')} "
+                  f"({', '.join(map(str, c['seeds']))}).", ""]
+        described = any(row["what"] for row in c["contenders"].values())
+        lines += [f"| contender |{' what |' if described else ''} test {label} | vs {c['reference']} |"
+                  + "".join(f" test {EXTRA_LABEL.get(k, k.upper())} |" for k in extra) + " s / epoch | tuned settings |",
+                  "|---" * (5 + described + len(extra)) + "|"]
+        ref = c["contenders"].get(c["reference"])
+        for name, row in c["contenders"].items():
+            values, percent, _ = headline_values(row)
+            tuned = ", ".join(f"{k.split('.', 1)[1]} {v:.3g}" for k, v in (row["tuned"] or {}).items()) or "—"
+            what = f" {row['what']} |" if described else ""
+            lines.append(f"| {name} |{what} {fmt(values, percent)} | {versus(row, ref)} |"
+                         + "".join(f" {other(row, k)} |" for k in extra)
+                         + f" {row['seconds_per_epoch']:.3g} | {tuned} |")
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+# the paper's metrics beside the one a task is tuned for: next-character accuracy beside bits per
+# character (char LM), MSE and MAE beside RSE, and the correlation (forecasting)
+EXTRA = {"bpc": ["accuracy"], "rse": ["mse", "mae", "corr"]}
+EXTRA_LABEL = {"accuracy": "next-char accuracy", "mse": "MSE", "mae": "MAE", "corr": "CORR"}
+
+
+def other(row: dict, metric: str) -> str:
+    """A contender's value of a metric it was not tuned for; "—" where the stored result
+    lacks it (made before the metric was reported)."""
+    values = row["other_metrics"].get(metric)
+    if not values:
+        return "—"
+    return fmt(values, metric == "accuracy")
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def headline_values(row: dict) -> tuple[list[float], bool, str]:
+    """What a table shows of a contender, the metric it was tuned for (accuracy, bits per
+    character, RSE): its values, whether they are a fraction shown as %, and its name."""
+    metric = row["metric"]
+    return row["test"], metric == "accuracy", {"rse": "RSE"}.get(metric, metric)
+
+
+def versus(row: dict, ref: Optional[dict]) -> str:
+    """The gap to the reference contender: points for accuracies, a ratio for bpc and RSE."""
+    if ref is None or row is ref:
+        return "—"
+    (mine, percent, _), (theirs, _, _) = headline_values(row), headline_values(ref)
+    mine, theirs = statistics.mean(mine), statistics.mean(theirs)
+    if percent:
+        return f"{(mine - theirs) * 100:+.2f} points"
+    return f"{mine / theirs:.2f}×" if theirs else "—"
+
+
+def update_page(path: Path, report: dict) -> None:
+    """Put the suite's markdown between ``path``'s markers for it, and its JSON into
+    :func:`results_json` (one entry per suite), so that the page's numbers are this output."""
+    begin, end = markers(report["suite"])
+    text = path.read_text()
+    if begin not in text or end not in text:
+        raise SystemExit(f"{path}: no results markers for suite {report['suite']}; put the lines {begin!r} and "
+                         f"{end!r} where its tables go")
+    before, rest = text.split(begin, 1)
+    _, after = rest.split(end, 1)
+    path.write_text(before + begin + "\n" + render(report) + end + after)
+    stored = results_json(path)
+    reports = json.loads(stored.read_text()) if stored.is_file() else {}
+    reports[report["suite"]] = report
+    stored.write_text(json.dumps(reports, indent=1, ensure_ascii=False) + "\n")
+
+
+def results_json(page: Path) -> Path:
+    """Where the JSON of a page's results lives: the first ``results.json`` from the page's
+    folder upward (``docs/results.md`` -> the repository's), else beside the page."""
+    folder = page.resolve().parent
+    for candidate in (folder, *folder.parents):
+        if (candidate / "results.json").is_file():
+            return candidate / "results.json"
+    return folder / "results.json"
+
+
+def page_block(path: Path, suite: str) -> str:
+    """The part of ``path`` between the suite's markers (what :func:`update_page` wrote)."""
+    begin, end = markers(suite)
+    return path.read_text().split(begin, 1)[1].split(end, 1)[0].lstrip("\n")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``scripts/results.py`` (and ``dendrisim results``): run a suite, write OUT/SUITE.md and
+    OUT/SUITE.json, and with ``--update PAGE`` the page's tables; returns the exit status."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--suite", default="rules", choices=sorted(SUITES), help="the suite to run (default: rules)")
+    p.add_argument("--out", type=Path, default=Path("reports/results"),
+                   help="folder for every contender's runs and SUITE.md, SUITE.json (default: reports/results)")
+    p.add_argument("--text", help="a UTF-8 text for the char-level language model")
+    p.add_argument("--series", help="a comma-separated series file for forecasting")
+    p.add_argument("--only", type=lambda s: [x for x in s.split(",") if x], help="comparisons to run (names)")
+    p.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",") if x], help="instead of each comparison's")
+    p.add_argument("--epochs", type=int, help="instead of each comparison's")
+    p.add_argument("--tune", type=int, help="trials per contender, instead of each comparison's")
+    p.add_argument("--tune-epochs", type=int, help="epochs per trial, instead of each comparison's")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                   help="applied to every run (after the comparison's and the contender's own)")
+    p.add_argument("--device", default="cpu", help="device of every run: cpu, cuda, cuda:N or auto (default: cpu)")
+    p.add_argument("--data-root", help="folder with the dataset files (default: ./data)")
+    p.add_argument("--update", type=Path, metavar="docs/results.md",
+                   help="write the markdown into this page's results part (and the JSON into results.json)")
+    argv = list(argv) if argv is not None else sys.argv[1:]
+    args = p.parse_args(argv)
+    suite = SUITES[args.suite]
+    if args.only:
+        unknown = sorted(set(args.only) - {c.name for c in suite})
+        if unknown:
+            p.error(f"--only: {', '.join(unknown)} not in suite {args.suite} ({', '.join(c.name for c in suite)})")
+        suite = [c for c in suite if c.name in args.only]
+    report = {"machine": machine(), "suite": args.suite,
+              "command": "python scripts/results.py " + shlex.join(argv),
+              "comparisons": []}
+    for comparison in suite:
+        entry = {"name": comparison.name, "title": comparison.title, "model": comparison.model,
+                 "epochs": args.epochs or comparison.epochs, "tune": args.tune or comparison.tune,
+                 "tune_epochs": args.tune_epochs or comparison.tune_epochs,
+                 "seeds": list(args.seeds or comparison.seeds), "reference": comparison.reference, "contenders": {}}
+        reason = missing(comparison, args)
+        if reason:
+            entry["skipped"] = reason
+            print(f"== {comparison.name}: skipped ({reason})", flush=True)
+        else:
+            for contender in comparison.contenders:
+                entry["contenders"][contender.label] = run_contender(comparison, contender, args)
+        report["comparisons"].append(entry)
+        write(args, report)
+    markdown = write(args, report)
+    if args.update:
+        update_page(args.update, report)
+    print(markdown)
+    return 0
+
+
+def write(args, report: dict) -> str:
+    """OUT/SUITE.json and OUT/SUITE.md, after every comparison (a crash keeps what was done)."""
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"{args.suite}.json").write_text(json.dumps(report, indent=1))
+    markdown = render(report)
+    (args.out / f"{args.suite}.md").write_text(markdown)
+    return markdown
