@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import networkx as nx
 
-from ..errors import ConfigError
+from ..errors import ConfigError, brief
+from .limits import check_name
 from .schema import ModelConfig
 
 
@@ -32,6 +33,7 @@ def validate(cfg: ModelConfig, *, file: str) -> nx.DiGraph:
     from ..activations import ACTIVATIONS
     from ..init import resolve_init
 
+    check_names(cfg, file=file)
     pops = cfg.populations
     if not pops:
         raise ConfigError("at least an input and an output population are needed", file=file, path="populations")
@@ -114,6 +116,17 @@ def validate(cfg: ModelConfig, *, file: str) -> nx.DiGraph:
             raise ConfigError("size auto is only allowed on the input and output populations", file=file, path=f"populations.{name}.size")
     check_dynamics(cfg, ff, file=file)
     return graph
+
+
+def check_names(cfg: ModelConfig, *, file: str) -> None:
+    """The model's, every population's and every projection end's name against
+    :data:`.limits.NAME_PATTERN`, before any of them becomes a folder or an HDF5 group."""
+    check_name(cfg.name, what="model", file=file, path="name")
+    for name in cfg.populations:
+        check_name(name, what="population", file=file, path=f"populations.{brief(name) if len(name) > 80 else name}")
+    for i, proj in enumerate(cfg.projections):
+        for key, end in (("from", proj.source), ("to", proj.target)):
+            check_name(end, what="population", file=file, path=f"projections[{i}].{key}")
 
 
 def compartment_constants(dynamics, name: str) -> dict[str, float]:
