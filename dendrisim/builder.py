@@ -18,6 +18,7 @@ from .config.graph import validate
 from .config.loader import Experiment, read_model
 from .config.parse import parse, yaml_key
 from .config.schema import ModelConfig
+from . import memory
 from .errors import ConfigError, brief
 from .network import Network
 from .plasticity import RULES, build_rule
@@ -138,8 +139,11 @@ def check_rule(experiment: Experiment, graph, options) -> None:
 
 def build(experiment: Experiment, *, device, data_root: str | None = None):
     """``(task, network, rule)`` of an experiment: the task loads its data onto ``device``; the
-    network takes its shapes (and word vectors) from the task; the rule is set up for it."""
-    task = TASKS.get(experiment.task.type)(experiment.task, device=device, data_root=data_root)
+    network takes its shapes (and word vectors) from the task; the rule is set up for it.
+    Before anything is allocated, :func:`dendrisim.memory.check` refuses a run that cannot fit."""
+    task_cls = TASKS.get(experiment.task.type)
+    memory.check(experiment, task_cls, device=device, data_root=data_root)
+    task = task_cls(experiment.task, device=device, data_root=data_root)
     network = Network(experiment, input_shape=task.input_shape, output_size=task.output_size,
                       vocabulary=task.vocabulary)
     network.readout = task.readout

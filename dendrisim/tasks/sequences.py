@@ -183,8 +183,31 @@ def _number(cell: str) -> Optional[float]:
         return None
 
 
+_LAST_SERIES: dict = {}  # the last file read (the memory check's data_spec, then the task, read it once)
+
+
 def read_series(path: Path, encoding: str = "utf-8", *, header: Optional[bool] = None,
                 columns: Optional[tuple] = None) -> tuple[np.ndarray, list[str]]:
+    """See :func:`_read_series`; the last file read is kept (read-only) until it changes."""
+    try:
+        stat = Path(path).stat()
+        key = (str(Path(path).resolve()), stat.st_mtime_ns, stat.st_size, encoding, header,
+               tuple(columns) if columns is not None else None)
+    except OSError:
+        key = None
+    if key is not None and key in _LAST_SERIES:
+        values, names = _LAST_SERIES[key]
+        return values, list(names)
+    values, names = _read_series(path, encoding, header=header, columns=columns)
+    values.flags.writeable = False
+    _LAST_SERIES.clear()
+    if key is not None:
+        _LAST_SERIES[key] = (values, tuple(names))
+    return values, names
+
+
+def _read_series(path: Path, encoding: str = "utf-8", *, header: Optional[bool] = None,
+                 columns: Optional[tuple] = None) -> tuple[np.ndarray, list[str]]:
     """``[time, series]`` float64 values and the column names (``series_i`` without a header).
 
     ``header``: True, False or None (the first row is a header when none of its cells is a
