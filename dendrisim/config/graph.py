@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import networkx as nx
 
-from ..errors import ConfigError, brief
+from ..errors import ConfigError
 from .limits import check_name
+from .parse import key_text
 from .schema import ModelConfig
 
 
@@ -123,7 +124,7 @@ def check_names(cfg: ModelConfig, *, file: str) -> None:
     :data:`.limits.NAME_PATTERN`, before any of them becomes a folder or an HDF5 group."""
     check_name(cfg.name, what="model", file=file, path="name")
     for name in cfg.populations:
-        check_name(name, what="population", file=file, path=f"populations.{brief(name) if len(name) > 80 else name}")
+        check_name(name, what="population", file=file, path=f"populations.{key_text(name)}")
     for i, proj in enumerate(cfg.projections):
         for key, end in (("from", proj.source), ("to", proj.target)):
             check_name(end, what="population", file=file, path=f"projections[{i}].{key}")

@@ -184,10 +184,15 @@ def load_yaml_text(text: str, *, file: str, path: str | None = None) -> Any:
         mark = err.problem_mark
         raise ConfigError(f"line {mark.line + 1}, column {mark.column + 1}: {err.problem}; model files are limited "
                           "(see docs/reference/limits.md)", file=file, path=path) from None
+    except yaml.reader.ReaderError as err:  # a control character, a NUL: no mark, a two-line message
+        line = text.count("\n", 0, err.position) + 1 if isinstance(err.position, int) else "?"
+        char = f"#x{err.character:04x}" if isinstance(err.character, int) else brief(err.character)
+        raise ConfigError(f"line {line}: character {char} is not allowed in YAML (control characters and NUL are "
+                          "refused; write it escaped inside double quotes)", file=file, path=path) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(err, "problem", None) or str(err)
+        problem = " ".join(str(getattr(err, "problem", None) or err).split())  # one paragraph
         raise ConfigError(f"{where}YAML syntax error: {problem[:200]}", file=file, path=path) from None
     except RecursionError:  # a structure the limits did not foresee; never a traceback
         raise ConfigError(f"nested too deeply (more than {limits.MAX_DEPTH} levels)", file=file, path=path) from None

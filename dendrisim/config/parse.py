@@ -49,8 +49,14 @@ def _type_name(hint: Any) -> str:
 def _join(path: str, key: Any) -> str:
     if isinstance(key, int) and not isinstance(key, bool):
         return f"{path}[{key}]"
-    key = key if isinstance(key, str) and len(key) <= 80 else brief(key)
+    key = key_text(key)
     return f"{path}.{key}" if path else key
+
+
+def key_text(key: Any) -> str:
+    """A key as it appears in a field path: as written when it is short and printable, else
+    its shortened repr (so that a newline or a NUL never breaks the one-line message)."""
+    return key if isinstance(key, str) and len(key) <= 80 and key.isprintable() else brief(key)
 
 
 def convert(value: Any, hint: Any, *, file: str | None, path: str) -> Any:
