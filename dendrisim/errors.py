@@ -47,3 +47,16 @@ class DataError(DendrisimError):
 
 class NumericalError(DendrisimError):
     """NaN or Inf appeared in a compartment, an update or a weight."""
+
+
+class RunDirError(DendrisimError):
+    """A run directory is in use by another process, or would be overwritten."""
+
+
+class FileFormatError(DendrisimError):
+    """A file dendrisim reads back (checkpoint, weights, recording) is damaged or holds
+    something it never writes (pickled code, say)."""
+
+
+class WriteError(DendrisimError):
+    """Writing a run's file failed (a full disk, an I/O error); what was written before is kept."""

@@ -23,6 +23,14 @@ a killed run leaves a readable file holding every record up to the last flush (r
 with ``swmr=True`` or :func:`open_recording`, or clear the open mark with
 ``python -m dendrisim.recording.recover FILE``), and the file can be read while the run
 goes on. ``complete`` becomes true only in ``close(complete=True)``.
+
+Every dataset carries HDF5's fletcher32 checksum, so damaged bytes are an error when read,
+never values. The writer opens the file without HDF5's file locking (``locking=False``):
+the run directory's own lock (:mod:`dendrisim.rundir`) guarantees one writer, and a
+reader holding the file open (SWMR or plain) can then never make the writer fail. A
+resumed run first cuts every dataset back to the lengths its checkpoint recorded
+(:func:`~dendrisim.recording.recover.cut_back`): records written after that checkpoint
+are dropped and written again.
 """
 from __future__ import annotations
 
@@ -35,9 +43,10 @@ import h5py
 import numpy as np
 import torch
 
+from .. import rundir
 from ..config.schema import RecordingConfig
 from ..errors import ConfigError
-from .recover import clear_open_flags, compact
+from .recover import clear_open_flags, compact, cut_back
 
 SCHEMA_VERSION = 1
 FILENAME = "recording.h5"
@@ -206,18 +215,21 @@ class Recorder:
         self.resume = resume
         if resume is not None and self.path.is_file():
             clear_open_flags(self.path)  # the run may have been killed
-            self.file = h5py.File(self.path, "a", libver="latest", rdcc_nbytes=CHUNK_CACHE)
+            cut_back(self.path, lambda name: resume.get(self._length_key(name), 0))
+            self.file = h5py.File(self.path, "a", libver="latest", rdcc_nbytes=CHUNK_CACHE, locking=False)
             self.file.attrs["complete"] = False
             self.file.attrs["resumed"] = json.dumps(json.loads(self.file.attrs.get("resumed", "[]")) + [
                 {"at_step": resume.get("records_step", 0), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "argv": argv}])
         else:
             self.resume = None
-            self.file = h5py.File(self.path, "w", libver="latest", rdcc_nbytes=CHUNK_CACHE)
+            self.file = h5py.File(self.path, "w", libver="latest", rdcc_nbytes=CHUNK_CACHE, locking=False)
             self._write_attrs(experiment, seed, device, argv)
         self._create(metric_names)
         self.file.swmr_mode = True  # from here on: append only, crash-consistent
         self.pending = self.pending_weights = self.pending_alignment = 0
         self.last_recorded_step = self.last_weight_step = -1
+        #: the position after the clean close (a trainer's next run continues from it)
+        self.final_position: Optional[dict] = None
 
     # ----------------------------------------------------------------- layout
     def _write_attrs(self, experiment, seed, device, argv) -> None:
@@ -245,7 +257,7 @@ class Recorder:
         ds = self.file.create_dataset(
             name, shape=(0, *shape), maxshape=(None, *shape), dtype=dtype,
             chunks=(max(1, min(self.n_rows, 1024)) if not shape or np.prod(shape) < 65536 else 1, *shape),
-            **(self._filters() if compress else {}),
+            fletcher32=True, **(self._filters() if compress else {}),
         )
         ds.attrs["axes"] = np.array(axes, dtype=h5py.string_dtype())
         ds.attrs["meaning"] = meaning
@@ -382,9 +394,10 @@ class Recorder:
             value = row.get(key, np.nan) if key != "epoch" else row["epoch"]
             try:
                 ds.resize(ds.shape[0] + 1, axis=0)
+                rundir.fault_point("recording", self.path)
                 ds[-1] = value
-            except OSError as err:
-                self.failure = f"writing {self.path} failed at epoch {epoch}: {err}"
+            except Exception as err:  # noqa: BLE001 - h5py raises OSError, RuntimeError, ... on a full disk
+                self._failed(f"at epoch {epoch}", err)
         self.flush()
 
     def record(self, step: int, epoch: int, batch_ids: torch.Tensor) -> None:
@@ -469,27 +482,37 @@ class Recorder:
             return
         try:
             self._write_pending()
-        except OSError as err:
-            self.failure = f"writing {self.path} failed at step {self.last_recorded_step}: {err}"
-            self.pending = self.pending_weights = self.pending_alignment = 0
-            try:
-                self.file.close()
-            except Exception:  # noqa: BLE001 - the file may be unwritable; what was flushed stays
-                pass
+        except Exception as err:  # noqa: BLE001 - h5py raises OSError, RuntimeError, ... on a full disk
+            self._failed(f"at step {self.last_recorded_step}", err)
+
+    def _failed(self, where: str, err: BaseException) -> None:
+        """Stop writing for good: note why, drop the buffers, close the file (what was flushed stays)."""
+        if self.failure is None:
+            text = str(err).strip().splitlines()
+            self.failure = (f"writing {self.path} failed {where} ({type(err).__name__}: "
+                            f"{text[0][:200] if text else ''}); the records flushed before are kept")
+        self.pending = self.pending_weights = self.pending_alignment = 0
+        try:
+            self.file.close()
+        except Exception:  # noqa: BLE001 - the file may be unwritable; what was flushed stays
+            pass
 
     def _write_pending(self) -> None:
         if self.pin:
             torch.cuda.synchronize()
         if self.pending:
             for stream in [*self.index.values(), *self.streams.values(), *self.clip_streams.values()]:
+                rundir.fault_point("recording", self.path)
                 stream.write(self.pending)
             self.pending = 0
         if self.pending_weights:
             for stream in [*self.weight_index.values(), *self.weight_streams.values()]:
+                rundir.fault_point("recording", self.path)
                 stream.write(self.pending_weights)
             self.pending_weights = 0
         if self.pending_alignment:
             for stream in self.alignment_streams.values():
+                rundir.fault_point("recording", self.path)
                 stream.write(self.pending_alignment)
             self.pending_alignment = 0
         self.file.flush()
@@ -501,8 +524,15 @@ class Recorder:
         self.flush()
         if self.failure is not None:
             return
-        self.file.close()
-        with h5py.File(self.path, "r+") as f:  # attributes cannot change in SWMR mode
-            f.attrs["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-            f.attrs["complete"] = bool(complete)
+        try:
+            position = self.position()
+            self.file.close()
+            rundir.fault_point("recording", self.path)
+            with h5py.File(self.path, "r+", locking=False) as f:  # attributes cannot change in SWMR mode
+                f.attrs["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+                f.attrs["complete"] = bool(complete)
+        except Exception as err:  # noqa: BLE001 - a full disk, say
+            self._failed("at close", err)
+            return
+        self.final_position = position
         compact(self.path)
