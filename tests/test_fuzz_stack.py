@@ -160,7 +160,9 @@ def classify(code: Optional[int], out: str, err: str) -> str:
     return f"exit {code}"
 
 
-GOOD = {"ok", "error", "usage"}
+GOOD = {"ok", "error", "usage", "ok (killed mid-run)", "ok (finished before the kill)", "error (killed mid-run)", "ok (no recording write #2)", "ok (no recording write #3)",
+        "ok (no checkpoint write #2)", "ok (no checkpoint write #3)", "ok (no metrics write #2)",
+        "ok (no metrics write #3)"}
 #: bugs found by the fuzzer in code another branch owns, counted apart until fixed there:
 #: (outcome label, a text the output holds)
 KNOWN = [
@@ -617,16 +619,33 @@ FAULTS: list[Callable[[], BaseException]] = [
 ]
 
 
+def _test_metrics(run: Path) -> dict:
+    try:
+        summary = json.loads((run / "summary.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in summary.items() if k.startswith(("test_", "final_test_", "val_"))}
+
+
 def test_faults_in_writers_lose_nothing_and_resume(request, workspace):
+    """A writer raises ENOSPC, EIO or torch's RuntimeError at its N-th write: the run stops
+    with a one-paragraph error (exit 2), what was written before reads back, no temporary
+    file is left, and ``--resume`` then ends as the unbroken run did (same test metrics)."""
     rundir = _fault_seam()
     if rundir is None:
         pytest.skip("no fault-injection seam (dendrisim.rundir.fault_hook) in this tree")
     rng = random.Random(SEED + 3)
     folder = workspace["root"] / "faults"
     folder.mkdir(exist_ok=True)
-    kinds = ["recording", "metrics", "checkpoint", "summary", "weights", "model", "run"]
-    for i in range(scale(request, 14)):
-        kind, fault, nth = rng.choice(kinds), rng.choice(FAULTS), rng.randint(1, 4)
+    unbroken = folder / "unbroken"
+    outcome = run_cli([workspace["model"], "--out", unbroken, "--set", "training.epochs=2"], limit=60)
+    assert outcome.kind == "ok", outcome.err[-2000:]
+    expected = _test_metrics(unbroken)
+    once = {"summary", "weights", "model", "run"}
+    kinds = ["recording", "recording", "metrics", "checkpoint", "checkpoint", "summary", "weights", "model", "run"]
+    for i in range(scale(request, 16)):
+        kind, fault = rng.choice(kinds), rng.choice(FAULTS)
+        nth = 1 if kind in once else rng.randint(1, 3)
         seen = Counter()
 
         def hook(k, path, kind=kind, nth=nth, fault=fault):
@@ -642,17 +661,23 @@ def test_faults_in_writers_lose_nothing_and_resume(request, workspace):
             rundir.fault_hook = None
         fired = seen[kind] >= nth
         label = f"{i}:{kind}#{nth}:{type(fault()).__name__}"
-        if fired and outcome.kind == "ok":
+        if not fired:
+            record("fault", label, outcome, extra=f"{outcome.kind} (no {kind} write #{nth})")
+            continue
+        if outcome.kind == "ok":
             record("fault", label, outcome, extra="exit 0 despite a failed write")
             continue
         record("fault", label, outcome)
         if run.is_dir() and (why := readable(run)):
             record("fault", label, outcome, extra="after the fault: " + why)
-        if fired and (run / "checkpoint.pt").is_file():
+        if (run / "checkpoint.pt").is_file() or (run / "summary.json").is_file():
             again = run_cli(["--resume", run], limit=60)
             record("fault", label + " resume", again)
-            if again.kind == "ok" and (why := readable(run)):
-                record("fault", label + " resume", again, extra="unreadable: " + why)
+            if again.kind == "ok":
+                if (why := readable(run)):
+                    record("fault", label + " resume", again, extra="unreadable: " + why)
+                elif _test_metrics(run) != expected:
+                    record("fault", label + " resume", again, extra="resumed run differs from the unbroken one")
     check_failures("fault")
 
 
@@ -676,25 +701,35 @@ def _finish(proc: subprocess.Popen, limit: float) -> Outcome:
 
 
 def test_sigkill_at_a_random_moment_then_resume(request, workspace):
+    """SIGKILL a run (a subprocess) at a random moment; ``--resume`` then ends as the unbroken
+    run did, or (killed before its first checkpoint) says there is nothing to resume."""
     rng = random.Random(SEED + 4)
     folder = workspace["root"] / "kill"
     folder.mkdir(exist_ok=True)
-    for i in range(scale(request, 3)):
+    sets = ["--set", "training.epochs=3", "--set", "training.max_steps_per_epoch=6"]
+    unbroken = folder / "unbroken"
+    outcome = run_cli([workspace["model"], "--out", unbroken, *sets], limit=120)
+    assert outcome.kind == "ok", outcome.err[-2000:]
+    expected = _test_metrics(unbroken)
+    for i in range(scale(request, 4)):
         run = folder / f"k{i}"
-        proc = _subprocess([workspace["model"], "--out", run, "--set", "training.epochs=3",
-                            "--set", "training.max_steps_per_epoch=6"])
-        time.sleep(rng.uniform(1.0, 6.0))
+        proc = _subprocess([workspace["model"], "--out", run, *sets])
+        time.sleep(rng.uniform(1.5, 5.0))
         proc.send_signal(signal.SIGKILL)
         proc.communicate()
         label = f"{i}: killed (exit {proc.returncode})"
-        if not (run / "checkpoint.pt").is_file():
+        if not (run / "checkpoint.pt").is_file() and not (run / "summary.json").is_file():
             outcome = run_cli(["--resume", run], limit=60)  # nothing to resume yet: a clear error
             record("kill", label + ", no checkpoint", outcome)
             continue
         outcome = run_cli(["--resume", run], limit=120)
-        record("kill", label, outcome)
-        if outcome.kind == "ok" and (why := readable(run)):
-            record("kill", label, outcome, extra="unreadable: " + why)
+        moment = "killed mid-run" if proc.returncode == -signal.SIGKILL else "finished before the kill"
+        record("kill", label, outcome, extra=f"{outcome.kind} ({moment})" if outcome.kind in GOOD else "")
+        if outcome.kind == "ok":
+            if (why := readable(run)):
+                record("kill", label, outcome, extra="unreadable: " + why)
+            elif _test_metrics(run) != expected:
+                record("kill", label, outcome, extra="resumed run differs from the unbroken one")
     check_failures("kill")
 
 
