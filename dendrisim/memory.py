@@ -141,10 +141,13 @@ def estimate(experiment, task_cls, *, data_root: Optional[str] = None) -> dict[s
     options, cfg = experiment.task, experiment.config
     shape, outputs, n_train = task_cls.data_spec(options, data_root)
     vocabulary = task_cls.vocabulary_spec(options, data_root)
-    with torch.device("meta"), _ShapesOnly():
-        network = Network(experiment, input_shape=tuple(shape), output_size=outputs, vocabulary=vocabulary)
-        network.time_steps = task_cls.sequence_spec(options) if network.sequential else None
-        rule = build_rule(network, experiment)
+    try:
+        with torch.device("meta"), _ShapesOnly():
+            network = Network(experiment, input_shape=tuple(shape), output_size=outputs, vocabulary=vocabulary)
+            network.time_steps = task_cls.sequence_spec(options) if network.sequential else None
+            rule = build_rule(network, experiment)
+    except RuntimeError as err:  # a rule (a plugin's, say) that needs values, not shapes, to be built
+        raise NotImplementedError(f"cannot be built on the meta device: {err}") from None
     params = list(network.parameters())
     learnable = sum(p.numel() for p in params if p.requires_grad)
     own = [*rule.parameters(), *rule.buffers()] if isinstance(rule, torch.nn.Module) else []
@@ -178,10 +181,14 @@ def describe(parts: dict[str, int]) -> str:
     return ", ".join(f"{name} {size(value)}" for name, value in parts.items() if value)
 
 
-def check(experiment, task_cls, *, device, data_root: Optional[str] = None) -> dict[str, int]:
+def check(experiment, task_cls, *, device, data_root: Optional[str] = None) -> Optional[dict[str, int]]:
     """Refuse a run whose estimate exceeds the memory available (host memory; on a GPU its free
-    memory too), naming both; return the estimate."""
-    parts = estimate(experiment, task_cls, data_root=data_root)
+    memory too), naming both; return the estimate (None for a task that cannot say its data's
+    shape without loading it: one without ``data_spec``)."""
+    try:
+        parts = estimate(experiment, task_cls, data_root=data_root)
+    except NotImplementedError:
+        return None
     device = torch.device(device)
     on_gpu = device.type == "cuda"
     host = parts["dataset"] + parts["recording"] if on_gpu else sum(parts.values())

@@ -91,3 +91,15 @@ sys.exit(main([{str(REPO / 'models' / 'dll_mlp_digits.yaml')!r}, '--dry-run', '-
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr and "RLIMIT_AS" in proc.stderr and "this run needs about" in proc.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_a_task_that_cannot_say_its_shapes_skips_the_check(monkeypatch):
+    class Opaque(CLASSIFICATION):
+        @classmethod
+        def data_spec(cls, options, data_root=None):
+            raise NotImplementedError
+
+    monkeypatch.setattr(memory, "READERS", {"a fake limit": lambda: 1})
+    assert memory.check(model(), Opaque, device="cpu") is None
+    with pytest.raises(ConfigError, match="this run needs about"):
+        memory.check(model(), CLASSIFICATION, device="cpu")

@@ -127,7 +127,6 @@ class _BoundedLoader(yaml.SafeLoader):
 
 _BoundedLoader.add_constructor("tag:yaml.org,2002:int", _BoundedLoader.construct_number)
 _BoundedLoader.add_constructor("tag:yaml.org,2002:float", _BoundedLoader.construct_number)
-_UniqueKeyLoader = _BoundedLoader  # the name other modules knew
 
 
 def _children(node) -> list:
