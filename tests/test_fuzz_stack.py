@@ -756,6 +756,37 @@ def test_two_runs_on_one_out(request, workspace):
     check_failures("concurrent")
 
 
+def test_a_reader_holding_the_recording_open_never_breaks_the_run(request, workspace):
+    """A second process (this one) holds recording.h5 open in SWMR mode while the run writes and
+    when it ends: the run still ends well and its recording is complete."""
+    import h5py
+
+    folder = workspace["root"] / "reader"
+    folder.mkdir(exist_ok=True)
+    for i in range(scale(request, 1)):
+        run = folder / f"r{i}"
+        proc = _subprocess([workspace["model"], "--out", run, "--set", "training.max_steps_per_epoch=15"])
+        deadline = time.monotonic() + 60
+        while not (run / "recording.h5").exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        reader = None
+        for _ in range(100):
+            try:
+                reader = h5py.File(run / "recording.h5", "r", libver="latest", swmr=True)
+                break
+            except OSError:
+                time.sleep(0.05)
+        outcome = _finish(proc, 180)
+        if reader is not None:
+            reader.close()
+        record("reader", f"{i}", outcome, extra="" if reader is not None else "the reader never opened the file")
+        if outcome.kind == "ok":
+            with h5py.File(run / "recording.h5", "r") as f:
+                if not bool(f.attrs.get("complete", False)):
+                    record("reader", f"{i}", outcome, extra="recording not complete")
+    check_failures("reader")
+
+
 def test_the_oracle_itself_tells_good_from_bad():
     """Guard against a vacuous fuzzer: the classifier sees tracebacks, NaN results, multi-line
     errors and odd exit codes."""
@@ -772,7 +803,7 @@ def test_the_oracle_itself_tells_good_from_bad():
 def test_the_whole_fuzzer_ran_at_least_2000_cases():
     """Last in the file: when every kind ran (not a -k selection), the CI part holds its promise."""
     kinds = {k for k, _ in COUNTS}
-    every = {"yaml", "data", "resume", "out", "fault", "kill", "concurrent"}
+    every = {"yaml", "data", "resume", "out", "fault", "kill", "concurrent", "reader"}
     if not every <= kinds:
         pytest.skip(f"only {sorted(kinds)} ran")
     assert sum(COUNTS.values()) >= 2000, summary()
