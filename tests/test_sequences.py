@@ -298,3 +298,14 @@ def test_headers_and_columns_are_read_as_documented(tmp_path):
     path.write_text("NA,1\n2,3\n")
     values, names = read_series(path, header=True)
     assert names == ["NA", "1"] and values.tolist() == [[2.0, 3.0]]  # said explicitly: read as names
+
+
+def test_what_was_read_as_header_and_left_out_is_recorded(tmp_path):
+    path = tmp_path / "s.csv"
+    path.write_text("date,a,b\n" + "".join(f"2020-{i},{i % 7}.0,{i % 5}.0\n" for i in range(200)))
+    task = Forecasting(ForecastOptions(type="forecasting", file=str(path), window=4), device=torch.device("cpu"))
+    art = task.artifacts()
+    assert art["series"] == ["a", "b"] and art["header"] is True and art["skipped_columns"] == ["date"]
+    path.write_text("".join(f"{i % 7}.0,{i % 5}.0\n" for i in range(200)))
+    task = Forecasting(ForecastOptions(type="forecasting", file=str(path), window=4), device=torch.device("cpu"))
+    assert task.artifacts()["header"] is False and task.artifacts()["skipped_columns"] == []

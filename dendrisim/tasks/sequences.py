@@ -9,6 +9,7 @@ one for forecasting.
 """
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -187,8 +188,10 @@ _LAST_SERIES: dict = {}  # the last file read (the memory check's data_spec, the
 
 
 def read_series(path: Path, encoding: str = "utf-8", *, header: Optional[bool] = None,
-                columns: Optional[tuple] = None) -> tuple[np.ndarray, list[str]]:
-    """See :func:`_read_series`; the last file read is kept (read-only) until it changes."""
+                columns: Optional[tuple] = None, layout: Optional[dict] = None) -> tuple[np.ndarray, list[str]]:
+    """See :func:`_read_series`; the last file read is kept (read-only) until it changes.
+    ``layout``, when given, receives ``header`` (whether the first row was read as names) and
+    ``skipped`` (the columns left out), which the task records in task.json."""
     try:
         stat = Path(path).stat()
         key = (str(Path(path).resolve()), stat.st_mtime_ns, stat.st_size, encoding, header,
@@ -196,18 +199,21 @@ def read_series(path: Path, encoding: str = "utf-8", *, header: Optional[bool] =
     except OSError:
         key = None
     if key is not None and key in _LAST_SERIES:
-        values, names = _LAST_SERIES[key]
-        return values, list(names)
-    values, names = _read_series(path, encoding, header=header, columns=columns)
-    values.flags.writeable = False
-    _LAST_SERIES.clear()
-    if key is not None:
-        _LAST_SERIES[key] = (values, tuple(names))
-    return values, names
+        values, names, found = _LAST_SERIES[key]
+    else:
+        found = {}
+        values, names = _read_series(path, encoding, header=header, columns=columns, layout=found)
+        values.flags.writeable = False
+        _LAST_SERIES.clear()
+        if key is not None:
+            _LAST_SERIES[key] = (values, tuple(names), found)
+    if layout is not None:
+        layout.update(copy.deepcopy(found))
+    return values, list(names)
 
 
 def _read_series(path: Path, encoding: str = "utf-8", *, header: Optional[bool] = None,
-                 columns: Optional[tuple] = None) -> tuple[np.ndarray, list[str]]:
+                 columns: Optional[tuple] = None, layout: dict) -> tuple[np.ndarray, list[str]]:
     """``[time, series]`` float64 values and the column names (``series_i`` without a header).
 
     ``header``: True, False or None (the first row is a header when none of its cells is a
@@ -262,6 +268,7 @@ def _read_series(path: Path, encoding: str = "utf-8", *, header: Optional[bool] 
         i, k = np.argwhere(bad)[0]
         _bad(path, rows[i][0], names[keep[k]], rows[i][1].split(",")[keep[k]].strip())
     series = [names[j] for j in keep] if header else [f"series_{k}" for k in range(len(keep))]
+    layout.update(header=header, skipped=[names[j] for j in range(width) if j not in keep])
     return out, series
 
 
@@ -336,7 +343,9 @@ class Forecasting(Task):
         self.options = options
         self.data_root = used_root(data_root or options.data_root)
         path = locate(options.file, "file", data_root or options.data_root, _SERIES_WHAT)
-        values, self.names = read_series(path, options.encoding, header=options.header, columns=options.columns)
+        self.layout: dict = {}
+        values, self.names = read_series(path, options.encoding, header=options.header, columns=options.columns,
+                                         layout=self.layout)
         ranges = self._ranges(len(values), options)
         if len(ranges["train"]) < 1 or len(ranges["test"]) < 1:
             raise DataError(self._too_short(path, len(values), options))
@@ -412,7 +421,8 @@ class Forecasting(Task):
                 "rse": math.sqrt(float(se.sum())) / math.sqrt(var_all) if var_all > 0 else math.nan, "corr": corr}
 
     def artifacts(self) -> dict:
-        return {"series": self.names, "shift": self.shift.tolist(), "scale": self.scale.tolist()}
+        return {"series": self.names, "shift": self.shift.tolist(), "scale": self.scale.tolist(),
+                "header": self.layout.get("header"), "skipped_columns": self.layout.get("skipped", [])}
 
 
 _SERIES_WHAT = "a comma-separated series file (rows = time steps, columns = series)"
