@@ -400,16 +400,22 @@ class Trainer:
             if main:  # only rank 0 writes the run directory, the recording and checkpoints
                 self._prepare_run_dir()
             self._started = True
-            clean = False
+            finished = False  # weights.pt written: the recording is complete, summary.json follows
             try:
                 summary = self._loop()
-                clean = self.stop_requested is None
+                if self.stop_requested is None and self.failure is None:
+                    try:
+                        if main:
+                            self._write_weights()
+                        finished = True
+                    except WriteError as err:
+                        self.failure = err
             finally:
-                self._close_recorder(complete=clean and self.failure is None)
+                self._close_recorder(complete=finished)
             if self.failure is not None:
-                raise self.failure
-            if clean and main:
-                self._write_results(summary)
+                raise self._with_hint(self.failure)
+            if finished and main:
+                rundir.write_text(self.run_dir / "summary.json", "summary", json.dumps(summary, indent=2) + "\n")
             return summary
         finally:
             if self.lock is not None:
@@ -433,6 +439,13 @@ class Trainer:
             self._write_metrics(self.run_dir / "metrics.csv", self.rows)
         if cfg.recording.enabled:
             self._open_recorder(self.run_dir, resume=self.resumed_from)
+
+    def _with_hint(self, error: DendrisimError) -> DendrisimError:
+        """A failed write says where the run can continue from."""
+        if not isinstance(error, WriteError) or self._last_checkpoint_step is None:
+            return error
+        return WriteError(f"{error}. Once the fault is fixed, continue from the checkpoint of step "
+                          f"{self._last_checkpoint_step} with: --resume {self.run_dir}")
 
     def _close_recorder(self, *, complete: bool) -> None:
         if self.recorder is None:
@@ -568,15 +581,15 @@ class Trainer:
             summary["global_batch_size"] = self.dist.world * self.experiment.task.batch_size
         return summary
 
-    def _write_results(self, summary: dict) -> None:
-        """weights.pt, then summary.json (whose presence marks a finished run)."""
+    def _write_weights(self) -> None:
+        """weights.pt of a finished run (then the recording is closed, then summary.json is written,
+        whose presence marks a finished run)."""
         state = {"network": self.network.state_dict(), "rule": self.rule.state_dict()}
         bad = nonfinite_tensor(state)
         if bad:
             raise NumericalError(f"{self.experiment.file}: the final weights hold non-finite values ({bad}); "
                                  "weights.pt is not written")
         rundir.write_atomic(self.run_dir / "weights.pt", "weights", lambda tmp: torch.save(state, tmp))
-        rundir.write_text(self.run_dir / "summary.json", "summary", json.dumps(summary, indent=2) + "\n")
 
     @staticmethod
     def _better(score: float, best: float, higher: bool, stop) -> bool:
