@@ -396,6 +396,9 @@ class Trainer:
             cfg = self.experiment.config
             run_dir = Path(self.options.out_dir or default_run_dir(cfg.name, cfg.training.seed)) if main else None
             self.run_dir = Path(self.dist.broadcast(str(run_dir) if main else None))
+        if self._final_state is not None:  # the last run() left the selected epoch's weights in place
+            self._restore(self._final_state)
+            self._final_state = None
         try:
             if main:  # only rank 0 writes the run directory, the recording and checkpoints
                 self._prepare_run_dir()
@@ -563,6 +566,7 @@ class Trainer:
         if rows:
             final, selected = rows[-1], rows[-1]
             if self.best_state is not None and self.best_epoch != final["epoch"]:
+                self._final_state = self._snapshot()  # a later run() (fit) continues from here
                 self._restore(self.best_state)
                 selected = rows[self.best_epoch - 1]
             summary["selected_epoch"] = selected["epoch"]
@@ -705,6 +709,7 @@ class Trainer:
                                   ) from None
 
     resume_changes: list[str] = []
+    _final_state: Optional[dict] = None
 
     @property
     def finished(self) -> bool:
