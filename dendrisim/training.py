@@ -110,6 +110,15 @@ def nonfinite_tensor(state: object, prefix: str = "") -> Optional[str]:
     return None
 
 
+def _plain(value):
+    """Nested data with numpy scalars as Python numbers (what ``weights_only`` loading accepts)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def _numpy_state_to_plain(state: tuple) -> dict:
     name, keys, pos, has_gauss, cached = state
     return {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
@@ -623,9 +632,9 @@ class Trainer:
             "epoch_order": None if self.epoch_order is None else self.epoch_order.cpu(),
             "epoch_totals": None if self.epoch_totals is None else self.epoch_totals.cpu(),
             "last_batch_ids": None if self.last_batch_ids is None else self.last_batch_ids.cpu(),
-            "rows": self.rows,
-            "clips_seen": self.clips_seen,
-            "last_alignment": self.last_alignment,
+            "rows": _plain(self.rows),  # a plugin's epoch_summary may give numpy numbers
+            "clips_seen": _plain(self.clips_seen),
+            "last_alignment": _plain(self.last_alignment),
             "selection": {"best": self.best, "best_epoch": self.best_epoch, "stale": self.stale,
                           "early_stopped": self._early_stopped, "best_state": self.best_state},
             "rng": {"python": random.getstate(), "numpy": _numpy_state_to_plain(np.random.get_state()),

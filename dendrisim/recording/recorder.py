@@ -55,6 +55,8 @@ CHUNK_CACHE = 64 * 1024  # bytes per dataset: records are appended, never read b
 #: beside the recording while it is written: disk space set aside so that the file can still be
 #: closed after a full disk (HDF5 cannot close a file whose last flush fails: the process then crashes)
 RESERVE_SUFFIX = ".reserve"
+#: every dataset carries HDF5's fletcher32 checksum (off only to measure its cost: scripts/bench_recording.py)
+FLETCHER32 = True
 
 MEANING = {
     "soma": "somatic potential (soma = basal at steady state; simulated under dynamics.mode euler)",
@@ -301,7 +303,7 @@ class Recorder:
         ds = self.file.create_dataset(
             name, shape=(0, *shape), maxshape=(None, *shape), dtype=dtype,
             chunks=(max(1, min(self.n_rows, 1024)) if not shape or np.prod(shape) < 65536 else 1, *shape),
-            fletcher32=True, **(self._filters() if compress else {}),
+            fletcher32=FLETCHER32, **(self._filters() if compress else {}),
         )
         ds.attrs["axes"] = np.array(axes, dtype=h5py.string_dtype())
         ds.attrs["meaning"] = meaning
