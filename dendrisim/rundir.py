@@ -63,9 +63,7 @@ class RunLock:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as err:
             raise RunDirError(f"{path}: cannot create the run's lock file ({err.strerror or err})") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        if not _flock(fd, fcntl.LOCK_EX, tries=5):  # a reader's brief probe (is_live) may hold it a moment
             holder = _read_holder(fd)
             os.close(fd)
             raise RunDirError(
@@ -83,6 +81,34 @@ class RunLock:
         if self.fd is not None:
             os.close(self.fd)  # closing the descriptor drops the flock
             self.fd = None
+
+
+def _flock(fd: int, kind: int, *, tries: int = 1) -> bool:
+    import fcntl
+    import time
+
+    for k in range(tries):
+        try:
+            fcntl.flock(fd, kind | fcntl.LOCK_NB)
+            return True
+        except OSError:
+            if k + 1 < tries:
+                time.sleep(0.05)
+    return False
+
+
+def is_live(run_dir: Path) -> bool:
+    """Whether a process holds the run directory's lock now (a run is writing it)."""
+    try:
+        fd = os.open(Path(run_dir) / LOCK, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        import fcntl
+
+        return not _flock(fd, fcntl.LOCK_SH)
+    finally:
+        os.close(fd)  # drops the probe's shared lock
 
 
 def _read_holder(fd: int) -> str:
@@ -114,7 +140,7 @@ def clear_old_run(run_dir: Path, *, overwrite: bool) -> None:
         raise RunDirError(
             f"{run_dir} already holds a run ({', '.join(found)}); a finished run is never replaced silently: "
             f"continue it with --resume {run_dir}, replace it with --overwrite, or choose another --out")
-    for name in (*RUN_FILES, *(n + ".tmp" for n in RUN_FILES)):
+    for name in (*RUN_FILES, *(n + ".tmp" for n in RUN_FILES), "recording.h5.reserve", "recording.h5.resuming"):
         (run_dir / name).unlink(missing_ok=True)
 
 

@@ -110,6 +110,15 @@ def nonfinite_tensor(state: object, prefix: str = "") -> Optional[str]:
     return None
 
 
+def _plain(value):
+    """Nested data with numpy scalars as Python numbers (what ``weights_only`` loading accepts)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def _numpy_state_to_plain(state: tuple) -> dict:
     name, keys, pos, has_gauss, cached = state
     return {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
@@ -396,20 +405,29 @@ class Trainer:
             cfg = self.experiment.config
             run_dir = Path(self.options.out_dir or default_run_dir(cfg.name, cfg.training.seed)) if main else None
             self.run_dir = Path(self.dist.broadcast(str(run_dir) if main else None))
+        if self._final_state is not None:  # the last run() left the selected epoch's weights in place
+            self._restore(self._final_state)
+            self._final_state = None
         try:
             if main:  # only rank 0 writes the run directory, the recording and checkpoints
                 self._prepare_run_dir()
             self._started = True
-            clean = False
+            finished = False  # weights.pt written: the recording is complete, summary.json follows
             try:
                 summary = self._loop()
-                clean = self.stop_requested is None
+                if self.stop_requested is None and self.failure is None:
+                    try:
+                        if main:
+                            self._write_weights()
+                        finished = True
+                    except WriteError as err:
+                        self.failure = err
             finally:
-                self._close_recorder(complete=clean and self.failure is None)
+                self._close_recorder(complete=finished)
             if self.failure is not None:
-                raise self.failure
-            if clean and main:
-                self._write_results(summary)
+                raise self._with_hint(self.failure)
+            if finished and main:
+                rundir.write_text(self.run_dir / "summary.json", "summary", json.dumps(summary, indent=2) + "\n")
             return summary
         finally:
             if self.lock is not None:
@@ -433,6 +451,13 @@ class Trainer:
             self._write_metrics(self.run_dir / "metrics.csv", self.rows)
         if cfg.recording.enabled:
             self._open_recorder(self.run_dir, resume=self.resumed_from)
+
+    def _with_hint(self, error: DendrisimError) -> DendrisimError:
+        """A failed write says where the run can continue from."""
+        if not isinstance(error, WriteError) or self._last_checkpoint_step is None:
+            return error
+        return WriteError(f"{error}. Once the fault is fixed, continue from the checkpoint of step "
+                          f"{self._last_checkpoint_step} with: --resume {self.run_dir}")
 
     def _close_recorder(self, *, complete: bool) -> None:
         if self.recorder is None:
@@ -550,6 +575,7 @@ class Trainer:
         if rows:
             final, selected = rows[-1], rows[-1]
             if self.best_state is not None and self.best_epoch != final["epoch"]:
+                self._final_state = self._snapshot()  # a later run() (fit) continues from here
                 self._restore(self.best_state)
                 selected = rows[self.best_epoch - 1]
             summary["selected_epoch"] = selected["epoch"]
@@ -568,15 +594,15 @@ class Trainer:
             summary["global_batch_size"] = self.dist.world * self.experiment.task.batch_size
         return summary
 
-    def _write_results(self, summary: dict) -> None:
-        """weights.pt, then summary.json (whose presence marks a finished run)."""
+    def _write_weights(self) -> None:
+        """weights.pt of a finished run (then the recording is closed, then summary.json is written,
+        whose presence marks a finished run)."""
         state = {"network": self.network.state_dict(), "rule": self.rule.state_dict()}
         bad = nonfinite_tensor(state)
         if bad:
             raise NumericalError(f"{self.experiment.file}: the final weights hold non-finite values ({bad}); "
                                  "weights.pt is not written")
         rundir.write_atomic(self.run_dir / "weights.pt", "weights", lambda tmp: torch.save(state, tmp))
-        rundir.write_text(self.run_dir / "summary.json", "summary", json.dumps(summary, indent=2) + "\n")
 
     @staticmethod
     def _better(score: float, best: float, higher: bool, stop) -> bool:
@@ -606,9 +632,9 @@ class Trainer:
             "epoch_order": None if self.epoch_order is None else self.epoch_order.cpu(),
             "epoch_totals": None if self.epoch_totals is None else self.epoch_totals.cpu(),
             "last_batch_ids": None if self.last_batch_ids is None else self.last_batch_ids.cpu(),
-            "rows": self.rows,
-            "clips_seen": self.clips_seen,
-            "last_alignment": self.last_alignment,
+            "rows": _plain(self.rows),  # a plugin's epoch_summary may give numpy numbers
+            "clips_seen": _plain(self.clips_seen),
+            "last_alignment": _plain(self.last_alignment),
             "selection": {"best": self.best, "best_epoch": self.best_epoch, "stale": self.stale,
                           "early_stopped": self._early_stopped, "best_state": self.best_state},
             "rng": {"python": random.getstate(), "numpy": _numpy_state_to_plain(np.random.get_state()),
@@ -692,6 +718,7 @@ class Trainer:
                                   ) from None
 
     resume_changes: list[str] = []
+    _final_state: Optional[dict] = None
 
     @property
     def finished(self) -> bool:

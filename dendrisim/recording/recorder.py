@@ -35,6 +35,7 @@ are dropped and written again.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Optional
@@ -51,6 +52,11 @@ from .recover import clear_open_flags, compact, cut_back
 SCHEMA_VERSION = 1
 FILENAME = "recording.h5"
 CHUNK_CACHE = 64 * 1024  # bytes per dataset: records are appended, never read back
+#: beside the recording while it is written: disk space set aside so that the file can still be
+#: closed after a full disk (HDF5 cannot close a file whose last flush fails: the process then crashes)
+RESERVE_SUFFIX = ".reserve"
+#: every dataset carries HDF5's fletcher32 checksum (off only to measure its cost: scripts/bench_recording.py)
+FLETCHER32 = True
 
 MEANING = {
     "soma": "somatic potential (soma = basal at steady state; simulated under dynamics.mode euler)",
@@ -226,10 +232,50 @@ class Recorder:
             self._write_attrs(experiment, seed, device, argv)
         self._create(metric_names)
         self.file.swmr_mode = True  # from here on: append only, crash-consistent
+        self.reserve = self._set_aside()
         self.pending = self.pending_weights = self.pending_alignment = 0
         self.last_recorded_step = self.last_weight_step = -1
         #: the position after the clean close (a trainer's next run continues from it)
         self.final_position: Optional[dict] = None
+
+    def _set_aside(self) -> Path:
+        """Allocate the reserve file: what closing the file may need to write (its chunk caches)."""
+        from ..errors import WriteError
+
+        # what a failed flush may leave dirty: the buffered records, the metadata, a chunk per dataset
+        buffers = sum(s.buffer.numel() * s.buffer.element_size() for s in self._all_streams())
+        chunks = sum(int(np.prod(ds.chunks)) * ds.dtype.itemsize for ds in self._all_datasets())
+        size = min(64 * 2**20, 2**20 + 2 * buffers + chunks)
+        reserve = self.path.with_name(self.path.name + RESERVE_SUFFIX)
+        try:
+            fd = os.open(reserve, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                os.posix_fallocate(fd, 0, size)
+            finally:
+                os.close(fd)
+        except OSError as err:
+            reserve.unlink(missing_ok=True)
+            try:
+                self.file.close()
+            except Exception:  # noqa: BLE001
+                pass
+            raise WriteError(f"{reserve}: cannot set aside {size / 2**20:.1f} MiB to close the recording safely "
+                             f"after a fault ({err.strerror or err}); free some space in {self.path.parent}") from None
+        return reserve
+
+    def _all_streams(self):
+        return (*self.index.values(), *self.weight_index.values(), *self.streams.values(),
+                *self.weight_streams.values(), *self.clip_streams.values(), *self.alignment_streams.values())
+
+    def _all_datasets(self):
+        yield from (s.dataset for s in self._all_streams())
+        yield from self.metrics.values()
+
+    def _release_reserve(self) -> None:
+        try:
+            self.reserve.unlink(missing_ok=True)
+        except OSError:
+            pass
 
     # ----------------------------------------------------------------- layout
     def _write_attrs(self, experiment, seed, device, argv) -> None:
@@ -257,7 +303,7 @@ class Recorder:
         ds = self.file.create_dataset(
             name, shape=(0, *shape), maxshape=(None, *shape), dtype=dtype,
             chunks=(max(1, min(self.n_rows, 1024)) if not shape or np.prod(shape) < 65536 else 1, *shape),
-            fletcher32=True, **(self._filters() if compress else {}),
+            fletcher32=FLETCHER32, **(self._filters() if compress else {}),
         )
         ds.attrs["axes"] = np.array(axes, dtype=h5py.string_dtype())
         ds.attrs["meaning"] = meaning
@@ -492,6 +538,7 @@ class Recorder:
             self.failure = (f"writing {self.path} failed {where} ({type(err).__name__}: "
                             f"{text[0][:200] if text else ''}); the records flushed before are kept")
         self.pending = self.pending_weights = self.pending_alignment = 0
+        self._release_reserve()  # the space HDF5 needs to close the file
         try:
             self.file.close()
         except Exception:  # noqa: BLE001 - the file may be unwritable; what was flushed stays
@@ -521,7 +568,10 @@ class Recorder:
         """Write what is buffered, mark the file complete (clean end only) and close it."""
         if not self.file.id.valid:
             return
+        if not complete:  # a stop or a fault elsewhere (the checkpoint's disk may be full): room to close
+            self._release_reserve()
         self.flush()
+        self._release_reserve()
         if self.failure is not None:
             return
         try:
