@@ -208,7 +208,7 @@ def test_bad_model_names_are_refused_naming_the_field_the_name_and_the_pattern(n
     assert repr(name)[:40] in msg or "..." in msg
 
 
-@pytest.mark.parametrize("name", ["a/b", "../up", "", "n\0ul", "/abs"])
+@pytest.mark.parametrize("name", ["a/b", "../up", "", "n\0ul", "/abs", "a.b"])
 def test_bad_population_names_are_refused_before_they_become_hdf5_groups(name):
     from dendrisim.config.limits import NAME_PATTERN
 
@@ -226,9 +226,18 @@ def test_a_projection_end_that_is_no_valid_name_is_refused_by_its_field():
         load_experiment(data, file="m.yaml")
 
 
-@pytest.mark.parametrize("name", ["dll_mlp_digits", "h1", "_x", "run.v2-b", "A" * 64])
-def test_good_names_pass(name):
+@pytest.mark.parametrize("name", ["dll_mlp_digits", "h1", "_x", "run_v2-b", "A" * 64])
+def test_good_names_pass(name, tmp_path):
     assert load_experiment({**_renamed(name), "name": name}).config.name == name
+    if name == "run_v2-b":  # the name becomes a torch module, an HDF5 group and a folder: a run goes through
+        from dendrisim.training import RunOptions, Trainer
+
+        exp = load_experiment({**_renamed(name), "name": name}, ["training.max_steps_per_epoch=1"])
+        Trainer(exp, RunOptions(out_dir=tmp_path / "run", log=lambda s: None)).run()
+        import h5py
+
+        with h5py.File(tmp_path / "run" / "recording.h5", "r") as f:
+            assert name in f["populations"]
 
 
 def test_every_shipped_model_uses_valid_names():

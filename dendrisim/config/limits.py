@@ -10,9 +10,10 @@ from typing import Any
 from ..errors import ConfigError, brief
 
 #: population, projection-end and model names: a letter or ``_``, then up to 63 letters,
-#: digits, ``_``, ``.`` or ``-``. They become folder names and HDF5 groups, so they hold no
-#: ``/``, no ``\``, no NUL, never start with a dot (``..``) and are never empty.
-NAME_PATTERN = r"[A-Za-z_][A-Za-z0-9_.-]{0,63}"
+#: digits, ``_`` or ``-``. They become folder names, HDF5 groups, torch module names and
+#: ``--set`` key paths, so they hold no ``/``, no ``\``, no NUL, no dot (``..``, and
+#: ``populations.a.b.size`` would be ambiguous) and are never empty.
+NAME_PATTERN = r"[A-Za-z_][A-Za-z0-9_-]{0,63}"
 _NAME = re.compile(NAME_PATTERN)
 
 #: bytes in a model file
@@ -40,10 +41,10 @@ def check_name(name: Any, *, what: str, file: str | None, path: str) -> None:
             why = " (it holds a NUL character)"
         elif "/" in name or "\\" in name:
             why = " (a / or \\ would make it a path)"
-        elif name.startswith("."):
-            why = " (a leading dot would make it a hidden or parent folder)"
+        elif "." in name:
+            why = " (a dot would make it a hidden or parent folder, and a --set key path splits at dots)"
         elif len(name) > 64:
             why = f" (it has {len(name)} characters, at most 64 are allowed)"
     raise ConfigError(f"{brief(name)} is not a valid {what} name{why}: names match {NAME_PATTERN} (a letter or _, "
-                      "then up to 63 letters, digits, _, . or -), since they become folder names and HDF5 groups",
+                      "then up to 63 letters, digits, _ or -), since they become folder names and HDF5 groups",
                       file=file, path=path)
