@@ -242,7 +242,7 @@ def _reference_untouched(request, workspace):
 
 
 # ----------------------------------------------------------------------- YAML damage
-BAD_NAMES = ["a.b", "h1.", "../../x", "/tmp/x", "a/b", "a\\b", "n\0ul", "", ".", "..", ".h", "x" * 65, "h1->h2", "a b", "é",
+BAD_NAMES = ["_", "a-", "A" * 64, "a--b", "x_-_y", "a.b", "h1.", "../../x", "/tmp/x", "a/b", "a\\b", "n\0ul", "", ".", "..", ".h", "x" * 65, "h1->h2", "a b", "é",
              "\u202eevil", "\u200b", "😀", "CON", "-x", "1x", "h1\n", "a:b", "*", "?", "%", "h1 "]
 ODD = ["\0", "\u202e", "\u200b", "\ufeff", "\u2028", "\x85", "😀", "\U0010ffff", "ǅ", "\t", "\\", "'", '"', "#",
        "&a", "*a", "!!python/object:os.system", "{", "[", ":", "- ", "%YAML 1.1", "---", "...", "\r", "漢字"]
@@ -393,6 +393,18 @@ def test_damaged_model_files_end_in_a_result_or_one_paragraph(request, workspace
                 record("yaml", f"{i}:{what} trained", trained, extra="unreadable: " + why)
             shutil.rmtree(run, ignore_errors=True)
         assert not (REPO / "pwned").exists() and not Path("pwned").exists()
+    # names at the edge of the pattern train end to end (module names, HDF5 groups, folders)
+    for name in ["_", "a-", "A" * 64, "a--b", "x_-_y"]:
+        data = copy.deepcopy(BASE)
+        data["name"] = name
+        data["populations"][name] = data["populations"].pop("h1")
+        data["projections"][0]["to"] = data["projections"][1]["from"] = name
+        path = folder / "edge.yaml"
+        path.write_text(yaml.safe_dump(data))
+        outcome = run_cli([path, "--out", folder / "edge" / name], limit=60)
+        record("yaml", f"edge name {name}", outcome, extra="" if outcome.kind == "ok" else f"{outcome.kind} (edge name)")
+        if outcome.kind == "ok" and (why := readable(folder / "edge" / name)):
+            record("yaml", f"edge name {name}", outcome, extra="unreadable: " + why)
     # a few paths that are no model file at all
     for odd in [folder, folder / "missing.yaml", "/dev/null", folder / "a\0b.yaml", "-", "/proc/self/mem"]:
         record("yaml", f"path {odd}", run_cli([odd, "--check"], limit=10))
