@@ -4,7 +4,6 @@ from __future__ import annotations
 import copy
 import csv
 import json
-import os
 import random
 import sys
 import time
