@@ -153,9 +153,15 @@ def _resumed_trainer(args, overrides: list[str], argv: list[str], *, dist, say):
                          out_dir=run_dir, dry_run=saved["dry_run"], progress=args.progress if dist.is_main else False,
                          argv=argv, log=say, dist=dist, plugins=saved.get("plugins", []),
                          resumes=list(saved.get("resumes", [])))
-    trainer = Trainer(experiment, options)
-    if dist.is_main:  # held from before the checkpoint is read until the run ends
-        trainer.lock = RunLock.acquire(run_dir, argv=argv)
+    # held from before the data is loaded and the checkpoint read until the run ends
+    lock = RunLock.acquire(run_dir, argv=argv) if dist.is_main else None
+    try:
+        trainer = Trainer(experiment, options)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+    trainer.lock = lock
     try:
         trainer.resume(checkpoint)
         if trainer.finished and (run_dir / "summary.json").is_file():

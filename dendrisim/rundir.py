@@ -144,6 +144,12 @@ def clear_old_run(run_dir: Path, *, overwrite: bool) -> None:
         (run_dir / name).unlink(missing_ok=True)
 
 
+def remove_leftovers(run_dir: Path) -> None:
+    """Under the lock: the temporary files a killed process may have left (none is ever read)."""
+    for name in (*(n + ".tmp" for n in RUN_FILES), "recording.h5.resuming", "recording.h5.compacting"):
+        (run_dir / name).unlink(missing_ok=True)
+
+
 def inside(path: Path, root: Path) -> Path:
     """``path`` if it lies inside ``root`` (both resolved); a RunDirError otherwise."""
     resolved, base = path.resolve(), root.resolve()

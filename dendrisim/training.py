@@ -4,7 +4,6 @@ from __future__ import annotations
 import copy
 import csv
 import json
-import os
 import random
 import sys
 import time
@@ -443,6 +442,7 @@ class Trainer:
             self.lock = rundir.RunLock.acquire(self.run_dir, argv=self.options.argv)
         if self.resumed_from is None and not self._started:
             rundir.clear_old_run(self.run_dir, overwrite=self.options.overwrite)
+        rundir.remove_leftovers(self.run_dir)  # a killed run's temporary files
         rundir.write_text(self.run_dir / "model.yaml", "model", self.experiment.to_yaml())
         rundir.write_text(self.run_dir / "run.json", "run", json.dumps(self.options.to_json(), indent=2) + "\n")
         if self.task.artifacts():

@@ -148,6 +148,16 @@ def test_a_fault_before_the_first_checkpoint_leaves_a_run_to_overwrite(model_fil
     assert rc == 0, stderr
 
 
+def test_a_missing_recording_is_not_started_afresh_on_resume(reference, tmp_path, capsys):
+    run = tmp_path / "run"
+    subprocess.run(["cp", "-r", str(reference), str(run)], check=True)
+    (run / "recording.h5").unlink()
+    (run / "summary.json").unlink()  # not finished: the resume would write the recording
+    rc, _, stderr = main(capsys, "--resume", run)
+    assert rc == 2 and f"{run / 'recording.h5'} is missing, but the checkpoint" in stderr, stderr
+    assert not (run / "recording.h5").exists()
+
+
 def test_resume_cuts_the_recording_back_to_the_checkpoint(reference, model_file, tmp_path, capsys):
     """Records written after the last checkpoint (a kill between the two) are dropped, then
     written again, never duplicated; a recording shorter than its checkpoint is an error."""

@@ -219,6 +219,13 @@ class Recorder:
         self.alignment_names = alignment or []
         self.weights_every = config.projections_every or config.every
         self.resume = resume
+        if resume is not None and not self.path.is_file() and any(
+                resume.get(k) for k in ("records", "weight_records", "epochs", "alignment_records")):
+            from ..errors import FileFormatError
+
+            raise FileFormatError(f"{self.path} is missing, but the checkpoint it resumes from expects "
+                                  f"{resume.get('records', 0)} records and {resume.get('epochs', 0)} epochs in it; "
+                                  "put the recording back, or start a new run")
         if resume is not None and self.path.is_file():
             clear_open_flags(self.path)  # the run may have been killed
             cut_back(self.path, lambda name: resume.get(self._length_key(name), 0))
