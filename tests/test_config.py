@@ -325,3 +325,16 @@ def test_error_messages_never_format_a_value_in_full():
     with pytest.raises(ConfigError) as info:
         load_experiment(data, file="m.yaml")
     assert info.value.args[0].startswith("m.yaml: optimizer.betas") and len(str(info.value)) < 400
+
+
+@pytest.mark.parametrize("override, match", [
+    ("populations.h1.size=" + "1" * 60, r"populations.h1.size: <an integer of 60 digits> is not int or 'auto'"),
+    ("populations.h1.size=9000000000000000000", r"populations.h1.size: 9000000000000000000 must be <= 268435456"),
+    ("populations.h1={shape: [100000, 100000]}", r"populations.h1.shape: \[100000, 100000\] holds more than"),
+    ("task.batch_size=" + "9" * 20, r"task.batch_size: .* is larger than the tensors' integers allow"),
+    ("training.seed=4294967296", r"training.seed: 4294967296 must be <= 4294967295"),
+])
+def test_integers_past_what_torch_and_numpy_take_are_config_errors(override, match):
+    """Found by the whole-stack fuzzer (--long): these ended in torch's and numpy's tracebacks."""
+    with pytest.raises(ConfigError, match=match):
+        model([override])

@@ -1,12 +1,14 @@
 """The model as a networkx graph, and every check that can run before a tensor exists."""
 from __future__ import annotations
 
+import math
+
 import networkx as nx
 
-from ..errors import ConfigError
+from ..errors import ConfigError, brief
 from .limits import check_name
 from .parse import key_text
-from .schema import ModelConfig
+from .schema import MAX_NEURONS, ModelConfig
 
 
 def build_graph(config: ModelConfig) -> nx.DiGraph:
@@ -60,7 +62,11 @@ def validate(cfg: ModelConfig, *, file: str) -> nx.DiGraph:
         if isinstance(pop.size, int) and pop.size <= 0:
             raise ConfigError(f"{pop.size} must be > 0", file=file, path=f"{where}.size")
         if pop.shape is not None and (not pop.shape or any(s <= 0 for s in pop.shape)):
-            raise ConfigError(f"{list(pop.shape)} must be a non-empty list of positive integers", file=file, path=f"{where}.shape")
+            raise ConfigError(f"{brief(list(pop.shape))} must be a non-empty list of positive integers", file=file,
+                              path=f"{where}.shape")
+        if pop.shape is not None and math.prod(pop.shape) > MAX_NEURONS:
+            raise ConfigError(f"{brief(list(pop.shape))} holds more than {MAX_NEURONS:,} neurons, the most a population "
+                              "may have", file=file, path=f"{where}.shape")
 
     seen = set()
     for i, proj in enumerate(cfg.projections):

@@ -25,6 +25,7 @@ from ..errors import ConfigError, brief
 
 _MISSING = dataclasses.MISSING
 FLOAT32_MAX = 3.4028234663852886e38
+INT64_MAX = 2**63 - 1
 _FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
@@ -107,6 +108,9 @@ def convert(value: Any, hint: Any, *, file: str | None, path: str) -> Any:
         raise fail()
     if hint is int:
         if isinstance(value, int) and not isinstance(value, bool):
+            if abs(value) > INT64_MAX:
+                raise ConfigError(f"{brief(value)} is larger than the tensors' integers allow (2^63 - 1)",
+                                  file=file, path=path)
             return value
         raise fail()
     if hint is float:
