@@ -6,6 +6,8 @@
     exp = dendrisim.load("models/dll_mlp_digits.yaml", overrides=["training.epochs=5"])
     trainer = dendrisim.Trainer(exp, device="cpu", out="recordings/digits")
     summary = trainer.fit()                      # the dict simulate.py prints last
+    trainer.fit(epochs=2)                        # two more epochs, in the same run directory
+    trainer.history                              # every epoch's metrics row
     loss = trainer.step(x, y)                    # one training step on a batch
     with trainer.network.plasticity_off():       # steps that change no weight
         trainer.step(x, y)
@@ -35,35 +37,86 @@ class Trainer(_LoopTrainer):
     """Task, network, rule and optimizer of an experiment, ready to train.
 
     ``out`` is the run directory that :meth:`fit` writes (model.yaml, metrics.csv, the
-    recording, checkpoints); by default a new folder under ``recordings/``. ``log``
-    receives the per-epoch lines (silent by default).
+    recording, checkpoints); by default a new folder under ``recordings/``. A directory
+    that holds another run is refused unless ``overwrite=True``. ``log`` receives the
+    per-epoch lines (silent by default).
     """
 
     def __init__(self, experiment: Experiment, *, device: str = "cpu", out: Optional[Union[str, Path]] = None,
                  data_root: Optional[str] = None, progress: bool = False,
-                 log: Optional[Callable[[str], None]] = None):
+                 log: Optional[Callable[[str], None]] = None, overwrite: bool = False):
         super().__init__(experiment, RunOptions(device=device, data_root=data_root,
                                                 out_dir=Path(out) if out is not None else None, progress=progress,
-                                                log=log or (lambda line: None)))
+                                                log=log or (lambda line: None), overwrite=overwrite))
 
-    def fit(self) -> dict:
-        """Train for ``training.epochs`` (with evaluation, selection, recording and
-        checkpoints, as ``simulate.py`` does); returns the summary it prints last."""
+    def fit(self, epochs: Optional[int] = None) -> dict:
+        """Train (with evaluation, selection, recording and checkpoints, as ``simulate.py``
+        does); returns the summary it prints last.
+
+        Without ``epochs``: up to ``training.epochs`` in all. With ``epochs=N``: N more
+        epochs from where the trainer stands; steps add up, and metrics.csv, the recording
+        and the checkpoint continue in the same run directory (``training.epochs`` becomes
+        the new total, and a learning-rate schedule covers it from the current step)."""
+        if epochs is not None:
+            if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+                raise ValueError(f"fit(epochs={epochs!r}): epochs must be an integer >= 1 (the epochs to add)")
+            self.set_epochs(self.epoch - 1 + epochs)
         return self.run()
+
+    @property
+    def history(self) -> list[dict]:
+        """Every epoch's metrics row so far (what metrics.csv holds), oldest first."""
+        return [dict(row) for row in self.rows]
+
+    def _expected(self) -> str:
+        x, y = self.task.train.x, self.task.train.y
+        labels = (f", labels in [0, {self.network.output.size - 1}]" if not y.dtype.is_floating_point else "")
+        return (f"x of shape [batch, {', '.join(map(str, x.shape[1:]))}] and dtype {_name(x.dtype)}, "
+                f"y of shape [batch{''.join(f', {n}' for n in y.shape[1:])}] and dtype {_name(y.dtype)}{labels}")
+
+    def _check_batch(self, x, y, *, what: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(x, y)`` on the device in the task's dtypes; a ValueError naming what is expected."""
+        ref_x, ref_y = self.task.train.x, self.task.train.y
+
+        def bad(problem: str) -> ValueError:
+            return ValueError(f"{what}: {problem}; expected {self._expected()}")
+
+        if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
+            raise bad(f"x and y must be torch tensors, got {type(x).__name__} and {type(y).__name__}")
+        if tuple(x.shape[1:]) != tuple(ref_x.shape[1:]) or x.dim() != ref_x.dim() or x.shape[0] == 0:
+            raise bad(f"x has shape {list(x.shape)}")
+        if tuple(y.shape) != (x.shape[0], *ref_y.shape[1:]):
+            raise bad(f"y has shape {list(y.shape)} for {x.shape[0]} samples")
+        for name, t, ref in (("x", x, ref_x), ("y", y, ref_y)):
+            if _kind(t.dtype) != _kind(ref.dtype):
+                raise bad(f"{name} has dtype {t.dtype}")
+            if t.dtype.is_floating_point and not bool(torch.isfinite(t).all()):
+                raise bad(f"{name} holds NaN or Inf")
+        if not ref_y.dtype.is_floating_point:
+            lo, hi = int(y.min()), int(y.max())
+            if lo < 0 or hi >= self.network.output.size:
+                raise bad(f"y holds labels from {lo} to {hi}")
+        return x.to(self.device, ref_x.dtype), y.to(self.device, ref_y.dtype)
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> float:
         """One training step on the batch ``(x, y)`` (as the task stores samples and labels:
         images and class ids, say); returns the batch's loss before the update. The network
-        keeps every compartment of the step for inspection (``trainer.network``)."""
+        keeps every compartment of the step for inspection (``trainer.network``). A batch
+        of the wrong shape, dtype or label range, or holding NaN/Inf, is a ValueError
+        naming what is expected."""
+        x, y = self._check_batch(x, y, what="Trainer.step")
         task, net = self.task, self.network
-        x, y = x.to(self.device), y.to(self.device)
-        with torch.no_grad():
-            net(task.inputs(x))
-            stats = task.batch_stats(y, net)
-            self.rule.step(net, task.target(y, net))
-            self.optimizer.step()
-            self.rule.after_update(net)
-            self.scheduler.step()
+        try:
+            with torch.no_grad():
+                net(task.inputs(x))
+                stats = task.batch_stats(y, net)
+                self.rule.step(net, task.target(y, net))
+                self.optimizer.step()
+                self.rule.after_update(net)
+                self.scheduler.step()
+        except (RuntimeError, IndexError) as err:
+            raise ValueError(f"Trainer.step: the batch does not fit the network ({_first_line(err)}); "
+                             f"expected {self._expected()}") from None
         self.global_step += 1
         return task.finish_stats(stats.to(torch.float64), int(y.shape[0]))["loss"]
 
@@ -75,9 +128,36 @@ class Trainer(_LoopTrainer):
                 raise ValueError(f"{split!r} is not a split of this task; it has "
                                  f"{', '.join(k for k, v in splits.items() if v is not None)}")
             split = splits[split]
-        return super().evaluate(split)
+        elif isinstance(split, Split):
+            x, y = self._check_batch(split.x, split.y, what="Trainer.evaluate")
+            split = Split(x, y)
+        else:
+            raise ValueError(f"Trainer.evaluate({type(split).__name__}): give 'train', 'val', 'test' or a Split "
+                             f"holding {self._expected()}")
+        try:
+            return super().evaluate(split)
+        except (RuntimeError, IndexError) as err:
+            raise ValueError(f"Trainer.evaluate: the split does not fit the network ({_first_line(err)}); "
+                             f"expected {self._expected()}") from None
 
     def modulate(self, **signals: float) -> None:
         """Set third factors between steps (``trainer.modulate(reward=0.5)``); rules read
         them as ``network.modulator("reward")``."""
         self.network.modulators.update({k: float(v) for k, v in signals.items()})
+
+
+def _kind(dtype: torch.dtype) -> str:
+    """The kind of values a dtype holds: what a batch must match (float32 and float64 alike)."""
+    if dtype.is_floating_point:
+        return "float"
+    return "bool" if dtype == torch.bool else "integer"
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0][:200] if text else type(err).__name__
+
+
+def _name(dtype: torch.dtype) -> str:
+    return str(dtype).replace("torch.", "") + (" (any float dtype)" if dtype.is_floating_point else
+                                               " (any integer dtype)" if dtype != torch.bool else "")

@@ -18,7 +18,8 @@ from .config.graph import validate
 from .config.loader import Experiment, read_model
 from .config.parse import parse, yaml_key
 from .config.schema import ModelConfig
-from .errors import ConfigError
+from . import memory
+from .errors import ConfigError, brief
 from .network import Network
 from .plasticity import RULES, build_rule
 from .plugins import load_entry_points
@@ -47,7 +48,7 @@ def projection_rule(data, *, file: str, path: str):
     """A projection's own ``plasticity`` block: its rule's options, strictly (an option of
     another rule here is an error, not a note: nothing is swapped on a single projection)."""
     if not isinstance(data, dict) or "rule" not in data:
-        raise ConfigError(f"{data!r} is not a plasticity block; write e.g. {{rule: bp}} (a rule name and its options)",
+        raise ConfigError(f"{brief(data)} is not a plasticity block; write e.g. {{rule: bp}} (a rule name and its options)",
                           file=file, path=path)
     rule_cls = RULES.get(data["rule"], file=file, path=f"{path}.rule")
     own, owners = _option_keys(rule_cls), _option_owners()
@@ -55,7 +56,7 @@ def projection_rule(data, *, file: str, path: str):
         if key not in own:
             others = owners.get(key, [])
             whose = f"an option of {', '.join(others)}, not of {data['rule']}" if others else "not an option of any rule"
-            raise ConfigError(f"{key!r} is {whose}; {data['rule']} takes {', '.join(sorted(own))}",
+            raise ConfigError(f"{brief(key)} is {whose}; {data['rule']} takes {', '.join(sorted(own))}",
                               file=file, path=f"{path}.{key}")
     return parse(rule_cls.Options, data, file=file, path=path)
 
@@ -104,7 +105,7 @@ def _task_options(config: ModelConfig, file: str):
     task_cls.check_options(task, file=file)
     stop = config.training.early_stopping
     if stop is not None and stop.metric not in task_cls.metrics:
-        raise ConfigError(f"{stop.metric!r} is not a metric of this task; choose one of {', '.join(task_cls.metrics)}",
+        raise ConfigError(f"{brief(stop.metric)} is not a metric of this task; choose one of {', '.join(task_cls.metrics)}",
                           file=file, path="training.early_stopping.metric")
     return task
 
@@ -138,8 +139,11 @@ def check_rule(experiment: Experiment, graph, options) -> None:
 
 def build(experiment: Experiment, *, device, data_root: str | None = None):
     """``(task, network, rule)`` of an experiment: the task loads its data onto ``device``; the
-    network takes its shapes (and word vectors) from the task; the rule is set up for it."""
-    task = TASKS.get(experiment.task.type)(experiment.task, device=device, data_root=data_root)
+    network takes its shapes (and word vectors) from the task; the rule is set up for it.
+    Before anything is allocated, :func:`dendrisim.memory.check` refuses a run that cannot fit."""
+    task_cls = TASKS.get(experiment.task.type)
+    memory.check(experiment, task_cls, device=device, data_root=data_root)
+    task = task_cls(experiment.task, device=device, data_root=data_root)
     network = Network(experiment, input_shape=task.input_shape, output_size=task.output_size,
                       vocabulary=task.vocabulary)
     network.readout = task.readout

@@ -34,13 +34,18 @@ def parser() -> argparse.ArgumentParser:
                    help="float32 matmul precision: high allows TF32 on NVIDIA GPUs, medium bf16 (default: highest)")
     p.add_argument("--data-root", help="folder with the dataset files (default: task.data_root, $DENDRISIM_DATA or ./data)")
     p.add_argument("--dry-run", action="store_true", help="one epoch of a few batches, to check that everything runs")
-    p.add_argument("--out", type=Path, help="run directory (default: a new folder under recordings/)")
+    p.add_argument("--out", type=Path, help="run directory (default: a new folder under recordings/); "
+                                            "a directory holding a run is refused unless --overwrite")
+    p.add_argument("--overwrite", action="store_true",
+                   help="let --out replace the run in that directory (its files are removed first)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="show a progress bar (default: only on a terminal)")
     p.add_argument("--check", action="store_true",
                    help="validate the model file and print what it builds, without data or training")
     p.add_argument("--resume", type=Path, metavar="RUN_DIR",
-                   help="continue a stopped or killed run from RUN_DIR/checkpoint.pt, with its own model and options")
+                   help="continue a stopped or killed run from RUN_DIR/checkpoint.pt, with its own model and options; "
+                        "--epochs (and --set of training.epochs, checkpoint_every, guard_every) may change, any "
+                        "other change is refused")
     return p
 
 
@@ -76,11 +81,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         say = (lambda line: print(line, flush=True)) if dist.is_main else (lambda line: None)
         if args.resume is not None:
             trainer = _resumed_trainer(args, overrides, argv_list, dist=dist, say=say)
+            if trainer is None:  # the run is complete and nothing asks for more
+                dist.close()
+                return 0
             experiment = trainer.experiment
         else:
             experiment = load_experiment(args.model or str(DEFAULT_MODEL), overrides)
             options = RunOptions(device=args.device or "cpu", data_root=args.data_root, out_dir=args.out,
-                                 dry_run=args.dry_run, progress=args.progress if dist.is_main else False,
+                                 dry_run=args.dry_run, overwrite=args.overwrite, progress=args.progress if dist.is_main else False,
                                  argv=argv_list, log=say, dist=dist,
                                  plugins=[str(Path(p).resolve()) for p in args.plugins])
             trainer = Trainer(experiment, options)
@@ -116,9 +124,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def _resumed_trainer(args, overrides: list[str], argv: list[str], *, dist, say):
-    """A trainer rebuilt from RUN_DIR (model.yaml, run.json) with its checkpoint loaded."""
+    """A trainer rebuilt from RUN_DIR (model.yaml, run.json, with the --set/--epochs that a
+    resumed run may change) holding the run's lock, with its checkpoint loaded; None when
+    the run is already complete and nothing asks for more epochs."""
     from .builder import load_experiment
-    from .errors import ConfigError
+    from .errors import ConfigError, FileFormatError
+    from .rundir import RunLock
     from .training import CHECKPOINT, RunOptions, Trainer
 
     run_dir = args.resume
@@ -126,20 +137,55 @@ def _resumed_trainer(args, overrides: list[str], argv: list[str], *, dist, say):
     for path in (checkpoint, model_file, run_file):
         if not path.is_file():
             raise ConfigError(f"{path} is missing: {run_dir} is not a run directory that can be resumed", path="--resume")
-    if args.out is not None or args.dry_run:
-        raise ConfigError("--out and --dry-run come from the resumed run directory", path="--resume")
-    saved = json.loads(run_file.read_text())
+    if args.out is not None or args.dry_run or args.overwrite:
+        raise ConfigError("--out, --dry-run and --overwrite come from the resumed run directory", path="--resume")
+    try:
+        saved = json.loads(run_file.read_text())
+        if not isinstance(saved, dict) or not isinstance(saved.get("dry_run"), bool):
+            raise ValueError("not the object dendrisim writes")
+    except (ValueError, UnicodeDecodeError) as err:
+        raise FileFormatError(f"{run_file}: damaged ({err})") from None
     from .plugins import load_plugins
 
     load_plugins(saved.get("plugins", []))  # the rules the run was started with
-    experiment = load_experiment(args.model or model_file, overrides if args.model else [])
-    options = RunOptions(device=args.device or saved["device"], data_root=args.data_root or saved["data_root"],
+    experiment = load_experiment(args.model or model_file, overrides)
+    options = RunOptions(device=args.device or saved.get("device", "cpu"), data_root=args.data_root or saved.get("data_root"),
                          out_dir=run_dir, dry_run=saved["dry_run"], progress=args.progress if dist.is_main else False,
-                         argv=argv, log=say, dist=dist, plugins=saved.get("plugins", []))
-    trainer = Trainer(experiment, options)
-    trainer.resume(checkpoint)
+                         argv=argv, log=say, dist=dist, plugins=saved.get("plugins", []),
+                         resumes=list(saved.get("resumes", [])))
+    # held from before the data is loaded and the checkpoint read until the run ends
+    lock = RunLock.acquire(run_dir, argv=argv) if dist.is_main else None
+    try:
+        trainer = Trainer(experiment, options)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+    trainer.lock = lock
+    try:
+        trainer.resume(checkpoint)
+        if trainer.finished and (run_dir / "summary.json").is_file():
+            say(f"{run_dir} is already complete ({len(trainer.rows)} epochs, step {trainer.global_step}); "
+                f"nothing to do (give --epochs N to train more)")
+            if trainer.lock is not None:
+                trainer.lock.release()
+            return None
+    except BaseException:
+        if trainer.lock is not None:
+            trainer.lock.release()
+        raise
+    options.resumes.append({"argv": argv, "changed": {k: _value(experiment.to_dict(), k) for k in trainer.resume_changes}})
+    if trainer.resume_changes:
+        say(f"applied on resume: {', '.join(f'{k}={_value(experiment.to_dict(), k)}' for k in trainer.resume_changes)} "
+            "(written to model.yaml and run.json)")
     say(f"resuming {run_dir} at epoch {trainer.epoch}, step {trainer.global_step}")
     return trainer
+
+
+def _value(data: dict, dotted: str):
+    for part in dotted.split("."):
+        data = data[int(part)] if isinstance(data, list) else data[part]
+    return data
 
 
 @contextlib.contextmanager

@@ -7,6 +7,25 @@ message without a traceback.
 """
 from __future__ import annotations
 
+import reprlib
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxtuple, _REPR.maxdict, _REPR.maxset = 2, 4, 4, 4, 4
+_REPR.maxstring, _REPR.maxother, _REPR.maxlong = 80, 80, 40
+
+
+def brief(value: object) -> str:
+    """``repr(value)`` cut to about 80 characters, in time bounded whatever ``value`` is (a
+    structure of shared aliases, a long string, a huge integer): error messages show the bad
+    value through it, never in full."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        return f"<an integer of {len(str(abs(value))) if value.bit_length() < 10_000 else 'thousands of'} digits>"
+    try:
+        text = _REPR.repr(value)
+        return text if len(text) <= 120 else text[:117] + "..."
+    except Exception:  # noqa: BLE001 - a value whose repr fails still gets a message
+        return f"<a {type(value).__name__}>"
+
 
 class DendrisimError(Exception):
     """Base class of every error dendrisim raises on purpose."""
@@ -28,3 +47,16 @@ class DataError(DendrisimError):
 
 class NumericalError(DendrisimError):
     """NaN or Inf appeared in a compartment, an update or a weight."""
+
+
+class RunDirError(DendrisimError):
+    """A run directory is in use by another process, or would be overwritten."""
+
+
+class FileFormatError(DendrisimError):
+    """A file dendrisim reads back (checkpoint, weights, recording) is damaged or holds
+    something it never writes (pickled code, say)."""
+
+
+class WriteError(DendrisimError):
+    """Writing a run's file failed (a full disk, an I/O error); what was written before is kept."""

@@ -58,7 +58,6 @@ class Network(nn.Module):
                 constants = Compartments(**compartment_constants(cfg.dynamics, name)) if euler else None
                 self.populations[name] = PyramidalPopulation(name, shapes[name], ACTIVATIONS.get(pop.activation),
                                                              compartments=constants)
-        _check_memory(cfg.projections, shapes, vocabulary, file)
         for i, proj in enumerate(cfg.projections):
             init, options = resolve_init(proj.init, file=file, path=f"projections[{i}].init")
             cls = CONNECTIVITY.get(proj.connectivity)
@@ -256,25 +255,6 @@ def _synapses(proj, shapes, vocabulary) -> int:
     if proj.connectivity == "embedding" and vocabulary:
         return vocabulary[0] * vocabulary[1]
     return 0
-
-
-def _check_memory(projections, shapes, vocabulary, file: str) -> None:
-    """Refuse sizes whose weights (with gradients, optimizer state and feedback copies,
-    about 8 float32 values per synapse) cannot fit this machine's memory."""
-    import os
-
-    try:
-        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return
-    sizes = [_synapses(p, shapes, vocabulary) for p in projections]
-    need = 8 * 4 * sum(sizes)
-    if need > ram:
-        i = max(range(len(sizes)), key=sizes.__getitem__)
-        raise ConfigError(
-            f"{sizes[i]:,} synapses in {projections[i].name} ({sum(sizes):,} in all) need about "
-            f"{need / 2**30:,.1f} GiB with their gradients and optimizer state; this machine has "
-            f"{ram / 2**30:,.1f} GiB. Check the population sizes", file=file, path=f"projections[{i}]")
 
 
 def _infer_shape(name: str, pop, incoming, shapes, index, vocabulary, classes, file: str) -> tuple[int, ...]:

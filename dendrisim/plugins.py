@@ -17,7 +17,9 @@ import traceback
 from pathlib import Path
 from typing import Callable, Optional
 
-from .errors import ConfigError
+import torch
+
+from .errors import ConfigError, DendrisimError
 from .plasticity.base import RULES, PlasticityRule, RuleOptions
 
 ENTRY_POINT_GROUP = "dendrisim.rules"
@@ -50,6 +52,7 @@ def register_rule(name: str) -> Callable[[type], type]:
         if name in RULES:
             where = ("a built-in rule" if name in BUILTIN else f"already registered by {ORIGIN.get(name, '?')}")
             raise PluginError(f"rule name {name!r} (in {origin}) is {where}; register the rule under another name")
+        _guard(cls, name, origin)
         RULES.register(name)(cls)
         ORIGIN[name] = origin
         return cls
@@ -58,6 +61,82 @@ def register_rule(name: str) -> Callable[[type], type]:
         raise PluginError(f"register_rule({name!r}): a rule name is a word of letters, digits and _ "
                           "(it is what model files write as plasticity.rule)")
     return decorator
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0][:300] if text else ""
+
+
+def _projection_in(err: BaseException, origin: str):
+    """The projection the plugin was handling when it raised: a local of its innermost frame
+    in its own file that has a ``name`` and a ``weight`` (None when there is none)."""
+    tb, found = err.__traceback__, None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == origin:
+            for value in tb.tb_frame.f_locals.values():
+                if hasattr(value, "weight") and isinstance(getattr(value, "name", None), str) and hasattr(value, "source"):
+                    found = value
+        tb = tb.tb_next
+    return found
+
+
+def _describe(t) -> str:
+    return f"shape {tuple(t.shape)}, {str(t.dtype).replace('torch.', '')} on {t.device}"
+
+
+def _guard(cls: type, name: str, origin: str) -> None:
+    """Wrap a plugin rule's ``compute_updates`` and ``feedback_weight`` (the built-in rules are
+    never wrapped): what the plugin computes must have the shape, dtype and device of what it
+    stands for, or a PluginError names the rule, the projection, and what was expected and
+    got, instead of a torch traceback from deep inside the step."""
+    updates, feedback = cls.compute_updates, cls.feedback_weight
+    where = f"rule {name!r} (in {origin})"
+
+    def compute_updates(self, network) -> None:
+        try:
+            updates(self, network)
+        except DendrisimError:
+            raise
+        except Exception as err:  # noqa: BLE001 - the plugin's own bug, said in one paragraph
+            proj = _projection_in(err, origin)
+            expected = (f" for projection {proj.name}; its update must match its weight ({_describe(proj.weight)})"
+                        if proj is not None else "")
+            raise PluginError(f"{where}: compute_updates raised {type(err).__name__}{expected}: "
+                              f"{_first_line(err)}") from None
+        for proj in self.learnable_projections(network):
+            for what in ("weight", "bias"):
+                param = getattr(proj, what, None)
+                grad = getattr(param, "grad", None)
+                if grad is None:
+                    continue
+                if grad.shape != param.shape or grad.dtype != param.dtype or grad.device != param.device:
+                    raise PluginError(f"{where}: the update of projection {proj.name} ({what}) has {_describe(grad)}; "
+                                      f"expected {_describe(param)}, as its {what}")
+
+    def feedback_weight(self, network, proj):
+        try:
+            out = feedback(self, network, proj)
+        except DendrisimError:
+            raise
+        except Exception as err:  # noqa: BLE001
+            raise PluginError(f"{where}: feedback_weight raised {type(err).__name__} for projection {proj.name}: "
+                              f"{_first_line(err)}") from None
+        if out is None:
+            return out
+        if not isinstance(out, torch.Tensor):
+            raise PluginError(f"{where}: feedback_weight returned {type(out).__name__} for projection {proj.name}; "
+                              "expected a tensor or None")
+        like = proj.transported() if proj.has_weight and getattr(proj, "weight", None) is not None else None
+        if like is not None and not like.is_meta:
+            if out.shape != like.shape or out.dtype != like.dtype or out.device != like.device:
+                raise PluginError(f"{where}: feedback_weight of projection {proj.name} has {_describe(out)}; "
+                                  f"expected {_describe(like)}, the shape of its weight in the feedback layout "
+                                  "(proj.transported())")
+        return out
+
+    compute_updates.__doc__, feedback_weight.__doc__ = updates.__doc__, feedback.__doc__
+    cls.compute_updates, cls.feedback_weight = compute_updates, feedback_weight
 
 
 def contract_problem(cls: type, name: str) -> Optional[str]:
@@ -113,11 +192,15 @@ def load_plugin(path: str | Path) -> list[str]:
     except PluginError:
         del sys.modules[module_name]
         raise
-    except Exception as err:  # noqa: BLE001 - whatever the plugin raises, say it in one paragraph
+    except (Exception, SystemExit) as err:  # noqa: BLE001 - whatever the plugin raises (or exits), in one paragraph
         del sys.modules[module_name]
         frames = [f for f in traceback.extract_tb(err.__traceback__) if Path(f.filename) == path]
         where = f" at line {frames[-1].lineno} ({frames[-1].line.strip()})" if frames and frames[-1].line else ""
-        raise PluginError(f"--plugin {path}: importing it raised {type(err).__name__}{where}: {err}") from None
+        if isinstance(err, SystemExit):
+            raise PluginError(f"--plugin {path}: importing it called sys.exit({err.code!r}){where}; a plugin file "
+                              "only defines and registers rules") from None
+        raise PluginError(f"--plugin {path}: importing it raised {type(err).__name__}{where}: "
+                          f"{_first_line(err)}") from None
     finally:
         _loading.pop()
     added = sorted(set(RULES.names()) - before)
@@ -148,8 +231,11 @@ def load_entry_points() -> None:
             obj = ep.load()
         except PluginError:
             raise
+        except SystemExit as err:
+            raise PluginError(f"{origin}: importing it called sys.exit({err.code!r}); a plugin only defines and "
+                              "registers rules") from None
         except Exception as err:  # noqa: BLE001
-            raise PluginError(f"{origin}: importing it raised {type(err).__name__}: {err}") from None
+            raise PluginError(f"{origin}: importing it raised {type(err).__name__}: {_first_line(err)}") from None
         finally:
             _loading.pop()
         if isinstance(obj, type) and ep.name not in RULES:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Callable, Generic, Iterator, TypeVar
 
-from .errors import ConfigError
+from .errors import ConfigError, brief
 
 T = TypeVar("T")
 
@@ -27,7 +27,7 @@ class Registry(Generic[T]):
     def get(self, name: str, *, file: str | None = None, path: str | None = None) -> T:
         if not isinstance(name, str) or name not in self._entries:
             raise ConfigError(
-                f"{name!r} is not a known {self.kind}; choose one of {', '.join(self.names())}",
+                f"{brief(name)} is not a known {self.kind}; choose one of {', '.join(self.names())}",
                 file=file,
                 path=path,
             )

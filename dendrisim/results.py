@@ -145,19 +145,19 @@ def missing(comparison: Comparison, args) -> Optional[str]:
     if comparison.needs == "series":
         return None if args.series else "no --series FILE given"
     if comparison.needs:
-        return dataset_missing(comparison.needs, args.data_root or "data")
+        return dataset_missing(comparison.needs, args.data_root)
     return None
 
 
 @functools.lru_cache(maxsize=None)
-def dataset_missing(name: str, root: str) -> Optional[str]:
+def dataset_missing(name: str, root: Optional[str]) -> Optional[str]:
     """Why the dataset does not load here (None: it does); read once however many
     comparisons need it."""
     from dendrisim.errors import DendrisimError
-    from dendrisim.tasks.datasets import DATASETS
+    from dendrisim.tasks.datasets import given_root, load_dataset
 
     try:
-        DATASETS.get(name)(Path(root), False)
+        load_dataset(name, given_root(root), False)  # where a run looks: the root given, else ./data and the system's
     except DendrisimError as err:
         return str(err).split(";")[0]
     return None

@@ -48,7 +48,9 @@ def generate(run_dir: Path, *, length: int, temperature: float = 1.0, prime: str
     dev = torch.device(device)
     net = Network(experiment, input_shape=(V,) if mode == "onehot" else (1,), output_size=V,
                   vocabulary=(V, experiment.task.embedding_dim) if mode == "ids" else None)
-    state = torch.load(weights, map_location="cpu", weights_only=weights.name == "weights.pt")
+    from .rundir import load_tensors
+
+    state = load_tensors(weights, what="weights" if weights.name == "weights.pt" else "checkpoint")
     net.load_state_dict(state["network"])
     net.to(dev).eval()
     carried = {p.source for p in net.projections.values() if p.kind == "recurrent"}

@@ -4,7 +4,6 @@ from __future__ import annotations
 import copy
 import csv
 import json
-import os
 import random
 import sys
 import time
@@ -15,9 +14,11 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
+from . import rundir
 from .config.loader import Experiment
 from .builder import build
-from .optim import build_optimizer, build_scheduler
+from .errors import DendrisimError, FileFormatError, NumericalError, WriteError
+from .optim import build_optimizer, build_scheduler, schedule_factor
 
 
 def seed_everything(seed: int) -> None:
@@ -52,24 +53,80 @@ class RunOptions:
     plugins: list[str] = field(default_factory=list)  # rule files loaded for this run (--plugin)
     evaluate_test: bool = True  # False: the test split is never evaluated (tuning scores on validation only)
     on_epoch: Optional[Callable[[dict], None]] = None  # called with each epoch's metrics row (a tuner's pruner)
+    overwrite: bool = False  # out_dir may hold another run: its files are removed (--overwrite)
+    resumes: list[dict] = field(default_factory=list)  # each --resume: its argv and the keys it changed
 
     def to_json(self) -> dict:
         """What ``--resume`` needs to rebuild the run (written to ``run.json``)."""
-        return {"device": self.device, "data_root": self.data_root, "dry_run": self.dry_run, "argv": self.argv,
-                "plugins": self.plugins}
+        out = {"device": self.device, "data_root": self.data_root, "dry_run": self.dry_run, "argv": self.argv,
+               "plugins": self.plugins}
+        if self.resumes:
+            out["resumes"] = self.resumes
+        return out
 
 
 DRY_RUN_STEPS = 5
 CHECKPOINT = "checkpoint.pt"
+#: keys of the model file that ``--resume`` may change (any other difference is refused)
+RESUMABLE = ("training.epochs", "training.checkpoint_every", "training.guard_every")
+#: what a checkpoint must hold
+CHECKPOINT_KEYS = ("model_yaml", "network", "rule", "clip_counts", "optimizer", "scheduler", "position",
+                   "epoch_order", "epoch_totals", "last_batch_ids", "rows", "clips_seen", "last_alignment",
+                   "selection", "rng", "recording")
 
 
-def default_run_dir(name: str, seed: int) -> Path:
+def default_run_dir(name: str, seed: int, *, root: Path = Path("recordings")) -> Path:
+    """A new folder for the run under ``root`` (never outside it, whatever ``name`` holds)."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    base = Path("recordings") / f"{name}-{stamp}-s{seed}"
+    base = root / f"{name}-{stamp}-s{seed}"
     path, k = base, 1
     while path.exists():
         path, k = Path(f"{base}-{k}"), k + 1
-    return path
+    return rundir.inside(path, root)
+
+
+def config_diff(old: object, new: object, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two resolved model files (as plain data)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for key in list(old) + [k for k in new if k not in old]:
+            out += config_diff(old.get(key), new.get(key), f"{prefix}{key}.")
+        return out
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        return [k for i, (a, b) in enumerate(zip(old, new)) for k in config_diff(a, b, f"{prefix}{i}.")]
+    return [] if old == new else [prefix[:-1]]
+
+
+def nonfinite_tensor(state: object, prefix: str = "") -> Optional[str]:
+    """The name of the first floating tensor in nested dicts/lists holding NaN or Inf, or None."""
+    if isinstance(state, torch.Tensor):
+        return prefix or "value" if state.is_floating_point() and not bool(torch.isfinite(state).all()) else None
+    items = state.items() if isinstance(state, dict) else enumerate(state) if isinstance(state, (list, tuple)) else ()
+    for key, value in items:
+        found = nonfinite_tensor(value, f"{prefix}.{key}" if prefix else str(key))
+        if found:
+            return found
+    return None
+
+
+def _plain(value):
+    """Nested data with numpy scalars as Python numbers (what ``weights_only`` loading accepts)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _numpy_state_to_plain(state: tuple) -> dict:
+    name, keys, pos, has_gauss, cached = state
+    return {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+            "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+
+
+def _numpy_state_from_plain(state: dict) -> tuple:
+    return (state["name"], state["keys"].numpy().astype(np.uint32), state["pos"], state["has_gauss"],
+            state["cached_gaussian"])
 
 
 def check_recording(experiment: Experiment, network, rule, *, steps_per_epoch: int, epochs: int) -> dict:
@@ -141,6 +198,10 @@ class Trainer:
         self.best_state: Optional[dict] = None
         self.stale = 0
         self.resumed_from: Optional[dict] = None
+        #: why the run must end in an error once it has stopped cleanly (a failed write, non-finite values)
+        self.failure: Optional[DendrisimError] = None
+        self.lock: Optional[rundir.RunLock] = None
+        self._started = False  # a run() of this trainer has begun: its run directory is its own
         self.clips_seen: dict[str, int] = {}
         self.alignment = None
         self.last_alignment: dict = {}
@@ -155,6 +216,26 @@ class Trainer:
     def request_stop(self, reason: str) -> None:
         """Finish the current step, then checkpoint and end the run (used by signal handlers)."""
         self.stop_requested = reason
+
+    def _fail(self, error: DendrisimError, reason: str) -> None:
+        """Stop after this step without further checkpoints; :meth:`run` then raises ``error``."""
+        if self.failure is None:
+            self.failure = error
+            self.options.log(f"stopping: {error}")
+        if not self.stop_requested:
+            self.request_stop(reason)
+
+    def set_epochs(self, epochs: int) -> None:
+        """Train to ``epochs`` in all (``training.epochs`` of the run's model.yaml from now on); the
+        learning-rate schedule covers the new total from the step it stands at."""
+        import dataclasses
+
+        cfg = self.experiment.config
+        training = dataclasses.replace(cfg.training, epochs=epochs)
+        self.experiment = dataclasses.replace(self.experiment, config=dataclasses.replace(cfg, training=training))
+        total = self.steps_per_epoch * self.epochs
+        self.scheduler.lr_lambdas = [lambda s: schedule_factor(s, total, training)
+                                     for _ in self.scheduler.lr_lambdas]
 
     @property
     def epochs(self) -> int:
@@ -236,10 +317,8 @@ class Trainer:
                     self.recorder.after_step(self.global_step, epoch, ids,
                                              epoch_end=self.step_in_epoch == self.epoch_end_step)
                 self._measure_alignment(epoch)
-                if self.recorder is not None:
-                    if self.recorder.failure is not None and not self.stop_requested:
-                        self.options.log(f"recording stopped: {self.recorder.failure}")
-                        self.request_stop("recording failure")
+                if self.recorder is not None and self.recorder.failure is not None:
+                    self._fail(WriteError(self.recorder.failure), "recording failure")
                 every = self.experiment.config.training.checkpoint_every
                 if every and self.global_step % every == 0 and self.run_dir is not None:
                     self.save_checkpoint()
@@ -314,27 +393,80 @@ class Trainer:
     run_dir: Optional[Path] = None
 
     def run(self) -> dict:
-        """Train to the configured number of epochs; returns the summary."""
-        cfg = self.experiment.config
+        """Train to the configured number of epochs; returns the summary.
+
+        Rank 0 takes the run directory's lock for the whole run; a directory holding another
+        run is refused unless ``options.overwrite``. A failed write or non-finite values stop
+        the run after the current step, keeping the last good checkpoint, and raise a
+        :class:`~dendrisim.errors.DendrisimError`."""
         main = self.dist.is_main
-        run_dir = Path(self.options.out_dir or default_run_dir(cfg.name, cfg.training.seed)) if main else None
-        self.run_dir = Path(self.dist.broadcast(str(run_dir) if main else None))
-        if main:  # only rank 0 writes the run directory, the recording and checkpoints
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / "model.yaml").write_text(self.experiment.to_yaml())
-            (self.run_dir / "run.json").write_text(json.dumps(self.options.to_json(), indent=2) + "\n")
-            if self.task.artifacts():
-                (self.run_dir / "task.json").write_text(json.dumps(self.task.artifacts(), indent=1) + "\n")
-            if cfg.recording.enabled:
-                self._open_recorder(self.run_dir, resume=self.resumed_from)
-        clean = False
+        if self.run_dir is None:
+            cfg = self.experiment.config
+            run_dir = Path(self.options.out_dir or default_run_dir(cfg.name, cfg.training.seed)) if main else None
+            self.run_dir = Path(self.dist.broadcast(str(run_dir) if main else None))
+        if self._final_state is not None:  # the last run() left the selected epoch's weights in place
+            self._restore(self._final_state)
+            self._final_state = None
         try:
-            summary = self._loop()
-            clean = self.stop_requested is None
+            if main:  # only rank 0 writes the run directory, the recording and checkpoints
+                self._prepare_run_dir()
+            self._started = True
+            finished = False  # weights.pt written: the recording is complete, summary.json follows
+            try:
+                summary = self._loop()
+                if self.stop_requested is None and self.failure is None:
+                    try:
+                        if main:
+                            self._write_weights()
+                        finished = True
+                    except WriteError as err:
+                        self.failure = err
+            finally:
+                self._close_recorder(complete=finished)
+            if self.failure is not None:
+                raise self._with_hint(self.failure)
+            if finished and main:
+                rundir.write_text(self.run_dir / "summary.json", "summary", json.dumps(summary, indent=2) + "\n")
+            return summary
         finally:
-            if self.recorder is not None:
-                self.recorder.close(complete=clean)
-        return summary
+            if self.lock is not None:
+                self.lock.release()
+                self.lock = None
+
+    def _prepare_run_dir(self) -> None:
+        """Lock the run directory, check it, write model.yaml and run.json, open the recording."""
+        cfg = self.experiment.config
+        rundir.check_out(self.run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.lock is None:
+            self.lock = rundir.RunLock.acquire(self.run_dir, argv=self.options.argv)
+        if self.resumed_from is None and not self._started:
+            rundir.clear_old_run(self.run_dir, overwrite=self.options.overwrite)
+        rundir.remove_leftovers(self.run_dir)  # a killed run's temporary files
+        rundir.write_text(self.run_dir / "model.yaml", "model", self.experiment.to_yaml())
+        rundir.write_text(self.run_dir / "run.json", "run", json.dumps(self.options.to_json(), indent=2) + "\n")
+        if self.task.artifacts():
+            rundir.write_text(self.run_dir / "task.json", "run", json.dumps(self.task.artifacts(), indent=1) + "\n")
+        if self.rows:  # resumed: metrics.csv holds exactly the checkpoint's epochs
+            self._write_metrics(self.run_dir / "metrics.csv", self.rows)
+        if cfg.recording.enabled:
+            self._open_recorder(self.run_dir, resume=self.resumed_from)
+
+    def _with_hint(self, error: DendrisimError) -> DendrisimError:
+        """A failed write says where the run can continue from."""
+        if not isinstance(error, WriteError) or self._last_checkpoint_step is None:
+            return error
+        return WriteError(f"{error}. Once the fault is fixed, continue from the checkpoint of step "
+                          f"{self._last_checkpoint_step} with: --resume {self.run_dir}")
+
+    def _close_recorder(self, *, complete: bool) -> None:
+        if self.recorder is None:
+            return
+        self.recorder.close(complete=complete)
+        if self.recorder.failure is not None and self.failure is None:
+            self.failure = WriteError(self.recorder.failure)
+        if self.recorder.final_position is not None:  # a later run() (fit) continues this recording
+            self.resumed_from = self.recorder.final_position
 
     def _loop(self) -> dict:
         cfg = self.experiment.config
@@ -365,12 +497,15 @@ class Trainer:
             # the recording flushes the epoch first, so an epoch in metrics.csv is always on disk in it
             if self.recorder is not None:
                 self.recorder.end_epoch(self.global_step, epoch, self.last_batch_ids, row)
-                if self.recorder.failure is not None and not self.stop_requested:
-                    log(f"recording stopped: {self.recorder.failure}")
-                    self.request_stop("recording failure")
-            if self.dist.is_main:
-                self._write_metrics(self.run_dir / "metrics.csv", self.rows)
+                if self.recorder.failure is not None:
+                    self._fail(WriteError(self.recorder.failure), "recording failure")
+            if self.dist.is_main and self.failure is None:
+                try:
+                    self._write_metrics(self.run_dir / "metrics.csv", self.rows)
+                except WriteError as err:
+                    self._fail(err, "metrics failure")
             log(self._epoch_line(row, metric_names))
+            self._check_finite_row(row)
             if self.options.on_epoch is not None:
                 self.options.on_epoch(row)
             self._select(val.get(watch) if val else None, higher, stop)
@@ -378,12 +513,27 @@ class Trainer:
             self.epoch_seconds = 0.0
             self.save_checkpoint()
             self._agree_on_stop()
-        if self.stop_requested:
+        if self.stop_requested and self.failure is None:
             log(f"stopped by {self.stop_requested} in epoch {self.epoch} after step {self.global_step}; "
                 f"resume with: python scripts/simulate.py --resume {self.run_dir}")
         return self._summary(time.perf_counter() - start, metric_names)
 
     _early_stopped = False
+
+    def _check_finite_row(self, row: dict) -> None:
+        """An epoch whose metrics are not finite ends the run (whatever ``guard_every`` says)."""
+        bad = [k for k, v in row.items() if k.split("_")[0] in ("train", "val", "test")
+               and isinstance(v, float) and not np.isfinite(v)]
+        if bad:
+            where = f"{self.run_dir / CHECKPOINT} (step {self._last_checkpoint_step})" \
+                if self._last_checkpoint_step is not None else "no checkpoint"
+            raise NumericalError(
+                f"{self.experiment.file}: epoch {row['epoch']} ended with non-finite metrics "
+                f"({', '.join(f'{k} {row[k]}' for k in bad)}); the run stops without checkpointing this state, "
+                f"the last good checkpoint is {where}. Lower optimizer.lr, bound the rule "
+                "(plasticity.clip_apical / clip_update), or set training.guard_every to find the first bad step")
+
+    _last_checkpoint_step: Optional[int] = None
 
     def _clip_summary(self) -> dict[str, int]:
         """How often each named clip fired during the epoch (``clips_apical:h1`` ...)."""
@@ -425,6 +575,7 @@ class Trainer:
         if rows:
             final, selected = rows[-1], rows[-1]
             if self.best_state is not None and self.best_epoch != final["epoch"]:
+                self._final_state = self._snapshot()  # a later run() (fit) continues from here
                 self._restore(self.best_state)
                 selected = rows[self.best_epoch - 1]
             summary["selected_epoch"] = selected["epoch"]
@@ -441,11 +592,17 @@ class Trainer:
         if self.dist.world > 1:
             summary["world_size"] = self.dist.world
             summary["global_batch_size"] = self.dist.world * self.experiment.task.batch_size
-        if not self.stop_requested and self.dist.is_main:
-            (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-            torch.save({"network": self.network.state_dict(), "rule": self.rule.state_dict()},
-                       self.run_dir / "weights.pt")
         return summary
+
+    def _write_weights(self) -> None:
+        """weights.pt of a finished run (then the recording is closed, then summary.json is written,
+        whose presence marks a finished run)."""
+        state = {"network": self.network.state_dict(), "rule": self.rule.state_dict()}
+        bad = nonfinite_tensor(state)
+        if bad:
+            raise NumericalError(f"{self.experiment.file}: the final weights hold non-finite values ({bad}); "
+                                 "weights.pt is not written")
+        rundir.write_atomic(self.run_dir / "weights.pt", "weights", lambda tmp: torch.save(state, tmp))
 
     @staticmethod
     def _better(score: float, best: float, higher: bool, stop) -> bool:
@@ -475,48 +632,100 @@ class Trainer:
             "epoch_order": None if self.epoch_order is None else self.epoch_order.cpu(),
             "epoch_totals": None if self.epoch_totals is None else self.epoch_totals.cpu(),
             "last_batch_ids": None if self.last_batch_ids is None else self.last_batch_ids.cpu(),
-            "rows": self.rows,
-            "clips_seen": self.clips_seen,
-            "last_alignment": self.last_alignment,
+            "rows": _plain(self.rows),  # a plugin's epoch_summary may give numpy numbers
+            "clips_seen": _plain(self.clips_seen),
+            "last_alignment": _plain(self.last_alignment),
             "selection": {"best": self.best, "best_epoch": self.best_epoch, "stale": self.stale,
                           "early_stopped": self._early_stopped, "best_state": self.best_state},
-            "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+            "rng": {"python": random.getstate(), "numpy": _numpy_state_to_plain(np.random.get_state()),
+                    "torch": torch.get_rng_state(),
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
                     "order": self.order_generator.get_state()},
             "recording": None if self.recorder is None else self.recorder.position(),
         }
 
     def save_checkpoint(self) -> Optional[Path]:
-        """Flush the recording, then write ``checkpoint.pt`` through a temporary file and a
-        rename; a failed write (full disk) keeps the previous checkpoint and is reported."""
-        if not self.dist.is_main:
+        """Flush the recording, then write ``checkpoint.pt`` atomically (temporary file, fsync,
+        rename). Nothing is written once the run has failed, nor a state with NaN or Inf: then
+        the previous checkpoint is kept and the run stops (:attr:`failure`)."""
+        if not self.dist.is_main or self.failure is not None:
             return None
         if self.recorder is not None:
             self.recorder.flush()
-            if self.recorder.failure is not None:
-                return None  # the recording cannot follow a checkpoint taken now
-        path = self.run_dir / CHECKPOINT
-        tmp = path.with_suffix(".pt.tmp")
-        try:
-            torch.save(self.checkpoint_state(), tmp)
-            os.replace(tmp, path)
-        except OSError as err:
-            tmp.unlink(missing_ok=True)
-            self.options.log(f"could not write the checkpoint ({err}); the previous one is kept")
-            if not self.stop_requested:
-                self.request_stop("checkpoint failure")
+            if self.recorder.failure is not None:  # the recording cannot follow a checkpoint taken now
+                self._fail(WriteError(self.recorder.failure), "recording failure")
+                return None
+            try:  # the checkpoint never runs ahead of the recording on disk
+                rundir.fsync_file(self.recorder.path)
+            except OSError as err:
+                self._fail(WriteError(f"writing {self.recorder.path} failed ({err})"), "recording failure")
+                return None
+        state = self.checkpoint_state()
+        bad = nonfinite_tensor({k: state[k] for k in ("network", "rule", "optimizer")})
+        if bad:
+            where = f"step {self._last_checkpoint_step}" if self._last_checkpoint_step is not None else "none yet"
+            self._fail(NumericalError(
+                f"{self.experiment.file}: non-finite values (NaN or Inf) in {bad} at step {self.global_step}; "
+                f"no checkpoint is written with them (the last good one: {where}). Lower optimizer.lr, or bound "
+                "the rule with plasticity.clip_apical / clip_update"), "non-finite values")
             return None
+        path = self.run_dir / CHECKPOINT
+        try:
+            rundir.write_atomic(path, "checkpoint", lambda tmp: torch.save(state, tmp))
+        except WriteError as err:
+            self._fail(err, "checkpoint failure")
+            return None
+        self._last_checkpoint_step = self.global_step
         return path
 
     def resume(self, path: Path) -> None:
-        """Load a checkpoint written by this model; the next :meth:`run` continues from it."""
+        """Load a checkpoint written by this model; the next :meth:`run` continues from it.
+
+        The checkpoint is read with ``weights_only=True`` (no code in it runs). The model
+        may differ from the one that wrote it only in :data:`RESUMABLE` keys."""
         from .errors import ConfigError
 
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        if state.get("model_yaml") != self.experiment.to_yaml():
+        path = Path(path)
+        state = rundir.load_tensors(path, what="checkpoint")
+        missing = [k for k in CHECKPOINT_KEYS if k not in state]
+        if missing:
+            raise FileFormatError(f"{path}: not a dendrisim checkpoint (it lacks {', '.join(missing)})")
+        import yaml
+
+        try:
+            old = yaml.safe_load(state["model_yaml"])
+        except yaml.YAMLError:
+            raise FileFormatError(f"{path}: the checkpoint's model_yaml is damaged") from None
+        changed = config_diff(old, self.experiment.to_dict())
+        refused = [k for k in changed if k not in RESUMABLE]
+        if refused:
+            keys = ", ".join(refused[:8]) + (f" and {len(refused) - 8} more" if len(refused) > 8 else "")
             raise ConfigError(
-                f"{path} was written by a different model file (or other options) than {self.experiment.file}; "
-                "resume with the run directory's own model.yaml (simulate.py --resume RUN_DIR)")
+                f"{path} was written by a different model file (or other options) than {self.experiment.file}: "
+                f"{keys} differ{'s' if len(refused) == 1 else ''}; a resumed run can change only "
+                f"{', '.join(RESUMABLE)} (resume with the run directory's own model.yaml and those keys, "
+                "or start a new run)", path="--resume")
+        done = state["position"]["epoch"] - 1
+        if self.epochs < done:
+            raise ConfigError(f"training.epochs {self.epochs} is below the {done} epochs the run has completed",
+                              path="--resume")
+        self.resume_changes = changed
+        try:
+            self._load_state(state)
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as err:
+            raise FileFormatError(f"{path}: the checkpoint does not fit this model or is damaged "
+                                  f"({type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''})"
+                                  ) from None
+
+    resume_changes: list[str] = []
+    _final_state: Optional[dict] = None
+
+    @property
+    def finished(self) -> bool:
+        """Whether the loop has nothing left to do (every epoch done, or early stopped)."""
+        return self.epoch > self.epochs or self._early_stopped
+
+    def _load_state(self, state: dict) -> None:
         self.network.load_state_dict(state["network"])
         self.rule.load_state_dict(state["rule"])
         self.rule.clip_counts = {k: v.to(self.device) for k, v in state["clip_counts"].items()}
@@ -536,21 +745,23 @@ class Trainer:
         self._early_stopped, self.best_state = sel["early_stopped"], sel["best_state"]
         rng = state["rng"]
         random.setstate(rng["python"])
-        np.random.set_state(rng["numpy"])
+        np.random.set_state(_numpy_state_from_plain(rng["numpy"]))
         torch.set_rng_state(rng["torch"])
         if rng["cuda"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
         self.order_generator.set_state(rng["order"])
         self.resumed_from = state["recording"] or {}
+        self._last_checkpoint_step = self.global_step
 
     @staticmethod
     def _write_metrics(path: Path, rows: list[dict]) -> None:
-        tmp = path.with_suffix(".csv.tmp")
-        with open(tmp, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(tmp, path)
+        def write(tmp: Path) -> None:
+            with open(tmp, "w", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows(rows)
+
+        rundir.write_atomic(path, "metrics", write)
 
     @staticmethod
     def _epoch_line(row: dict, metrics: list[str]) -> str:

@@ -127,6 +127,7 @@ def objective(trial, run: TuningRun, space: dict[str, tuple]) -> float:
     exp = load_experiment(run.model, overrides)
     trainer = Trainer(exp, RunOptions(device=run.device, data_root=run.data_root, progress=False,
                                       out_dir=run.out / "trials" / run.rule / f"trial-{trial.number}",
+                                      overwrite=True,  # a restarted study numbers its trials from 0 again
                                       log=lambda line: None, evaluate_test=False,
                                       on_epoch=lambda row: report(trial, row, run.metric)))
     summary = trainer.run()

@@ -5,10 +5,13 @@ recorder's memory over a long run.
 The default workload is the issue's: the Fashion-MNIST MLP (784-1024-512-256-10, DLL),
 recording soma, basal and apical of every hidden population every 10 steps for 16
 samples. Rounds with and without the recorder alternate in one process, so machine
-noise hits both; the headline is the ratio of the medians.
+noise hits both; the headline is the ratio of the medians. With ``--checksum`` a third
+recorder, whose datasets carry no fletcher32 checksum, joins the rotation, and the
+ratio of the recorders' medians is fletcher32's cost.
 
     python scripts/bench_recording.py                 # throughput, then memory over 5000 steps
     python scripts/bench_recording.py --model models/dll_mlp_digits.yaml --steps 200 --memory-steps 1000
+    python scripts/bench_recording.py --checksum --memory-steps 0   # fletcher32's cost
 """
 import argparse
 import json
@@ -53,6 +56,8 @@ def main() -> int:
     p.add_argument("--memory-steps", type=int, default=5000)
     p.add_argument("--data-root")
     p.add_argument("--json", action="store_true", help="print one JSON line instead of the table")
+    p.add_argument("--checksum", action="store_true",
+                   help="also time a recorder without fletcher32 checksums (their cost as a ratio)")
     args = p.parse_args()
 
     block = ("recording={every: %d, samples: %d, at_epoch_end: false, "
@@ -64,30 +69,49 @@ def main() -> int:
     exp = load_experiment(args.model, [block % (args.every, args.samples, pops),
                                        f"training.max_steps_per_epoch={min(args.steps, 100)}"])
     tr = Trainer(exp, RunOptions(data_root=args.data_root, progress=False, log=lambda s: None))
+    from dendrisim.recording import recorder as recorder_module
+
     with tempfile.TemporaryDirectory() as tmp:
         tr._open_recorder(Path(tmp))
         recorder = tr.recorder
+        bare = None
+        if args.checksum:  # the same recorder without checksums, in a folder of its own
+            (Path(tmp) / "bare").mkdir()
+            recorder_module.FLETCHER32 = False
+            try:
+                tr._open_recorder(Path(tmp) / "bare")
+            finally:
+                recorder_module.FLETCHER32 = True
+            bare = tr.recorder
+            tr.recorder = bare
+            run_steps(tr, 50)
+        tr.recorder = recorder
         run_steps(tr, 50)  # warm-up, both paths
         tr.recorder = None
         run_steps(tr, 50)
-        plain, rec = [], []
+        plain, rec, rec_bare = [], [], []
         for _ in range(args.rounds):
             tr.recorder = None
             plain.append(run_steps(tr, args.steps))
             tr.recorder = recorder
             rec.append(run_steps(tr, args.steps))
+            if bare is not None:
+                tr.recorder = bare
+                rec_bare.append(run_steps(tr, args.steps))
         ratio = statistics.median(rec) / statistics.median(plain)
         # memory: a long run without, then with the recorder, RSS sampled every 500 steps
         memory = {}
         for label, rec_on in (("without", None), ("with", recorder)):
             tr.recorder = rec_on
-            samples = []
+            samples = [round(rss_mib(), 1)]
             for _ in range(0, args.memory_steps, 500):
                 run_steps(tr, 500)
                 samples.append(round(rss_mib(), 1))
             memory[label] = samples
         size = os.path.getsize(recorder.path)
         recorder.close(complete=True)
+        if bare is not None:
+            bare.close(complete=True)
     steps_per_s = args.steps / statistics.median(plain)
     result = {
         "model": exp.config.name, "rule": exp.rule.rule, "every": args.every, "samples": args.samples,
@@ -100,6 +124,10 @@ def main() -> int:
         "rss_growth_mib_with": round(memory["with"][-1] - memory["with"][0], 1),
         "file_mib": round(size / 2**20, 2),
     }
+    if rec_bare:
+        result["median_s_recording_no_checksum"] = round(statistics.median(rec_bare), 3)
+        result["fletcher32_ratio"] = round(statistics.median(rec) / statistics.median(rec_bare), 4)
+        result["overhead_pct_no_checksum"] = round(100 * (statistics.median(rec_bare) / statistics.median(plain) - 1), 2)
     if args.json:
         print(json.dumps(result))
     else:

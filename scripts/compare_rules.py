@@ -54,6 +54,7 @@ def run_all(args, tuned: dict) -> dict:
             run_dir = args.out / "runs" / f"{rule}-s{seed}"
             log = open(args.out / "runs" / f"{rule}-s{seed}.log", "w")
             trainer = Trainer(exp, RunOptions(device=args.device, data_root=args.data_root, out_dir=run_dir,
+                                              overwrite=True,  # a rerun comparison redoes its own runs
                                               progress=False, log=lambda line: print(line, file=log, flush=True)))
             summary = trainer.run()
             log.close()

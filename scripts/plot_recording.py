@@ -7,6 +7,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a clone without installing
 
+from dendrisim.errors import DendrisimError  # noqa: E402
 from dendrisim.recording.plots import plot_all  # noqa: E402
 
 
@@ -21,8 +22,16 @@ def main() -> int:
     if not path.is_file():
         print(f"error: {path}: no such recording", file=sys.stderr)
         return 2
-    for made in plot_all(path, args.out, population=args.population, variable=args.variable):
-        print(made)
+    try:
+        for made in plot_all(path, args.out, population=args.population, variable=args.variable):
+            print(made)
+    except DendrisimError as err:  # a damaged, cut-off or foreign file
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except (KeyError, OSError, RuntimeError, ValueError) as err:  # an HDF5 file that is not a recording
+        print(f"error: {path}: not a dendrisim recording, or a damaged one ({type(err).__name__}: "
+              f"{str(err).splitlines()[0] if str(err) else ''})", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -93,3 +93,18 @@ def build(experiment, *, input_shape=(5,), output_size=3, dtype=torch.float64):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--long", action="store_true", default=False,
+                     help="tests/test_fuzz_stack.py: ten times as many generated cases")
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The fuzzer's counts by kind and outcome (tests/test_fuzz_stack.py), when it ran."""
+    import sys
+
+    fuzz = sys.modules.get("test_fuzz_stack")
+    if fuzz is not None and fuzz.COUNTS:
+        for line in fuzz.summary().splitlines():
+            terminalreporter.write_line(line)

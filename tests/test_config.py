@@ -182,3 +182,159 @@ def test_shipped_models_load():
 def test_numbers_outside_float32_are_refused():
     with pytest.raises(ConfigError, match=r"projections\[0\].init.uniform.low: -1e\+300 is outside the float32 range"):
         model(["projections.0.init={uniform: {low: -1.0e300, high: 1.0}}"])
+
+
+# ------------------------------------------------------------------ names (issue 20, item 2)
+def _renamed(population: str) -> dict:
+    """The MLP with its population h1 renamed (in the populations and both projections)."""
+    data = copy.deepcopy(MLP)
+    data["populations"] = {(population if k == "h1" else k): v for k, v in data["populations"].items()}
+    for proj in data["projections"]:
+        for end in ("from", "to"):
+            if proj[end] == "h1":
+                proj[end] = population
+    return data
+
+
+@pytest.mark.parametrize("name", ["../../x", "/tmp/x", "a/b", "a\\b", "a\0b", "", ".hidden", "..", "x" * 65,
+                                  "h1->h2", "a b", "é"])
+def test_bad_model_names_are_refused_naming_the_field_the_name_and_the_pattern(name):
+    from dendrisim.config.limits import NAME_PATTERN
+
+    with pytest.raises(ConfigError) as info:
+        load_experiment({**copy.deepcopy(MLP), "name": name}, file="m.yaml")
+    msg = str(info.value)
+    assert msg.startswith("m.yaml: name: ") and NAME_PATTERN in msg and "model name" in msg
+    assert repr(name)[:40] in msg or "..." in msg
+
+
+@pytest.mark.parametrize("name", ["a/b", "../up", "", "n\0ul", "/abs", "a.b"])
+def test_bad_population_names_are_refused_before_they_become_hdf5_groups(name):
+    from dendrisim.config.limits import NAME_PATTERN
+
+    with pytest.raises(ConfigError) as info:
+        load_experiment(_renamed(name), file="m.yaml")
+    msg = str(info.value)
+    assert msg.startswith("m.yaml: populations.") and "population name" in msg and NAME_PATTERN in msg
+    assert repr(name) in msg
+
+
+def test_a_projection_end_that_is_no_valid_name_is_refused_by_its_field():
+    data = copy.deepcopy(MLP)
+    data["projections"][0]["to"] = "../h1"
+    with pytest.raises(ConfigError, match=r"m.yaml: projections\[0\].to: '../h1' is not a valid population name"):
+        load_experiment(data, file="m.yaml")
+
+
+@pytest.mark.parametrize("name", ["dll_mlp_digits", "h1", "_x", "run_v2-b", "A" * 64])
+def test_good_names_pass(name, tmp_path):
+    assert load_experiment({**_renamed(name), "name": name}).config.name == name
+    if name == "run_v2-b":  # the name becomes a torch module, an HDF5 group and a folder: a run goes through
+        from dendrisim.training import RunOptions, Trainer
+
+        exp = load_experiment({**_renamed(name), "name": name}, ["training.max_steps_per_epoch=1"])
+        Trainer(exp, RunOptions(out_dir=tmp_path / "run", log=lambda s: None)).run()
+        import h5py
+
+        with h5py.File(tmp_path / "run" / "recording.h5", "r") as f:
+            assert name in f["populations"]
+
+
+def test_every_shipped_model_uses_valid_names():
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    from dendrisim.config.limits import NAME_PATTERN
+
+    for path in sorted((Path(__file__).resolve().parent.parent / "models").glob("*.yaml")):
+        data = yaml.safe_load(path.read_text())
+        for name in [data["name"], *data["populations"]]:
+            assert re.fullmatch(NAME_PATTERN, name), (path, name)
+
+
+# ------------------------------------------------------------- bounded YAML (issue 20, item 3)
+LAUGHS = ('a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]\n'
+          + "".join(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]\n" for i in range(1, 10)))
+
+
+@pytest.mark.parametrize("text, expected", [
+    (LAUGHS, r"line 6, column 5: the aliases expand to more than 100,000 values"),
+    ("x: " + "[" * 50_000 + "]" * 50_000 + "\n", r"line 1, column 68: mappings and lists nested more than 64 deep"),
+    ("x:\n" + "".join(" " * (i + 1) + f"k{i}:\n" for i in range(200)), r"nested more than 64 deep"),
+    ("x: " + "9" * 5000 + "\n", r"line 1, column 4: a number of 5,000 characters \(at most 100 are allowed\)"),
+    ("x: -1" + "0" * 5000 + ".5e+3\n", r"a number of 5,007 characters"),
+    ("x: &a [1, *a]\n", r"an \*alias refers to the value that holds it \(a cycle\)"),
+    ("a: &a [1]\n" + "".join(f"b{i}: *a\n" for i in range(1001)), r"more than 1000 uses of \*aliases"),
+    ("a0: &a0 " + "[" * 40 + "1" + "]" * 40 + "\na1: " + "[" * 40 + "*a0" + "]" * 40 + "\n",
+     r"the aliases nest mappings and lists more than 64 deep"),
+    ("description: " + "x" * (1 << 20) + "\n", r"larger than 1 MiB, the limit of a model file"),
+])
+def test_yaml_past_its_limits_is_a_config_error_at_once_with_flat_memory(tmp_path, text, expected):
+    """Each attack stops with a ConfigError naming the file and the limit, under a generous
+    alarm (a hang guard, not a timing test) and with a tracemalloc peak far below what the
+    attack would cost expanded (10^9 values, 50,000 frames, 5,000-digit conversions)."""
+    import signal
+    import tracemalloc
+
+    path = tmp_path / "attack.yaml"
+    path.write_text(text)
+
+    def hang(signum, frame):
+        raise TimeoutError("read_yaml did not stop within 20 s")
+
+    previous = signal.signal(signal.SIGALRM, hang)
+    signal.alarm(20)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ConfigError, match=r"attack.yaml: " + ("" if "MiB" in expected else ".*") + expected) as info:
+            load_experiment(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert peak < 16 * 2**20 + 2 * len(text), peak
+    assert len(str(info.value)) < 400 and "\n" not in str(info.value)
+
+
+def test_values_near_the_limits_still_load(tmp_path):
+    path = tmp_path / "ok.yaml"
+    path.write_text("a: &a [1, 2]\nb: *a\nc: " + "[" * 60 + "1" + "]" * 60 + "\nd: " + "9" * 100 + "\n")
+    from dendrisim.config import read_yaml
+
+    data = read_yaml(path)
+    assert data["b"] == [1, 2] and data["d"] == int("9" * 100)
+
+
+def test_overrides_are_bounded_like_files():
+    with pytest.raises(ConfigError, match=r"nested more than 64 deep"):
+        model(["description=" + "[" * 5000 + "]" * 5000])
+    with pytest.raises(ConfigError, match=r"a number of 400 characters"):
+        model(["training.epochs=" + "7" * 400])
+
+
+def test_error_messages_never_format_a_value_in_full():
+    """A huge value (shared many times over, as aliases build it) is shown cut short."""
+    value = ["x" * 1000]
+    for _ in range(40):  # 2**40 leaves, shared: only a truncated repr can be formatted
+        value = [value, value]
+    data = copy.deepcopy(MLP)
+    data["optimizer"] = {"betas": value}
+    with pytest.raises(ConfigError) as info:
+        load_experiment(data, file="m.yaml")
+    assert info.value.args[0].startswith("m.yaml: optimizer.betas") and len(str(info.value)) < 400
+
+
+@pytest.mark.parametrize("override, match", [
+    ("populations.h1.size=" + "1" * 60, r"populations.h1.size: <an integer of 60 digits> is not int or 'auto'"),
+    ("populations.h1.size=9000000000000000000", r"populations.h1.size: 9000000000000000000 must be <= 268435456"),
+    ("populations.h1={shape: [100000, 100000]}", r"populations.h1.shape: \[100000, 100000\] holds more than"),
+    ("task.batch_size=" + "9" * 20, r"task.batch_size: .* is larger than the tensors' integers allow"),
+    ("training.seed=4294967296", r"training.seed: 4294967296 must be <= 4294967295"),
+])
+def test_integers_past_what_torch_and_numpy_take_are_config_errors(override, match):
+    """Found by the whole-stack fuzzer (--long): these ended in torch's and numpy's tracebacks."""
+    with pytest.raises(ConfigError, match=match):
+        model([override])

@@ -181,3 +181,61 @@ def test_tinyimagenet_missing_or_bad_files_say_what_is_expected(tmp_path):
     (folder / "val" / "val_annotations.txt").write_text("val_0.JPEG\tn99\t0\t0\t1\t1\n")
     with pytest.raises(DataError, match=r"val_annotations.txt:1: expected 'FILE<TAB>WNID...' with a WNID of wnids.txt"):
         tinyimagenet(tmp_path, False)
+
+
+# ------------------------------------------------ a given data root is the only place (issue 20, item 11)
+def test_a_data_root_without_the_dataset_is_an_error_naming_the_folders_never_a_fallback(tmp_path, monkeypatch):
+    """Even where Debian's Fashion-MNIST folder exists, a given root that lacks the files is
+    an error listing exactly the folders under that root, none elsewhere."""
+    from dendrisim.tasks import datasets
+
+    elsewhere = tmp_path / "debian"
+    tiny_mnist(elsewhere)
+    monkeypatch.setattr(datasets, "DEBIAN_FASHION_MNIST", elsewhere)
+    monkeypatch.delenv("DENDRISIM_DATA", raising=False)
+    empty = tmp_path / "nonexistent"
+    opts = ClassificationOptions(type="classification", dataset="fashion_mnist")
+    for given in ({"data_root": str(empty)}, {}):
+        kwargs = {} if given else {"data_root": str(empty)}
+        options = ClassificationOptions(type="classification", dataset="fashion_mnist", **given)
+        with pytest.raises(DataError) as info:
+            Classification(options, device=torch.device("cpu"), **kwargs)
+        msg = str(info.value)
+        assert f"looked in {empty}/FashionMNIST/raw, {empty}/fashionmnist, {empty}." in msg
+        assert str(elsewhere) not in msg
+    monkeypatch.setenv("DENDRISIM_DATA", str(empty))
+    with pytest.raises(DataError, match="looked in " + str(empty)):
+        Classification(opts, device=torch.device("cpu"))
+    # no root at all: ./data, then the system folder, which is the folder recorded as used
+    monkeypatch.delenv("DENDRISIM_DATA")
+    monkeypatch.chdir(tmp_path)
+    task = Classification(opts, device=torch.device("cpu"))
+    assert task.data_root == str(elsewhere.resolve()) and len(task.test) == 20
+
+
+def test_the_folder_read_from_is_what_the_task_reports(tmp_path, monkeypatch):
+    monkeypatch.delenv("DENDRISIM_DATA", raising=False)
+    tiny_mnist(tmp_path / "FashionMNIST" / "raw")
+    opts = ClassificationOptions(type="classification", dataset="fashion_mnist")
+    task = Classification(opts, device=torch.device("cpu"), data_root=str(tmp_path))
+    assert task.data_root == str((tmp_path / "FashionMNIST" / "raw").resolve())
+    digits = Classification(ClassificationOptions(type="classification", dataset="digits"), device=torch.device("cpu"),
+                            data_root=str(tmp_path))
+    assert digits.data_root is None  # bundled with scikit-learn
+
+
+def test_task_files_are_looked_for_under_a_given_root_only(tmp_path, monkeypatch):
+    from dendrisim.tasks.sequences import CharLanguageModel, CharLMOptions
+
+    (tmp_path / "book.txt").write_text("abcdefgh " * 400)
+    monkeypatch.chdir(tmp_path)
+    opts = CharLMOptions(type="charlm", text="book.txt", sequence_length=10)
+    assert CharLanguageModel(opts, device=torch.device("cpu")).data_root is None  # from the working directory
+    root = tmp_path / "nowhere"
+    with pytest.raises(DataError, match=f"task.text: {root}/book.txt not found \\(the data root {root} is not a "
+                                        "folder\\)"):
+        CharLanguageModel(opts, device=torch.device("cpu"), data_root=str(root))
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "book.txt").write_text("xyz " * 400)
+    task = CharLanguageModel(opts, device=torch.device("cpu"), data_root=str(tmp_path / "r"))
+    assert task.chars == " xyz" and task.data_root == str((tmp_path / "r").resolve())

@@ -58,7 +58,8 @@ def test_two_ranks_of_batch_b_equal_one_process_of_batch_2b(tmp_path, rule):
     for key in ("test_accuracy", "val_accuracy"):  # evaluation shards summed across ranks
         assert summary[key] == pytest.approx(a[key], abs=1e-3)
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["checkpoint.pt", "metrics.csv", "model.yaml",
-                                                                      "run.json", "summary.json", "weights.pt"]
+                                                                      "run.json", "run.lock", "summary.json",
+                                                                      "weights.pt"]
 
 
 def test_torchrun_launch_and_resume(tmp_path):
@@ -71,7 +72,7 @@ def test_torchrun_launch_and_resume(tmp_path):
     assert (out / "recording.h5").is_file()  # rank 0 records its shard
     again = subprocess.run([*cmd, "--resume", str(out)], capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
-    assert "resuming" in again.stdout
+    assert f"{out} is already complete (1 epochs" in again.stdout  # a finished run: nothing to do, said so
 
 
 @pytest.mark.parametrize("rule", ["dll", "bp", "fa", "kp"])

@@ -11,6 +11,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from dendrisim import memory
 from dendrisim.activations import ACTIVATIONS
 from dendrisim.builder import load_experiment
 from dendrisim.errors import ConfigError
@@ -18,6 +19,7 @@ from dendrisim.inspect import describe
 from dendrisim.network import Network
 from dendrisim.optim import build_optimizer
 from dendrisim.plasticity import RULES, build_rule
+from dendrisim.tasks import TASKS
 
 HIDDEN_ACTS = [a for a in ACTIVATIONS.names() if ACTIVATIONS.get(a).elementwise]
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -132,6 +134,7 @@ def accepts_or_config_error(data, *, expect_in_message=()):
     """The property: valid (and then it runs a step) or a ConfigError naming the file."""
     try:
         exp = load_experiment(data, file="test.yaml")
+        memory.check(exp, TASKS.get(exp.task.type), device="cpu")  # as builder.build does, before any tensor
         run_one_step(exp, require_finite=False)
         describe(exp)
         return "valid"
@@ -177,7 +180,7 @@ def test_structural_corruptions(data, kind, draw):
             return
         name = draw.draw(st.sampled_from(hidden))
         bad["populations"][name]["size"] = -5 if kind == "negative_size" else 10**12
-        expect = [f"populations.{name}.size: -5 must be > 0"] if kind == "negative_size" else ["synapses"]
+        expect = [f"populations.{name}.size: -5 must be > 0"] if kind == "negative_size" else ["must be <= 268435456"]
     else:
         key = draw.draw(st.sampled_from(["name", "task", "populations", "projections"]))
         del bad[key]

@@ -245,3 +245,84 @@ def test_plasticity_off_holds_under_simulated_compartments(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(before, tr.network.parameters()))
     tr.step(x, y)
     assert not all(torch.equal(a, b) for a, b in zip(before, tr.network.parameters()))
+
+
+# ------------------------------------------------- plugins that misbehave say so (issue 20, tracebacks)
+@pytest.mark.parametrize("code, match", [
+    ("import sys\nsys.exit(0)\n", r"exit.py: importing it called sys.exit\(0\) at line 2 \(sys.exit\(0\)\)"),
+    ("raise SystemExit('bye')\n", r"exit.py: importing it called sys.exit\('bye'\) at line 1"),
+    ("raise KeyError('k')\n", r"exit.py: importing it raised KeyError at line 1"),
+])
+def test_a_plugin_that_exits_or_raises_at_import_is_exit_2_with_one_paragraph(tmp_path, code, match):
+    import re
+
+    path = tmp_path / "exit.py"
+    path.write_text(code)
+    proc = simulate("--plugin", path, "--check")
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert re.search(match, proc.stderr), proc.stderr
+
+
+WRONG = """\
+import torch
+import dendrisim
+from dendrisim.plasticity.rules import Backprop
+
+
+@dendrisim.register_rule("wrong")
+class Wrong(Backprop):
+    def compute_updates(self, network):
+        for proj in self.learnable_projections(network):
+            {body}
+"""
+
+
+@pytest.mark.parametrize("body, match", [
+    ("proj.weight.grad = torch.zeros(3)",
+     r"rule 'wrong' \(in .*wrong.py\): compute_updates raised RuntimeError for projection input->h1; its update must "
+     r"match its weight \(shape \(128, 64\), float32 on cpu\): attempting to assign a gradient of size '\[3\]' "
+     r"to a tensor of size '\[128, 64\]'"),
+    ("proj.weight.grad = torch.zeros_like(proj.weight); proj.weight.grad.data = torch.zeros(5, 2)",
+     r"rule 'wrong' \(in .*wrong.py\): the update of projection input->h1 \(weight\) has shape \(5, 2\), float32 on "
+     r"cpu; expected shape \(128, 64\), float32 on cpu, as its weight"),
+])
+def test_a_plugin_update_of_the_wrong_shape_names_rule_projection_expected_and_got(tmp_path, body, match):
+    import re
+
+    path = tmp_path / "wrong.py"
+    path.write_text(WRONG.format(body=body))
+    proc = simulate("--plugin", path, "--set", "plasticity.rule=wrong", "--dry-run", "--out", tmp_path / "run")
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-3000:])
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert re.search(match, proc.stderr), proc.stderr
+
+
+def test_a_plugin_feedback_weight_of_the_wrong_shape_is_named(tmp_path):
+    import re
+
+    path = tmp_path / "fb.py"
+    path.write_text(textwrap.dedent("""\
+        import torch
+        import dendrisim
+
+        @dendrisim.register_rule("fbwrong")
+        class FB(dendrisim.PlasticityRule):
+            def feedback_weight(self, network, proj):
+                return None if proj.source == network.input_name else proj.weight  # not transposed
+    """))
+    proc = simulate("--plugin", path, "--set", "plasticity.rule=fbwrong", "--dry-run", "--out", tmp_path / "run")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert re.search(r"rule 'fbwrong' .*feedback_weight of projection h2->out has shape \(10, 64\), float32 on cpu; "
+                     r"expected shape \(64, 10\)", proc.stderr), proc.stderr
+
+
+def test_built_in_rules_are_never_wrapped():
+    from dendrisim.plasticity import RULES
+    from dendrisim.plasticity.base import PlasticityRule
+
+    for name in ("bp", "dll", "fa", "kp", "dfa", "pc"):
+        cls = RULES.get(name)
+        assert cls.compute_updates.__module__.startswith("dendrisim.plasticity"), name
+        assert cls.compute_updates.__qualname__ != "_guard.<locals>.compute_updates"
+    assert PlasticityRule.compute_updates.__qualname__ == "PlasticityRule.compute_updates"

@@ -282,6 +282,8 @@ def test_recorder_memory_is_a_fixed_buffer(tmp_path):
 def test_a_full_disk_stops_the_run_cleanly_with_the_records_so_far(tmp_path, monkeypatch):
     import errno
 
+    from dendrisim.errors import WriteError
+
     from dendrisim.recording import recorder as rec_mod
 
     real_write, calls = rec_mod._Stream.write, {"n": 0}
@@ -297,9 +299,12 @@ def test_a_full_disk_stops_the_run_cleanly_with_the_records_so_far(tmp_path, mon
     lines = []
     exp = model(["training.epochs=3", "training.max_steps_per_epoch=20", "recording={every: 1, flush_every: 5}"])
     tr = Trainer(exp, RunOptions(out_dir=tmp_path, progress=False, log=lines.append))
-    summary = tr.run()
-    assert summary["stopped"] == "recording failure" and summary["steps"] == 15
+    # the run stops after the step, then ends in an error naming the file (exit 2 from the CLI)
+    with pytest.raises(WriteError, match=r"writing .*recording\.h5 failed at step 15 \(OSError: \[Errno 28\] No space"):
+        tr.run()
+    assert tr.global_step == 15 and tr.stop_requested == "recording failure"
     assert any("No space left on device" in line for line in lines)
+    assert not (tmp_path / "checkpoint.pt").exists()  # none after the failure (and none was due before)
     with open_recording(tmp_path / "recording.h5") as rec:  # the first two flushes are intact
         assert list(rec.steps) == list(range(1, 11))
         assert np.isfinite(rec.activity("h1", "soma")).all() and not rec.complete

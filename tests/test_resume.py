@@ -1,6 +1,7 @@
 """Checkpoints: a run stopped (SIGTERM) or killed (SIGKILL) and resumed ends exactly
 where the uninterrupted run ends: same weights, metrics and recording."""
 import csv
+import json
 import signal
 import subprocess
 import sys
@@ -101,3 +102,76 @@ def test_checkpoint_every_steps_is_atomic(tmp_path):
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
     assert state["position"]["global_step"] == 10 and state["position"]["epoch"] == 2
     assert not list(tmp_path.glob("*.tmp"))
+
+
+# ---------------------------------------------------------------------------- resume is honest (#20)
+def _main(capsys, *args):
+    from dendrisim import cli
+
+    capsys.readouterr()
+    rc = cli.main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+SMALL = ["--set", "recording={every: 5, flush_every: 4}", "--set", "task.batch_size=32"]
+
+
+@pytest.fixture(scope="module")
+def three_epochs(tmp_path_factory):
+    from dendrisim import cli
+
+    out = tmp_path_factory.mktemp("three") / "run"
+    assert cli.main(["--out", str(out), "--epochs", "3", *SMALL]) == 0
+    return out
+
+
+def _copy(run: Path, to: Path) -> Path:
+    subprocess.run(["cp", "-r", str(run), str(to)], check=True)
+    return to
+
+
+def test_more_epochs_continue_a_finished_run_as_one_longer_run(three_epochs, tmp_path, capsys):
+    import yaml
+
+    run = _copy(three_epochs, tmp_path / "run")
+    rc, out, err = _main(capsys, "--resume", run, "--epochs", "5")
+    assert rc == 0, err
+    assert "applied on resume: training.epochs=5 (written to model.yaml and run.json)" in out
+    assert yaml.safe_load((run / "model.yaml").read_text())["training"]["epochs"] == 5
+    saved = json.loads((run / "run.json").read_text())
+    assert saved["resumes"][-1]["changed"] == {"training.epochs": 5}
+    five = tmp_path / "five"
+    assert _main(capsys, "--out", five, "--epochs", "5", *SMALL)[0] == 0
+    a, b = torch.load(five / "weights.pt"), torch.load(run / "weights.pt")
+    for k in a["network"]:
+        assert torch.equal(a["network"][k], b["network"][k]), k
+    assert rows(run / "metrics.csv") == rows(five / "metrics.csv")
+    ra, rb = datasets(five / "recording.h5"), datasets(run / "recording.h5")
+    assert ra.keys() == rb.keys() and rb["complete"]
+    for name in ra:
+        assert np.array_equal(ra[name], rb[name], equal_nan=True), name
+
+
+def test_options_a_resume_cannot_apply_are_refused_by_name(three_epochs, tmp_path, capsys):
+    run = _copy(three_epochs, tmp_path / "run")
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.name != "run.lock"}
+    rc, _, err = _main(capsys, "--resume", run, "--set", "optimizer.lr=0.5", "--seed", "3")
+    assert rc == 2 and "optimizer.lr, training.seed differ" in err and "Traceback" not in err
+    assert "can change only training.epochs, training.checkpoint_every, training.guard_every" in err
+    rc, _, err = _main(capsys, "--resume", run, "--epochs", "2")
+    assert rc == 2 and "training.epochs 2 is below the 3 epochs the run has completed" in err
+    assert before == {p.name: p.read_bytes() for p in run.iterdir() if p.name != "run.lock"}  # nothing touched
+
+
+def test_a_complete_run_resumed_as_it_is_says_so(three_epochs, tmp_path, capsys):
+    run = _copy(three_epochs, tmp_path / "run")
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.name != "run.lock"}
+    rc, out, err = _main(capsys, "--resume", run)
+    assert rc == 0 and f"{run} is already complete (3 epochs" in out, err
+    assert before == {p.name: p.read_bytes() for p in run.iterdir() if p.name != "run.lock"}
+
+
+def test_checkpoints_load_with_weights_only(three_epochs):
+    state = torch.load(three_epochs / "checkpoint.pt", weights_only=True)  # raises on anything but data
+    assert state["position"]["epoch"] == 4 and isinstance(state["rng"]["numpy"]["keys"], torch.Tensor)

@@ -260,3 +260,52 @@ def test_sampling_explains_what_is_missing(tmp_path):
 
     with pytest.raises(DendrisimError, match=r"model.yaml not found; sample from the directory of a charlm run"):
         generate(tmp_path, length=5)
+
+
+# ------------------------------------------------- series files say what is wrong (issue 20, item 11)
+@pytest.mark.parametrize("content, options, match", [
+    ("1.0,2.0\n3.0,x\n", {}, r"s.csv:2: column 2 is 'x', not a number; a text column can be left out with task.columns"),
+    ("a,b\n1,2\n3,\n", {}, r"s.csv:3: b is a missing value \(''\)"),
+    ("a,b\n1,2\n3,NA\n", {}, r"s.csv:3: b is a missing value \('NA'\)"),
+    ("NA,1.0\n2.0,3.0\n", {}, r"s.csv:1: column 1 of the first row is 'NA', not a number, while other cells of that "
+                              r"row are numbers.*task.header: true"),
+    ("NA,NA\n2.0,3.0\n", {}, r"s.csv:1: column 1 of the first row is 'NA', a missing value rather than a column name"),
+    ("1.0,2.0\n\n3.0,1e300\n", {}, r"s.csv:3: column 2 is '1e300', which is outside float32's range"),
+    ("1.0,nan\n", {}, r"s.csv:1: column 2 is a missing value \('nan'\)"),
+    ("1.0,inf\n", {}, r"s.csv:1: column 2 is 'inf', which is outside"),
+    ("date,a,city\n2020,1.0,Oslo\n", {}, r"s.csv:2: city is 'Oslo', not a number"),
+    ("date,a\n2020,1.0\n", {"columns": ("b",)}, r"task.columns names 'b', which is not a column of the file \(its "
+                                                 r"header names 'date', 'a'\)"),
+    ("1,2\n3,4\n", {"columns": (3,)}, r"task.columns names column 3; the file has columns 1..2"),
+])
+def test_bad_series_values_name_the_line_and_the_column(tmp_path, content, options, match):
+    path = tmp_path / "s.csv"
+    path.write_text(content)
+    with pytest.raises(DataError, match=match):
+        read_series(path, **options)
+
+
+def test_headers_and_columns_are_read_as_documented(tmp_path):
+    path = tmp_path / "s.csv"
+    path.write_text("date,a,city,b\n2020,1.0,Oslo,2.0\n2021,1.5,Bergen,2.5\n")
+    values, names = read_series(path, columns=("a", 4))
+    assert names == ["a", "b"] and values.tolist() == [[1.0, 2.0], [1.5, 2.5]]
+    path.write_text("x,y\n1,2\n")  # a header row without numbers is read as names; header: false refuses it
+    values, names = read_series(path)
+    assert names == ["x", "y"] and values.tolist() == [[1.0, 2.0]]
+    with pytest.raises(DataError, match=r"s.csv:1: column 1 is 'x', not a number"):
+        read_series(path, header=False)
+    path.write_text("NA,1\n2,3\n")
+    values, names = read_series(path, header=True)
+    assert names == ["NA", "1"] and values.tolist() == [[2.0, 3.0]]  # said explicitly: read as names
+
+
+def test_what_was_read_as_header_and_left_out_is_recorded(tmp_path):
+    path = tmp_path / "s.csv"
+    path.write_text("date,a,b\n" + "".join(f"2020-{i},{i % 7}.0,{i % 5}.0\n" for i in range(200)))
+    task = Forecasting(ForecastOptions(type="forecasting", file=str(path), window=4), device=torch.device("cpu"))
+    art = task.artifacts()
+    assert art["series"] == ["a", "b"] and art["header"] is True and art["skipped_columns"] == ["date"]
+    path.write_text("".join(f"{i % 7}.0,{i % 5}.0\n" for i in range(200)))
+    task = Forecasting(ForecastOptions(type="forecasting", file=str(path), window=4), device=torch.device("cpu"))
+    assert task.artifacts()["header"] is False and task.artifacts()["skipped_columns"] == []

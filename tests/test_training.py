@@ -81,10 +81,44 @@ def test_nan_guard_names_the_first_bad_variable_and_keeps_the_recording(tmp_path
     assert not (tmp_path / "summary.json").exists()
 
 
-def test_guard_can_be_switched_off(tmp_path):
+def test_switching_the_guard_off_cannot_give_a_nan_result(tmp_path):
+    """guard_every: 0 skips the per-step check, but a run whose metrics are not finite still
+    ends in an error (it used to exit 0 with test_loss NaN), and no checkpoint, weights or
+    summary hold the non-finite state."""
+    from dendrisim.errors import NumericalError
+
     exp = model(["training.max_steps_per_epoch=3", "training.guard_every=0", "optimizer.lr=1e30", "optimizer.type=sgd"])
-    summary = Trainer(exp, RunOptions(out_dir=tmp_path, progress=False, log=lambda s: None)).run()
-    assert summary["steps"] == 3  # diverged silently, as asked
+    tr = Trainer(exp, RunOptions(out_dir=tmp_path, progress=False, log=lambda s: None))
+    with pytest.raises(NumericalError, match=r"epoch 1 ended with non-finite metrics \(.*test_loss nan"):
+        tr.run()
+    assert tr.global_step == 3  # no per-step guard stopped it earlier, as asked
+    for name in ("checkpoint.pt", "weights.pt", "summary.json"):
+        assert not (tmp_path / name).exists(), name
+
+
+def test_a_checkpoint_is_never_written_with_non_finite_values(tmp_path):
+    """With checkpoint_every and no guard, a diverging run keeps its last finite checkpoint."""
+    from dendrisim.errors import NumericalError
+    from dendrisim.rundir import load_tensors
+    from dendrisim.training import nonfinite_tensor
+
+    exp = model(["training.max_steps_per_epoch=10", "training.guard_every=0", "training.checkpoint_every=2",
+                 "recording.enabled=false"])
+    tr = Trainer(exp, RunOptions(out_dir=tmp_path, progress=False, log=lambda s: None))
+    real_step = tr.rule.step
+
+    def poisoned(net, target):  # step 5's update puts an Inf into a weight
+        real_step(net, target)
+        if tr.global_step + 1 == 5:
+            net.projections["h1->h2"].weight.grad[0, 0] = float("inf")
+
+    tr.rule.step = poisoned
+    with pytest.raises(NumericalError, match=r"non-finite values \(NaN or Inf\) in network\.projections\..* at step 6; "
+                                             r"no checkpoint is written with them \(the last good one: step 4\)"):
+        tr.run()
+    state = load_tensors(tmp_path / "checkpoint.pt")
+    assert state["position"]["global_step"] == 4 and nonfinite_tensor(state) is None
+    assert not list(tmp_path.glob("*.tmp"))
 
 
 def test_a_coarser_guard_says_how_often_it_looked(tmp_path):

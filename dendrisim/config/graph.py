@@ -1,10 +1,14 @@
 """The model as a networkx graph, and every check that can run before a tensor exists."""
 from __future__ import annotations
 
+import math
+
 import networkx as nx
 
-from ..errors import ConfigError
-from .schema import ModelConfig
+from ..errors import ConfigError, brief
+from .limits import check_name
+from .parse import key_text
+from .schema import MAX_NEURONS, ModelConfig
 
 
 def build_graph(config: ModelConfig) -> nx.DiGraph:
@@ -32,6 +36,7 @@ def validate(cfg: ModelConfig, *, file: str) -> nx.DiGraph:
     from ..activations import ACTIVATIONS
     from ..init import resolve_init
 
+    check_names(cfg, file=file)
     pops = cfg.populations
     if not pops:
         raise ConfigError("at least an input and an output population are needed", file=file, path="populations")
@@ -57,7 +62,11 @@ def validate(cfg: ModelConfig, *, file: str) -> nx.DiGraph:
         if isinstance(pop.size, int) and pop.size <= 0:
             raise ConfigError(f"{pop.size} must be > 0", file=file, path=f"{where}.size")
         if pop.shape is not None and (not pop.shape or any(s <= 0 for s in pop.shape)):
-            raise ConfigError(f"{list(pop.shape)} must be a non-empty list of positive integers", file=file, path=f"{where}.shape")
+            raise ConfigError(f"{brief(list(pop.shape))} must be a non-empty list of positive integers", file=file,
+                              path=f"{where}.shape")
+        if pop.shape is not None and math.prod(pop.shape) > MAX_NEURONS:
+            raise ConfigError(f"{brief(list(pop.shape))} holds more than {MAX_NEURONS:,} neurons, the most a population "
+                              "may have", file=file, path=f"{where}.shape")
 
     seen = set()
     for i, proj in enumerate(cfg.projections):
@@ -114,6 +123,17 @@ def validate(cfg: ModelConfig, *, file: str) -> nx.DiGraph:
             raise ConfigError("size auto is only allowed on the input and output populations", file=file, path=f"populations.{name}.size")
     check_dynamics(cfg, ff, file=file)
     return graph
+
+
+def check_names(cfg: ModelConfig, *, file: str) -> None:
+    """The model's, every population's and every projection end's name against
+    :data:`.limits.NAME_PATTERN`, before any of them becomes a folder or an HDF5 group."""
+    check_name(cfg.name, what="model", file=file, path="name")
+    for name in cfg.populations:
+        check_name(name, what="population", file=file, path=f"populations.{key_text(name)}")
+    for i, proj in enumerate(cfg.projections):
+        for key, end in (("from", proj.source), ("to", proj.target)):
+            check_name(end, what="population", file=file, path=f"projections[{i}].{key}")
 
 
 def compartment_constants(dynamics, name: str) -> dict[str, float]:

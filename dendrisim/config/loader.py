@@ -10,7 +10,8 @@ from typing import Any, Iterable
 
 import yaml
 
-from ..errors import ConfigError
+from ..errors import ConfigError, brief
+from . import limits
 from .parse import unparse
 
 
@@ -59,35 +60,163 @@ class Experiment:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A safe loader that refuses duplicate keys (plain YAML keeps the last silently)."""
+class _LimitError(yaml.MarkedYAMLError):
+    """A documented limit of :mod:`dendrisim.config.limits` was passed."""
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """A safe loader that refuses duplicate keys (plain YAML keeps the last silently) and
+    stops at the limits of :mod:`.limits`: nesting depth and alias uses while it composes,
+    the size and depth of the document with its aliases expanded before anything is built,
+    and the length of every number before it is converted."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._depth = 0
+        self._aliases = 0
+
+    def fetch_flow_collection_start(self, TokenClass):  # type: ignore[override]
+        # the scanner reads ahead while a [ or { may start a key: stop it at the limit
+        if self.flow_level >= limits.MAX_DEPTH:
+            raise _LimitError(None, None, f"mappings and lists nested more than {limits.MAX_DEPTH} deep",
+                              self.get_mark())
+        super().fetch_flow_collection_start(TokenClass)
+
+    def compose_node(self, parent, index):  # type: ignore[override]
+        if self.check_event(yaml.AliasEvent):
+            self._aliases += 1
+            if self._aliases > limits.MAX_ALIASES:
+                raise _LimitError(None, None, f"more than {limits.MAX_ALIASES} uses of *aliases",
+                                  self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        self._depth += 1
+        try:
+            if self._depth > limits.MAX_DEPTH:
+                raise _LimitError(None, None, f"mappings and lists nested more than {limits.MAX_DEPTH} deep",
+                                  self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def compose_document(self):  # type: ignore[override]
+        node = super().compose_document()
+        _check_expansion(node)
+        return node
 
     def construct_mapping(self, node, deep=False):  # type: ignore[override]
         seen = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
-            if key in seen:
+            try:
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {brief(key)}", key_node.start_mark)
+                seen.add(key)
+            except TypeError:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark
-                )
-            seen.add(key)
+                    None, None, f"a key must be a plain value, not {type(key).__name__}", key_node.start_mark) from None
         return super().construct_mapping(node, deep=deep)
 
+    def construct_number(self, node):
+        if len(node.value) > limits.MAX_NUMBER_CHARS:
+            raise _LimitError(None, None, f"a number of {len(node.value):,} characters (at most "
+                              f"{limits.MAX_NUMBER_CHARS} are allowed)", node.start_mark)
+        tag = node.tag.rsplit(":", 1)[-1]
+        return (yaml.SafeLoader.construct_yaml_int if tag == "int" else yaml.SafeLoader.construct_yaml_float)(self, node)
 
-def read_yaml(path: str | Path) -> dict:
-    """Load a YAML mapping from ``path`` with errors that name the file and line."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"model file not found (looked at {path.resolve()})", file=str(path))
+
+_BoundedLoader.add_constructor("tag:yaml.org,2002:int", _BoundedLoader.construct_number)
+_BoundedLoader.add_constructor("tag:yaml.org,2002:float", _BoundedLoader.construct_number)
+
+
+def _children(node) -> list:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _check_expansion(root) -> None:
+    """Refuse a document whose aliases expand past :data:`.limits.MAX_NODES` values or
+    :data:`.limits.MAX_DEPTH` levels, or refer to a value that holds them (a cycle). Walks the
+    composed nodes once, without recursion and without expanding anything."""
+    if root is None:
+        return
+    done: dict[int, tuple[int, int]] = {}  # id -> (values when expanded, depth)
+    entered: set[int] = set()
+    stack = [(root, False)]
+    while stack:
+        node, leaving = stack.pop()
+        key = id(node)
+        if leaving:
+            kids = [done[id(k)] for k in _children(node)]
+            size, depth = 1 + sum(k[0] for k in kids), 1 + max((k[1] for k in kids), default=0)
+            if size > limits.MAX_NODES:
+                raise _LimitError(None, None, f"the aliases expand to more than {limits.MAX_NODES:,} values",
+                                  node.start_mark)
+            if depth > limits.MAX_DEPTH:
+                raise _LimitError(None, None, f"the aliases nest mappings and lists more than {limits.MAX_DEPTH} "
+                                  "deep", node.start_mark)
+            done[key] = (size, depth)
+            entered.discard(key)
+            continue
+        if key in done:
+            continue
+        if key in entered:
+            raise _LimitError(None, None, "an *alias refers to the value that holds it (a cycle)", node.start_mark)
+        entered.add(key)
+        stack.append((node, True))
+        for kid in _children(node):
+            if id(kid) in entered:
+                raise _LimitError(None, None, "an *alias refers to the value that holds it (a cycle)", kid.start_mark)
+            if id(kid) not in done:
+                stack.append((kid, False))
+
+
+def load_yaml_text(text: str, *, file: str, path: str | None = None) -> Any:
+    """Parse YAML ``text`` within the limits of :mod:`.limits`; errors name ``file``, the
+    line and column, and the limit or the syntax problem."""
     try:
-        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
+        return yaml.load(text, Loader=_BoundedLoader)
+    except _LimitError as err:
+        mark = err.problem_mark
+        raise ConfigError(f"line {mark.line + 1}, column {mark.column + 1}: {err.problem}; model files are limited "
+                          "(see docs/reference/limits.md)", file=file, path=path) from None
+    except yaml.reader.ReaderError as err:  # a control character, a NUL: no mark, a two-line message
+        line = text.count("\n", 0, err.position) + 1 if isinstance(err.position, int) else "?"
+        char = f"#x{err.character:04x}" if isinstance(err.character, int) else brief(err.character)
+        raise ConfigError(f"line {line}: character {char} is not allowed in YAML (control characters and NUL are "
+                          "refused; write it escaped inside double quotes)", file=file, path=path) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(err, "problem", None) or str(err)
-        raise ConfigError(f"{where}YAML syntax error: {problem}", file=str(path)) from None
+        problem = " ".join(str(getattr(err, "problem", None) or err).split())  # one paragraph
+        raise ConfigError(f"{where}YAML syntax error: {problem[:200]}", file=file, path=path) from None
+    except RecursionError:  # a structure the limits did not foresee; never a traceback
+        raise ConfigError(f"nested too deeply (more than {limits.MAX_DEPTH} levels)", file=file, path=path) from None
+
+
+def read_yaml(path: str | Path) -> dict:
+    """Load a YAML mapping from ``path`` with errors that name the file and line; the file
+    is read within :data:`.limits.MAX_FILE_BYTES`."""
+    path = Path(path)
+    try:
+        if not path.is_file():
+            raise ConfigError(f"model file not found (looked at {path.resolve()})", file=str(path))
+        with open(path, "rb") as fh:
+            raw = fh.read(limits.MAX_FILE_BYTES + 1)
+    except (OSError, ValueError) as err:  # unreadable, a NUL in the path, ...
+        raise ConfigError(f"cannot read the model file ({getattr(err, 'strerror', None) or err})",
+                          file=brief(str(path))) from None
+    if len(raw) > limits.MAX_FILE_BYTES:
+        raise ConfigError(f"larger than {limits.MAX_FILE_BYTES // 2**20} MiB, the limit of a model file "
+                          "(see docs/reference/limits.md)", file=str(path))
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
-        raise ConfigError(f"not a UTF-8 text file ({err.reason})", file=str(path)) from None
+        raise ConfigError(f"not a UTF-8 text file ({err.reason} at byte {err.start})", file=str(path)) from None
+    data = load_yaml_text(text, file=str(path))
     if not isinstance(data, dict):
         raise ConfigError(f"the file must hold a mapping of keys, not {type(data).__name__}", file=str(path))
     return data
@@ -103,15 +232,12 @@ def apply_overrides(data: dict, overrides: Iterable[str], *, file: str) -> dict:
     data = copy.deepcopy(data)
     for item in overrides:
         if "=" not in item:
-            raise ConfigError(f"override {item!r} must look like key.path=value", file=file, path="--set")
+            raise ConfigError(f"override {brief(item)} must look like key.path=value", file=file, path="--set")
         key, _, text = item.partition("=")
         parts = [p for p in key.strip().split(".") if p]
         if not parts:
-            raise ConfigError(f"override {item!r} has an empty key", file=file, path="--set")
-        try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError:
-            raise ConfigError(f"override value {text!r} is not valid YAML", file=file, path=key) from None
+            raise ConfigError(f"override {brief(item)} has an empty key", file=file, path="--set")
+        value = load_yaml_text(text, file=file, path=f"--set {brief(key)}")
         node: Any = data
         for i, part in enumerate(parts[:-1]):
             node = _child(node, part, create=True, file=file, path=".".join(parts[: i + 1]))
@@ -121,13 +247,13 @@ def apply_overrides(data: dict, overrides: Iterable[str], *, file: str) -> dict:
         elif isinstance(node, dict):
             node[last] = value
         else:
-            raise ConfigError(f"cannot set a key inside {node!r}", file=file, path=key)
+            raise ConfigError(f"cannot set a key inside {brief(node)}", file=file, path=key)
     return data
 
 
 def _index(node: list, part: str, *, file: str, path: str) -> int:
     if not part.lstrip("-").isdigit() or not -len(node) <= int(part) < len(node):
-        raise ConfigError(f"{part!r} is not an index of a list of {len(node)} items", file=file, path=path)
+        raise ConfigError(f"{brief(part)} is not an index of a list of {len(node)} items", file=file, path=path)
     return int(part)
 
 
@@ -140,7 +266,7 @@ def _child(node: Any, part: str, *, create: bool, file: str, path: str) -> Any:
                 raise ConfigError("no such key", file=file, path=path)
             node[part] = {}
         return node[part]
-    raise ConfigError(f"cannot set a key inside {node!r}", file=file, path=path)
+    raise ConfigError(f"cannot set a key inside {brief(node)}", file=file, path=path)
 
 
 def read_model(source: str | Path | dict, overrides: Iterable[str] = (), *, file: str | None = None

@@ -21,10 +21,11 @@ import types
 import typing
 from typing import Any, Literal, Union
 
-from ..errors import ConfigError
+from ..errors import ConfigError, brief
 
 _MISSING = dataclasses.MISSING
 FLOAT32_MAX = 3.4028234663852886e38
+INT64_MAX = 2**63 - 1
 _FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
@@ -47,26 +48,35 @@ def _type_name(hint: Any) -> str:
 
 
 def _join(path: str, key: Any) -> str:
-    if isinstance(key, int):
+    if isinstance(key, int) and not isinstance(key, bool):
         return f"{path}[{key}]"
-    return f"{path}.{key}" if path else str(key)
+    key = key_text(key)
+    return f"{path}.{key}" if path else key
+
+
+def key_text(key: Any) -> str:
+    """A key as it appears in a field path: as written when it is short and printable, else
+    its shortened repr (so that a newline or a NUL never breaks the one-line message)."""
+    return key if isinstance(key, str) and len(key) <= 80 and key.isprintable() else brief(key)
 
 
 def convert(value: Any, hint: Any, *, file: str | None, path: str) -> Any:
     """Check ``value`` against the type ``hint`` and return it converted."""
     origin = typing.get_origin(hint)
-    fail = ConfigError(f"{value!r} is not {_type_name(hint)}", file=file, path=path)
+    def fail() -> ConfigError:  # built only when raised: a large value is never formatted for nothing
+        return ConfigError(f"{brief(value)} is not {_type_name(hint)}", file=file, path=path)
+
     if hint is Any:
         return value
     if hint is type(None):
         if value is None:
             return None
-        raise fail
+        raise fail()
     if origin is Literal:
         if value in typing.get_args(hint) and type(value) in {type(a) for a in typing.get_args(hint)}:
             return value
         raise ConfigError(
-            f"{value!r} is not one of {', '.join(str(a) for a in typing.get_args(hint))}",
+            f"{brief(value)} is not one of {', '.join(str(a) for a in typing.get_args(hint))}",
             file=file, path=path,
         )
     if origin in (Union, types.UnionType):
@@ -78,38 +88,41 @@ def convert(value: Any, hint: Any, *, file: str | None, path: str) -> Any:
                 return convert(value, option, file=file, path=path)
             except ConfigError as err:
                 errors.append(err)
-        raise fail
+        raise fail()
     if dataclasses.is_dataclass(hint):
         return parse(hint, value, file=file, path=path)
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
-            raise fail
+            raise fail()
         (item,) = [a for a in typing.get_args(hint) if a is not Ellipsis] or [Any]
         items = [convert(v, item, file=file, path=_join(path, i)) for i, v in enumerate(value)]
         return tuple(items)
     if origin is dict:
         if not isinstance(value, dict):
-            raise fail
+            raise fail()
         _, item = typing.get_args(hint)
         return {str(k): convert(v, item, file=file, path=_join(path, k)) for k, v in value.items()}
     if hint is bool:
         if isinstance(value, bool):
             return value
-        raise fail
+        raise fail()
     if hint is int:
         if isinstance(value, int) and not isinstance(value, bool):
+            if abs(value) > INT64_MAX:
+                raise ConfigError(f"{brief(value)} is larger than the tensors' integers allow (2^63 - 1)",
+                                  file=file, path=path)
             return value
-        raise fail
+        raise fail()
     if hint is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
         if isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
             return float(value)  # YAML 1.1 reads 1e-4 (no dot) as a string
-        raise fail
+        raise fail()
     if hint is str:
         if isinstance(value, str):
             return value
-        raise fail
+        raise fail()
     raise TypeError(f"unsupported config type {hint!r} at {path}")
 
 
@@ -117,15 +130,15 @@ def _check_bounds(value: Any, meta: typing.Mapping, *, file: str | None, path: s
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         return
     if "gt" in meta and not value > meta["gt"]:
-        raise ConfigError(f"{value!r} must be > {meta['gt']}", file=file, path=path)
+        raise ConfigError(f"{brief(value)} must be > {meta['gt']}", file=file, path=path)
     if "ge" in meta and not value >= meta["ge"]:
-        raise ConfigError(f"{value!r} must be >= {meta['ge']}", file=file, path=path)
+        raise ConfigError(f"{brief(value)} must be >= {meta['ge']}", file=file, path=path)
     if "le" in meta and not value <= meta["le"]:
-        raise ConfigError(f"{value!r} must be <= {meta['le']}", file=file, path=path)
+        raise ConfigError(f"{brief(value)} must be <= {meta['le']}", file=file, path=path)
     if value != value or value in (float("inf"), float("-inf")):
-        raise ConfigError(f"{value!r} must be a finite number", file=file, path=path)
+        raise ConfigError(f"{brief(value)} must be a finite number", file=file, path=path)
     if isinstance(value, float) and abs(value) > FLOAT32_MAX:
-        raise ConfigError(f"{value!r} is outside the float32 range of the tensors (±3.4e38)", file=file, path=path)
+        raise ConfigError(f"{brief(value)} is outside the float32 range of the tensors (±3.4e38)", file=file, path=path)
 
 
 def yaml_key(f: dataclasses.Field) -> str:
@@ -137,14 +150,14 @@ def parse(cls: type, data: Any, *, file: str | None = None, path: str = "") -> A
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{data!r} is not a mapping", file=file, path=path or "<top level>")
+        raise ConfigError(f"{brief(data)} is not a mapping", file=file, path=path or "<top level>")
     hints = typing.get_type_hints(cls)
     fields = [f for f in dataclasses.fields(cls) if f.init and not f.metadata.get("internal")]
     known = {yaml_key(f): f for f in fields}
     unknown = [k for k in data if k not in known]
     if unknown:
         raise ConfigError(
-            f"unknown key {unknown[0]!r}; allowed keys are {', '.join(sorted(known))}",
+            f"unknown key {brief(unknown[0])}; allowed keys are {', '.join(sorted(known))}",
             file=file, path=path or "<top level>",
         )
     values = {}

@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Optional, Union
 
 Size = Union[int, Literal["auto"]]
+#: neurons of one population at most (2^28): a dense projection between two such stays
+#: within the int64 byte counts of torch's storage
+MAX_NEURONS = 2**28
 
 
 def req(doc: str = "", **meta: Any) -> Any:
@@ -27,10 +30,11 @@ def opt(default: Any = None, doc: str = "", **meta: Any) -> Any:
 @dataclass(frozen=True)
 class PopulationConfig:
     type: Literal["input", "pyramidal"] = opt("pyramidal", "input (clamped data) or pyramidal")
-    size: Optional[Size] = opt(None, "number of neurons, or auto (taken from the task)")
+    size: Optional[Size] = opt(None, "number of neurons, or auto (taken from the task)", le=MAX_NEURONS)
     shape: Optional[tuple[int, ...]] = opt(None, "shape of one sample, e.g. [1, 28, 28] (instead of size)")
     channels: Optional[int] = opt(
-        None, "feature maps of a population fed by conv2d projections; height and width follow from them", gt=0)
+        None, "feature maps of a population fed by conv2d projections; height and width follow from them", gt=0,
+        le=MAX_NEURONS)
     activation: str = opt("tanh", "tanh, sigmoid, relu, leaky_relu, linear or softmax (output only)")
 
 
@@ -144,7 +148,7 @@ class AlignmentConfig:
 @dataclass(frozen=True)
 class TrainingConfig:
     epochs: int = opt(10, "number of passes over the training set", ge=1)
-    seed: int = opt(0, "seed of every random number generator", ge=0)
+    seed: int = opt(0, "seed of every random number generator", ge=0, le=2**32 - 1)
     schedule: Literal["none", "linear", "cosine"] = opt("none", "learning-rate schedule over all steps")
     warmup_steps: int = opt(0, "linear warm-up steps before the schedule", ge=0)
     early_stopping: Optional[EarlyStoppingConfig] = opt(None, "stop when the validation metric stalls")

@@ -113,7 +113,7 @@ def presentation(rec: Recording, out: Path, *, sample: int = 0, neurons: int = 5
             if var not in variables:
                 ax.set_axis_off()
                 continue
-            trace = rec.file[f"populations/{pop}/{var}"][-1, sample].reshape(len(t), -1)[:, :neurons]
+            trace = rec._read(f"populations/{pop}/{var}", (-1, sample)).reshape(len(t), -1)[:, :neurons]
             for j in range(trace.shape[1]):
                 ax.plot(t, trace[:, j], marker=".", markersize=3, color=f"C{j}")
             ax.axhline(0.0, color="0.8", linewidth=0.8, zorder=0)

@@ -17,6 +17,40 @@ import h5py
 import numpy as np
 import yaml
 
+from ..errors import FileFormatError
+from ..rundir import is_live
+from .recover import SIGNATURE
+
+
+def check_file(path: Path) -> bool:
+    """Check the HDF5 header of a recording before HDF5 reads it; return whether a writer
+    has it open (or was killed with it open).
+
+    An empty, foreign or cut-off file is a FileFormatError naming it: HDF5 itself may
+    retry reading a cut-off file's metadata for minutes (in SWMR mode) instead of failing."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            head = fh.read(48)
+    except OSError as err:
+        raise FileFormatError(f"{path}: cannot read the recording ({err.strerror or err})") from None
+    if size == 0:
+        raise FileFormatError(f"{path}: the recording is empty (0 bytes)")
+    if head[:8] != SIGNATURE:
+        raise FileFormatError(f"{path}: not an HDF5 file (its first bytes are not HDF5's signature); "
+                              "not a dendrisim recording")
+    if len(head) < 12 or head[8] < 2:
+        return False  # an older superblock (not written by dendrisim): HDF5 checks it
+    offsets, is_open = head[9], head[11] != 0
+    if offsets not in (2, 4, 8) or len(head) < 12 + 3 * offsets:
+        raise FileFormatError(f"{path}: the HDF5 superblock is damaged")
+    eof = int.from_bytes(head[12 + 2 * offsets:12 + 3 * offsets], "little")
+    # a live writer's file may briefly be shorter than its header says; a killed run's may not
+    if size < eof and not (is_open and is_live(path.parent)):
+        raise FileFormatError(f"{path}: the recording is cut off: it holds {size} of the {eof} bytes its header "
+                              "declares (a copy that did not finish, or a damaged disk)")
+    return is_open
+
 
 class Recording:
     """Opened read-only; nothing is read from disk until asked for.
@@ -27,12 +61,29 @@ class Recording:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.file = h5py.File(self.path, "r", swmr=True)
+        self.file = self._open()
+
+    def _open(self) -> h5py.File:
+        is_open = check_file(self.path)
+        try:  # a closed file is read plainly: a damaged one then fails at once instead of being retried
+            return h5py.File(self.path, "r", swmr=is_open, locking=False)
+        except Exception as err:  # noqa: BLE001 - h5py raises OSError, RuntimeError, ...
+            raise FileFormatError(f"{self.path}: the recording cannot be opened ({_first_line(err)})") from None
 
     def refresh(self) -> None:
         """See the records a running writer has flushed since the file was opened."""
         self.file.close()
-        self.file = h5py.File(self.path, "r", swmr=True)
+        self.file = self._open()
+
+    def _read(self, name: str, rows=slice(None)) -> np.ndarray:
+        """Rows of a dataset; damaged bytes (a fletcher32 mismatch) are an error naming it."""
+        try:
+            return self.file[name][rows]
+        except KeyError:
+            raise
+        except Exception as err:  # noqa: BLE001 - h5py raises OSError on a checksum mismatch
+            raise FileFormatError(f"{self.path}: dataset {name} cannot be read ({_first_line(err)}); its bytes "
+                                  "are damaged (its checksum does not match) or cut off") from None
 
     def __enter__(self) -> "Recording":
         return self
@@ -46,7 +97,11 @@ class Recording:
     # ------------------------------------------------------------ what is inside
     @property
     def attrs(self) -> dict:
-        return {k: (v.decode() if isinstance(v, bytes) else v) for k, v in self.file.attrs.items()}
+        try:
+            return {k: (v.decode() if isinstance(v, bytes) else v) for k, v in self.file.attrs.items()}
+        except Exception as err:  # noqa: BLE001
+            raise FileFormatError(f"{self.path}: the recording's attributes cannot be read ({_first_line(err)})"
+                                  ) from None
 
     @property
     def complete(self) -> bool:
@@ -74,28 +129,28 @@ class Recording:
     @property
     def steps(self) -> np.ndarray:
         """Global training step of every activity record."""
-        return self.file["index/step"][:]
+        return self._read("index/step")
 
     @property
     def epochs(self) -> np.ndarray:
-        return self.file["index/epoch"][:]
+        return self._read("index/epoch")
 
     @property
     def weight_steps(self) -> np.ndarray:
-        return self.file["index/weight_step"][:]
+        return self._read("index/weight_step")
 
     @property
     def sample_ids(self) -> np.ndarray:
-        return self.file["index/sample_ids"][:]
+        return self._read("index/sample_ids")
 
     @property
     def metrics(self) -> dict[str, np.ndarray]:
         """``{"epoch": [...], "train_loss": [...], "test_accuracy": [...], ...}``."""
-        out = {"epoch": self.file["metrics/epoch"][:]}
+        out = {"epoch": self._read("metrics/epoch")}
         for split, group in self.file["metrics"].items():
             if isinstance(group, h5py.Group):
                 for name, ds in group.items():
-                    out[f"{split}_{name}"] = ds[:]
+                    out[f"{split}_{name}"] = self._read(ds.name)
         return out
 
     @property
@@ -105,16 +160,16 @@ class Recording:
         group = self.file.get("alignment")
         if group is None:
             return {}
-        out = {"step": group["step"][:], "epoch": group["epoch"][:]}
+        out = {"step": self._read("alignment/step"), "epoch": self._read("alignment/epoch")}
         for name, item in group.items():
             if isinstance(item, h5py.Group):
-                out[name] = {measure: ds[:] for measure, ds in item.items()}
+                out[name] = {measure: self._read(ds.name) for measure, ds in item.items()}
         return out
 
     @property
     def clip_counts(self) -> dict[str, np.ndarray]:
         group = self.file.get("rule/clip_counts", {})
-        return {name: group[name][:] for name in group}
+        return {name: self._read(group[name].name) for name in group}
 
     # ------------------------------------------------------------ selections
     @staticmethod
@@ -131,7 +186,7 @@ class Recording:
         ``[neurons]`` or ``[channels, height, width]``), for steps in ``[lo, hi)``; ``neurons`` picks
         along the first axis of the shape."""
         ds = self._get(f"populations/{population}/{variable}", self.populations, population, variable)
-        data = ds[self._rows(self.steps, steps)]
+        data = self._read(ds.name, self._rows(self.steps, steps))
         if samples is not None:
             data = data[:, list(samples)]
         if neurons is not None:
@@ -144,7 +199,7 @@ class Recording:
     def projection(self, name: str, variable: str, *, steps: Optional[tuple[int, int]] = None) -> np.ndarray:
         """``[weight_records, rows, cols]`` of a projection variable."""
         ds = self._get(f"projections/{name}/{variable}", self.projections, name, variable)
-        return ds[self._rows(self.weight_steps, steps)]
+        return self._read(ds.name, self._rows(self.weight_steps, steps))
 
     def _get(self, key: str, table: dict, name: str, variable: str) -> h5py.Dataset:
         if name not in table:
@@ -157,3 +212,8 @@ class Recording:
 def open_recording(path: str | Path) -> Recording:
     """Open a recording written by dendrisim (read-only, lazy)."""
     return Recording(path)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0][:200] if text else type(err).__name__

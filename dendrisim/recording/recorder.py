@@ -23,10 +23,19 @@ a killed run leaves a readable file holding every record up to the last flush (r
 with ``swmr=True`` or :func:`open_recording`, or clear the open mark with
 ``python -m dendrisim.recording.recover FILE``), and the file can be read while the run
 goes on. ``complete`` becomes true only in ``close(complete=True)``.
+
+Every dataset carries HDF5's fletcher32 checksum, so damaged bytes are an error when read,
+never values. The writer opens the file without HDF5's file locking (``locking=False``):
+the run directory's own lock (:mod:`dendrisim.rundir`) guarantees one writer, and a
+reader holding the file open (SWMR or plain) can then never make the writer fail. A
+resumed run first cuts every dataset back to the lengths its checkpoint recorded
+(:func:`~dendrisim.recording.recover.cut_back`): records written after that checkpoint
+are dropped and written again.
 """
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Optional
@@ -35,13 +44,19 @@ import h5py
 import numpy as np
 import torch
 
+from .. import rundir
 from ..config.schema import RecordingConfig
 from ..errors import ConfigError
-from .recover import clear_open_flags, compact
+from .recover import clear_open_flags, compact, cut_back
 
 SCHEMA_VERSION = 1
 FILENAME = "recording.h5"
 CHUNK_CACHE = 64 * 1024  # bytes per dataset: records are appended, never read back
+#: beside the recording while it is written: disk space set aside so that the file can still be
+#: closed after a full disk (HDF5 cannot close a file whose last flush fails: the process then crashes)
+RESERVE_SUFFIX = ".reserve"
+#: every dataset carries HDF5's fletcher32 checksum (off only to measure its cost: scripts/bench_recording.py)
+FLETCHER32 = True
 
 MEANING = {
     "soma": "somatic potential (soma = basal at steady state; simulated under dynamics.mode euler)",
@@ -204,20 +219,70 @@ class Recorder:
         self.alignment_names = alignment or []
         self.weights_every = config.projections_every or config.every
         self.resume = resume
+        if resume is not None and not self.path.is_file() and any(
+                resume.get(k) for k in ("records", "weight_records", "epochs", "alignment_records")):
+            from ..errors import FileFormatError
+
+            raise FileFormatError(f"{self.path} is missing, but the checkpoint it resumes from expects "
+                                  f"{resume.get('records', 0)} records and {resume.get('epochs', 0)} epochs in it; "
+                                  "put the recording back, or start a new run")
         if resume is not None and self.path.is_file():
             clear_open_flags(self.path)  # the run may have been killed
-            self.file = h5py.File(self.path, "a", libver="latest", rdcc_nbytes=CHUNK_CACHE)
+            cut_back(self.path, lambda name: resume.get(self._length_key(name), 0))
+            self.file = h5py.File(self.path, "a", libver="latest", rdcc_nbytes=CHUNK_CACHE, locking=False)
             self.file.attrs["complete"] = False
             self.file.attrs["resumed"] = json.dumps(json.loads(self.file.attrs.get("resumed", "[]")) + [
                 {"at_step": resume.get("records_step", 0), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "argv": argv}])
         else:
             self.resume = None
-            self.file = h5py.File(self.path, "w", libver="latest", rdcc_nbytes=CHUNK_CACHE)
+            self.file = h5py.File(self.path, "w", libver="latest", rdcc_nbytes=CHUNK_CACHE, locking=False)
             self._write_attrs(experiment, seed, device, argv)
         self._create(metric_names)
         self.file.swmr_mode = True  # from here on: append only, crash-consistent
+        self.reserve = self._set_aside()
         self.pending = self.pending_weights = self.pending_alignment = 0
         self.last_recorded_step = self.last_weight_step = -1
+        #: the position after the clean close (a trainer's next run continues from it)
+        self.final_position: Optional[dict] = None
+
+    def _set_aside(self) -> Path:
+        """Allocate the reserve file: what closing the file may need to write (its chunk caches)."""
+        from ..errors import WriteError
+
+        # what a failed flush may leave dirty: the buffered records, the metadata, a chunk per dataset
+        buffers = sum(s.buffer.numel() * s.buffer.element_size() for s in self._all_streams())
+        chunks = sum(int(np.prod(ds.chunks)) * ds.dtype.itemsize for ds in self._all_datasets())
+        size = min(64 * 2**20, 2**20 + 2 * buffers + chunks)
+        reserve = self.path.with_name(self.path.name + RESERVE_SUFFIX)
+        try:
+            fd = os.open(reserve, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                os.posix_fallocate(fd, 0, size)
+            finally:
+                os.close(fd)
+        except OSError as err:
+            reserve.unlink(missing_ok=True)
+            try:
+                self.file.close()
+            except Exception:  # noqa: BLE001
+                pass
+            raise WriteError(f"{reserve}: cannot set aside {size / 2**20:.1f} MiB to close the recording safely "
+                             f"after a fault ({err.strerror or err}); free some space in {self.path.parent}") from None
+        return reserve
+
+    def _all_streams(self):
+        return (*self.index.values(), *self.weight_index.values(), *self.streams.values(),
+                *self.weight_streams.values(), *self.clip_streams.values(), *self.alignment_streams.values())
+
+    def _all_datasets(self):
+        yield from (s.dataset for s in self._all_streams())
+        yield from self.metrics.values()
+
+    def _release_reserve(self) -> None:
+        try:
+            self.reserve.unlink(missing_ok=True)
+        except OSError:
+            pass
 
     # ----------------------------------------------------------------- layout
     def _write_attrs(self, experiment, seed, device, argv) -> None:
@@ -245,7 +310,7 @@ class Recorder:
         ds = self.file.create_dataset(
             name, shape=(0, *shape), maxshape=(None, *shape), dtype=dtype,
             chunks=(max(1, min(self.n_rows, 1024)) if not shape or np.prod(shape) < 65536 else 1, *shape),
-            **(self._filters() if compress else {}),
+            fletcher32=FLETCHER32, **(self._filters() if compress else {}),
         )
         ds.attrs["axes"] = np.array(axes, dtype=h5py.string_dtype())
         ds.attrs["meaning"] = meaning
@@ -382,9 +447,10 @@ class Recorder:
             value = row.get(key, np.nan) if key != "epoch" else row["epoch"]
             try:
                 ds.resize(ds.shape[0] + 1, axis=0)
+                rundir.fault_point("recording", self.path)
                 ds[-1] = value
-            except OSError as err:
-                self.failure = f"writing {self.path} failed at epoch {epoch}: {err}"
+            except Exception as err:  # noqa: BLE001 - h5py raises OSError, RuntimeError, ... on a full disk
+                self._failed(f"at epoch {epoch}", err)
         self.flush()
 
     def record(self, step: int, epoch: int, batch_ids: torch.Tensor) -> None:
@@ -469,27 +535,38 @@ class Recorder:
             return
         try:
             self._write_pending()
-        except OSError as err:
-            self.failure = f"writing {self.path} failed at step {self.last_recorded_step}: {err}"
-            self.pending = self.pending_weights = self.pending_alignment = 0
-            try:
-                self.file.close()
-            except Exception:  # noqa: BLE001 - the file may be unwritable; what was flushed stays
-                pass
+        except Exception as err:  # noqa: BLE001 - h5py raises OSError, RuntimeError, ... on a full disk
+            self._failed(f"at step {self.last_recorded_step}", err)
+
+    def _failed(self, where: str, err: BaseException) -> None:
+        """Stop writing for good: note why, drop the buffers, close the file (what was flushed stays)."""
+        if self.failure is None:
+            text = str(err).strip().splitlines()
+            self.failure = (f"writing {self.path} failed {where} ({type(err).__name__}: "
+                            f"{text[0][:200] if text else ''}); the records flushed before are kept")
+        self.pending = self.pending_weights = self.pending_alignment = 0
+        self._release_reserve()  # the space HDF5 needs to close the file
+        try:
+            self.file.close()
+        except Exception:  # noqa: BLE001 - the file may be unwritable; what was flushed stays
+            pass
 
     def _write_pending(self) -> None:
         if self.pin:
             torch.cuda.synchronize()
         if self.pending:
             for stream in [*self.index.values(), *self.streams.values(), *self.clip_streams.values()]:
+                rundir.fault_point("recording", self.path)
                 stream.write(self.pending)
             self.pending = 0
         if self.pending_weights:
             for stream in [*self.weight_index.values(), *self.weight_streams.values()]:
+                rundir.fault_point("recording", self.path)
                 stream.write(self.pending_weights)
             self.pending_weights = 0
         if self.pending_alignment:
             for stream in self.alignment_streams.values():
+                rundir.fault_point("recording", self.path)
                 stream.write(self.pending_alignment)
             self.pending_alignment = 0
         self.file.flush()
@@ -498,11 +575,21 @@ class Recorder:
         """Write what is buffered, mark the file complete (clean end only) and close it."""
         if not self.file.id.valid:
             return
+        if not complete:  # a stop or a fault elsewhere (the checkpoint's disk may be full): room to close
+            self._release_reserve()
         self.flush()
+        self._release_reserve()
         if self.failure is not None:
             return
-        self.file.close()
-        with h5py.File(self.path, "r+") as f:  # attributes cannot change in SWMR mode
-            f.attrs["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-            f.attrs["complete"] = bool(complete)
+        try:
+            position = self.position()
+            self.file.close()
+            rundir.fault_point("recording", self.path)
+            with h5py.File(self.path, "r+", locking=False) as f:  # attributes cannot change in SWMR mode
+                f.attrs["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+                f.attrs["complete"] = bool(complete)
+        except Exception as err:  # noqa: BLE001 - a full disk, say
+            self._failed("at close", err)
+            return
+        self.final_position = position
         compact(self.path)

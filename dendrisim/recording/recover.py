@@ -21,6 +21,7 @@ import os
 import struct
 import sys
 from pathlib import Path
+from typing import Callable
 
 import h5py
 
@@ -102,7 +103,7 @@ def clear_open_flags(path: str | Path) -> bool:
 def stored_bytes(path: str | Path) -> int:
     """Bytes the datasets of an HDF5 file occupy on disk (their chunks, as stored)."""
     sizes = []
-    with h5py.File(path, "r") as f:
+    with h5py.File(path, "r", locking=False) as f:
         f.visititems(lambda _, obj: sizes.append(obj.id.get_storage_size()) if isinstance(obj, h5py.Dataset) else None)
     return sum(sizes)
 
@@ -124,7 +125,7 @@ def compact(path: Path, *, slack: float = 0.1) -> bool:
         return False
     tmp = path.with_name(path.name + ".compacting")
     try:
-        with h5py.File(path, "r") as src, h5py.File(tmp, "w", libver="latest") as dst:
+        with h5py.File(path, "r", locking=False) as src, h5py.File(tmp, "w", libver="latest", locking=False) as dst:
             for key, value in src.attrs.items():
                 dst.attrs[key] = value
             for name in src:
@@ -134,6 +135,67 @@ def compact(path: Path, *, slack: float = 0.1) -> bool:
         tmp.unlink(missing_ok=True)
         return False
     return True
+
+
+def cut_back(path: Path, length: Callable[[str], int], *, rows_per_copy: int = 4096) -> None:
+    """Rewrite ``path`` with each dataset cut to ``length(name)`` records (its first axis).
+
+    A resumed run calls this with the lengths its checkpoint recorded, so the recording
+    ends exactly where the checkpoint stands, whatever a fault or a kill left after it.
+    The rows kept are read (their checksums checked) and written to a temporary file that
+    replaces ``path`` only once complete; creation properties and attributes are kept. A
+    dataset shorter than its length, or one whose kept rows cannot be read, is a
+    :class:`~dendrisim.errors.FileFormatError` naming it; a failed write a WriteError.
+    """
+    from .. import rundir
+    from ..errors import FileFormatError, WriteError
+
+    path = Path(path)
+    tmp = path.with_name(path.name + ".resuming")
+
+    def copy(src: h5py.File, dst: h5py.File) -> None:
+        for key, value in src.attrs.items():
+            dst.attrs[key] = value
+        names: list[str] = []
+        src.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
+        for name in names:
+            ds, n = src[name], length(name)
+            if ds.shape[0] < n:
+                raise FileFormatError(f"{path}: dataset {name} holds {ds.shape[0]} records, but the checkpoint "
+                                      f"it resumes from expects {n}; this recording does not belong to that checkpoint")
+            out = dst.create_dataset(name, shape=(n, *ds.shape[1:]), maxshape=ds.maxshape, dtype=ds.dtype,
+                                     chunks=ds.chunks, compression=ds.compression,
+                                     compression_opts=ds.compression_opts, shuffle=ds.shuffle,
+                                     fletcher32=ds.fletcher32)
+            for key, value in ds.attrs.items():
+                out.attrs[key] = value
+            for a in range(0, n, rows_per_copy):
+                b = min(n, a + rows_per_copy)
+                try:
+                    block = ds[a:b]
+                except Exception as err:  # noqa: BLE001 - a checksum or a cut-off chunk
+                    raise FileFormatError(f"{path}: dataset {name}, records {a} to {b - 1}, cannot be read "
+                                          f"({str(err).splitlines()[0] if str(err) else type(err).__name__}); "
+                                          "the recording is damaged before the checkpoint") from None
+                out[a:b] = block
+
+    try:
+        try:
+            src = h5py.File(path, "r", locking=False)
+        except Exception as err:  # noqa: BLE001
+            raise FileFormatError(f"{path}: the recording cannot be opened to resume it ({err})") from None
+        with src, h5py.File(tmp, "w", libver="latest", locking=False) as dst:
+            copy(src, dst)
+        rundir.fault_point("recording", path)
+        rundir.fsync_file(tmp)
+        os.replace(tmp, path)
+    except FileFormatError:
+        tmp.unlink(missing_ok=True)
+        raise
+    except Exception as err:  # noqa: BLE001 - a full disk while copying
+        tmp.unlink(missing_ok=True)
+        raise WriteError(f"cutting {path} back to the checkpoint failed ({type(err).__name__}: {err}); "
+                         "the recording is unchanged") from err
 
 
 if __name__ == "__main__":

@@ -67,18 +67,25 @@ class Split:
 
 
 def locate(path: Optional[str], key: str, root: Optional[str], what: str) -> Path:
-    """The file a task key names: as given, or under the data root; a clear error otherwise."""
+    """The file a task key names: an absolute path as given; a relative one under the data
+    root when one is given (only there: never from another folder), else from the working
+    directory. A clear error naming the place looked at otherwise."""
     if path is None:
         raise DataError(f"task.{key} is not set; give the file in the model or with --set task.{key}=PATH ({what})")
     p = Path(path).expanduser()
-    if not p.is_absolute() and not p.exists() and root and (Path(root) / p).exists():
-        p = Path(root) / p
+    if root and not p.is_absolute():
+        p = Path(root).expanduser() / p
     if not p.is_file():
-        expected = Path(root) / path if root and not p.is_absolute() else p
-        also = f" (nor {p} from the working directory)" if expected != p else ""
-        raise DataError(f"task.{key}: {expected} not found{also}; expected {what} there. Nothing is downloaded: "
+        under_root = root and not Path(path).expanduser().is_absolute()
+        missing_root = f" (the data root {root} is not a folder)" if under_root and not Path(root).expanduser().is_dir() else ""
+        raise DataError(f"task.{key}: {p} not found{missing_root}; expected {what} there. Nothing is downloaded: "
                         "put the file there or point the key at it")
     return p
+
+
+def used_root(root: Optional[str]) -> Optional[str]:
+    """The absolute data root that relative task files are read from (None when none is given)."""
+    return str(Path(root).expanduser().resolve()) if root else None
 
 
 def check_encoding(encoding: str, *, file: str) -> None:
@@ -176,6 +183,9 @@ class Task:
     output_size: int
     #: (words, dim) of the task's word vectors, for embedding projections (None: no vocabulary)
     vocabulary: Optional[tuple[int, int]] = None
+    #: the data folder the task actually read from, absolute (None: bundled data, or files named by
+    #: absolute paths); what run.json should record as the run's data root
+    data_root: Optional[str] = None
 
     @classmethod
     def check_options(cls, options, *, file: str) -> None:

@@ -11,7 +11,7 @@ import torch
 from ..config.schema import opt
 from ..errors import DataError
 from .base import TASKS, LabelTask, Split, Task, TaskOptions
-from .datasets import DATASETS, SPECS, default_root
+from .datasets import DATASETS, SPECS, given_root, load_dataset
 
 
 @dataclass(frozen=True)
@@ -53,9 +53,9 @@ class Classification(LabelTask, Task):
     def __init__(self, options: ClassificationOptions, *, device: torch.device,
                  data_root: Optional[str] = None, dtype: torch.dtype = torch.float32):
         self.options = options
-        root = Path(data_root or options.data_root or default_root())
-        loader = DATASETS.get(options.dataset, path="task.dataset")
-        data = loader(root, options.download)
+        data = load_dataset(options.dataset, given_root(data_root, options.data_root), options.download)
+        #: the folder the data was read from (None: bundled with a library); run.json records it
+        self.data_root = str(data.folder.resolve()) if data.folder is not None else None
         x_tr, y_tr, x_te, y_te = data.x_train, data.y_train, data.x_test, data.y_test
         if x_te is None:
             keep, held = split_indices(len(x_tr), options.test_fraction, seed=12345)

@@ -26,9 +26,13 @@ class ImageData:
     x_test: Optional[np.ndarray]
     y_test: Optional[np.ndarray]
     classes: int
+    #: the folder the files were read from (None: bundled with a library, as digits)
+    folder: Optional[Path] = None
 
 
-DATASETS: Registry[Callable[[Path, bool], ImageData]] = Registry("dataset")
+#: name -> loader ``(root, download, *, explicit=True) -> ImageData``; ``explicit`` is False
+#: when no root was given (then a loader may also search the system's data folders)
+DATASETS: Registry[Callable[..., ImageData]] = Registry("dataset")
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
@@ -63,6 +67,8 @@ def _find_idx(folders: list[Path], stem: str) -> Optional[Path]:
 
 
 def _mnist_like(root: Path, download: bool, *, torchvision_name: str, extra: list[Path], how: str) -> ImageData:
+    """The four IDX files from ``root`` (torchvision's ``NAME/raw``, ``name/`` or the root
+    itself), then the ``extra`` folders: only those, never another folder."""
     folders = [root / torchvision_name / "raw", root / torchvision_name.lower(), root, *extra]
     stems = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
     if download and _find_idx(folders, stems[0]) is None:
@@ -80,25 +86,30 @@ def _mnist_like(root: Path, download: bool, *, torchvision_name: str, extra: lis
             raise DataError(f"{torchvision_name}: {which} images {images.shape} and labels {labels.shape} do not match")
         if labels.size and labels.max() >= 10:
             raise DataError(f"{torchvision_name}: {which} label {int(labels.max())} is out of range 0..9")
-    return ImageData(xtr[:, None], ytr.astype(np.int64), xte[:, None], yte.astype(np.int64), classes=10)
+    return ImageData(xtr[:, None], ytr.astype(np.int64), xte[:, None], yte.astype(np.int64), classes=10,
+                     folder=files[0].parent)
 
 
 _DOWNLOAD_HINT = "Put the four IDX files there, or set task.download: true on a machine with network access."
 
 
 @DATASETS.register("mnist")
-def mnist(root: Path, download: bool) -> ImageData:
+def mnist(root: Path, download: bool, *, explicit: bool = True) -> ImageData:
     return _mnist_like(root, download, torchvision_name="MNIST", extra=[], how=_DOWNLOAD_HINT)
 
 
 @DATASETS.register("fashion_mnist")
-def fashion_mnist(root: Path, download: bool) -> ImageData:
-    return _mnist_like(root, download, torchvision_name="FashionMNIST", extra=[DEBIAN_FASHION_MNIST],
-                       how="On Debian: apt-get install dataset-fashion-mnist. " + _DOWNLOAD_HINT)
+def fashion_mnist(root: Path, download: bool, *, explicit: bool = True) -> ImageData:
+    """Fashion-MNIST from ``root``; Debian's package folder is searched only when no root
+    was given (``explicit`` False): a given root that lacks the files is an error."""
+    extra = [] if explicit else [DEBIAN_FASHION_MNIST]
+    return _mnist_like(root, download, torchvision_name="FashionMNIST", extra=extra,
+                       how="On Debian: apt-get install dataset-fashion-mnist (found only when no data root is "
+                           "given). " + _DOWNLOAD_HINT)
 
 
 @DATASETS.register("digits")
-def digits(root: Path, download: bool) -> ImageData:
+def digits(root: Path, download: bool, *, explicit: bool = True) -> ImageData:
     """scikit-learn's bundled 8×8 handwritten digits (1797 images, values 0..16)."""
     from sklearn.datasets import load_digits
 
@@ -122,23 +133,23 @@ def _torchvision(cls_name: str, root: Path, download: bool, *, split_kw: str, ho
             x = x.transpose(0, 3, 1, 2)
         y = np.asarray(getattr(ds, "targets", None) if hasattr(ds, "targets") else ds.labels, dtype=np.int64)
         parts += [np.ascontiguousarray(x), y]
-    return ImageData(*parts, classes=classes)
+    return ImageData(*parts, classes=classes, folder=root)
 
 
 @DATASETS.register("cifar10")
-def cifar10(root: Path, download: bool) -> ImageData:
+def cifar10(root: Path, download: bool, *, explicit: bool = True) -> ImageData:
     return _torchvision("CIFAR10", root, download, split_kw="train", classes=10,
                         how="Expected cifar-10-batches-py/ there (torchvision layout); or set task.download: true.")
 
 
 @DATASETS.register("cifar100")
-def cifar100(root: Path, download: bool) -> ImageData:
+def cifar100(root: Path, download: bool, *, explicit: bool = True) -> ImageData:
     return _torchvision("CIFAR100", root, download, split_kw="train", classes=100,
                         how="Expected cifar-100-python/ there (torchvision layout); or set task.download: true.")
 
 
 @DATASETS.register("svhn")
-def svhn(root: Path, download: bool) -> ImageData:
+def svhn(root: Path, download: bool, *, explicit: bool = True) -> ImageData:
     return _torchvision("SVHN", root, download, split_kw="split", classes=10,
                         how="Expected train_32x32.mat and test_32x32.mat there; or set task.download: true.")
 
@@ -149,7 +160,7 @@ TINY_IMAGENET_HOW = ("Expected the tiny-imagenet-200 folder as unzipped from "
 
 
 @DATASETS.register("tinyimagenet")
-def tinyimagenet(root: Path, download: bool) -> ImageData:
+def tinyimagenet(root: Path, download: bool, *, explicit: bool = True) -> ImageData:
     """TinyImageNet (64×64 RGB, 200 classes, 500 training images per class) from the
     standard ``tiny-imagenet-200`` folder; its labelled validation set serves as the
     test set (the official test images have no labels). Class indices follow
@@ -163,7 +174,7 @@ def tinyimagenet(root: Path, download: bool) -> ImageData:
     cache = folder / "dendrisim-cache.npz"
     if cache.is_file() and cache.stat().st_mtime >= wnids_file.stat().st_mtime:
         with np.load(cache) as z:
-            return ImageData(z["x_train"], z["y_train"], z["x_test"], z["y_test"], classes=len(wnids))
+            return ImageData(z["x_train"], z["y_train"], z["x_test"], z["y_test"], classes=len(wnids), folder=folder)
     index = {w: i for i, w in enumerate(wnids)}
     train = []
     for w in wnids:
@@ -189,7 +200,7 @@ def tinyimagenet(root: Path, download: bool) -> ImageData:
         np.savez(cache, x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te)
     except OSError:
         pass  # a read-only data folder: decode again next time
-    return ImageData(x_tr, y_tr, x_te, y_te, classes=len(wnids))
+    return ImageData(x_tr, y_tr, x_te, y_te, classes=len(wnids), folder=folder)
 
 
 def _read_images(items: list[tuple[Path, int]]) -> tuple[np.ndarray, np.ndarray]:
@@ -227,3 +238,18 @@ SPECS: dict[str, tuple[tuple[int, ...], int, int]] = {
 
 def default_root() -> Path:
     return Path(os.environ.get("DENDRISIM_DATA", "data"))
+
+
+def given_root(*roots: Optional[str]) -> Optional[str]:
+    """The first data root given (``--data-root``, ``task.data_root``, ``$DENDRISIM_DATA``), or None."""
+    for root in (*roots, os.environ.get("DENDRISIM_DATA")):
+        if root:
+            return str(root)
+    return None
+
+
+def load_dataset(name: str, root: Optional[str], download: bool) -> ImageData:
+    """Dataset ``name`` from ``root`` exactly (an error naming the folders looked in when it
+    lacks the files), or, when ``root`` is None, from ``./data`` and the system's folders."""
+    loader = DATASETS.get(name, path="task.dataset")
+    return loader(Path(root) if root else Path("data"), download, explicit=root is not None)

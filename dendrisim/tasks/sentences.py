@@ -35,7 +35,8 @@ import torch
 
 from ..config.schema import opt
 from ..errors import DataError
-from .base import TASKS, LabelTask, Split, Task, TaskOptions, check_encoding, decode_error, locate, read_text
+from .base import (TASKS, LabelTask, Split, Task, TaskOptions, check_encoding, decode_error, locate, read_text,
+                   used_root)
 from .classification import split_indices
 
 PAD, UNK = "<pad>", "<unk>"
@@ -185,6 +186,7 @@ class SentenceClassification(LabelTask, Task):
     def __init__(self, options: SentenceOptions, *, device: torch.device, data_root: Optional[str] = None,
                  dtype: torch.dtype = torch.float32):
         self.options = options
+        self.data_root = used_root(data_root or options.data_root)
         corpus = self._corpus(options, data_root)
         (tr_s, tr_l), (te_s, te_l) = corpus["train"], corpus["test"]
         self.classes = corpus["classes"]
