@@ -56,7 +56,7 @@ class RunOptions:
     def to_json(self) -> dict:
         """What ``--resume`` needs to rebuild the run (written to ``run.json``)."""
         return {"device": self.device, "data_root": self.data_root, "dry_run": self.dry_run, "argv": self.argv,
-                "plugins": self.plugins}
+                "plugins": self.plugins, "threads": torch.get_num_threads()}
 
 
 DRY_RUN_STEPS = 5
