@@ -266,7 +266,10 @@ def cli_reference() -> str:
              "| command | script | what it does |", "|---|---|---|"]
     parts += [f"| `dendrisim {name}` | {f'`scripts/{c.script}`' if c.script else ''} | {c.summary} |"
               for name, c in COMMANDS.items()]
-    parts += ["", "## dendrisim", "", "```text", _usage(top_parser()), "```", "", parser_table(top_parser())]
+    parts += ["", "Two benchmarks stay scripts of a checkout, for developers: `scripts/bench_startup.py` times "
+              "`scripts/simulate.py` as a whole process, optionally against a checkout of the reference "
+              "implementation, and `scripts/bench_recording.py` measures what the recorder costs.",
+              "", "## dendrisim", "", "```text", _usage(top_parser()), "```", "", parser_table(top_parser())]
     for name, command in COMMANDS.items():
         parts += ["", f"## dendrisim {name}", "", command.summary[0].upper() + command.summary[1:] + "."]
         if command.extra:
