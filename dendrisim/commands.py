@@ -87,7 +87,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if name == "models":
             return models_main(rest, prog=prog)
         command = COMMANDS[name]
-        module = importlib.import_module(command.module)
+        try:
+            module = importlib.import_module(command.module)
+        except ModuleNotFoundError as err:
+            if err.name != command.module:
+                raise
+            print(f"error: dendrisim {name} needs {command.module}, which this installation lacks", file=sys.stderr)
+            return 2
         if name == "results":  # its main takes argv only
             return module.main([*rest, *command.extra])
         return module.main([*rest, *command.extra], prog=prog)
