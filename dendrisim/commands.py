@@ -20,11 +20,12 @@ import argparse
 import dataclasses
 import importlib
 import io
+import os
 import sys
-from contextlib import redirect_stdout
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 from .errors import DendrisimError
 
@@ -94,8 +95,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 raise
             print(f"error: dendrisim {name} needs {command.module}, which this installation lacks", file=sys.stderr)
             return 2
-        if name == "results":  # its main takes argv only
-            return module.main([*rest, *command.extra])
+        if name == "results":  # its main takes argv only; its parser names itself after sys.argv[0]
+            with _program_name(prog):
+                return module.main([*rest, *command.extra])
         return module.main([*rest, *command.extra], prog=prog)
     except DendrisimError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -288,6 +290,22 @@ def cli_reference() -> str:
     return "\n".join(parts) + "\n"
 
 
+@contextmanager
+def _program_name(prog: str) -> Iterator[None]:
+    """``sys.argv[0]`` is ``prog`` meanwhile: argparse's default program name."""
+    saved = sys.argv[0] if sys.argv else None
+    if not sys.argv:
+        sys.argv.append(prog)
+    sys.argv[0] = prog
+    try:
+        yield
+    finally:
+        if saved is None:
+            sys.argv.pop()
+        else:
+            sys.argv[0] = saved
+
+
 def _captured_help(name: str) -> str:
     """``dendrisim NAME --help`` as printed, for a command whose module has no ``parser``."""
     try:
@@ -295,11 +313,18 @@ def _captured_help(name: str) -> str:
     except ModuleNotFoundError:
         return f"({COMMANDS[name].module} is not part of this build)"
     out = io.StringIO()
-    with redirect_stdout(out):
-        try:
+    columns = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = "100"  # argparse wraps at the terminal's width: the same page everywhere
+    try:
+        with redirect_stdout(out), _program_name(f"dendrisim {name}"):
             module.main(["--help"])
-        except SystemExit:
-            pass
+    except SystemExit:
+        pass
+    finally:
+        if columns is None:
+            del os.environ["COLUMNS"]
+        else:
+            os.environ["COLUMNS"] = columns
     return out.getvalue().rstrip()
 
 

@@ -100,10 +100,10 @@ def test_version_is_the_package_version():
 def test_results_dispatches_to_the_package_module(monkeypatch):
     seen = []
     fake = types.ModuleType("dendrisim.results")
-    fake.main = lambda argv: seen.append(list(argv)) or 7
+    fake.main = lambda argv: seen.append((list(argv), sys.argv[0])) or 7
     monkeypatch.setitem(sys.modules, "dendrisim.results", fake)
     assert commands.main(["results", "--suite", "rules"]) == 7
-    assert seen == [["--suite", "rules"]]
+    assert seen == [(["--suite", "rules"], "dendrisim results")]  # argparse's default prog: the command's name
 
 
 @pytest.mark.parametrize("name,module", [("run", "dendrisim.cli"), ("check", "dendrisim.cli"),
