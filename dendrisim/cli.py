@@ -11,17 +11,17 @@ from typing import Optional, Sequence
 
 from .errors import DendrisimError
 
-REPO = Path(__file__).resolve().parent.parent
-DEFAULT_MODEL = REPO / "models" / "dll_mlp_digits.yaml"
+from .bundled import DEFAULT as DEFAULT_MODEL, resolve_model
 
 
-def parser() -> argparse.ArgumentParser:
+def parser(prog: str = "simulate.py") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="simulate.py",
+        prog=prog,
         description="Train a dendrisim model file and print a JSON summary as the last line.",
     )
     p.add_argument("model", nargs="?", default=None,
-                   help=f"model YAML file (default: {DEFAULT_MODEL.relative_to(REPO)}, or RUN_DIR/model.yaml with --resume)")
+                   help=f"model YAML file or the name of a bundled model (dendrisim models; default: {DEFAULT_MODEL}, "
+                        "or RUN_DIR/model.yaml with --resume)")
     p.add_argument("--plugin", dest="plugins", action="append", default=[], metavar="PATH.py",
                    help="load plasticity rules from a Python file (repeatable); model files name them by their "
                         "registered names")
@@ -32,6 +32,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or auto (default: cpu, or the resumed run's)")
     p.add_argument("--matmul-precision", choices=["highest", "high", "medium"], default="highest",
                    help="float32 matmul precision: high allows TF32 on NVIDIA GPUs, medium bf16 (default: highest)")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="torch's intra-op CPU threads (default: torch's own choice, logged in run.json); "
+                        "1 on a machine shared with other jobs")
     p.add_argument("--data-root", help="folder with the dataset files (default: task.data_root, $DENDRISIM_DATA or ./data)")
     p.add_argument("--dry-run", action="store_true", help="one epoch of a few batches, to check that everything runs")
     p.add_argument("--out", type=Path, help="run directory (default: a new folder under recordings/); "
@@ -49,8 +52,8 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = parser().parse_args(argv)
+def main(argv: Optional[Sequence[str]] = None, *, prog: str = "simulate.py") -> int:
+    args = parser(prog).parse_args(argv)
     overrides = list(args.overrides)
     if args.epochs is not None:
         overrides.append(f"training.epochs={args.epochs}")
@@ -60,6 +63,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         import torch
 
         torch.set_float32_matmul_precision(args.matmul_precision)
+        if args.threads is not None:
+            from .host import set_threads
+
+            set_threads(args.threads)
         from .builder import load_experiment
         from .plugins import load_plugins
 
@@ -70,7 +77,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.check:
             from .inspect import describe
 
-            experiment = load_experiment(args.model or str(DEFAULT_MODEL), overrides)
+            experiment = load_experiment(resolve_model(args.model), overrides)
             for note in experiment.notes:
                 print(f"note: {note}", file=sys.stderr)
             print(describe(experiment, data_root=args.data_root))
@@ -86,7 +93,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 return 0
             experiment = trainer.experiment
         else:
-            experiment = load_experiment(args.model or str(DEFAULT_MODEL), overrides)
+            experiment = load_experiment(resolve_model(args.model), overrides)
             options = RunOptions(device=args.device or "cpu", data_root=args.data_root, out_dir=args.out,
                                  dry_run=args.dry_run, overwrite=args.overwrite, progress=args.progress if dist.is_main else False,
                                  argv=argv_list, log=say, dist=dist,
@@ -148,8 +155,13 @@ def _resumed_trainer(args, overrides: list[str], argv: list[str], *, dist, say):
     from .plugins import load_plugins
 
     load_plugins(saved.get("plugins", []))  # the rules the run was started with
+<<<<<<< HEAD
     experiment = load_experiment(args.model or model_file, overrides)
     options = RunOptions(device=args.device or saved.get("device", "cpu"), data_root=args.data_root or saved.get("data_root"),
+=======
+    experiment = load_experiment(resolve_model(args.model) if args.model else model_file, overrides if args.model else [])
+    options = RunOptions(device=args.device or saved["device"], data_root=args.data_root or saved["data_root"],
+>>>>>>> t21cli
                          out_dir=run_dir, dry_run=saved["dry_run"], progress=args.progress if dist.is_main else False,
                          argv=argv, log=say, dist=dist, plugins=saved.get("plugins", []),
                          resumes=list(saved.get("resumes", [])))

@@ -44,8 +44,9 @@ presentation; ``online`` averages them over its steps. Euler is stable for
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from itertools import chain
-from typing import Optional, Protocol
+from typing import Iterator, Optional, Protocol
 
 import torch
 
@@ -101,11 +102,12 @@ class SteadyState:
         self.capture: Optional[torch.Tensor] = None
 
     def step(self, network, rule: Rule, target: torch.Tensor) -> None:
-        if rule.relax is not None:
-            rule.relax(network, target)
-        else:
-            self.settle(network, rule, target)
-        updates(network, rule)
+        with presenting(network, target):
+            if rule.relax is not None:
+                rule.relax(network, target)
+            else:
+                self.settle(network, rule, target)
+            updates(network, rule)
 
     # ------------------------------------------------------------------ the sweep
     def settle(self, network, rule: Rule, target: torch.Tensor) -> None:
@@ -215,6 +217,20 @@ class SteadyState:
         return ["dynamics steady: soma = basal; the rule settles apical inputs and errors in one top-down sweep"]
 
 
+@contextmanager
+def presenting(network, target: torch.Tensor) -> Iterator[None]:
+    """``network.target`` holds the output's target for the length of one presentation, so a
+    rule's hooks (``apical_input``) may read it: of the output's shape (``[batch, *out.shape]``;
+    in a recurrent network ``[readout steps, batch, *out.shape]``); None again afterwards,
+    whatever happens."""
+    out = network.output
+    network.target = target if network.sequential else target.view_as(out.rate)
+    try:
+        yield
+    finally:
+        network.target = None
+
+
 def updates(network, rule: Rule) -> None:
     """The rule's updates into ``.grad``; with plasticity off (``network.plastic`` false), no
     gradient at all, so the optimizer changes nothing."""
@@ -240,6 +256,10 @@ class EulerDynamics(SteadyState):
         self.trace_steps = sorted(set(range(0, K + 1, r)) | {K})
 
     def step(self, network, rule: Rule, target: torch.Tensor) -> None:
+        with presenting(network, target):
+            self._present(network, rule, target)
+
+    def _present(self, network, rule: Rule, target: torch.Tensor) -> None:
         """One presentation: from the free state, ``steps`` Euler steps. Each step first
         observes the state (basal drives from the current rates, errors from the current
         somata, apical inputs from the errors above), then moves every soma; the updates

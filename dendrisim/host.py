@@ -14,3 +14,15 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine() or "?"
+
+
+def set_threads(n: int) -> None:
+    """torch's intra-op CPU threads (``torch.set_num_threads``): ``--threads`` and the API's
+    ``threads=``. On a machine shared with other jobs, 1 avoids oversubscription."""
+    from .errors import ConfigError
+
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ConfigError(f"{n!r} threads: give a whole number of 1 or more", path="--threads")
+    import torch
+
+    torch.set_num_threads(n)

@@ -27,6 +27,9 @@ class Network(nn.Module):
     job), so a network with no rule is exactly a stack of ``nn.Linear`` + activation.
     """
 
+    #: the output's target during a presentation (set and cleared by the settling scheme), None otherwise
+    target: Optional[torch.Tensor] = None
+
     def __init__(self, experiment: Experiment, *, input_shape: tuple[int, ...], output_size: int,
                  vocabulary: Optional[tuple[int, int]] = None):
         """``vocabulary`` is ``(words, dim)`` of the task's word vectors, for embedding projections."""

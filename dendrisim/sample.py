@@ -1,4 +1,4 @@
-"""Generate text from a trained char-level language model (``scripts/sample.py``).
+"""Generate text from a trained char-level language model (``dendrisim sample``, ``scripts/sample.py``).
 
 The run directory has what it needs: ``model.yaml`` (the network), ``weights.pt`` (the
 selected epoch's weights; for a stopped run, the last ``checkpoint.pt``) and ``task.json`` (the character set), so the training text
@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 
@@ -71,15 +71,19 @@ def generate(run_dir: Path, *, length: int, temperature: float = 1.0, prime: str
     return "".join(out)
 
 
-def main(argv: Optional[list[str]] = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parser(prog: str = "sample.py") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir", type=Path, help="the run directory of a trained charlm model")
     p.add_argument("--length", type=int, default=500, help="characters to generate after the prime")
     p.add_argument("--temperature", type=float, default=1.0, help="< 1: more likely characters; > 1: more varied")
     p.add_argument("--prime", default="\n", help="text to start from (default a newline)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
-    args = p.parse_args(argv)
+    p.add_argument("--seed", type=int, default=0, help="seed of the random draws (default: 0)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None, *, prog: str = "sample.py") -> int:
+    args = parser(prog).parse_args(argv)
     try:
         print(generate(args.run_dir, length=args.length, temperature=args.temperature, prime=args.prime,
                        seed=args.seed, device=args.device))

@@ -42,8 +42,8 @@ def timed(cmd: list[str], cwd: Path) -> tuple[float, str]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--rounds", type=int, default=3)
+    p = argparse.ArgumentParser(prog="bench_startup.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--rounds", type=int, default=3, help="rounds of the processes in turn (default: 3)")
     p.add_argument("--reference", type=Path, help="a checkout of the reference implementation")
     args = p.parse_args()
     rows: dict[str, list[float]] = {"import torch": [], "dendrisim run": [], "dendrisim epoch": [],

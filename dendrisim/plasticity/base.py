@@ -42,7 +42,10 @@ class PlasticityRule(nn.Module):
     """Base class of plasticity rules: a feedback pathway and local updates, no loop.
 
     Subclasses say which feedback weights a projection has (:meth:`feedback_weight`),
-    and may change the gains or add their own updates. When apical inputs and errors are
+    and may change the gains or add their own updates. The hooks a rule may override
+    (``feedback_weight``, ``apical_input``, ``temporal_feedback``, ``compute_updates``,
+    ``relax``, ``start_epoch``, ``after_update``, ``param_groups``, ``tunables``,
+    ``projection_recordables``) are documented with examples in docs/howto/writing-a-rule.md. When apical inputs and errors are
     computed, over how many steps, is the settling scheme's business (``dendrisim.dynamics``).
     """
 
@@ -96,7 +99,11 @@ class PlasticityRule(nn.Module):
         raise NotImplementedError
 
     def apical_input(self, network: "Network", pop: "PyramidalPopulation") -> torch.Tensor:
-        """Sum of top-down feedback onto ``pop``'s apical dendrite."""
+        """Sum of top-down feedback onto ``pop``'s apical dendrite, of ``pop``'s shape, before
+        the rule's gain and clip: by default each outgoing projection's target error carried
+        back through :meth:`feedback_weight`. An override may read ``network.target``, the
+        output's target during a presentation (None outside one): direct random target
+        projection sends it instead of an error (docs/howto/writing-a-rule.md)."""
         total = None
         for proj in network.outgoing[pop.name]:
             delta = network.populations[proj.target].error

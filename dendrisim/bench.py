@@ -1,0 +1,533 @@
+#!/usr/bin/env python3
+"""Speed of dendrisim's rules against a plain torch autograd step, and against the
+arithmetic floor of the machine, all measured in one process on the same shapes.
+
+    dendrisim bench                      # CPU, the Fashion-MNIST MLP at batch 128
+    dendrisim bench --device cuda --json
+    dendrisim bench --no-epoch           # skip the one-epoch throughput (needs Fashion-MNIST)
+    dendrisim bench --dynamics           # the euler-mode step against steps x (forward + feedback)
+
+(``python scripts/bench.py`` in a checkout is the same.) Models are bundled model names or
+paths; the step timings need no data, the one-epoch throughput needs Fashion-MNIST.
+
+Rows: each registered rule's training step (forward, settle, updates, optimizer) and the
+`nn.Sequential` + autograd + `torch.optim.Adam` step it must beat; the floor is the
+step's matmul FLOPs divided by the matmul rate measured here on the same GEMM shapes.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from typing import Optional, Sequence
+
+import torch
+from torch import nn
+
+from .builder import load_experiment
+from .bundled import resolve_model
+from .host import cpu_name
+from .network import Network
+from .optim import build_optimizer
+from .plasticity import RULES, build_rule
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn, device, *, steps: int, repeats: int, warmup: int) -> float:
+    """Median seconds per call over ``repeats`` blocks of ``steps`` calls, after warm-up."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    blocks = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            fn()
+        sync(device)
+        blocks.append((time.perf_counter() - t0) / steps)
+    return statistics.median(blocks)
+
+
+def machine(device: torch.device) -> dict:
+    info = {"cpu": cpu_name(), "threads": torch.get_num_threads(), "torch": str(torch.__version__), "device": str(device)}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def gemm_shapes(net: Network, rule: str, batch: int) -> list[tuple[int, int, int]]:
+    """(m, k, n) of every matmul one step of ``rule`` does (biases and element-wise work excluded)."""
+    shapes = []
+    hidden = {p.name for p in net.hidden()}
+    for proj in net.projections.values():
+        n_post, n_pre = proj.weight.shape
+        shapes.append((batch, n_pre, n_post))  # forward drive
+        if proj.learnable:
+            shapes.append((n_post, batch, n_pre))  # weight update δᵀ r
+        if proj.source in hidden and rule in ("dll", "bp", "fa", "autograd"):
+            shapes.append((batch, n_post, n_pre))  # feedback to the source's apical dendrite
+            if rule == "dll":
+                shapes.append((n_pre, batch, n_post))  # θ update aᵀ δ
+    if rule == "dfa":
+        n_out = net.output.size
+        shapes += [(batch, n_out, p.size) for p in net.hidden()]
+    return shapes
+
+
+def gemm_floor(shapes, device, dtype, *, repeats: int) -> tuple[float, float]:
+    """Seconds for the matmuls alone, each run in isolation, and their FLOPs."""
+    total, flops = 0.0, 0
+    for m, k, n in shapes:
+        a = torch.randn(m, k, device=device, dtype=dtype)
+        b = torch.randn(k, n, device=device, dtype=dtype)
+        out = torch.empty(m, n, device=device, dtype=dtype)
+        total += timed(lambda: torch.mm(a, b, out=out), device, steps=10, repeats=repeats, warmup=3)
+        flops += 2 * m * k * n
+    return total, flops
+
+
+def autograd_step(net: Network, x, y, lr: float, device, *, fused: bool = False):
+    layers = []
+    for name in net.order:
+        (proj,) = net.incoming[name]
+        lin = nn.Linear(*reversed(proj.weight.shape)).to(device)
+        layers += [lin, nn.Tanh() if name != net.output_name else nn.Identity()]
+    model = nn.Sequential(nn.Flatten(), *layers)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, **({"fused": True} if fused else {}))
+    loss_fn = nn.CrossEntropyLoss()
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss_fn(model(x), y).backward()
+        opt.step()
+
+    return step
+
+
+def rule_step(exp, rule: str, x, y, device):
+    exp = load_experiment(exp.to_dict(), [f"plasticity.rule={rule}"], file=exp.file)
+    net = Network(exp, input_shape=tuple(x.shape[1:]), output_size=10).to(device)
+    r = build_rule(net, exp).to(device)
+    opt = build_optimizer(net, r, exp.config.optimizer)
+    t = torch.eye(10, device=device)[y]
+
+    def step():
+        with torch.no_grad():
+            net(x)
+            r.step(net, t)
+            opt.step()
+
+    step.rule = r
+    return step, net
+
+
+def torch_twin(net: Network) -> nn.Module:
+    """The same chain of layers as plain torch modules (conv, pool, linear, activations)."""
+    acts = {"tanh": nn.Tanh, "relu": nn.ReLU, "sigmoid": nn.Sigmoid, "linear": nn.Identity, "softmax": nn.Identity}
+    layers: list[nn.Module] = []
+    for name in net.order:
+        incoming = net.incoming[name]
+        if len(incoming) != 1:
+            raise SystemExit(f"the torch twin needs a chain; {name} has {len(incoming)} inputs")
+        proj = incoming[0]
+        if proj.connectivity == "conv2d":
+            c_out, c_in, kh, kw = proj.weight.shape
+            layers.append(nn.Conv2d(c_in, c_out, (kh, kw), proj.stride, proj.padding))
+        elif proj.connectivity == "maxpool":
+            layers.append(nn.MaxPool2d(proj.kernel, proj.stride, proj.padding))
+        elif proj.connectivity == "avgpool":
+            layers.append(nn.AvgPool2d(proj.kernel, proj.stride, proj.padding))
+        else:
+            layers += [nn.Flatten(), nn.Linear(*reversed(proj.weight.shape))]
+        layers.append(acts[net.populations[name].activation.name]())
+    return nn.Sequential(*layers)
+
+
+def op_floor(net: Network, rule: str, x: torch.Tensor, device, *, repeats: int) -> float:
+    """Seconds of the native kernels one step of ``rule`` needs, each timed in isolation:
+    every projection's drive, its weight update, the error carried back to a hidden source
+    and (dll) the feedback update; element-wise work and the optimizer are left out."""
+    with torch.no_grad():
+        net(x)
+    hidden = {p.name for p in net.hidden()}
+    total = 0.0
+    for proj in net.projections.values():
+        r = net.populations[proj.source].rate
+        post = net.populations[proj.target].rate
+        delta = torch.randn_like(post)
+        fb = proj.transported()
+        ops = [lambda: proj.drive(r)]
+        if proj.learnable:
+            ops.append(lambda: proj.weight_gradient(delta, r, gain=1.0))
+        if proj.source in hidden:
+            ops.append(lambda: proj.carry_back(delta, fb))
+            if rule == "dll" and proj.has_weight:
+                ops.append(lambda: proj.feedback_gradient(r, delta, gain=1.0))
+        with torch.no_grad():
+            for op in ops:
+                total += timed(op, device, steps=5, repeats=repeats, warmup=2)
+    return total
+
+
+def cnn_rows(model_file: str, device: torch.device, batch: int, kw: dict) -> dict:
+    """Each rule's step on a CNN model file against plain torch autograd on the same layers."""
+    from dendrisim.tasks.datasets import SPECS
+
+    exp = load_experiment(model_file)
+    shape, classes, _ = SPECS[exp.task.dataset]
+    x = torch.randn(batch, *shape, device=device)
+    y = torch.randint(0, classes, (batch,), device=device)
+    _, net = rule_step(exp, "bp", x, y, device)
+    model = torch_twin(net).to(device)
+    rows = {}
+    for label, fused in (("autograd (nn.Sequential + Adam)", False), ("autograd + fused Adam", True)):
+        opt = torch.optim.Adam(model.parameters(), lr=exp.config.optimizer.lr, **({"fused": True} if fused else {}))
+        loss_fn = nn.CrossEntropyLoss()
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            loss_fn(model(x), y).backward()
+            opt.step()
+
+        rows[label] = {"s": timed(step, device, **kw), "rule": "autograd"}
+    for rule in RULES.names():
+        step, net = rule_step(exp, rule, x, y, device)
+        rows[rule] = {"s": timed(step, device, **kw), "rule": rule, "net": net}
+    ref_s = rows["autograd (nn.Sequential + Adam)"]["s"]
+    table = []
+    for name, row in rows.items():
+        floor_net = row.get("net", net)
+        floor_s = op_floor(floor_net, "bp" if row["rule"] == "autograd" else row["rule"], x, device,
+                           repeats=max(3, kw["repeats"] // 2))
+        table.append({"step": name, "ms": round(1e3 * row["s"], 3), "vs_autograd": round(row["s"] / ref_s, 3),
+                      "floor_ms": round(1e3 * floor_s, 3), "vs_floor": round(row["s"] / floor_s, 3)})
+    return {"model": exp.config.name, "batch": batch, "steps": table}
+
+
+def rnn_floor(net: Network, rule: str, T: int, B: int, device, *, repeats: int) -> float:
+    """Matmul seconds of one step of ``rule`` on an unrolled network: feedforward
+    projections as one [T·B]-row matmul each, recurrent ones as T matmuls of B rows
+    (forward and error carried back), every update one [T·B]-row matmul."""
+    hidden = {p.name for p in net.hidden()}
+    shapes: dict[tuple[int, int, int], int] = {}
+
+    def add(m, k, n, times=1):
+        shapes[(m, k, n)] = shapes.get((m, k, n), 0) + times
+
+    for proj in net.projections.values():
+        n_post, n_pre = proj.weight.shape
+        rec = proj.kind == "recurrent"
+        add(*((B, n_pre, n_post, T) if rec else (T * B, n_pre, n_post)))
+        if proj.learnable:
+            add(n_post, T * B, n_pre)
+        if proj.source in hidden and rule in ("dll", "bp", "fa", "kp", "autograd"):
+            add(*((B, n_post, n_pre, T) if rec else (T * B, n_post, n_pre)))
+            if rule == "dll":
+                add(n_pre, T * B, n_post)
+    if rule == "dfa":
+        for p in net.hidden():
+            add(T * B, net.output.size, p.size)
+    total = 0.0
+    for (m, k, n), times in shapes.items():
+        a = torch.randn(m, k, device=device)
+        b = torch.randn(k, n, device=device)
+        out = torch.empty(m, n, device=device)
+        total += times * timed(lambda: torch.mm(a, b, out=out), device, steps=10, repeats=repeats, warmup=3)
+    return total
+
+
+def rnn_rows(model_file: str, device: torch.device, batch: int, kw: dict, *, vocabulary: int = 64,
+             length: int = 100) -> dict:
+    """Each rule's step on a one-layer recurrent model file (a char LM shape: one-hot in,
+    softmax out at every step) against torch.nn.RNN + Linear + autograd BPTT + Adam."""
+    exp = load_experiment(model_file, [f"task.sequence_length={length}"])
+    ids = torch.randint(0, vocabulary, (batch, length + 1), device=device)
+    x = torch.nn.functional.one_hot(ids[:, :-1], vocabulary).float()
+    y = ids[:, 1:]
+    rows = {}
+    net = None
+    for rule in [r for r in RULES.names() if r != "pc"]:
+        e = load_experiment(exp.to_dict(), [f"plasticity.rule={rule}"], file=exp.file)
+        net = Network(e, input_shape=(vocabulary,), output_size=vocabulary).to(device)
+        r = build_rule(net, e).to(device)
+        opt = build_optimizer(net, r, e.config.optimizer)
+        t = torch.eye(vocabulary, device=device)[y.t()]
+
+        def step(net=net, r=r, opt=opt, t=t):
+            with torch.no_grad():
+                net(x)
+                r.step(net, t)
+                opt.step()
+
+        rows[rule] = {"s": timed(step, device, **kw), "rule": rule, "net": net}
+    (hidden,) = [p for p in net.hidden()]
+    rnn = nn.RNN(vocabulary, hidden.size, nonlinearity=hidden.activation.name, batch_first=True).to(device)
+    readout = nn.Linear(hidden.size, vocabulary).to(device)
+    params = [*rnn.parameters(), *readout.parameters()]
+    loss_fn = nn.CrossEntropyLoss()
+    for label, fused in (("autograd (nn.RNN + Adam)", False), ("autograd + fused Adam", True)):
+        opt = torch.optim.Adam(params, lr=exp.config.optimizer.lr, **({"fused": True} if fused else {}))
+
+        def step(opt=opt):
+            opt.zero_grad(set_to_none=True)
+            h, _ = rnn(x)
+            loss_fn(readout(h).flatten(0, 1), y.flatten()).backward()
+            opt.step()
+
+        rows = {label: {"s": timed(step, device, **kw), "rule": "autograd", "net": net}, **rows}
+    ref_s = rows["autograd (nn.RNN + Adam)"]["s"]
+    table = []
+    for name, row in rows.items():
+        floor_s = rnn_floor(row["net"], row["rule"], length, batch, device, repeats=max(3, kw["repeats"] // 2))
+        table.append({"step": name, "ms": round(1e3 * row["s"], 3), "vs_autograd": round(row["s"] / ref_s, 3),
+                      "floor_ms": round(1e3 * floor_s, 3), "vs_floor": round(row["s"] / floor_s, 3)})
+    return {"model": exp.config.name, "batch": batch, "length": length, "vocabulary": vocabulary, "steps": table}
+
+
+def epoch_throughput(model_file: str, device: str, data_root) -> dict:
+    from dendrisim.training import RunOptions, Trainer
+
+    exp = load_experiment(model_file, ["recording.enabled=false"])
+    tr = Trainer(exp, RunOptions(device=device, data_root=data_root, progress=False, log=lambda s: None))
+    tr.train_epoch(0)  # warm-up epoch (allocator, threads)
+    sync(tr.device)
+    t0 = time.perf_counter()
+    tr.train_epoch(1)
+    tr.evaluate(tr.task.val)
+    tr.evaluate(tr.task.test)
+    sync(tr.device)
+    seconds = time.perf_counter() - t0
+    n_train, n_eval = len(tr.task.train), len(tr.task.val) + len(tr.task.test)
+    return {"seconds": seconds, "n_train": n_train, "n_eval": n_eval, "steps": tr.steps_per_epoch,
+            "batch": exp.task.batch_size, "net": tr.network}
+
+
+def scaled_model(exp, *, hidden: list[int]) -> dict:
+    """The model file with its hidden chain replaced by ``hidden`` sizes."""
+    data = exp.to_dict()
+    pops = {"input": data["populations"]["input"]}
+    names = [f"h{i + 1}" for i in range(len(hidden))]
+    for name, size in zip(names, hidden):
+        pops[name] = {"type": "pyramidal", "size": size, "activation": "tanh"}
+    pops["out"] = data["populations"]["out"]
+    chain = ["input", *names, "out"]
+    data["populations"] = pops
+    data["projections"] = [{"from": a, "to": b, "init": {"normal": {"std": 0.05}}} for a, b in zip(chain, chain[1:])]
+    return data
+
+
+def memory_mib(net, rule, batch: int) -> dict:
+    """Where a DLL step's memory goes (float32): parameters, their .grad and Adam's two
+    moments; θ likewise; and the five compartment tensors of every population."""
+    w = sum(p.numel() for p in net.parameters())
+    th = sum(p.numel() for p in rule.parameters())
+    act = sum(5 * batch * p.size for p in net.pyramidal()) + batch * net.input.size
+    mib = lambda n: round(4 * n / 2**20, 2)  # noqa: E731
+    return {"weights+grad+adam": mib(4 * w), "theta+grad+adam": mib(4 * th), "compartments": mib(act)}
+
+
+def scaling(exp, device, kw) -> list[dict]:
+    """DLL time per Fashion-MNIST epoch (54k training samples) at three widths, depths and batches."""
+    base = [1024, 512, 256]
+    points = [("width x0.5", [s // 2 for s in base], 128), ("width x1", base, 128), ("width x2", [s * 2 for s in base], 128),
+              ("depth 2", base[:2], 128), ("depth 3", base, 128), ("depth 4", base + [128], 128),
+              ("batch 64", base, 64), ("batch 128", base, 128), ("batch 256", base, 256)]
+    rows = []
+    for label, hidden, batch in points:
+        e = load_experiment(scaled_model(exp, hidden=hidden), file=exp.file)
+        x = torch.randn(batch, 1, 28, 28, device=device)
+        y = torch.randint(0, 10, (batch,), device=device)
+        step, net = rule_step(e, "dll", x, y, device)
+        r = build_rule(net, e)
+        s = timed(step, device, **kw)
+        steps = -(-54000 // batch)
+        rows.append({"point": label, "hidden": hidden, "batch": batch, "step_ms": round(1e3 * s, 3),
+                     "epoch_s": round(s * steps, 2), **memory_mib(net, r, batch)})
+    return rows
+
+
+def dynamics_rows(model_file: str, device: torch.device, batch: int, kw: dict, *,
+                  rules=("dll", "bp", "fa", "dfa", "kp")) -> dict:
+    """Each rule's euler-mode training step against ``steps`` x (one forward pass + one
+    feedback pass), both timed here on the same network and batch: what the dynamics cost
+    beyond the work they must do (the goal is at most 1.2x)."""
+    exp = load_experiment(model_file)
+    dyn = exp.config.dynamics
+    if dyn.mode != "euler":
+        exp = load_experiment(model_file, ["dynamics.mode=euler"])
+        dyn = exp.config.dynamics
+    torch.manual_seed(0)
+    x = torch.randn(batch, 1, 28, 28, device=device)
+    y = torch.randint(0, 10, (batch,), device=device)
+    rows = []
+    for rule in rules:
+        step, net = rule_step(exp, rule, x, y, device)
+        r = step.rule
+        t = torch.eye(10, device=device)[y]
+        with torch.no_grad():
+            net(x)
+            net.dynamics.settle(net, r, t)  # errors everywhere, so the feedback pass does its real work
+        hidden = list(net.hidden())
+
+        def forward():
+            with torch.no_grad():
+                net(x)
+
+        def feedback():
+            with torch.no_grad():
+                for pop in hidden:
+                    r.top_down(net, pop)
+
+        # interleaved rounds (a block of euler steps, then a block of passes), so that the
+        # machine's load drifts under both alike; the ratio is the median of the rounds'
+        one = dict(kw, repeats=1, warmup=1)
+        rounds = []
+        for _ in range(kw["repeats"]):
+            euler_s = timed(step, device, **one)
+            pass_s = timed(forward, device, **one) + timed(feedback, device, **one)
+            rounds.append((euler_s, pass_s, euler_s / (dyn.steps * pass_s)))
+        euler_s, pass_s, ratio = (statistics.median(r[i] for r in rounds) for i in range(3))
+        rows.append({"rule": rule, "steps": dyn.steps, "step_ms": round(1e3 * euler_s, 3),
+                     "forward_plus_feedback_ms": round(1e3 * pass_s, 3), "vs_steps_passes": round(ratio, 3),
+                     "ratios": [round(r[2], 3) for r in rounds]})
+    return {"model": exp.config.name, "batch": batch, "dt": dyn.dt, "steps": dyn.steps, "rows": rows}
+
+
+def parser(prog: str = "bench.py") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="dll_mlp_fmnist",
+                   help="model file or bundled model name of the MLP rows (default: dll_mlp_fmnist)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    p.add_argument("--batch", type=int, default=128, help="batch size of the timed steps (default: 128)")
+    p.add_argument("--steps", type=int, default=20, help="steps per timed block")
+    p.add_argument("--repeats", type=int, default=7, help="timed blocks (the median is reported)")
+    p.add_argument("--warmup", type=int, default=10, help="untimed steps before the timed blocks (default: 10)")
+    p.add_argument("--no-epoch", action="store_true", help="skip the one-epoch throughput")
+    p.add_argument("--data-root", help="folder with Fashion-MNIST for the one-epoch throughput")
+    p.add_argument("--json", action="store_true", help="print one JSON line instead of the tables")
+    p.add_argument("--scaling", action="store_true", help="also time DLL epochs at three widths, depths and batches")
+    p.add_argument("--cnn", nargs="?", const="dll_cnn_fmnist", metavar="MODEL",
+                   help="also time every rule on a CNN model (default dll_cnn_fmnist)")
+    p.add_argument("--only-cnn", action="store_true", help="time the CNN rows only")
+    p.add_argument("--rnn", nargs="?", const="dll_rnn_charlm", metavar="MODEL",
+                   help="also time every rule on a recurrent model (default dll_rnn_charlm; "
+                        "64 one-hot symbols, 100 steps)")
+    p.add_argument("--only-rnn", action="store_true", help="time the RNN rows only")
+    p.add_argument("--dynamics", nargs="?", const="dll_mlp_fmnist_dynamic", metavar="MODEL",
+                   help="time the euler-mode step of each rule against steps x (forward + feedback pass) only "
+                        "(default dll_mlp_fmnist_dynamic)")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None, *, prog: str = "bench.py") -> int:
+    args = parser(prog).parse_args(argv)
+    for key in ("model", "cnn", "rnn", "dynamics"):  # bundled names or paths
+        if isinstance(getattr(args, key), str):
+            setattr(args, key, resolve_model(getattr(args, key)))
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    exp = load_experiment(args.model)
+    x = torch.randn(args.batch, 1, 28, 28, device=device)
+    y = torch.randint(0, 10, (args.batch,), device=device)
+    kw = dict(steps=args.steps, repeats=args.repeats, warmup=args.warmup)
+
+    if args.dynamics:
+        return report({"machine": machine(device), "dynamics": dynamics_rows(args.dynamics, device, args.batch, kw)}, args)
+    if args.only_rnn:
+        args.rnn = args.rnn or resolve_model("dll_rnn_charlm")
+        result = {"machine": machine(device), "rnn": rnn_rows(args.rnn, device, args.batch, kw)}
+        return report(result, args)
+    if args.only_cnn:
+        args.cnn = args.cnn or resolve_model("dll_cnn_fmnist")
+        result = {"machine": machine(device), "cnn": cnn_rows(args.cnn, device, args.batch, kw)}
+        return report(result, args)
+    rows = {}
+    _, net = rule_step(exp, "bp", x, y, device)
+    ref = autograd_step(net, x, y, exp.config.optimizer.lr, device)
+    rows["autograd (nn.Sequential + Adam)"] = {"s": timed(ref, device, **kw), "shapes": gemm_shapes(net, "autograd", args.batch)}
+    fused = autograd_step(net, x, y, exp.config.optimizer.lr, device, fused=True)
+    rows["autograd + fused Adam"] = {"s": timed(fused, device, **kw), "shapes": gemm_shapes(net, "autograd", args.batch)}
+    for rule in RULES.names():
+        step, net = rule_step(exp, rule, x, y, device)
+        rows[rule] = {"s": timed(step, device, **kw), "shapes": gemm_shapes(net, rule, args.batch)}
+    ref_s = rows["autograd (nn.Sequential + Adam)"]["s"]
+    table = []
+    for name, row in rows.items():
+        floor_s, flops = gemm_floor(row["shapes"], device, x.dtype, repeats=max(3, args.repeats // 2))
+        table.append({"step": name, "ms": round(1e3 * row["s"], 3), "vs_autograd": round(row["s"] / ref_s, 3),
+                      "gflop": round(flops / 1e9, 4), "floor_ms": round(1e3 * floor_s, 3),
+                      "vs_floor": round(row["s"] / floor_s, 3)})
+    result = {"machine": machine(device), "model": exp.config.name, "batch": args.batch, "steps": table}
+
+    if not args.no_epoch:
+        ep = epoch_throughput(args.model, args.device, args.data_root)
+        train_shapes = gemm_shapes(ep["net"], "dll", ep["batch"])
+        step_floor, _ = gemm_floor(train_shapes, device, x.dtype, repeats=3)
+        eval_shapes = [(1000, k, n) for (m, k, n) in gemm_shapes(ep["net"], "forward", 1000)[::2]]
+        eval_floor, _ = gemm_floor(eval_shapes, device, x.dtype, repeats=3)
+        floor = step_floor * ep["steps"] + eval_floor * (ep["n_eval"] / 1000)
+        result["epoch"] = {"rule": "dll", "seconds": round(ep["seconds"], 3),
+                           "samples_per_s": round((ep["n_train"] + ep["n_eval"]) / ep["seconds"], 1),
+                           "floor_s": round(floor, 3), "vs_floor": round(ep["seconds"] / floor, 3)}
+    if args.scaling:
+        result["scaling"] = scaling(exp, device, kw)
+    if args.cnn:
+        result["cnn"] = cnn_rows(args.cnn, device, args.batch, kw)
+    if args.rnn:
+        result["rnn"] = rnn_rows(args.rnn, device, args.batch, kw)
+    return report(result, args)
+
+
+def print_steps(rows: list[dict]) -> None:
+    print(f"{'step':<34}{'ms':>10}{'x autograd':>12}{'floor ms':>10}{'x floor':>9}")
+    for r in rows:
+        print(f"{r['step']:<34}{r['ms']:>10.3f}{r['vs_autograd']:>12.3f}{r['floor_ms']:>10.3f}{r['vs_floor']:>9.3f}")
+
+
+def report(result: dict, args) -> int:
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    m = result["machine"]
+    print(f"machine: {m['cpu']}, {m['threads']} threads, torch {m['torch']}, device {m['device']}"
+          + (f" ({m['gpu']})" if "gpu" in m else ""))
+    if "steps" in result:
+        print(f"model {result['model']}, batch {args.batch}; median of {args.repeats} blocks of {args.steps} steps")
+        print(f"{'step':<34}{'ms':>10}{'x autograd':>12}{'GFLOP':>9}{'floor ms':>10}{'x floor':>9}")
+        for r in result["steps"]:
+            print(f"{r['step']:<34}{r['ms']:>10.3f}{r['vs_autograd']:>12.3f}{r['gflop']:>9.3f}{r['floor_ms']:>10.3f}"
+                  f"{r['vs_floor']:>9.3f}")
+    if "cnn" in result:
+        c = result["cnn"]
+        print(f"CNN {c['model']}, batch {c['batch']}; floor: each native kernel of the step timed alone")
+        print_steps(c["steps"])
+    if "rnn" in result:
+        c = result["rnn"]
+        print(f"RNN {c['model']}, batch {c['batch']}, {c['length']} steps, {c['vocabulary']} one-hot symbols; "
+              "floor: the step's matmuls timed alone (recurrent ones as T small matmuls)")
+        print_steps(c["steps"])
+    if "dynamics" in result:
+        d = result["dynamics"]
+        print(f"euler dynamics, {d['model']}, batch {d['batch']}, {d['steps']} steps of dt {d['dt']}; median of "
+              f"{args.repeats} interleaved rounds of {args.steps} training steps and {args.steps} passes")
+        print(f"{'rule':<8}{'step ms':>10}{'forward + feedback ms':>24}{'x (steps x passes)':>21}   rounds")
+        for r in d["rows"]:
+            print(f"{r['rule']:<8}{r['step_ms']:>10.2f}{r['forward_plus_feedback_ms']:>24.3f}{r['vs_steps_passes']:>21.3f}"
+                  f"   {' '.join(f'{x:.2f}' for x in r['ratios'])}")
+    if "scaling" in result:
+        print("DLL time per Fashion-MNIST epoch (54k samples, training steps only) and memory in MiB:")
+        print(f"{'point':<12}{'hidden':<24}{'batch':>6}{'step ms':>9}{'epoch s':>9}{'W+grad+adam':>13}{'θ+grad+adam':>13}{'compartments':>14}")
+        for r in result["scaling"]:
+            print(f"{r['point']:<12}{str(r['hidden']):<24}{r['batch']:>6}{r['step_ms']:>9.2f}{r['epoch_s']:>9.2f}"
+                  f"{r['weights+grad+adam']:>13.1f}{r['theta+grad+adam']:>13.1f}{r['compartments']:>14.1f}")
+    if "epoch" in result:
+        e = result["epoch"]
+        print(f"one Fashion-MNIST epoch (dll, train + val + test, data handling included): {e['seconds']:.2f} s, "
+              f"{e['samples_per_s']:.0f} samples/s, floor {e['floor_s']:.2f} s, {e['vs_floor']:.2f}x floor")
+    return 0
+

@@ -1,0 +1,337 @@
+"""The ``dendrisim`` command: one entry point for everything ``scripts/`` does.
+
+    dendrisim run [MODEL] [options]      train a model file or bundled model (scripts/simulate.py)
+    dendrisim check [MODEL]              validate it and print what it builds (scripts/validate_model.py)
+    dendrisim compare MODEL --out DIR    several rules and seeds, a report (scripts/compare_rules.py)
+    dendrisim results                    the README's comparison tables (scripts/results.py)
+    dendrisim plot RUN_DIR               figures from a recording (scripts/plot_recording.py)
+    dendrisim sample RUN_DIR             text from a trained char-level model (scripts/sample.py)
+    dendrisim bench                      speed against autograd and the arithmetic floor (scripts/bench.py)
+    dendrisim rules | models             what is registered and what ships
+    dendrisim --version
+
+Each subcommand is the same ``main(argv)`` that its script in ``scripts/`` calls, imported
+only when it runs. :func:`cli_reference` writes the Markdown of ``docs/reference/cli.md``
+from the parsers themselves (``python -m dendrisim.commands --update docs/reference/cli.md``).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import io
+import os
+import sys
+from contextlib import contextmanager, redirect_stdout
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Optional, Sequence
+
+from .errors import DendrisimError
+
+
+@dataclass(frozen=True)
+class Command:
+    module: str  #: the module with ``main(argv, *, prog)`` (and ``parser(prog)``, except results)
+    summary: str
+    script: str  #: its script in the repository's ``scripts/`` (or "" for none)
+    extra: tuple[str, ...] = ()  #: arguments appended to the user's (check is run --check)
+
+
+COMMANDS: dict[str, Command] = {
+    "run": Command("dendrisim.cli", "train and evaluate a model file or bundled model", "simulate.py"),
+    "check": Command("dendrisim.cli", "validate a model file and print what it builds, without data or training",
+                     "validate_model.py", ("--check",)),
+    "compare": Command("dendrisim.compare", "train a model under several rules and seeds, and report",
+                       "compare_rules.py"),
+    "results": Command("dendrisim.results", "run (or collect) the comparisons behind the results tables",
+                       "results.py"),
+    "plot": Command("dendrisim.plot", "write PNG figures from a recording", "plot_recording.py"),
+    "sample": Command("dendrisim.sample", "generate text from a trained char-level language model", "sample.py"),
+    "bench": Command("dendrisim.bench", "time every rule's step against autograd and the arithmetic floor",
+                     "bench.py"),
+    "rules": Command("dendrisim.commands", "list every registered plasticity rule with its options and tunables", ""),
+    "models": Command("dendrisim.commands", "list the bundled model files and the data each needs", ""),
+}
+
+
+def version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def top_parser() -> argparse.ArgumentParser:
+    width = max(map(len, COMMANDS))
+    p = argparse.ArgumentParser(
+        prog="dendrisim", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Pyramidal-neuron networks trained by Dendritic Localized Learning and rival plasticity rules.",
+        epilog="commands:\n" + "\n".join(f"  {name:<{width}}  {c.summary}" for name, c in COMMANDS.items())
+               + "\n\n'dendrisim COMMAND --help' describes each one's options.")
+    p.add_argument("--version", action="version", version=f"dendrisim {version()}",
+                   help="print dendrisim's version and exit")
+    p.add_argument("command", choices=list(COMMANDS), metavar="COMMAND", help="what to do (see the list below)")
+    p.add_argument("args", nargs=argparse.REMAINDER, metavar="...", help="the command's own arguments")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0].startswith("-") or argv[0] not in COMMANDS:
+        top_parser().parse_args(argv or ["--help"])  # help, version and unknown commands end here
+        return 2
+    name, rest = argv[0], argv[1:]
+    prog = f"dendrisim {name}"
+    try:
+        if name == "rules":
+            return rules_main(rest, prog=prog)
+        if name == "models":
+            return models_main(rest, prog=prog)
+        command = COMMANDS[name]
+        try:
+            module = importlib.import_module(command.module)
+        except ModuleNotFoundError as err:
+            if err.name != command.module:
+                raise
+            print(f"error: dendrisim {name} needs {command.module}, which this installation lacks", file=sys.stderr)
+            return 2
+        if name == "results":  # its main takes argv only; its parser names itself after sys.argv[0]
+            with _program_name(prog):
+                return module.main([*rest, *command.extra])
+        return module.main([*rest, *command.extra], prog=prog)
+    except DendrisimError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def command_parser(name: str) -> Optional[argparse.ArgumentParser]:
+    """The parser of subcommand ``name`` as ``dendrisim NAME`` shows it (None when its module
+    has no ``parser`` function or is not in this build)."""
+    if name == "rules":
+        return rules_parser(prog="dendrisim rules")
+    if name == "models":
+        return models_parser(prog="dendrisim models")
+    try:
+        module = importlib.import_module(COMMANDS[name].module)
+    except ModuleNotFoundError:
+        return None
+    make = getattr(module, "parser", None)
+    return make(prog=f"dendrisim {name}") if make is not None else None
+
+
+# ------------------------------------------------------------------ dendrisim rules
+def rules_parser(prog: str = "dendrisim rules") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description="Every registered plasticity rule (built-in, --plugin files "
+                                "and installed entry points) with its options, their defaults, and the tunables "
+                                "that 'dendrisim compare --tune' searches.")
+    p.add_argument("names", nargs="*", metavar="RULE", help="only these rules (default: all)")
+    p.add_argument("--plugin", dest="plugins", action="append", default=[], metavar="PATH.py",
+                   help="load plasticity rules from a Python file first (repeatable)")
+    return p
+
+
+def _default(f: dataclasses.Field) -> str:
+    if f.default is not dataclasses.MISSING:
+        value = f.default
+    elif f.default_factory is not dataclasses.MISSING:
+        value = f.default_factory()
+    else:
+        return "required"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return "null" if value is None else str(value)
+
+
+def describe_rule(name: str) -> str:
+    """A rule's entry in ``dendrisim rules``: origin, summary, settling schemes, options, tunables."""
+    from .plasticity import RULES
+    from .plugins import ORIGIN
+
+    cls = RULES.get(name)
+    doc = (cls.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
+    lines = [f"{name}  ({ORIGIN.get(name, cls.__module__)})", f"  {doc}" if doc else "  (no docstring)",
+             f"  settling schemes: {', '.join(cls.settling_modes)}; "
+             f"{'per projection or network-wide' if cls.per_projection else 'network-wide only'}",
+             "  options (plasticity.KEY):"]
+    fields = [f for f in dataclasses.fields(cls.Options) if f.name != "rule"]
+    width = max((len(f.name) for f in fields), default=0)
+    for f in fields:
+        lines.append(f"    {f.name:<{width}}  default {_default(f)}: {f.metadata.get('doc', '')}".rstrip(": "))
+    tunables = [f"plasticity.{key} {spec[0]:g}..{spec[1]:g}" + (f" ({spec[2]})" if len(spec) > 2 else "")
+                for key, spec in dict(cls.tunables).items()]
+    lines.append("  tunables (dendrisim compare --tune): " + ", ".join(["optimizer.lr (file's lr /10..x10, log)",
+                                                                        *tunables]))
+    return "\n".join(lines)
+
+
+def rules_main(argv: Optional[Sequence[str]] = None, *, prog: str = "dendrisim rules") -> int:
+    args = rules_parser(prog).parse_args(argv)
+    from .plasticity import RULES
+    from .plugins import load_entry_points, load_plugins
+
+    load_plugins(args.plugins)
+    load_entry_points()
+    for name in args.names:
+        RULES.get(name)  # an unknown name: the error lists the registered ones
+    print("\n\n".join(describe_rule(name) for name in (args.names or RULES.names())))
+    return 0
+
+
+# ------------------------------------------------------------------ dendrisim models
+def models_parser(prog: str = "dendrisim models") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description="The model files that ship with dendrisim: 'dendrisim run "
+                                "NAME' runs one, 'dendrisim check NAME' shows what it builds.")
+    p.add_argument("--paths", action="store_true", help="also print where each file lies")
+    return p
+
+
+def model_description(text: str, data: dict) -> str:
+    """The file's ``description`` key, else the first sentence of its leading comment."""
+    if data.get("description"):
+        return str(data["description"]).strip()
+    comment = []
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            break
+        comment.append(line.lstrip("#").strip())
+    prose = " ".join(comment).strip()
+    cut = prose.find(". ")
+    return prose[: cut + 1] if cut >= 0 else prose
+
+
+def data_needs(task: dict) -> str:
+    """What data a model's task reads and where it is looked for."""
+    from .tasks.datasets import DEBIAN_FASHION_MNIST
+
+    root = task.get("data_root")
+    kind = task.get("type", "classification")
+    if kind == "classification":
+        dataset = task.get("dataset", "digits")
+        if dataset == "digits":
+            return "digits, bundled with scikit-learn (no files)"
+        where = f"under {root}" if root else "under $DENDRISIM_DATA or ./data"
+        extra = f" or {DEBIAN_FASHION_MNIST}" if dataset == "fashion_mnist" else ""
+        download = "" if task.get("download") else "; not downloaded unless task.download is true"
+        return f"{dataset}, {where}{extra} (or --data-root){download}"
+    keys = [(k, task[k]) for k in ("text", "file", "train_file", "test_file", "vectors") if task.get(k)]
+    where = f"from the working folder or under {root}/" if root else "from the working folder"
+    return f"{kind}: " + ", ".join(f"{k} {v}" for k, v in keys) + f", {where} (or --data-root)"
+
+
+def models_main(argv: Optional[Sequence[str]] = None, *, prog: str = "dendrisim models") -> int:
+    args = models_parser(prog).parse_args(argv)
+    import yaml
+
+    from .bundled import bundled, models_dir
+
+    models = bundled()
+    if not models:
+        print(f"error: no model files in {models_dir()}", file=sys.stderr)
+        return 2
+    entries = []
+    for name, path in models.items():
+        text = path.read_text()
+        data = yaml.safe_load(text) or {}
+        lines = [f"{name}  {model_description(text, data)}", f"  data: {data_needs(data.get('task') or {})}"]
+        if args.paths:
+            lines.append(f"  file: {path}")
+        entries.append("\n".join(lines))
+    print("\n\n".join(entries))
+    return 0
+
+
+# ------------------------------------------------------------------ the CLI reference
+def _cell(text: str) -> str:
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def parser_table(parser: argparse.ArgumentParser) -> str:
+    """One row per argument: its flags or name, its default and its help."""
+    rows = ["| argument | default | meaning |", "|---|---|---|"]
+    for action in parser._actions:
+        if isinstance(action, argparse._HelpAction):
+            continue
+        flags = ", ".join(f"`{s}`" for s in action.option_strings) or f"`{action.metavar or action.dest}`"
+        if action.option_strings and action.nargs != 0:
+            flags += f" {action.metavar or action.dest.upper()}"
+        default = "" if action.default in (None, argparse.SUPPRESS, False, [], ()) else f"`{action.default}`"
+        help_text = (action.help or "") % {"default": action.default, "prog": parser.prog} if action.help else ""
+        rows.append(f"| {_cell(flags)} | {_cell(default)} | {_cell(help_text)} |")
+    return "\n".join(rows)
+
+
+def _usage(parser: argparse.ArgumentParser) -> str:
+    return " ".join(parser.format_usage().split())
+
+
+def cli_reference() -> str:
+    """The Markdown of ``docs/reference/cli.md``, from the parsers of every subcommand."""
+    parts = ["# Command line", "",
+             "<!-- generated by dendrisim.commands.cli_reference(); regenerate with "
+             "python -m dendrisim.commands --update docs/reference/cli.md -->", "",
+             "`dendrisim` (or `python -m dendrisim`) is installed with the package. Each subcommand is the "
+             "same entry point as the script of a checkout's `scripts/` folder, with the same options.", "",
+             "| command | script | what it does |", "|---|---|---|"]
+    parts += [f"| `dendrisim {name}` | {f'`scripts/{c.script}`' if c.script else ''} | {c.summary} |"
+              for name, c in COMMANDS.items()]
+    parts += ["", "Two benchmarks stay scripts of a checkout, for developers: `scripts/bench_startup.py` times "
+              "`scripts/simulate.py` as a whole process, optionally against a checkout of the reference "
+              "implementation, and `scripts/bench_recording.py` measures what the recorder costs.",
+              "", "## dendrisim", "", "```text", _usage(top_parser()), "```", "", parser_table(top_parser())]
+    for name, command in COMMANDS.items():
+        parts += ["", f"## dendrisim {name}", "", command.summary[0].upper() + command.summary[1:] + "."]
+        if command.extra:
+            parts += ["", f"Runs `dendrisim run` with `{' '.join(command.extra)}` appended: its options are run's."]
+        p = command_parser(name)
+        if p is not None:
+            parts += ["", "```text", _usage(p), "```", "", parser_table(p)]
+        else:
+            parts += ["", "```text", _captured_help(name), "```"]
+    return "\n".join(parts) + "\n"
+
+
+@contextmanager
+def _program_name(prog: str) -> Iterator[None]:
+    """``sys.argv[0]`` is ``prog`` meanwhile: argparse's default program name."""
+    saved = sys.argv[0] if sys.argv else None
+    if not sys.argv:
+        sys.argv.append(prog)
+    sys.argv[0] = prog
+    try:
+        yield
+    finally:
+        if saved is None:
+            sys.argv.pop()
+        else:
+            sys.argv[0] = saved
+
+
+def _captured_help(name: str) -> str:
+    """``dendrisim NAME --help`` as printed, for a command whose module has no ``parser``."""
+    try:
+        module = importlib.import_module(COMMANDS[name].module)
+    except ModuleNotFoundError:
+        return f"({COMMANDS[name].module} is not part of this build)"
+    out = io.StringIO()
+    columns = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = "100"  # argparse wraps at the terminal's width: the same page everywhere
+    try:
+        with redirect_stdout(out), _program_name(f"dendrisim {name}"):
+            module.main(["--help"])
+    except SystemExit:
+        pass
+    finally:
+        if columns is None:
+            del os.environ["COLUMNS"]
+        else:
+            os.environ["COLUMNS"] = columns
+    return out.getvalue().rstrip()
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--update"]:
+        target = Path(sys.argv[2] if len(sys.argv) > 2 else "docs/reference/cli.md")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(cli_reference())
+    else:
+        print(cli_reference(), end="")
