@@ -44,15 +44,12 @@ class Trainer(_LoopTrainer):
 
     def __init__(self, experiment: Experiment, *, device: str = "cpu", out: Optional[Union[str, Path]] = None,
                  data_root: Optional[str] = None, progress: bool = False,
-<<<<<<< HEAD
-                 log: Optional[Callable[[str], None]] = None, overwrite: bool = False):
-=======
-                 log: Optional[Callable[[str], None]] = None, threads: Optional[int] = None):
+                 log: Optional[Callable[[str], None]] = None, overwrite: bool = False,
+                 threads: Optional[int] = None):
         if threads is not None:  # torch's intra-op threads, for this process (logged in run.json)
             from .host import set_threads
 
             set_threads(threads)
->>>>>>> t21cli
         super().__init__(experiment, RunOptions(device=device, data_root=data_root,
                                                 out_dir=Path(out) if out is not None else None, progress=progress,
                                                 log=log or (lambda line: None), overwrite=overwrite))

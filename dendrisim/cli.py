@@ -155,13 +155,8 @@ def _resumed_trainer(args, overrides: list[str], argv: list[str], *, dist, say):
     from .plugins import load_plugins
 
     load_plugins(saved.get("plugins", []))  # the rules the run was started with
-<<<<<<< HEAD
-    experiment = load_experiment(args.model or model_file, overrides)
+    experiment = load_experiment(resolve_model(args.model) if args.model else model_file, overrides)
     options = RunOptions(device=args.device or saved.get("device", "cpu"), data_root=args.data_root or saved.get("data_root"),
-=======
-    experiment = load_experiment(resolve_model(args.model) if args.model else model_file, overrides if args.model else [])
-    options = RunOptions(device=args.device or saved["device"], data_root=args.data_root or saved["data_root"],
->>>>>>> t21cli
                          out_dir=run_dir, dry_run=saved["dry_run"], progress=args.progress if dist.is_main else False,
                          argv=argv, log=say, dist=dist, plugins=saved.get("plugins", []),
                          resumes=list(saved.get("resumes", [])))

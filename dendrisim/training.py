@@ -58,16 +58,11 @@ class RunOptions:
 
     def to_json(self) -> dict:
         """What ``--resume`` needs to rebuild the run (written to ``run.json``)."""
-<<<<<<< HEAD
         out = {"device": self.device, "data_root": self.data_root, "dry_run": self.dry_run, "argv": self.argv,
-               "plugins": self.plugins}
+               "plugins": self.plugins, "threads": torch.get_num_threads()}
         if self.resumes:
             out["resumes"] = self.resumes
         return out
-=======
-        return {"device": self.device, "data_root": self.data_root, "dry_run": self.dry_run, "argv": self.argv,
-                "plugins": self.plugins, "threads": torch.get_num_threads()}
->>>>>>> t21cli
 
 
 DRY_RUN_STEPS = 5
