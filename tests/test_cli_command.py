@@ -20,7 +20,7 @@ from dendrisim.errors import ConfigError
 REPO = Path(__file__).resolve().parent.parent
 SCRIPTS = sorted(p.name for p in (REPO / "scripts").glob("*.py"))
 #: scripts another change owns; strict: once they give every argument a help line, remove them here
-HELP_OWNED_ELSEWHERE = {"bench_recording.py", "results.py"}
+HELP_OWNED_ELSEWHERE = {"bench_recording.py"}
 
 
 def dendrisim_cmd(*args, cwd=REPO, timeout=300, env=None) -> subprocess.CompletedProcess:

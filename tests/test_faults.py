@@ -301,7 +301,7 @@ def test_a_damaged_weights_file_names_the_file(tmp_path, damage):
 def test_a_second_process_on_the_same_run_directory_stops_at_once(model_file, tmp_path):
     out = tmp_path / "run"
     slow = [sys.executable, str(REPO / "scripts" / "simulate.py"), str(model_file), "--out", str(out),
-            "--epochs", "200", "--set", "recording.enabled=false"]
+            "--epochs", "100000", "--set", "recording.enabled=false"]  # far longer than the checks take
     first = subprocess.Popen(slow, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 120
