@@ -227,9 +227,7 @@ class Recorder:
                                   f"{resume.get('records', 0)} records and {resume.get('epochs', 0)} epochs in it; "
                                   "put the recording back, or start a new run")
         if resume is not None and self.path.is_file():
-            clear_open_flags(self.path)  # the run may have been killed
-            cut_back(self.path, lambda name: resume.get(self._length_key(name), 0))
-            self.file = h5py.File(self.path, "a", libver="latest", rdcc_nbytes=CHUNK_CACHE, locking=False)
+            self._reopen_for_resume(resume)
             self.file.attrs["complete"] = False
             self.file.attrs["resumed"] = json.dumps(json.loads(self.file.attrs.get("resumed", "[]")) + [
                 {"at_step": resume.get("records_step", 0), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "argv": argv}])
@@ -315,6 +313,22 @@ class Recorder:
         ds.attrs["axes"] = np.array(axes, dtype=h5py.string_dtype())
         ds.attrs["meaning"] = meaning
         return ds
+
+    def _reopen_for_resume(self, resume: dict) -> None:
+        """Clear a killed run's open flags, cut the file back to the checkpoint and open it
+        for appending; a damaged file is a one-paragraph error naming it, never a traceback."""
+        from ..errors import DendrisimError, FileFormatError
+
+        try:
+            clear_open_flags(self.path)  # the run may have been killed
+            cut_back(self.path, lambda name: resume.get(self._length_key(name), 0))
+            self.file = h5py.File(self.path, "a", libver="latest", rdcc_nbytes=CHUNK_CACHE, locking=False)
+        except DendrisimError:
+            raise
+        except (ValueError, OSError, KeyError, RuntimeError) as err:
+            first = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise FileFormatError(f"{self.path} cannot be resumed: it is damaged or not this run's recording "
+                                  f"({first}); restore it from a copy, or start a new run") from None
 
     def _create(self, metric_names: dict[str, list[str]]) -> None:
         np_dtype = np.float16 if self.dtype == torch.float16 else np.float32
