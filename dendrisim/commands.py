@@ -102,6 +102,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except DendrisimError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (``dendrisim rules | head``): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush cannot fail again
+        return 0
 
 
 def command_parser(name: str) -> Optional[argparse.ArgumentParser]:

@@ -257,3 +257,11 @@ def test_the_cli_reference_has_a_section_and_a_row_per_argument():
         assert f"\n## dendrisim {name}\n" in text
     assert "| `--threads` N |  | torch's intra-op CPU threads" in text
     assert "| `--rules` RULE,... | `dll,bp,fa,dfa` | the rules to compare" in text
+
+
+def test_a_closed_pipe_ends_a_listing_quietly():
+    """``dendrisim rules | head -1``: the reader leaves early, and no traceback follows."""
+    proc = subprocess.run(f"{sys.executable} -m dendrisim rules | head -n 1", shell=True, cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.stdout.strip(), proc.stderr
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
