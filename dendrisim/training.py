@@ -444,7 +444,8 @@ class Trainer:
             rundir.clear_old_run(self.run_dir, overwrite=self.options.overwrite)
         rundir.remove_leftovers(self.run_dir)  # a killed run's temporary files
         rundir.write_text(self.run_dir / "model.yaml", "model", self.experiment.to_yaml())
-        rundir.write_text(self.run_dir / "run.json", "run", json.dumps(self.options.to_json(), indent=2) + "\n")
+        rundir.write_text(self.run_dir / "run.json", "run",
+                          json.dumps({**self.options.to_json(), "data_folder": self.task.data_root}, indent=2) + "\n")
         if self.task.artifacts():
             rundir.write_text(self.run_dir / "task.json", "run", json.dumps(self.task.artifacts(), indent=1) + "\n")
         if self.rows:  # resumed: metrics.csv holds exactly the checkpoint's epochs

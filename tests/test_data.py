@@ -239,3 +239,20 @@ def test_task_files_are_looked_for_under_a_given_root_only(tmp_path, monkeypatch
     (tmp_path / "r" / "book.txt").write_text("xyz " * 400)
     task = CharLanguageModel(opts, device=torch.device("cpu"), data_root=str(tmp_path / "r"))
     assert task.chars == " xyz" and task.data_root == str((tmp_path / "r").resolve())
+
+
+def test_run_json_records_the_folder_actually_read(tmp_path, monkeypatch, capsys):
+    """run.json keeps the root as given (what --resume reuses) and the folder the data came from."""
+    import json
+
+    from dendrisim.cli import main
+
+    monkeypatch.delenv("DENDRISIM_DATA", raising=False)
+    tiny_mnist(tmp_path / "data" / "FashionMNIST" / "raw")
+    out = tmp_path / "run"
+    code = main(["dll_mlp_fmnist", "--dry-run", "--out", str(out),
+                 "--data-root", str(tmp_path / "data"), "--set", "recording.enabled=false"])
+    assert code == 0, capsys.readouterr().err
+    saved = json.loads((out / "run.json").read_text())
+    assert saved["data_root"] == str(tmp_path / "data")
+    assert saved["data_folder"] == str((tmp_path / "data" / "FashionMNIST" / "raw").resolve())
