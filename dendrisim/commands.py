@@ -133,22 +133,11 @@ def rules_parser(prog: str = "dendrisim rules") -> argparse.ArgumentParser:
     return p
 
 
-def _default(f: dataclasses.Field) -> str:
-    if f.default is not dataclasses.MISSING:
-        value = f.default
-    elif f.default_factory is not dataclasses.MISSING:
-        value = f.default_factory()
-    else:
-        return "required"
-    if isinstance(value, bool):
-        return str(value).lower()
-    return "null" if value is None else str(value)
-
-
 def describe_rule(name: str) -> str:
     """A rule's entry in ``dendrisim rules``: origin, summary, settling schemes, options, tunables."""
     from .plasticity import RULES
     from .plugins import ORIGIN
+    from .reference import default_text
 
     cls = RULES.get(name)
     doc = (cls.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
@@ -159,7 +148,7 @@ def describe_rule(name: str) -> str:
     fields = [f for f in dataclasses.fields(cls.Options) if f.name != "rule"]
     width = max((len(f.name) for f in fields), default=0)
     for f in fields:
-        lines.append(f"    {f.name:<{width}}  default {_default(f)}: {f.metadata.get('doc', '')}".rstrip(": "))
+        lines.append(f"    {f.name:<{width}}  default {default_text(f)}: {f.metadata.get('doc', '')}".rstrip(": "))
     tunables = [f"plasticity.{key} {spec[0]:g}..{spec[1]:g}" + (f" ({spec[2]})" if len(spec) > 2 else "")
                 for key, spec in dict(cls.tunables).items()]
     lines.append("  tunables (dendrisim compare --tune): " + ", ".join(["optimizer.lr (file's lr /10..x10, log)",

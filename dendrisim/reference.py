@@ -15,7 +15,8 @@ from .config.schema import (AlignmentConfig, CompartmentConfig, DynamicsConfig, 
                      RecordingConfig, TrainingConfig)
 
 
-def _default(f: dataclasses.Field) -> str:
+def default_text(f: dataclasses.Field) -> str:
+    """A field's default as a model file spells it (``required``, ``null``, ``true``, ...)."""
     if f.default is not dataclasses.MISSING:
         value = f.default
     elif f.default_factory is not dataclasses.MISSING:
@@ -24,6 +25,8 @@ def _default(f: dataclasses.Field) -> str:
         return "required"
     if dataclasses.is_dataclass(value):
         return "see below"
+    if isinstance(value, bool):
+        return str(value).lower()
     if isinstance(value, tuple):
         value = list(value)
     return "null" if value is None else str(value).replace("'", "")
@@ -37,7 +40,7 @@ def table(cls: type, title: str) -> str:
             continue
         kind = _type_name(hints[f.name]).replace("|", "\\|")
         doc = f.metadata.get("doc", "").replace("|", "\\|")  # a | in a cell would end it
-        rows.append(f"| `{yaml_key(f)}` | {kind} | {_default(f)} | {doc} |")
+        rows.append(f"| `{yaml_key(f)}` | {kind} | {default_text(f)} | {doc} |")
     return "\n".join(rows)
 
 
