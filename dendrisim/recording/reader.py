@@ -62,6 +62,7 @@ class Recording:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.file = self._open()
+        self._counts: dict[str, int] = {}
 
     def _open(self) -> h5py.File:
         is_open = check_file(self.path)
@@ -74,6 +75,30 @@ class Recording:
         """See the records a running writer has flushed since the file was opened."""
         self.file.close()
         self.file = self._open()
+        self._counts = {}
+
+    def _complete(self, kind: str) -> int:
+        """How many records of one kind (``"activity"``, ``"weights"``, ``"metrics"``, ``"alignment"``)
+        every dataset of that kind holds.
+
+        The writer appends to each dataset in turn, so a run killed mid-flush (or a live run
+        read between two appends) may have some datasets a row ahead of others; only the
+        rows all of them hold are whole records."""
+        if kind not in self._counts:
+            names = []
+            def visit(name, item):
+                if isinstance(item, h5py.Dataset):
+                    names.append(name)
+            for group in {"activity": ("index", "populations", "rule/clip_counts"), "weights": ("index", "projections"),
+                          "metrics": ("metrics",), "alignment": ("alignment",)}[kind]:
+                if isinstance(self.file.get(group), h5py.Group):
+                    self.file[group].visititems(lambda name, item, g=group: visit(f"{g}/{name}", item))
+            if kind == "activity":
+                names = [n for n in names if not n.startswith("index/weight_")]
+            elif kind == "weights":
+                names = [n for n in names if n.startswith("projections/") or n.startswith("index/weight_")]
+            self._counts[kind] = min((self.file[n].shape[0] for n in names if self.file[n].ndim), default=0)
+        return self._counts[kind]
 
     def _read(self, name: str, rows=slice(None)) -> np.ndarray:
         """Rows of a dataset; damaged bytes (a fletcher32 mismatch) are an error naming it."""
@@ -129,28 +154,29 @@ class Recording:
     @property
     def steps(self) -> np.ndarray:
         """Global training step of every activity record."""
-        return self._read("index/step")
+        return self._read("index/step", slice(0, self._complete("activity")))
 
     @property
     def epochs(self) -> np.ndarray:
-        return self._read("index/epoch")
+        return self._read("index/epoch", slice(0, self._complete("activity")))
 
     @property
     def weight_steps(self) -> np.ndarray:
-        return self._read("index/weight_step")
+        return self._read("index/weight_step", slice(0, self._complete("weights")))
 
     @property
     def sample_ids(self) -> np.ndarray:
-        return self._read("index/sample_ids")
+        return self._read("index/sample_ids", slice(0, self._complete("activity")))
 
     @property
     def metrics(self) -> dict[str, np.ndarray]:
         """``{"epoch": [...], "train_loss": [...], "test_accuracy": [...], ...}``."""
-        out = {"epoch": self._read("metrics/epoch")}
+        rows = slice(0, self._complete("metrics"))
+        out = {"epoch": self._read("metrics/epoch", rows)}
         for split, group in self.file["metrics"].items():
             if isinstance(group, h5py.Group):
                 for name, ds in group.items():
-                    out[f"{split}_{name}"] = self._read(ds.name)
+                    out[f"{split}_{name}"] = self._read(ds.name, rows)
         return out
 
     @property
@@ -160,22 +186,24 @@ class Recording:
         group = self.file.get("alignment")
         if group is None:
             return {}
-        out = {"step": self._read("alignment/step"), "epoch": self._read("alignment/epoch")}
+        rows = slice(0, self._complete("alignment"))
+        out = {"step": self._read("alignment/step", rows), "epoch": self._read("alignment/epoch", rows)}
         for name, item in group.items():
             if isinstance(item, h5py.Group):
-                out[name] = {measure: self._read(ds.name) for measure, ds in item.items()}
+                out[name] = {measure: self._read(ds.name, rows) for measure, ds in item.items()}
         return out
 
     @property
     def clip_counts(self) -> dict[str, np.ndarray]:
         group = self.file.get("rule/clip_counts", {})
-        return {name: self._read(group[name].name) for name in group}
+        rows = slice(0, self._complete("activity"))
+        return {name: self._read(group[name].name, rows) for name in group}
 
     # ------------------------------------------------------------ selections
     @staticmethod
     def _rows(step_index: np.ndarray, steps: Optional[tuple[int, int]]) -> slice | np.ndarray:
         if steps is None:
-            return slice(None)
+            return slice(0, len(step_index))
         lo, hi = steps
         rows = np.flatnonzero((step_index >= lo) & (step_index < hi))
         return slice(rows[0], rows[-1] + 1) if len(rows) else slice(0, 0)

@@ -568,13 +568,15 @@ class Recorder:
     def _write_pending(self) -> None:
         if self.pin:
             torch.cuda.synchronize()
+        # the index last: a kill between two writes leaves no index row without its data
+        # (the reader also counts only the rows every stream of a group holds)
         if self.pending:
-            for stream in [*self.index.values(), *self.streams.values(), *self.clip_streams.values()]:
+            for stream in [*self.streams.values(), *self.clip_streams.values(), *self.index.values()]:
                 rundir.fault_point("recording", self.path)
                 stream.write(self.pending)
             self.pending = 0
         if self.pending_weights:
-            for stream in [*self.weight_index.values(), *self.weight_streams.values()]:
+            for stream in [*self.weight_streams.values(), *self.weight_index.values()]:
                 rundir.fault_point("recording", self.path)
                 stream.write(self.pending_weights)
             self.pending_weights = 0
