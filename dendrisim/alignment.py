@@ -15,7 +15,7 @@ import math
 
 import torch
 
-from .dynamics import SteadyState
+from .settling import SteadyState
 from .plasticity.rules import Backprop
 
 MEASURES = ("update_angle", "update_norm_ratio", "feedback_angle")
@@ -31,10 +31,12 @@ def angle(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 class AlignmentProbe:
     """Measures every ``every`` steps on the first ``size`` training samples."""
 
-    def __init__(self, network, rule, x: torch.Tensor, t: torch.Tensor):
+    def __init__(self, network, rule, x: torch.Tensor, t: torch.Tensor, *, scheme):
+        """``scheme``: the run's settling scheme, under which the rule's updates are measured."""
         self.network, self.rule, self.x, self.t = network, rule, x, t
+        self.scheme = scheme
         self.backprop = Backprop(network, rule.options)
-        self.sweep = SteadyState(network.dynamics.config)
+        self.sweep = SteadyState(scheme.config)
         self.names = [p.name for p in network.learnable_projections()]
 
     def measure(self) -> dict[str, dict[str, float]]:
@@ -42,12 +44,12 @@ class AlignmentProbe:
         clips = {k: v.clone() for k, v in rule.clip_counts.items()}  # the probe must not count
         with torch.no_grad():
             net(self.x)
-            rule.step(net, self.t)
+            self.scheme.present(net, rule, self.t)
             ours = {p.name: p.weight.grad.clone() for p in net.learnable_projections()}
             # exact backprop by the sweep, from the free state (simulated compartments moved the somata)
-            if net.dynamics.trace_steps is not None:
+            if self.scheme.trace_steps is not None:
                 net(self.x)
-            self.sweep.step(net, self.backprop, self.t)
+            self.sweep.present(net, self.backprop, self.t)
             out = {}
             for proj in net.learnable_projections():
                 exact = proj.weight.grad

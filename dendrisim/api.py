@@ -115,7 +115,7 @@ class Trainer(_LoopTrainer):
             with torch.no_grad():
                 net(task.inputs(x))
                 stats = task.batch_stats(y, net)
-                self.rule.step(net, task.target(y, net))
+                self.scheme.present(net, self.rule, task.target(y, net))
                 self.optimizer.step()
                 self.rule.after_update(net)
                 self.scheduler.step()

@@ -25,12 +25,13 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
-from .builder import load_experiment
+from .builder import build_scheme, load_experiment
 from .bundled import resolve_model
 from .host import cpu_name
 from .network import Network
 from .optim import build_optimizer
 from .plasticity import RULES, build_rule
+from .settling import SteadyState
 
 
 def sync(device: torch.device) -> None:
@@ -115,14 +116,15 @@ def rule_step(exp, rule: str, x, y, device):
     r = build_rule(net, exp).to(device)
     opt = build_optimizer(net, r, exp.config.optimizer)
     t = torch.eye(10, device=device)[y]
+    scheme = build_scheme(exp)
 
     def step():
         with torch.no_grad():
             net(x)
-            r.step(net, t)
+            scheme.present(net, r, t)
             opt.step()
 
-    step.rule = r
+    step.rule, step.scheme = r, scheme
     return step, net
 
 
@@ -257,11 +259,12 @@ def rnn_rows(model_file: str, device: torch.device, batch: int, kw: dict, *, voc
         r = build_rule(net, e).to(device)
         opt = build_optimizer(net, r, e.config.optimizer)
         t = torch.eye(vocabulary, device=device)[y.t()]
+        scheme = build_scheme(e)
 
-        def step(net=net, r=r, opt=opt, t=t):
+        def step(net=net, r=r, opt=opt, t=t, scheme=scheme):
             with torch.no_grad():
                 net(x)
-                r.step(net, t)
+                scheme.present(net, r, t)
                 opt.step()
 
         rows[rule] = {"s": timed(step, device, **kw), "rule": rule, "net": net}
@@ -371,7 +374,7 @@ def dynamics_rows(model_file: str, device: torch.device, batch: int, kw: dict, *
         t = torch.eye(10, device=device)[y]
         with torch.no_grad():
             net(x)
-            net.dynamics.settle(net, r, t)  # errors everywhere, so the feedback pass does its real work
+            SteadyState(dyn).settle(net, r, t)  # errors everywhere, so the feedback pass does its real work
         hidden = list(net.hidden())
 
         def forward():

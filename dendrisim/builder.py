@@ -23,6 +23,7 @@ from .errors import ConfigError, brief
 from .network import Network
 from .plasticity import RULES, build_rule
 from .plugins import load_entry_points
+from .settling import SCHEMES, SettlingScheme
 from .tasks import TASKS
 
 
@@ -135,6 +136,12 @@ def check_rule(experiment: Experiment, graph, options) -> None:
                           f"{', '.join(rule_cls.settling_modes)}): {rule_cls.settling_note}", file=file,
                           path="dynamics.mode")
     rule_cls.check(experiment, graph)
+
+
+def build_scheme(experiment: Experiment) -> SettlingScheme:
+    """The settling scheme that presents batches to the network (``dynamics.mode``)."""
+    dynamics = experiment.config.dynamics
+    return SCHEMES.get(dynamics.mode)(dynamics)
 
 
 def build(experiment: Experiment, *, device, data_root: str | None = None):

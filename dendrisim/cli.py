@@ -112,7 +112,7 @@ def main(argv: Optional[Sequence[str]] = None, *, prog: str = "simulate.py") -> 
         print(trainer.network.summary(), flush=True)
         print(f"rule {experiment.rule.rule}, {trainer.steps_per_epoch} steps/epoch, device {trainer.device}", flush=True)
         if experiment.config.dynamics.mode != "steady":
-            print(trainer.network.dynamics.describe(trainer.network)[0], flush=True)
+            print(trainer.scheme.describe(trainer.network)[0], flush=True)
         if trainer.recording_estimate is not None:
             est = trainer.recording_estimate
             print(f"recording: about {est['bytes'] / 2**20:.1f} MiB at most ({est['records']} records, "

@@ -6,6 +6,7 @@ from typing import Optional
 import torch
 
 from .config.loader import Experiment
+from .builder import build_scheme
 from .network import Network
 from .plasticity import build_rule
 from .tasks import TASKS
@@ -26,7 +27,7 @@ def describe(experiment: Experiment, *, data_root: Optional[str] = None) -> str:
     lines += [f"  {line}" for line in rule.governance(net)]
     lines.append(f"rule {experiment.rule.rule}{' (default; mixed)' if experiment.mixed else ''}; feedback pathway:")
     lines += [f"  {line}" for line in rule.feedback_pathway(net)] or ["  (no hidden populations)"]
-    lines += net.dynamics.describe(net)
+    lines += build_scheme(experiment).describe(net)
     learnable = sum(p.numel() for proj in net.learnable_projections() for p in proj.parameters_to_learn())
     frozen = sum(p.numel() for p in net.parameters()) - learnable
     rule_learn = sum(p.numel() for p in rule.parameters() if p.requires_grad)

@@ -14,7 +14,6 @@ from .config.graph import build_graph, compartment_constants, feedforward_graph
 from .config.loader import Experiment
 from .errors import ConfigError
 from .init import resolve_init
-from .dynamics import SETTLING
 from .populations import Compartments, InputPopulation, PyramidalPopulation
 from .projections import CONNECTIVITY, Projection, kernel_extent
 
@@ -87,8 +86,6 @@ class Network(nn.Module):
         # (joined by recurrent projections) step through time together; every other
         # population is computed for all time steps at once
         self.sequential = any(p.kind == "recurrent" for p in self.projections.values())
-        #: how apical inputs and errors come to be over a presentation (``dynamics.mode``)
-        self.dynamics = SETTLING.get(cfg.dynamics.mode)(cfg.dynamics)
         #: whether presentations change the weights (see :meth:`plasticity_off`)
         self.plastic = True
         #: third factors set between steps (a reward, say): name -> value, read by rules

@@ -86,7 +86,7 @@ class Compartments:
 class PyramidalPopulation(Population):
     """Pyramidal neurons with a soma, a basal and an apical compartment.
 
-    With ``compartments`` the soma is simulated (see ``dendrisim.dynamics``) and its free
+    With ``compartments`` the soma is simulated (see ``dendrisim.settling``) and its free
     state, with no apical input, is the dendritic prediction ``soma = (g_B/g) · basal``;
     without, ``soma = basal`` exactly (the steady state of the sweep)."""
 
@@ -97,9 +97,6 @@ class PyramidalPopulation(Population):
         super().__init__(name, shape)
         self.activation = activation
         self.compartments = compartments
-        #: with simulated compartments, the recorded samples' trajectory over the last presentation:
-        #: variable -> ``[samples, time, *shape]`` (filled only when the recorder asked for it)
-        self.trace: dict[str, torch.Tensor] = {}
 
     def integrate(self, basal: torch.Tensor) -> torch.Tensor:
         """The free state under basal drive: ``soma = basal`` (steady), or the dendritic

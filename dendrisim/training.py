@@ -16,7 +16,7 @@ import torch
 
 from . import rundir
 from .config.loader import Experiment
-from .builder import build
+from .builder import build, build_scheme
 from .errors import DendrisimError, FileFormatError, NumericalError, WriteError
 from .optim import build_optimizer, build_scheduler, schedule_factor
 
@@ -129,7 +129,8 @@ def _numpy_state_from_plain(state: dict) -> tuple:
             state["cached_gaussian"])
 
 
-def check_recording(experiment: Experiment, network, rule, *, steps_per_epoch: int, epochs: int) -> dict:
+def check_recording(experiment: Experiment, network, rule, *, steps_per_epoch: int, epochs: int,
+                    trace_steps: Optional[list[int]] = None) -> dict:
     """Check the recording block (names, size budget); return the size estimate."""
     from .errors import ConfigError
     from .recording.recorder import estimate_bytes, selection
@@ -137,7 +138,7 @@ def check_recording(experiment: Experiment, network, rule, *, steps_per_epoch: i
     rec = experiment.config.recording
     selection(rec, network, rule, file=experiment.file)
     est = estimate_bytes(rec, network, rule, batch_size=experiment.task.batch_size,
-                         steps=steps_per_epoch * epochs, epochs=epochs)
+                         steps=steps_per_epoch * epochs, epochs=epochs, trace_steps=trace_steps)
     if est["bytes"] > rec.max_gib * 2**30:
         raise ConfigError(
             f"the recording would take about {est['bytes'] / 2**30:.1f} GiB ({est['records']} records of "
@@ -151,8 +152,8 @@ def check_recording(experiment: Experiment, network, rule, *, steps_per_epoch: i
 class Trainer:
     """Builds task, network, rule and optimizer from an experiment, then trains.
 
-    One step: ``network(x)`` (forward), ``rule.step(network, t)`` (settle and write
-    ``.grad``), ``optimizer.step()``, then the recorder. Everything the loop needs to go
+    One step: ``network(x)`` (forward), ``scheme.present(network, rule, t)`` (settle and
+    write ``.grad``), ``optimizer.step()``, then the recorder. Everything the loop needs to go
     on is in the checkpoint (:meth:`checkpoint_state`), written atomically at every
     epoch end, every ``training.checkpoint_every`` steps and when a stop is requested,
     so :meth:`resume` continues exactly where the run was, mid-epoch included.
@@ -172,6 +173,7 @@ class Trainer:
         self.task, self.network, self.rule = build(experiment, device=self.device, data_root=options.data_root)
         self.network.to(self.device)
         self.rule.to(self.device)
+        self.scheme = build_scheme(experiment)
         self.optimizer = build_optimizer(self.network, self.rule, cfg.optimizer)
         self.learnable = [p for group in self.optimizer.param_groups for p in group["params"]]
         self.steps_per_epoch = self._steps_per_epoch()
@@ -179,7 +181,8 @@ class Trainer:
         self.recording_estimate = None
         if cfg.recording.enabled:  # check the selection and the size now, before any run folder exists
             self.recording_estimate = check_recording(experiment, self.network, self.rule,
-                                                      steps_per_epoch=self.steps_per_epoch, epochs=self.epochs)
+                                                      steps_per_epoch=self.steps_per_epoch, epochs=self.epochs,
+                                                      trace_steps=self.scheme.trace_steps)
         self.recorder = None
         self.stop_requested: Optional[str] = None  # the reason, set by request_stop
         self.order_generator = torch.Generator().manual_seed(cfg.training.seed)
@@ -211,7 +214,7 @@ class Trainer:
             n = cfg.training.alignment.probe_size
             probe_y = self.task.train.y[:n]
             self.alignment = AlignmentProbe(self.network, self.rule, self.task.inputs(self.task.train.x[:n]),
-                                            self.task.target(probe_y, self.network))
+                                            self.task.target(probe_y, self.network), scheme=self.scheme)
 
     def request_stop(self, reason: str) -> None:
         """Finish the current step, then checkpoint and end the run (used by signal handlers)."""
@@ -274,7 +277,8 @@ class Trainer:
                                  experiment=self.experiment, metric_names=splits,
                                  batch_size=self._rank_batch(0), seed=cfg.training.seed,
                                  device=self.device, argv=self.options.argv, resume=resume,
-                                 alignment=self.alignment.names if self.alignment is not None else None)
+                                 alignment=self.alignment.names if self.alignment is not None else None,
+                                 scheme=self.scheme)
 
     # ------------------------------------------------------------------ one epoch
     def train_epoch(self, epoch: int) -> dict[str, float]:
@@ -294,11 +298,12 @@ class Trainer:
                 net(task.inputs(x))
                 # the metrics are those of the network's prediction, before the teacher acts
                 stats = task.batch_stats(y, net)
-                if self.recorder is not None:  # simulated compartments keep the trajectory of a recorded step
+                capture = None
+                if self.recorder is not None and self.scheme.trace_steps:  # keep a recorded step's trajectory
                     due = self.recorder.due(self.global_step + 1, ids.shape[0],
                                             epoch_end=self.step_in_epoch + 1 == self.epoch_end_step)
-                    net.dynamics.capture = self.recorder.positions if due else None
-                rule.step(net, task.target(y, net))
+                    capture = self.recorder.positions if due else None
+                presentation = self.scheme.present(net, rule, task.target(y, net), capture=capture)
                 stop_now = self.dist.sync_grads(self.learnable, y.shape[0], self.stop_requested is not None)
                 if stop_now and self.stop_requested is None:
                     self.stop_requested = "a stop on another rank"
@@ -315,7 +320,8 @@ class Trainer:
                 self.last_batch_ids = ids
                 if self.recorder is not None:  # the state is this batch's (the epoch-end one: before evaluation)
                     self.recorder.after_step(self.global_step, epoch, ids,
-                                             epoch_end=self.step_in_epoch == self.epoch_end_step)
+                                             epoch_end=self.step_in_epoch == self.epoch_end_step,
+                                             trajectory=presentation.trajectory)
                 self._measure_alignment(epoch)
                 if self.recorder is not None and self.recorder.failure is not None:
                     self._fail(WriteError(self.recorder.failure), "recording failure")

@@ -8,7 +8,7 @@ import torch
 
 from pathlib import Path
 
-from dendrisim.builder import load_experiment
+from dendrisim.builder import build_scheme, load_experiment
 from dendrisim.plugins import load_plugins
 from dendrisim.network import Network
 from dendrisim.plasticity import build_rule
@@ -88,6 +88,12 @@ def build(experiment, *, input_shape=(5,), output_size=3, dtype=torch.float64):
     net = Network(experiment, input_shape=input_shape, output_size=output_size)
     rule = build_rule(net, experiment)
     return net.to(dtype), rule.to(dtype)
+
+
+def present(net, rule, target, experiment=None, *, capture=None):
+    """One presentation (forward pass done) under ``experiment``'s settling scheme, the steady
+    sweep when no experiment is given; returns the :class:`~dendrisim.settling.Presentation`."""
+    return build_scheme(experiment or model()).present(net, rule, target, capture=capture)
 
 
 @pytest.fixture(autouse=True)

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from conftest import build, model
+from conftest import build, model, present
 from dendrisim.training import RunOptions, Trainer
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
@@ -27,11 +27,11 @@ def test_step_matches_cpu_and_never_syncs_with_the_host(rule):
     torch.backends.cuda.matmul.allow_tf32 = False
     with torch.no_grad():
         net(x)
-        r.step(net, t)
+        present(net, r, t, exp)
         torch.cuda.set_sync_debug_mode("error")  # any hidden device->host sync raises
         try:
             gnet(xg)
-            gr.step(gnet, tg)
+            present(gnet, gr, tg, exp)
             grads = [p.grad.clone() for p in gnet.parameters()]
             opt.step()
         finally:
@@ -70,11 +70,11 @@ def _cpu_and_cuda_grads(exp, x, t, input_shape, output_size, readout=None):
     xg, tg = x.cuda(), t.cuda()  # the copies from pageable host memory synchronise; the step must not
     with torch.no_grad():
         net(x)
-        r.step(net, t)
+        present(net, r, t, exp)
         torch.cuda.set_sync_debug_mode("error")
         try:
             gnet(xg)
-            gr.step(gnet, tg)
+            present(gnet, gr, tg, exp)
         finally:
             torch.cuda.set_sync_debug_mode("default")
     return [(name, p.grad, q.grad.cpu()) for (name, p), q in zip(net.named_parameters(), gnet.parameters())]

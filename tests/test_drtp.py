@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import build, model
+from conftest import build, model, present
 
 REPO = Path(__file__).resolve().parent.parent
 PAGE = REPO / "docs" / "howto" / "writing-a-rule.md"
@@ -55,7 +55,7 @@ def test_network_target_holds_the_target_during_a_presentation_only(mode):
     x = torch.randn(4, 5, dtype=torch.float64)
     t = torch.nn.functional.one_hot(torch.tensor([0, 1, 2, 0]), 3).to(torch.float64)
     net(x)
-    rule.step(net, t.flatten())  # any layout of the output's values: the target takes the output's shape
+    present(net, rule, t.flatten())  # any layout of the output's values: the target takes the output's shape
     assert seen and all(s is not None and torch.equal(s, t) for s in seen)
     assert net.target is None
 
@@ -69,7 +69,7 @@ def test_network_target_is_cleared_when_a_presentation_fails():
     rule.apical_input = broken
     net(torch.randn(2, 5, dtype=torch.float64))
     with pytest.raises(RuntimeError, match="boom"):
-        rule.step(net, torch.zeros(2, 3, dtype=torch.float64))
+        present(net, rule, torch.zeros(2, 3, dtype=torch.float64))
     assert net.target is None
 
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import MLP, build, model
+from conftest import MLP, build, model, present
+from dendrisim.builder import build_scheme
 from dendrisim.errors import ConfigError
 from dendrisim.training import RunOptions, Trainer
 
@@ -34,12 +35,13 @@ def euler_of(spec: dict, lam: float, steps: int, **extra) -> dict:
 
 
 def updates(spec: dict, x, t, state=None) -> tuple[dict, dict]:
-    net, rule = build(model([], base=spec), input_shape=(x.shape[1],), output_size=t.shape[1])
+    exp = model([], base=spec)
+    net, rule = build(exp, input_shape=(x.shape[1],), output_size=t.shape[1])
     if state is not None:
         net.load_state_dict(state[0])
         rule.load_state_dict(state[1])
     net(x)
-    rule.step(net, t)
+    present(net, rule, t, exp)
     grads = {f"net.{n}": p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}
     grads.update({f"rule.{n}": p.grad.clone() for n, p in rule.named_parameters() if p.grad is not None})
     return grads, (net.state_dict(), rule.state_dict())
@@ -87,11 +89,12 @@ def test_the_steady_mode_is_the_default_and_unchanged_by_an_explicit_block():
 
 
 def trajectory(spec: dict, x, t) -> tuple:
-    net, rule = build(model([], base=spec), input_shape=(x.shape[1],), output_size=t.shape[1])
-    net.dynamics.capture = torch.arange(x.shape[0])
+    """Network, rule and the kept trajectory of every sample of one presentation."""
+    exp = model([], base=spec)
+    net, rule = build(exp, input_shape=(x.shape[1],), output_size=t.shape[1])
     net(x)
-    rule.step(net, t)
-    return net, rule
+    kept = present(net, rule, t, exp, capture=torch.arange(x.shape[0])).trajectory
+    return net, rule, kept
 
 
 def test_one_population_follows_the_closed_form_exponential_relaxation():
@@ -109,19 +112,19 @@ def test_one_population_follows_the_closed_form_exponential_relaxation():
         steps = round(2.0 / dt)
         spec["dynamics"] = {"mode": "euler", "dt": dt, "steps": steps, "g_leak": 0.2, "g_basal": 1.0, "g_apical": 0.5,
                             "populations": {"out": {"tau": 2.0}}}
-        net, _ = trajectory(spec, x, t)
+        net, _, kept = trajectory(spec, x, t)
         out = net.output
         c = out.compartments
         g, lam, a = c.total, c.nudging, c.attenuation
         v_hat = a * out.basal
         target = v_hat + lam * (t - v_hat)
-        soma = out.trace["soma"]  # [samples, time, neurons]
+        soma = kept["out"]["soma"]  # [samples, time, neurons]
         k = torch.arange(steps + 1, dtype=torch.float64)[None, :, None]
         discrete = target[:, None] + (v_hat - target)[:, None] * (1 - dt * g / 2.0) ** k
         torch.testing.assert_close(soma, discrete, rtol=1e-12, atol=1e-12)
         exact = target[:, None] + (v_hat - target)[:, None] * torch.exp(-g * k * dt / 2.0)
         errors.append(float((soma - exact).abs().max()))
-        assert torch.equal(out.trace["basal"], out.basal[:, None].expand_as(soma))
+        assert torch.equal(kept["out"]["basal"], out.basal[:, None].expand_as(soma))
     assert 1.8 < errors[0] / errors[1] < 2.2 and 1.8 < errors[1] / errors[2] < 2.2, errors
 
 
@@ -180,11 +183,12 @@ def test_a_small_network_matches_scipy_solve_ivp_to_first_order_in_dt():
     for dt in (0.1, 0.05, 0.025):
         spec["dynamics"] = {"mode": "euler", "dt": dt, "steps": round(T / dt), "tau": tau, "g_leak": g_l,
                             "g_basal": g_b, "g_apical": g_a}
-        net, rule = build(model([], base=spec), input_shape=(5,), output_size=3)
+        exp = model([], base=spec)
+        net, rule = build(exp, input_shape=(5,), output_size=3)
         net.load_state_dict(base_net.state_dict())
         rule.load_state_dict(base_rule.state_dict())
         net(x)
-        rule.step(net, t)
+        present(net, rule, t, exp)
         ours = np.concatenate([net.populations[n].soma.numpy().ravel() for n in ("h1", "h2", "out")])
         errors.append(np.abs(ours - exact).max())
     assert errors[-1] < 5e-3, errors
@@ -194,10 +198,10 @@ def test_a_small_network_matches_scipy_solve_ivp_to_first_order_in_dt():
 def test_errors_reach_one_population_further_down_per_step():
     spec = euler_of(mlp([6, 5, 4], "tanh", "softmax", "bp"), 0.1, steps=4)
     torch.manual_seed(0)
-    net, _ = trajectory(spec, torch.randn(3, 5, dtype=torch.float64), torch.eye(3, dtype=torch.float64)[[0, 1, 2]])
+    _, _, kept = trajectory(spec, torch.randn(3, 5, dtype=torch.float64), torch.eye(3, dtype=torch.float64)[[0, 1, 2]])
     # the free state has no error anywhere; the teacher moves the output's soma at step 1, and
     # each step the error appears one population lower (rounding leaves ~1e-17 before that)
-    first_nonzero = {name: int((net.populations[name].trace["error"].abs().flatten(2).amax((0, 2)) > 1e-9).nonzero()[0])
+    first_nonzero = {name: int((kept[name]["error"].abs().flatten(2).amax((0, 2)) > 1e-9).nonzero()[0])
                      for name in ("out", "h3", "h2", "h1")}
     assert first_nonzero == {"out": 1, "h3": 2, "h2": 3, "h1": 4}  # h1 at step 4: the depth, the fewest steps allowed
 
@@ -215,14 +219,16 @@ def test_online_plasticity_averages_the_updates_of_every_step(rule):
     online = copy.deepcopy(spec)
     online["dynamics"]["plasticity"] = "online"
     averaged, _ = updates(online, x, t, state)
-    net, rule_ = build(model([], base=spec), input_shape=(5,), output_size=3)
+    exp = model([], base=spec)
+    net, rule_ = build(exp, input_shape=(5,), output_size=3)
+    scheme = build_scheme(exp)
     total = None
     for k in range(1, 7):  # shorter than the depth too, which a model file may not ask for
         net.load_state_dict(state[0])
         rule_.load_state_dict(state[1])
-        net.dynamics.config = dataclasses.replace(net.dynamics.config, steps=k)
+        scheme.config = dataclasses.replace(scheme.config, steps=k)
         net(x)
-        rule_.step(net, t)
+        scheme.present(net, rule_, t)
         grads = {**{f"net.{n}": p.grad.clone() for n, p in net.named_parameters() if p.grad is not None},
                  **{f"rule.{n}": p.grad.clone() for n, p in rule_.named_parameters() if p.grad is not None}}
         total = grads if total is None else {n: total[n] + g for n, g in grads.items()}

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import MLP, build, model
+from conftest import MLP, build, model, present
 from dendrisim.losses import output_loss
 
 
@@ -51,7 +51,7 @@ def rule_grads(net, rule, x, t):
         p.grad = None
     with torch.no_grad():
         net(x)
-        rule.step(net, t)
+        present(net, rule, t)
     return {n: p.grad.clone() for n, p in net.named_parameters()}
 
 

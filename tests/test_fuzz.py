@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from dendrisim import memory
 from dendrisim.activations import ACTIVATIONS
-from dendrisim.builder import load_experiment
+from dendrisim.builder import build_scheme, load_experiment
 from dendrisim.errors import ConfigError
 from dendrisim.inspect import describe
 from dendrisim.network import Network
@@ -85,7 +85,7 @@ def run_one_step(exp, *, require_finite: bool = True) -> None:
     t = torch.eye(10)[torch.randint(0, 10, (4,))]
     with torch.no_grad():
         net(x)
-        rule.step(net, t)
+        build_scheme(exp).present(net, rule, t)
         opt.step()
     # (whether weights move is the behavioural tests' business: a dead ReLU chain without
     # biases legitimately learns nothing; a corrupted but well-typed file, e.g. an init std

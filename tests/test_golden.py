@@ -16,7 +16,7 @@ x = 1, W1 = 0.5, W2 = 2, θ = 0.3, target t = 1, σ = 2, batch of one.
 import pytest
 import torch
 
-from conftest import build, model
+from conftest import build, model, present
 
 CHAIN = {
     "name": "chain",
@@ -45,7 +45,7 @@ def test_dll_chain_matches_hand_computed_values():
     with torch.no_grad():
         rule.theta["h->out"].fill_(0.3)
     net(torch.ones(1, 1, dtype=torch.float64))
-    rule.step(net, torch.ones(1, 1, dtype=torch.float64))
+    present(net, rule, torch.ones(1, 1, dtype=torch.float64))
     h, out = net.populations["h"], net.populations["out"]
     assert h.rate.item() == pytest.approx(0.46211715726)
     assert out.rate.item() == pytest.approx(0.92423431452)
@@ -64,7 +64,7 @@ def test_bp_chain_matches_hand_computed_values():
     """
     net, rule = chain("bp")
     net(torch.ones(1, 1, dtype=torch.float64))
-    rule.step(net, torch.ones(1, 1, dtype=torch.float64))
+    present(net, rule, torch.ones(1, 1, dtype=torch.float64))
     assert net.populations["h"].error.item() == pytest.approx(0.11917150316, rel=1e-9)
     assert net.projections["x->h"].weight.grad.item() == pytest.approx(-0.11917150316, rel=1e-9)
     assert net.projections["h->out"].weight.grad.item() == pytest.approx(-0.03501262319, rel=1e-9)

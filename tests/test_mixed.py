@@ -111,13 +111,14 @@ def test_a_mixed_run_records_measures_alignment_and_resumes_exactly(tmp_path):
     whole = trainer(tmp_path / "whole")
     whole.run()
     stopped = trainer(tmp_path / "stopped")
-    step = stopped.rule.step
+    present = stopped.scheme.present
 
-    def stop_at_17(*args):
-        step(*args)
+    def stop_at_17(*args, **kw):
+        presentation = present(*args, **kw)
         if stopped.global_step + 1 == 17:
             stopped.request_stop("test")
-    stopped.rule.step = stop_at_17
+        return presentation
+    stopped.scheme.present = stop_at_17
     stopped.run()
     resumed = trainer(tmp_path / "stopped")
     resumed.resume(tmp_path / "stopped" / "checkpoint.pt")

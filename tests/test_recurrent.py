@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import MLP, build, model
+from conftest import MLP, build, model, present
 from dendrisim.errors import ConfigError
 from dendrisim.losses import output_loss
 from dendrisim.plasticity import RULES
@@ -243,7 +243,7 @@ def test_every_rule_learns_to_recall_the_previous_input(rule):
         x, t = batch()
         with torch.no_grad():
             net(x)
-            r.step(net, t)
+            present(net, r, t)
         opt.step()
     after = loss()
     assert after < 0.5 * before, (rule, before, after)

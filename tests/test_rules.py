@@ -101,7 +101,7 @@ def test_rules_build_no_autograd_graph():
     x, y = tr.task.train.x[:8], tr.task.train.y[:8]
     with torch.no_grad():
         tr.network(x)
-        tr.rule.step(tr.network, tr.task.target(y, tr.network))
+        tr.scheme.present(tr.network, tr.rule, tr.task.target(y, tr.network))
     for pop in tr.network.pyramidal():
         for var in ("soma", "rate", "apical", "error"):
             assert getattr(pop, var).grad_fn is None

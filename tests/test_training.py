@@ -65,14 +65,15 @@ def test_nan_guard_names_the_first_bad_variable_and_keeps_the_recording(tmp_path
     exp = model(["training.max_steps_per_epoch=10", "training.epochs=3", "recording={every: 1, flush_every: 4}",
                  "training.guard_every=1"])
     tr = Trainer(exp, RunOptions(out_dir=tmp_path, progress=False, log=lambda s: None))
-    real_step = tr.rule.step
+    real_step = tr.scheme.present
 
-    def poisoned(net, target):  # from step 14 on, h2's apical input turns into NaN
-        real_step(net, target)
+    def poisoned(net, rule, target, **kw):  # from step 14 on, h2's apical input turns into NaN
+        presentation = real_step(net, rule, target, **kw)
         if tr.global_step + 1 >= 14:
             net.populations["h2"].apical[0, 0] = float("nan")
+        return presentation
 
-    tr.rule.step = poisoned
+    tr.scheme.present = poisoned
     with pytest.raises(NumericalError, match=r"test.yaml: non-finite values \(NaN or Inf\) in population 'h2', "
                                              r"variable 'apical', in epoch 2, training step 14"):
         tr.run()
@@ -105,14 +106,15 @@ def test_a_checkpoint_is_never_written_with_non_finite_values(tmp_path):
     exp = model(["training.max_steps_per_epoch=10", "training.guard_every=0", "training.checkpoint_every=2",
                  "recording.enabled=false"])
     tr = Trainer(exp, RunOptions(out_dir=tmp_path, progress=False, log=lambda s: None))
-    real_step = tr.rule.step
+    real_step = tr.scheme.present
 
-    def poisoned(net, target):  # step 5's update puts an Inf into a weight
-        real_step(net, target)
+    def poisoned(net, rule, target, **kw):  # step 5's update puts an Inf into a weight
+        presentation = real_step(net, rule, target, **kw)
         if tr.global_step + 1 == 5:
             net.projections["h1->h2"].weight.grad[0, 0] = float("inf")
+        return presentation
 
-    tr.rule.step = poisoned
+    tr.scheme.present = poisoned
     with pytest.raises(NumericalError, match=r"non-finite values \(NaN or Inf\) in network\.projections\..* at step 6; "
                                              r"no checkpoint is written with them \(the last good one: step 4\)"):
         tr.run()
@@ -126,14 +128,15 @@ def test_a_coarser_guard_says_how_often_it_looked(tmp_path):
 
     exp = model(["training.max_steps_per_epoch=10", "training.guard_every=5", "recording.enabled=false"])
     tr = Trainer(exp, RunOptions(out_dir=tmp_path, progress=False, log=lambda s: None))
-    real_step = tr.rule.step
+    real_step = tr.scheme.present
 
-    def poisoned(net, target):
-        real_step(net, target)
+    def poisoned(net, rule, target, **kw):
+        presentation = real_step(net, rule, target, **kw)
         if tr.global_step + 1 == 7:
             net.projections["h1->h2"].weight.grad[0, 0] = float("inf")
+        return presentation
 
-    tr.rule.step = poisoned
+    tr.scheme.present = poisoned
     # Inf in an update at step 7 makes the weights non-finite; the check at step 10 finds it,
     # first in feedforward order wherever it spread by then
     with pytest.raises(NumericalError, match=r"training step 10 \(checked every 5 steps\)"):

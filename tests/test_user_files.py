@@ -162,13 +162,14 @@ def test_short_batches_are_never_recorded_and_owed_records_survive_a_resume(tmp_
         tr = Trainer(model(["recording={every: 41, at_epoch_end: false, samples: 16}", "training.epochs=2",
                             "task.batch_size=32"]), RunOptions(out_dir=out, log=lambda s: None))
         if stop_after:
-            step = tr.rule.step
+            present = tr.scheme.present
 
-            def stop(*args):
-                step(*args)
+            def stop(*args, **kw):
+                presentation = present(*args, **kw)
                 if tr.global_step + 1 == stop_after:
                     tr.request_stop("test")
-            tr.rule.step = stop
+                return presentation
+            tr.scheme.present = stop
         tr.run()
         return out
 

@@ -46,7 +46,7 @@ class PlasticityRule(nn.Module):
     (``feedback_weight``, ``apical_input``, ``temporal_feedback``, ``compute_updates``,
     ``relax``, ``start_epoch``, ``after_update``, ``param_groups``, ``tunables``,
     ``projection_recordables``) are documented with examples in docs/howto/writing-a-rule.md. When apical inputs and errors are
-    computed, over how many steps, is the settling scheme's business (``dendrisim.dynamics``).
+    computed, over how many steps, is the settling scheme's business (``dendrisim.settling``).
     """
 
     Options: type = RuleOptions
@@ -74,9 +74,6 @@ class PlasticityRule(nn.Module):
         self.options = options
         self.projections: frozenset[str] = frozenset(network.projections if projections is None else projections)
         self.clip_counts: dict[str, torch.Tensor] = {}
-
-    def governs(self, proj: "Projection") -> bool:
-        return proj.name in self.projections
 
     def learnable_projections(self, network: "Network") -> list["Projection"]:
         """The learnable projections this rule updates."""
@@ -176,13 +173,6 @@ class PlasticityRule(nn.Module):
                 Fn.clip_(w.grad, self.options.clip_update, counter)
                 if proj.bias is not None:
                     Fn.clip_(proj.bias.grad, self.options.clip_update, counter)
-
-    def step(self, network: "Network", target: torch.Tensor) -> None:
-        """One presentation under the network's settling scheme (``network.dynamics``: the
-        steady sweep or simulated compartments), which leaves the updates in ``.grad``; no
-        autograd graph is built."""
-        with torch.no_grad():
-            network.dynamics.step(network, self, target)
 
     # ----- what the loop tells the rule ---------------------------------------------
     def start_epoch(self, epoch: int) -> None:

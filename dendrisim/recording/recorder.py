@@ -88,11 +88,10 @@ def _population_layout(pop, neurons: Optional[int], time_steps: Optional[int] = 
     return pop.shape, [f"axis{i}" for i in range(len(pop.shape))]
 
 
-def time_points(network) -> Optional[int]:
-    """Length of a record's time axis: a recurrent network's sequence, or the Euler steps of a
-    presentation that simulated compartments keep; None for one state per record."""
-    steps = network.dynamics.trace_steps
-    return network.time_steps or (len(steps) if steps else None)
+def time_points(network, trace_steps: Optional[list[int]] = None) -> Optional[int]:
+    """Length of a record's time axis: a recurrent network's sequence, or the states of a
+    presentation that the settling scheme keeps (``trace_steps``); None for one state per record."""
+    return network.time_steps or (len(trace_steps) if trace_steps else None)
 
 
 def _weight_axes(proj, var: str) -> list[str]:
@@ -153,8 +152,10 @@ def selection(config: RecordingConfig, network, rule, *, file: Optional[str]) ->
     return {k: tuple(v) for k, v in pops.items()}, {k: tuple(v) for k, v in config.projections.items()}
 
 
-def estimate_bytes(config: RecordingConfig, network, rule, *, batch_size: int, steps: int, epochs: int) -> dict:
-    """Upper bound (uncompressed) of the file a run of ``steps`` steps over ``epochs`` epochs writes."""
+def estimate_bytes(config: RecordingConfig, network, rule, *, batch_size: int, steps: int, epochs: int,
+                   trace_steps: Optional[list[int]] = None) -> dict:
+    """Upper bound (uncompressed) of the file a run of ``steps`` steps over ``epochs`` epochs writes
+    (``trace_steps``: the states of a presentation the settling scheme keeps, if any)."""
     pops, projs = selection(config, network, rule, file=None)
     item = 2 if config.dtype == "float16" else 4
     k = min(config.samples, batch_size)
@@ -162,7 +163,7 @@ def estimate_bytes(config: RecordingConfig, network, rule, *, batch_size: int, s
     for name, variables in pops.items():
         n = network.populations[name].size
         per_record += (len(variables) * k * (min(n, config.neurons) if config.neurons else n) * item
-                       * (time_points(network) or 1))
+                       * (time_points(network, trace_steps) or 1))
     per_weight = 16 + sum(network.projections[n].weight.numel() * item * len(v) for n, v in projs.items())
     extra = epochs if config.at_epoch_end else 0
     records = (steps // config.every if config.every else 0) + extra
@@ -199,9 +200,14 @@ class Recorder:
 
     def __init__(self, config: RecordingConfig, path: Path, *, network, rule, experiment,
                  metric_names: dict[str, list[str]], batch_size: int, seed: int, device: torch.device,
-                 argv: list[str], resume: Optional[dict] = None, alignment: Optional[list[str]] = None):
+                 argv: list[str], resume: Optional[dict] = None, alignment: Optional[list[str]] = None,
+                 scheme=None):
+        """``scheme``: the settling scheme; when it keeps trajectories (``trace_steps``), each
+        activity record holds the trajectory :meth:`after_step` is given."""
         self.config = config
         self.network, self.rule = network, rule
+        self.trace_steps: Optional[list[int]] = scheme.trace_steps if scheme is not None else None
+        self.dt: Optional[float] = scheme.config.dt if self.trace_steps else None
         self.pops, self.projs = selection(config, network, rule, file=experiment.file)
         self.path = Path(path)
         self.k = min(config.samples, batch_size)
@@ -347,14 +353,14 @@ class Recorder:
         self.streams = {}
         for pop, variables in self.pops.items():
             shape, axes = _population_layout(self.network.populations[pop], self.config.neurons,
-                                             time_points(self.network))
+                                             time_points(self.network, self.trace_steps))
             for var in variables:
                 ds = self._dataset(f"populations/{pop}/{var}", (self.k, *shape), np_dtype, ["record", "sample", *axes],
                                    MEANING[var])
-                if self.network.dynamics.trace_steps and self.resume is None:
+                if self.trace_steps and self.resume is None:
                     ds.attrs["time"] = "Euler step of the presentation (see euler_steps; t = step x dt)"
-                    ds.attrs["euler_steps"] = np.array(self.network.dynamics.trace_steps, dtype=np.int64)
-                    ds.attrs["dt"] = self.network.dynamics.config.dt
+                    ds.attrs["euler_steps"] = np.array(self.trace_steps, dtype=np.int64)
+                    ds.attrs["dt"] = self.dt
                 self.streams[(pop, var)] = _Stream(ds, rows, self.dtype, self.pin)
         self.weight_streams = {}
         for name, variables in self.projs.items():
@@ -440,11 +446,14 @@ class Recorder:
         every = self.config.every
         return self.owed or bool(every and step % every == 0) or (epoch_end and self.config.at_epoch_end)
 
-    def after_step(self, step: int, epoch: int, batch_ids: torch.Tensor, *, epoch_end: bool = False) -> None:
+    def after_step(self, step: int, epoch: int, batch_ids: torch.Tensor, *, epoch_end: bool = False,
+                   trajectory: Optional[dict] = None) -> None:
+        """Record what is due after training step ``step``; ``trajectory``: the presentation's
+        (:class:`dendrisim.settling.Presentation`), asked for with ``capture`` when :meth:`due`."""
         every = self.config.every
         if self.due(step, batch_ids.shape[0], epoch_end=epoch_end):
             if self.last_recorded_step != step:
-                self.record(step, epoch, batch_ids)
+                self.record(step, epoch, batch_ids, trajectory=trajectory)
             self.owed = False
         elif every and step % every == 0:
             self.owed = True
@@ -467,7 +476,7 @@ class Recorder:
                 self._failed(f"at epoch {epoch}", err)
         self.flush()
 
-    def record(self, step: int, epoch: int, batch_ids: torch.Tensor) -> None:
+    def record(self, step: int, epoch: int, batch_ids: torch.Tensor, *, trajectory: Optional[dict] = None) -> None:
         if self.failure is not None:
             return
         i = self.pending
@@ -480,11 +489,11 @@ class Recorder:
         self.index["sample_ids"].buffer[i].copy_(batch_ids.index_select(0, pos))
         for (pop, var), stream in self.streams.items():
             population = self.network.populations[pop]
-            if self.network.dynamics.trace_steps:  # the presentation's trajectory: [samples, time, ...] already
-                value = population.trace.get(var)
+            if self.trace_steps:  # the presentation's trajectory: [samples, time, ...] already
+                value = (trajectory or {}).get(pop, {}).get(var)
                 if value is None:
-                    raise RuntimeError(f"no trajectory of {pop}.{var} for step {step}: the trainer arms "
-                                       "network.dynamics.capture before every recorded step (Recorder.due)")
+                    raise RuntimeError(f"no trajectory of {pop}.{var} for step {step}: the trainer asks the settling "
+                                       "scheme for it (present(capture=...)) before every recorded step (Recorder.due)")
                 stream.put(i, value.flatten(2)[:, :, : self.config.neurons] if self.config.neurons else value)
                 continue
             value = population.state(var)

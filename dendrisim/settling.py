@@ -1,7 +1,10 @@
 r"""Settling schemes: how apical inputs, errors and somata come to be over one presentation.
 
-A scheme runs one presentation of a batch for a rule and leaves the rule's updates in
-``.grad``. The rule says only what its feedback weights are and how a projection changes
+A settling scheme (chosen by the model file's ``dynamics.mode``) presents a batch: given the
+network, the rule and the target, it settles every compartment and leaves the rule's
+updates in ``.grad`` (:meth:`SettlingScheme.present`). It returns what observers need (the
+trajectory the recorder keeps) in a :class:`Presentation` instead of leaving it in the
+populations. The rule says only what its feedback weights are and how a projection changes
 from its two ends (``PlasticityRule.top_down``, ``compute_updates``); the scheme decides when
 each compartment is computed. So every rule whose apical input comes through feedback
 weights runs under every scheme, with no per-rule code.
@@ -45,6 +48,7 @@ presentation; ``online`` averages them over its steps. Euler is stable for
 from __future__ import annotations
 
 from contextlib import contextmanager
+from dataclasses import dataclass
 from itertools import chain
 from typing import Iterator, Optional, Protocol
 
@@ -86,28 +90,55 @@ class Rule(Protocol):
         """The rule's own tensors (feedback weights): ``nn.Module.parameters``."""
 
 
-SETTLING: Registry[type["SteadyState"]] = Registry("dynamics mode")
+@dataclass
+class Presentation:
+    """What one presentation leaves for observers (the weights' updates are in ``.grad``)."""
+
+    #: the kept states of a simulated presentation, ``{population: {variable: [samples, states, *shape]}}``
+    #: for the batch positions asked for (``capture``); None when nothing was asked for or kept
+    trajectory: Optional[dict[str, dict[str, torch.Tensor]]] = None
 
 
-@SETTLING.register("steady")
-class SteadyState:
-    """The sweep: the rule settles every population top-down, then computes its updates."""
+SCHEMES: Registry[type["SettlingScheme"]] = Registry("settling scheme (dynamics.mode)")
 
-    #: Euler steps of a presentation kept in recordings (None: a record holds one state)
+
+class SettlingScheme:
+    """Base of the settling schemes: :meth:`present` one batch; ``describe`` it for ``--check``."""
+
+    #: states of a presentation kept in recordings (None: a record holds one state)
     trace_steps: Optional[list[int]] = None
 
     def __init__(self, config: DynamicsConfig):
         self.config = config
-        #: batch positions whose trajectory the next presentation keeps (euler only)
-        self.capture: Optional[torch.Tensor] = None
 
-    def step(self, network, rule: Rule, target: torch.Tensor) -> None:
-        with presenting(network, target):
-            if rule.relax is not None:
-                rule.relax(network, target)
-            else:
-                self.settle(network, rule, target)
-            updates(network, rule)
+    def present(self, network, rule: Rule, target: torch.Tensor, *,
+                capture: Optional[torch.Tensor] = None) -> Presentation:
+        """Present the batch the forward pass has just clamped: settle every compartment for
+        ``target`` and leave ``rule``'s updates in ``.grad`` (none while ``network.plastic`` is
+        off). ``capture``: batch positions whose trajectory to return (schemes with
+        ``trace_steps``). No autograd graph is built."""
+        with torch.no_grad(), presenting(network, target):
+            return self._present(network, rule, network.target, capture)
+
+    def _present(self, network, rule: Rule, target: torch.Tensor, capture: Optional[torch.Tensor]) -> Presentation:
+        raise NotImplementedError
+
+    def describe(self, network) -> list[str]:
+        """A few lines for ``--check`` and the start of a run."""
+        return []
+
+
+@SCHEMES.register("steady")
+class SteadyState(SettlingScheme):
+    """The sweep: the rule settles every population top-down, then computes its updates."""
+
+    def _present(self, network, rule: Rule, target: torch.Tensor, capture: Optional[torch.Tensor]) -> Presentation:
+        if rule.relax is not None:
+            rule.relax(network, target)
+        else:
+            self.settle(network, rule, target)
+        updates(network, rule)
+        return Presentation()
 
     # ------------------------------------------------------------------ the sweep
     def settle(self, network, rule: Rule, target: torch.Tensor) -> None:
@@ -213,7 +244,6 @@ class SteadyState:
             pop.apical, pop.error = apical[name], errors[name]
 
     def describe(self, network) -> list[str]:
-        """A few lines for ``--check`` and the start of a run."""
         return ["dynamics steady: soma = basal; the rule settles apical inputs and errors in one top-down sweep"]
 
 
@@ -246,7 +276,7 @@ def _refuse_sequences(network) -> None:
         raise ValueError("euler dynamics simulate static presentations; this network is recurrent")
 
 
-@SETTLING.register("euler")
+@SCHEMES.register("euler")
 class EulerDynamics(SteadyState):
     """Forward-Euler integration of every pyramidal population at once (module docstring)."""
 
@@ -255,11 +285,7 @@ class EulerDynamics(SteadyState):
         K, r = config.steps, config.record_every
         self.trace_steps = sorted(set(range(0, K + 1, r)) | {K})
 
-    def step(self, network, rule: Rule, target: torch.Tensor) -> None:
-        with presenting(network, target):
-            self._present(network, rule, target)
-
-    def _present(self, network, rule: Rule, target: torch.Tensor) -> None:
+    def _present(self, network, rule: Rule, target: torch.Tensor, capture: Optional[torch.Tensor]) -> Presentation:
         """One presentation: from the free state, ``steps`` Euler steps. Each step first
         observes the state (basal drives from the current rates, errors from the current
         somata, apical inputs from the errors above), then moves every soma; the updates
@@ -276,7 +302,7 @@ class EulerDynamics(SteadyState):
             if p.name not in teach:
                 p.apical = p.error = None
         soma = {p.name: p.soma.clone() for p in pops}  # the free state of the forward pass
-        trace = self._start_trace(pops)
+        trace = None if capture is None else {p.name: {v: [] for v in p.recordable} for p in pops}
         params = [q for q in chain(network.parameters(), rule.parameters()) if q.requires_grad] if online else []
         sums = None
         basal = {p.name: p.basal for p in pops}
@@ -289,7 +315,7 @@ class EulerDynamics(SteadyState):
             for p in hidden:  # in the free state every error is exactly zero, and so is its feedback
                 p.apical = rule.top_down(network, p) if k else torch.zeros_like(p.soma)
             if trace is not None and k in self.trace_steps:
-                self._keep(trace, pops)
+                self._keep(trace, pops, capture)
             if online and k and network.plastic:
                 sums = self._accumulate(rule, network, params, sums)
             if k == K:
@@ -301,8 +327,7 @@ class EulerDynamics(SteadyState):
                 param.grad = None if total is None else total.div_(K)
         else:
             updates(network, rule)
-        if trace is not None:
-            self._finish_trace(trace, pops)
+        return Presentation(trajectory=None if trace is None else self._finish_trace(trace))
 
     def describe(self, network) -> list[str]:
         c = self.config
@@ -353,22 +378,14 @@ class EulerDynamics(SteadyState):
         return sums
 
     # ------------------------------------------------------------------ recorded trajectory
-    def _start_trace(self, pops) -> Optional[dict]:
-        if self.capture is None:
-            for p in pops:
-                p.trace = {}
-            return None
-        return {p.name: {v: [] for v in p.recordable} for p in pops}
-
-    def _keep(self, trace: dict, pops) -> None:
-        pos = self.capture
+    @staticmethod
+    def _keep(trace: dict, pops, positions: torch.Tensor) -> None:
         for p in pops:
             for var, values in trace[p.name].items():
                 value = getattr(p, var)
-                values.append(None if value is None else value.index_select(0, pos))
+                values.append(None if value is None else value.index_select(0, positions))
 
     @staticmethod
-    def _finish_trace(trace: dict, pops) -> None:
-        for p in pops:
-            p.trace = {var: torch.stack(values, 1) for var, values in trace[p.name].items()
-                       if values and values[0] is not None}
+    def _finish_trace(trace: dict) -> dict[str, dict[str, torch.Tensor]]:
+        return {pop: {var: torch.stack(values, 1) for var, values in variables.items() if values and values[0] is not None}
+                for pop, variables in trace.items()}
