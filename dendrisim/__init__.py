@@ -5,8 +5,7 @@ From Python: ``dendrisim.load(path, overrides)`` gives an :class:`Experiment`,
 ``evaluate``, ``network``). Rules of your own subclass :class:`PlasticityRule` and register
 with ``@dendrisim.register_rule("name")``.
 """
-__version__ = "0.1.0"
-
+from ._version import __version__
 from .api import Trainer, load  # noqa: E402
 from .builder import load_experiment  # noqa: E402
 from .config import Experiment  # noqa: E402

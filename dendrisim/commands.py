@@ -56,7 +56,7 @@ COMMANDS: dict[str, Command] = {
 
 
 def version() -> str:
-    from . import __version__
+    from ._version import __version__
 
     return __version__
 

@@ -290,7 +290,7 @@ class Recorder:
 
     # ----------------------------------------------------------------- layout
     def _write_attrs(self, experiment, seed, device, argv) -> None:
-        from .. import __version__
+        from .._version import __version__
 
         a = self.file.attrs
         a["schema_version"] = SCHEMA_VERSION
