@@ -34,11 +34,12 @@ def load_experiment(source: str | Path | dict, overrides: Iterable[str] = (), *,
     config = parse(ModelConfig, data, file=file)
     task = _task_options(config, file)
     rule, notes = rule_options(config.plasticity, file=file, path="plasticity")
-    graph = validate(config, file=file)
+    scheme = check_scheme(config, file=file)
+    graph = validate(config, file=file, simulated=scheme.simulates_compartments)
     per_projection = {proj.name: projection_rule(proj.plasticity, file=file, path=f"projections[{i}].plasticity")
                       for i, proj in enumerate(config.projections) if proj.plasticity is not None}
     experiment = Experiment(config=config, task=task, rule=rule, file=file, notes=tuple(notes),
-                            projection_rules=per_projection)
+                            projection_rules=per_projection, simulated=scheme.simulates_compartments)
     check_mix(experiment)
     for options in {id(o): o for o in [rule, *per_projection.values()]}.values():
         check_rule(experiment, graph, options)
@@ -127,21 +128,44 @@ def rule_options(data: dict, *, file: str, path: str):
     return parse(rule_cls.Options, kept, file=file, path=path), notes
 
 
+def check_scheme(config: ModelConfig, *, file: str) -> type[SettlingScheme]:
+    """The registered settling scheme ``dynamics.mode`` names (an unknown name lists them)."""
+    return SCHEMES.get(config.dynamics.mode, file=file, path="dynamics.mode")
+
+
+def runs_under(rule_cls, scheme_cls: type[SettlingScheme]) -> bool:
+    """Whether a scheme can present batches to a rule. The rule declares what it needs: one
+    that speaks only the ``Rule`` protocol runs under every scheme; one with a relaxation of
+    its own (``relax``: pc) needs a scheme that runs it (``runs_relaxation``: steady)."""
+    return rule_cls.relax is None or scheme_cls.runs_relaxation
+
+
+def schemes_of(rule_cls) -> list[str]:
+    """The registered settling schemes a rule runs under."""
+    return [name for name in SCHEMES.names() if runs_under(rule_cls, SCHEMES.get(name))]
+
+
+def scheme_refusal(rule: str, mode: str) -> str | None:
+    """Why rule ``rule`` cannot run under scheme ``mode`` (the rule's ``settling_note``), or None."""
+    rule_cls = RULES.get(rule)
+    if runs_under(rule_cls, SCHEMES.get(mode)):
+        return None
+    return (f"rule {rule} cannot run under mode {mode} (it runs under {', '.join(schemes_of(rule_cls))}): "
+            f"{rule_cls.settling_note}")
+
+
 def check_rule(experiment: Experiment, graph, options) -> None:
     """What a rule says about this network and settling scheme, before any tensor."""
-    cfg, file = experiment.config, experiment.file
-    rule_cls = RULES.get(options.rule)
-    if cfg.dynamics.mode not in rule_cls.settling_modes:
-        raise ConfigError(f"rule {options.rule} cannot run under mode {cfg.dynamics.mode} (it runs under "
-                          f"{', '.join(rule_cls.settling_modes)}): {rule_cls.settling_note}", file=file,
-                          path="dynamics.mode")
-    rule_cls.check(experiment, graph)
+    refusal = scheme_refusal(options.rule, experiment.config.dynamics.mode)
+    if refusal is not None:
+        raise ConfigError(refusal, file=experiment.file, path="dynamics.mode")
+    RULES.get(options.rule).check(experiment, graph)
 
 
 def build_scheme(experiment: Experiment) -> SettlingScheme:
     """The settling scheme that presents batches to the network (``dynamics.mode``)."""
     dynamics = experiment.config.dynamics
-    return SCHEMES.get(dynamics.mode)(dynamics)
+    return check_scheme(experiment.config, file=experiment.file)(dynamics)
 
 
 def build(experiment: Experiment, *, device, data_root: str | None = None):

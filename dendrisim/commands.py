@@ -135,6 +135,7 @@ def rules_parser(prog: str = "dendrisim rules") -> argparse.ArgumentParser:
 
 def describe_rule(name: str) -> str:
     """A rule's entry in ``dendrisim rules``: origin, summary, settling schemes, options, tunables."""
+    from .builder import schemes_of
     from .plasticity import RULES
     from .plugins import ORIGIN
     from .reference import default_text
@@ -142,7 +143,7 @@ def describe_rule(name: str) -> str:
     cls = RULES.get(name)
     doc = (cls.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
     lines = [f"{name}  ({ORIGIN.get(name, cls.__module__)})", f"  {doc}" if doc else "  (no docstring)",
-             f"  settling schemes: {', '.join(cls.settling_modes)}; "
+             f"  settling schemes: {', '.join(schemes_of(cls))}; "
              f"{'per projection or network-wide' if cls.per_projection else 'network-wide only'}",
              "  options (plasticity.KEY):"]
     fields = [f for f in dataclasses.fields(cls.Options) if f.name != "rule"]

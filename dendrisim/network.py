@@ -52,7 +52,7 @@ class Network(nn.Module):
             else:
                 shapes[name] = _infer_shape(name, pop, incoming_cfg[name], shapes, index, vocabulary,
                                             output_size if name == self.output_name else None, file)
-        euler = cfg.dynamics.mode == "euler"
+        euler = experiment.simulated
         for name, pop in cfg.populations.items():
             if pop.type == "input":
                 self.populations[name] = InputPopulation(name, shapes[name])

@@ -38,7 +38,7 @@ def table(cls: type, title: str) -> str:
     for f in dataclasses.fields(cls):
         if f.metadata.get("internal"):
             continue
-        kind = _type_name(hints[f.name]).replace("|", "\\|")
+        kind = f.metadata.get("type_text", _type_name(hints[f.name])).replace("|", "\\|")
         doc = f.metadata.get("doc", "").replace("|", "\\|")  # a | in a cell would end it
         rows.append(f"| `{yaml_key(f)}` | {kind} | {default_text(f)} | {doc} |")
     return "\n".join(rows)

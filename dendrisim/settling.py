@@ -107,6 +107,12 @@ class SettlingScheme:
 
     #: states of a presentation kept in recordings (None: a record holds one state)
     trace_steps: Optional[list[int]] = None
+    #: whether the scheme simulates the compartments in time: the network's pyramidal neurons then
+    #: get their constants (``dynamics``: tau, conductances) and the forward pass leaves their free state
+    simulates_compartments: bool = False
+    #: whether it runs a rule's own relaxation (``Rule.relax``, pc's): a rule that has one runs only
+    #: under schemes that do; every other rule runs under every scheme
+    runs_relaxation: bool = False
 
     def __init__(self, config: DynamicsConfig):
         self.config = config
@@ -131,6 +137,8 @@ class SettlingScheme:
 @SCHEMES.register("steady")
 class SteadyState(SettlingScheme):
     """The sweep: the rule settles every population top-down, then computes its updates."""
+
+    runs_relaxation = True
 
     def _present(self, network, rule: Rule, target: torch.Tensor, capture: Optional[torch.Tensor]) -> Presentation:
         if rule.relax is not None:
@@ -279,6 +287,9 @@ def _refuse_sequences(network) -> None:
 @SCHEMES.register("euler")
 class EulerDynamics(SteadyState):
     """Forward-Euler integration of every pyramidal population at once (module docstring)."""
+
+    simulates_compartments = True
+    runs_relaxation = False
 
     def __init__(self, config: DynamicsConfig):
         super().__init__(config)

@@ -338,3 +338,50 @@ def test_integers_past_what_torch_and_numpy_take_are_config_errors(override, mat
     """Found by the whole-stack fuzzer (--long): these ended in torch's and numpy's tracebacks."""
     with pytest.raises(ConfigError, match=match):
         model([override])
+
+
+# ----------------------------------------------------------------------------- dynamics.mode
+def test_an_unknown_settling_scheme_names_the_file_field_value_and_the_registered_schemes():
+    from dendrisim.settling import SCHEMES
+
+    msg = bad("dynamics.mode=eular")
+    assert msg.startswith("test.yaml: dynamics.mode: 'eular' is not a known settling scheme"), msg
+    assert msg.endswith("choose one of " + ", ".join(SCHEMES.names())), msg
+    assert {"steady", "euler"} <= set(SCHEMES.names())
+
+
+def test_the_mode_is_a_name_checked_against_the_registry_not_the_schema():
+    """The config layer knows no schemes: any name parses, the builder checks it."""
+    import dataclasses
+    import typing
+
+    from dendrisim.config.schema import DynamicsConfig
+
+    assert typing.get_type_hints(DynamicsConfig)["mode"] is str
+    default = next(f for f in dataclasses.fields(DynamicsConfig) if f.name == "mode").default
+    assert default == "steady"
+
+
+def test_a_rule_with_a_relaxation_of_its_own_is_refused_by_a_scheme_that_runs_none():
+    from dendrisim.builder import runs_under, scheme_refusal, schemes_of
+    from dendrisim.plasticity import RULES
+    from dendrisim.settling import SCHEMES
+
+    assert schemes_of(RULES.get("pc")) == ["steady"]
+    for name in RULES.names():
+        if RULES.get(name).relax is None:  # the Rule protocol only: every scheme
+            assert schemes_of(RULES.get(name)) == SCHEMES.names(), name
+            assert all(scheme_refusal(name, mode) is None for mode in SCHEMES.names())
+    refusal = scheme_refusal("pc", "euler")
+    assert refusal.startswith("rule pc cannot run under mode euler (it runs under steady): ")
+    assert refusal.endswith(RULES.get("pc").settling_note)
+    assert not runs_under(RULES.get("pc"), SCHEMES.get("euler")) and runs_under(RULES.get("pc"), SCHEMES.get("steady"))
+    assert bad("dynamics.mode=euler", "plasticity.rule=pc") == f"test.yaml: dynamics.mode: {refusal}"
+
+
+def test_only_a_simulating_scheme_gives_the_network_compartments():
+    steady, euler = model([]), model(["dynamics.mode=euler"])
+    assert not steady.simulated and euler.simulated
+    for exp, simulated in ((steady, False), (euler, True)):
+        net = Network(exp, input_shape=(64,), output_size=10)
+        assert all((p.compartments is not None) == simulated for p in net.pyramidal())

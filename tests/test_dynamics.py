@@ -280,7 +280,7 @@ def test_recorded_soma_differs_from_basal_under_euler_and_equals_it_at_steady_st
     (["dynamics={mode: euler, populations: {out: {g_basal: -1}}}"], r"dynamics.populations.out.g_basal: -1.0 must be > 0"),
     (["dynamics={mode: euler, steps: 2}"], r"dynamics.steps: 2 steps are fewer than the network's depth 3 "
                                            r"\(input -> h1 -> h2 -> out\).*Use steps >= 3"),
-    (["dynamics={mode: eulr}"], r"dynamics.mode: 'eulr' is not one of steady, euler"),
+    (["dynamics={mode: eulr}"], r"dynamics.mode: 'eulr' is not a known settling scheme .*choose one of euler, .*steady"),
     (["dynamics={populations: {hx: {tau: 2}}}"], r"dynamics.populations.hx: 'hx' is not a pyramidal population; "
                                                  r"they are h1, h2, out"),
     (["dynamics={mode: euler}", "plasticity.rule=pc"], r"dynamics.mode: rule pc cannot run under mode euler \(it "

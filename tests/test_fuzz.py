@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from dendrisim import memory
 from dendrisim.activations import ACTIVATIONS
-from dendrisim.builder import build_scheme, load_experiment
+from dendrisim.builder import build_scheme, load_experiment, scheme_refusal
 from dendrisim.errors import ConfigError
 from dendrisim.inspect import describe
 from dendrisim.network import Network
@@ -46,7 +46,7 @@ def model_files(draw):
                 proj["plasticity"] = {"rule": draw(st.sampled_from(local))}
     if n_hidden >= 2 and draw(st.booleans()):
         projs.append({"from": "input", "to": names[-1], "init": draw(init)})
-    simulated = "euler" in RULES.get(rule).settling_modes  # pc runs its own relaxation only (refused, tested)
+    simulated = scheme_refusal(rule, "euler") is None  # pc runs its own relaxation only (refused, tested)
     return {
         "name": "fuzz",
         "task": {"type": "classification", "dataset": "digits", "batch_size": draw(st.integers(1, 64))},

@@ -29,10 +29,11 @@ def feedforward_graph(graph: nx.DiGraph) -> nx.DiGraph:
     return ff
 
 
-def validate(cfg: ModelConfig, *, file: str) -> nx.DiGraph:
+def validate(cfg: ModelConfig, *, file: str, simulated: bool = False) -> nx.DiGraph:
     """Check names, endpoints, acyclicity, sizes, activations and the dynamics block against
     the graph (everything that needs no registry but the model's own: activations and
-    initialisers); return the graph."""
+    initialisers); return the graph. ``simulated``: whether the settling scheme the file
+    names simulates the compartments in time (the builder asks the scheme)."""
     from ..activations import ACTIVATIONS
     from ..init import resolve_init
 
@@ -121,7 +122,7 @@ def validate(cfg: ModelConfig, *, file: str) -> nx.DiGraph:
             )
         if pop.size == "auto" and name not in (source, output):
             raise ConfigError("size auto is only allowed on the input and output populations", file=file, path=f"populations.{name}.size")
-    check_dynamics(cfg, ff, file=file)
+    check_dynamics(cfg, ff, file=file, simulated=simulated)
     return graph
 
 
@@ -144,8 +145,9 @@ def compartment_constants(dynamics, name: str) -> dict[str, float]:
             for key in ("tau", "g_leak", "g_basal", "g_apical")}
 
 
-def check_dynamics(cfg: ModelConfig, ff: nx.DiGraph, *, file: str) -> None:
-    """The ``dynamics`` block against the network: names, Euler's stability, enough steps."""
+def check_dynamics(cfg: ModelConfig, ff: nx.DiGraph, *, file: str, simulated: bool) -> None:
+    """The ``dynamics`` block against the network: names; for a scheme that simulates the
+    compartments (``simulated``: euler's), a static input, stability and enough steps."""
     dyn = cfg.dynamics
     pops = cfg.populations
     for name in dyn.populations:
@@ -153,13 +155,13 @@ def check_dynamics(cfg: ModelConfig, ff: nx.DiGraph, *, file: str) -> None:
             pyramidal = [n for n, p in pops.items() if p.type == "pyramidal"]
             raise ConfigError(f"{name!r} is not a pyramidal population; they are {', '.join(pyramidal)}",
                               file=file, path=f"dynamics.populations.{name}")
-    if dyn.mode != "euler":
+    if not simulated:
         return
     for i, proj in enumerate(cfg.projections):
         if proj.kind == "recurrent":
             raise ConfigError(
-                f"mode euler simulates a presentation of a static input; {proj.name} is recurrent, and an Euler "
-                "scheme inside every step of a sequence is not implemented. Use mode: steady for recurrent "
+                f"mode {dyn.mode} simulates a presentation of a static input; {proj.name} is recurrent, and a "
+                "simulation inside every step of a sequence is not implemented. Use mode: steady for recurrent "
                 f"networks (projections[{i}] is the recurrent one)", file=file, path="dynamics.mode")
     for name, pop in pops.items():
         if pop.type != "pyramidal":

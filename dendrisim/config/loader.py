@@ -27,6 +27,9 @@ class Experiment:
     notes: tuple[str, ...] = ()
     #: projection name -> the options of its own rule (projections with a plasticity block)
     projection_rules: dict[str, Any] = field(default_factory=dict)
+    #: whether the settling scheme (``dynamics.mode``) simulates the pyramidal neurons'
+    #: compartments in time: they then take their constants from ``dynamics``
+    simulated: bool = False
 
     def rule_of(self, projection: str) -> Any:
         """The options of the rule that governs ``projection``."""

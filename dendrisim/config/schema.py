@@ -197,9 +197,11 @@ class CompartmentConfig:
 class DynamicsConfig:
     """How the compartments come to their values during one presentation of a batch."""
 
-    mode: Literal["steady", "euler"] = opt(
-        "steady", "steady: soma = basal and a top-down sweep of the errors (exact, instant); euler: the soma "
-                  "integrates its basal and apical inputs in time, every population at once (see below)")
+    mode: str = opt(
+        "steady", "the settling scheme. Built in: steady: soma = basal and a top-down sweep of the errors (exact, "
+                  "instant); euler: the soma integrates its basal and apical inputs in time, every population at "
+                  "once (see below). Or the name of a scheme registered in dendrisim.settling.SCHEMES",
+        type_text="'steady', 'euler' or a registered scheme")
     dt: float = opt(0.2, "euler: time step (in the units of tau)", gt=0)
     steps: int = opt(20, "euler: Euler steps per presentation of a batch (at least the network's depth)", ge=1)
     tau: float = opt(1.0, "euler: membrane time constant τ", gt=0)
