@@ -24,6 +24,12 @@ class Registry(Generic[T]):
 
         return decorator
 
+    def unregister(self, name: str) -> T:
+        """Remove ``name`` (one registered for a test or a session only) and return what it named."""
+        if name not in self._entries:
+            raise KeyError(f"{self.kind} {name!r} is not registered")
+        return self._entries.pop(name)
+
     def get(self, name: str, *, file: str | None = None, path: str | None = None) -> T:
         if not isinstance(name, str) or name not in self._entries:
             raise ConfigError(

@@ -1,0 +1,291 @@
+r"""The seam between settling schemes and rules: a scheme written here, outside the package,
+runs every rule with no per-rule code (``tests/test_rules.py`` runs the behavioural suite
+under it), and it is right: the explicit midpoint rule (RK2) of the equations that
+``euler`` integrates by forward Euler,
+
+.. math:: τ \frac{du}{dt} = -g_L u + g_B (v_B - u) + g_A (v_A - u) =: τ F(u),
+          \qquad u_{n+1} = u_n + dt \, F\big(u_n + \tfrac{dt}{2} F(u_n)\big),
+
+reaches euler's fixed point, and its error against an outside integrator falls as dt².
+It uses only public things: the populations' compartments and constants, the network's
+``basal_input``, the rule's ``top_down`` (the ``Rule`` protocol) and ``settling.updates``."""
+from __future__ import annotations
+
+import copy
+from contextlib import contextmanager
+from typing import Iterator, Optional
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import MLP, build, model, present
+from dendrisim.builder import build_scheme, scheme_refusal
+from dendrisim.config.schema import DynamicsConfig
+from dendrisim.errors import ConfigError
+from dendrisim.plasticity import RULES
+from dendrisim.settling import SCHEMES, Presentation, Rule, SettlingScheme, updates
+
+#: the name the test scheme is registered under while a test uses it
+MIDPOINT = "midpoint"
+
+
+class Midpoint(SettlingScheme):
+    """Explicit midpoint (RK2) integration of every pyramidal population at once: the
+    compartments, errors and apical inputs of ``euler`` (``dendrisim.settling``), second
+    order in dt. Updates from the settled end of the presentation."""
+
+    simulates_compartments = True  # the network gets the compartments' constants and free state
+
+    def __init__(self, config: DynamicsConfig):
+        super().__init__(config)
+        if config.plasticity != "settled":
+            raise ValueError("the midpoint scheme takes updates at the settled end only")
+
+    def _present(self, network, rule: Rule, target: torch.Tensor, capture: Optional[torch.Tensor]) -> Presentation:
+        if network.sequential:
+            raise ValueError("the midpoint scheme simulates static presentations")
+        dt = self.config.dt
+        u = {p.name: p.soma.clone() for p in network.pyramidal()}  # the free state of the forward pass
+        for _ in range(self.config.steps):
+            k1 = self.velocity(network, rule, target, u)
+            k2 = self.velocity(network, rule, target, {n: u[n] + 0.5 * dt * k1[n] for n in u})
+            u = {n: u[n] + dt * k2[n] for n in u}
+        self.observe(network, rule, target, u)
+        updates(network, rule)
+        return Presentation()
+
+    @staticmethod
+    def observe(network, rule: Rule, target: torch.Tensor, soma: dict[str, torch.Tensor]) -> None:
+        """Put every population in state ``soma`` and compute what it sees there: basal drives
+        from the rates, the local errors ``e = (f(u) − f(v̂_B))/λ`` (the output's teacher
+        ``v_A = t − f(v̂_B)``, its error ``(u − v̂_B)/λ`` for a canonical loss), and the hidden
+        apical inputs from the errors above (the rule's ``top_down``)."""
+        pops = list(network.pyramidal())
+        out = network.output
+        taught = set(network.needs_error) | {out.name}
+        for p in pops:
+            p.soma = soma[p.name]
+            p.rate = p.activation.f(p.soma)
+        for p in pops:
+            p.basal = network.basal_input(p.name)
+        for p in pops:
+            if p.name not in taught:
+                p.apical = p.error = None
+                continue
+            lam, predicted = p.compartments.nudging, p.prediction(p.basal)
+            if p is out:
+                p.apical = target.view_as(p.rate) - p.activation.f(predicted)
+                if p.activation.canonical_loss is not None:
+                    p.error = (p.soma - predicted) / lam
+                    continue
+            p.error = (p.rate - p.activation.f(predicted)) / lam
+        for p in pops:
+            if p is not out and p.name in taught:
+                p.apical = rule.top_down(network, p)
+
+    def velocity(self, network, rule: Rule, target: torch.Tensor, soma: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``F(u) = (−g_L u + g_B (v_B − u) + g_A (v_A − u)) / τ`` of every population at ``soma``."""
+        self.observe(network, rule, target, soma)
+        velocity = {}
+        for p in network.pyramidal():
+            c, u = p.compartments, soma[p.name]
+            apical = 0.0 if p.apical is None else p.apical
+            velocity[p.name] = (-c.g_leak * u + c.g_basal * (p.basal - u) + c.g_apical * (apical - u)) / c.tau
+        return velocity
+
+    def describe(self, network) -> list[str]:
+        return [f"dynamics {MIDPOINT}: {self.config.steps} midpoint (RK2) steps of dt {self.config.dt}"]
+
+
+@contextmanager
+def registered(name: str, scheme: type[SettlingScheme] = Midpoint) -> Iterator[None]:
+    """``scheme`` in ``SCHEMES`` as ``name`` for the length of the block (none if ``name`` is
+    already there: a built-in)."""
+    if name in SCHEMES:
+        yield
+        return
+    SCHEMES.register(name)(scheme)
+    try:
+        yield
+    finally:
+        SCHEMES.unregister(name)
+
+
+@pytest.fixture
+def midpoint():
+    with registered(MIDPOINT):
+        yield MIDPOINT
+
+
+def mlp(hidden: list[int], rule: str, out_act: str = "softmax") -> dict:
+    spec = copy.deepcopy(MLP)
+    names = [f"h{i + 1}" for i in range(len(hidden))]
+    spec["populations"] = {"input": {"type": "input", "size": "auto"},
+                           **{n: {"size": s, "activation": "tanh"} for n, s in zip(names, hidden)},
+                           "out": {"size": "auto", "activation": out_act}}
+    chain = ["input", *names, "out"]
+    spec["projections"] = [{"from": a, "to": b, "init": {"normal": {"std": 0.3}}} for a, b in zip(chain, chain[1:])]
+    spec["plasticity"] = {"rule": rule, **({"feedback_init": {"normal": {"std": 0.3}}} if rule != "bp" else {})}
+    return spec
+
+
+def settle(spec: dict, mode: str, dynamics: dict, x, t, state=None):
+    """Somata and updates after one presentation of ``x`` under scheme ``mode``, the state,
+    and the free somata the forward pass left."""
+    spec = copy.deepcopy(spec)
+    spec["dynamics"] = {"mode": mode, **dynamics}
+    exp = model([], base=spec)
+    net, rule = build(exp, input_shape=(x.shape[1],), output_size=t.shape[1])
+    if state is not None:
+        net.load_state_dict(state[0])
+        rule.load_state_dict(state[1])
+    net(x)
+    free = {p.name: p.soma.detach().clone() for p in net.pyramidal()}
+    present(net, rule, t, exp)
+    soma = {p.name: p.soma.clone() for p in net.pyramidal()}
+    grads = {f"net.{n}": p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}
+    grads.update({f"rule.{n}": p.grad.clone() for n, p in rule.named_parameters() if p.grad is not None})
+    return soma, grads, (net.state_dict(), rule.state_dict()), free
+
+
+# ----------------------------------------------------------------------------- the registry
+def test_the_test_scheme_is_registered_only_while_a_test_uses_it(midpoint):
+    assert midpoint in SCHEMES and isinstance(build_scheme(model([f"dynamics.mode={midpoint}"])), Midpoint)
+    SCHEMES.unregister(midpoint)
+    try:
+        with pytest.raises(ConfigError, match=r"dynamics.mode: 'midpoint' is not a known settling scheme"):
+            model([f"dynamics.mode={midpoint}"])
+    finally:
+        SCHEMES.register(midpoint)(Midpoint)
+
+
+def test_a_user_scheme_runs_every_rule_that_needs_only_the_rule_protocol(midpoint):
+    """No rule names the new scheme, yet each one without a relaxation of its own runs under
+    it; pc is refused with its own message, as under euler."""
+    for name in RULES.names():
+        if RULES.get(name).relax is None:
+            assert scheme_refusal(name, midpoint) is None, name
+            assert model([f"dynamics.mode={midpoint}", f"plasticity.rule={name}"]).simulated
+    with pytest.raises(ConfigError, match=r"dynamics.mode: rule pc cannot run under mode midpoint \(it runs under "
+                                          r"steady\): pc relaxes its own dynamical system"):
+        model([f"dynamics.mode={midpoint}", "plasticity.rule=pc"])
+
+
+def test_a_simulating_user_scheme_gets_the_config_checks_of_simulated_compartments(midpoint):
+    spec = copy.deepcopy(MLP)
+    spec["projections"].append({"from": "h2", "to": "h1", "kind": "recurrent"})
+    with pytest.raises(ConfigError, match=r"dynamics.mode: mode midpoint simulates a presentation of a static input; "
+                                          r"h2->h1 is recurrent"):
+        model([f"dynamics.mode={midpoint}"], base=spec)
+    with pytest.raises(ConfigError, match=r"dynamics.steps: 2 steps are fewer than the network's depth 3"):
+        model([f"dynamics={{mode: {midpoint}, steps: 2}}"])
+
+
+def test_the_keys_page_lists_the_built_in_schemes():
+    """Every scheme the package registers is named in the ``dynamics.mode`` documentation."""
+    import dataclasses
+
+    field = next(f for f in dataclasses.fields(DynamicsConfig) if f.name == "mode")
+    built_in = [n for n in SCHEMES.names() if SCHEMES.get(n).__module__ == "dendrisim.settling"]
+    assert set(built_in) == {"steady", "euler"}
+    for name in built_in:
+        assert f"{name}:" in field.metadata["doc"] and f"'{name}'" in field.metadata["type_text"], name
+
+
+# ----------------------------------------------------------------------------- it is right
+@pytest.mark.parametrize("rule", ["dll", "bp", "fa", "dfa", "kp"])
+def test_midpoint_settles_at_the_fixed_point_of_euler(midpoint, rule):
+    """Many small steps of each scheme from the same free state: the somata agree to 1e-6,
+    and so do the updates taken there."""
+    torch.manual_seed(1)
+    x = torch.randn(8, 5, dtype=torch.float64)
+    t = torch.eye(3, dtype=torch.float64)[torch.randint(0, 3, (8,))]
+    spec = mlp([7, 6], rule)
+    dynamics = {"dt": 0.05, "steps": 1600, "tau": 1.0, "g_leak": 0.1, "g_basal": 1.0, "g_apical": 0.3}
+    euler_soma, euler_grads, state, free_soma = settle(spec, "euler", dynamics, x, t)
+    mid_soma, mid_grads, _, _ = settle(spec, midpoint, dynamics, x, t, state)
+    for name in euler_soma:
+        assert float((mid_soma[name] - euler_soma[name]).abs().max()) < 1e-6, name
+        assert float((free_soma[name] - euler_soma[name]).abs().max()) > 1e-3, name  # they did move
+    assert mid_grads.keys() == euler_grads.keys()
+    for name in euler_grads:
+        assert float((mid_grads[name] - euler_grads[name]).abs().max()) < 1e-6, name
+
+
+def midpoint_errors_against_solve_ivp(mode: str) -> list[float]:
+    """``tests/test_dynamics.py``'s outside integrator: the same equations written out in
+    numpy and integrated by solve_ivp (RK45, tight tolerances), against ``mode`` at dt =
+    0.1, 0.05, 0.025; the largest difference of the somata at T."""
+    from scipy.integrate import solve_ivp
+
+    spec = mlp([6, 5], "dll")
+    spec["plasticity"]["sigma"] = 0.8
+    torch.manual_seed(3)
+    x = torch.randn(3, 5, dtype=torch.float64)
+    t = torch.eye(3, dtype=torch.float64)[[0, 2, 1]]
+    g_l, g_b, g_a, tau, T = 0.1, 1.0, 0.4, 1.5, 3.0
+    base_net, base_rule = build(model([], base=spec), input_shape=(5,), output_size=3)
+    W = {n: (p.weight.detach().numpy(), p.bias.detach().numpy()) for n, p in base_net.projections.items()}
+    theta = {n: th.detach().numpy() for n, th in base_rule.theta.items()}
+    X, Tt = x.numpy(), t.numpy()
+    g = g_l + g_b + g_a
+    a, lam, gain = g_b / g, g_a / g, 1 / 0.8**2
+    sizes = [6, 5, 3]
+    names = ["input->h1", "h1->h2", "h2->out"]
+
+    def softmax(z):
+        z = np.exp(z - z.max(1, keepdims=True))
+        return z / z.sum(1, keepdims=True)
+
+    def unpack(y):
+        out, i = [], 0
+        for n in sizes:
+            out.append(y[i:i + 3 * n].reshape(3, n))
+            i += 3 * n
+        return out
+
+    def rhs(_, y):
+        u1, u2, u3 = unpack(y)
+        vb1 = X @ W[names[0]][0].T + W[names[0]][1]
+        vb2 = np.tanh(u1) @ W[names[1]][0].T + W[names[1]][1]
+        vb3 = np.tanh(u2) @ W[names[2]][0].T + W[names[2]][1]
+        e3 = (u3 - a * vb3) / lam                    # canonical softmax output
+        va3 = Tt - softmax(a * vb3)
+        e2 = (np.tanh(u2) - np.tanh(a * vb2)) / lam
+        va2 = gain * e3 @ theta["h2->out"].T
+        va1 = gain * e2 @ theta["h1->h2"].T
+        du = [(-g_l * u + g_b * (vb - u) + g_a * (va - u)) / tau for u, vb, va in
+              ((u1, vb1, va1), (u2, vb2, va2), (u3, vb3, va3))]
+        return np.concatenate([d.ravel() for d in du])
+
+    vb1 = X @ W[names[0]][0].T + W[names[0]][1]
+    u1 = a * vb1
+    u2 = a * (np.tanh(u1) @ W[names[1]][0].T + W[names[1]][1])
+    u3 = a * (np.tanh(u2) @ W[names[2]][0].T + W[names[2]][1])
+    y0 = np.concatenate([u1.ravel(), u2.ravel(), u3.ravel()])
+    exact = solve_ivp(rhs, (0, T), y0, method="RK45", rtol=1e-12, atol=1e-14).y[:, -1]
+    errors = []
+    for dt in (0.1, 0.05, 0.025):
+        spec["dynamics"] = {"mode": mode, "dt": dt, "steps": round(T / dt), "tau": tau, "g_leak": g_l,
+                            "g_basal": g_b, "g_apical": g_a}
+        exp = model([], base=spec)
+        net, rule = build(exp, input_shape=(5,), output_size=3)
+        net.load_state_dict(base_net.state_dict())
+        rule.load_state_dict(base_rule.state_dict())
+        net(x)
+        present(net, rule, t, exp)
+        ours = np.concatenate([net.populations[n].soma.numpy().ravel() for n in ("h1", "h2", "out")])
+        errors.append(float(np.abs(ours - exact).max()))
+    return errors
+
+
+def test_midpoint_matches_scipy_solve_ivp_to_second_order_in_dt(midpoint):
+    """Halving dt divides the error by about 4 (euler's by about 2: tests/test_dynamics.py),
+    which also shows that dt, τ and every conductance reach the scheme as the file gives them:
+    a wrong one would leave an error that does not fall with dt."""
+    errors = midpoint_errors_against_solve_ivp(midpoint)
+    assert errors[-1] < 1e-4, errors
+    assert 3.5 < errors[0] / errors[1] < 4.5 and 3.5 < errors[1] / errors[2] < 4.5, errors
+    euler = midpoint_errors_against_solve_ivp("euler")
+    assert all(m < e / 10 for m, e in zip(errors, euler)), (errors, euler)
