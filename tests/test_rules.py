@@ -1,12 +1,16 @@
-"""Tier 3: behaviour every registered rule must show, parametrized over the registry."""
+"""Tier 3: behaviour every registered rule must show, parametrized over the registry, under
+every settling scheme: the built-in ones and one written in a test file (tests/test_schemes.py)."""
 
 import pytest
 import torch
 
 from conftest import model
+from dendrisim.builder import scheme_refusal
 from dendrisim.optim import group_of
 from dendrisim.plasticity import RULES
+from dendrisim.settling import SCHEMES
 from dendrisim.training import RunOptions, Trainer
+from test_schemes import MIDPOINT, registered
 
 
 def trainer(rule: str, *extra: str) -> Trainer:
@@ -14,14 +18,29 @@ def trainer(rule: str, *extra: str) -> Trainer:
     return Trainer(exp, RunOptions(progress=False, log=lambda s: None))
 
 
-#: every rule under every settling scheme it declares (pc only steady: its own relaxation)
-RULE_MODES = [(rule, mode) for rule in RULES.names() for mode in RULES.get(rule).settling_modes]
-#: the simulated compartments of the behavioural suite: weak nudging, a few steps past the depth
-EULER = "dynamics={mode: euler, steps: 10, dt: 0.2, g_apical: 0.05}"
+#: every rule under every settling scheme, a user's (the test file's midpoint) included; where
+#: a rule refuses a scheme (pc needs one that runs its relaxation) the test is skipped with its reason
+RULE_MODES = [(rule, mode) for rule in RULES.names() for mode in [*SCHEMES.names(), MIDPOINT]]
+
+
+@pytest.fixture(autouse=True)
+def scheme(request):
+    """The test's settling scheme (its ``mode`` parameter), registered for the test where it
+    is the test file's; the test is skipped, with the rule's own message, where the rule refuses it."""
+    if "mode" not in request.fixturenames:
+        yield None
+        return
+    rule, mode = request.getfixturevalue("rule"), request.getfixturevalue("mode")
+    with registered(mode):
+        refusal = scheme_refusal(rule, mode)
+        if refusal is not None:
+            pytest.skip(refusal)
+        yield mode
 
 
 def settled(mode: str) -> list[str]:
-    return [EULER] if mode == "euler" else []
+    """The simulated compartments of the behavioural suite: weak nudging, a few steps past the depth."""
+    return [] if mode == "steady" else [f"dynamics={{mode: {mode}, steps: 10, dt: 0.2, g_apical: 0.05}}"]
 
 
 @pytest.mark.parametrize("rule,mode", RULE_MODES)
