@@ -22,9 +22,9 @@ The script first checks that one training batch gives the same updates in both (
 largest absolute difference of every weight and bias gradient), then times alternated chunks of
 N training steps of each (dendrisim with torch threads = 1; XLA on CPU pinned to one thread),
 and reports the median time per step of each, the ratio pcx/dendrisim of the medians, and the
-ratio in the quietest chunk (the chunk whose two times are closest to their own medians' minimum,
-i.e. with the smallest sum of time/median of the two). Needs ``pip install pcx`` (it brings jax
-for CPU); jax and pcx are imported only inside main().
+ratio in the quietest chunk: the one least disturbed by other load, with the smallest sum of each
+side's time over that side's median. Needs ``pip install pcx`` (it brings jax for CPU); jax and
+pcx are imported only inside main().
 
     python scripts/bench_pcx.py                      # 7 chunks of 20 steps each, batch 128
     python scripts/bench_pcx.py --chunks 9 --steps 30
