@@ -116,7 +116,7 @@ def make_pcx_model(sizes: list[int], activation: str):
     return PCMLP()
 
 
-def pcx_functions(batch: int):
+def pcx_functions():
     """pcx's jitted training step and update (gradients only), as in pcx's tutorials."""
     import jax
     import pcx.functional as pxf
@@ -170,6 +170,7 @@ def main(argv: Optional[Sequence[str]] = None, *, prog: str = "bench_pcx.py") ->
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false "
                                    "intra_op_parallelism_threads=1").strip()
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))  # before torch is imported
     import torch
 
     from dendrisim.host import cpu_name, set_threads
@@ -199,16 +200,15 @@ def main(argv: Optional[Sequence[str]] = None, *, prog: str = "bench_pcx.py") ->
         raise SystemExit("bench_pcx.py compares one hidden activation, a softmax output and error_scale 1")
     sizes = [net.populations[n].size for n in chain]
     (activation,) = hidden_acts
-    n_batches = args.warmup + 2 * args.steps * args.chunks  # each side its own, same sequence
-    n_batches = min(n_batches, len(task.train) // B)
+    n_batches = min(args.warmup + args.steps * args.chunks, len(task.train) // B)  # both sides see this sequence
     xs = [task.train.x[i * B:(i + 1) * B] for i in range(n_batches)]
-    ts = [torch.eye(10)[task.train.y[i * B:(i + 1) * B]] for i in range(n_batches)]
+    ts = [torch.eye(sizes[-1])[task.train.y[i * B:(i + 1) * B]] for i in range(n_batches)]
     jxs = [jnp.asarray(x.reshape(B, -1).numpy()) for x in xs]
     jts = [jnp.asarray(t.numpy()) for t in ts]
     lr_x, lr_w = exp.rule.inference_lr, exp.config.optimizer.lr
 
     model = make_pcx_model(sizes, activation)
-    forward, train_on_batch, updates = pcx_functions(B)
+    forward, train_on_batch, updates = pcx_functions()
     with pxu.step(model, pxc.STATUS.INIT, clear_params=pxc.VodeParam.Cache):
         forward(jnp.zeros((B, sizes[0])), None, model=model)
     for layer, proj in zip(model.layers, projs):  # dendrisim's initial weights
@@ -232,7 +232,8 @@ def main(argv: Optional[Sequence[str]] = None, *, prog: str = "bench_pcx.py") ->
     for name, (w, b), (jw, jb) in zip([p.name for p in projs], ours, theirs):
         dw, db = float(abs(w - jw).max()), float(abs(b - jb).max())
         scale = float(abs(w).max())
-        print(f"  update {name:<10} max |dendrisim - pcx|: weight {dw:.2e}, bias {db:.2e} (largest |update| {scale:.2e})")
+        print(f"  update {name:<10} max |dendrisim - pcx|: weight {dw:.2e}, bias {db:.2e} "
+              f"(largest |update| {scale:.2e})")
         worst = max(worst, dw, db)
     print(f"updates agree to {worst:.2e}" + ("" if worst <= args.tolerance else f": MORE than {args.tolerance:g}"))
     if worst > args.tolerance:
