@@ -6,6 +6,7 @@ arithmetic floor of the machine, all measured in one process on the same shapes.
     dendrisim bench --device cuda --json
     dendrisim bench --no-epoch           # skip the one-epoch throughput (needs Fashion-MNIST)
     dendrisim bench --dynamics           # the euler-mode step against steps x (forward + feedback)
+    dendrisim bench --pc --threads 1     # pc's training step against its own matmul floor
 
 (``python scripts/bench.py`` in a checkout is the same.) Models are bundled model names or
 paths; the step timings need no data, the one-epoch throughput needs Fashion-MNIST.
@@ -13,6 +14,21 @@ paths; the step timings need no data, the one-epoch throughput needs Fashion-MNI
 Rows: each registered rule's training step (forward, settle, updates, optimizer) and the
 `nn.Sequential` + autograd + `torch.optim.Adam` step it must beat; the floor is the
 step's matmul FLOPs divided by the matmul rate measured here on the same GEMM shapes.
+
+--pc: pc's training step (feedforward pass, relaxation of T = inference_steps, updates,
+optimizer) against pc's own matmul floor, the dense products any implementation of the
+relaxation must do, timed as plain torch matmuls of the same shapes in the same run:
+
+    floor(T) = input->h1 prediction, once (the input never changes during a presentation)
+             + T x (every prediction above h1 from the current somata
+                    + every hidden population's top-down input W^T eps)
+             + the predictions above h1 at the relaxed state (its errors drive the updates)
+             + every projection's update eps^T r, once
+
+Biases, activations, error differences and the optimizer are element-wise and left out.
+Rows: tolerance 0 (exactly T steps) and the file's tolerance (the floor then counts the
+iterations actually run); the ratio step/floor is the median of rounds that alternate a
+block of training steps with a block of floors.
 """
 from __future__ import annotations
 
@@ -401,6 +417,99 @@ def dynamics_rows(model_file: str, device: torch.device, batch: int, kw: dict, *
     return {"model": exp.config.name, "batch": batch, "dt": dyn.dt, "steps": dyn.steps, "rows": rows}
 
 
+def _present(net: Network, rule, target: torch.Tensor) -> None:
+    """One presentation of the batch already in ``net`` (settle, updates into ``.grad``): the
+    only call of the ``--pc`` rows that runs one, so the settling seam is rewired here alone."""
+    rule.step(net, target)
+
+
+def pc_floor_shapes(net: Network, batch: int) -> dict[str, dict[tuple[int, int, int], int]]:
+    """(m, k, n) -> count of the matmuls in pc's floor, in three groups: ``once`` (the
+    predictions from the input, which never changes), ``per_step`` (each inference step: the
+    predictions above the first layer from the current somata and the top-down ``W^T eps`` of
+    every hidden population) and ``final`` (the predictions above the first layer at the
+    relaxed state, and every projection's update ``eps^T r``). Dense chains only."""
+    hidden = {p.name for p in net.hidden()}
+    groups: dict[str, dict[tuple[int, int, int], int]] = {"once": {}, "per_step": {}, "final": {}}
+
+    def add(group, shape):
+        groups[group][shape] = groups[group].get(shape, 0) + 1
+
+    for proj in net.projections.values():
+        if proj.connectivity != "dense":
+            raise SystemExit(f"--pc times dense networks; projection {proj.name} is {proj.connectivity}")
+        n_post, n_pre = proj.weight.shape
+        if proj.source == net.input_name:
+            add("once", (batch, n_pre, n_post))
+        else:
+            add("per_step", (batch, n_pre, n_post))
+            add("final", (batch, n_pre, n_post))
+        if proj.source in hidden:
+            add("per_step", (batch, n_post, n_pre))  # top-down input to the source: eps_post W
+        if proj.learnable:
+            add("final", (n_post, batch, n_pre))  # the update eps_post^T r_pre
+    return groups
+
+
+def matmul_seconds(shapes: dict[tuple[int, int, int], int], device, *, steps: int, repeats: int, warmup: int) -> float:
+    """Seconds for the matmuls ``shapes`` (shape -> count), each shape timed as ``torch.mm``."""
+    total = 0.0
+    for (m, k, n), times in shapes.items():
+        a = torch.randn(m, k, device=device)
+        b = torch.randn(k, n, device=device)
+        out = torch.empty(m, n, device=device)
+        total += times * timed(lambda: torch.mm(a, b, out=out), device, steps=steps, repeats=repeats, warmup=warmup)
+    return total
+
+
+def pc_rows(model_file: str, device: torch.device, batch: int, kw: dict, *, inference_steps: Optional[int] = None
+            ) -> dict:
+    """pc's training step on ``model_file`` (rule pc; T = ``inference_steps`` or the file's)
+    against pc's matmul floor (:func:`pc_floor_shapes`), with tolerance 0 and the file's
+    tolerance, in rounds alternating a block of steps with a block of floors."""
+    overrides = ["plasticity.rule=pc"] + ([f"plasticity.inference_steps={inference_steps}"] if inference_steps else [])
+    exp = load_experiment(model_file, overrides)
+    T, tolerance = exp.rule.inference_steps, exp.rule.tolerance
+    torch.manual_seed(0)
+    x = torch.randn(batch, 1, 28, 28, device=device)
+    y = torch.randint(0, 10, (batch,), device=device)
+    t = torch.eye(10, device=device)[y]
+    one = dict(kw, repeats=1, warmup=1)
+    rows = []
+    for tol in dict.fromkeys([0.0, tolerance]):
+        e = load_experiment(exp.to_dict(), [f"plasticity.tolerance={tol!r}"], file=exp.file)
+        net = Network(e, input_shape=tuple(x.shape[1:]), output_size=10).to(device)
+        rule = build_rule(net, e).to(device)
+        opt = build_optimizer(net, rule, e.config.optimizer)
+
+        def step(net=net, rule=rule, opt=opt):
+            with torch.no_grad():
+                net(x)
+                _present(net, rule, t)
+                opt.step()
+
+        groups = pc_floor_shapes(net, batch)
+        for _ in range(kw["warmup"]):
+            step()
+        rule.inference_counts.zero_()
+        rounds = []
+        for _ in range(kw["repeats"]):
+            step_s = timed(step, device, **one)
+            parts = {g: matmul_seconds(shapes, device, **one) for g, shapes in groups.items()}
+            rounds.append((step_s, parts))
+        iterations, settles, _ = rule.inference_counts.tolist()
+        mean_T = iterations / settles if settles else float(T)
+        floors = [p["once"] + mean_T * p["per_step"] + p["final"] for _, p in rounds]
+        ratios = [s / f for (s, _), f in zip(rounds, floors)]
+        rows.append({"tolerance": tol, "iterations": round(mean_T, 2),
+                     "step_ms": round(1e3 * statistics.median(s for s, _ in rounds), 3),
+                     "floor_ms": round(1e3 * statistics.median(floors), 3),
+                     "vs_floor": round(statistics.median(ratios), 3), "ratios": [round(r, 3) for r in ratios]})
+    flops = sum(2 * m * k * n * c * (T if g == "per_step" else 1)
+                for g, shapes in pc_floor_shapes(net, batch).items() for (m, k, n), c in shapes.items())
+    return {"model": exp.config.name, "batch": batch, "T": T, "floor_gflop_at_T": round(flops / 1e9, 4), "rows": rows}
+
+
 def parser(prog: str = "bench.py") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="dll_mlp_fmnist",
@@ -424,12 +533,26 @@ def parser(prog: str = "bench.py") -> argparse.ArgumentParser:
     p.add_argument("--dynamics", nargs="?", const="dll_mlp_fmnist_dynamic", metavar="MODEL",
                    help="time the euler-mode step of each rule against steps x (forward + feedback pass) only "
                         "(default dll_mlp_fmnist_dynamic)")
+    p.add_argument("--pc", nargs="?", const="dll_mlp_fmnist", metavar="MODEL",
+                   help="time pc's training step (rule pc, T = inference_steps) against its matmul floor only: "
+                        "the input->h1 prediction once, T x (the predictions above h1 + every hidden population's "
+                        "top-down W^T eps), the predictions above h1 at the relaxed state, and every projection's "
+                        "update eps^T r, timed as plain torch matmuls; with tolerance 0 and the file's tolerance "
+                        "(default dll_mlp_fmnist)")
+    p.add_argument("--pc-steps", type=int, metavar="T",
+                   help="inference steps T of the --pc rows (default: the model file's plasticity.inference_steps)")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="torch's intra-op CPU threads (default: torch's own choice; 1 on a shared machine)")
     return p
 
 
 def main(argv: Optional[Sequence[str]] = None, *, prog: str = "bench.py") -> int:
     args = parser(prog).parse_args(argv)
-    for key in ("model", "cnn", "rnn", "dynamics"):  # bundled names or paths
+    if args.threads is not None:
+        from .host import set_threads
+
+        set_threads(args.threads)
+    for key in ("model", "cnn", "rnn", "dynamics", "pc"):  # bundled names or paths
         if isinstance(getattr(args, key), str):
             setattr(args, key, resolve_model(getattr(args, key)))
     device = torch.device(args.device)
@@ -439,6 +562,9 @@ def main(argv: Optional[Sequence[str]] = None, *, prog: str = "bench.py") -> int
     y = torch.randint(0, 10, (args.batch,), device=device)
     kw = dict(steps=args.steps, repeats=args.repeats, warmup=args.warmup)
 
+    if args.pc:
+        rows = pc_rows(args.pc, device, args.batch, kw, inference_steps=args.pc_steps)
+        return report({"machine": machine(device), "pc": rows}, args)
     if args.dynamics:
         return report({"machine": machine(device), "dynamics": dynamics_rows(args.dynamics, device, args.batch, kw)}, args)
     if args.only_rnn:
@@ -522,6 +648,16 @@ def report(result: dict, args) -> int:
         for r in d["rows"]:
             print(f"{r['rule']:<8}{r['step_ms']:>10.2f}{r['forward_plus_feedback_ms']:>24.3f}{r['vs_steps_passes']:>21.3f}"
                   f"   {' '.join(f'{x:.2f}' for x in r['ratios'])}")
+    if "pc" in result:
+        d = result["pc"]
+        print(f"pc relaxation, {d['model']} (rule pc), batch {d['batch']}, T {d['T']}; median of {args.repeats} "
+              f"alternated rounds of {args.steps} training steps and {args.steps} floors")
+        print("floor: input->h1 once + iterations x (predictions above h1 + top-down W^T eps) + predictions above "
+              f"h1 at the relaxed state + updates eps^T r, as torch.mm ({d['floor_gflop_at_T']:.3f} GFLOP at T)")
+        print(f"{'tolerance':<11}{'iterations':>11}{'step ms':>10}{'floor ms':>10}{'x floor':>9}   rounds")
+        for r in d["rows"]:
+            print(f"{r['tolerance']:<11g}{r['iterations']:>11.2f}{r['step_ms']:>10.2f}{r['floor_ms']:>10.3f}"
+                  f"{r['vs_floor']:>9.3f}   {' '.join(f'{x:.2f}' for x in r['ratios'])}")
     if "scaling" in result:
         print("DLL time per Fashion-MNIST epoch (54k samples, training steps only) and memory in MiB:")
         print(f"{'point':<12}{'hidden':<24}{'batch':>6}{'step ms':>9}{'epoch s':>9}{'W+grad+adam':>13}{'θ+grad+adam':>13}{'compartments':>14}")
