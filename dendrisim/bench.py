@@ -417,10 +417,10 @@ def dynamics_rows(model_file: str, device: torch.device, batch: int, kw: dict, *
     return {"model": exp.config.name, "batch": batch, "dt": dyn.dt, "steps": dyn.steps, "rows": rows}
 
 
-def _present(net: Network, rule, target: torch.Tensor) -> None:
-    """One presentation of the batch already in ``net`` (settle, updates into ``.grad``): the
-    only call of the ``--pc`` rows that runs one, so the settling seam is rewired here alone."""
-    rule.step(net, target)
+def _present(scheme, net: Network, rule, target: torch.Tensor) -> None:
+    """One presentation of the batch already in ``net`` (settle, updates into ``.grad``) under
+    the experiment's settling scheme: the only call of the ``--pc`` rows that runs one."""
+    scheme.present(net, rule, target)
 
 
 def pc_floor_shapes(net: Network, batch: int) -> dict[str, dict[tuple[int, int, int], int]]:
@@ -481,11 +481,12 @@ def pc_rows(model_file: str, device: torch.device, batch: int, kw: dict, *, infe
         net = Network(e, input_shape=tuple(x.shape[1:]), output_size=10).to(device)
         rule = build_rule(net, e).to(device)
         opt = build_optimizer(net, rule, e.config.optimizer)
+        scheme = build_scheme(e)
 
-        def step(net=net, rule=rule, opt=opt):
+        def step(net=net, rule=rule, opt=opt, scheme=scheme):
             with torch.no_grad():
                 net(x)
-                _present(net, rule, t)
+                _present(scheme, net, rule, t)
                 opt.step()
 
         groups = pc_floor_shapes(net, batch)

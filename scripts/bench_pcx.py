@@ -43,9 +43,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a cl
 
 
 def _present(net, rule, target) -> None:
-    """One presentation of the batch already in ``net`` (settle, updates into ``.grad``): the
-    only call here that runs one, so the settling seam is rewired here alone."""
-    rule.step(net, target)
+    """One presentation of the batch already in ``net`` (settle, updates into ``.grad``) under
+    pc's settling scheme, the steady one that runs its relaxation: the only call here that runs one."""
+    from dendrisim.config.schema import DynamicsConfig
+    from dendrisim.settling import SteadyState
+
+    SteadyState(DynamicsConfig()).present(net, rule, target)
 
 
 def parser(prog: str = "bench_pcx.py") -> argparse.ArgumentParser:
