@@ -41,7 +41,7 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
-from .builder import build_scheme, load_experiment
+from .builder import DataSpec, build_network, build_scheme, load_experiment
 from .bundled import resolve_model
 from .host import cpu_name
 from .network import Network
@@ -128,7 +128,7 @@ def autograd_step(net: Network, x, y, lr: float, device, *, fused: bool = False)
 
 def rule_step(exp, rule: str, x, y, device):
     exp = load_experiment(exp.to_dict(), [f"plasticity.rule={rule}"], file=exp.file)
-    net = Network(exp, input_shape=tuple(x.shape[1:]), output_size=10).to(device)
+    net = build_network(exp, DataSpec(tuple(x.shape[1:]), 10)).to(device)
     r = build_rule(net, exp).to(device)
     opt = build_optimizer(net, r, exp.config.optimizer)
     t = torch.eye(10, device=device)[y]
@@ -271,7 +271,7 @@ def rnn_rows(model_file: str, device: torch.device, batch: int, kw: dict, *, voc
     net = None
     for rule in [r for r in RULES.names() if r != "pc"]:
         e = load_experiment(exp.to_dict(), [f"plasticity.rule={rule}"], file=exp.file)
-        net = Network(e, input_shape=(vocabulary,), output_size=vocabulary).to(device)
+        net = build_network(e, DataSpec((vocabulary,), vocabulary)).to(device)
         r = build_rule(net, e).to(device)
         opt = build_optimizer(net, r, e.config.optimizer)
         t = torch.eye(vocabulary, device=device)[y.t()]
@@ -478,7 +478,7 @@ def pc_rows(model_file: str, device: torch.device, batch: int, kw: dict, *, infe
     rows = []
     for tol in dict.fromkeys([0.0, tolerance]):
         e = load_experiment(exp.to_dict(), [f"plasticity.tolerance={tol!r}"], file=exp.file)
-        net = Network(e, input_shape=tuple(x.shape[1:]), output_size=10).to(device)
+        net = build_network(e, DataSpec(tuple(x.shape[1:]), 10)).to(device)
         rule = build_rule(net, e).to(device)
         opt = build_optimizer(net, rule, e.config.optimizer)
         scheme = build_scheme(e)

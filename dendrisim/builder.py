@@ -5,12 +5,19 @@
 applies overrides, parses the task's and every rule's options with the classes they name,
 and runs every check that needs no tensor; :func:`build` turns an experiment into its task
 (the data, on the device), network and rule (or the mix of rules the projections ask for).
+
+What the network takes from the data is a :class:`DataSpec`: from a loaded task
+(:meth:`DataSpec.of`) or from the model file alone (:meth:`DataSpec.declared`).
+:func:`build_model` is the one place a network and its rule are built, with real tensors
+(:func:`build`) or on the ``meta`` device, where nothing is allocated (the memory estimate,
+``dendrisim check``).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable, Optional
 
 import torch
 
@@ -21,9 +28,11 @@ from .config.schema import ModelConfig
 from . import memory
 from .errors import ConfigError, brief
 from .network import Network
-from .plasticity import RULES, build_rule
+from .plasticity import RULES, PlasticityRule, build_rule
 from .plugins import load_entry_points
+from .projections import Projection
 from .settling import SCHEMES, SettlingScheme
+from .shapes import population_shapes
 from .tasks import TASKS
 
 
@@ -168,19 +177,123 @@ def build_scheme(experiment: Experiment) -> SettlingScheme:
     return check_scheme(experiment.config, file=experiment.file)(dynamics)
 
 
+@dataclasses.dataclass(frozen=True)
+class DataSpec:
+    """What a network takes from its task's data."""
+
+    #: shape of one sample, which the input population takes
+    input_shape: tuple[int, ...]
+    #: number of outputs the task needs (the output population's size)
+    outputs: int
+    #: ``(words, dim)`` of the task's word vectors, for embedding projections (None: no vocabulary)
+    vocabulary: Optional[tuple[int, int]] = None
+    #: length of the training sequences (sequence tasks), None for static samples
+    time_steps: Optional[int] = None
+    #: time steps whose output is taught and scored
+    readout: slice = dataclasses.field(default_factory=lambda: slice(None))
+    #: size of the training split (None where unknown)
+    train_samples: Optional[int] = None
+
+    @classmethod
+    def of(cls, task) -> "DataSpec":
+        """The spec of a loaded task."""
+        return cls(tuple(task.input_shape), task.output_size, task.vocabulary, task.sequence_length, task.readout,
+                   None if task.train is None else len(task.train))
+
+    @classmethod
+    def declared(cls, task_cls, options, data_root: Optional[str] = None) -> "DataSpec":
+        """The spec a task's options declare, without loading the data (NotImplementedError
+        for a task that cannot say its shapes without loading it)."""
+        shape, outputs, n_train = task_cls.data_spec(options, data_root)
+        return cls(tuple(shape), outputs, task_cls.vocabulary_spec(options, data_root), task_cls.sequence_spec(options),
+                   task_cls.readout, n_train)
+
+
+class _ShapesOnly(torch.overrides.TorchFunctionMode):
+    """Skip in-place operations (initialisers: ``normal_``, ``uniform_``, ``copy_``, ...) on
+    meta tensors: they change no shape, and their meta kernels would import torch._dynamo."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", "")
+        target = args[0] if args else kwargs.get("tensor")  # torch.nn.init passes it by keyword
+        if (name.endswith("_") and not name.startswith("_") and isinstance(target, torch.Tensor) and target.is_meta
+                and name != "requires_grad_"):
+            return target
+        return func(*args, **kwargs)
+
+
+def build_network(experiment: Experiment, spec: DataSpec) -> Network:
+    """The network of an experiment for data of ``spec``: every population's shape inferred
+    (ConfigErrors naming the file), then the populations and projections built from them."""
+    shapes = population_shapes(experiment, input_shape=spec.input_shape, output_size=spec.outputs,
+                               vocabulary=spec.vocabulary)
+    network = Network(experiment.config, shapes, vocabulary=spec.vocabulary, readout=spec.readout,
+                      time_steps=spec.time_steps, simulated=experiment.simulated)
+    check_loops(experiment, network)
+    return network
+
+
+def check_loops(experiment: Experiment, network: Network) -> None:
+    """A recurrent loop steps through time one dense product at a time: refuse other
+    connectivities inside one, naming the projection."""
+    cfg = experiment.config
+    index = {proj.name: i for i, proj in enumerate(cfg.projections)}
+    for members, looped in network.plan:
+        for proj in (p for n in members for p in cfg.projections if p.target == n) if looped else ():
+            if proj.source in members and proj.connectivity != "dense":
+                raise ConfigError(f"{proj.connectivity} inside a recurrent loop ({', '.join(members)}) is not "
+                                  "supported; projections within a loop are dense", file=experiment.file,
+                                  path=f"projections[{index[proj.name]}].connectivity")
+
+
+def build_model(experiment: Experiment, spec: DataSpec, *, device="cpu",
+                embedding: Optional[Callable[[Projection], torch.Tensor]] = None) -> tuple[Network, PlasticityRule]:
+    """The network (:func:`build_network`) and its rule, built on ``device``; ``embedding``
+    gives an embedding projection's initial table (the task's word vectors), copied in before
+    the rule is set up. On ``meta`` tensors have shapes but no storage and initialisers are
+    skipped: nothing is allocated, whatever the model's size."""
+    meta = torch.device(device).type == "meta"
+    with torch.device(device), (_ShapesOnly() if meta else contextlib.nullcontext()):
+        network = build_network(experiment, spec)
+        if embedding is not None:
+            with torch.no_grad():
+                for proj in network.projections.values():
+                    if proj.connectivity == "embedding":
+                        proj.weight.copy_(embedding(proj))
+        return network, build_rule(network, experiment)
+
+
+def memory_estimate(experiment: Experiment, task_cls, *, data_root: Optional[str] = None) -> dict[str, int]:
+    """Bytes each part of a run holds (:func:`dendrisim.memory.estimate`), from the model file
+    and the task's declared spec, with the network and rule built on the ``meta`` device."""
+    spec = DataSpec.declared(task_cls, experiment.task, data_root)
+    try:
+        network, rule = build_model(experiment, spec, device="meta")
+    except RuntimeError as err:  # a rule (a plugin's, say) that needs values, not shapes, to be built
+        raise NotImplementedError(f"cannot be built on the meta device: {err}") from None
+    return memory.estimate(experiment, network, rule, train_samples=spec.train_samples)
+
+
+def check_memory(experiment: Experiment, task_cls, *, device, data_root: Optional[str] = None) -> Optional[dict[str, int]]:
+    """Refuse a run that cannot fit (:func:`dendrisim.memory.check`), before anything is
+    allocated; return the estimate (None for a task that cannot say its data's shape without
+    loading it: one without ``data_spec``)."""
+    try:
+        parts = memory_estimate(experiment, task_cls, data_root=data_root)
+    except NotImplementedError:
+        return None
+    memory.check(experiment, parts, device=device)
+    return parts
+
+
 def build(experiment: Experiment, *, device, data_root: str | None = None):
     """``(task, network, rule)`` of an experiment: the task loads its data onto ``device``; the
     network takes its shapes (and word vectors) from the task; the rule is set up for it.
-    Before anything is allocated, :func:`dendrisim.memory.check` refuses a run that cannot fit."""
+    Before anything is allocated, :func:`check_memory` refuses a run that cannot fit. The
+    weights are drawn on the CPU (the same numbers whatever the device); the caller moves them."""
     task_cls = TASKS.get(experiment.task.type)
-    memory.check(experiment, task_cls, device=device, data_root=data_root)
+    check_memory(experiment, task_cls, device=device, data_root=data_root)
     task = task_cls(experiment.task, device=device, data_root=data_root)
-    network = Network(experiment, input_shape=task.input_shape, output_size=task.output_size,
-                      vocabulary=task.vocabulary)
-    network.readout = task.readout
-    network.time_steps = task.sequence_length if network.sequential else None
-    with torch.no_grad():
-        for proj in network.projections.values():
-            if proj.connectivity == "embedding":
-                proj.weight.copy_(task.embedding_for(proj))
-    return task, network, build_rule(network, experiment)
+    network, rule = build_model(experiment, DataSpec.of(task), device="cpu", embedding=task.embedding_for)
+    return task, network, rule

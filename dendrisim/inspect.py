@@ -3,25 +3,17 @@ from __future__ import annotations
 
 from typing import Optional
 
-import torch
-
+from .builder import DataSpec, build_model, build_scheme
 from .config.loader import Experiment
-from .builder import build_scheme
-from .network import Network
-from .plasticity import build_rule
 from .tasks import TASKS
 
 
 def describe(experiment: Experiment, *, data_root: Optional[str] = None) -> str:
     """Populations, projections, the rule's feedback pathway, parameter counts and the
-    recording's size estimate, from the file alone (tensors on the meta device)."""
-    task_cls = TASKS.get(experiment.task.type)
-    shape, outputs, n_train = task_cls.data_spec(experiment.task, data_root)
-    vocabulary = task_cls.vocabulary_spec(experiment.task, data_root)
-    with torch.device("meta"):
-        net = Network(experiment, input_shape=shape, output_size=outputs, vocabulary=vocabulary)
-        net.time_steps = task_cls.sequence_spec(experiment.task) if net.sequential else None
-        rule = build_rule(net, experiment)
+    recording's size estimate, from the file alone: built on the meta device, it allocates nothing."""
+    spec = DataSpec.declared(TASKS.get(experiment.task.type), experiment.task, data_root)
+    net, rule = build_model(experiment, spec, device="meta")
+    shape, outputs, n_train = spec.input_shape, spec.outputs, spec.train_samples
     cfg = experiment.config
     lines = [f"{experiment.file}: valid", net.summary(), "plasticity of each projection:"]
     lines += [f"  {line}" for line in rule.governance(net)]

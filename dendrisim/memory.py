@@ -1,8 +1,9 @@
 """Will a run fit? Its memory, estimated before anything is allocated, against the memory
 this process may actually use.
 
-The estimate (:func:`estimate`) builds the network and the rule on PyTorch's ``meta``
-device, where tensors have shapes but no storage, and counts what a run holds:
+The estimate (:func:`estimate`) counts what a run holds from its network and rule, as
+:func:`dendrisim.builder.memory_estimate` builds them on PyTorch's ``meta`` device (tensors
+with shapes but no storage):
 
 - ``weights``: the network's parameters (embedding tables included);
 - ``feedback``: the rule's own tensors (feedback weights);
@@ -117,37 +118,12 @@ def available() -> Optional[tuple[int, str]]:
 
 
 # ------------------------------------------------------------------------ the estimate
-class _ShapesOnly(torch.overrides.TorchFunctionMode):
-    """Skip in-place operations (initialisers: ``normal_``, ``uniform_``, ``copy_``, ...) on
-    meta tensors: they change no shape, and their meta kernels would import torch._dynamo."""
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        name = getattr(func, "__name__", "")
-        target = args[0] if args else kwargs.get("tensor")  # torch.nn.init passes it by keyword
-        if (name.endswith("_") and not name.startswith("_") and isinstance(target, torch.Tensor) and target.is_meta
-                and name != "requires_grad_"):
-            return target
-        return func(*args, **kwargs)
-
-
-def estimate(experiment, task_cls, *, data_root: Optional[str] = None) -> dict[str, int]:
-    """Bytes each part of a run holds (see the module's docstring), from the model file and
-    the task's :meth:`data_spec`, with the network and rule built on the ``meta`` device."""
-    from .network import Network
-    from .plasticity import build_rule
+def estimate(experiment, network, rule, *, train_samples: int) -> dict[str, int]:
+    """Bytes each part of a run holds (see the module's docstring), from its ``network`` and
+    ``rule`` (built on the ``meta`` device, say) and the size of the training split."""
     from .recording.recorder import estimate_bytes
 
     options, cfg = experiment.task, experiment.config
-    shape, outputs, n_train = task_cls.data_spec(options, data_root)
-    vocabulary = task_cls.vocabulary_spec(options, data_root)
-    try:
-        with torch.device("meta"), _ShapesOnly():
-            network = Network(experiment, input_shape=tuple(shape), output_size=outputs, vocabulary=vocabulary)
-            network.time_steps = task_cls.sequence_spec(options) if network.sequential else None
-            rule = build_rule(network, experiment)
-    except RuntimeError as err:  # a rule (a plugin's, say) that needs values, not shapes, to be built
-        raise NotImplementedError(f"cannot be built on the meta device: {err}") from None
     params = list(network.parameters())
     learnable = sum(p.numel() for p in params if p.requires_grad)
     own = [*rule.parameters(), *rule.buffers()] if isinstance(rule, torch.nn.Module) else []
@@ -168,7 +144,7 @@ def estimate(experiment, task_cls, *, data_root: Optional[str] = None) -> dict[s
         sizes = estimate_bytes(cfg.recording, network, rule, batch_size=batch, steps=0, epochs=1)
         parts["recording"] = cfg.recording.flush_every * (sizes["bytes_per_record"] + sizes["bytes_per_weight_record"])
     held_out = 1 / max(1e-9, 1 - getattr(options, "validation_fraction", 0.0)) * 1.4  # validation and test parts
-    parts["dataset"] = math.ceil(n_train * held_out) * math.prod(shape) * (FLOAT + 4)
+    parts["dataset"] = math.ceil(train_samples * held_out) * math.prod(network.input.shape) * (FLOAT + 4)
     return parts
 
 
@@ -181,14 +157,9 @@ def describe(parts: dict[str, int]) -> str:
     return ", ".join(f"{name} {size(value)}" for name, value in parts.items() if value)
 
 
-def check(experiment, task_cls, *, device, data_root: Optional[str] = None) -> Optional[dict[str, int]]:
-    """Refuse a run whose estimate exceeds the memory available (host memory; on a GPU its free
-    memory too), naming both; return the estimate (None for a task that cannot say its data's
-    shape without loading it: one without ``data_spec``)."""
-    try:
-        parts = estimate(experiment, task_cls, data_root=data_root)
-    except NotImplementedError:
-        return None
+def check(experiment, parts: dict[str, int], *, device) -> None:
+    """Refuse a run whose estimate ``parts`` exceeds the memory available (host memory; on a
+    GPU its free memory too), naming both."""
     device = torch.device(device)
     on_gpu = device.type == "cuda"
     host = parts["dataset"] + parts["recording"] if on_gpu else sum(parts.values())
@@ -208,4 +179,3 @@ def check(experiment, task_cls, *, device, data_root: Optional[str] = None) -> O
             raise ConfigError(
                 f"this run needs about {size(need)} on {device} ({describe(parts)}), more than its "
                 f"{size(free)} free; the largest part is {largest}", file=experiment.file, path=where)
-    return parts

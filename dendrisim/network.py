@@ -2,8 +2,7 @@
 from __future__ import annotations
 
 import contextlib
-import math
-from typing import Iterator, Optional
+from typing import Iterator, Mapping, Optional
 
 import networkx as nx
 import torch
@@ -11,11 +10,10 @@ from torch import nn
 
 from .activations import ACTIVATIONS
 from .config.graph import build_graph, compartment_constants, feedforward_graph
-from .config.loader import Experiment
-from .errors import ConfigError
+from .config.schema import ModelConfig
 from .init import resolve_init
 from .populations import Compartments, InputPopulation, PyramidalPopulation
-from .projections import CONNECTIVITY, Projection, kernel_extent
+from .projections import CONNECTIVITY, Projection
 
 
 class Network(nn.Module):
@@ -29,11 +27,17 @@ class Network(nn.Module):
     #: the output's target during a presentation (set and cleared by the settling scheme), None otherwise
     target: Optional[torch.Tensor] = None
 
-    def __init__(self, experiment: Experiment, *, input_shape: tuple[int, ...], output_size: int,
-                 vocabulary: Optional[tuple[int, int]] = None):
-        """``vocabulary`` is ``(words, dim)`` of the task's word vectors, for embedding projections."""
+    def __init__(self, config: ModelConfig, shapes: Mapping[str, tuple[int, ...]], *,
+                 vocabulary: Optional[tuple[int, int]] = None, readout: slice = slice(None),
+                 time_steps: Optional[int] = None, simulated: bool = False):
+        """A checked model's populations of the given ``shapes`` (name -> shape, see
+        :func:`dendrisim.shapes.population_shapes`) and its projections between them.
+        ``vocabulary`` is ``(words, dim)`` of the task's word vectors, for embedding projections;
+        ``readout`` and ``time_steps`` are the task's (see the attributes); ``simulated``: the
+        pyramidal somata are simulated compartments with the file's conductances (a settling
+        scheme that simulates them, e.g. euler)."""
         super().__init__()
-        cfg, file = experiment.config, experiment.file
+        cfg = config
         self.name = cfg.name
         self.graph: nx.DiGraph = build_graph(cfg)
         self.populations = nn.ModuleDict()
@@ -42,17 +46,7 @@ class Network(nn.Module):
         ff = feedforward_graph(self.graph)
         self.output_name = next(n for n in ff if ff.out_degree(n) == 0 and n != self.input_name)
         topo = list(nx.lexicographical_topological_sort(ff))
-        index = {proj.name: i for i, proj in enumerate(cfg.projections)}
-        incoming_cfg = {n: [p for p in cfg.projections if p.target == n] for n in cfg.populations}
-        shapes: dict[str, tuple[int, ...]] = {}
-        for name in topo:
-            pop = cfg.populations[name]
-            if name == self.input_name:
-                shapes[name] = _resolve_shape(name, pop, input_shape, None, file)
-            else:
-                shapes[name] = _infer_shape(name, pop, incoming_cfg[name], shapes, index, vocabulary,
-                                            output_size if name == self.output_name else None, file)
-        euler = experiment.simulated
+        euler = simulated
         for name, pop in cfg.populations.items():
             if pop.type == "input":
                 self.populations[name] = InputPopulation(name, shapes[name])
@@ -61,7 +55,7 @@ class Network(nn.Module):
                 self.populations[name] = PyramidalPopulation(name, shapes[name], ACTIVATIONS.get(pop.activation),
                                                              compartments=constants)
         for i, proj in enumerate(cfg.projections):
-            init, options = resolve_init(proj.init, file=file, path=f"projections[{i}].init")
+            init, options = resolve_init(proj.init, file=None, path=f"projections[{i}].init")  # checked on loading
             cls = CONNECTIVITY.get(proj.connectivity)
             extra = vocabulary if proj.connectivity == "embedding" else (init, options)
             self.projections[proj.name] = cls(proj, shapes[proj.source], shapes[proj.target], *extra)
@@ -90,25 +84,19 @@ class Network(nn.Module):
         self.plastic = True
         #: third factors set between steps (a reward, say): name -> value, read by rules
         self.modulators: dict[str, float] = {}
-        #: time steps whose output the task teaches and scores (the task sets it; all by default)
-        self.readout: slice = slice(None)
-        #: length of the sequences the task trains on (recurrent networks; the trainer sets it)
-        self.time_steps: Optional[int] = None
+        #: time steps whose output the task teaches and scores (all by default)
+        self.readout: slice = readout
+        #: length of the sequences the task trains on (recurrent networks; None for feedforward ones)
+        self.time_steps: Optional[int] = time_steps if self.sequential else None
+        #: recurrent networks: strongly connected groups in feedforward order, each with whether it loops
         self.plan: list[tuple[list[str], bool]] = []
         if self.sequential:
             cond = nx.condensation(self.graph)
             position = {n: i for i, n in enumerate(topo)}
             for c in nx.topological_sort(cond):
                 members = sorted(cond.nodes[c]["members"], key=position.__getitem__)
-                if members == [self.input_name]:
-                    continue
-                looped = len(members) > 1 or self.graph.has_edge(members[0], members[0])
-                self.plan.append((members, looped))
-                for proj in (p for n in members for p in cfg.projections if p.target == n) if looped else ():
-                    if proj.source in members and proj.connectivity != "dense":
-                        raise ConfigError(f"{proj.connectivity} inside a recurrent loop ({', '.join(members)}) is not "
-                                          "supported; projections within a loop are dense", file=file,
-                                          path=f"projections[{index[proj.name]}].connectivity")
+                if members != [self.input_name]:
+                    self.plan.append((members, len(members) > 1 or self.graph.has_edge(members[0], members[0])))
 
     @property
     def input(self) -> InputPopulation:
@@ -244,116 +232,3 @@ class Network(nn.Module):
             lines.append(f"  projection {proj.name:<20} {proj.connectivity:<9} {proj.compartment:<6} params={n:,}"
                          + ("" if proj.learnable else " (frozen)" if proj.has_weight else " (fixed)"))
         return "\n".join(lines)
-
-
-def _synapses(proj, shapes, vocabulary) -> int:
-    pre, post = shapes[proj.source], shapes[proj.target]
-    if proj.connectivity == "dense":
-        return math.prod(pre) * math.prod(post)
-    if proj.connectivity == "conv2d":
-        return pre[0] * post[0] * math.prod(kernel_extent(proj.kernel, pre))
-    if proj.connectivity == "embedding" and vocabulary:
-        return vocabulary[0] * vocabulary[1]
-    return 0
-
-
-def _infer_shape(name: str, pop, incoming, shapes, index, vocabulary, classes, file: str) -> tuple[int, ...]:
-    """A pyramidal population's shape: from its conv2d/pool/embedding inputs when it has
-    any (they must agree), else from ``size``/``shape``."""
-    where = f"populations.{name}"
-    proposals = []
-    for proj in incoming:
-        at = f"projections[{index[proj.name]}]"
-        if proj.connectivity == "dense":
-            continue  # any shape of the right size (recurrent sources may come later in the order)
-        pre = shapes[proj.source]
-        if proj.connectivity in ("conv2d", "maxpool", "avgpool"):
-            if len(pre) != 3:
-                raise ConfigError(f"{proj.connectivity} needs a source of shape [channels, height, width]; "
-                                  f"{proj.source!r} has shape {list(pre)}", file=file, path=at)
-            if proj.connectivity == "conv2d":
-                channels = pop.channels or (pop.shape[0] if pop.shape else None)
-                if channels is None:
-                    raise ConfigError(f"{name!r} is fed by the conv2d projection {proj.name}: give its number of "
-                                      "feature maps as channels: N", file=file, path=where)
-            else:
-                channels = pre[0]  # a pool keeps the source's channels
-            _check_window_fits(proj, pre, file=file, at=at)
-            shape = CONNECTIVITY.get(proj.connectivity).output_shape(proj, pre, channels)
-            if min(shape) < 1:
-                raise ConfigError(f"{proj.connectivity} with kernel {proj.kernel}, stride {proj.stride} and padding "
-                                  f"{proj.padding} leaves nothing of the {list(pre)} map of {proj.source!r}",
-                                  file=file, path=at)
-            proposals.append((proj.name, shape))
-        elif proj.connectivity == "embedding":
-            if vocabulary is None:
-                raise ConfigError("an embedding projection needs a task with a vocabulary (type: sentences, or "
-                                  "charlm with input: ids)",
-                                  file=file, path=f"{at}.connectivity")
-            if len(pre) != 1:
-                raise ConfigError(f"an embedding reads token ids of shape [length]; {proj.source!r} has shape "
-                                  f"{list(pre)}", file=file, path=at)
-            # a sentence of ids becomes a [1, length, dim] map; one id per time step a [dim] vector
-            proposals.append((proj.name, (vocabulary[1],) if pre == (1,) else (1, pre[0], vocabulary[1])))
-    if not proposals:
-        if pop.channels is not None:
-            raise ConfigError("channels applies to populations fed by conv2d projections", file=file,
-                              path=f"{where}.channels")
-        return _resolve_shape(name, pop, None, classes, file)
-    first, shape = proposals[0]
-    for other, s in proposals[1:]:
-        if s != shape:
-            raise ConfigError(f"its inputs disagree: {first} gives {list(shape)}, {other} gives {list(s)}",
-                              file=file, path=where)
-    if pop.shape is not None and tuple(pop.shape) != shape:
-        raise ConfigError(f"{list(pop.shape)} does not match its input {first}, which gives {list(shape)}",
-                          file=file, path=f"{where}.shape")
-    if pop.channels is not None and pop.channels != shape[0]:
-        raise ConfigError(f"{pop.channels} channels, but {first} gives {shape[0]}", file=file, path=f"{where}.channels")
-    if isinstance(pop.size, int) and pop.size != math.prod(shape):
-        raise ConfigError(f"{pop.size} does not match its input {first}, which gives {list(shape)} = "
-                          f"{math.prod(shape)} neurons", file=file, path=f"{where}.size")
-    if classes is not None and math.prod(shape) != classes:
-        raise ConfigError(f"its input {first} gives {list(shape)}, but the task needs {classes} output neurons",
-                          file=file, path=where)
-    return shape
-
-
-def _check_window_fits(proj, pre: tuple[int, ...], *, file: str, at: str) -> None:
-    """A kernel extent larger than its (padded) source map: name the map's size and ``full``."""
-    kernel, padding = kernel_extent(proj.kernel, pre), CONNECTIVITY.get(proj.connectivity).geometry(proj, pre)[2]
-    room = [pre[1 + i] + 2 * padding[i] for i in range(2)]
-    too_big = [i for i in range(2) if kernel[i] > room[i]]
-    if not too_big:
-        return
-    axes = ("height", "width")
-    sizes = ", ".join(f"{axes[i]} {pre[1 + i]}" + (f" + 2 x padding {padding[i]}" if padding[i] else "") for i in too_big)
-    spelled = [("full" if i in too_big else v) for i, v in enumerate(kernel)]
-    raise ConfigError(
-        f"the {proj.connectivity} kernel {list(kernel)} is larger than the {list(pre)} map of {proj.source!r} "
-        f"({sizes}); a kernel extent may be at most the map's. To span the whole {' and '.join(axes[i] for i in too_big)} "
-        f"whatever the source's size (word vectors of any width, say), write kernel: [{', '.join(map(str, spelled))}]",
-        file=file, path=f"{at}.kernel")
-
-
-def _resolve_shape(name: str, pop, data_shape: Optional[tuple[int, ...]], classes: Optional[int], file: str) -> tuple[int, ...]:
-    where = f"populations.{name}"
-    if data_shape is not None:  # the input population follows the data
-        if pop.shape is not None and tuple(pop.shape) != tuple(data_shape):
-            raise ConfigError(f"{list(pop.shape)} does not match the data, whose samples have shape "
-                              f"{list(data_shape)}; write that or size: auto", file=file, path=f"{where}.shape")
-        if isinstance(pop.size, int) and pop.size != math.prod(data_shape):
-            raise ConfigError(f"{pop.size} does not match the data, whose samples have {math.prod(data_shape)} "
-                              f"values (shape {list(data_shape)}); write that or size: auto", file=file, path=f"{where}.size")
-        return tuple(data_shape)
-    if classes is not None:  # the output population follows the task
-        if pop.size not in ("auto", classes) and pop.shape is None:
-            raise ConfigError(f"{pop.size} does not match the task, which needs {classes} output neurons; "
-                              "write that or size: auto", file=file, path=f"{where}.size")
-        if pop.shape is not None and math.prod(pop.shape) != classes:
-            raise ConfigError(f"{list(pop.shape)} does not match the task, which needs {classes} output neurons",
-                              file=file, path=f"{where}.shape")
-        return (classes,) if pop.shape is None else tuple(pop.shape)
-    if pop.shape is not None:
-        return tuple(pop.shape)
-    return (int(pop.size),)

@@ -120,9 +120,6 @@ class Projection(nn.Module):
                           out: Optional[torch.Tensor] = None) -> torch.Tensor:
         raise NotImplementedError
 
-    def n_synapses(self) -> int:
-        return 0 if self.weight is None else self.weight.numel()
-
     def parameters_to_learn(self) -> list[nn.Parameter]:
         return [p for p in (self.weight, self.bias) if p is not None] if self.learnable else []
 

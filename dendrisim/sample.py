@@ -21,8 +21,7 @@ from .errors import DendrisimError
 
 def generate(run_dir: Path, *, length: int, temperature: float = 1.0, prime: str = "\n", seed: int = 0,
              device: str = "cpu") -> str:
-    from .builder import load_experiment
-    from .network import Network
+    from .builder import DataSpec, build_network, load_experiment
 
     run_dir = Path(run_dir)
     for name in ("model.yaml", "task.json"):
@@ -46,8 +45,8 @@ def generate(run_dir: Path, *, length: int, temperature: float = 1.0, prime: str
         raise DendrisimError(f"--prime has characters the model never saw: {''.join(unknown)!r}")
     V = len(chars)
     dev = torch.device(device)
-    net = Network(experiment, input_shape=(V,) if mode == "onehot" else (1,), output_size=V,
-                  vocabulary=(V, experiment.task.embedding_dim) if mode == "ids" else None)
+    net = build_network(experiment, DataSpec((V,) if mode == "onehot" else (1,), V,
+                                             vocabulary=(V, experiment.task.embedding_dim) if mode == "ids" else None))
     from .rundir import load_tensors
 
     state = load_tensors(weights, what="weights" if weights.name == "weights.pt" else "checkpoint")

@@ -8,10 +8,8 @@ import torch
 
 from pathlib import Path
 
-from dendrisim.builder import build_scheme, load_experiment
+from dendrisim.builder import DataSpec, build_model, build_scheme, load_experiment
 from dendrisim.plugins import load_plugins
-from dendrisim.network import Network
-from dendrisim.plasticity import build_rule
 
 #: the worked example rules outside the package: registered before the tests are collected,
 #: so the behavioural suite (parametrized over the registry) runs them like the built-in rules
@@ -83,10 +81,9 @@ def model(overrides: list[str] = (), base: dict = MLP):
     return load_experiment(copy.deepcopy(base), list(overrides), file="test.yaml")
 
 
-def build(experiment, *, input_shape=(5,), output_size=3, dtype=torch.float64):
+def build(experiment, *, input_shape=(5,), output_size=3, dtype=torch.float64, readout=slice(None)):
     """Network and rule for ``experiment`` on synthetic shapes, in float64 for tight comparisons."""
-    net = Network(experiment, input_shape=input_shape, output_size=output_size)
-    rule = build_rule(net, experiment)
+    net, rule = build_model(experiment, DataSpec(input_shape, output_size, readout=readout))
     return net.to(dtype), rule.to(dtype)
 
 

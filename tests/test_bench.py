@@ -15,8 +15,7 @@ import yaml
 
 from conftest import MLP
 from dendrisim import bench
-from dendrisim.builder import load_experiment
-from dendrisim.network import Network
+from dendrisim.builder import DataSpec, build_network, load_experiment
 
 REPO = Path(__file__).resolve().parent.parent
 B = 4
@@ -35,7 +34,7 @@ def test_pc_floor_counts_each_product_pc_must_do(tmp_path):
     """input->h1 once; per inference step the predictions above h1 and the top-down W^T eps of
     the two hidden populations; at the end the predictions above h1 and the three updates."""
     exp = load_experiment(tiny_pc(tmp_path))
-    net = Network(exp, input_shape=(1, 28, 28), output_size=10)
+    net = build_network(exp, DataSpec((1, 28, 28), 10))
     groups = bench.pc_floor_shapes(net, B)
     assert groups["once"] == {(B, 784, 12): 1}
     assert groups["per_step"] == {(B, 12, 8): 1, (B, 8, 10): 1,  # predictions of h2 and out
@@ -71,7 +70,7 @@ def test_bench_pc_refuses_a_network_that_is_not_dense(tmp_path):
     data = copy.deepcopy(CNN)
     data["plasticity"] = {"rule": "pc"}
     exp = load_experiment(data)
-    net = Network(exp, input_shape=(1, 8, 8), output_size=10)
+    net = build_network(exp, DataSpec((1, 8, 8), 10))
     with pytest.raises(SystemExit, match="--pc times dense networks"):
         bench.pc_floor_shapes(net, B)
 

@@ -5,10 +5,9 @@ import textwrap
 import pytest
 
 from conftest import MLP, model
-from dendrisim.builder import load_experiment
 from dendrisim.config import apply_overrides
 from dendrisim.errors import ConfigError, DataError
-from dendrisim.network import Network
+from dendrisim.builder import DataSpec, build_network, load_experiment
 
 
 def bad(*overrides):
@@ -99,13 +98,13 @@ def test_unknown_dataset():
 def test_input_shape_must_match_the_data():
     exp = model(["populations.input={type: input, shape: [1, 28, 28]}"])
     with pytest.raises(ConfigError, match=r"populations.input.shape: \[1, 28, 28\] does not match the data, whose samples have shape \[1, 8, 8\]"):
-        Network(exp, input_shape=(1, 8, 8), output_size=10)
+        build_network(exp, DataSpec((1, 8, 8), 10))
 
 
 def test_output_size_must_match_the_task():
     exp = model(["populations.out.size=7"])
     with pytest.raises(ConfigError, match=r"populations.out.size: 7 does not match the task, which needs 10 output neurons"):
-        Network(exp, input_shape=(64,), output_size=10)
+        build_network(exp, DataSpec((64,), 10))
 
 
 def test_swapping_rules_ignores_other_rules_options():
@@ -383,5 +382,5 @@ def test_only_a_simulating_scheme_gives_the_network_compartments():
     steady, euler = model([]), model(["dynamics.mode=euler"])
     assert not steady.simulated and euler.simulated
     for exp, simulated in ((steady, False), (euler, True)):
-        net = Network(exp, input_shape=(64,), output_size=10)
+        net = build_network(exp, DataSpec((64,), 10))
         assert all((p.compartments is not None) == simulated for p in net.pyramidal())

@@ -11,14 +11,12 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dendrisim import memory
 from dendrisim.activations import ACTIVATIONS
-from dendrisim.builder import build_scheme, load_experiment, scheme_refusal
+from dendrisim.builder import DataSpec, build_model, build_scheme, check_memory, load_experiment, scheme_refusal
 from dendrisim.errors import ConfigError
 from dendrisim.inspect import describe
-from dendrisim.network import Network
 from dendrisim.optim import build_optimizer
-from dendrisim.plasticity import RULES, build_rule
+from dendrisim.plasticity import RULES
 from dendrisim.tasks import TASKS
 
 HIDDEN_ACTS = [a for a in ACTIVATIONS.names() if ACTIVATIONS.get(a).elementwise]
@@ -78,8 +76,7 @@ def dynamics_blocks(draw, depth: int, pyramidal: list[str]):
 
 
 def run_one_step(exp, *, require_finite: bool = True) -> None:
-    net = Network(exp, input_shape=(1, 8, 8), output_size=10)
-    rule = build_rule(net, exp)
+    net, rule = build_model(exp, DataSpec((1, 8, 8), 10))
     opt = build_optimizer(net, rule, exp.config.optimizer)
     x = torch.randn(4, 1, 8, 8)
     t = torch.eye(10)[torch.randint(0, 10, (4,))]
@@ -134,7 +131,7 @@ def accepts_or_config_error(data, *, expect_in_message=()):
     """The property: valid (and then it runs a step) or a ConfigError naming the file."""
     try:
         exp = load_experiment(data, file="test.yaml")
-        memory.check(exp, TASKS.get(exp.task.type), device="cpu")  # as builder.build does, before any tensor
+        check_memory(exp, TASKS.get(exp.task.type), device="cpu")  # as builder.build does, before any tensor
         run_one_step(exp, require_finite=False)
         describe(exp)
         return "valid"

@@ -10,7 +10,7 @@ import torch
 
 from conftest import model
 from dendrisim import memory
-from dendrisim.builder import build
+from dendrisim.builder import build, check_memory, memory_estimate
 from dendrisim.errors import ConfigError
 from dendrisim.tasks import TASKS
 
@@ -20,7 +20,7 @@ CLASSIFICATION = TASKS.get("classification")
 
 def test_the_estimate_counts_each_part_exactly_where_it_can():
     exp = model(["optimizer.type=adam", "task.batch_size=16"])
-    parts = memory.estimate(exp, CLASSIFICATION)
+    parts = memory_estimate(exp, CLASSIFICATION)
     _, network, rule = build(exp, device="cpu")
     params = sum(p.numel() for p in network.parameters())
     assert parts["weights"] == 4 * params
@@ -28,10 +28,10 @@ def test_the_estimate_counts_each_part_exactly_where_it_can():
     neurons = sum(p.size for p in network.pyramidal())
     assert parts["compartments"] == 4 * 16 * (5 * neurons + network.input.size)
     assert parts["recording"] > 0 and parts["dataset"] > 0
-    sgd = memory.estimate(model(["optimizer.type=sgd", "task.batch_size=32"]), CLASSIFICATION)
+    sgd = memory_estimate(model(["optimizer.type=sgd", "task.batch_size=32"]), CLASSIFICATION)
     assert sgd["optimizer"] * 3 == parts["optimizer"]  # Adam keeps two moments besides the update
     assert sgd["compartments"] == 2 * parts["compartments"]
-    assert memory.estimate(model(["recording.enabled=false"]), CLASSIFICATION)["recording"] == 0
+    assert memory_estimate(model(["recording.enabled=false"]), CLASSIFICATION)["recording"] == 0
 
 
 def test_a_run_over_the_limit_is_refused_with_the_estimate_and_the_limit(monkeypatch):
@@ -100,6 +100,6 @@ def test_a_task_that_cannot_say_its_shapes_skips_the_check(monkeypatch):
             raise NotImplementedError
 
     monkeypatch.setattr(memory, "READERS", {"a fake limit": lambda: 1})
-    assert memory.check(model(), Opaque, device="cpu") is None
+    assert check_memory(model(), Opaque, device="cpu") is None
     with pytest.raises(ConfigError, match="this run needs about"):
-        memory.check(model(), CLASSIFICATION, device="cpu")
+        check_memory(model(), CLASSIFICATION, device="cpu")

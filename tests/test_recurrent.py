@@ -87,9 +87,8 @@ CASES = [  # loop, output activation, readout, T, batch
 @pytest.mark.parametrize("loop,out_act,readout,T,batch", CASES)
 def test_bp_is_backprop_through_time(loop, out_act, readout, T, batch):
     gen = torch.Generator().manual_seed(T * 10 + batch)
-    net, rule = build(rnn("bp", loop=loop, out_act=out_act), input_shape=(5,), output_size=3)
-    assert net.sequential
-    net.readout = readout
+    net, rule = build(rnn("bp", loop=loop, out_act=out_act), input_shape=(5,), output_size=3, readout=readout)
+    assert net.sequential and net.readout == readout
     x = torch.randn(batch, T, 5, generator=gen, dtype=torch.float64)
     steps = len(range(T)[readout])
     t = target(out_act, steps, batch, 3, gen)

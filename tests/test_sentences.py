@@ -147,11 +147,11 @@ def test_text_cnn_learns_the_tiny_task_end_to_end(files, tmp_path, rule):
 def test_bp_equals_autograd_on_a_text_cnn_with_a_learnable_embedding(files):
     exp = textcnn(files, "plasticity.rule=bp", "projections.0.learnable=true")
     task = SentenceClassification(exp.task, device=torch.device("cpu"))
-    from dendrisim.network import Network
+    from dendrisim.builder import DataSpec, build_network
     from dendrisim.plasticity import build_rule
     from test_equivalence import autograd_grads, rule_grads
 
-    net = Network(exp, input_shape=task.input_shape, output_size=task.output_size, vocabulary=task.vocabulary)
+    net = build_network(exp, DataSpec.of(task))
     with torch.no_grad():
         net.projections["input->emb"].weight.copy_(task.vectors)
     net, rule = net.double(), build_rule(net, exp).double()

@@ -235,11 +235,6 @@ class Task:
     def finish_stats(self, stats: torch.Tensor, n: int) -> dict[str, float]:
         raise NotImplementedError
 
-    def evaluate(self, network: "Network", split: Split, *, limit: Optional[int] = None) -> dict[str, float]:
-        """Metrics of ``network`` on a split, in eval batches, without autograd."""
-        total, n = self.evaluate_stats(network, split, limit=limit)
-        return self.finish_stats(total, n)
-
     def evaluate_stats(self, network: "Network", split: Split, *, limit: Optional[int] = None
                        ) -> tuple[Optional[torch.Tensor], int]:
         """Summed statistics and sample count (to be combined across shards)."""

@@ -118,7 +118,6 @@ class CharLanguageModel(Task):
         self.input_shape = (self.V,) if options.input == "onehot" else (1,)
         self.output_size = self.V
         self.vocabulary = (self.V, options.embedding_dim) if options.input == "ids" else None
-        self.readout = slice(None)
         self.sequence_length = L
         self.dtype = dtype
         self._eye = torch.eye(self.V, device=device, dtype=dtype)
@@ -314,6 +313,7 @@ class Forecasting(Task):
     Options = ForecastOptions
     metrics = {"loss": False, "mse": False, "mae": False, "rse": False, "corr": True}
     headline = "rse"  # relative squared error, the figure forecasting papers compare
+    readout = slice(-1, None)  # the step after the window: known without the data
 
     @classmethod
     def check_options(cls, options: ForecastOptions, *, file: str) -> None:
@@ -367,7 +367,6 @@ class Forecasting(Task):
         self.S = values.shape[1]
         self.input_shape = (self.S,)
         self.output_size = self.S
-        self.readout = slice(-1, None)
         self.sequence_length = options.window
         self._offsets = torch.arange(options.window, device=device) - (options.window + options.horizon - 1)
 
