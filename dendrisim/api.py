@@ -41,7 +41,7 @@ class Trainer(_LoopTrainer):
     ``out`` is the run directory that :meth:`fit` writes (model.yaml, metrics.csv, the
     recording, checkpoints); by default a new folder under ``recordings/``. A directory
     that holds another run is refused unless ``overwrite=True``. ``log`` receives the
-    per-epoch lines (silent by default). ``observers``: :class:`~dendrisim.Observer` objects
+    per-epoch lines (silent by default). ``observers``: :class:`~dendrisim.observers.Observer` objects
     that watch every step and epoch (as :meth:`observe` adds them), e.g. to log to TensorBoard.
     """
 
