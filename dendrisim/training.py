@@ -123,8 +123,9 @@ class Trainer:
     One step (:meth:`train_step`): ``network(x)`` (forward), the batch's statistics,
     ``scheme.present(network, rule, t)`` (settle and write ``.grad``), the gradient
     all-reduce across ranks, ``optimizer.step()``, ``rule.after_update``, the schedule, then
-    the observers (:mod:`dendrisim.observers`): the NaN guard, the recording, alignment, the
-    metrics file, model selection and checkpoints, then those added with :meth:`observe`.
+    the observers (:mod:`dendrisim.observers`): the NaN guard, the recording, the final
+    weights, alignment, the metrics file, model selection and checkpoints, then those added
+    with :meth:`observe`.
     Everything the loop needs to go on is in the checkpoint (:meth:`checkpoint_state`), written
     atomically at every epoch end, every ``training.checkpoint_every`` steps and when a stop is
     requested, so :meth:`resume` continues exactly where the run was, mid-epoch included.
