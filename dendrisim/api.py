@@ -12,6 +12,7 @@
     with trainer.network.plasticity_off():       # steps that change no weight
         trainer.step(x, y)
     trainer.evaluate("test")                     # {'loss': ..., 'accuracy': ...}
+    trainer.observe(my_observer)                 # a dendrisim.observers.Observer: sees steps, epochs
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import torch
 
 from .builder import load_experiment
 from .config.loader import Experiment
+from .observers import Observer
 from .tasks.base import Split
 from .training import RunOptions
 from .training import Trainer as _LoopTrainer
@@ -39,13 +41,14 @@ class Trainer(_LoopTrainer):
     ``out`` is the run directory that :meth:`fit` writes (model.yaml, metrics.csv, the
     recording, checkpoints); by default a new folder under ``recordings/``. A directory
     that holds another run is refused unless ``overwrite=True``. ``log`` receives the
-    per-epoch lines (silent by default).
+    per-epoch lines (silent by default). ``observers``: :class:`~dendrisim.observers.Observer` objects
+    that watch every step and epoch (as :meth:`observe` adds them), e.g. to log to TensorBoard.
     """
 
     def __init__(self, experiment: Experiment, *, device: str = "cpu", out: Optional[Union[str, Path]] = None,
                  data_root: Optional[str] = None, progress: bool = False,
                  log: Optional[Callable[[str], None]] = None, overwrite: bool = False,
-                 threads: Optional[int] = None):
+                 threads: Optional[int] = None, observers: Iterable[Observer] = ()):
         if threads is not None:  # torch's intra-op threads, for this process (logged in run.json)
             from .host import set_threads
 
@@ -53,6 +56,8 @@ class Trainer(_LoopTrainer):
         super().__init__(experiment, RunOptions(device=device, data_root=data_root,
                                                 out_dir=Path(out) if out is not None else None, progress=progress,
                                                 log=log or (lambda line: None), overwrite=overwrite))
+        for observer in observers:
+            self.observe(observer)
 
     def fit(self, epochs: Optional[int] = None) -> dict:
         """Train (with evaluation, selection, recording and checkpoints, as ``simulate.py``
@@ -108,22 +113,12 @@ class Trainer(_LoopTrainer):
         images and class ids, say); returns the batch's loss before the update. The network
         keeps every compartment of the step for inspection (``trainer.network``). A batch
         of the wrong shape, dtype or label range, or holding NaN/Inf, is a ValueError
-        naming what is expected."""
+        naming what is expected. Observers added with :meth:`observe` see the step (with
+        ``step.epoch`` None); the trainer's own, which keep the run's files, do not."""
         x, y = self._check_batch(x, y, what="Trainer.step")
-        task, net = self.task, self.network
-        try:
-            with torch.no_grad():
-                net(task.inputs(x))
-                stats = task.batch_stats(y, net)
-                self.scheme.present(net, self.rule, task.target(y, net))
-                self.optimizer.step()
-                self.rule.after_update(net)
-                self.scheduler.step()
-        except (RuntimeError, IndexError) as err:
-            raise ValueError(f"Trainer.step: the batch does not fit the network ({_first_line(err)}); "
-                             f"expected {self._expected()}") from None
-        self.global_step += 1
-        return task.finish_stats(stats.to(torch.float64), int(y.shape[0]))["loss"]
+        step = self.train_step(x, y, on_error=lambda err: ValueError(
+            f"Trainer.step: the batch does not fit the network ({_first_line(err)}); expected {self._expected()}"))
+        return step.metrics()["loss"]
 
     def evaluate(self, split: Union[str, Split] = "test") -> dict[str, float]:
         """The metrics of a split: ``"train"``, ``"val"`` or ``"test"`` (or a :class:`Split`)."""

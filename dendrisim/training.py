@@ -1,8 +1,13 @@
-"""The training loop: epochs, evaluation, model selection, early stopping, run folders."""
+"""The training loop: epochs, steps and evaluation in a run folder; everything else is an observer.
+
+One :meth:`Trainer.train_step` serves the command line's loop (:meth:`Trainer.train_epoch`,
+:meth:`Trainer.run`) and the API's ``Trainer.step``; recording, checkpoints, the NaN guard,
+alignment, the metrics file and model selection watch it through
+:class:`dendrisim.observers.Observer`'s hooks.
+"""
 from __future__ import annotations
 
-import copy
-import csv
+import dataclasses
 import json
 import random
 import sys
@@ -15,9 +20,14 @@ import numpy as np
 import torch
 
 from . import rundir
-from .config.loader import Experiment
 from .builder import build, build_scheme
-from .errors import DendrisimError, FileFormatError, NumericalError, WriteError
+from .config.loader import Experiment
+from .errors import DendrisimError, WriteError
+from .observers import (Alignment, Checkpoints, FinalWeights, MetricsFile, NanGuard, Observer, OnEpoch, Outcome,
+                        Recording, Selection, Step)
+from .observers.checkpoints import (CHECKPOINT, CHECKPOINT_KEYS, RESUMABLE, config_diff, load_state,  # noqa: F401
+                                    nonfinite_tensor, read, state_of)
+from .observers.recording import check_recording  # noqa: F401  (dendrisim.inspect uses it)
 from .optim import build_optimizer, build_scheduler, schedule_factor
 
 
@@ -66,13 +76,6 @@ class RunOptions:
 
 
 DRY_RUN_STEPS = 5
-CHECKPOINT = "checkpoint.pt"
-#: keys of the model file that ``--resume`` may change (any other difference is refused)
-RESUMABLE = ("training.epochs", "training.checkpoint_every", "training.guard_every")
-#: what a checkpoint must hold
-CHECKPOINT_KEYS = ("model_yaml", "network", "rule", "clip_counts", "optimizer", "scheduler", "position",
-                   "epoch_order", "epoch_totals", "last_batch_ids", "rows", "clips_seen", "last_alignment",
-                   "selection", "rng", "recording")
 
 
 def default_run_dir(name: str, seed: int, *, root: Path = Path("recordings")) -> Path:
@@ -85,79 +88,51 @@ def default_run_dir(name: str, seed: int, *, root: Path = Path("recordings")) ->
     return rundir.inside(path, root)
 
 
-def config_diff(old: object, new: object, prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between two resolved model files (as plain data)."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        out = []
-        for key in list(old) + [k for k in new if k not in old]:
-            out += config_diff(old.get(key), new.get(key), f"{prefix}{key}.")
-        return out
-    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
-        return [k for i, (a, b) in enumerate(zip(old, new)) for k in config_diff(a, b, f"{prefix}{i}.")]
-    return [] if old == new else [prefix[:-1]]
-
-
-def nonfinite_tensor(state: object, prefix: str = "") -> Optional[str]:
-    """The name of the first floating tensor in nested dicts/lists holding NaN or Inf, or None."""
-    if isinstance(state, torch.Tensor):
-        return prefix or "value" if state.is_floating_point() and not bool(torch.isfinite(state).all()) else None
-    items = state.items() if isinstance(state, dict) else enumerate(state) if isinstance(state, (list, tuple)) else ()
-    for key, value in items:
-        found = nonfinite_tensor(value, f"{prefix}.{key}" if prefix else str(key))
-        if found:
-            return found
-    return None
-
-
-def _plain(value):
-    """Nested data with numpy scalars as Python numbers (what ``weights_only`` loading accepts)."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_plain(v) for v in value)
-    return value.item() if isinstance(value, np.generic) else value
-
-
-def _numpy_state_to_plain(state: tuple) -> dict:
-    name, keys, pos, has_gauss, cached = state
-    return {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-            "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
-
-
-def _numpy_state_from_plain(state: dict) -> tuple:
-    return (state["name"], state["keys"].numpy().astype(np.uint32), state["pos"], state["has_gauss"],
-            state["cached_gaussian"])
-
-
-def check_recording(experiment: Experiment, network, rule, *, steps_per_epoch: int, epochs: int,
-                    trace_steps: Optional[list[int]] = None) -> dict:
-    """Check the recording block (names, size budget); return the size estimate."""
-    from .errors import ConfigError
-    from .recording.recorder import estimate_bytes, selection
-
-    rec = experiment.config.recording
-    selection(rec, network, rule, file=experiment.file)
-    est = estimate_bytes(rec, network, rule, batch_size=experiment.task.batch_size,
-                         steps=steps_per_epoch * epochs, epochs=epochs, trace_steps=trace_steps)
-    if est["bytes"] > rec.max_gib * 2**30:
-        raise ConfigError(
-            f"the recording would take about {est['bytes'] / 2**30:.1f} GiB ({est['records']} records of "
-            f"{est['bytes_per_record'] / 2**20:.2f} MiB, {est['weight_records']} projection records of "
-            f"{est['bytes_per_weight_record'] / 2**20:.2f} MiB), over the budget of {rec.max_gib} GiB; record less "
-            "often (recording.every, projections_every), fewer samples or neurons, float16, or raise recording.max_gib",
-            file=experiment.file, path="recording.max_gib")
-    return est
+def run_summary(loop, seconds: float) -> dict:
+    """What a run prints last (and writes to ``summary.json`` when it finished): the selected
+    epoch's metrics (the best one's when model selection put its weights back), the final
+    epoch's test metrics beside them, and where everything is."""
+    cfg = loop.experiment.config
+    rows = loop.rows
+    summary = {"model": cfg.name, "rule": loop.experiment.rule.rule, "epochs": len(rows),
+               "steps": loop.global_step, "seconds": round(seconds, 3), "device": str(loop.device),
+               "seed": cfg.training.seed, "run_dir": str(loop.run_dir)}
+    if rows:
+        final = rows[-1]
+        selected = rows[loop.selection.restored - 1] if loop.selection.restored else final
+        summary["selected_epoch"] = selected["epoch"]
+        for k in loop.task.metrics:
+            if f"test_{k}" in selected:
+                summary[f"test_{k}"] = selected[f"test_{k}"]
+                summary[f"final_test_{k}"] = final[f"test_{k}"]
+            if f"val_{k}" in selected:
+                summary[f"val_{k}"] = selected[f"val_{k}"]
+    if loop.stop_requested:
+        summary["stopped"] = loop.stop_requested
+    if loop.recorder is not None:
+        summary["recording"] = str(loop.recorder.path)
+    if loop.dist.world > 1:
+        summary["world_size"] = loop.dist.world
+        summary["global_batch_size"] = loop.dist.world * loop.experiment.task.batch_size
+    return summary
 
 
 class Trainer:
-    """Builds task, network, rule and optimizer from an experiment, then trains.
+    """Builds task, network, rule, scheme and optimizer from an experiment, then trains.
 
-    One step: ``network(x)`` (forward), ``scheme.present(network, rule, t)`` (settle and
-    write ``.grad``), ``optimizer.step()``, then the recorder. Everything the loop needs to go
-    on is in the checkpoint (:meth:`checkpoint_state`), written atomically at every
-    epoch end, every ``training.checkpoint_every`` steps and when a stop is requested,
-    so :meth:`resume` continues exactly where the run was, mid-epoch included.
+    One step (:meth:`train_step`): ``network(x)`` (forward), the batch's statistics,
+    ``scheme.present(network, rule, t)`` (settle and write ``.grad``), the gradient
+    all-reduce across ranks, ``optimizer.step()``, ``rule.after_update``, the schedule, then
+    the observers (:mod:`dendrisim.observers`): the NaN guard, the recording, the final
+    weights, alignment, the metrics file, model selection and checkpoints, then those added
+    with :meth:`observe`.
+    Everything the loop needs to go on is in the checkpoint (:meth:`checkpoint_state`), written
+    atomically at every epoch end, every ``training.checkpoint_every`` steps and when a stop is
+    requested, so :meth:`resume` continues exactly where the run was, mid-epoch included.
     """
+
+    run_dir: Optional[Path] = None
+    resume_changes: list[str] = []
 
     def __init__(self, experiment: Experiment, options: RunOptions):
         self.experiment = experiment
@@ -183,8 +158,12 @@ class Trainer:
             self.recording_estimate = check_recording(experiment, self.network, self.rule,
                                                       steps_per_epoch=self.steps_per_epoch, epochs=self.epochs,
                                                       trace_steps=self.scheme.trace_steps)
-        self.recorder = None
         self.stop_requested: Optional[str] = None  # the reason, set by request_stop
+        #: why the run must end in an error once it has stopped cleanly (a failed write, non-finite values)
+        self.failure: Optional[DendrisimError] = None
+        self.lock: Optional[rundir.RunLock] = None
+        self._started = False  # a run() of this trainer has begun: its run directory is its own
+        self.resumed = False  # the loop continues a checkpoint (its run directory holds the run so far)
         self.order_generator = torch.Generator().manual_seed(cfg.training.seed)
         # the loop's position and history (all of it goes into checkpoints)
         self.global_step = 0
@@ -196,31 +175,89 @@ class Trainer:
         self.epoch_seconds = 0.0
         self.last_batch_ids: Optional[torch.Tensor] = None
         self.rows: list[dict] = []
-        self.best: Optional[float] = None
-        self.best_epoch = 0
-        self.best_state: Optional[dict] = None
-        self.stale = 0
-        self.resumed_from: Optional[dict] = None
-        #: why the run must end in an error once it has stopped cleanly (a failed write, non-finite values)
-        self.failure: Optional[DendrisimError] = None
-        self.lock: Optional[rundir.RunLock] = None
-        self._started = False  # a run() of this trainer has begun: its run directory is its own
         self.clips_seen: dict[str, int] = {}
-        self.alignment = None
-        self.last_alignment: dict = {}
+        self._build_observers()
+
+    def _build_observers(self) -> None:
+        """The trainer's own observers, in the order their hooks run (stops in reverse)."""
+        cfg, file = self.experiment.config, self.experiment.file
+        self.alignment: Optional[Alignment] = None
         if cfg.training.alignment is not None:
             from .alignment import AlignmentProbe
 
             n = cfg.training.alignment.probe_size
-            probe_y = self.task.train.y[:n]
-            self.alignment = AlignmentProbe(self.network, self.rule, self.task.inputs(self.task.train.x[:n]),
-                                            self.task.target(probe_y, self.network), scheme=self.scheme)
+            probe = AlignmentProbe(self.network, self.rule, self.task.inputs(self.task.train.x[:n]),
+                                   self.task.target(self.task.train.y[:n], self.network), scheme=self.scheme)
+            self.alignment = Alignment(probe, cfg.training.alignment.every)
+        self.recording = Recording(cfg.recording.enabled)
+        stop = cfg.training.early_stopping
+        watch = stop.metric if stop else "loss"
+        self.selection = Selection(watch, self.task.metrics[watch], early_stopping=stop,
+                                   keep_best=cfg.training.select_best)
+        self.checkpoints = Checkpoints(cfg.training.checkpoint_every, file=file)
+        self.observers: list[Observer] = [
+            NanGuard(cfg.training.guard_every, file=file), self.recording, FinalWeights(file=file),
+            *([self.alignment] if self.alignment is not None else []), MetricsFile(file=file),
+            *([OnEpoch(self.options.on_epoch)] if self.options.on_epoch is not None else []),
+            self.selection, self.checkpoints]
+
+    def observe(self, observer: Observer) -> Observer:
+        """Add an observer (after the trainer's own; see :class:`dendrisim.observers.Observer`);
+        returns it."""
+        if not isinstance(observer, Observer):
+            raise TypeError(f"observe({type(observer).__name__}): an observer subclasses dendrisim.observers.Observer")
+        self.observers.append(observer)
+        return observer
+
+    def _notify(self, hook: str, *args) -> None:
+        for observer in self.observers:
+            getattr(observer, hook)(self, *args)
+
+    def _stop_observers(self, outcome: Outcome) -> None:
+        """Every observer's ``stop``, last added first; the first error is raised after all ran."""
+        first = None
+        for observer in reversed(self.observers):
+            try:
+                observer.stop(self, outcome)
+            except BaseException as err:  # noqa: BLE001 - the others must still close their files
+                first = first or err
+        if first is not None:
+            raise first
+
+    # ------------------------------------------------------------------ what observers read
+    @property
+    def recorder(self):
+        """The open recording's :class:`~dendrisim.recording.recorder.Recorder` (None: none)."""
+        return self.recording.recorder
+
+    @recorder.setter
+    def recorder(self, value) -> None:
+        self.recording.recorder = value
+
+    @property
+    def last_alignment(self) -> dict:
+        """The latest alignment measures (``{projection: {measure: value}}``; {} without any)."""
+        return self.alignment.last if self.alignment is not None else {}
+
+    @property
+    def last_checkpoint_step(self) -> Optional[int]:
+        """The step of the last good checkpoint (None: none yet)."""
+        return self.checkpoints.last_step
+
+    @property
+    def epochs(self) -> int:
+        return 1 if self.options.dry_run else self.experiment.config.training.epochs
+
+    @property
+    def finished(self) -> bool:
+        """Whether the loop has nothing left to do (every epoch done, or early stopped)."""
+        return self.epoch > self.epochs or self.selection.early_stopped
 
     def request_stop(self, reason: str) -> None:
         """Finish the current step, then checkpoint and end the run (used by signal handlers)."""
         self.stop_requested = reason
 
-    def _fail(self, error: DendrisimError, reason: str) -> None:
+    def fail(self, error: DendrisimError, reason: str) -> None:
         """Stop after this step without further checkpoints; :meth:`run` then raises ``error``."""
         if self.failure is None:
             self.failure = error
@@ -231,8 +268,6 @@ class Trainer:
     def set_epochs(self, epochs: int) -> None:
         """Train to ``epochs`` in all (``training.epochs`` of the run's model.yaml from now on); the
         learning-rate schedule covers the new total from the step it stands at."""
-        import dataclasses
-
         cfg = self.experiment.config
         training = dataclasses.replace(cfg.training, epochs=epochs)
         self.experiment = dataclasses.replace(self.experiment, config=dataclasses.replace(cfg, training=training))
@@ -240,52 +275,69 @@ class Trainer:
         self.scheduler.lr_lambdas = [lambda s: schedule_factor(s, total, training)
                                      for _ in self.scheduler.lr_lambdas]
 
-    @property
-    def epochs(self) -> int:
-        return 1 if self.options.dry_run else self.experiment.config.training.epochs
-
     def _steps_per_epoch(self) -> int:
         n = self.task.train.n_batches(self.experiment.task.batch_size * self.dist.world)
         limit = DRY_RUN_STEPS if self.options.dry_run else self.experiment.config.training.max_steps_per_epoch
         return min(n, limit) if limit else n
 
-    def _rank_batch(self, k: int) -> int:
-        """Samples of this rank's part of the epoch's ``k``-th global batch (0-based; the last
-        one may be partial): what ``Split.indexed_batches`` hands out."""
-        step = self.experiment.task.batch_size * self.dist.world
-        glob = min(step, len(self.task.train) - k * step)
-        rank, world = self.dist.rank, self.dist.world
-        return glob * (rank + 1) // world - glob * rank // world
-
-    @property
-    def epoch_end_step(self) -> int:
-        """The step of the epoch (1-based) whose state the epoch-end record holds: the last
-        one, unless its batch is too short for the recorded samples, then the one before."""
-        last = self.steps_per_epoch
-        if self.recorder is not None and last > 1 and not self.recorder.fits(self._rank_batch(last - 1)):
-            return last - 1
-        return last
-
     def _open_recorder(self, run_dir: Path, *, resume: Optional[dict] = None) -> None:
-        from .recording.recorder import FILENAME, Recorder
+        """Open the recording in ``run_dir`` outside :meth:`run` (benchmarks, tests)."""
+        self.recording.open(self, run_dir, resume=resume)
 
-        cfg = self.experiment.config
-        splits = {"train": list(self.task.metrics), "test": list(self.task.metrics)}
-        if self.task.val is not None:
-            splits["val"] = list(self.task.metrics)
-        self.recorder = Recorder(cfg.recording, run_dir / FILENAME, network=self.network, rule=self.rule,
-                                 experiment=self.experiment, metric_names=splits,
-                                 batch_size=self._rank_batch(0), seed=cfg.training.seed,
-                                 device=self.device, argv=self.options.argv, resume=resume,
-                                 alignment=self.alignment.names if self.alignment is not None else None,
-                                 scheme=self.scheme)
+    # ------------------------------------------------------------------ one step
+    def train_step(self, x: torch.Tensor, y: torch.Tensor, *, ids: Optional[torch.Tensor] = None,
+                   epoch: Optional[int] = None,
+                   on_error: Optional[Callable[[BaseException], Exception]] = None) -> Step:
+        """One training step on the batch ``(x, y)`` (on the device, in the task's dtypes).
+
+        The observers' ``before_step``; forward, batch statistics, presentation, the
+        gradient all-reduce, ``optimizer.step()``, ``rule.after_update``, the schedule; the
+        loop's counters; the observers' ``after_step``. ``ids`` and ``epoch`` place the step
+        in an epoch (the batch's sample indices; None: a step outside the epochs, as
+        ``Trainer.step``). ``on_error`` maps a RuntimeError or IndexError of the computation
+        (not of an observer) to the error raised instead."""
+        step = Step(number=self.global_step + 1, size=int(y.shape[0]), epoch=epoch,
+                    in_epoch=None if epoch is None else self.step_in_epoch + 1, ids=ids,
+                    finish=self.task.finish_stats)
+        with torch.no_grad():
+            self._notify("before_step", step)
+            try:
+                self._present(x, y, step)
+            except (RuntimeError, IndexError) as err:
+                if on_error is None:
+                    raise
+                raise on_error(err) from None
+            self.global_step += 1
+            if epoch is not None:
+                self.epoch_totals = step.stats.clone() if self.epoch_totals is None \
+                    else self.epoch_totals.add_(step.stats)
+                self.epoch_samples += step.size
+                self.step_in_epoch += 1
+                self.last_batch_ids = ids
+            self._notify("after_step", step)
+        return step
+
+    def _present(self, x: torch.Tensor, y: torch.Tensor, step: Step) -> None:
+        """The arithmetic of a step (under ``no_grad``): it fills ``step.stats``,
+        ``step.presentation`` and ``step.stop``."""
+        task, net = self.task, self.network
+        net(task.inputs(x))
+        # the metrics are those of the network's prediction, before the teacher acts
+        step.stats = task.batch_stats(y, net)
+        step.presentation = self.scheme.present(net, self.rule, task.target(y, net), capture=step.capture)
+        step.stop = self.dist.sync_grads(self.learnable, y.shape[0], self.stop_requested is not None)
+        if step.stop and self.stop_requested is None:
+            self.stop_requested = "a stop on another rank"
+        self.optimizer.step()
+        self.rule.after_update(net)
+        self.scheduler.step()
 
     # ------------------------------------------------------------------ one epoch
     def train_epoch(self, epoch: int) -> dict[str, float]:
         """One pass over the training split (from ``step_in_epoch`` when resuming);
         returns early, between steps, when a stop is requested."""
-        task, net, rule, opt = self.task, self.network, self.rule, self.optimizer
-        rule.start_epoch(epoch)
+        task = self.task
+        self.rule.start_epoch(epoch)
         if self.step_in_epoch == 0:
             self.epoch_order = torch.randperm(len(task.train), generator=self.order_generator).to(self.device)
             self.epoch_totals, self.epoch_samples = None, 0
@@ -295,82 +347,12 @@ class Trainer:
                                              rank=self.dist.rank, world=world)
         with torch.no_grad():
             for ids, x, y in self._bar(batches, epoch):
-                net(task.inputs(x))
-                # the metrics are those of the network's prediction, before the teacher acts
-                stats = task.batch_stats(y, net)
-                capture = None
-                if self.recorder is not None and self.scheme.trace_steps:  # keep a recorded step's trajectory
-                    due = self.recorder.due(self.global_step + 1, ids.shape[0],
-                                            epoch_end=self.step_in_epoch + 1 == self.epoch_end_step)
-                    capture = self.recorder.positions if due else None
-                presentation = self.scheme.present(net, rule, task.target(y, net), capture=capture)
-                stop_now = self.dist.sync_grads(self.learnable, y.shape[0], self.stop_requested is not None)
-                if stop_now and self.stop_requested is None:
-                    self.stop_requested = "a stop on another rank"
-                opt.step()
-                rule.after_update(net)
-                self.scheduler.step()
-                guard = self.experiment.config.training.guard_every
-                if guard and (self.global_step + 1) % guard == 0:
-                    self._guard(self.global_step + 1, epoch)
-                self.epoch_totals = stats if self.epoch_totals is None else self.epoch_totals.add_(stats)
-                self.epoch_samples += y.shape[0]
-                self.global_step += 1
-                self.step_in_epoch += 1
-                self.last_batch_ids = ids
-                if self.recorder is not None:  # the state is this batch's (the epoch-end one: before evaluation)
-                    self.recorder.after_step(self.global_step, epoch, ids,
-                                             epoch_end=self.step_in_epoch == self.epoch_end_step,
-                                             trajectory=presentation.trajectory)
-                self._measure_alignment(epoch)
-                if self.recorder is not None and self.recorder.failure is not None:
-                    self._fail(WriteError(self.recorder.failure), "recording failure")
-                every = self.experiment.config.training.checkpoint_every
-                if every and self.global_step % every == 0 and self.run_dir is not None:
-                    self.save_checkpoint()
+                step = self.train_step(x, y, ids=ids, epoch=epoch)
                 # ranks stop together, on the step whose all-reduce carried the flag
-                if stop_now or (world == 1 and self.stop_requested):
+                if step.stop or (world == 1 and self.stop_requested):
                     return self._epoch_stats()
         self.step_in_epoch = 0  # the epoch is complete; the next call starts a new one
         return self._epoch_stats()
-
-    def _watched(self):
-        """(kind, owner, variable, tensor) of everything the NaN guard checks, in order."""
-        for pop in self.network.pyramidal():
-            for var in pop.recordable:
-                yield "population", pop.name, var, getattr(pop, var)
-        for proj in self.network.projections.values():
-            if proj.weight is None:
-                continue
-            yield "projection", proj.name, "update", proj.weight.grad
-            yield "projection", proj.name, "weight", proj.weight
-        for name, param in self.rule.named_parameters():
-            yield "rule parameter", name, "value", param
-            yield "rule parameter", name, "update", param.grad
-
-    def _guard(self, step: int, epoch: int) -> None:
-        """Stop with the first non-finite population/projection variable (one host sync)."""
-        watched = [w for w in self._watched() if w[3] is not None]
-        # one cheap sentinel: a NaN or Inf anywhere makes the sum of the sums non-finite
-        if bool(torch.isfinite(torch.stack([t.detach().sum(dtype=torch.float32) for *_, t in watched]).sum())):
-            return
-        from .errors import NumericalError
-
-        kind, owner, var, _ = next(w for w in watched if not bool(torch.isfinite(w[3]).all()))
-        every = self.experiment.config.training.guard_every
-        where = f"in epoch {epoch}, training step {step}" + (f" (checked every {every} steps)" if every > 1 else "")
-        raise NumericalError(
-            f"{self.experiment.file}: non-finite values (NaN or Inf) in {kind} {owner!r}, variable {var!r}, "
-            f"{where} (the first bad one in feedforward order). The recording up to the last flush and the "
-            "last checkpoint are kept. Lower optimizer.lr, or bound the rule with plasticity.clip_apical / clip_update")
-
-    def _measure_alignment(self, epoch: int) -> None:
-        a = self.experiment.config.training.alignment
-        if a is None or self.global_step % a.every:
-            return
-        self.last_alignment = self.alignment.measure()
-        if self.recorder is not None:
-            self.recorder.record_alignment(self.global_step, epoch, self.last_alignment)
 
     def _epoch_stats(self) -> dict[str, float]:
         totals = self.dist.sum_(torch.cat([self.epoch_totals.to(torch.float64),
@@ -395,9 +377,21 @@ class Trainer:
                                            torch.tensor([n], dtype=torch.float64, device=total.device)]))
         return self.task.finish_stats(totals[:-1], int(totals[-1].item()))
 
-    # ------------------------------------------------------------------ the run
-    run_dir: Optional[Path] = None
+    def _row(self, epoch: int, train: dict, val: dict, test: dict) -> dict:
+        """The epoch's metrics row (what metrics.csv gets)."""
+        row = {"epoch": epoch, "step": self.global_step, "seconds": round(self.epoch_seconds, 3),
+               "lr": self.optimizer.param_groups[0]["lr"]}
+        for prefix, values in (("train", train), ("val", val), ("test", test)):
+            row.update({f"{prefix}_{k}": v for k, v in values.items()})
+        # how often each named clip fired during the epoch (clips_apical:h1 ...)
+        counts = {name: int(c) for name, c in self.rule.clip_counts.items()}
+        row.update({f"clips_{name}": n - self.clips_seen.get(name, 0) for name, n in sorted(counts.items())})
+        self.clips_seen = counts
+        row.update(self.rule.epoch_summary())
+        row.update({f"align_{name}_{m}": v for name, ms in self.last_alignment.items() for m, v in ms.items()})
+        return row
 
+    # ------------------------------------------------------------------ the run
     def run(self) -> dict:
         """Train to the configured number of epochs; returns the summary.
 
@@ -410,28 +404,29 @@ class Trainer:
             cfg = self.experiment.config
             run_dir = Path(self.options.out_dir or default_run_dir(cfg.name, cfg.training.seed)) if main else None
             self.run_dir = Path(self.dist.broadcast(str(run_dir) if main else None))
-        if self._final_state is not None:  # the last run() left the selected epoch's weights in place
-            self._restore(self._final_state)
-            self._final_state = None
         try:
             if main:  # only rank 0 writes the run directory, the recording and checkpoints
                 self._prepare_run_dir()
             self._started = True
-            finished = False  # weights.pt written: the recording is complete, summary.json follows
+            start = time.perf_counter()
             try:
-                summary = self._loop()
-                if self.stop_requested is None and self.failure is None:
-                    try:
-                        if main:
-                            self._write_weights()
-                        finished = True
-                    except WriteError as err:
-                        self.failure = err
-            finally:
-                self._close_recorder(complete=finished)
+                self._notify("start")
+                mid_epoch = self._loop()
+            except BaseException as err:
+                try:
+                    self._stop_observers(Outcome(reason=self.stop_requested, error=err))
+                except BaseException:  # noqa: BLE001 - the error that ended the loop is the one to see
+                    pass
+                raise
+            outcome = Outcome(reason=self.stop_requested, mid_epoch=mid_epoch)
+            self._stop_observers(outcome)  # checkpoint, best weights back, weights.pt, recording closed
+            if self.stop_requested and self.failure is None:
+                self.options.log(f"stopped by {self.stop_requested} in epoch {self.epoch} after step "
+                                 f"{self.global_step}; resume with: python scripts/simulate.py --resume {self.run_dir}")
+            summary = run_summary(self, time.perf_counter() - start)
             if self.failure is not None:
                 raise self._with_hint(self.failure)
-            if finished and main:
+            if outcome.complete and main:
                 rundir.write_text(self.run_dir / "summary.json", "summary", json.dumps(summary, indent=2) + "\n")
             return summary
         finally:
@@ -439,115 +434,24 @@ class Trainer:
                 self.lock.release()
                 self.lock = None
 
-    def _prepare_run_dir(self) -> None:
-        """Lock the run directory, check it, write model.yaml and run.json, open the recording."""
-        cfg = self.experiment.config
-        rundir.check_out(self.run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        if self.lock is None:
-            self.lock = rundir.RunLock.acquire(self.run_dir, argv=self.options.argv)
-        if self.resumed_from is None and not self._started:
-            rundir.clear_old_run(self.run_dir, overwrite=self.options.overwrite)
-        rundir.remove_leftovers(self.run_dir)  # a killed run's temporary files
-        rundir.write_text(self.run_dir / "model.yaml", "model", self.experiment.to_yaml())
-        rundir.write_text(self.run_dir / "run.json", "run",
-                          json.dumps({**self.options.to_json(), "data_folder": self.task.data_root}, indent=2) + "\n")
-        if self.task.artifacts():
-            rundir.write_text(self.run_dir / "task.json", "run", json.dumps(self.task.artifacts(), indent=1) + "\n")
-        if self.rows:  # resumed: metrics.csv holds exactly the checkpoint's epochs
-            self._write_metrics(self.run_dir / "metrics.csv", self.rows)
-        if cfg.recording.enabled:
-            self._open_recorder(self.run_dir, resume=self.resumed_from)
-
-    def _with_hint(self, error: DendrisimError) -> DendrisimError:
-        """A failed write says where the run can continue from."""
-        if not isinstance(error, WriteError) or self._last_checkpoint_step is None:
-            return error
-        return WriteError(f"{error}. Once the fault is fixed, continue from the checkpoint of step "
-                          f"{self._last_checkpoint_step} with: --resume {self.run_dir}")
-
-    def _close_recorder(self, *, complete: bool) -> None:
-        if self.recorder is None:
-            return
-        self.recorder.close(complete=complete)
-        if self.recorder.failure is not None and self.failure is None:
-            self.failure = WriteError(self.recorder.failure)
-        if self.recorder.final_position is not None:  # a later run() (fit) continues this recording
-            self.resumed_from = self.recorder.final_position
-
-    def _loop(self) -> dict:
-        cfg = self.experiment.config
-        log = self.options.log
-        metric_names = list(self.task.metrics)
-        stop = cfg.training.early_stopping
-        watch = stop.metric if stop else "loss"
-        higher = self.task.metrics[watch]
-        start = time.perf_counter()
-        while self.epoch <= self.epochs and not self._early_stopped and not self.stop_requested:
+    def _loop(self) -> bool:
+        """Epochs until every one ran, early stopping or a stop; True when it stopped mid-epoch."""
+        while not self.finished and not self.stop_requested:
             epoch = self.epoch
             t0 = time.perf_counter()
             train = self.train_epoch(epoch)
             self.epoch_seconds += time.perf_counter() - t0
             if self.stop_requested:
-                self.save_checkpoint()
-                break
+                return True
             val = self.evaluate(self.task.val) if self.task.val is not None else {}
             test = self.evaluate(self.task.test) if self.options.evaluate_test else {}
-            row = {"epoch": epoch, "step": self.global_step, "seconds": round(self.epoch_seconds, 3),
-                   "lr": self.optimizer.param_groups[0]["lr"]}
-            for prefix, values in (("train", train), ("val", val), ("test", test)):
-                row.update({f"{prefix}_{k}": v for k, v in values.items()})
-            row.update(self._clip_summary())
-            row.update(self.rule.epoch_summary())
-            row.update({f"align_{name}_{m}": v for name, ms in self.last_alignment.items() for m, v in ms.items()})
+            row = self._row(epoch, train, val, test)
             self.rows.append(row)
-            # the recording flushes the epoch first, so an epoch in metrics.csv is always on disk in it
-            if self.recorder is not None:
-                self.recorder.end_epoch(self.global_step, epoch, self.last_batch_ids, row)
-                if self.recorder.failure is not None:
-                    self._fail(WriteError(self.recorder.failure), "recording failure")
-            if self.dist.is_main and self.failure is None:
-                try:
-                    self._write_metrics(self.run_dir / "metrics.csv", self.rows)
-                except WriteError as err:
-                    self._fail(err, "metrics failure")
-            log(self._epoch_line(row, metric_names))
-            self._check_finite_row(row)
-            if self.options.on_epoch is not None:
-                self.options.on_epoch(row)
-            self._select(val.get(watch) if val else None, higher, stop)
-            self.epoch += 1
+            self.epoch += 1  # the observers see the loop at the next epoch (what a checkpoint holds)
             self.epoch_seconds = 0.0
-            self.save_checkpoint()
+            self._notify("epoch_end", row)
             self._agree_on_stop()
-        if self.stop_requested and self.failure is None:
-            log(f"stopped by {self.stop_requested} in epoch {self.epoch} after step {self.global_step}; "
-                f"resume with: python scripts/simulate.py --resume {self.run_dir}")
-        return self._summary(time.perf_counter() - start, metric_names)
-
-    _early_stopped = False
-
-    def _check_finite_row(self, row: dict) -> None:
-        """An epoch whose metrics are not finite ends the run (whatever ``guard_every`` says)."""
-        bad = [k for k, v in row.items() if k.split("_")[0] in ("train", "val", "test")
-               and isinstance(v, float) and not np.isfinite(v)]
-        if bad:
-            where = f"{self.run_dir / CHECKPOINT} (step {self._last_checkpoint_step})" \
-                if self._last_checkpoint_step is not None else "no checkpoint"
-            raise NumericalError(
-                f"{self.experiment.file}: epoch {row['epoch']} ended with non-finite metrics "
-                f"({', '.join(f'{k} {row[k]}' for k in bad)}); the run stops without checkpointing this state, "
-                f"the last good checkpoint is {where}. Lower optimizer.lr, bound the rule "
-                "(plasticity.clip_apical / clip_update), or set training.guard_every to find the first bad step")
-
-    _last_checkpoint_step: Optional[int] = None
-
-    def _clip_summary(self) -> dict[str, int]:
-        """How often each named clip fired during the epoch (``clips_apical:h1`` ...)."""
-        counts = {name: int(c) for name, c in self.rule.clip_counts.items()}
-        out = {f"clips_{name}": n - self.clips_seen.get(name, 0) for name, n in sorted(counts.items())}
-        self.clips_seen = counts
-        return out
+        return False
 
     def _agree_on_stop(self) -> None:
         """A stop wanted by one rank between steps (rank 0's recorder failing) stops all."""
@@ -557,229 +461,51 @@ class Trainer:
         if flag.item() > 0 and self.stop_requested is None:
             self.stop_requested = "a stop on another rank"
 
-    def _select(self, score: Optional[float], higher: bool, stop) -> None:
-        """Model selection and early stopping on the validation metric."""
-        if score is None:
-            return
-        epoch = self.rows[-1]["epoch"]
-        if self.best is None or self._better(score, self.best, higher, stop):
-            self.best, self.best_epoch, self.stale = score, epoch, 0
-            if self.experiment.config.training.select_best:
-                self.best_state = self._snapshot()
-            return
-        self.stale += 1
-        if stop and self.stale >= stop.patience:
-            self.options.log(f"early stopping after epoch {epoch}: val_{stop.metric} has not improved "
-                             f"for {self.stale} epochs")
-            self._early_stopped = True
+    def _prepare_run_dir(self) -> None:
+        """Lock the run directory, check it, write model.yaml, run.json and task.json."""
+        rundir.check_out(self.run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.lock is None:
+            self.lock = rundir.RunLock.acquire(self.run_dir, argv=self.options.argv)
+        if not self.resumed and not self._started:
+            rundir.clear_old_run(self.run_dir, overwrite=self.options.overwrite)
+        rundir.remove_leftovers(self.run_dir)  # a killed run's temporary files
+        rundir.write_text(self.run_dir / "model.yaml", "model", self.experiment.to_yaml())
+        rundir.write_text(self.run_dir / "run.json", "run",
+                          json.dumps({**self.options.to_json(), "data_folder": self.task.data_root}, indent=2) + "\n")
+        if self.task.artifacts():
+            rundir.write_text(self.run_dir / "task.json", "run", json.dumps(self.task.artifacts(), indent=1) + "\n")
 
-    def _summary(self, seconds: float, metric_names: list[str]) -> dict:
-        cfg = self.experiment.config
-        rows = self.rows
-        summary = {"model": cfg.name, "rule": self.experiment.rule.rule, "epochs": len(rows),
-                   "steps": self.global_step, "seconds": round(seconds, 3), "device": str(self.device),
-                   "seed": cfg.training.seed, "run_dir": str(self.run_dir)}
-        if rows:
-            final, selected = rows[-1], rows[-1]
-            if self.best_state is not None and self.best_epoch != final["epoch"]:
-                self._final_state = self._snapshot()  # a later run() (fit) continues from here
-                self._restore(self.best_state)
-                selected = rows[self.best_epoch - 1]
-            summary["selected_epoch"] = selected["epoch"]
-            for k in metric_names:
-                if f"test_{k}" in selected:
-                    summary[f"test_{k}"] = selected[f"test_{k}"]
-                    summary[f"final_test_{k}"] = final[f"test_{k}"]
-                if f"val_{k}" in selected:
-                    summary[f"val_{k}"] = selected[f"val_{k}"]
-        if self.stop_requested:
-            summary["stopped"] = self.stop_requested
-        if self.recorder is not None:
-            summary["recording"] = str(self.recorder.path)
-        if self.dist.world > 1:
-            summary["world_size"] = self.dist.world
-            summary["global_batch_size"] = self.dist.world * self.experiment.task.batch_size
-        return summary
-
-    def _write_weights(self) -> None:
-        """weights.pt of a finished run (then the recording is closed, then summary.json is written,
-        whose presence marks a finished run)."""
-        state = {"network": self.network.state_dict(), "rule": self.rule.state_dict()}
-        bad = nonfinite_tensor(state)
-        if bad:
-            raise NumericalError(f"{self.experiment.file}: the final weights hold non-finite values ({bad}); "
-                                 "weights.pt is not written")
-        rundir.write_atomic(self.run_dir / "weights.pt", "weights", lambda tmp: torch.save(state, tmp))
-
-    @staticmethod
-    def _better(score: float, best: float, higher: bool, stop) -> bool:
-        delta = stop.min_delta if stop else 0.0
-        return score > best + delta if higher else score < best - delta
-
-    def _snapshot(self) -> dict:
-        return {"network": copy.deepcopy(self.network.state_dict()), "rule": copy.deepcopy(self.rule.state_dict())}
-
-    def _restore(self, state: dict) -> None:
-        self.network.load_state_dict(state["network"])
-        self.rule.load_state_dict(state["rule"])
+    def _with_hint(self, error: DendrisimError) -> DendrisimError:
+        """A failed write says where the run can continue from."""
+        if not isinstance(error, WriteError) or self.last_checkpoint_step is None:
+            return error
+        return WriteError(f"{error}. Once the fault is fixed, continue from the checkpoint of step "
+                          f"{self.last_checkpoint_step} with: --resume {self.run_dir}")
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint_state(self) -> dict:
         """Everything needed to continue exactly: weights, optimizer, schedule, position, RNGs."""
-        return {
-            "format": 1,
-            "model_yaml": self.experiment.to_yaml(),
-            "network": self.network.state_dict(),
-            "rule": self.rule.state_dict(),
-            "clip_counts": {k: v.cpu() for k, v in self.rule.clip_counts.items()},
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "position": {"global_step": self.global_step, "epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
-                         "epoch_samples": self.epoch_samples, "epoch_seconds": self.epoch_seconds},
-            "epoch_order": None if self.epoch_order is None else self.epoch_order.cpu(),
-            "epoch_totals": None if self.epoch_totals is None else self.epoch_totals.cpu(),
-            "last_batch_ids": None if self.last_batch_ids is None else self.last_batch_ids.cpu(),
-            "rows": _plain(self.rows),  # a plugin's epoch_summary may give numpy numbers
-            "clips_seen": _plain(self.clips_seen),
-            "last_alignment": _plain(self.last_alignment),
-            "selection": {"best": self.best, "best_epoch": self.best_epoch, "stale": self.stale,
-                          "early_stopped": self._early_stopped, "best_state": self.best_state},
-            "rng": {"python": random.getstate(), "numpy": _numpy_state_to_plain(np.random.get_state()),
-                    "torch": torch.get_rng_state(),
-                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-                    "order": self.order_generator.get_state()},
-            "recording": None if self.recorder is None else self.recorder.position(),
-        }
+        return state_of(self)
 
     def save_checkpoint(self) -> Optional[Path]:
-        """Flush the recording, then write ``checkpoint.pt`` atomically (temporary file, fsync,
-        rename). Nothing is written once the run has failed, nor a state with NaN or Inf: then
-        the previous checkpoint is kept and the run stops (:attr:`failure`)."""
-        if not self.dist.is_main or self.failure is not None:
-            return None
-        if self.recorder is not None:
-            self.recorder.flush()
-            if self.recorder.failure is not None:  # the recording cannot follow a checkpoint taken now
-                self._fail(WriteError(self.recorder.failure), "recording failure")
-                return None
-            try:  # the checkpoint never runs ahead of the recording on disk
-                rundir.fsync_file(self.recorder.path)
-            except OSError as err:
-                self._fail(WriteError(f"writing {self.recorder.path} failed ({err})"), "recording failure")
-                return None
-        state = self.checkpoint_state()
-        bad = nonfinite_tensor({k: state[k] for k in ("network", "rule", "optimizer")})
-        if bad:
-            where = f"step {self._last_checkpoint_step}" if self._last_checkpoint_step is not None else "none yet"
-            self._fail(NumericalError(
-                f"{self.experiment.file}: non-finite values (NaN or Inf) in {bad} at step {self.global_step}; "
-                f"no checkpoint is written with them (the last good one: {where}). Lower optimizer.lr, or bound "
-                "the rule with plasticity.clip_apical / clip_update"), "non-finite values")
-            return None
-        path = self.run_dir / CHECKPOINT
-        try:
-            rundir.write_atomic(path, "checkpoint", lambda tmp: torch.save(state, tmp))
-        except WriteError as err:
-            self._fail(err, "checkpoint failure")
-            return None
-        self._last_checkpoint_step = self.global_step
-        return path
+        """Flush the recording, then write ``checkpoint.pt`` atomically (see
+        :meth:`dendrisim.observers.Checkpoints.save`)."""
+        return self.checkpoints.save(self)
 
     def resume(self, path: Path) -> None:
         """Load a checkpoint written by this model; the next :meth:`run` continues from it.
 
         The checkpoint is read with ``weights_only=True`` (no code in it runs). The model
         may differ from the one that wrote it only in :data:`RESUMABLE` keys."""
-        from .errors import ConfigError
+        from .errors import FileFormatError
 
         path = Path(path)
-        state = rundir.load_tensors(path, what="checkpoint")
-        missing = [k for k in CHECKPOINT_KEYS if k not in state]
-        if missing:
-            raise FileFormatError(f"{path}: not a dendrisim checkpoint (it lacks {', '.join(missing)})")
-        import yaml
-
+        state, self.resume_changes = read(path, self.experiment, epochs=self.epochs)
         try:
-            old = yaml.safe_load(state["model_yaml"])
-        except yaml.YAMLError:
-            raise FileFormatError(f"{path}: the checkpoint's model_yaml is damaged") from None
-        changed = config_diff(old, self.experiment.to_dict())
-        refused = [k for k in changed if k not in RESUMABLE]
-        if refused:
-            keys = ", ".join(refused[:8]) + (f" and {len(refused) - 8} more" if len(refused) > 8 else "")
-            raise ConfigError(
-                f"{path} was written by a different model file (or other options) than {self.experiment.file}: "
-                f"{keys} differ{'s' if len(refused) == 1 else ''}; a resumed run can change only "
-                f"{', '.join(RESUMABLE)} (resume with the run directory's own model.yaml and those keys, "
-                "or start a new run)", path="--resume")
-        done = state["position"]["epoch"] - 1
-        if self.epochs < done:
-            raise ConfigError(f"training.epochs {self.epochs} is below the {done} epochs the run has completed",
-                              path="--resume")
-        self.resume_changes = changed
-        try:
-            self._load_state(state)
+            load_state(self, state)
         except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as err:
             raise FileFormatError(f"{path}: the checkpoint does not fit this model or is damaged "
                                   f"({type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''})"
                                   ) from None
-
-    resume_changes: list[str] = []
-    _final_state: Optional[dict] = None
-
-    @property
-    def finished(self) -> bool:
-        """Whether the loop has nothing left to do (every epoch done, or early stopped)."""
-        return self.epoch > self.epochs or self._early_stopped
-
-    def _load_state(self, state: dict) -> None:
-        self.network.load_state_dict(state["network"])
-        self.rule.load_state_dict(state["rule"])
-        self.rule.clip_counts = {k: v.to(self.device) for k, v in state["clip_counts"].items()}
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        pos = state["position"]
-        self.global_step, self.epoch, self.step_in_epoch = pos["global_step"], pos["epoch"], pos["step_in_epoch"]
-        self.epoch_samples, self.epoch_seconds = pos["epoch_samples"], pos["epoch_seconds"]
-        to_dev = lambda t: None if t is None else t.to(self.device)  # noqa: E731
-        self.epoch_order, self.epoch_totals = to_dev(state["epoch_order"]), to_dev(state["epoch_totals"])
-        self.last_batch_ids = to_dev(state["last_batch_ids"])
-        self.rows = state["rows"]
-        self.clips_seen = state["clips_seen"]
-        self.last_alignment = state["last_alignment"]
-        sel = state["selection"]
-        self.best, self.best_epoch, self.stale = sel["best"], sel["best_epoch"], sel["stale"]
-        self._early_stopped, self.best_state = sel["early_stopped"], sel["best_state"]
-        rng = state["rng"]
-        random.setstate(rng["python"])
-        np.random.set_state(_numpy_state_from_plain(rng["numpy"]))
-        torch.set_rng_state(rng["torch"])
-        if rng["cuda"] is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
-        self.order_generator.set_state(rng["order"])
-        self.resumed_from = state["recording"] or {}
-        self._last_checkpoint_step = self.global_step
-
-    @staticmethod
-    def _write_metrics(path: Path, rows: list[dict]) -> None:
-        def write(tmp: Path) -> None:
-            with open(tmp, "w", newline="") as fh:
-                writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-                writer.writeheader()
-                writer.writerows(rows)
-
-        rundir.write_atomic(path, "metrics", write)
-
-    @staticmethod
-    def _epoch_line(row: dict, metrics: list[str]) -> str:
-        parts = [f"epoch {row['epoch']:>3}"]
-        for prefix in ("train", "val", "test"):
-            for m in metrics:
-                key = f"{prefix}_{m}"
-                if key in row:
-                    parts.append(f"{key} {row[key]:.4f}")
-        clips = [f"{k[6:]}={v}" for k, v in row.items() if k.startswith("clips_") and v]
-        if clips:
-            parts.append("clipped " + " ".join(clips))
-        parts.append(f"time {row['seconds']:.1f}s")
-        return "  ".join(parts)
+        self.resumed = True

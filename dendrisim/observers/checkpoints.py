@@ -1,0 +1,216 @@
+"""The checkpoint observer and the checkpoint format.
+
+``checkpoint.pt`` holds everything the loop needs to continue exactly (:data:`CHECKPOINT_KEYS`,
+``"format": 1``): weights, optimizer, schedule, position, history, the observers' state and
+every random generator. It is written atomically (temporary file, fsync, rename) every
+``training.checkpoint_every`` steps, at every epoch end and when a run stops mid-epoch;
+never once the run has failed, nor with NaN or Inf in it.
+"""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from .. import rundir
+from ..errors import ConfigError, FileFormatError, NumericalError, WriteError
+from .base import Observer, Outcome, Step
+
+CHECKPOINT = "checkpoint.pt"
+FORMAT = 1
+#: keys of the model file that ``--resume`` may change (any other difference is refused)
+RESUMABLE = ("training.epochs", "training.checkpoint_every", "training.guard_every")
+#: what a checkpoint must hold
+CHECKPOINT_KEYS = ("model_yaml", "network", "rule", "clip_counts", "optimizer", "scheduler", "position",
+                   "epoch_order", "epoch_totals", "last_batch_ids", "rows", "clips_seen", "last_alignment",
+                   "selection", "rng", "recording")
+
+
+def nonfinite_tensor(state: object, prefix: str = "") -> Optional[str]:
+    """The name of the first floating tensor in nested dicts/lists holding NaN or Inf, or None."""
+    if isinstance(state, torch.Tensor):
+        return prefix or "value" if state.is_floating_point() and not bool(torch.isfinite(state).all()) else None
+    items = state.items() if isinstance(state, dict) else enumerate(state) if isinstance(state, (list, tuple)) else ()
+    for key, value in items:
+        found = nonfinite_tensor(value, f"{prefix}.{key}" if prefix else str(key))
+        if found:
+            return found
+    return None
+
+
+def config_diff(old: object, new: object, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two resolved model files (as plain data)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for key in list(old) + [k for k in new if k not in old]:
+            out += config_diff(old.get(key), new.get(key), f"{prefix}{key}.")
+        return out
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        return [k for i, (a, b) in enumerate(zip(old, new)) for k in config_diff(a, b, f"{prefix}{i}.")]
+    return [] if old == new else [prefix[:-1]]
+
+
+def _plain(value):
+    """Nested data with numpy scalars as Python numbers (what ``weights_only`` loading accepts)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _numpy_state_to_plain(state: tuple) -> dict:
+    name, keys, pos, has_gauss, cached = state
+    return {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+            "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+
+
+def _numpy_state_from_plain(state: dict) -> tuple:
+    return (state["name"], state["keys"].numpy().astype(np.uint32), state["pos"], state["has_gauss"],
+            state["cached_gaussian"])
+
+
+def state_of(loop) -> dict:
+    """Everything needed to continue exactly: weights, optimizer, schedule, position, RNGs."""
+    cpu = lambda t: None if t is None else t.cpu()  # noqa: E731
+    recorder = loop.recording.recorder
+    return {
+        "format": FORMAT,
+        "model_yaml": loop.experiment.to_yaml(),
+        "network": loop.network.state_dict(),
+        "rule": loop.rule.state_dict(),
+        "clip_counts": {k: v.cpu() for k, v in loop.rule.clip_counts.items()},
+        "optimizer": loop.optimizer.state_dict(),
+        "scheduler": loop.scheduler.state_dict(),
+        "position": {"global_step": loop.global_step, "epoch": loop.epoch, "step_in_epoch": loop.step_in_epoch,
+                     "epoch_samples": loop.epoch_samples, "epoch_seconds": loop.epoch_seconds},
+        "epoch_order": cpu(loop.epoch_order),
+        "epoch_totals": cpu(loop.epoch_totals),
+        "last_batch_ids": cpu(loop.last_batch_ids),
+        "rows": _plain(loop.rows),  # a plugin's epoch_summary may give numpy numbers
+        "clips_seen": _plain(loop.clips_seen),
+        "last_alignment": _plain(loop.last_alignment),
+        "selection": loop.selection.state(),
+        "rng": {"python": random.getstate(), "numpy": _numpy_state_to_plain(np.random.get_state()),
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                "order": loop.order_generator.get_state()},
+        "recording": None if recorder is None else recorder.position(),
+    }
+
+
+def read(path: Path, experiment, *, epochs: int) -> tuple[dict, list[str]]:
+    """A checkpoint written for ``experiment`` (read with ``weights_only=True``: no code in
+    it runs) and the :data:`RESUMABLE` keys in which the experiment differs from it."""
+    state = rundir.load_tensors(path, what="checkpoint")
+    missing = [k for k in CHECKPOINT_KEYS if k not in state]
+    if missing:
+        raise FileFormatError(f"{path}: not a dendrisim checkpoint (it lacks {', '.join(missing)})")
+    import yaml
+
+    try:
+        old = yaml.safe_load(state["model_yaml"])
+    except yaml.YAMLError:
+        raise FileFormatError(f"{path}: the checkpoint's model_yaml is damaged") from None
+    changed = config_diff(old, experiment.to_dict())
+    refused = [k for k in changed if k not in RESUMABLE]
+    if refused:
+        keys = ", ".join(refused[:8]) + (f" and {len(refused) - 8} more" if len(refused) > 8 else "")
+        raise ConfigError(
+            f"{path} was written by a different model file (or other options) than {experiment.file}: "
+            f"{keys} differ{'s' if len(refused) == 1 else ''}; a resumed run can change only "
+            f"{', '.join(RESUMABLE)} (resume with the run directory's own model.yaml and those keys, "
+            "or start a new run)", path="--resume")
+    done = state["position"]["epoch"] - 1
+    if epochs < done:
+        raise ConfigError(f"training.epochs {epochs} is below the {done} epochs the run has completed",
+                          path="--resume")
+    return state, changed
+
+
+def load_state(loop, state: dict) -> None:
+    """Put a checkpoint's state back into the loop, its observers and the random generators."""
+    loop.network.load_state_dict(state["network"])
+    loop.rule.load_state_dict(state["rule"])
+    loop.rule.clip_counts = {k: v.to(loop.device) for k, v in state["clip_counts"].items()}
+    loop.optimizer.load_state_dict(state["optimizer"])
+    loop.scheduler.load_state_dict(state["scheduler"])
+    pos = state["position"]
+    loop.global_step, loop.epoch, loop.step_in_epoch = pos["global_step"], pos["epoch"], pos["step_in_epoch"]
+    loop.epoch_samples, loop.epoch_seconds = pos["epoch_samples"], pos["epoch_seconds"]
+    to_dev = lambda t: None if t is None else t.to(loop.device)  # noqa: E731
+    loop.epoch_order, loop.epoch_totals = to_dev(state["epoch_order"]), to_dev(state["epoch_totals"])
+    loop.last_batch_ids = to_dev(state["last_batch_ids"])
+    loop.rows = state["rows"]
+    loop.clips_seen = state["clips_seen"]
+    if loop.alignment is not None:
+        loop.alignment.last = state["last_alignment"]
+    loop.selection.load(state["selection"])
+    rng = state["rng"]
+    random.setstate(rng["python"])
+    np.random.set_state(_numpy_state_from_plain(rng["numpy"]))
+    torch.set_rng_state(rng["torch"])
+    if rng["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+    loop.order_generator.set_state(rng["order"])
+    loop.recording.resume_from = state["recording"] or {}
+    loop.checkpoints.last_step = loop.global_step
+
+
+class Checkpoints(Observer):
+    """Writes ``checkpoint.pt`` in the run directory: every ``every`` steps (None: never
+    mid-epoch), at each epoch end, and when the run stops mid-epoch. ``last_step``: the step
+    of the last good checkpoint (where a failed run can continue from)."""
+
+    def __init__(self, every: Optional[int], *, file: str):
+        self.every, self.file = every, file
+        self.last_step: Optional[int] = None
+
+    def after_step(self, loop, step: Step) -> None:
+        if step.epoch is not None and self.every and step.number % self.every == 0 and loop.run_dir is not None:
+            self.save(loop)
+
+    def epoch_end(self, loop, row: dict) -> None:
+        self.save(loop)
+
+    def stop(self, loop, outcome: Outcome) -> None:
+        if outcome.error is None and outcome.mid_epoch:
+            self.save(loop)
+
+    def save(self, loop) -> Optional[Path]:
+        """Flush the recording, then write the checkpoint atomically. Nothing is written once
+        the run has failed, nor a state with NaN or Inf: then the previous checkpoint is kept
+        and the run stops (``loop.failure``)."""
+        if not loop.dist.is_main or loop.failure is not None:
+            return None
+        recorder = loop.recording.recorder
+        if recorder is not None:
+            recorder.flush()
+            if recorder.failure is not None:  # the recording cannot follow a checkpoint taken now
+                loop.fail(WriteError(recorder.failure), "recording failure")
+                return None
+            try:  # the checkpoint never runs ahead of the recording on disk
+                rundir.fsync_file(recorder.path)
+            except OSError as err:
+                loop.fail(WriteError(f"writing {recorder.path} failed ({err})"), "recording failure")
+                return None
+        state = state_of(loop)
+        bad = nonfinite_tensor({k: state[k] for k in ("network", "rule", "optimizer")})
+        if bad:
+            where = f"step {self.last_step}" if self.last_step is not None else "none yet"
+            loop.fail(NumericalError(
+                f"{self.file}: non-finite values (NaN or Inf) in {bad} at step {loop.global_step}; "
+                f"no checkpoint is written with them (the last good one: {where}). Lower optimizer.lr, or bound "
+                "the rule with plasticity.clip_apical / clip_update"), "non-finite values")
+            return None
+        path = Path(loop.run_dir) / CHECKPOINT
+        try:
+            rundir.write_atomic(path, "checkpoint", lambda tmp: torch.save(state, tmp))
+        except WriteError as err:
+            loop.fail(err, "checkpoint failure")
+            return None
+        self.last_step = loop.global_step
+        return path
