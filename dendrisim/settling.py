@@ -301,8 +301,9 @@ def relax(network, rule: Rule, target: torch.Tensor) -> tuple[int, Optional[bool
     from the feedforward state (every ε zero below the output), until ``max |Δx| <
     tolerance`` (checked only with a tolerance, one host sync per step). What does not move
     in a presentation is computed once: a population fed only by the input keeps the
-    forward pass's basal drive as its prediction, and a leading run of projections from
-    sources that do not relax is summed once. Leaves ``soma = x``, ``basal = μ``, ``rate =
+    forward pass's basal drive as its prediction, a leading run of projections from
+    sources that do not relax is summed once, and the first step takes its rates and
+    predictions from the forward pass, whose state it starts from. Leaves ``soma = x``, ``basal = μ``, ``rate =
     f(x)``, ``apical = a`` and ``error = ε`` in every hidden population and the output's
     teacher and error, for ``compute_updates``. Returns the steps run and whether the
     tolerance was met (None with tolerance 0). The top-down input is the raw feedback sum
@@ -317,9 +318,11 @@ def relax(network, rule: Rule, target: torch.Tensor) -> tuple[int, Optional[bool
     feedback = {name: [(proj, rule.feedback_weight(network, proj), rule.feedback_gain(proj))
                        for proj in network.outgoing[name]] for name in x}  # looked up once
 
-    def errors() -> tuple[dict, dict]:
-        mu = {name: Fn.basal_drive(rest, rates, start=fixed).reshape(-1, *network.populations[name].shape)
-              for name, (fixed, rest) in predicted.items()}
+    def predict() -> dict:
+        return {name: Fn.basal_drive(rest, rates, start=fixed).reshape(-1, *network.populations[name].shape)
+                for name, (fixed, rest) in predicted.items()}
+
+    def errors(mu: dict) -> dict:
         out.soma = out.basal = mu[out.name]
         out.rate = out.activation.f(out.soma)
         out.apical = target - out.rate
@@ -327,26 +330,31 @@ def relax(network, rule: Rule, target: torch.Tensor) -> tuple[int, Optional[bool
         eps = {out.name: eps if o.error_scale == 1.0 else eps * o.error_scale}
         for name in x:
             eps[name] = x[name] - mu[name]
-        return mu, eps
+        return eps
 
     def top_down(name: str, eps: dict) -> torch.Tensor:
         return Fn.apical_sum((proj, eps[proj.target], fb, gain) for proj, fb, gain in feedback[name])
 
     steps, converged = 0, None
     for steps in range(1, o.steps + 1):
-        for pop in hidden:
-            rates[pop.name] = pop.activation.f(x[pop.name])
-        mu, eps = errors()
+        if steps == 1:  # x is the forward pass's soma: its rates and predictions are the forward pass's
+            rates.update((pop.name, pop.rate) for pop in hidden)
+            mu = {name: network.populations[name].basal for name in predicted}
+        else:
+            for pop in hidden:
+                rates[pop.name] = pop.activation.f(x[pop.name])
+            mu = predict()
+        eps = errors(mu)
         moved = []
         for pop in hidden:
             name = pop.name
             dx = pop.activation.df(x[name], rates[name]).mul_(top_down(name, eps)).sub_(eps[name])
             x[name].add_(dx, alpha=o.rate)
             if o.tolerance:
-                moved.append(torch.linalg.vector_norm(dx, float("inf")))
+                moved.extend(torch.aminmax(dx))  # max |Δx| is the larger |extreme|: one pass, no abs
         if o.tolerance:
-            # one host sync per step; a population with a NaN counts as not moving, as max() in Python did
-            change = float(torch.stack(moved).nan_to_num_(nan=0.0).max()) * o.rate if moved else 0.0
+            # one host sync per step for every population together (a NaN never converges)
+            change = float(torch.stack(moved).abs_().max()) * o.rate if moved else 0.0
             if change < o.tolerance:
                 converged = True
                 break
@@ -354,7 +362,8 @@ def relax(network, rule: Rule, target: torch.Tensor) -> tuple[int, Optional[bool
         converged = False if o.tolerance else None
     for pop in hidden:
         rates[pop.name] = pop.activation.f(x[pop.name])
-    mu, eps = errors()
+    mu = predict()
+    eps = errors(mu)
     out.error = eps[out.name]
     for pop in hidden:
         name = pop.name
