@@ -4,15 +4,20 @@ A settling scheme (chosen by the model file's ``dynamics.mode``) presents a batc
 network, the rule and the target, it settles every compartment and leaves the rule's
 updates in ``.grad`` (:meth:`SettlingScheme.present`). It returns what observers need (the
 trajectory the recorder keeps) in a :class:`Presentation` instead of leaving it in the
-populations. The rule says only what its feedback weights are and how a projection changes
-from its two ends (``PlasticityRule.top_down``, ``compute_updates``); the scheme decides when
+populations. The rule only declares (what a scheme reads of it is the :class:`Rule`
+protocol: its feedback weights and gains, ``truncate``, pc's ``relaxation``) and computes
+how a projection changes from its two ends (``compute_updates``); the scheme decides when
 each compartment is computed. So every rule whose apical input comes through feedback
-weights runs under every scheme, with no per-rule code.
+weights runs under every scheme, with no per-rule code. The equations each scheme uses
+are written once, in ``dendrisim.functional``: the apical input from the errors above
+(``apical_sum``), the basal drive (``basal_drive``) and one population's Euler step
+(``compartment_step``).
 
 ``steady`` (the default): the sweep. The forward pass leaves ``soma = basal``; the scheme then
 fills apical inputs and errors top-down in one pass through the rule's feedback (backward
-through time in a recurrent network), and the updates follow. Exact and instant. A rule
-with a relaxation of its own (pc's ``relax``) runs it in place of the sweep.
+through time in a recurrent network), and the updates follow. Exact and instant. For a
+rule that declares a relaxation (pc's iterative inference, ``rule.relaxation``) the scheme
+runs that relaxation (:func:`relax`) in place of the sweep.
 
 ``euler``: simulated compartments, one phase. Rate-based, conductance-coupled pyramidal
 neurons (Sacramento, Costa, Bengio & Senn 2018, eq. 1; Urbanczik & Senn 2014), every
@@ -44,6 +49,9 @@ error ``e``, apical ``v_A``): basal synapses ``ΔW ∝ e_postᵀ r_pre`` (the Ur
 DLL's θ from ``v_A`` and ``e``. ``plasticity: settled`` takes them at the end of the
 presentation; ``online`` averages them over its steps. Euler is stable for
 ``dt·g/τ < 2`` (checked before any tensor exists).
+
+One name for one concept: a *settling scheme* (``dynamics.mode`` in the model file, this
+module ``dendrisim.settling``, the registry :data:`SCHEMES`).
 """
 from __future__ import annotations
 
