@@ -68,7 +68,9 @@ class PlasticityRule(nn.Module):
     (``feedback_weight``, ``apical_input``, ``temporal_feedback``, ``compute_updates``,
     ``relax``, ``start_epoch``, ``after_update``, ``param_groups``, ``tunables``,
     ``projection_recordables``) are documented with examples in docs/howto/writing-a-rule.md. When apical inputs and errors are
-    computed, over how many steps, is the settling scheme's business (``dendrisim.settling``).
+    computed, over how many steps, is the settling scheme's business (``dynamics.mode``,
+    ``dendrisim.settling``); everything a scheme reads from a rule, or tells it, is declared
+    in ``dendrisim.settling.Rule``, and no method here starts or runs a presentation.
     """
 
     Options: type = RuleOptions
