@@ -145,8 +145,9 @@ def check_scheme(config: ModelConfig, *, file: str) -> type[SettlingScheme]:
 def runs_under(rule_cls, scheme_cls: type[SettlingScheme]) -> bool:
     """Whether a scheme can present batches to a rule. The rule declares what it needs: one
     that speaks only the ``Rule`` protocol runs under every scheme; one with a relaxation of
-    its own (``relax``: pc) needs a scheme that runs it (``runs_relaxation``: steady)."""
-    return rule_cls.relax is None or scheme_cls.runs_relaxation
+    its own (pc's declared ``relaxation``, or a plugin's ``relax``) needs a scheme that runs it
+    (``runs_relaxation``: steady)."""
+    return not (rule_cls.relaxes or rule_cls.relax is not None) or scheme_cls.runs_relaxation
 
 
 def schemes_of(rule_cls) -> list[str]:

@@ -7,8 +7,9 @@ batched tensor ``[batch, *shape]`` on the population's device, replaced each ste
 - ``soma``: the somatic potential; at steady state ``soma = basal`` (with simulated
   compartments, :class:`Compartments`, the soma integrates basal and apical input in time)
 - ``rate``: the output, ``rate = f(soma)``
-- ``apical``: top-down input written by the plasticity rule (teacher signal at the output)
-- ``error``: the somatic error ``δ = f'(soma) ⊙ apical`` written by the rule
+- ``apical``: top-down input through the rule's feedback, written by the settling scheme
+  (``dynamics.mode``; the teacher signal at the output)
+- ``error``: the somatic error ``δ = f'(soma) ⊙ apical``, written by the settling scheme
 """
 from __future__ import annotations
 
@@ -86,7 +87,9 @@ class Compartments:
 class PyramidalPopulation(Population):
     """Pyramidal neurons with a soma, a basal and an apical compartment.
 
-    With ``compartments`` the soma is simulated (see ``dendrisim.settling``) and its free
+    With ``compartments`` the soma is simulated by the euler settling scheme
+    (``dynamics.mode: euler``, ``dendrisim.settling``; one step is
+    ``dendrisim.functional.compartment_step``) and its free
     state, with no apical input, is the dendritic prediction ``soma = (g_B/g) · basal``;
     without, ``soma = basal`` exactly (the steady state of the sweep)."""
 

@@ -4,15 +4,20 @@ A settling scheme (chosen by the model file's ``dynamics.mode``) presents a batc
 network, the rule and the target, it settles every compartment and leaves the rule's
 updates in ``.grad`` (:meth:`SettlingScheme.present`). It returns what observers need (the
 trajectory the recorder keeps) in a :class:`Presentation` instead of leaving it in the
-populations. The rule says only what its feedback weights are and how a projection changes
-from its two ends (``PlasticityRule.top_down``, ``compute_updates``); the scheme decides when
+populations. The rule only declares (what a scheme reads of it is the :class:`Rule`
+protocol: its feedback weights and gains, ``truncate``, pc's ``relaxation``) and computes
+how a projection changes from its two ends (``compute_updates``); the scheme decides when
 each compartment is computed. So every rule whose apical input comes through feedback
-weights runs under every scheme, with no per-rule code.
+weights runs under every scheme, with no per-rule code. The equations each scheme uses
+are written once, in ``dendrisim.functional``: the apical input from the errors above
+(``apical_sum``), the basal drive (``basal_drive``) and one population's Euler step
+(``compartment_step``).
 
 ``steady`` (the default): the sweep. The forward pass leaves ``soma = basal``; the scheme then
 fills apical inputs and errors top-down in one pass through the rule's feedback (backward
-through time in a recurrent network), and the updates follow. Exact and instant. A rule
-with a relaxation of its own (pc's ``relax``) runs it in place of the sweep.
+through time in a recurrent network), and the updates follow. Exact and instant. For a
+rule that declares a relaxation (pc's iterative inference, ``rule.relaxation``) the scheme
+runs that relaxation (:func:`relax`) in place of the sweep.
 
 ``euler``: simulated compartments, one phase. Rate-based, conductance-coupled pyramidal
 neurons (Sacramento, Costa, Bengio & Senn 2018, eq. 1; Urbanczik & Senn 2014), every
@@ -44,6 +49,9 @@ error ``e``, apical ``v_A``): basal synapses ``ΔW ∝ e_postᵀ r_pre`` (the Ur
 DLL's θ from ``v_A`` and ``e``. ``plasticity: settled`` takes them at the end of the
 presentation; ``online`` averages them over its steps. Euler is stable for
 ``dt·g/τ < 2`` (checked before any tensor exists).
+
+One name for one concept: a *settling scheme* (``dynamics.mode`` in the model file, this
+module ``dendrisim.settling``, the registry :data:`SCHEMES`).
 """
 from __future__ import annotations
 
@@ -54,40 +62,70 @@ from typing import Iterator, Optional, Protocol
 
 import torch
 
+from . import functional as Fn
 from .config.schema import DynamicsConfig
 from .losses import output_error
 from .registry import Registry
 
 
 class Rule(Protocol):
-    """What a settling scheme asks of a plasticity rule (``dendrisim.PlasticityRule`` has it):
-    the scheme owns the loop, the rule the feedback pathway and the updates."""
+    """Everything a settling scheme (``dynamics.mode``) reads from or tells a plasticity rule,
+    declared once, as nengo's operators declare what they read and update
+    (``dendrisim.PlasticityRule`` has all of it). The scheme owns the loop; the rule declares
+    its feedback pathway (and pc its relaxation) and computes the updates. A scheme calls
+    nothing else on a rule."""
 
-    #: False where the feedback skips the network's own pathway (dfa): no recursion in time
+    #: True when the apical input comes through the network's own pathway, so the steady
+    #: scheme carries it back through time in a recurrent network; False when it skips that
+    #: pathway (dfa: the output error straight to every population), and the scheme asks
+    #: :meth:`apical_input` once for every time step. Read by the steady scheme (recurrent networks).
     temporal_feedback: bool
-    #: a rule's own relaxation ``(network, target)`` run in place of the sweep (pc), or None
+    #: recurrent networks: errors go back through recurrent projections within blocks of this
+    #: many time steps only (truncated BPTT; the ``truncate`` option), None: the whole
+    #: sequence. Read by the steady scheme's sweep through time.
+    truncate: Optional[int]
+    #: the rule's iterative inference, whose parameters (``steps``, ``rate``, ``tolerance``,
+    #: ``error_scale``: ``dendrisim.plasticity.base.Relaxation``) the steady scheme runs in
+    #: place of its sweep (:func:`relax`, pc); None for the others. Read by the steady scheme.
+    relaxation: Optional[object]
+    #: a plugin rule's own settling ``(network, target)`` that the steady scheme calls in
+    #: place of its sweep (docs/howto/writing-a-rule.md); None for every built-in rule
     relax: Optional[object]
 
     def feedback_weight(self, network, proj) -> Optional[torch.Tensor]:
-        """The weights that carry ``proj``'s target error back to its source."""
+        """The weights that carry ``proj``'s target error back to its source (None: a fixed
+        pathway). Called by the sweep through time and by pc's relaxation for each outgoing
+        projection, once per presentation."""
 
     def feedback_gain(self, proj) -> float:
-        """The gain on ``proj``'s share of the apical input (1 unless rules are mixed)."""
+        """The gain on ``proj``'s share of the apical input (1 unless rules are mixed). Called
+        with :meth:`feedback_weight`."""
 
     def apical_input(self, network, pop) -> torch.Tensor:
-        """The summed feedback of the current errors above ``pop``, before gain and clip."""
+        """The summed feedback of the current errors above ``pop``, before gain and clip
+        (``dendrisim.functional.apical_sum`` of the errors in the populations, by default).
+        Called through :meth:`top_down` by both schemes, and by the sweep through time for
+        rules without ``temporal_feedback``."""
 
     def gain_and_clip(self, pop, apical: torch.Tensor) -> torch.Tensor:
-        """The rule's apical gain and clip, in place."""
+        """The rule's apical gain and clip, in place. Called by the sweep on every hidden
+        population's apical input (each time step, inside a recurrent loop)."""
 
     def top_down(self, network, pop) -> torch.Tensor:
-        """``gain_and_clip(apical_input(...))``: ``pop``'s apical input from the errors above it."""
+        """``gain_and_clip(apical_input(...))``: ``pop``'s apical input from the errors above
+        it. Called by the sweep of a feedforward network and by the euler scheme at every step."""
 
     def compute_updates(self, network) -> None:
-        """Every learnable projection's update from its two ends, into ``.grad``."""
+        """Every learnable projection's update from its two ends, into ``.grad``. Called once
+        at the end of a presentation, or at every step by the euler scheme's online plasticity."""
+
+    def relaxed(self, iterations: int, converged: Optional[bool]) -> None:
+        """Told after a :attr:`relaxation` how it went: the inference steps it ran and whether
+        it met the tolerance (None: none asked). Called by the steady scheme (pc counts them)."""
 
     def parameters(self):
-        """The rule's own tensors (feedback weights): ``nn.Module.parameters``."""
+        """The rule's own tensors (feedback weights): ``nn.Module.parameters``. Read when
+        plasticity is off (to clear their ``.grad``) and by online plasticity (to sum it)."""
 
 
 @dataclass
@@ -97,6 +135,10 @@ class Presentation:
     #: the kept states of a simulated presentation, ``{population: {variable: [samples, states, *shape]}}``
     #: for the batch positions asked for (``capture``); None when nothing was asked for or kept
     trajectory: Optional[dict[str, dict[str, torch.Tensor]]] = None
+    #: the inference steps a relaxation ran (None: no relaxation)
+    iterations: Optional[int] = None
+    #: whether the relaxation met its tolerance (None: no relaxation, or tolerance 0)
+    converged: Optional[bool] = None
 
 
 SCHEMES: Registry[type["SettlingScheme"]] = Registry("settling scheme (dynamics.mode)")
@@ -110,8 +152,8 @@ class SettlingScheme:
     #: whether the scheme simulates the compartments in time: the network's pyramidal neurons then
     #: get their constants (``dynamics``: tau, conductances) and the forward pass leaves their free state
     simulates_compartments: bool = False
-    #: whether it runs a rule's own relaxation (``Rule.relax``, pc's): a rule that has one runs only
-    #: under schemes that do; every other rule runs under every scheme
+    #: whether it runs a rule's own relaxation (pc's declared ``Rule.relaxation``, a plugin's ``Rule.relax``): a rule
+    #: that has one (``relaxes``) runs only under schemes that do; every other rule under every scheme
     runs_relaxation: bool = False
 
     def __init__(self, config: DynamicsConfig):
@@ -136,11 +178,17 @@ class SettlingScheme:
 
 @SCHEMES.register("steady")
 class SteadyState(SettlingScheme):
-    """The sweep: the rule settles every population top-down, then computes its updates."""
+    """The sweep: every population settled top-down through the rule's feedback, then the
+    rule's updates; a rule that declares a relaxation (pc) is relaxed instead (:func:`relax`)."""
 
     runs_relaxation = True
 
     def _present(self, network, rule: Rule, target: torch.Tensor, capture: Optional[torch.Tensor]) -> Presentation:
+        if rule.relaxation is not None:
+            iterations, converged = relax(network, rule, target)
+            rule.relaxed(iterations, converged)
+            updates(network, rule)
+            return Presentation(iterations=iterations, converged=converged)
         if rule.relax is not None:
             rule.relax(network, target)
         else:
@@ -177,10 +225,11 @@ class SteadyState(SettlingScheme):
 
         .. math:: a_l(t) = g \sum_{p: l → m} δ_m(t + d_p) \, B_p^T, \qquad δ_l(t) = f'(soma_l(t)) ⊙ a_l(t)
 
-        (``g`` the rule's apical gain, ``B`` its feedback weights; ``δ(T) = 0``). Outside
+        (``g`` the rule's apical gain, ``B`` its feedback weights; ``δ(T) = 0``): the sum of
+        ``dendrisim.functional.apical_sum``, over every time step at once. Outside
         recurrent loops every time step is done at once; inside a loop the recursion
-        steps backward from the last time step. With ``truncate: k`` the recurrent
-        terms from ``t + 1`` to ``t`` are dropped where ``t + 1`` is a multiple of ``k``.
+        steps backward from the last time step. With ``truncate: k`` (``rule.truncate``) the
+        recurrent terms from ``t + 1`` to ``t`` are dropped where ``t + 1`` is a multiple of ``k``.
         """
         out = network.output
         apical = torch.zeros_like(out.rate)
@@ -200,34 +249,36 @@ class SteadyState(SettlingScheme):
             inside = set(members) if looped else set()
             if not looped:
                 pop = network.populations[hidden[0]]
-                self._set_apical(rule, pop, self._apical_over_time(network, rule, pop, T, skip=inside))
+                self._set_apical(rule, pop, self._apical_over_time(network, rule, pop, skip=inside))
                 continue
             self._settle_loop(network, rule, hidden, inside, T)
 
     @staticmethod
-    def _apical_over_time(network, rule: Rule, pop, T: int, skip: set) -> torch.Tensor:
-        """Feedback onto ``pop`` from targets outside ``skip``, every time step at once."""
-        total = torch.zeros_like(pop.rate)
-        k = rule.options.truncate
+    def _apical_over_time(network, rule: Rule, pop, skip: set) -> torch.Tensor:
+        """Feedback onto ``pop`` from targets outside ``skip``, every time step at once: the
+        time-batched ``apical_sum``, a recurrent projection's error taken one step later
+        (``δ(t + 1)``, zero after the last step and at the truncation's block boundaries)."""
+        k = rule.truncate
+        terms = []
         for proj in network.outgoing[pop.name]:
             if proj.target in skip:
                 continue
             delta = network.populations[proj.target].error
-            fb, gain = rule.feedback_weight(network, proj), rule.feedback_gain(proj)
             if proj.kind == "recurrent":
-                B = delta.shape[1]
-                a = proj.carry_back(delta[1:].flatten(0, 1), fb).view(T - 1, B, *pop.shape)
+                delta = torch.cat([delta[1:], torch.zeros_like(delta[:1])])
                 if k:
-                    a[k - 1::k] = 0  # t + 1 a multiple of k: the block boundary
-                total[:-1].add_(a, alpha=gain)
-            else:
-                total.add_(proj.carry_back(delta.flatten(0, 1), fb).view_as(total), alpha=gain)
-        return total
+                    delta[k - 1::k] = 0  # t + 1 a multiple of k: the block boundary
+            terms.append((proj, delta.flatten(0, 1), rule.feedback_weight(network, proj), rule.feedback_gain(proj)))
+        total = Fn.apical_sum(terms)
+        return torch.zeros_like(pop.rate) if total is None else total.view_as(pop.rate)
 
     def _settle_loop(self, network, rule: Rule, hidden: list[str], inside: set, T: int) -> None:
-        k = rule.options.truncate
+        """Inside a recurrent loop, one time step at a time backward: ``apical_sum`` of the
+        errors inside the loop (at ``t``, or ``t + 1`` through a recurrent projection) added to
+        the feedback from outside, then gain, clip and ``δ = f' ⊙ a``."""
+        k = rule.truncate
         pops = {n: network.populations[n] for n in hidden}
-        apical = {n: self._apical_over_time(network, rule, p, T, skip=inside) for n, p in pops.items()}
+        apical = {n: self._apical_over_time(network, rule, p, skip=inside) for n, p in pops.items()}
         errors = {n: torch.empty_like(a) for n, a in apical.items()}
         if network.output_name in inside:
             errors[network.output_name] = network.output.error
@@ -235,17 +286,12 @@ class SteadyState(SettlingScheme):
                      for p in network.outgoing[n] if p.target in inside and p.target in errors]
                  for n in hidden}  # looked up once
         for t in reversed(range(T)):
+            cut = t + 1 >= T or (k and (t + 1) % k == 0)  # no recurrent term from t + 1
             for name in reversed(hidden):
                 pop = pops[name]
-                a_t = apical[name][t]
-                for proj, recurrent, fb, gain in inner[name]:
-                    if recurrent:
-                        if t + 1 >= T or (k and (t + 1) % k == 0):
-                            continue
-                        delta = errors[proj.target][t + 1]
-                    else:
-                        delta = errors[proj.target][t]
-                    a_t.add_(proj.carry_back(delta, fb), alpha=gain)
+                a_t = Fn.apical_sum(((proj, errors[proj.target][t + 1] if recurrent else errors[proj.target][t], fb, gain)
+                                     for proj, recurrent, fb, gain in inner[name] if not (recurrent and cut)),
+                                    start=apical[name][t])
                 rule.gain_and_clip(pop, a_t)
                 torch.mul(pop.activation.df(pop.soma[t], pop.rate[t]), a_t, out=errors[name][t])
         for name, pop in pops.items():
@@ -253,6 +299,110 @@ class SteadyState(SettlingScheme):
 
     def describe(self, network) -> list[str]:
         return ["dynamics steady: soma = basal; the rule settles apical inputs and errors in one top-down sweep"]
+
+
+def relax(network, rule: Rule, target: torch.Tensor) -> tuple[int, Optional[bool]]:
+    r"""The relaxation a rule declares (``rule.relaxation``: pc's iterative inference,
+    Whittington & Bogacz 2017), run on the state the forward pass left. Each hidden soma
+    ``x_l`` moves, for up to T steps of size η:
+
+    .. math::
+
+        r_l &= f(x_l)                                            &&\text{once per step} \\
+        μ_m &= Σ_p W_{p→m} r_p + b                               &&\text{basal prediction (basal\_drive)} \\
+        ε_l &= x_l - μ_l, \qquad ε_{out} = γ\,(t - f(μ_{out}))   &&\text{(× f' for a non-canonical loss)} \\
+        a_l &= Σ_m ε_m W_{l→m}                                   &&\text{the rule's feedback (apical\_sum)} \\
+        x_l &\leftarrow x_l + η\,(f'(x_l) ⊙ a_l - ε_l)
+
+    from the feedforward state (every ε zero below the output), until ``max |Δx| <
+    tolerance`` (checked only with a tolerance, one host sync per step). What does not move
+    in a presentation is computed once: a population fed only by the input keeps the
+    forward pass's basal drive as its prediction, a leading run of projections from
+    sources that do not relax is summed once, and the first step takes its rates and
+    predictions from the forward pass, whose state it starts from. Leaves ``soma = x``, ``basal = μ``, ``rate =
+    f(x)``, ``apical = a`` and ``error = ε`` in every hidden population and the output's
+    teacher and error, for ``compute_updates``. Returns the steps run and whether the
+    tolerance was met (None with tolerance 0). The top-down input is the raw feedback sum
+    (no apical gain or clip), as pc defines it.
+    """
+    o = rule.relaxation
+    out = network.output
+    hidden = list(network.hidden())
+    x = {pop.name: pop.soma.clone() for pop in hidden}
+    rates = {name: pop.rate for name, pop in network.populations.items() if name not in x}  # do not move
+    predicted = {name: _split_drive(network, name, set(x)) for name in [*x, out.name]}
+    feedback = {name: [(proj, rule.feedback_weight(network, proj), rule.feedback_gain(proj))
+                       for proj in network.outgoing[name]] for name in x}  # looked up once
+
+    def predict() -> dict:
+        return {name: Fn.basal_drive(rest, rates, start=fixed).reshape(-1, *network.populations[name].shape)
+                for name, (fixed, rest) in predicted.items()}
+
+    def errors(mu: dict) -> dict:
+        out.soma = out.basal = mu[out.name]
+        out.rate = out.activation.f(out.soma)
+        out.apical = target - out.rate
+        eps = output_error(out)
+        eps = {out.name: eps if o.error_scale == 1.0 else eps * o.error_scale}
+        for name in x:
+            eps[name] = x[name] - mu[name]
+        return eps
+
+    def top_down(name: str, eps: dict) -> torch.Tensor:
+        return Fn.apical_sum((proj, eps[proj.target], fb, gain) for proj, fb, gain in feedback[name])
+
+    steps, converged = 0, None
+    for steps in range(1, o.steps + 1):
+        if steps == 1:  # x is the forward pass's soma: its rates and predictions are the forward pass's
+            rates.update((pop.name, pop.rate) for pop in hidden)
+            mu = {name: network.populations[name].basal for name in predicted}
+        else:
+            for pop in hidden:
+                rates[pop.name] = pop.activation.f(x[pop.name])
+            mu = predict()
+        eps = errors(mu)
+        moved = []
+        for pop in hidden:
+            name = pop.name
+            dx = pop.activation.df(x[name], rates[name]).mul_(top_down(name, eps)).sub_(eps[name])
+            x[name].add_(dx, alpha=o.rate)
+            if o.tolerance:
+                moved.extend(torch.aminmax(dx))  # max |Δx| is the larger |extreme|: one pass, no abs
+        if o.tolerance:
+            # one host sync per step for every population together (a NaN never converges)
+            change = float(torch.stack(moved).abs_().max()) * o.rate if moved else 0.0
+            if change < o.tolerance:
+                converged = True
+                break
+    else:
+        converged = False if o.tolerance else None
+    for pop in hidden:
+        rates[pop.name] = pop.activation.f(x[pop.name])
+    mu = predict()
+    eps = errors(mu)
+    out.error = eps[out.name]
+    for pop in hidden:
+        name = pop.name
+        pop.soma, pop.basal, pop.rate = x[name], mu[name], rates[name]
+        pop.apical = top_down(name, eps)
+        pop.error = eps[name]
+    return steps, converged
+
+
+def _split_drive(network, name: str, moving: set) -> tuple[Optional[torch.Tensor], list]:
+    """The basal drive of ``name`` split into what stays put in a presentation and what does
+    not: ``(fixed, rest)``, ``fixed`` the sum of the leading projections whose sources are
+    not in ``moving`` (the forward pass's own basal when that is every projection; None
+    when there is none) and ``rest`` the projections after them. Summing ``rest`` onto
+    ``fixed`` (``basal_drive``) adds in the order ``Network.basal_input`` does."""
+    incoming = network.incoming[name]
+    n = next((i for i, proj in enumerate(incoming) if proj.source in moving), len(incoming))
+    if n == len(incoming):
+        return network.populations[name].basal, []
+    if n == 0:
+        return None, incoming
+    rates = {proj.source: network.populations[proj.source].rate for proj in incoming[:n]}
+    return Fn.basal_drive(incoming[:n], rates), incoming[n:]
 
 
 @contextmanager
@@ -299,10 +449,15 @@ class EulerDynamics(SteadyState):
     def _present(self, network, rule: Rule, target: torch.Tensor, capture: Optional[torch.Tensor]) -> Presentation:
         """One presentation: from the free state, ``steps`` Euler steps. Each step first
         observes the state (basal drives from the current rates, errors from the current
-        somata, apical inputs from the errors above), then moves every soma; the updates
-        come from the last observation (``settled``) or the mean over steps 1..K (``online``)."""
+        somata, apical inputs from the errors above), then moves every soma
+        (:func:`dendrisim.functional.compartment_step`); the updates come from the last
+        observation (``settled``) or the mean over steps 1..K (``online``). What does not
+        change within a presentation is computed once: the drive of the projections from
+        the input (the forward pass's basal, for a population fed by the input alone) and
+        then that population's dendritic prediction and its rate ``f(v̂_B)``."""
         _refuse_sequences(network)
-        K, online = self.config.steps, self.config.plasticity == "online"
+        c = self.config
+        K, online = c.steps, c.plasticity == "online"
         pops = list(network.pyramidal())
         out = network.output
         target = target.view_as(out.rate)
@@ -316,13 +471,19 @@ class EulerDynamics(SteadyState):
         trace = None if capture is None else {p.name: {v: [] for v in p.recordable} for p in pops}
         params = [q for q in chain(network.parameters(), rule.parameters()) if q.requires_grad] if online else []
         sums = None
+        moving = {p.name for p in pops}
+        drives = {p.name: _split_drive(network, p.name, moving) for p in pops}
+        fixed = {}  # v̂_B and f(v̂_B) of the populations whose basal drive never changes, once computed
+        rates = {name: pop.rate for name, pop in network.populations.items() if name not in moving}
         basal = {p.name: p.basal for p in pops}
         for k in range(K + 1):
             if k:  # the basal drive of the current rates (at k = 0 the forward pass's)
-                basal = {p.name: network.basal_input(p.name) for p in pops}
+                rates.update((p.name, p.rate) for p in pops)
+                basal = {p.name: start if not rest else Fn.basal_drive(rest, rates, start=start)
+                         for p in pops for start, rest in (drives[p.name],)}
             for p in pops:
                 p.soma, p.basal = soma[p.name], basal[p.name]
-            self._errors(network, taught, target)
+            self._errors(network, taught, target, fixed, drives)
             for p in hidden:  # in the free state every error is exactly zero, and so is its feedback
                 p.apical = rule.top_down(network, p) if k else torch.zeros_like(p.soma)
             if trace is not None and k in self.trace_steps:
@@ -332,7 +493,7 @@ class EulerDynamics(SteadyState):
             if k == K:
                 break
             for p in pops:
-                self._euler_step(p, soma[p.name], basal[p.name], self.config.dt / p.compartments.tau)
+                self._euler_step(p, soma[p.name], basal[p.name], dt=c.dt)
         if online and network.plastic:
             for param, total in zip(params, sums or [None] * len(params)):
                 param.grad = None if total is None else total.div_(K)
@@ -353,28 +514,37 @@ class EulerDynamics(SteadyState):
 
     # ------------------------------------------------------------------ the equations
     @staticmethod
-    def _errors(network, pops, target: torch.Tensor) -> None:
-        """Output teacher ``v_A = t − f(v̂_B)`` and the local error ``e`` of ``pops`` from the current state."""
+    def _errors(network, pops, target: torch.Tensor, fixed: dict, drives: dict) -> None:
+        """Output teacher ``v_A = t − f(v̂_B)`` and the local error ``e`` of ``pops`` from the
+        current state; ``f(v̂_B)`` once per step, and once per presentation for a population
+        whose basal drive does not change (kept in ``fixed``)."""
         out = network.output
         for p in pops:
             c = p.compartments
-            predicted = p.prediction(p.basal)
+            if p.name in fixed:
+                predicted, f_predicted = fixed[p.name]
+                shared = True
+            else:
+                predicted = p.prediction(p.basal)
+                f_predicted = p.activation.f(predicted)
+                shared = not drives[p.name][1]  # the basal never changes: keep both for the next steps
+                if shared:
+                    fixed[p.name] = (predicted, f_predicted)
             if p is out:
-                p.apical = target - p.activation.f(predicted)
+                p.apical = target - f_predicted
                 if p.activation.canonical_loss is not None:
                     p.error = (p.soma - predicted).div_(c.nudging)
                     continue
-            f_predicted = p.activation.f(predicted)
-            p.error = torch.sub(p.rate, f_predicted, out=f_predicted).div_(c.nudging)  # no third tensor
+            # e = (f(u) − f(v̂_B)) / λ, into f(v̂_B)'s storage unless it is kept
+            p.error = torch.sub(p.rate, f_predicted, out=None if shared else f_predicted).div_(c.nudging)
 
     @staticmethod
-    def _euler_step(p, u: torch.Tensor, basal: torch.Tensor, dt: float) -> None:
-        r"""``u ← u + dt/τ (−g_L u + g_B (v_B − u) + g_A (v_A − u))`` in place (``dt`` is dt/τ),
-        written as ``(1 − dt·g) u + dt·g_B v_B + dt·g_A v_A``; then ``r = f(u)``."""
+    def _euler_step(p, u: torch.Tensor, basal: torch.Tensor, *, dt: float) -> None:
+        """``u`` one step of ``dt`` further, in place (:func:`dendrisim.functional.compartment_step`
+        with the population's τ and conductances), then ``r = f(u)``."""
         c = p.compartments
-        u.mul_(1.0 - dt * c.total).add_(basal, alpha=dt * c.g_basal)
-        if p.apical is not None:
-            u.add_(p.apical, alpha=dt * c.g_apical)
+        Fn.compartment_step(u, basal, p.apical, dt=dt, tau=c.tau, g_leak=c.g_leak, g_basal=c.g_basal,
+                            g_apical=c.g_apical, out=u)
         p.rate = p.activation.f(u)
 
     # ------------------------------------------------------------------ online plasticity

@@ -298,3 +298,34 @@ def test_euler_on_a_recurrent_network_names_the_recurrent_projection():
     with pytest.raises(ConfigError, match=r"dynamics.mode: mode euler simulates a presentation of a static input; "
                                           r"h2->h1 is recurrent.*projections\[3\]"):
         model(["dynamics.mode=euler"], base=spec)
+
+
+def test_compartment_step_is_one_euler_step_of_the_compartment_equation_by_hand():
+    """dendrisim.functional.compartment_step against values worked out by hand. With dt = 0.1,
+    τ = 0.5 (so dt/τ = 0.2), g_L = 0.5, g_B = 1, g_A = 0.5 (g = 2):
+
+    u_next = u + 0.2 (−0.5 u + (v_B − u) + 0.5 (v_A − u)) = (1 − 0.4) u + 0.2 v_B + 0.1 v_A
+
+    - u = 1,  v_B = 2,  v_A = −1: 0.6 + 0.4 − 0.1 = 0.9
+    - u = 0,  v_B = 1,  v_A = 3:  0 + 0.2 + 0.3 = 0.5
+    - u = −2, v_B = 0,  v_A = 0:  −1.2
+    - no apical input (None, v_A = 0), u = 1, v_B = 2: 0.6 + 0.4 = 1.0
+
+    The input stays as it was unless ``out`` is given, and ``out=u`` steps in place."""
+    from dendrisim.functional import compartment_step
+
+    kw = dict(dt=0.1, tau=0.5, g_leak=0.5, g_basal=1.0, g_apical=0.5)
+    u = torch.tensor([1.0, 0.0, -2.0], dtype=torch.float64)
+    v_b = torch.tensor([2.0, 1.0, 0.0], dtype=torch.float64)
+    v_a = torch.tensor([-1.0, 3.0, 0.0], dtype=torch.float64)
+    expected = torch.tensor([0.9, 0.5, -1.2], dtype=torch.float64)
+    u_next = compartment_step(u, v_b, v_a, **kw)
+    torch.testing.assert_close(u_next, expected, rtol=0, atol=1e-15)
+    assert torch.equal(u, torch.tensor([1.0, 0.0, -2.0], dtype=torch.float64)), "a pure function: u is unchanged"
+    torch.testing.assert_close(compartment_step(u[:1], v_b[:1], None, **kw),
+                               torch.tensor([1.0], dtype=torch.float64), rtol=0, atol=1e-15)
+    same = compartment_step(u, v_b, v_a, **kw, out=u)
+    assert same is u and torch.equal(u, u_next)
+    # the fixed point u* = (g_B v_B + g_A v_A) / g does not move: (1·2 + 0.5·(−1)) / 2 = 0.75
+    fixed = torch.tensor([0.75], dtype=torch.float64)
+    torch.testing.assert_close(compartment_step(fixed, v_b[:1], v_a[:1], **kw), fixed, rtol=0, atol=1e-15)

@@ -197,3 +197,105 @@ def test_pc_approaches_bp_for_a_small_output_error(out_act):
     rel = float((p["projections.input->h0.weight"] - b["projections.input->h0.weight"]).norm()
                 / b["projections.input->h0.weight"].norm())
     assert rel > 0.05
+
+
+def old_pc_relax(network, rule, target):
+    """pc's relaxation as the rule ran it before the settling scheme took it over (#22),
+    copied literally: every step recomputes every prediction (the input's drive included),
+    f and f' anew for each use, and a host sync per population for the tolerance."""
+    from dendrisim.losses import output_error
+
+    o = rule.options
+
+    def predict(x):
+        mu = {}
+        for name in network.order:
+            total = None
+            for proj in network.incoming[name]:
+                pre = network.populations[proj.source]
+                rate = pre.activation.f(x[proj.source]) if proj.source in x else pre.rate
+                d = proj.drive(rate)
+                total = d if total is None else total + d
+            mu[name] = total.reshape(-1, *network.populations[name].shape)
+        return mu
+
+    def errors(x, mu):
+        out = network.output
+        out.soma = out.basal = mu[out.name]
+        out.rate = out.activation.f(out.soma)
+        out.apical = target.view_as(out.rate) - out.rate
+        eps = {out.name: output_error(out) * o.error_scale}
+        for pop in network.hidden():
+            eps[pop.name] = x[pop.name] - mu[pop.name]
+        return eps
+
+    def top_down(pop, eps):
+        total = None
+        for proj in network.outgoing[pop.name]:
+            a = proj.carry_back(eps[proj.target], proj.transported())
+            total = a if total is None else total + a
+        return total
+
+    hidden = list(network.hidden())
+    x = {pop.name: pop.soma.clone() for pop in hidden}
+    steps = 0
+    for steps in range(1, o.inference_steps + 1):
+        mu = predict(x)
+        eps = errors(x, mu)
+        change = 0.0
+        for pop in hidden:
+            dx = -eps[pop.name] + pop.activation.df(x[pop.name], pop.activation.f(x[pop.name])) * top_down(pop, eps)
+            x[pop.name].add_(dx, alpha=o.inference_lr)
+            change = max(change, float(dx.abs().max()) * o.inference_lr) if o.tolerance else change
+        if o.tolerance and change < o.tolerance:
+            break
+    mu = predict(x)
+    eps = errors(x, mu)
+    network.output.error = eps[network.output_name]
+    for pop in hidden:
+        pop.soma, pop.basal = x[pop.name], mu[pop.name]
+        pop.rate = pop.activation.f(pop.soma)
+        pop.apical = top_down(pop, eps)
+        pop.error = eps[pop.name]
+    rule.compute_updates(network)
+    return steps
+
+
+@pytest.mark.parametrize("out_act,skip,tolerance", [("softmax", False, 0.0), ("tanh", True, 0.02),
+                                                    ("linear", True, 0.0)])
+def test_pc_relaxation_drives_from_the_input_once_and_updates_as_before(out_act, skip, tolerance):
+    """The settling scheme's relaxation of pc: the input's drive into the first hidden
+    population is computed once per presentation (by the forward pass; its spy counts one
+    call for forward and relaxation together, where the old loop made one per step), and
+    every update, state and the step count equal the old loop's (copied above) to 1e-12."""
+    spec = f"plasticity={{rule: pc, inference_steps: 12, inference_lr: 0.2, tolerance: {tolerance}, error_scale: 0.5}}"
+    exp = model([spec], base=random_model("pc", [6, 4], "tanh", out_act, skip=skip).to_dict())
+    net, pc = build(exp)
+    old_net, old_pc = build(exp)
+    old_net.load_state_dict(net.state_dict())
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(5, 5, generator=gen, dtype=torch.float64)
+    t = target_for(out_act, 5, 3, gen)
+    first = net.projections["input->h0"]
+    calls = []
+    inner = first.drive
+    first.drive = lambda rate: calls.append(1) or inner(rate)
+    with torch.no_grad():
+        for _ in range(2):  # twice: the second presentation starts from changed weights
+            net(x)
+            present(net, pc, t)
+            old_net(x)
+            old_steps = old_pc_relax(old_net, old_pc, t)
+            assert len(calls) == 1, f"the input's drive was computed {len(calls)} times in one presentation"
+            calls.clear()
+            for (name, p), q in zip(net.named_parameters(), old_net.parameters()):
+                torch.testing.assert_close(p.grad, q.grad, rtol=1e-12, atol=1e-12, msg=name)
+                p.sub_(0.5 * p.grad)
+                q.sub_(0.5 * q.grad)
+            for pop, old in zip(net.pyramidal(), old_net.pyramidal()):
+                for var in ("soma", "basal", "rate", "apical", "error"):
+                    torch.testing.assert_close(getattr(pop, var), getattr(old, var), rtol=1e-12, atol=1e-12,
+                                               msg=f"{pop.name}.{var}")
+            assert pc.inference_counts[0] == old_steps * (pc.inference_counts[1])
+            pc.inference_counts.zero_()
+    assert tolerance == 0 or old_steps < 12, "the tolerance stops the relaxation early in this case"

@@ -1,5 +1,5 @@
 """Plasticity rules, registered by name: ``RULES.get("dll")``."""
-from .base import RULES, PlasticityRule, RuleOptions
+from .base import RULES, PlasticityRule, Relaxation, RuleOptions
 from . import rules as _rules  # noqa: F401  (registers bp, fa, dfa)
 from . import dll as _dll  # noqa: F401  (registers dll)
 from . import pc as _pc  # noqa: F401  (registers pc)
@@ -14,4 +14,4 @@ def build_rule(network, experiment) -> PlasticityRule:
     return RULES.get(experiment.rule.rule)(network, experiment.rule)
 
 
-__all__ = ["RULES", "MixedPlasticity", "PlasticityRule", "RuleOptions", "build_rule"]
+__all__ = ["RULES", "MixedPlasticity", "PlasticityRule", "Relaxation", "RuleOptions", "build_rule"]

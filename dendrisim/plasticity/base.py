@@ -1,9 +1,12 @@
 """The plasticity-rule interface shared by every rule.
 
-A rule decides what reaches the apical compartments (``settle``) and how every
-learnable projection changes (``compute_updates``, which writes ``.grad``); a
-``torch.optim`` optimizer applies the updates. Rules with feedback weights keep them as
-their own parameters, keyed by the forward projection's name.
+A rule declares what reaches the apical compartments (its feedback weights and gains,
+``apical_input``; pc: the parameters of its relaxation) and computes how every learnable
+projection changes (``compute_updates``, which writes ``.grad``); it never runs a
+presentation: a settling scheme (``dynamics.mode``, ``dendrisim.settling``) does, reading
+only what its ``Rule`` protocol declares. A ``torch.optim`` optimizer applies the updates.
+Rules with feedback weights keep them as their own parameters, keyed by the forward
+projection's name.
 """
 from __future__ import annotations
 
@@ -35,6 +38,25 @@ class RuleOptions:
                                   ge=1)
 
 
+@dataclass(frozen=True)
+class Relaxation:
+    r"""The iterative inference a rule declares (pc, Whittington & Bogacz 2017): the steady
+    settling scheme (``dynamics.mode: steady``) runs it in place of its top-down sweep. Each
+    hidden soma ``x`` moves for up to ``steps`` steps of size ``rate`` against its prediction
+    error ``ε = x − μ`` and the top-down input of the errors above,
+    ``x ← x + rate · (−ε + f'(x) ⊙ a)``, the output error being ``error_scale · (t − f(μ_out))``;
+    it stops early once ``max |Δx| < tolerance`` (never with tolerance 0)."""
+
+    #: the most inference steps T of one presentation
+    steps: int
+    #: the step size η of the somatic relaxation
+    rate: float
+    #: stop once no soma moves by this much in a step (0: always ``steps`` steps)
+    tolerance: float
+    #: γ: the output's error is γ (t − rate) during the relaxation
+    error_scale: float
+
+
 RULES: Registry[type["PlasticityRule"]] = Registry("plasticity rule")
 
 
@@ -46,7 +68,9 @@ class PlasticityRule(nn.Module):
     (``feedback_weight``, ``apical_input``, ``temporal_feedback``, ``compute_updates``,
     ``relax``, ``start_epoch``, ``after_update``, ``param_groups``, ``tunables``,
     ``projection_recordables``) are documented with examples in docs/howto/writing-a-rule.md. When apical inputs and errors are
-    computed, over how many steps, is the settling scheme's business (``dendrisim.settling``).
+    computed, over how many steps, is the settling scheme's business (``dynamics.mode``,
+    ``dendrisim.settling``); everything a scheme reads from a rule, or tells it, is declared
+    in ``dendrisim.settling.Rule``, and no method here starts or runs a presentation.
     """
 
     Options: type = RuleOptions
@@ -58,8 +82,10 @@ class PlasticityRule(nn.Module):
     projection_recordables: tuple[str, ...] = ("weight", "update", "feedback")
     #: recordable variables of the rule itself
     recordables: tuple[str, ...] = ("clip_counts",)
-    #: the settling schemes (``dynamics.mode``) the rule can run under, and why not the others
-    settling_modes: tuple[str, ...] = ("steady", "euler")
+    #: whether the rule declares a relaxation of its own (pc: its parameters in :attr:`relaxation`),
+    #: which only settling schemes that run one (``runs_relaxation``: steady) can present
+    relaxes: bool = False
+    #: why the schemes that cannot serve the rule are refused (``--check`` and the error say it)
     settling_note: str = ""
     #: whether the rule can govern some projections of a network and leave others to other
     #: rules (dll, bp, fa, kp), or only the whole network (dfa's direct pathway, pc's relaxation)
@@ -101,20 +127,28 @@ class PlasticityRule(nn.Module):
         back through :meth:`feedback_weight`. An override may read ``network.target``, the
         output's target during a presentation (None outside one): direct random target
         projection sends it instead of an error (docs/howto/writing-a-rule.md)."""
-        total = None
-        for proj in network.outgoing[pop.name]:
-            delta = network.populations[proj.target].error
-            a = proj.carry_back(delta, self.feedback_weight(network, proj))
-            gain = self.feedback_gain(proj)
-            if gain != 1.0:
-                a = a.mul_(gain)
-            total = a if total is None else total.add_(a)
-        return total
+        return Fn.apical_sum((proj, network.populations[proj.target].error, self.feedback_weight(network, proj),
+                              self.feedback_gain(proj)) for proj in network.outgoing[pop.name])
 
     # ----- the apical input ------------------------------------------------------------
-    #: a rule with a relaxation of its own (pc) sets this to a method ``(network, target)``
-    #: that the steady scheme runs in place of its top-down sweep
+    #: the iterative inference the rule declares (pc's :class:`Relaxation`), which the steady
+    #: scheme runs in place of its top-down sweep; None: the sweep
+    relaxation: Optional[Relaxation] = None
+
+    #: a plugin rule's own settling, a method ``(network, target)`` that the steady scheme
+    #: calls in place of its sweep and that leaves ``apical`` and ``error`` in every
+    #: population (docs/howto/writing-a-rule.md); None for every built-in rule
     relax = None
+
+    @property
+    def truncate(self) -> Optional[int]:
+        """Recurrent networks: errors go back through recurrent projections within blocks of
+        this many time steps only (the ``truncate`` option; None: the whole sequence)."""
+        return self.options.truncate
+
+    def relaxed(self, iterations: int, converged: Optional[bool]) -> None:
+        """A rule with a :attr:`relaxation` is told how each one went: the inference steps it
+        ran, and whether it met the tolerance (None: no tolerance was asked). Nothing by default."""
 
     def top_down(self, network: "Network", pop: "PyramidalPopulation") -> torch.Tensor:
         """``pop``'s apical input from the current errors above it: the feedback of

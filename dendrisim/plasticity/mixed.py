@@ -42,8 +42,6 @@ class MixedPlasticity(PlasticityRule):
             rule.clip_counts = self.clip_counts  # one table: names are per population and projection
         self.projection_recordables = tuple(dict.fromkeys(v for r in self.members.values()
                                                           for v in r.projection_recordables))
-        self.settling_modes = tuple(m for m in self.settling_modes
-                                    if all(m in r.settling_modes for r in self.members.values()))
 
     def rule_of(self, proj) -> PlasticityRule:
         return self.owner[proj.name]

@@ -24,6 +24,11 @@ presynaptic rate, rescaled by 1/γ:
 After settling, each hidden population holds ``soma = x``, ``basal = μ``,
 ``rate = f(x)``, ``apical = a`` and ``error = ε``. Feedback uses the forward weights
 (symmetric connections, as in the standard formulation).
+
+The rule only declares the relaxation (``relaxation``, a :class:`~dendrisim.plasticity.base.Relaxation`
+of T, η, the tolerance and γ) and computes the updates; the steady settling scheme
+(``dynamics.mode: steady``, ``dendrisim.settling``) runs it and tells the rule how it went
+(``relaxed``), which the rule counts for the epoch's metrics row.
 """
 from __future__ import annotations
 
@@ -33,8 +38,7 @@ from typing import Optional
 import torch
 
 from ..config.schema import opt
-from ..losses import output_error
-from .base import RULES, PlasticityRule, RuleOptions
+from .base import RULES, PlasticityRule, Relaxation, RuleOptions
 
 
 @dataclass(frozen=True)
@@ -49,7 +53,7 @@ class PCOptions(RuleOptions):
 class PredictiveCoding(PlasticityRule):
     __doc__ = __doc__
     Options = PCOptions
-    settling_modes = ("steady",)
+    relaxes = True
     settling_note = ("pc relaxes its own dynamical system (value neurons x moving against prediction errors "
                      "ε = x − μ, with symmetric weights), not the conductance-coupled compartments of mode euler; "
                      "mapping one onto the other would change what pc is. Use mode: steady with pc (its relaxation "
@@ -63,6 +67,8 @@ class PredictiveCoding(PlasticityRule):
         # iterations, settles, settles that hit T: in the state dict, so a resumed run reports the same
         self.register_buffer("inference_counts", torch.zeros(3, dtype=torch.float64))
         self.update_gain = 1.0 / options.error_scale
+        self.relaxation = Relaxation(steps=options.inference_steps, rate=options.inference_lr,
+                                     tolerance=options.tolerance, error_scale=options.error_scale)
 
     @classmethod
     def check(cls, experiment, graph) -> None:
@@ -80,64 +86,11 @@ class PredictiveCoding(PlasticityRule):
     def feedback_label(self, network, proj) -> str:
         return f"W[{proj.name}]ᵀ (symmetric), relaxed for up to {self.options.inference_steps} steps"
 
-    def _predict(self, network, x: dict) -> dict:
-        """Basal predictions μ of every pyramidal population from the current somata."""
-        mu = {}
-        for name in network.order:
-            total = None
-            for proj in network.incoming[name]:
-                pre = network.populations[proj.source]
-                rate = pre.activation.f(x[proj.source]) if proj.source in x else pre.rate
-                d = proj.drive(rate)
-                total = d if total is None else total + d
-            mu[name] = total.reshape(-1, *network.populations[name].shape)
-        return mu
-
-    def _errors(self, network, x: dict, mu: dict, target: torch.Tensor) -> dict:
-        out = network.output
-        out.soma = out.basal = mu[out.name]
-        out.rate = out.activation.f(out.soma)
-        out.apical = target.view_as(out.rate) - out.rate
-        eps = {out.name: output_error(out) * self.options.error_scale}
-        for pop in network.hidden():
-            eps[pop.name] = x[pop.name] - mu[pop.name]
-        return eps
-
-    def _top_down(self, network, pop, eps: dict) -> torch.Tensor:
-        total = None
-        for proj in network.outgoing[pop.name]:
-            a = proj.carry_back(eps[proj.target], proj.transported())
-            total = a if total is None else total + a
-        return total
-
-    def relax(self, network, target: torch.Tensor) -> None:
-        o = self.options
-        hidden = list(network.hidden())
-        x = {pop.name: pop.soma.clone() for pop in hidden}
-        steps = 0
-        for steps in range(1, o.inference_steps + 1):
-            mu = self._predict(network, x)
-            eps = self._errors(network, x, mu, target)
-            change = 0.0
-            for pop in hidden:
-                dx = -eps[pop.name] + pop.activation.df(x[pop.name], pop.activation.f(x[pop.name])) * self._top_down(
-                    network, pop, eps)
-                x[pop.name].add_(dx, alpha=o.inference_lr)
-                change = max(change, float(dx.abs().max()) * o.inference_lr) if o.tolerance else change
-            if o.tolerance and change < o.tolerance:
-                break
-        else:
-            self.inference_counts[2] += 1 if o.tolerance else 0
-        self.inference_counts[0] += steps
+    def relaxed(self, iterations: int, converged: Optional[bool]) -> None:
+        """Count one relaxation: its inference steps, and whether it hit T without meeting the tolerance."""
+        self.inference_counts[0] += iterations
         self.inference_counts[1] += 1
-        mu = self._predict(network, x)
-        eps = self._errors(network, x, mu, target)
-        network.output.error = eps[network.output_name]
-        for pop in hidden:
-            pop.soma, pop.basal = x[pop.name], mu[pop.name]
-            pop.rate = pop.activation.f(pop.soma)
-            pop.apical = self._top_down(network, pop, eps)
-            pop.error = eps[pop.name]
+        self.inference_counts[2] += 1 if converged is False else 0
 
     def epoch_summary(self) -> dict[str, float]:
         """Mean inference iterations per step and, when there is a tolerance to meet, the share of
