@@ -8,6 +8,7 @@ import networkx as nx
 import torch
 from torch import nn
 
+from . import functional as Fn
 from .activations import ACTIVATIONS
 from .config.graph import build_graph, compartment_constants, feedforward_graph
 from .config.schema import ModelConfig
@@ -130,12 +131,10 @@ class Network(nn.Module):
         return self.output.rate
 
     def basal_input(self, name: str) -> torch.Tensor:
-        """``Σ_p W_p · rate_p (+ b_p)`` over the projections into ``name``, from the current rates."""
+        """``Σ_p W_p · rate_p (+ b_p)`` over the projections into ``name``, from the current rates
+        (:func:`dendrisim.functional.basal_drive`)."""
         drives = self.incoming[name]
-        basal = drives[0].drive(self.populations[drives[0].source].rate)
-        for proj in drives[1:]:
-            basal = basal + proj.drive(self.populations[proj.source].rate)
-        return basal
+        return Fn.basal_drive(drives, {p.source: self.populations[p.source].rate for p in drives})
 
     def _delayed(self, proj: Projection, rate: torch.Tensor, initial: dict) -> torch.Tensor:
         """The source's rates shifted one step later in time (``[time, batch, ...]``)."""
