@@ -8,7 +8,7 @@ over the batch, so the learning rate does not depend on the batch size.
 """
 from __future__ import annotations
 
-from typing import Iterable, Mapping, Optional
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -23,47 +23,6 @@ def apical_from_feedback(delta_post: torch.Tensor, feedback: torch.Tensor) -> to
     (the feedback projection runs ``post -> pre``): ``Wᵀ`` for backprop, θ for DLL.
     """
     return F.linear(delta_post.flatten(1), feedback)
-
-
-def apical_sum(terms: Iterable[tuple[object, torch.Tensor, Optional[torch.Tensor], float]], *,
-               start: Optional[torch.Tensor] = None) -> Optional[torch.Tensor]:
-    r"""Apical input from the errors above: every outgoing projection ``p`` of a population
-    carries its target's error ``δ_p`` back through its feedback weights ``B_p``, with gain ``g_p``:
-
-    .. math:: a = \sum_p g_p \, \mathrm{carry\_back}_p(δ_p, B_p) \qquad (= \sum_p g_p \, δ_p B_p^T \text{ when dense})
-
-    ``terms``: ``(projection, δ, B, g)`` for each outgoing projection, in order; the sum is
-    taken left to right, added in place to ``start`` when given (the part of the sum already
-    known: the errors from outside a recurrent loop), else a new tensor (None for no terms).
-    The one place this sum is written: the rules' default ``apical_input``, the settling
-    schemes (every time step at once in a recurrent network) and pc's relaxation all call it.
-    """
-    total = start
-    for proj, delta, feedback, gain in terms:
-        a = proj.carry_back(delta, feedback)
-        if gain != 1.0:
-            a = a.mul_(gain)
-        total = a if total is None else total.add_(a)
-    return total
-
-
-def basal_drive(projections: Iterable, rates: Mapping[str, torch.Tensor], *,
-                start: Optional[torch.Tensor] = None) -> torch.Tensor:
-    r"""The basal drive of a population from the given presynaptic rates:
-
-    .. math:: v_B = \sum_p (W_p \, r_{pre(p)} + b_p)
-
-    over ``projections`` (those into the population, in order; ``rates`` by source name),
-    summed left to right after ``start`` (a partial sum of projections before them whose
-    sources do not change: a settling scheme computes it once per presentation). With every
-    projection and the current rates it is ``Network.basal_input``; pc's relaxation and the
-    euler scheme pass their own rates.
-    """
-    total = start
-    for proj in projections:
-        d = proj.drive(rates[proj.source])
-        total = d if total is None else total + d
-    return total
 
 
 def compartment_step(u: torch.Tensor, v_basal: torch.Tensor, v_apical: Optional[torch.Tensor], *, dt: float,

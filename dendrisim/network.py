@@ -8,13 +8,12 @@ import networkx as nx
 import torch
 from torch import nn
 
-from . import functional as Fn
 from .activations import ACTIVATIONS
 from .config.graph import build_graph, compartment_constants, feedforward_graph
 from .config.schema import ModelConfig
 from .init import resolve_init
 from .populations import Compartments, InputPopulation, PyramidalPopulation
-from .projections import CONNECTIVITY, Projection
+from .projections import CONNECTIVITY, Projection, basal_drive
 
 
 class Network(nn.Module):
@@ -132,9 +131,9 @@ class Network(nn.Module):
 
     def basal_input(self, name: str) -> torch.Tensor:
         """``Σ_p W_p · rate_p (+ b_p)`` over the projections into ``name``, from the current rates
-        (:func:`dendrisim.functional.basal_drive`)."""
+        (:func:`dendrisim.projections.basal_drive`)."""
         drives = self.incoming[name]
-        return Fn.basal_drive(drives, {p.source: self.populations[p.source].rate for p in drives})
+        return basal_drive(drives, {p.source: self.populations[p.source].rate for p in drives})
 
     def _delayed(self, proj: Projection, rate: torch.Tensor, initial: dict) -> torch.Tensor:
         """The source's rates shifted one step later in time (``[time, batch, ...]``)."""

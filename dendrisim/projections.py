@@ -20,7 +20,7 @@ Connectivities (``connectivity:`` in the model file, registry :data:`CONNECTIVIT
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Iterable, Mapping, Optional
 
 import torch
 import torch.nn.functional as F
@@ -297,3 +297,45 @@ class EmbeddingProjection(Projection):
         grad = out.zero_() if out is not None else torch.zeros_like(self.weight)
         d = delta_post.reshape(-1, self.weight.shape[1])
         return grad.index_add_(0, rate_pre.long().flatten(), d, alpha=-gain / delta_post.shape[0])
+
+
+# ---------------------------------------------------------------- sums over projections
+def apical_sum(terms: Iterable[tuple[object, torch.Tensor, Optional[torch.Tensor], float]], *,
+               start: Optional[torch.Tensor] = None) -> Optional[torch.Tensor]:
+    r"""Apical input from the errors above: every outgoing projection ``p`` of a population
+    carries its target's error ``δ_p`` back through its feedback weights ``B_p``, with gain ``g_p``:
+
+    .. math:: a = \sum_p g_p \, \mathrm{carry\_back}_p(δ_p, B_p) \qquad (= \sum_p g_p \, δ_p B_p^T \text{ when dense})
+
+    ``terms``: ``(projection, δ, B, g)`` for each outgoing projection, in order; the sum is
+    taken left to right, added in place to ``start`` when given (the part of the sum already
+    known: the errors from outside a recurrent loop), else a new tensor (None for no terms).
+    The one place this sum is written: the rules' default ``apical_input``, the settling
+    schemes (every time step at once in a recurrent network) and pc's relaxation all call it.
+    """
+    total = start
+    for proj, delta, feedback, gain in terms:
+        a = proj.carry_back(delta, feedback)
+        if gain != 1.0:
+            a = a.mul_(gain)
+        total = a if total is None else total.add_(a)
+    return total
+
+
+def basal_drive(projections: Iterable, rates: Mapping[str, torch.Tensor], *,
+                start: Optional[torch.Tensor] = None) -> torch.Tensor:
+    r"""The basal drive of a population from the given presynaptic rates:
+
+    .. math:: v_B = \sum_p (W_p \, r_{pre(p)} + b_p)
+
+    over ``projections`` (those into the population, in order; ``rates`` by source name),
+    summed left to right after ``start`` (a partial sum of projections before them whose
+    sources do not change: a settling scheme computes it once per presentation). With every
+    projection and the current rates it is ``Network.basal_input``; pc's relaxation and the
+    euler scheme pass their own rates.
+    """
+    total = start
+    for proj in projections:
+        d = proj.drive(rates[proj.source])
+        total = d if total is None else total + d
+    return total

@@ -9,9 +9,9 @@ protocol: its feedback weights and gains, ``truncate``, pc's ``relaxation``) and
 how a projection changes from its two ends (``compute_updates``); the scheme decides when
 each compartment is computed. So every rule whose apical input comes through feedback
 weights runs under every scheme, with no per-rule code. The equations each scheme uses
-are written once, in ``dendrisim.functional``: the apical input from the errors above
-(``apical_sum``), the basal drive (``basal_drive``) and one population's Euler step
-(``compartment_step``).
+are written once: the apical input from the errors above (``projections.apical_sum``), the
+basal drive (``projections.basal_drive``), both sums over projections, and one population's
+Euler step (``functional.compartment_step``, a pure function of tensors).
 
 ``steady`` (the default): the sweep. The forward pass leaves ``soma = basal``; the scheme then
 fills apical inputs and errors top-down in one pass through the rule's feedback (backward
@@ -65,6 +65,7 @@ import torch
 from . import functional as Fn
 from .config.schema import DynamicsConfig
 from .losses import output_error
+from .projections import apical_sum, basal_drive
 from .registry import Registry
 
 
@@ -103,7 +104,7 @@ class Rule(Protocol):
 
     def apical_input(self, network, pop) -> torch.Tensor:
         """The summed feedback of the current errors above ``pop``, before gain and clip
-        (``dendrisim.functional.apical_sum`` of the errors in the populations, by default).
+        (``dendrisim.projections.apical_sum`` of the errors in the populations, by default).
         Called through :meth:`top_down` by both schemes, and by the sweep through time for
         rules without ``temporal_feedback``."""
 
@@ -226,7 +227,7 @@ class SteadyState(SettlingScheme):
         .. math:: a_l(t) = g \sum_{p: l → m} δ_m(t + d_p) \, B_p^T, \qquad δ_l(t) = f'(soma_l(t)) ⊙ a_l(t)
 
         (``g`` the rule's apical gain, ``B`` its feedback weights; ``δ(T) = 0``): the sum of
-        ``dendrisim.functional.apical_sum``, over every time step at once. Outside
+        ``dendrisim.projections.apical_sum``, over every time step at once. Outside
         recurrent loops every time step is done at once; inside a loop the recursion
         steps backward from the last time step. With ``truncate: k`` (``rule.truncate``) the
         recurrent terms from ``t + 1`` to ``t`` are dropped where ``t + 1`` is a multiple of ``k``.
@@ -269,7 +270,7 @@ class SteadyState(SettlingScheme):
                 if k:
                     delta[k - 1::k] = 0  # t + 1 a multiple of k: the block boundary
             terms.append((proj, delta.flatten(0, 1), rule.feedback_weight(network, proj), rule.feedback_gain(proj)))
-        total = Fn.apical_sum(terms)
+        total = apical_sum(terms)
         return torch.zeros_like(pop.rate) if total is None else total.view_as(pop.rate)
 
     def _settle_loop(self, network, rule: Rule, hidden: list[str], inside: set, T: int) -> None:
@@ -289,9 +290,9 @@ class SteadyState(SettlingScheme):
             cut = t + 1 >= T or (k and (t + 1) % k == 0)  # no recurrent term from t + 1
             for name in reversed(hidden):
                 pop = pops[name]
-                a_t = Fn.apical_sum(((proj, errors[proj.target][t + 1] if recurrent else errors[proj.target][t], fb, gain)
-                                     for proj, recurrent, fb, gain in inner[name] if not (recurrent and cut)),
-                                    start=apical[name][t])
+                a_t = apical_sum([(proj, errors[proj.target][t + 1] if recurrent else errors[proj.target][t], fb, gain)
+                                  for proj, recurrent, fb, gain in inner[name] if not (recurrent and cut)],
+                                 start=apical[name][t])
                 rule.gain_and_clip(pop, a_t)
                 torch.mul(pop.activation.df(pop.soma[t], pop.rate[t]), a_t, out=errors[name][t])
         for name, pop in pops.items():
@@ -335,7 +336,7 @@ def relax(network, rule: Rule, target: torch.Tensor) -> tuple[int, Optional[bool
                        for proj in network.outgoing[name]] for name in x}  # looked up once
 
     def predict() -> dict:
-        return {name: Fn.basal_drive(rest, rates, start=fixed).reshape(-1, *network.populations[name].shape)
+        return {name: basal_drive(rest, rates, start=fixed).reshape(-1, *network.populations[name].shape)
                 for name, (fixed, rest) in predicted.items()}
 
     def errors(mu: dict) -> dict:
@@ -349,7 +350,7 @@ def relax(network, rule: Rule, target: torch.Tensor) -> tuple[int, Optional[bool
         return eps
 
     def top_down(name: str, eps: dict) -> torch.Tensor:
-        return Fn.apical_sum((proj, eps[proj.target], fb, gain) for proj, fb, gain in feedback[name])
+        return apical_sum([(proj, eps[proj.target], fb, gain) for proj, fb, gain in feedback[name]])
 
     steps, converged = 0, None
     for steps in range(1, o.steps + 1):
@@ -402,7 +403,7 @@ def _split_drive(network, name: str, moving: set) -> tuple[Optional[torch.Tensor
     if n == 0:
         return None, incoming
     rates = {proj.source: network.populations[proj.source].rate for proj in incoming[:n]}
-    return Fn.basal_drive(incoming[:n], rates), incoming[n:]
+    return basal_drive(incoming[:n], rates), incoming[n:]
 
 
 @contextmanager
@@ -479,7 +480,7 @@ class EulerDynamics(SteadyState):
         for k in range(K + 1):
             if k:  # the basal drive of the current rates (at k = 0 the forward pass's)
                 rates.update((p.name, p.rate) for p in pops)
-                basal = {p.name: start if not rest else Fn.basal_drive(rest, rates, start=start)
+                basal = {p.name: start if not rest else basal_drive(rest, rates, start=start)
                          for p in pops for start, rest in (drives[p.name],)}
             for p in pops:
                 p.soma, p.basal = soma[p.name], basal[p.name]

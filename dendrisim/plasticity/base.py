@@ -20,6 +20,7 @@ from torch import nn
 from ..config.schema import opt, req
 from ..registry import Registry
 from .. import functional as Fn
+from ..projections import apical_sum
 
 if TYPE_CHECKING:
     from ..config.loader import Experiment
@@ -127,8 +128,8 @@ class PlasticityRule(nn.Module):
         back through :meth:`feedback_weight`. An override may read ``network.target``, the
         output's target during a presentation (None outside one): direct random target
         projection sends it instead of an error (docs/howto/writing-a-rule.md)."""
-        return Fn.apical_sum((proj, network.populations[proj.target].error, self.feedback_weight(network, proj),
-                              self.feedback_gain(proj)) for proj in network.outgoing[pop.name])
+        return apical_sum([(proj, network.populations[proj.target].error, self.feedback_weight(network, proj),
+                            self.feedback_gain(proj)) for proj in network.outgoing[pop.name]])
 
     # ----- the apical input ------------------------------------------------------------
     #: the iterative inference the rule declares (pc's :class:`Relaxation`), which the steady
