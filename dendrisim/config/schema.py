@@ -225,5 +225,6 @@ class ModelConfig:
     optimizer: OptimizerConfig = opt(OptimizerConfig(), "how updates are applied")
     training: TrainingConfig = opt(TrainingConfig(), "the training loop")
     recording: RecordingConfig = opt(RecordingConfig(), "what goes into recording.h5")
-    dynamics: DynamicsConfig = opt(DynamicsConfig(), "steady state (default) or simulated compartment dynamics")
+    dynamics: DynamicsConfig = opt(DynamicsConfig(), "the settling scheme (dendrisim.settling) that presents each "
+                                                     "batch: the steady sweep (default) or simulated compartments")
     description: str = opt("", "free text")
