@@ -48,13 +48,14 @@ def run_steps(tr: Trainer, steps: int) -> float:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="models/dll_mlp_fmnist.yaml")
-    p.add_argument("--every", type=int, default=10)
-    p.add_argument("--samples", type=int, default=16)
+    p.add_argument("--model", default="models/dll_mlp_fmnist.yaml", help="model file to train (default: %(default)s)")
+    p.add_argument("--every", type=int, default=10, help="record activity every N steps (default: %(default)s)")
+    p.add_argument("--samples", type=int, default=16, help="samples of each batch recorded (default: %(default)s)")
     p.add_argument("--steps", type=int, default=400, help="steps per timed round")
-    p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--memory-steps", type=int, default=5000)
-    p.add_argument("--data-root")
+    p.add_argument("--rounds", type=int, default=5, help="alternated rounds with and without the recorder (default: %(default)s)")
+    p.add_argument("--memory-steps", type=int, default=5000,
+                   help="steps of the memory run, whose resident memory is sampled as it goes (0: skip it; default: %(default)s)")
+    p.add_argument("--data-root", help="folder with the dataset files (default: task.data_root, $DENDRISIM_DATA or ./data)")
     p.add_argument("--json", action="store_true", help="print one JSON line instead of the table")
     p.add_argument("--checksum", action="store_true",
                    help="also time a recorder without fletcher32 checksums (their cost as a ratio)")

@@ -19,8 +19,6 @@ from dendrisim.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPTS = sorted(p.name for p in (REPO / "scripts").glob("*.py"))
-#: scripts another change owns; strict: once they give every argument a help line, remove them here
-HELP_OWNED_ELSEWHERE = {"bench_recording.py"}
 
 
 def dendrisim_cmd(*args, cwd=REPO, timeout=300, env=None) -> subprocess.CompletedProcess:
@@ -55,8 +53,7 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
-@pytest.mark.parametrize("script", [pytest.param(s, marks=pytest.mark.xfail(strict=True, reason="owned by another "
-                                                 "change")) if s in HELP_OWNED_ELSEWHERE else s for s in SCRIPTS])
+@pytest.mark.parametrize("script", SCRIPTS)
 def test_every_argument_of_every_script_has_help_and_its_own_name(script):
     """Each script's parser, caught as it parses: its prog is the script's name, and every
     argument has a help line."""
