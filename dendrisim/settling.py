@@ -320,7 +320,10 @@ def relax(network, rule: Rule, target: torch.Tensor) -> tuple[int, Optional[bool
     in a presentation is computed once: a population fed only by the input keeps the
     forward pass's basal drive as its prediction, a leading run of projections from
     sources that do not relax is summed once, and the first step takes its rates and
-    predictions from the forward pass, whose state it starts from. Leaves ``soma = x``, ``basal = μ``, ``rate =
+    predictions from the forward pass, whose state it starts from. The errors spread down
+    one population per step from there: a population whose ε and whose targets' ε are still
+    exactly zero (``soma = basal`` in the forward pass) stays put without computing its
+    top-down input, and only moved populations get new rates and predictions. Leaves ``soma = x``, ``basal = μ``, ``rate =
     f(x)``, ``apical = a`` and ``error = ε`` in every hidden population and the output's
     teacher and error, for ``compute_updates``. Returns the steps run and whether the
     tolerance was met (None with tolerance 0). The top-down input is the raw feedback sum
@@ -334,10 +337,18 @@ def relax(network, rule: Rule, target: torch.Tensor) -> tuple[int, Optional[bool
     predicted = {name: _split_drive(network, name, set(x)) for name in [*x, out.name]}
     feedback = {name: [(proj, rule.feedback_weight(network, proj), rule.feedback_gain(proj))
                        for proj in network.outgoing[name]] for name in x}  # looked up once
+    # the populations each one's prediction moves with, and those its top-down input comes from
+    sources = {name: {proj.source for proj in rest if proj.source in x} for name, (_, rest) in predicted.items()}
+    targets = {name: {proj.target for proj, _, _ in terms} for name, terms in feedback.items()}
+    # quiet: hidden populations whose ε is exactly zero (x still the forward soma, its prediction
+    # still the forward basal, and soma = basal there): one whose targets are all quiet too gets
+    # a zero top-down input, so it stays put this step, and its rate and the predictions from it
+    # are the ones already computed (the errors spread down one population per step)
+    quiet = {pop.name for pop in hidden if pop.soma is pop.basal}
 
-    def predict() -> dict:
-        return {name: basal_drive(rest, rates, start=fixed).reshape(-1, *network.populations[name].shape)
-                for name, (fixed, rest) in predicted.items()}
+    def predict(mu: dict, names) -> dict:
+        return dict(mu, **{name: basal_drive(predicted[name][1], rates, start=predicted[name][0])
+                           .reshape(-1, *network.populations[name].shape) for name in names})
 
     def errors(mu: dict) -> dict:
         out.soma = out.basal = mu[out.name]
@@ -352,34 +363,43 @@ def relax(network, rule: Rule, target: torch.Tensor) -> tuple[int, Optional[bool
     def top_down(name: str, eps: dict) -> torch.Tensor:
         return apical_sum([(proj, eps[proj.target], fb, gain) for proj, fb, gain in feedback[name]])
 
-    steps, converged = 0, None
-    for steps in range(1, o.steps + 1):
-        if steps == 1:  # x is the forward pass's soma: its rates and predictions are the forward pass's
-            rates.update((pop.name, pop.rate) for pop in hidden)
-            mu = {name: network.populations[name].basal for name in predicted}
-        else:
-            for pop in hidden:
+    def after(moved: set) -> None:
+        """Recompute the rates of the populations that ``moved`` and the predictions from them."""
+        nonlocal mu
+        for pop in hidden:
+            if pop.name in moved:
                 rates[pop.name] = pop.activation.f(x[pop.name])
-            mu = predict()
+        mu = predict(mu, [name for name in predicted if sources[name] & moved])
+
+    # x is the forward pass's soma: its rates and predictions are the forward pass's
+    rates.update((pop.name, pop.rate) for pop in hidden)
+    mu = {name: network.populations[name].basal for name in predicted}
+    steps, converged, moved = 0, None, set()
+    for steps in range(1, o.steps + 1):
+        if moved:
+            after(moved)
         eps = errors(mu)
-        moved = []
+        moved, extremes = set(), []
         for pop in hidden:
             name = pop.name
+            if name in quiet and targets[name] <= quiet:
+                continue  # ε and the top-down input are exactly zero: Δx = 0
             dx = pop.activation.df(x[name], rates[name]).mul_(top_down(name, eps)).sub_(eps[name])
             x[name].add_(dx, alpha=o.rate)
+            moved.add(name)
             if o.tolerance:
-                moved.extend(torch.aminmax(dx))  # max |Δx| is the larger |extreme|: one pass, no abs
+                extremes.extend(torch.aminmax(dx))  # max |Δx| is the larger |extreme|: one pass, no abs
+        quiet -= moved
+        quiet -= {name for name in quiet if sources[name] & moved}
         if o.tolerance:
             # one host sync per step for every population together (a NaN never converges)
-            change = float(torch.stack(moved).abs_().max()) * o.rate if moved else 0.0
+            change = float(torch.stack(extremes).abs_().max()) * o.rate if extremes else 0.0
             if change < o.tolerance:
                 converged = True
                 break
     else:
         converged = False if o.tolerance else None
-    for pop in hidden:
-        rates[pop.name] = pop.activation.f(x[pop.name])
-    mu = predict()
+    after(moved)
     eps = errors(mu)
     out.error = eps[out.name]
     for pop in hidden:

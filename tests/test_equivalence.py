@@ -261,15 +261,18 @@ def old_pc_relax(network, rule, target):
     return steps
 
 
-@pytest.mark.parametrize("out_act,skip,tolerance", [("softmax", False, 0.0), ("tanh", True, 0.02),
-                                                    ("linear", True, 0.0)])
-def test_pc_relaxation_drives_from_the_input_once_and_updates_as_before(out_act, skip, tolerance):
+@pytest.mark.parametrize("out_act,skip,tolerance,widths,steps", [
+    ("softmax", False, 0.0, [6, 4], 12), ("tanh", True, 0.02, [6, 4], 12), ("linear", True, 0.0, [6, 4], 12),
+    ("softmax", True, 0.0, [6, 5, 4], 12), ("tanh", False, 0.0, [6, 5, 4, 3], 2)])
+def test_pc_relaxation_drives_from_the_input_once_and_updates_as_before(out_act, skip, tolerance, widths, steps):
     """The settling scheme's relaxation of pc: the input's drive into the first hidden
     population is computed once per presentation (by the forward pass; its spy counts one
     call for forward and relaxation together, where the old loop made one per step), and
-    every update, state and the step count equal the old loop's (copied above) to 1e-12."""
-    spec = f"plasticity={{rule: pc, inference_steps: 12, inference_lr: 0.2, tolerance: {tolerance}, error_scale: 0.5}}"
-    exp = model([spec], base=random_model("pc", [6, 4], "tanh", out_act, skip=skip).to_dict())
+    every update, state and the step count equal the old loop's (copied above) to 1e-12,
+    also where the errors have not yet spread down to the first hidden population (T = 2)."""
+    spec = (f"plasticity={{rule: pc, inference_steps: {steps}, inference_lr: 0.2, tolerance: {tolerance}, "
+            "error_scale: 0.5}")
+    exp = model([spec], base=random_model("pc", widths, "tanh", out_act, skip=skip).to_dict())
     net, pc = build(exp)
     old_net, old_pc = build(exp)
     old_net.load_state_dict(net.state_dict())
@@ -298,4 +301,27 @@ def test_pc_relaxation_drives_from_the_input_once_and_updates_as_before(out_act,
                                                msg=f"{pop.name}.{var}")
             assert pc.inference_counts[0] == old_steps * (pc.inference_counts[1])
             pc.inference_counts.zero_()
-    assert tolerance == 0 or old_steps < 12, "the tolerance stops the relaxation early in this case"
+    assert tolerance == 0 or old_steps < steps, "the tolerance stops the relaxation early in this case"
+
+
+@pytest.mark.parametrize("steps", [1, 2, 5])
+def test_pc_relaxation_spreads_the_errors_down_one_population_per_step(steps):
+    """From the forward state every hidden ε is zero, so in a chain the population d below
+    the top hidden one first moves at step d + 1: before that its top-down product (zero)
+    is not computed. The products counted: every moving population's per step, and every
+    population's once at the relaxed state (its apical input)."""
+    spec = f"plasticity={{rule: pc, inference_steps: {steps}, inference_lr: 0.2, tolerance: 0}}"
+    net, pc = build(model([spec], base=random_model("pc", [6, 5, 4], "tanh", "softmax").to_dict()))
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(5, 5, generator=gen, dtype=torch.float64)
+    t = target_for("softmax", 5, 3, gen)
+    calls = []
+    for proj in net.projections.values():
+        proj.carry_back = (lambda inner: lambda *a: calls.append(1) or inner(*a))(proj.carry_back)
+    with torch.no_grad():
+        net(x)
+        present(net, pc, t)
+    depth = 3
+    assert len(calls) == sum(max(0, steps - d) for d in range(depth)) + depth
+    for pop in net.hidden():  # no population was skipped at the relaxed state
+        assert pop.apical is not None and pop.apical.shape == pop.soma.shape
