@@ -273,7 +273,8 @@ def memory_estimate(experiment: Experiment, task_cls, *, data_root: Optional[str
         network, rule = build_model(experiment, spec, device="meta")
     except RuntimeError as err:  # a rule (a plugin's, say) that needs values, not shapes, to be built
         raise NotImplementedError(f"cannot be built on the meta device: {err}") from None
-    return memory.estimate(experiment, network, rule, train_samples=spec.train_samples)
+    return memory.estimate(experiment, network, rule, train_samples=spec.train_samples,
+                           trace_steps=build_scheme(experiment).trace_steps)
 
 
 def check_memory(experiment: Experiment, task_cls, *, device, data_root: Optional[str] = None) -> Optional[dict[str, int]]:

@@ -19,7 +19,8 @@ def describe(experiment: Experiment, *, data_root: Optional[str] = None) -> str:
     lines += [f"  {line}" for line in rule.governance(net)]
     lines.append(f"rule {experiment.rule.rule}{' (default; mixed)' if experiment.mixed else ''}; feedback pathway:")
     lines += [f"  {line}" for line in rule.feedback_pathway(net)] or ["  (no hidden populations)"]
-    lines += build_scheme(experiment).describe(net)
+    scheme = build_scheme(experiment)
+    lines += scheme.describe(net)
     learnable = sum(p.numel() for proj in net.learnable_projections() for p in proj.parameters_to_learn())
     frozen = sum(p.numel() for p in net.parameters()) - learnable
     rule_learn = sum(p.numel() for p in rule.parameters() if p.requires_grad)
@@ -36,9 +37,10 @@ def describe(experiment: Experiment, *, data_root: Optional[str] = None) -> str:
     lines.append(f"data: samples {list(shape)}, {outputs} outputs, {n_train:,} training samples, "
                  f"{steps} steps/epoch x {cfg.training.epochs} epochs")
     if cfg.recording.enabled:
-        from .training import check_recording
+        from .observers.recording import check_recording
 
-        est = check_recording(experiment, net, rule, steps_per_epoch=steps, epochs=cfg.training.epochs)
+        est = check_recording(experiment, net, rule, steps_per_epoch=steps, epochs=cfg.training.epochs,
+                              trace_steps=scheme.trace_steps)
         lines.append(f"recording: about {est['bytes'] / 2**20:,.1f} MiB at most ({est['records']} records, "
                      f"{est['weight_records']} projection records), budget {cfg.recording.max_gib} GiB")
     return "\n".join(lines)

@@ -118,9 +118,11 @@ def available() -> Optional[tuple[int, str]]:
 
 
 # ------------------------------------------------------------------------ the estimate
-def estimate(experiment, network, rule, *, train_samples: int) -> dict[str, int]:
+def estimate(experiment, network, rule, *, train_samples: int, trace_steps: Optional[list[int]] = None
+             ) -> dict[str, int]:
     """Bytes each part of a run holds (see the module's docstring), from its ``network`` and
-    ``rule`` (built on the ``meta`` device, say) and the size of the training split."""
+    ``rule`` (built on the ``meta`` device, say), the size of the training split, and the
+    states of a presentation the settling scheme keeps in a record (``trace_steps``)."""
     from .recording.recorder import estimate_bytes
 
     options, cfg = experiment.task, experiment.config
@@ -141,7 +143,8 @@ def estimate(experiment, network, rule, *, train_samples: int) -> dict[str, int]
         "dataset": 0,
     }
     if cfg.recording.enabled:
-        sizes = estimate_bytes(cfg.recording, network, rule, batch_size=batch, steps=0, epochs=1)
+        sizes = estimate_bytes(cfg.recording, network, rule, batch_size=batch, steps=0, epochs=1,
+                               trace_steps=trace_steps)
         parts["recording"] = cfg.recording.flush_every * (sizes["bytes_per_record"] + sizes["bytes_per_weight_record"])
     held_out = 1 / max(1e-9, 1 - getattr(options, "validation_fraction", 0.0)) * 1.4  # validation and test parts
     parts["dataset"] = math.ceil(train_samples * held_out) * math.prod(network.input.shape) * (FLOAT + 4)

@@ -166,6 +166,10 @@ class SettlingScheme:
         ``target`` and leave ``rule``'s updates in ``.grad`` (none while ``network.plastic`` is
         off). ``capture``: batch positions whose trajectory to return (schemes with
         ``trace_steps``). No autograd graph is built."""
+        if not self.runs_relaxation and (rule.relaxation is not None or rule.relax is not None):
+            raise ValueError(f"settling scheme {type(self).__name__} runs no relaxation, but the rule declares one "
+                             "(relaxation or relax); present it under a scheme that does (steady), and give the rule "
+                             "relaxes = True so that model files are checked before they run")
         with torch.no_grad(), presenting(network, target):
             return self._present(network, rule, network.target, capture)
 

@@ -210,15 +210,17 @@ class Trainer:
         return observer
 
     def _notify(self, hook: str, *args) -> None:
-        for observer in self.observers:
-            getattr(observer, hook)(self, *args)
+        with torch.no_grad():
+            for observer in self.observers:
+                getattr(observer, hook)(self, *args)
 
     def _stop_observers(self, outcome: Outcome) -> None:
         """Every observer's ``stop``, last added first; the first error is raised after all ran."""
         first = None
         for observer in reversed(self.observers):
             try:
-                observer.stop(self, outcome)
+                with torch.no_grad():
+                    observer.stop(self, outcome)
             except BaseException as err:  # noqa: BLE001 - the others must still close their files
                 first = first or err
         if first is not None:

@@ -76,3 +76,24 @@ def test_a_feedforward_network_has_no_time_steps():
     assert not net.sequential and net.time_steps is None and net.readout == slice(-1, None)
     task, net, _ = build(model(), device="cpu")
     assert (net.readout, net.time_steps) == (slice(None), None)
+
+
+def test_check_and_the_memory_estimate_count_the_trajectory_a_simulated_record_keeps():
+    """Under euler a record holds the kept states of the presentation; --check's recording
+    line and the memory check must count them as the trainer's own estimate does."""
+    from dendrisim.observers.recording import check_recording
+
+    sets = ["recording={every: 1, populations: {h1: [soma, basal, apical], h2: [soma]}}", "training.epochs=3"]
+    steady = model(sets)
+    euler = model([*sets, "dynamics={mode: euler, steps: 20, record_every: 1}"])
+    parts = {name: builder.memory_estimate(exp, TASKS.get(exp.task.type)) for name, exp in (("steady", steady),
+                                                                                           ("euler", euler))}
+    assert parts["euler"]["recording"] > 15 * parts["steady"]["recording"]  # 21 states a record, index aside
+    spec = DataSpec.declared(TASKS.get(euler.task.type), euler.task)
+    net, rule = build_model(euler, spec, device="meta")
+    steps = -(-spec.train_samples // euler.task.batch_size)
+    kept = check_recording(euler, net, rule, steps_per_epoch=steps, epochs=3, trace_steps=list(range(21)))
+    one = check_recording(euler, net, rule, steps_per_epoch=steps, epochs=3)
+    assert kept["bytes"] > 15 * one["bytes"]
+    line = next(l for l in describe(euler).splitlines() if l.startswith("recording:"))
+    assert f"about {kept['bytes'] / 2**20:,.1f} MiB" in line, line

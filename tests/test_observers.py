@@ -499,3 +499,48 @@ def test_the_howto_example_runs(tmp_path):
     with open(tmp_path / "howto-observers-losses.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert [int(r["step"]) for r in rows] == list(range(1, 41)) and all(float(r["loss"]) > 0 for r in rows)
+
+
+def test_trajectory_requests_of_several_observers_add_up_and_each_gets_its_own_rows():
+    """step.keep unions the positions asked for; step.kept gives each observer its rows."""
+    step = Step(number=1, size=8)
+    mine, theirs = torch.tensor([0, 2]), torch.tensor([1, 2, 5])
+    step.keep(mine)
+    assert step.capture is mine  # one request: the scheme keeps exactly those rows
+    step.keep(theirs)
+    assert step.capture.tolist() == [0, 1, 2, 5]
+    soma = torch.arange(8.0)[step.capture][:, None, None].expand(4, 3, 2)  # the rows the scheme kept: [k, states, n]
+    step.presentation = SimpleNamespace(trajectory={"h1": {"soma": soma}})
+    assert step.kept(mine)["h1"]["soma"][:, 0, 0].tolist() == [0.0, 2.0]
+    assert step.kept(theirs)["h1"]["soma"][:, 0, 0].tolist() == [1.0, 2.0, 5.0]
+
+
+def test_a_user_observer_asking_for_other_samples_leaves_the_recording_as_it_was(tmp_path):
+    """Under euler with recording on, an observer keeping the trajectory of other samples
+    (which used to replace the recorder's request and crash the run, or record the wrong
+    samples) leaves the recording equal to a run without it, and gets its own rows."""
+    from dendrisim.recording import open_recording
+
+    sets = ["dynamics={mode: euler, steps: 4}", "training.max_steps_per_epoch=4",
+            "recording={every: 2, samples: 3, populations: {h1: [soma]}}"]
+
+    class Watcher(Observer):
+        def __init__(self):
+            self.seen = []
+
+        def before_step(self, loop, step):
+            step.keep(torch.tensor([5, 1]))
+
+        def after_step(self, loop, step):
+            self.seen.append(step.kept(torch.tensor([5, 1]))["h1"]["soma"].shape)
+
+    watcher = Watcher()
+    watched = Trainer(model(sets), RunOptions(out_dir=tmp_path / "with", progress=False, log=lambda s: None))
+    watched.observe(watcher)
+    watched.run()
+    plain = Trainer(model(sets), RunOptions(out_dir=tmp_path / "plain", progress=False, log=lambda s: None))
+    plain.run()
+    assert watcher.seen and all(s[0] == 2 for s in watcher.seen)
+    with open_recording(tmp_path / "with" / "recording.h5") as a, open_recording(tmp_path / "plain" / "recording.h5") as b:
+        assert a.activity("h1", "soma").shape == b.activity("h1", "soma").shape
+        assert (a.activity("h1", "soma") == b.activity("h1", "soma")).all()

@@ -289,3 +289,18 @@ def test_midpoint_matches_scipy_solve_ivp_to_second_order_in_dt(midpoint):
     assert 3.5 < errors[0] / errors[1] < 4.5 and 3.5 < errors[1] / errors[2] < 4.5, errors
     euler = midpoint_errors_against_solve_ivp("euler")
     assert all(m < e / 10 for m, e in zip(errors, euler)), (errors, euler)
+
+
+def test_a_scheme_that_runs_no_relaxation_refuses_a_rule_that_declares_one():
+    """A rule class that forgot ``relaxes = True`` passes the model-file check under euler; its
+    relaxation must not then be skipped in silence: presenting refuses it, naming why."""
+    from conftest import build, present
+    from dendrisim.builder import build_scheme
+
+    exp = model(["plasticity.rule=pc"])
+    net, rule = build(exp)
+    net(torch.randn(4, 5, dtype=torch.float64))
+    euler = build_scheme(model(["dynamics.mode=euler"]))
+    with pytest.raises(ValueError, match=r"EulerDynamics runs no relaxation, but the rule declares one"):
+        euler.present(net, rule, torch.eye(3, dtype=torch.float64)[[0, 1, 2, 0]])
+    present(net, rule, torch.eye(3, dtype=torch.float64)[[0, 1, 2, 0]], exp)  # the steady scheme runs it

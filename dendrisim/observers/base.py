@@ -4,8 +4,9 @@ A loop (:class:`dendrisim.training.Trainer`) calls, on each of its observers in 
 they were added:
 
 - ``start(loop)``: a run begins (its folder exists, on rank 0); open files here;
-- ``before_step(loop, step)``: a batch is about to be presented; set ``step.capture`` to
-  ask the settling scheme to keep the trajectory of those sample positions;
+- ``before_step(loop, step)``: a batch is about to be presented; ``step.keep(positions)``
+  asks the settling scheme to keep the trajectory of those sample positions (observers'
+  requests add up; ``step.kept(positions)`` gives each its own rows afterwards);
 - ``after_step(loop, step)``: the step is done (update applied, ``step.presentation``,
   ``step.stats`` and ``loop.global_step`` are this step's);
 - ``epoch_end(loop, row)``: an epoch ended and was evaluated; ``row`` is its metrics row
@@ -40,7 +41,7 @@ class Step:
     epoch: Optional[int] = None
     in_epoch: Optional[int] = None
     ids: Optional[torch.Tensor] = None
-    #: set in ``before_step``: the sample positions whose trajectory the scheme keeps
+    #: the sample positions whose trajectory the scheme keeps: what every ``keep`` asked for
     capture: Optional[torch.Tensor] = None
     #: set by the loop: what ``scheme.present`` returned (``.trajectory`` when captured)
     presentation: Any = None
@@ -49,6 +50,25 @@ class Step:
     #: set by the loop: the ranks agreed to stop after this step
     stop: bool = False
     finish: Optional[Callable[[torch.Tensor, int], dict]] = field(default=None, repr=False)
+
+    def keep(self, positions: torch.Tensor) -> None:
+        """Ask for the trajectory of these batch positions (in ``before_step``); requests of
+        several observers add up, so none replaces another's."""
+        if self.capture is None or self.capture is positions:
+            self.capture = positions
+        else:
+            self.capture = torch.unique(torch.cat([self.capture, positions]))
+
+    def kept(self, positions: torch.Tensor) -> Optional[dict[str, dict[str, torch.Tensor]]]:
+        """The presentation's trajectory of the positions this observer asked for with
+        :meth:`keep` in this step (``{population: {variable: [len(positions), states, ...]}}``),
+        None when none was kept. Ask only for positions you asked to keep."""
+        trajectory = getattr(self.presentation, "trajectory", None)
+        if trajectory is None or self.capture is positions:
+            return trajectory
+        rows = (self.capture[None, :] == positions[:, None]).int().argmax(1)  # where each position was kept
+        return {pop: {var: t.index_select(0, rows) for var, t in variables.items()}
+                for pop, variables in trajectory.items()}
 
     def metrics(self) -> dict[str, float]:
         """The batch's metrics (``loss``, ``accuracy``, ...) of the network's prediction
@@ -96,7 +116,7 @@ class Observer:
         """A run begins (``loop.run_dir`` exists on rank 0)."""
 
     def before_step(self, loop, step: Step) -> None:
-        """A batch is about to be presented; may set ``step.capture``."""
+        """A batch is about to be presented; may ask for a trajectory with ``step.keep``."""
 
     def after_step(self, loop, step: Step) -> None:
         """The step is done: the update is applied, ``step.presentation`` holds the presentation."""

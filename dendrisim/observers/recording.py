@@ -73,12 +73,17 @@ class Recording(Observer):
             return last - 1
         return last
 
+    #: whether the step under way keeps the recorded samples' trajectory (asked in before_step)
+    capturing = False
+
     def before_step(self, loop, step: Step) -> None:
+        self.capturing = False
         if step.epoch is None or self.recorder is None or not loop.scheme.trace_steps:
             return
         # keep a recorded step's trajectory
         if self.recorder.due(step.number, step.size, epoch_end=step.in_epoch == self.epoch_end_step(loop)):
-            step.capture = self.recorder.positions
+            step.keep(self.recorder.positions)
+            self.capturing = True
 
     def after_step(self, loop, step: Step) -> None:
         if step.epoch is None or self.recorder is None:
@@ -86,7 +91,7 @@ class Recording(Observer):
         # the state is this batch's (the epoch-end one: before evaluation)
         self.recorder.after_step(step.number, step.epoch, step.ids,
                                  epoch_end=step.in_epoch == self.epoch_end_step(loop),
-                                 trajectory=step.presentation.trajectory)
+                                 trajectory=step.kept(self.recorder.positions) if self.capturing else None)
         self.check(loop)
 
     def check(self, loop) -> None:
