@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from dendrisim.reference import reference
+from test_readme import python_blocks
 
 REPO = Path(__file__).resolve().parent.parent
 DOCS = REPO / "docs"
@@ -99,16 +100,7 @@ def test_the_readme_stays_short_and_points_to_the_docs():
 
 
 def blocks(page: Path, language: str) -> list[str]:
-    found, inside, lines = [], False, []
-    for line in page.read_text().splitlines():
-        if line.strip() == f"```{language}":
-            inside, lines = True, []
-        elif inside and line.strip() == "```":
-            inside = False
-            found.append("\n".join(lines))
-        elif inside:
-            lines.append(line)
-    return found
+    return python_blocks(page.read_text(), language)
 
 
 def test_the_python_blocks_of_the_docs_pages_run(tmp_path):

@@ -128,9 +128,11 @@ def test_one_population_follows_the_closed_form_exponential_relaxation():
     assert 1.8 < errors[0] / errors[1] < 2.2 and 1.8 < errors[1] / errors[2] < 2.2, errors
 
 
-def test_a_small_network_matches_scipy_solve_ivp_to_first_order_in_dt():
-    """The same equations written out independently in numpy, integrated by solve_ivp
-    (RK45, tight tolerances): dendrisim's forward Euler is within O(dt) of it."""
+def errors_against_solve_ivp(mode: str, *, rtol: float = 1e-11, atol: float = 1e-13) -> list[float]:
+    """The outside integrator: a small network's equations written out independently in
+    numpy and integrated by solve_ivp (RK45, tolerances ``rtol``/``atol``), against the
+    settling scheme ``mode`` at dt = 0.1, 0.05, 0.025; the largest difference of the somata
+    at T for each dt. Also used by tests/test_schemes.py (a midpoint scheme)."""
     from scipy.integrate import solve_ivp
 
     spec = mlp([6, 5], "tanh", "softmax", "dll")
@@ -178,10 +180,10 @@ def test_a_small_network_matches_scipy_solve_ivp_to_first_order_in_dt():
     u2 = a * (np.tanh(u1) @ W[names[1]][0].T + W[names[1]][1])
     u3 = a * (np.tanh(u2) @ W[names[2]][0].T + W[names[2]][1])
     y0 = np.concatenate([u1.ravel(), u2.ravel(), u3.ravel()])
-    exact = solve_ivp(rhs, (0, T), y0, method="RK45", rtol=1e-11, atol=1e-13).y[:, -1]
+    exact = solve_ivp(rhs, (0, T), y0, method="RK45", rtol=rtol, atol=atol).y[:, -1]
     errors = []
     for dt in (0.1, 0.05, 0.025):
-        spec["dynamics"] = {"mode": "euler", "dt": dt, "steps": round(T / dt), "tau": tau, "g_leak": g_l,
+        spec["dynamics"] = {"mode": mode, "dt": dt, "steps": round(T / dt), "tau": tau, "g_leak": g_l,
                             "g_basal": g_b, "g_apical": g_a}
         exp = model([], base=spec)
         net, rule = build(exp, input_shape=(5,), output_size=3)
@@ -190,7 +192,14 @@ def test_a_small_network_matches_scipy_solve_ivp_to_first_order_in_dt():
         net(x)
         present(net, rule, t, exp)
         ours = np.concatenate([net.populations[n].soma.numpy().ravel() for n in ("h1", "h2", "out")])
-        errors.append(np.abs(ours - exact).max())
+        errors.append(float(np.abs(ours - exact).max()))
+    return errors
+
+
+def test_a_small_network_matches_scipy_solve_ivp_to_first_order_in_dt():
+    """The same equations written out independently in numpy, integrated by solve_ivp
+    (RK45, tight tolerances): dendrisim's forward Euler is within O(dt) of it."""
+    errors = errors_against_solve_ivp("euler")
     assert errors[-1] < 5e-3, errors
     assert 1.7 < errors[0] / errors[1] < 2.3 and 1.7 < errors[1] / errors[2] < 2.3, errors
 

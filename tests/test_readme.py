@@ -25,10 +25,11 @@ def test_readme_names_every_registered_rule():
         assert f"`{name}`" in text
 
 
-def python_blocks(text: str) -> list[str]:
+def python_blocks(text: str, language: str = "python") -> list[str]:
+    """The fenced code blocks of ``language`` in a Markdown text (tests/test_docs.py reads pages with it)."""
     blocks, inside, lines = [], False, []
     for line in text.splitlines():
-        if line.strip() == "```python":
+        if line.strip() == f"```{language}":
             inside, lines = True, []
         elif inside and line.strip() == "```":
             inside = False

@@ -20,6 +20,7 @@ import pytest
 import torch
 
 from conftest import MLP, build, model, present
+from test_dynamics import mlp as dynamics_mlp
 from dendrisim.builder import build_scheme, scheme_refusal
 from dendrisim.config.schema import DynamicsConfig
 from dendrisim.errors import ConfigError
@@ -119,15 +120,8 @@ def midpoint():
 
 
 def mlp(hidden: list[int], rule: str, out_act: str = "softmax") -> dict:
-    spec = copy.deepcopy(MLP)
-    names = [f"h{i + 1}" for i in range(len(hidden))]
-    spec["populations"] = {"input": {"type": "input", "size": "auto"},
-                           **{n: {"size": s, "activation": "tanh"} for n, s in zip(names, hidden)},
-                           "out": {"size": "auto", "activation": out_act}}
-    chain = ["input", *names, "out"]
-    spec["projections"] = [{"from": a, "to": b, "init": {"normal": {"std": 0.3}}} for a, b in zip(chain, chain[1:])]
-    spec["plasticity"] = {"rule": rule, **({"feedback_init": {"normal": {"std": 0.3}}} if rule != "bp" else {})}
-    return spec
+    """tests/test_dynamics.py's MLP with tanh hidden populations."""
+    return dynamics_mlp(hidden, "tanh", out_act, rule)
 
 
 def settle(spec: dict, mode: str, dynamics: dict, x, t, state=None):
@@ -214,70 +208,11 @@ def test_midpoint_settles_at_the_fixed_point_of_euler(midpoint, rule):
 
 
 def midpoint_errors_against_solve_ivp(mode: str) -> list[float]:
-    """``tests/test_dynamics.py``'s outside integrator: the same equations written out in
-    numpy and integrated by solve_ivp (RK45, tight tolerances), against ``mode`` at dt =
-    0.1, 0.05, 0.025; the largest difference of the somata at T."""
-    from scipy.integrate import solve_ivp
+    """``tests/test_dynamics.py``'s outside integrator (solve_ivp of the same equations, at
+    tighter tolerances, since the midpoint error is smaller) against ``mode``."""
+    from test_dynamics import errors_against_solve_ivp
 
-    spec = mlp([6, 5], "dll")
-    spec["plasticity"]["sigma"] = 0.8
-    torch.manual_seed(3)
-    x = torch.randn(3, 5, dtype=torch.float64)
-    t = torch.eye(3, dtype=torch.float64)[[0, 2, 1]]
-    g_l, g_b, g_a, tau, T = 0.1, 1.0, 0.4, 1.5, 3.0
-    base_net, base_rule = build(model([], base=spec), input_shape=(5,), output_size=3)
-    W = {n: (p.weight.detach().numpy(), p.bias.detach().numpy()) for n, p in base_net.projections.items()}
-    theta = {n: th.detach().numpy() for n, th in base_rule.theta.items()}
-    X, Tt = x.numpy(), t.numpy()
-    g = g_l + g_b + g_a
-    a, lam, gain = g_b / g, g_a / g, 1 / 0.8**2
-    sizes = [6, 5, 3]
-    names = ["input->h1", "h1->h2", "h2->out"]
-
-    def softmax(z):
-        z = np.exp(z - z.max(1, keepdims=True))
-        return z / z.sum(1, keepdims=True)
-
-    def unpack(y):
-        out, i = [], 0
-        for n in sizes:
-            out.append(y[i:i + 3 * n].reshape(3, n))
-            i += 3 * n
-        return out
-
-    def rhs(_, y):
-        u1, u2, u3 = unpack(y)
-        vb1 = X @ W[names[0]][0].T + W[names[0]][1]
-        vb2 = np.tanh(u1) @ W[names[1]][0].T + W[names[1]][1]
-        vb3 = np.tanh(u2) @ W[names[2]][0].T + W[names[2]][1]
-        e3 = (u3 - a * vb3) / lam                    # canonical softmax output
-        va3 = Tt - softmax(a * vb3)
-        e2 = (np.tanh(u2) - np.tanh(a * vb2)) / lam
-        va2 = gain * e3 @ theta["h2->out"].T
-        va1 = gain * e2 @ theta["h1->h2"].T
-        du = [(-g_l * u + g_b * (vb - u) + g_a * (va - u)) / tau for u, vb, va in
-              ((u1, vb1, va1), (u2, vb2, va2), (u3, vb3, va3))]
-        return np.concatenate([d.ravel() for d in du])
-
-    vb1 = X @ W[names[0]][0].T + W[names[0]][1]
-    u1 = a * vb1
-    u2 = a * (np.tanh(u1) @ W[names[1]][0].T + W[names[1]][1])
-    u3 = a * (np.tanh(u2) @ W[names[2]][0].T + W[names[2]][1])
-    y0 = np.concatenate([u1.ravel(), u2.ravel(), u3.ravel()])
-    exact = solve_ivp(rhs, (0, T), y0, method="RK45", rtol=1e-12, atol=1e-14).y[:, -1]
-    errors = []
-    for dt in (0.1, 0.05, 0.025):
-        spec["dynamics"] = {"mode": mode, "dt": dt, "steps": round(T / dt), "tau": tau, "g_leak": g_l,
-                            "g_basal": g_b, "g_apical": g_a}
-        exp = model([], base=spec)
-        net, rule = build(exp, input_shape=(5,), output_size=3)
-        net.load_state_dict(base_net.state_dict())
-        rule.load_state_dict(base_rule.state_dict())
-        net(x)
-        present(net, rule, t, exp)
-        ours = np.concatenate([net.populations[n].soma.numpy().ravel() for n in ("h1", "h2", "out")])
-        errors.append(float(np.abs(ours - exact).max()))
-    return errors
+    return errors_against_solve_ivp(mode, rtol=1e-12, atol=1e-14)
 
 
 def test_midpoint_matches_scipy_solve_ivp_to_second_order_in_dt(midpoint):
