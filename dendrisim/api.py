@@ -22,6 +22,7 @@ from typing import Callable, Iterable, Optional, Union
 import torch
 
 from .builder import load_experiment
+from .bundled import resolve_model
 from .config.loader import Experiment
 from .observers import Observer
 from .tasks.base import Split
@@ -30,8 +31,11 @@ from .training import Trainer as _LoopTrainer
 
 
 def load(path: Union[str, Path, dict], overrides: Optional[Iterable[str]] = None) -> Experiment:
-    """A validated experiment from a model file (or a mapping); ``overrides`` are
-    ``"key.path=value"`` strings, as ``--set`` takes them."""
+    """A validated experiment from a model file, a bundled model's name (``"dll_mlp_digits"``,
+    as ``dendrisim run`` takes it) or a mapping; ``overrides`` are ``"key.path=value"``
+    strings, as ``--set`` takes them."""
+    if isinstance(path, (str, Path)):
+        path = resolve_model(path)
     return load_experiment(path, list(overrides or ()))
 
 

@@ -116,3 +116,16 @@ def test_a_trainer_never_replaces_another_run_unless_asked(tmp_path):
     with pytest.raises(RunDirError, match="already holds a run"):
         trainer(out, "recording.enabled=false").fit()
     assert trainer(out, "recording.enabled=false", overwrite=True).fit()["epochs"] == 1
+
+
+def test_load_takes_a_bundled_models_name_as_dendrisim_run_does(tmp_path, monkeypatch):
+    """From any folder, ``dendrisim.load("dll_mlp_digits")`` is the bundled file; a bare name
+    that is neither a file nor a bundled model lists the bundled ones."""
+    from dendrisim.errors import ConfigError
+
+    monkeypatch.chdir(tmp_path)
+    exp = dendrisim.load("dll_mlp_digits", ["training.epochs=1"])
+    assert exp.config.name == "dll_mlp_digits" and exp.config.training.epochs == 1
+    assert dendrisim.load("dll_mlp_digits.yaml").config.name == "dll_mlp_digits"
+    with pytest.raises(ConfigError, match="neither a model file nor a bundled model; bundled models: .*dll_mlp_digits"):
+        dendrisim.load("no_such_model")
