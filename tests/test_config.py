@@ -27,7 +27,7 @@ def test_unknown_nested_key_names_the_path():
 
 def test_bad_compartment_lists_choices():
     msg = bad("projections.1.compartment=apicl")
-    assert msg == "test.yaml: projections[1].compartment: 'apicl' is not one of basal, apical"
+    assert msg == "test.yaml: projections[1].compartment: 'apicl' is not one of basal, apical, soma"
 
 
 def test_apical_projection_is_refused_with_reason():

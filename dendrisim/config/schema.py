@@ -29,30 +29,38 @@ def opt(default: Any = None, doc: str = "", **meta: Any) -> Any:
 
 @dataclass(frozen=True)
 class PopulationConfig:
-    type: Literal["input", "pyramidal"] = opt("pyramidal", "input (clamped data) or pyramidal")
-    size: Optional[Size] = opt(None, "number of neurons, or auto (taken from the task)", le=MAX_NEURONS)
+    type: Literal["input", "pyramidal", "interneuron"] = opt(
+        "pyramidal", "input (clamped data), pyramidal (soma, basal and apical compartments) or interneuron (soma and "
+                     "dendrite; nudged one to one by the population it predicts through a compartment: soma projection)")
+    size: Optional[Size] = opt(None, "number of neurons, or auto (taken from the task; an interneuron population's from "
+                                     "the population that nudges it)", le=MAX_NEURONS)
     shape: Optional[tuple[int, ...]] = opt(None, "shape of one sample, e.g. [1, 28, 28] (instead of size)")
     channels: Optional[int] = opt(
         None, "feature maps of a population fed by conv2d projections; height and width follow from them", gt=0,
         le=MAX_NEURONS)
-    activation: str = opt("tanh", "tanh, sigmoid, relu, leaky_relu, linear or softmax (output only)")
+    activation: str = opt("tanh", "tanh, sigmoid, relu, leaky_relu, linear or softmax (output only); interneurons also "
+                                  "take auto: the activation of the population that nudges them")
 
 
 Pair = Union[int, tuple[int, ...]]
-CONNECTIVITIES = ("dense", "conv2d", "maxpool", "avgpool", "embedding")
+CONNECTIVITIES = ("dense", "conv2d", "maxpool", "avgpool", "embedding", "one_to_one")
 
 
 @dataclass(frozen=True)
 class ProjectionConfig:
     source: str = req("presynaptic population", key="from")
     target: str = req("postsynaptic population", key="to")
-    compartment: Literal["basal", "apical"] = opt("basal", "compartment of the target it drives")
+    compartment: Literal["basal", "apical", "soma"] = opt(
+        "basal", "compartment of the target it drives: basal (the feedforward graph), apical (explicit top-down input "
+                 "from a population above, or lateral input from interneurons; adds to what the rule feeds back) or "
+                 "soma (nudging of an interneuron by the population it predicts: one to one, no weights)")
     kind: Literal["feedforward", "recurrent"] = opt(
         "feedforward", "feedforward (same time step) or recurrent (the source's rate one time step earlier; "
         "feedback pathways are built by the rule)")
-    connectivity: Literal["dense", "conv2d", "maxpool", "avgpool", "embedding"] = opt(
-        "dense", "dense (all to all; flattens a spatial source), conv2d, maxpool, avgpool (fixed, no weights) "
-        "or embedding (token ids -> the task's word vectors)")
+    connectivity: Literal["dense", "conv2d", "maxpool", "avgpool", "embedding", "one_to_one"] = opt(
+        "dense", "dense (all to all; flattens a spatial source), conv2d, maxpool, avgpool (fixed, no weights), "
+        "embedding (token ids -> the task's word vectors) or one_to_one (neuron i to neuron i, no weights: the "
+        "somatic nudging of interneurons; implied by compartment: soma)")
     kernel: Optional[Union[int, tuple[Union[int, Literal["full"]], ...], Literal["global"]]] = opt(
         None, "conv2d/pool kernel: k or [kh, kw], where an extent may be full (the source map's whole height or "
               "width, e.g. [3, full] over word vectors of any width); pools also take global (the whole map)")
@@ -146,6 +154,22 @@ class AlignmentConfig:
 
 
 @dataclass(frozen=True)
+class PhaseConfig:
+    """One phase of training: a run of epochs with the teacher on or off and its own learning."""
+
+    epochs: int = req("epochs in this phase", ge=1)
+    name: str = opt("", "the phase's name in logs, metrics and recordings (default: phase0, phase1, ...)")
+    teacher: bool = opt(True, "whether the output is nudged toward the target (false: a free phase, e.g. the "
+                              "microcircuit's self-predicting phase)")
+    learn: Optional[tuple[str, ...]] = opt(
+        None, "the projections ('a->b') that learn in this phase (default: every learnable projection); the others "
+              "keep their weights and optimizer state")
+    lr: Optional[float] = opt(None, "the optimizer's base learning rate in this phase (default: optimizer.lr)", gt=0)
+    lr_scale: dict[str, float] = opt(
+        {}, "'a->b' -> learning-rate multiplier in this phase (replaces the projection's own lr_scale)")
+
+
+@dataclass(frozen=True)
 class TrainingConfig:
     epochs: int = opt(10, "number of passes over the training set", ge=1)
     seed: int = opt(0, "seed of every random number generator", ge=0, le=2**32 - 1)
@@ -158,6 +182,9 @@ class TrainingConfig:
         None, "measure each projection's update against exact backprop on a probe batch (see below)")
     guard_every: int = opt(10, "check compartments, updates and weights for NaN/Inf every N steps (0: never)", ge=0)
     checkpoint_every: Optional[int] = opt(None, "also checkpoint every N steps (always at epoch ends and on a stop)", ge=1)
+    phases: tuple[PhaseConfig, ...] = opt(
+        (), "train in phases, one after another (epochs then is their sum): each with its epochs, teacher on or off, "
+            "the projections that learn and learning rates (see below)")
 
 
 @dataclass(frozen=True)
@@ -191,6 +218,8 @@ class CompartmentConfig:
     g_leak: Optional[float] = opt(None, "leak conductance g_L of this population", ge=0)
     g_basal: Optional[float] = opt(None, "basal-to-soma coupling g_B of this population", gt=0)
     g_apical: Optional[float] = opt(None, "apical-to-soma coupling g_A of this population", gt=0)
+    g_dendrite: Optional[float] = opt(None, "interneurons: dendrite-to-soma coupling g_D of this population", gt=0)
+    g_som: Optional[float] = opt(None, "interneurons: somatic nudging conductance g_som of this population", gt=0)
 
 
 @dataclass(frozen=True)
@@ -208,11 +237,15 @@ class DynamicsConfig:
     g_leak: float = opt(0.0, "euler: leak conductance g_L (attenuates the forward drive by g_B/(g_L+g_B+g_A))", ge=0)
     g_basal: float = opt(1.0, "euler: basal-to-soma coupling g_B", gt=0)
     g_apical: float = opt(0.05, "euler: apical-to-soma coupling g_A; the nudging λ = g_A/(g_L+g_B+g_A)", gt=0)
+    g_dendrite: float = opt(1.0, "euler: interneurons' dendrite-to-soma coupling g_D", gt=0)
+    g_som: float = opt(0.8, "euler: interneurons' somatic nudging conductance g_som (toward the population they "
+                            "predict); the interneuron's nudging λ_I = g_som/(g_L+g_D+g_som)", gt=0)
     record_every: int = opt(1, "euler: record every k-th step of a presentation (and always its last)", ge=1)
     plasticity: Literal["settled", "online"] = opt(
         "settled", "euler: updates from the settled end of the presentation, or online: averaged over its steps")
     populations: dict[str, CompartmentConfig] = opt(
-        {}, "euler: per-population tau, g_leak, g_basal, g_apical, e.g. {out: {g_apical: 0.05}}")
+        {}, "euler: per-population tau, g_leak, g_basal, g_apical (pyramidal), g_dendrite, g_som "
+            "(interneurons), e.g. {out: {g_apical: 0.05}}")
 
 
 @dataclass(frozen=True)
