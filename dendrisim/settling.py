@@ -160,11 +160,12 @@ class SettlingScheme:
     def __init__(self, config: DynamicsConfig):
         self.config = config
 
-    def present(self, network, rule: Rule, target: torch.Tensor, *,
+    def present(self, network, rule: Rule, target: Optional[torch.Tensor], *,
                 capture: Optional[torch.Tensor] = None) -> Presentation:
         """Present the batch the forward pass has just clamped: settle every compartment for
         ``target`` and leave ``rule``'s updates in ``.grad`` (none while ``network.plastic`` is
-        off). ``capture``: batch positions whose trajectory to return (schemes with
+        off). ``target`` None: no teacher (a phase with ``teacher: false``), the output is
+        not nudged. ``capture``: batch positions whose trajectory to return (schemes with
         ``trace_steps``). No autograd graph is built."""
         if not self.runs_relaxation and (rule.relaxation is not None or rule.relax is not None):
             raise ValueError(f"settling scheme {type(self).__name__} runs no relaxation, but the rule declares one "
@@ -188,7 +189,11 @@ class SteadyState(SettlingScheme):
 
     runs_relaxation = True
 
-    def _present(self, network, rule: Rule, target: torch.Tensor, capture: Optional[torch.Tensor]) -> Presentation:
+    def _present(self, network, rule: Rule, target: Optional[torch.Tensor], capture: Optional[torch.Tensor]
+                 ) -> Presentation:
+        if target is None:
+            # no teacher: the output's target is what it already says, so every error is zero
+            target = network.target = free_target(network)
         if rule.relaxation is not None:
             iterations, converged = relax(network, rule, target)
             rule.relaxed(iterations, converged)
@@ -430,14 +435,21 @@ def _split_drive(network, name: str, moving: set) -> tuple[Optional[torch.Tensor
     return basal_drive(incoming[:n], rates), incoming[n:]
 
 
+def free_target(network) -> torch.Tensor:
+    """The target that teaches nothing: the output's own rate (at the readout steps of a
+    recurrent network), so ``t − r = 0``. How the steady scheme presents without a teacher."""
+    rate = network.output.rate
+    return (rate[network.readout] if network.sequential else rate).clone()
+
+
 @contextmanager
-def presenting(network, target: torch.Tensor) -> Iterator[None]:
+def presenting(network, target: Optional[torch.Tensor]) -> Iterator[None]:
     """``network.target`` holds the output's target for the length of one presentation, so a
     rule's hooks (``apical_input``) may read it: of the output's shape (``[batch, *out.shape]``;
-    in a recurrent network ``[readout steps, batch, *out.shape]``); None again afterwards,
-    whatever happens."""
+    in a recurrent network ``[readout steps, batch, *out.shape]``), None when there is no
+    teacher; None again afterwards, whatever happens."""
     out = network.output
-    network.target = target if network.sequential else target.view_as(out.rate)
+    network.target = target if network.sequential or target is None else target.view_as(out.rate)
     try:
         yield
     finally:

@@ -11,7 +11,7 @@ projection's name.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterable, Optional
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional
 
 import networkx as nx
 import torch
@@ -24,6 +24,7 @@ from ..projections import apical_sum
 
 if TYPE_CHECKING:
     from ..config.loader import Experiment
+    from ..config.schema import PopulationConfig, ProjectionConfig
     from ..network import Network
     from ..populations import PyramidalPopulation
     from ..projections import Projection
@@ -93,6 +94,27 @@ class PlasticityRule(nn.Module):
     per_projection: bool = True
     #: options that a tuner may search, with their ranges (see ``compare_rules.py --tune``)
     tunables: dict[str, tuple] = {}
+    #: whether the rule carries the errors of its projections' targets back to their sources'
+    #: apical dendrites (False: the microcircuit's synapse models, whose apical input comes
+    #: through explicit apical projections instead)
+    carries_feedback: bool = True
+
+    @classmethod
+    def serves(cls, proj: "ProjectionConfig", populations: Mapping[str, "PopulationConfig"]) -> Optional[str]:
+        """None when the rule can govern the projection ``proj`` of a model whose populations
+        are ``populations``; otherwise what it does govern, as a phrase for the error the
+        builder raises (which names the file, the field and the rules that can). By default:
+        basal projections into pyramidal populations."""
+        if proj.compartment != "basal" or populations[proj.target].type != "pyramidal":
+            return "it governs basal projections into pyramidal populations"
+        return None
+
+    @classmethod
+    def default_for(cls, proj: "ProjectionConfig", populations: Mapping[str, "PopulationConfig"]) -> bool:
+        """Whether the rule governs ``proj`` when its model names no rule for it and the
+        top-level rule does not serve it (the microcircuit's synapse models: apical and
+        interneuron projections). At most one registered rule says so for any projection."""
+        return False
 
     def __init__(self, network: "Network", options: RuleOptions, *, projections: Optional[Iterable[str]] = None):
         """``projections``: the names of the projections this rule governs (how they learn and
