@@ -22,10 +22,13 @@ def build_graph(config: ModelConfig) -> nx.DiGraph:
 
 
 def feedforward_graph(graph: nx.DiGraph) -> nx.DiGraph:
-    """The graph without its recurrent (delayed) projections; it must be acyclic."""
+    """The feedforward graph: the basal projections that are not recurrent (delayed); it must
+    be acyclic. Apical and somatic projections (a microcircuit's top-down, lateral and
+    nudging input) are not in it: they may close loops."""
     ff = nx.DiGraph()
     ff.add_nodes_from(graph.nodes(data=True))
-    ff.add_edges_from((u, v, d) for u, v, d in graph.edges(data=True) if d["config"].kind == "feedforward")
+    ff.add_edges_from((u, v, d) for u, v, d in graph.edges(data=True)
+                      if d["config"].kind == "feedforward" and d["config"].compartment == "basal")
     return ff
 
 
