@@ -146,7 +146,11 @@ def runs_under(rule_cls, scheme_cls: type[SettlingScheme]) -> bool:
     """Whether a scheme can present batches to a rule. The rule declares what it needs: one
     that speaks only the ``Rule`` protocol runs under every scheme; one with a relaxation of
     its own (pc's declared ``relaxation``, or a plugin's ``relax``) needs a scheme that runs it
-    (``runs_relaxation``: steady)."""
+    (``runs_relaxation``: steady); one whose updates are the soma's mismatch with its dendrite
+    (``needs_compartments``: the microcircuit's synapse models) needs a scheme that simulates
+    the compartments (``simulates_compartments``: euler)."""
+    if rule_cls.needs_compartments and not scheme_cls.simulates_compartments:
+        return False
     return not (rule_cls.relaxes or rule_cls.relax is not None) or scheme_cls.runs_relaxation
 
 

@@ -87,6 +87,10 @@ class PlasticityRule(nn.Module):
     #: whether the rule declares a relaxation of its own (pc: its parameters in :attr:`relaxation`),
     #: which only settling schemes that run one (``runs_relaxation``: steady) can present
     relaxes: bool = False
+    #: whether the rule's updates need simulated compartments (the microcircuit's synapse models:
+    #: a soma's mismatch with its dendrite, zero where soma = basal), which only settling schemes
+    #: that simulate them (``simulates_compartments``: euler) provide
+    needs_compartments: bool = False
     #: why the schemes that cannot serve the rule are refused (``--check`` and the error say it)
     settling_note: str = ""
     #: whether the rule can govern some projections of a network and leave others to other
