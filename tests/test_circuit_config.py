@@ -392,3 +392,48 @@ def test_phases_work_without_a_circuit():
     experiment = model(["training.phases=[{epochs: 1, learn: [h2->out]}, {epochs: 2}]", "training.epochs=3"])
     assert experiment.config.training.epochs == 3
     assert [p.name for p in experiment.config.training.phases] == ["phase0", "phase1"]
+
+
+# ----- --check -----------------------------------------------------------------------------
+
+def test_check_lists_apical_and_somatic_projections_and_their_loops():
+    from dendrisim.inspect import circuit_lines
+
+    lines = circuit_lines(circuit("projections.3.learnable=true"))
+    assert lines[:4] == ["apical and somatic projections (may close loops):",
+                         "  out->h1 apical top-down, learnable (mc_topdown)",
+                         "  i1->h1 apical lateral (mc_lateral)",
+                         "  out->i1 soma nudging one-to-one, g_som 0.8"]
+    assert lines[4] == "  loops: h1 -> i1 -> h1; h1 -> out -> h1; h1 -> out -> i1 -> h1"
+    assert circuit_lines(circuit())[1] == "  out->h1 apical top-down, fixed (mc_topdown)"
+    assert circuit_lines(model()) == []
+
+
+def test_check_lists_the_phases():
+    from dendrisim.inspect import phase_lines
+
+    assert phase_lines(circuit("training.phases.0.lr=0.03")) == [
+        "phases (2, 5 epochs in all):",
+        "  self_predicting: epochs 1-2; teacher off; learn h1->i1, i1->h1; lr 0.03",
+        "  learning: epochs 3-5; teacher on; learn every learnable projection; lr_scale i1->h1 x0.05"]
+    steady = model(["training.phases=[{epochs: 1, teacher: false}, {epochs: 1}]", "training.epochs=2"])
+    assert phase_lines(steady)[1] == ("  phase0: epoch 1; teacher off (under mode steady every update is then zero); "
+                                      "learn every learnable projection")
+    assert phase_lines(model()) == []
+
+
+def _network_builds_circuits() -> bool:
+    from dendrisim.network import Network
+
+    return hasattr(Network, "interneurons")
+
+
+@pytest.mark.skipif(not _network_builds_circuits(), reason="describe builds the network on the meta device: needs "
+                    "the network that builds interneurons and apical/soma projections (helper B, issue 23); unskip "
+                    "after merging")
+def test_describe_shows_the_circuit_block():
+    from dendrisim.inspect import describe
+
+    text = describe(circuit())
+    assert "apical and somatic projections (may close loops):\n  out->h1 apical top-down, fixed (mc_topdown)" in text
+    assert "h1 -> out -> h1" in text and "  self_predicting: epochs 1-2; teacher off" in text
