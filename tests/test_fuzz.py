@@ -354,7 +354,7 @@ def test_the_fuzzers_generate_circuits_and_phases_that_load():
     (the microcircuit's synapse models stood in where the package lacks them)."""
     seen = set()
 
-    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), database=None, derandomize=True)
     @given(model_files())
     def loads(data):
         exp = load(data)
