@@ -21,8 +21,8 @@ from typing import Callable, Iterable, Optional
 
 import torch
 
-from .config.graph import validate
-from .config.loader import Experiment, read_model
+from .config.graph import is_circuit, validate
+from .config.loader import Experiment, imply_learnable, read_model, resolve_phases
 from .config.parse import parse, yaml_key
 from .config.schema import ModelConfig
 from . import memory
@@ -40,19 +40,88 @@ def load_experiment(source: str | Path | dict, overrides: Iterable[str] = (), *,
     """Read, override and check a model file (a path or an already-loaded mapping)."""
     load_entry_points()  # rules of installed packages, once per process
     data, file = read_model(source, overrides, file=file)
-    config = parse(ModelConfig, data, file=file)
+    config = imply_learnable(parse(ModelConfig, data, file=file))
     task = _task_options(config, file)
     rule, notes = rule_options(config.plasticity, file=file, path="plasticity")
     scheme = check_scheme(config, file=file)
     graph = validate(config, file=file, simulated=scheme.simulates_compartments)
+    config = resolve_phases(config, data, file=file)
+    check_circuit_scheme(config, scheme, file=file)
     per_projection = {proj.name: projection_rule(proj.plasticity, file=file, path=f"projections[{i}].plasticity")
                       for i, proj in enumerate(config.projections) if proj.plasticity is not None}
+    per_projection.update(default_rules(config, rule, per_projection, file=file))
     experiment = Experiment(config=config, task=task, rule=rule, file=file, notes=tuple(notes),
                             projection_rules=per_projection, simulated=scheme.simulates_compartments)
     check_mix(experiment)
     for options in {id(o): o for o in [rule, *per_projection.values()]}.values():
         check_rule(experiment, graph, options)
     return experiment
+
+
+def check_circuit_scheme(config: ModelConfig, scheme_cls: type[SettlingScheme], *, file: str) -> None:
+    """Refuse apical and soma projections under a settling scheme that runs no circuits (its
+    class attribute ``runs_circuits``), saying why."""
+    if not is_circuit(config) or getattr(scheme_cls, "runs_circuits", False):
+        return
+    runs = [n for n in SCHEMES.names() if getattr(SCHEMES.get(n), "runs_circuits", False)]
+    mode = config.dynamics.mode
+    why = ("steady settles apical inputs by one instant top-down sweep of the rule's errors; a circuit's apical input "
+           "is the rates of the populations above and of interneurons, which move with the somata they feed, so "
+           "its settled state is a nonlinear fixed point that this scheme does not solve" if mode == "steady" else
+           f"scheme {mode} does not simulate apical and somatic projections (runs_circuits is false)")
+    circuit = next(p for p in config.projections if p.compartment != "basal")
+    raise ConfigError(f"mode {mode} cannot run a microcircuit ({circuit.name} is {'an' if circuit.compartment == 'apical' else 'a'} "
+                      f"{circuit.compartment} projection): {why}. Use mode: {' or '.join(runs) or 'euler'}", file=file, path="dynamics.mode")
+
+
+def _kind_of(proj, populations) -> str:
+    """``proj`` as a phrase: 'a basal projection into a pyramidal population'."""
+    article = "an" if proj.compartment == "apical" else "a"
+    ends = (f"from {'an' if populations[proj.source].type in ('input', 'interneuron') else 'a'} "
+            f"{populations[proj.source].type} population" if proj.compartment == "apical" else
+            f"into {'an' if populations[proj.target].type == 'interneuron' else 'a'} "
+            f"{populations[proj.target].type} population")
+    return f"{article} {proj.compartment} projection {ends}"
+
+
+def _serving(proj, populations) -> list[str]:
+    return [n for n in RULES.names() if RULES.get(n).serves(proj, populations) is None]
+
+
+def served_or_error(rule_name: str, proj, populations, *, file: str, path: str) -> None:
+    """A ConfigError when the rule ``rule_name`` cannot govern ``proj`` (its ``serves``)."""
+    reason = RULES.get(rule_name).serves(proj, populations)
+    if reason is None:
+        return
+    serving = _serving(proj, populations)
+    raise ConfigError(
+        f"{rule_name} cannot govern {proj.name}: {reason}; {proj.name} is {_kind_of(proj, populations)}, which "
+        + (f"{', '.join(serving)} serve" if serving else "no registered rule serves"), file=file, path=path)
+
+
+def default_rules(config: ModelConfig, rule, explicit: dict, *, file: str) -> dict:
+    """Projection name -> the options of the rule that governs it by default: for every weighted
+    projection without a plasticity block that the top-level rule does not serve, the registered
+    rule whose ``default_for`` claims it (the microcircuit's synapse models: apical and
+    interneuron projections), with its default options. A ConfigError where none does, and
+    where an explicit projection rule does not serve its projection."""
+    pops, chosen, options = config.populations, {}, {}
+    for i, proj in enumerate(config.projections):
+        if proj.compartment == "soma":
+            continue  # weightless, like pools: no rule
+        if proj.name in explicit:
+            served_or_error(explicit[proj.name].rule, proj, pops, file=file, path=f"projections[{i}].plasticity.rule")
+            continue
+        if RULES.get(rule.rule).serves(proj, pops) is None:
+            continue
+        defaults = [n for n in RULES.names() if RULES.get(n).default_for(proj, pops)]
+        if not defaults:
+            served_or_error(rule.rule, proj, pops, file=file, path="plasticity.rule")
+        name = defaults[0]
+        if name not in options:
+            options[name] = parse(RULES.get(name).Options, {"rule": name}, file=file, path=f"projections[{i}].plasticity")
+        chosen[proj.name] = options[name]
+    return chosen
 
 
 def projection_rule(data, *, file: str, path: str):

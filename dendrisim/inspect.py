@@ -1,11 +1,18 @@
 """Check a model file without data or training, and describe what it builds."""
 from __future__ import annotations
 
+from itertools import islice
 from typing import Optional
 
+import networkx as nx
+
 from .builder import DataSpec, build_model, build_scheme
+from .config.graph import INTERNEURON_CONSTANTS, build_graph, compartment_constants
 from .config.loader import Experiment
 from .tasks import TASKS
+
+#: the most loops ``--check`` lists
+MAX_LOOPS = 10
 
 
 def describe(experiment: Experiment, *, data_root: Optional[str] = None) -> str:
@@ -21,6 +28,7 @@ def describe(experiment: Experiment, *, data_root: Optional[str] = None) -> str:
     lines += [f"  {line}" for line in rule.feedback_pathway(net)] or ["  (no hidden populations)"]
     scheme = build_scheme(experiment)
     lines += scheme.describe(net)
+    lines += circuit_lines(experiment) + phase_lines(experiment)
     learnable = sum(p.numel() for proj in net.learnable_projections() for p in proj.parameters_to_learn())
     frozen = sum(p.numel() for p in net.parameters()) - learnable
     rule_learn = sum(p.numel() for p in rule.parameters() if p.requires_grad)
@@ -44,3 +52,53 @@ def describe(experiment: Experiment, *, data_root: Optional[str] = None) -> str:
         lines.append(f"recording: about {est['bytes'] / 2**20:,.1f} MiB at most ({est['records']} records, "
                      f"{est['weight_records']} projection records), budget {cfg.recording.max_gib} GiB")
     return "\n".join(lines)
+
+
+def circuit_lines(experiment: Experiment) -> list[str]:
+    """The apical and somatic projections, one line each with their role and synapse model,
+    and the loops they close in the full graph (at most :data:`MAX_LOOPS`); none without them."""
+    cfg = experiment.config
+    pops = cfg.populations
+    explicit = [p for p in cfg.projections if p.compartment != "basal"]
+    if not explicit:
+        return []
+    lines = ["apical and somatic projections (may close loops):"]
+    for proj in explicit:
+        if proj.compartment == "soma":
+            g_som = compartment_constants(cfg.dynamics, proj.target, INTERNEURON_CONSTANTS)["g_som"]
+            lines.append(f"  {proj.name} soma nudging one-to-one, g_som {g_som}")
+            continue
+        role = "lateral" if pops[proj.source].type == "interneuron" else "top-down"
+        learns = "" if role == "lateral" and proj.is_learnable else (", learnable" if proj.is_learnable else ", fixed")
+        lines.append(f"  {proj.name} apical {role}{learns} ({experiment.rule_of(proj.name).rule})")
+    order = {name: i for i, name in enumerate(pops)}
+    loops, found = [], list(islice(nx.simple_cycles(build_graph(cfg)), MAX_LOOPS + 1))
+    for cycle in found[:MAX_LOOPS]:
+        start = min(range(len(cycle)), key=lambda i: order[cycle[i]])
+        cycle = cycle[start:] + cycle[:start]
+        loops.append(" -> ".join(cycle + cycle[:1]))
+    lines.append(f"  loops{f' (the first {MAX_LOOPS} found)' if len(found) > MAX_LOOPS else ''}: "
+                 + ("; ".join(sorted(loops)) or "none"))
+    return lines
+
+
+def phase_lines(experiment: Experiment) -> list[str]:
+    """``training.phases``, one line each: epochs, teacher, what learns and at which rates."""
+    training = experiment.config.training
+    if not training.phases:
+        return []
+    lines = [f"phases ({len(training.phases)}, {training.epochs} epochs in all):"]
+    first = 1
+    for phase in training.phases:
+        last = first + phase.epochs - 1
+        parts = [f"epochs {first}-{last}" if last > first else f"epoch {first}",
+                 "teacher on" if phase.teacher else "teacher off" + (
+                     "" if experiment.simulated else " (under mode steady every update is then zero)"),
+                 "learn " + (", ".join(phase.learn) if phase.learn is not None else "every learnable projection")]
+        if phase.lr is not None:
+            parts.append(f"lr {phase.lr}")
+        if phase.lr_scale:
+            parts.append("lr_scale " + ", ".join(f"{k} x{v}" for k, v in phase.lr_scale.items()))
+        lines.append(f"  {phase.name}: {'; '.join(parts)}")
+        first = last + 1
+    return lines

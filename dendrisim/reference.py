@@ -11,8 +11,8 @@ import dataclasses
 import typing
 
 from .config.parse import _type_name, yaml_key
-from .config.schema import (AlignmentConfig, CompartmentConfig, DynamicsConfig, EarlyStoppingConfig, ModelConfig, OptimizerConfig, PopulationConfig, ProjectionConfig,
-                     RecordingConfig, TrainingConfig)
+from .config.schema import (AlignmentConfig, CompartmentConfig, DynamicsConfig, EarlyStoppingConfig, ModelConfig, OptimizerConfig, PhaseConfig,
+                            PopulationConfig, ProjectionConfig, RecordingConfig, TrainingConfig)
 
 
 def default_text(f: dataclasses.Field) -> str:
@@ -61,6 +61,7 @@ def reference() -> str:
     parts += [
         table(OptimizerConfig, "optimizer"),
         table(TrainingConfig, "training"),
+        table(PhaseConfig, "training.phases[i]"),
         table(EarlyStoppingConfig, "training.early_stopping"),
         table(AlignmentConfig, "training.alignment"),
         table(RecordingConfig, "recording"),

@@ -26,18 +26,39 @@ def population_shapes(experiment: Experiment, *, input_shape: tuple[int, ...], o
     cfg, file = experiment.config, experiment.file
     ff = feedforward_graph(build_graph(cfg))
     input_name = next(n for n, p in cfg.populations.items() if p.type == "input")
-    output_name = next(n for n in ff if ff.out_degree(n) == 0 and n != input_name)
+    output_name = next(n for n in ff if ff.out_degree(n) == 0 and cfg.populations[n].type == "pyramidal")
     index = {proj.name: i for i, proj in enumerate(cfg.projections)}
     shapes: dict[str, tuple[int, ...]] = {}
     for name in nx.lexicographical_topological_sort(ff):
         pop = cfg.populations[name]
+        if pop.type == "interneuron":
+            continue  # second pass: from the population that nudges it (which may come later)
         if name == input_name:
             shapes[name] = _resolve_shape(name, pop, input_shape, None, file)
         else:
             incoming = [p for p in cfg.projections if p.target == name]
             shapes[name] = _infer_shape(name, pop, incoming, shapes, index, vocabulary,
                                         output_size if name == output_name else None, file)
+    for name, pop in cfg.populations.items():
+        if pop.type == "interneuron":
+            shapes[name] = _interneuron_shape(name, pop, cfg.projections, shapes, index, file)
     return shapes
+
+
+def _interneuron_shape(name: str, pop, projections, shapes, index, file: str) -> tuple[int, ...]:
+    """An interneuron's shape: that of the population that nudges it one to one (the graph
+    check made sure there is exactly one); ``size``/``shape`` must agree with it."""
+    (nudge,) = [p for p in projections if p.target == name and p.compartment == "soma"]
+    source = shapes[nudge.source]
+    n = math.prod(source)
+    through = f"which nudges it one to one through projections[{index[nudge.name]}]"
+    if isinstance(pop.size, int) and pop.size != n:
+        raise ConfigError(f"{pop.size} does not match {nudge.source} ({n} neurons), {through}; write size: auto",
+                          file=file, path=f"populations.{name}.size")
+    if pop.shape is not None and math.prod(pop.shape) != n:
+        raise ConfigError(f"{list(pop.shape)} does not match {nudge.source} ({n} neurons, shape {list(source)}), "
+                          f"{through}; write size: auto", file=file, path=f"populations.{name}.shape")
+    return tuple(pop.shape) if pop.shape is not None else source
 
 
 def _infer_shape(name: str, pop, incoming, shapes, index, vocabulary, classes, file: str) -> tuple[int, ...]:

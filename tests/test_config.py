@@ -30,9 +30,13 @@ def test_bad_compartment_lists_choices():
     assert msg == "test.yaml: projections[1].compartment: 'apicl' is not one of basal, apical, soma"
 
 
-def test_apical_projection_is_refused_with_reason():
-    with pytest.raises(ConfigError, match=r"projections\[1\].compartment: 'apical'.*built by the plasticity rule"):
-        model(["projections.1.compartment=apical"])
+def test_apical_projection_onto_the_output_is_refused_with_reason():
+    # apical projections are allowed since issue 23 (the microcircuit's top-down and lateral input), but only
+    # onto hidden pyramidal populations; the rest of their checks are in test_circuit_config.py
+    with pytest.raises(ConfigError, match=r"projections\[3\].to: 'out' has no apical compartment that takes "
+                                          r"projections: it is the output.*hidden pyramidal populations: h1, h2"):
+        model(["projections=[{from: input, to: h1}, {from: h1, to: h2}, {from: h2, to: out}, "
+               "{from: h1, to: out, compartment: apical}]"])
 
 
 def test_unknown_rule_lists_registered_rules():

@@ -11,8 +11,12 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from test_circuit_config import circuit_parts
+
 from dendrisim.activations import ACTIVATIONS
 from dendrisim.builder import DataSpec, build_model, build_scheme, check_memory, load_experiment, scheme_refusal
+from dendrisim.config.graph import is_circuit
+from dendrisim.config.schema import PopulationConfig, ProjectionConfig
 from dendrisim.errors import ConfigError
 from dendrisim.inspect import describe
 from dendrisim.optim import build_optimizer
@@ -21,10 +25,63 @@ from dendrisim.tasks import TASKS
 
 HIDDEN_ACTS = [a for a in ACTIVATIONS.names() if ACTIVATIONS.get(a).elementwise]
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+#: a basal projection between pyramidal populations: what a top-level rule of a plain network must serve
+_PLAIN = (ProjectionConfig(source="a", target="b"), {"a": PopulationConfig(), "b": PopulationConfig()})
+
+
+def network_rules() -> list[str]:
+    """The registered rules that can be a plain network's top-level rule (the microcircuit's
+    lateral and top-down synapse models serve apical projections only)."""
+    return [n for n in RULES.names() if RULES.get(n).serves(*_PLAIN) is None]
+
+
+def add_circuit(draw, pops: dict, projs: list, chain: list[str], *, wild: bool) -> None:
+    """Interneurons for some hidden populations of ``chain`` (each predicting the population above
+    it, which nudges it one to one), with top-down and lateral apical projections; ``wild``: also
+    sizes that do not match and nudging left out."""
+    hidden = chain[1:-1]
+    for k in sorted(draw(st.sets(st.integers(0, len(hidden) - 1), min_size=1))):
+        low, above, inter = hidden[k], chain[k + 2], f"i{k}"
+        size = "auto" if not wild or draw(st.booleans()) else draw(st.integers(1, 12))
+        pops[inter] = {"type": "interneuron", "size": size,
+                       "activation": draw(st.sampled_from(["auto", *HIDDEN_ACTS]))}
+        projs += [{"from": low, "to": inter},
+                  {"from": above, "to": low, "compartment": "apical", **(
+                      {"learnable": draw(st.booleans())} if draw(st.booleans()) else {})},
+                  {"from": inter, "to": low, "compartment": "apical"}]
+        if not wild or draw(st.integers(0, 4)):
+            projs.append({"from": above, "to": inter, "compartment": "soma"})
+
+
+def phases_block(draw, learnable: list[str], *, wild: bool) -> list[dict]:
+    """1-3 training phases with random epochs, teachers and learn/lr_scale names; ``wild``: also
+    unknown names and every teacher off."""
+    names = st.sampled_from(learnable + (["h9->out", "out->h0", "x"] if wild else []))
+    phases = []
+    for _ in range(draw(st.integers(1, 3))):
+        phase = {"epochs": draw(st.integers(1, 3)), "teacher": draw(st.booleans())}
+        if draw(st.booleans()):
+            phase["name"] = draw(st.sampled_from(["self_predicting", "learning", "warm-up", "p"]))
+        if draw(st.booleans()):
+            phase["learn"] = draw(st.lists(names, max_size=3, unique=True))
+        if draw(st.booleans()):
+            phase["lr"] = draw(st.floats(1e-4, 1e-1))
+        if draw(st.booleans()):
+            phase["lr_scale"] = {n: draw(st.floats(0.0, 10.0)) for n in draw(st.lists(names, max_size=2, unique=True))}
+        phases.append(phase)
+    if not wild:
+        phases[-1]["teacher"] = True
+        used = [p["name"] for p in phases if "name" in p]
+        for i, phase in enumerate(phases):
+            if "name" in phase and used.count(phase["name"]) > 1:
+                phase["name"] = f"{phase['name']}{i}"
+    return phases
 
 
 @st.composite
-def model_files(draw):
+def model_files(draw, wild: bool = False):
+    """A valid model file (``wild``: the circuit and phase keys may also take values the
+    checks refuse)."""
     n_hidden = draw(st.integers(0, 3))
     pops = {"input": {"type": "input", "size": "auto"}}
     names = [f"h{i}" for i in range(n_hidden)]
@@ -36,15 +93,33 @@ def model_files(draw):
     init = st.sampled_from([{"normal": {"std": 0.1}}, {"torch_default": {}}, {"xavier_uniform": {"gain": 1.0}},
                             {"uniform": {"low": -0.1, "high": 0.1}}])
     projs = [{"from": a, "to": b, "init": draw(init), "bias": draw(st.booleans())} for a, b in zip(chain, chain[1:])]
-    rule = draw(st.sampled_from(RULES.names()))
+    rule = draw(st.sampled_from(network_rules()))
+    modes = [m for m in ("steady", "euler") if scheme_refusal(rule, m) is None]  # pc: its own relaxation only
     if RULES.get(rule).per_projection:  # some projections may learn by a rule of their own
-        local = [n for n in RULES.names() if RULES.get(n).per_projection]
+        local = [n for n in network_rules() if RULES.get(n).per_projection
+                 and all(scheme_refusal(n, m) is None for m in modes)]
         for proj in projs:
             if draw(st.integers(0, 3)) == 0:
                 proj["plasticity"] = {"rule": draw(st.sampled_from(local))}
     if n_hidden >= 2 and draw(st.booleans()):
         projs.append({"from": "input", "to": names[-1], "init": draw(init)})
-    simulated = scheme_refusal(rule, "euler") is None  # pc runs its own relaxation only (refused, tested)
+    # a cortical microcircuit (interneurons, apical and soma projections) on some chains; euler runs them
+    circuit = n_hidden >= 1 and "euler" in modes and RULES.get(rule).per_projection and draw(st.integers(0, 4)) == 0
+    if circuit:
+        add_circuit(draw, pops, projs, chain, wild=wild)
+        modes = ["euler"] if not wild else modes
+    learnable = [f"{p['from']}->{p['to']}" for p in projs if p.get("compartment") != "soma" and p.get(
+        "learnable", p.get("compartment") != "apical" or pops[p["from"]]["type"] == "interneuron")]
+    training = {"epochs": draw(st.integers(1, 5)), "seed": draw(st.integers(0, 2**31)),
+                "schedule": draw(st.sampled_from(["none", "linear", "cosine"]))}
+    if draw(st.integers(0, 4)) == 0:
+        training["phases"] = phases_block(draw, learnable, wild=wild)
+        total = sum(p["epochs"] for p in training["phases"])
+        if not wild or draw(st.booleans()):
+            del training["epochs"]
+        elif draw(st.booleans()):
+            training["epochs"] = total
+    interneurons = [n for n, p in pops.items() if p["type"] == "interneuron"]
     return {
         "name": "fuzz",
         "task": {"type": "classification", "dataset": "digits", "batch_size": draw(st.integers(1, 64))},
@@ -53,25 +128,41 @@ def model_files(draw):
         "plasticity": {"rule": rule, "sigma": draw(st.floats(0.5, 2.0))},
         "optimizer": {"type": draw(st.sampled_from(["sgd", "momentum", "adam", "adamw"])),
                       "lr": draw(st.floats(1e-4, 1e-1))},
-        "training": {"epochs": draw(st.integers(1, 5)), "seed": draw(st.integers(0, 2**31)),
-                     "schedule": draw(st.sampled_from(["none", "linear", "cosine"]))},
+        "training": training,
         "recording": {"every": draw(st.integers(0, 50)), "samples": draw(st.integers(1, 32))},
-        "dynamics": draw(dynamics_blocks(n_hidden + 1, ["out", *names])) if simulated else {"mode": "steady"},
+        "dynamics": draw(dynamics_blocks(n_hidden + 1, ["out", *names], interneurons, modes=modes, wild=wild)),
     }
 
 
 @st.composite
-def dynamics_blocks(draw, depth: int, pyramidal: list[str]):
-    """steady, or euler with constants drawn inside Euler's stability bound and enough steps."""
-    if not draw(st.booleans()):
+def dynamics_blocks(draw, depth: int, pyramidal: list[str], interneurons: list[str] = (), *,
+                    modes=("steady", "euler"), wild: bool = False):
+    """steady, or euler with constants drawn inside Euler's stability bound and enough steps
+    (``wild``: interneuron conductances out of range, and per-population overrides on the
+    wrong type of population)."""
+    if "euler" not in modes or ("steady" in modes and not draw(st.booleans())):
         return {"mode": "steady"}
     tau = draw(st.floats(0.5, 3.0))
     g = {"g_leak": draw(st.floats(0.0, 0.5)), "g_basal": draw(st.floats(0.2, 2.0)), "g_apical": draw(st.floats(0.01, 1.0))}
-    block = {"mode": "euler", "tau": tau, **g, "dt": draw(st.floats(0.01, 0.9)) * tau / sum(g.values()),
+    inter = {"g_dendrite": draw(st.floats(0.2, 2.0)), "g_som": draw(st.floats(0.01, 1.0))}
+    use = bool(interneurons) or draw(st.booleans())  # the interneurons' conductances (their defaults otherwise)
+    worst = max(sum(g.values()), g["g_leak"] + sum(inter.values())) if interneurons else sum(g.values())
+    block = {"mode": "euler", "tau": tau, **g, "dt": draw(st.floats(0.01, 0.9)) * tau / worst,
              "steps": draw(st.integers(depth, depth + 8)), "record_every": draw(st.integers(1, 4)),
              "plasticity": draw(st.sampled_from(["settled", "online"]))}
+    if use:
+        block.update(inter)
+    if wild and draw(st.booleans()):
+        block[draw(st.sampled_from(["g_dendrite", "g_som"]))] = draw(st.sampled_from([0.0, -0.5, 1e3, 40.0]))
     if draw(st.booleans()):
         block["populations"] = {draw(st.sampled_from(pyramidal)): {"tau": tau * draw(st.floats(1.0, 2.0))}}
+        if interneurons and draw(st.booleans()):
+            block["populations"][draw(st.sampled_from(list(interneurons)))] = {
+                "g_som": inter["g_som"] * draw(st.floats(0.5, 1.0))}
+    if wild and draw(st.booleans()):  # a constant on the wrong type of population
+        key, names = draw(st.sampled_from([("g_som", pyramidal), ("g_dendrite", pyramidal)]
+                                          + ([("g_apical", interneurons), ("g_basal", interneurons)] if interneurons else [])))
+        block.setdefault("populations", {})[draw(st.sampled_from(list(names)))] = {key: 0.5}
     return block
 
 
@@ -94,9 +185,18 @@ def run_one_step(exp, *, require_finite: bool = True) -> None:
 @FUZZ
 @given(model_files())
 def test_generated_model_files_build_and_step(data):
-    exp = load_experiment(data, file="test.yaml")
+    exp = load(data)
+    if is_circuit(exp.config):
+        return  # circuits stop at the config stage until the network and synapse models of #23 are merged
     run_one_step(exp)
     assert "valid" in describe(exp)
+
+
+def load(data, **kw):
+    """``load_experiment`` with the microcircuit's synapse models and euler's ``runs_circuits``
+    (stand-ins where the package lacks them: test_circuit_config.circuit_parts)."""
+    with circuit_parts():
+        return load_experiment(data, file="test.yaml", **kw)
 
 
 def leaves(node, path=()):
@@ -130,7 +230,9 @@ def path_text(path) -> str:
 def accepts_or_config_error(data, *, expect_in_message=()):
     """The property: valid (and then it runs a step) or a ConfigError naming the file."""
     try:
-        exp = load_experiment(data, file="test.yaml")
+        exp = load(data)
+        if is_circuit(exp.config):
+            return "valid"  # circuits stop at the config stage until the network and synapse models of #23 merge
         check_memory(exp, TASKS.get(exp.task.type), device="cpu")  # as builder.build does, before any tensor
         run_one_step(exp, require_finite=False)
         describe(exp)
@@ -144,7 +246,7 @@ def accepts_or_config_error(data, *, expect_in_message=()):
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(model_files(), st.data())
+@given(model_files(wild=True), st.data())
 def test_corrupted_values_fail_with_a_config_error(data, draw):
     paths = sorted(set(leaves(data)), key=str)
     path = draw.draw(st.sampled_from(paths))
@@ -155,7 +257,9 @@ def test_corrupted_values_fail_with_a_config_error(data, draw):
 
 
 @FUZZ
-@given(model_files(), st.sampled_from(["unknown_key", "dangling", "cycle", "negative_size", "huge_size", "drop_key"]), st.data())
+@given(model_files(), st.sampled_from(["unknown_key", "dangling", "cycle", "negative_size", "huge_size", "drop_key",
+                                       "soma_weighted", "no_nudging", "one_to_one_basal", "phase_epochs_0",
+                                       "teacher_yes", "all_free", "wild"]), st.data())
 def test_structural_corruptions(data, kind, draw):
     bad = copy.deepcopy(data)
     hidden = [n for n in bad["populations"] if n.startswith("h")]
@@ -170,7 +274,11 @@ def test_structural_corruptions(data, kind, draw):
     elif kind == "cycle":
         if not hidden:
             return
-        bad["projections"].append({"from": "out", "to": hidden[0]})
+        top_down = [p for p in bad["projections"] if (p["from"], p["to"]) == ("out", hidden[0])]
+        if top_down:  # a circuit's apical projection out -> hidden[0] made basal
+            top_down[0]["compartment"] = "basal"
+        else:
+            bad["projections"].append({"from": "out", "to": hidden[0]})
         expect = ["form a cycle"]
     elif kind in ("negative_size", "huge_size"):
         if not hidden:
@@ -178,6 +286,30 @@ def test_structural_corruptions(data, kind, draw):
         name = draw.draw(st.sampled_from(hidden))
         bad["populations"][name]["size"] = -5 if kind == "negative_size" else 10**12
         expect = [f"populations.{name}.size: -5 must be > 0"] if kind == "negative_size" else ["must be <= 268435456"]
+    elif kind == "soma_weighted":  # a weighted dense projection marked as the nudging of an interneuron
+        i = draw.draw(st.integers(0, len(bad["projections"]) - 1))
+        bad["projections"][i].update(compartment="soma", bias=True)
+        expect = [f"projections[{i}]: a compartment: soma projection has no weights, so bias: true"]
+    elif kind == "no_nudging":
+        last = [n for n, p in bad["populations"].items() if n != "out" and p["type"] != "interneuron"][-1]
+        bad["populations"]["ix"] = {"type": "interneuron", "size": "auto", "activation": "auto"}
+        bad["projections"].append({"from": last, "to": "ix"})
+        expect = ["populations.ix: interneuron 'ix' has no nudging projection", "to: ix, compartment: soma}"]
+    elif kind == "one_to_one_basal":  # also between populations of unequal sizes
+        i = draw.draw(st.integers(0, len(bad["projections"]) - 1))
+        bad["projections"][i]["connectivity"] = "one_to_one"
+        expect = [f"projections[{i}]", "connectivity one_to_one is the somatic nudging of interneurons and needs "
+                                       "compartment: soma"]
+    elif kind in ("phase_epochs_0", "teacher_yes", "all_free"):
+        phase = {"phase_epochs_0": {"epochs": 0}, "teacher_yes": {"epochs": 1, "teacher": "yes"},
+                 "all_free": {"epochs": 2, "teacher": False}}[kind]
+        bad["training"] = {"seed": 0, "phases": [{"epochs": 1, "teacher": kind != "all_free"}, phase]}
+        expect = {"phase_epochs_0": ["training.phases[1].epochs: 0 must be >= 1"],
+                  "teacher_yes": ["training.phases[1].teacher: 'yes' is not bool"],
+                  "all_free": ["training.phases: no phase has teacher: true"]}[kind]
+    elif kind == "wild":  # a file with the circuit and phase keys drawn freely: valid or one ConfigError
+        accepts_or_config_error(draw.draw(model_files(wild=True)))
+        return
     else:
         key = draw.draw(st.sampled_from(["name", "task", "populations", "projections"]))
         del bad[key]
@@ -196,10 +328,13 @@ def test_damaged_yaml_text_fails_with_a_config_error(tmp_path_factory, data, dra
     path = tmp_path_factory.mktemp("yaml") / "test.yaml"
     path.write_text(damaged)
     try:
-        exp = load_experiment(path)
+        with circuit_parts():
+            exp = load_experiment(path)
     except ConfigError as err:
         assert str(err).startswith(f"{path}: ")
         return
+    if is_circuit(exp.config):
+        return  # the config stage only, until the network and synapse models of #23 are merged
     run_one_step(exp, require_finite=False)  # the damage happened to leave a valid file
 
 
@@ -212,3 +347,18 @@ def test_the_fuzzers_find_errors_and_valid_files():
     bad = copy.deepcopy(base)
     set_at(bad, ("optimizer", "lr"), "x")
     assert accepts_or_config_error(bad, expect_in_message=["optimizer.lr: 'x' is not float"]) == "error"
+
+
+def test_the_fuzzers_generate_circuits_and_phases_that_load():
+    """Guard against vacuous circuit keys: the valid generator's circuits and phases pass the checks
+    (the microcircuit's synapse models stood in where the package lacks them)."""
+    seen = set()
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), database=None, derandomize=True)
+    @given(model_files())
+    def loads(data):
+        exp = load(data)
+        seen.add((is_circuit(exp.config), bool(exp.config.training.phases)))
+
+    loads()
+    assert (True, True) in seen or {(True, False), (False, True)} <= seen, seen

@@ -74,6 +74,18 @@ BASE = {
     "recording": {"every": 1, "samples": 4, "projections": {"h2->out": ["weight", "feedback"]}},
 }
 
+#: a cortical microcircuit variant of BASE (issue 23): h2's interneurons i2, nudged by out, top-down and
+#: lateral apical projections, euler dynamics and two phases (training.epochs is their sum)
+CIRCUIT_BASE = copy.deepcopy(BASE)
+CIRCUIT_BASE["populations"]["i2"] = {"type": "interneuron", "size": "auto", "activation": "auto"}
+CIRCUIT_BASE["projections"] += [{"from": "h2", "to": "i2"}, {"from": "out", "to": "h2", "compartment": "apical"},
+                                {"from": "i2", "to": "h2", "compartment": "apical"},
+                                {"from": "out", "to": "i2", "compartment": "soma"}]
+CIRCUIT_BASE["dynamics"] = {"mode": "euler", "steps": 10, "dt": 0.2, "g_som": 0.8}
+del CIRCUIT_BASE["training"]["epochs"]
+CIRCUIT_BASE["training"]["phases"] = [{"name": "self_predicting", "epochs": 1, "teacher": False,
+                                       "learn": ["h2->i2", "i2->h2"]}, {"name": "learning", "epochs": 1}]
+
 
 def summary() -> str:
     """One line per kind: its outcomes, and the total."""
@@ -293,9 +305,10 @@ def set_path(data, path, value):
 
 def yaml_case(rng: random.Random) -> tuple[str, bytes, list[str]]:
     """(what was done, the file's bytes, extra argv) for one damaged model file."""
-    data = copy.deepcopy(BASE)
+    circuit = rng.random() < 0.1
+    data = copy.deepcopy(CIRCUIT_BASE if circuit else BASE)
     extra: list[str] = []
-    done = []
+    done = ["circuit"] if circuit else []
     text: Optional[str] = None
     for _ in range(rng.randint(1, 3)):
         op = rng.choice(["swap", "swap", "name", "laughs", "deep", "number", "unicode", "bytes", "set", "set",
@@ -320,7 +333,7 @@ def yaml_case(rng: random.Random) -> tuple[str, bytes, list[str]]:
             else:
                 extra += ["--set", f"projections.0.to={bad}"]
         elif op == "set":
-            key = ".".join(str(p) for p in rng.choice([p for p in paths(BASE) if p]))
+            key = ".".join(str(p) for p in rng.choice([p for p in paths(CIRCUIT_BASE if circuit else BASE) if p]))
             key = rng.choice([key, key + ".x", "x." + key, "..", "", "populations." + rng.choice(BAD_NAMES)])
             value = rng.choice([yaml.safe_dump(random_value(rng), default_flow_style=True).strip().replace("\n...", ""),
                                 "[" * rng.randint(1, 5000), "9" * rng.randint(1, 6000), "&a [*a]", "{a: 1, a: 2}",
@@ -382,7 +395,9 @@ def test_damaged_model_files_end_in_a_result_or_one_paragraph(request, workspace
         path.write_bytes(raw)
         outcome = run_cli([path, "--check", *extra], limit=10)
         record("yaml", f"{i}:{what}", outcome)
-        if outcome.kind == "ok" and rng.random() < 0.15:  # a file that passes the check also trains (2 steps)
+        # a file that passes the check also trains (2 steps); circuits stop at the check until the network,
+        # synapse models and phases of #23 are merged
+        if outcome.kind == "ok" and rng.random() < 0.15 and "circuit" not in what.split("+"):
             run = folder / f"run{i}"
             trained = run_cli([path, "--out", run, *extra], limit=60)
             record("yaml", f"{i}:{what} trained", trained, extra=f"{trained.kind} (trained)")

@@ -52,7 +52,17 @@ def validate(cfg: ModelConfig, *, file: str, simulated: bool = False) -> nx.DiGr
         )
     for name, pop in pops.items():
         where = f"populations.{name}"
-        ACTIVATIONS.get(pop.activation, file=file, path=f"{where}.activation")
+        if pop.activation == "auto":
+            if pop.type != "interneuron":
+                raise ConfigError(
+                    f"activation auto takes the activation of the population that nudges an interneuron; {name!r} is "
+                    f"{'an input' if pop.type == 'input' else 'a pyramidal'} population: name its activation ("
+                    f"{', '.join(ACTIVATIONS.names())})", file=file, path=f"{where}.activation")
+        else:
+            ACTIVATIONS.get(pop.activation, file=file, path=f"{where}.activation")
+        if pop.type == "interneuron" and pop.size is None and pop.shape is None:
+            raise ConfigError("an interneuron population needs size: auto (the size of the population that nudges it, "
+                              "which it must equal) or that size as an integer", file=file, path=where)
         if pop.size is not None and pop.shape is not None:
             raise ConfigError("give either size or shape, not both", file=file, path=where)
         shaped_by_input = pop.channels is not None or any(
@@ -60,7 +70,7 @@ def validate(cfg: ModelConfig, *, file: str, simulated: bool = False) -> nx.DiGr
         if pop.type == "pyramidal" and pop.size is None and pop.shape is None and not shaped_by_input:
             raise ConfigError("a pyramidal population needs a size (an integer, or auto for the output), or "
                               "channels when conv2d projections feed it", file=file, path=where)
-        if pop.channels is not None and (pop.size is not None or pop.type == "input"):
+        if pop.channels is not None and (pop.size is not None or pop.type != "pyramidal"):
             raise ConfigError("channels is for pyramidal populations fed by conv2d projections, without size "
                               "(height and width follow from the input)", file=file, path=f"{where}.channels")
         if isinstance(pop.size, int) and pop.size <= 0:
@@ -81,18 +91,17 @@ def validate(cfg: ModelConfig, *, file: str, simulated: bool = False) -> nx.DiGr
                     f"{end!r} is not a population; populations are {', '.join(pops)}", file=file, path=f"{where}.{key}"
                 )
         if pops[proj.target].type == "input":
-            raise ConfigError(f"{proj.target!r} is an input population and cannot receive projections", file=file, path=f"{where}.to")
+            takers = ("; apical projections end on hidden pyramidal populations: "
+                      + (", ".join(apical_takers(cfg)) or "this model has none")) if proj.compartment == "apical" else ""
+            raise ConfigError(f"{proj.target!r} is an input population and cannot receive projections{takers}",
+                              file=file, path=f"{where}.to")
         if proj.source == proj.target and proj.kind != "recurrent":
             raise ConfigError(f"{proj.source!r} projects onto itself in the same time step; a self-projection needs "
                               "kind: recurrent (a one-step delay)", file=file, path=f"{where}.kind")
         if proj.kind == "recurrent" and pops[proj.source].type == "input":
             raise ConfigError("a recurrent projection joins pyramidal populations; the input is clamped at every "
                               "time step", file=file, path=f"{where}.kind")
-        if proj.compartment != "basal":
-            raise ConfigError(
-                f"{proj.compartment!r}: feedforward projections drive the basal compartment; "
-                "the apical input is built by the plasticity rule", file=file, path=f"{where}.compartment",
-            )
+        check_circuit_projection(cfg, i, file=file)
         if proj.name in seen:
             raise ConfigError(f"a second projection {proj.name}; merge them into one", file=file, path=where)
         seen.add(proj.name)
@@ -109,24 +118,116 @@ def validate(cfg: ModelConfig, *, file: str, simulated: bool = False) -> nx.DiGr
     sinks = [n for n in graph if ff.out_degree(n) == 0 and pops[n].type == "pyramidal"]
     if len(sinks) != 1:
         raise ConfigError(
-            f"exactly one pyramidal population must have no outgoing projection (the output), found "
+            f"exactly one pyramidal population must have no outgoing basal projection (the output), found "
             f"{len(sinks)} ({', '.join(sinks) or 'none'})", file=file, path="projections",
         )
     (output,) = sinks
+    check_circuit(cfg, output, file=file)
     for name, pop in pops.items():
         if name != source and not nx.has_path(graph, source, name):
             raise ConfigError(f"{name!r} is not reached from the input {source!r}", file=file, path=f"populations.{name}")
         if name != output and not nx.has_path(graph, name, output):
             raise ConfigError(f"{name!r} does not lead to the output {output!r}", file=file, path=f"populations.{name}")
-        if not ACTIVATIONS.get(pop.activation).elementwise and name != output:
+        if pop.activation != "auto" and not ACTIVATIONS.get(pop.activation).elementwise and name != output:
             raise ConfigError(
                 f"{pop.activation!r} couples neurons and is only allowed on the output population {output!r}",
                 file=file, path=f"populations.{name}.activation",
             )
-        if pop.size == "auto" and name not in (source, output):
-            raise ConfigError("size auto is only allowed on the input and output populations", file=file, path=f"populations.{name}.size")
+        if pop.size == "auto" and name not in (source, output) and pop.type != "interneuron":
+            raise ConfigError("size auto is only allowed on the input and output populations, and on interneurons",
+                              file=file, path=f"populations.{name}.size")
     check_dynamics(cfg, ff, file=file, simulated=simulated)
     return graph
+
+
+def is_circuit(cfg: ModelConfig) -> bool:
+    """Whether the model has apical or somatic projections (a cortical microcircuit)."""
+    return any(p.compartment != "basal" for p in cfg.projections)
+
+
+def apical_takers(cfg: ModelConfig) -> list[str]:
+    """The populations apical projections may end on: the hidden pyramidal ones (pyramidal with
+    an outgoing basal projection)."""
+    return [n for n, p in cfg.populations.items() if p.type == "pyramidal" and any(
+        q.source == n and q.compartment == "basal" and q.kind == "feedforward" for q in cfg.projections)]
+
+
+def check_circuit_projection(cfg: ModelConfig, i: int, *, file: str) -> None:
+    """Projection ``i``'s ends against its compartment (what needs no output yet): a soma
+    projection joins a pyramidal source to an interneuron; interneurons send apical (lateral)
+    projections only."""
+    proj, pops = cfg.projections[i], cfg.populations
+    where = f"projections[{i}]"
+    source, target = pops[proj.source].type, pops[proj.target].type
+    if proj.compartment == "soma":
+        if target != "interneuron":
+            interneurons = [n for n, p in pops.items() if p.type == "interneuron"]
+            raise ConfigError(
+                f"{proj.target!r} is a {target} population; compartment: soma projections nudge interneurons (one to "
+                f"one, toward the population they predict): {', '.join(interneurons) or 'this model has none'}",
+                file=file, path=f"{where}.to")
+        if source != "pyramidal":
+            raise ConfigError(
+                f"{proj.source!r} is an {source} population; an interneuron is nudged by the pyramidal population it "
+                "predicts (the layer above), so the source of a compartment: soma projection is a pyramidal "
+                "population", file=file, path=f"{where}.from")
+    elif target == "interneuron" and proj.connectivity != "dense":
+        raise ConfigError(
+            f"an interneuron's dendrite takes dense projections (its shape is that of the population that nudges "
+            f"it); {proj.connectivity} is not allowed into {proj.target!r}", file=file, path=f"{where}.connectivity")
+    elif source == "interneuron" and proj.compartment == "basal":
+        raise ConfigError(
+            f"{proj.source!r} is an interneuron population; interneurons project onto the apical compartment of "
+            "pyramidal populations (lateral input: write compartment: apical), not onto basal ones",
+            file=file, path=f"{where}.compartment")
+
+
+def check_circuit(cfg: ModelConfig, output: str, *, file: str) -> None:
+    """The microcircuit's rules once the output is known: apical projections end on hidden
+    pyramidal populations; every interneuron is nudged by exactly one soma projection; no
+    circuit in a recurrent network."""
+    pops = cfg.populations
+    for i, proj in enumerate(cfg.projections):
+        if proj.compartment != "apical":
+            continue
+        kind = pops[proj.target].type
+        if proj.target == output or kind != "pyramidal":
+            what = ("the output (its apical compartment holds the teacher)" if proj.target == output else
+                    f"an {kind} population" + (" (interneurons have a soma and a dendrite only)"
+                                               if kind == "interneuron" else ""))
+            raise ConfigError(
+                f"{proj.target!r} has no apical compartment that takes projections: it is {what}; apical projections "
+                f"end on hidden pyramidal populations: {', '.join(apical_takers(cfg)) or 'this model has none'}",
+                file=file, path=f"projections[{i}].to")
+    for name, pop in pops.items():
+        if pop.type != "interneuron":
+            continue
+        nudging = [i for i, p in enumerate(cfg.projections) if p.target == name and p.compartment == "soma"]
+        if not nudging:
+            sources = {p.source for p in cfg.projections if p.target == name and p.compartment == "basal"}
+            predicted = sorted({p.target for p in cfg.projections if p.source in sources and p.compartment == "basal"
+                                and pops[p.target].type == "pyramidal"})
+            above = predicted[0] if len(predicted) == 1 else "<the population it predicts>"
+            raise ConfigError(
+                f"interneuron {name!r} has no nudging projection: an interneuron learns to predict the population "
+                f"above it, which nudges its soma one to one; add {{from: {above}, to: {name}, compartment: soma}} "
+                "to projections", file=file, path=f"populations.{key_text(name)}")
+        if len(nudging) > 1:
+            listed = ", ".join(f"projections[{i}] ({cfg.projections[i].name})" for i in nudging)
+            raise ConfigError(
+                f"interneuron {name!r} is nudged by {len(nudging)} soma projections ({listed}); an interneuron "
+                "predicts one population, which nudges it one to one: keep one of them",
+                file=file, path=f"populations.{key_text(name)}")
+    if is_circuit(cfg):
+        recurrent = [i for i, p in enumerate(cfg.projections) if p.kind == "recurrent"]
+        if recurrent:
+            circuit = next(i for i, p in enumerate(cfg.projections) if p.compartment != "basal")
+            raise ConfigError(
+                f"{cfg.projections[circuit].name} makes this a microcircuit, which runs on a feedforward network "
+                f"(mode: euler simulates one static input); {cfg.projections[recurrent[0]].name} "
+                f"(projections[{recurrent[0]}]) is recurrent. Circuits in recurrent networks are not supported: "
+                "drop the recurrent projections or the apical and soma ones",
+                file=file, path=f"projections[{circuit}].compartment")
 
 
 def check_names(cfg: ModelConfig, *, file: str) -> None:
@@ -140,12 +241,17 @@ def check_names(cfg: ModelConfig, *, file: str) -> None:
             check_name(end, what="population", file=file, path=f"projections[{i}].{key}")
 
 
-def compartment_constants(dynamics, name: str) -> dict[str, float]:
-    """``tau``, ``g_leak``, ``g_basal``, ``g_apical`` of population ``name``: its own override
-    where it has one, the ``dynamics`` block's otherwise."""
+PYRAMIDAL_CONSTANTS = ("tau", "g_leak", "g_basal", "g_apical")
+INTERNEURON_CONSTANTS = ("tau", "g_leak", "g_dendrite", "g_som")
+
+
+def compartment_constants(dynamics, name: str, keys: tuple[str, ...] = PYRAMIDAL_CONSTANTS) -> dict[str, float]:
+    """The constants ``keys`` of population ``name`` (by default a pyramidal one's ``tau``,
+    ``g_leak``, ``g_basal``, ``g_apical``; an interneuron's are :data:`INTERNEURON_CONSTANTS`):
+    its own override where it has one, the ``dynamics`` block's otherwise."""
     own = dynamics.populations.get(name)
     return {key: getattr(own, key) if own is not None and getattr(own, key) is not None else getattr(dynamics, key)
-            for key in ("tau", "g_leak", "g_basal", "g_apical")}
+            for key in keys}
 
 
 def check_dynamics(cfg: ModelConfig, ff: nx.DiGraph, *, file: str, simulated: bool) -> None:
@@ -153,11 +259,21 @@ def check_dynamics(cfg: ModelConfig, ff: nx.DiGraph, *, file: str, simulated: bo
     compartments (``simulated``: euler's), a static input, stability and enough steps."""
     dyn = cfg.dynamics
     pops = cfg.populations
-    for name in dyn.populations:
-        if name not in pops or pops[name].type != "pyramidal":
-            pyramidal = [n for n, p in pops.items() if p.type == "pyramidal"]
-            raise ConfigError(f"{name!r} is not a pyramidal population; they are {', '.join(pyramidal)}",
+    for name, own in dyn.populations.items():
+        if name not in pops or pops[name].type == "input":
+            simulated_pops = [n for n, p in pops.items() if p.type != "input"]
+            kinds = "pyramidal or interneuron" if any(p.type == "interneuron" for p in pops.values()) else "pyramidal"
+            raise ConfigError(f"{name!r} is not a {kinds} population; they are {', '.join(simulated_pops)}",
                               file=file, path=f"dynamics.populations.{name}")
+        kind = pops[name].type
+        allowed = PYRAMIDAL_CONSTANTS if kind == "pyramidal" else INTERNEURON_CONSTANTS
+        for key in PYRAMIDAL_CONSTANTS + INTERNEURON_CONSTANTS[2:]:
+            if getattr(own, key) is not None and key not in allowed:
+                other = "interneurons" if kind == "pyramidal" else "pyramidal populations"
+                raise ConfigError(
+                    f"{key} is a constant of {other}; {name!r} is {'an interneuron' if kind == 'interneuron' else 'a pyramidal'} "
+                    f"population, whose constants are {', '.join(allowed)}", file=file,
+                    path=f"dynamics.populations.{name}.{key}")
     if not simulated:
         return
     for i, proj in enumerate(cfg.projections):
@@ -167,16 +283,18 @@ def check_dynamics(cfg: ModelConfig, ff: nx.DiGraph, *, file: str, simulated: bo
                 "simulation inside every step of a sequence is not implemented. Use mode: steady for recurrent "
                 f"networks (projections[{i}] is the recurrent one)", file=file, path="dynamics.mode")
     for name, pop in pops.items():
-        if pop.type != "pyramidal":
+        if pop.type == "input":
             continue
-        c = compartment_constants(dyn, name)
-        total = c["g_leak"] + c["g_basal"] + c["g_apical"]
+        keys = PYRAMIDAL_CONSTANTS if pop.type == "pyramidal" else INTERNEURON_CONSTANTS
+        c = compartment_constants(dyn, name, keys)
+        g = keys[1:]  # the conductances
+        total = sum(c[k] for k in g)
         ratio = dyn.dt * total / c["tau"]
         if ratio >= 2:
             where = f"dynamics.populations.{name}" if name in dyn.populations else "dynamics.dt"
             raise ConfigError(
-                f"dt {dyn.dt} is unstable for population {name!r}: dt·(g_leak + g_basal + g_apical)/tau = {dyn.dt} x "
-                f"({c['g_leak']} + {c['g_basal']} + {c['g_apical']}) / {c['tau']} = {ratio:.3g}, and forward Euler "
+                f"dt {dyn.dt} is unstable for population {name!r}: dt·({' + '.join(g)})/tau = {dyn.dt} x "
+                f"({' + '.join(str(c[k]) for k in g)}) / {c['tau']} = {ratio:.3g}, and forward Euler "
                 f"diverges from 2 on. Use dt < {2 * c['tau'] / total:.4g} (below {c['tau'] / total:.4g} it also "
                 "never overshoots), or a larger tau", file=file, path=where)
     depth = nx.dag_longest_path_length(ff)

@@ -272,6 +272,75 @@ def _child(node: Any, part: str, *, create: bool, file: str, path: str) -> Any:
     raise ConfigError(f"cannot set a key inside {brief(node)}", file=file, path=path)
 
 
+def imply_connectivity(data: Any) -> Any:
+    """``connectivity: one_to_one`` on every projection with ``compartment: soma`` that names no
+    connectivity (a soma projection has no other), so the resolved model file says what runs.
+    ``data``: the model file as plain data, changed in place where it is well formed."""
+    projections = data.get("projections") if isinstance(data, dict) else None
+    for proj in projections if isinstance(projections, list) else ():
+        if isinstance(proj, dict) and proj.get("compartment") == "soma" and "connectivity" not in proj:
+            proj["connectivity"] = "one_to_one"
+    return data
+
+
+def imply_learnable(config: "ModelConfig") -> "ModelConfig":
+    """``learnable`` written out on every apical projection that leaves it unset: false for a
+    top-down projection (from a pyramidal population: fixed, as in the cortical microcircuit),
+    true for a lateral one (from interneurons), so the resolved model file says what learns."""
+    import dataclasses
+
+    pops = config.populations
+    projections = tuple(
+        dataclasses.replace(p, learnable=pops[p.source].type != "pyramidal")
+        if p.compartment == "apical" and p.learnable is None and p.source in pops else p
+        for p in config.projections)
+    return dataclasses.replace(config, projections=projections)
+
+
+def resolve_phases(config: "ModelConfig", data: dict, *, file: str) -> "ModelConfig":
+    """``training.phases`` checked and written out: every phase named (``phase0``, ``phase1``, ...
+    where unnamed; names checked like population names, unique), its ``learn`` and ``lr_scale``
+    naming learnable projections, some phase with the teacher on; ``training.epochs`` their sum
+    (``data``: the file as read, to tell an explicit ``training.epochs`` from the default)."""
+    import dataclasses
+
+    training = config.training
+    if not training.phases:
+        return config
+    learnable = [p.name for p in config.projections if p.is_learnable]
+    phases, seen = [], {}
+    for i, phase in enumerate(training.phases):
+        where = f"training.phases[{i}]"
+        name = phase.name or f"phase{i}"
+        limits.check_name(name, what="phase", file=file, path=f"{where}.name")
+        if name in seen:
+            raise ConfigError(f"{name!r} is also the name of training.phases[{seen[name]}]; phase names are unique",
+                              file=file, path=f"{where}.name")
+        seen[name] = i
+        for key, names in (("learn", phase.learn or ()), ("lr_scale", phase.lr_scale)):
+            unknown = [n for n in names if n not in learnable]
+            if unknown:
+                raise ConfigError(
+                    f"{brief(unknown[0])} is not a learnable projection of this model; {key} names learnable "
+                    f"projections as 'source->target': {', '.join(learnable) or 'this model has none'}",
+                    file=file, path=f"{where}.{key}")
+        phases.append(dataclasses.replace(phase, name=name))
+    if not any(phase.teacher for phase in phases):
+        raise ConfigError(
+            f"no phase has teacher: true ({', '.join(p.name for p in phases)} all run without it), so the output "
+            "is never nudged toward the target and no update depends on the task; give the learning phase "
+            "teacher: true", file=file, path="training.phases")
+    total = sum(phase.epochs for phase in phases)
+    given = data.get("training") if isinstance(data, dict) else None
+    if isinstance(given, dict) and "epochs" in given and training.epochs != total:
+        raise ConfigError(
+            f"{training.epochs} is not the sum of the phases' epochs ({' + '.join(str(p.epochs) for p in phases)} = "
+            f"{total}); with training.phases, training.epochs is their sum: write {total} or leave it out",
+            file=file, path="training.epochs")
+    training = dataclasses.replace(training, phases=tuple(phases), epochs=total)
+    return dataclasses.replace(config, training=training)
+
+
 def read_model(source: str | Path | dict, overrides: Iterable[str] = (), *, file: str | None = None
                ) -> tuple[dict, str]:
     """The model file as plain data with ``--set``-style overrides applied, and its name for
@@ -280,4 +349,4 @@ def read_model(source: str | Path | dict, overrides: Iterable[str] = (), *, file
         data, file = source, file or "<model>"
     else:
         data, file = read_yaml(source), file or str(source)
-    return apply_overrides(data, overrides, file=file), file
+    return imply_connectivity(apply_overrides(data, overrides, file=file)), file

@@ -67,10 +67,13 @@ class ProjectionConfig:
     stride: Optional[Pair] = opt(None, "conv2d/pool stride: s or [sh, sw] (default 1 for conv2d, the kernel for pools)")
     padding: Pair = opt(0, "conv2d/pool zero padding: p or [ph, pw]")
     init: dict[str, Any] = opt({"torch_default": {}}, "weight init, e.g. {normal: {std: 0.05}}")
-    bias: Optional[bool] = opt(None, "add a learnable bias to the target's basal input (default: yes for dense and "
-                                     "conv2d; pools and embeddings have none)")
+    bias: Optional[bool] = opt(None, "add a learnable bias to the target's input (default: yes for basal dense and "
+                                     "conv2d projections; apical projections, pools and embeddings have none; soma "
+                                     "projections cannot have one)")
     learnable: Optional[bool] = opt(None, "whether the rule updates this projection (default: yes, except "
-                                          "embeddings, which stay frozen unless set)")
+                                          "embeddings, which stay frozen unless set, and apical projections from a "
+                                          "pyramidal population (top-down), fixed unless set; soma projections have "
+                                          "no weights)")
     lr_scale: float = opt(1.0, "learning-rate multiplier (an optimizer param group)", ge=0)
     plasticity: Optional[dict[str, Any]] = opt(
         None, "this projection's own rule and options, e.g. {rule: bp}: how it learns and what it carries back to "
@@ -86,15 +89,39 @@ class ProjectionConfig:
 
     @property
     def has_bias(self) -> bool:
-        return self.bias if self.bias is not None else self.connectivity in ("dense", "conv2d")
+        if self.bias is not None:
+            return self.bias
+        return self.connectivity in ("dense", "conv2d") and self.compartment == "basal"  # apical: none by default
 
     @property
     def is_learnable(self) -> bool:
-        if self.is_pool:
+        """Whether the rule updates the projection. An apical projection's default depends on its
+        source's type (top-down from a pyramidal population: fixed; lateral from interneurons:
+        learnable): the loader writes it into ``learnable`` (:func:`.loader.fill_implied`)."""
+        if self.is_pool or self.connectivity == "one_to_one":
             return False
         return self.learnable if self.learnable is not None else self.connectivity != "embedding"
 
     def problem(self) -> Optional[str]:
+        if self.compartment == "soma":
+            if self.connectivity != "one_to_one":
+                return (f"a compartment: soma projection nudges an interneuron one to one, without weights; "
+                        f"connectivity {self.connectivity} is not allowed here (leave connectivity out, or write "
+                        "one_to_one)")
+            for key, bad in (("bias", self.bias), ("learnable", self.learnable)):
+                if bad:
+                    return f"a compartment: soma projection has no weights, so {key}: true is not allowed"
+            if self.init != {"torch_default": {}}:
+                return "a compartment: soma projection has no weights to initialise; remove init"
+        elif self.connectivity == "one_to_one":
+            return (f"connectivity one_to_one is the somatic nudging of interneurons and needs compartment: soma, "
+                    f"not {self.compartment}")
+        if self.compartment != "basal" and self.kind == "recurrent":
+            return (f"a compartment: {self.compartment} projection is not delayed; kind: recurrent is for basal "
+                    "projections (write kind: feedforward, or leave it out)")
+        if self.compartment == "apical" and self.connectivity != "dense":
+            return (f"an apical projection is dense (rates of a population above, or of interneurons); "
+                    f"connectivity {self.connectivity} is for basal projections")
         spatial = self.connectivity == "conv2d" or self.is_pool
         if not spatial:
             for key in ("kernel", "stride"):
