@@ -372,9 +372,13 @@ def test_phase_names_a_fixed_projection():
     refused(r"training.phases\[0\].learn: 'out->h1' is not a learnable projection", "training.phases.0.learn=[out->h1]")
 
 
-def test_explicit_epochs_must_be_the_phases_sum():
-    refused(r"test.yaml: training.epochs: 7 is not the sum of the phases' epochs \(2 \+ 3 = 5\); with "
-            r"training.phases, training.epochs is their sum: write 5 or leave it out", "training.epochs=7")
+def test_an_explicit_total_of_epochs_changes_the_last_phase_only():
+    # --epochs N, --set training.epochs=N and a tuner's trial length give the total: the last phase absorbs it
+    for total, last in ((7, 5), (3, 1), (5, 3)):
+        training = circuit(f"training.epochs={total}").config.training
+        assert training.epochs == total and [p.epochs for p in training.phases] == [2, last]
+    refused(r"test.yaml: training.epochs: 2 epochs would end before the last phase 'learning' starts \(the phases take "
+            r"2 \+ 3 = 5 epochs\);.*give at least 3, or change the phases", "training.epochs=2")
 
 
 @pytest.mark.parametrize("override,match", [

@@ -300,8 +300,11 @@ def imply_learnable(config: "ModelConfig") -> "ModelConfig":
 def resolve_phases(config: "ModelConfig", data: dict, *, file: str) -> "ModelConfig":
     """``training.phases`` checked and written out: every phase named (``phase0``, ``phase1``, ...
     where unnamed; names checked like population names, unique), its ``learn`` and ``lr_scale``
-    naming learnable projections, some phase with the teacher on; ``training.epochs`` their sum
-    (``data``: the file as read, to tell an explicit ``training.epochs`` from the default)."""
+    naming learnable projections, some phase with the teacher on; ``training.epochs`` their sum.
+    An explicit ``training.epochs`` that differs (``--epochs N``, ``--set training.epochs=N``, a
+    tuner's trial length) lengthens or shortens the last phase to it, as long as that phase
+    keeps an epoch (``data``: the file as read, to tell an explicit ``training.epochs`` from the
+    default)."""
     import dataclasses
 
     training = config.training
@@ -333,10 +336,16 @@ def resolve_phases(config: "ModelConfig", data: dict, *, file: str) -> "ModelCon
     total = sum(phase.epochs for phase in phases)
     given = data.get("training") if isinstance(data, dict) else None
     if isinstance(given, dict) and "epochs" in given and training.epochs != total:
-        raise ConfigError(
-            f"{training.epochs} is not the sum of the phases' epochs ({' + '.join(str(p.epochs) for p in phases)} = "
-            f"{total}); with training.phases, training.epochs is their sum: write {total} or leave it out",
-            file=file, path="training.epochs")
+        # an explicit total (--epochs N, a tuner's trial length) lengthens or shortens the last phase
+        last, before = phases[-1], total - phases[-1].epochs
+        if training.epochs <= before:
+            raise ConfigError(
+                f"{training.epochs} epochs would end before the last phase {last.name!r} starts (the phases take "
+                f"{' + '.join(str(p.epochs) for p in phases)} = {total} epochs); with training.phases, "
+                f"training.epochs is their sum, and a different value changes the last phase's epochs only: give at "
+                f"least {before + 1}, or change the phases", file=file, path="training.epochs")
+        phases[-1] = dataclasses.replace(last, epochs=training.epochs - before)
+        total = training.epochs
     training = dataclasses.replace(training, phases=tuple(phases), epochs=total)
     return dataclasses.replace(config, training=training)
 

@@ -198,7 +198,8 @@ class PhaseConfig:
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    epochs: int = opt(10, "number of passes over the training set", ge=1)
+    epochs: int = opt(10, "number of passes over the training set (with phases: their sum by default; a different "
+                          "value, e.g. --epochs N, lengthens or shortens the last phase)", ge=1)
     seed: int = opt(0, "seed of every random number generator", ge=0, le=2**32 - 1)
     schedule: Literal["none", "linear", "cosine"] = opt("none", "learning-rate schedule over all steps")
     warmup_steps: int = opt(0, "linear warm-up steps before the schedule", ge=0)
