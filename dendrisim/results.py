@@ -16,7 +16,14 @@ Suites:
   digits, the Fashion-MNIST MLP and CNN (when the data are present here), the char-level
   language model on ``--text`` and forecasting on ``--series`` (when given);
 - ``through-time``: DLL's variants through time (``dendrisim/plasticity/dll.py``) against
-  BPTT on ``--text`` and ``--series``.
+  BPTT on ``--text`` and ``--series``;
+- ``dendritic``: the cortical microcircuit (``models/microcircuit_*.yaml``, Sacramento et al.
+  2018) against dll (steady and euler) and bp on the circuit's own feedforward network, on
+  digits and Fashion-MNIST. The feedforward contenders run the circuit's *feedforward twin*
+  (:func:`feedforward_twin`: the same input, pyramidal populations, basal projections, task,
+  optimizer, conductances and total epochs, without interneurons, apical and somatic
+  projections and phases), written into the comparison's folder, so that every contender
+  has the same topology by construction.
 
 A comparison whose data are missing is listed as skipped, with the reason. Each contender's
 folder (``OUT/COMPARISON/CONTENDER/``) holds its ``compare_rules.py`` outputs and the command
@@ -62,6 +69,7 @@ class Contender:
     overrides: tuple[str, ...] = ()
     what: str = ""
     fixed: tuple[str, ...] = ()  # tunables this contender holds at its overrides' value (--tune-fix)
+    twin: bool = False  # runs on the feedforward twin of the comparison's circuit (feedforward_twin)
 
 
 @dataclass(frozen=True)
@@ -115,6 +123,14 @@ def sequence_comparisons(contenders: tuple[Contender, ...]) -> list[Comparison]:
     ]
 
 
+DENDRITIC = (
+    Contender("microcircuit", "mc_basal", (), "the circuit: interneurons, top-down and lateral apical projections, "
+              "a self-predicting phase, then learning (Urbanczik–Senn synapses)"),
+    Contender("dll-euler", "dll", (), "DLL with simulated compartments (the circuit's conductances and steps)", twin=True),
+    Contender("dll", "dll", ("dynamics.mode=steady",), "DLL, steady state", twin=True),
+    Contender("bp", "bp", ("dynamics.mode=steady",), "backprop", twin=True),
+)
+
 SUITES = {
     "rules": [
         Comparison("digits", "Digits (`models/dll_mlp_digits.yaml`, the embedded default)", "models/dll_mlp_digits.yaml",
@@ -134,7 +150,79 @@ SUITES = {
                          if c.label in ("dll", "dll-kp", "bp")),
                    epochs=2, tune=4, tune_epochs=1, needs="fashion_mnist"),
     ],
+    "dendritic": [
+        Comparison("digits", "Digits (`models/microcircuit_digits.yaml`; the others on its feedforward network)",
+                   "models/microcircuit_digits.yaml", DENDRITIC, epochs=0, tune=6, tune_epochs=0, seeds=(0, 1, 2)),
+        Comparison("fmnist", "Fashion-MNIST (`models/microcircuit_fmnist.yaml`; the others on its feedforward network)",
+                   "models/microcircuit_fmnist.yaml", DENDRITIC, epochs=0, tune=3, tune_epochs=0,
+                   needs="fashion_mnist"),
+    ],
 }
+
+
+# ----------------------------------------------------------------------------- feedforward twins
+def feedforward_twin(model: dict) -> dict:
+    """The feedforward network of a circuit's model file (a mapping as read from YAML): its
+    input and pyramidal populations and the basal projections between them, with the same
+    task, optimizer, conductances, recording of the populations that remain, and training
+    (``training.epochs`` the sum of the phases, which are dropped: the twin has no
+    interneurons to bring into a self-predicting state, and every epoch teaches). What
+    the circuit adds (interneurons, apical and somatic projections, phases) is left out."""
+    twin = {k: v for k, v in model.items() if k not in ("populations", "projections")}
+    keep = {name for name, pop in model["populations"].items() if pop.get("type", "pyramidal") != "interneuron"}
+    twin["name"] = f"{model['name']}_feedforward"
+    twin["populations"] = {name: pop for name, pop in model["populations"].items() if name in keep}
+    twin["projections"] = [dict(p) for p in model["projections"] if p.get("compartment", "basal") == "basal"
+                           and p["from"] in keep and p["to"] in keep]
+    for p in twin["projections"]:
+        p.pop("plasticity", None)  # the contender's rule governs every projection
+    twin["plasticity"] = {"rule": "bp"}  # each contender names its own (compare_rules.py --rules)
+    training = dict(model.get("training") or {})
+    phases = training.pop("phases", None)
+    if phases:
+        training["epochs"] = sum(int(ph["epochs"]) for ph in phases)
+    twin["training"] = training
+    dynamics = dict(model.get("dynamics") or {})
+    if "populations" in dynamics:
+        dynamics["populations"] = {n: c for n, c in dynamics["populations"].items() if n in keep}
+    twin["dynamics"] = dynamics
+    recording = dict(model.get("recording") or {})
+    if isinstance(recording.get("populations"), dict):
+        recording["populations"] = {n: v for n, v in recording["populations"].items() if n in keep}
+    if isinstance(recording.get("projections"), dict):
+        names = {f"{p['from']}->{p['to']}" for p in twin["projections"]}
+        recording["projections"] = {n: v for n, v in recording["projections"].items() if n in names}
+    if recording:
+        twin["recording"] = recording
+    twin["description"] = f"The feedforward network of {model['name']} (dendrisim.results.feedforward_twin)."
+    return twin
+
+
+def write_twin(comparison: "Comparison", folder: Path) -> Path:
+    """The comparison's feedforward twin as ``folder/feedforward.yaml`` (rewritten only when it
+    changes, so a finished contender's command stays the same)."""
+    import yaml
+
+    from dendrisim.config.loader import read_yaml
+
+    text = yaml.safe_dump(feedforward_twin(read_yaml(ROOT / comparison.model)), sort_keys=False)
+    path = folder / "feedforward.yaml"
+    if not (path.is_file() and path.read_text() == text):
+        folder.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return path
+
+
+def default_epochs(comparison: "Comparison") -> int:
+    """The comparison's epochs, or the model file's when it gives none (0): a circuit's
+    total over its phases."""
+    if comparison.epochs:
+        return comparison.epochs
+    from dendrisim.config.loader import read_yaml
+
+    training = read_yaml(ROOT / comparison.model).get("training") or {}
+    phases = training.get("phases")
+    return sum(int(ph["epochs"]) for ph in phases) if phases else int(training.get("epochs", 10))
 
 
 # ----------------------------------------------------------------------------- running
@@ -179,10 +267,12 @@ def here(path) -> str:
 
 def command(comparison: Comparison, contender: Contender, args, folder: Path) -> list[str]:
     """The compare_rules.py command of one contender, run from the repository root."""
-    cmd = [sys.executable, "scripts/compare_rules.py", comparison.model,
+    model = here(write_twin(comparison, folder.parent)) if contender.twin else comparison.model
+    epochs = args.epochs or default_epochs(comparison)
+    cmd = [sys.executable, "scripts/compare_rules.py", model,
            "--rules", contender.rule, "--seeds", ",".join(map(str, args.seeds or comparison.seeds)),
-           "--epochs", str(args.epochs or comparison.epochs), "--tune", str(args.tune or comparison.tune),
-           "--tune-epochs", str(args.tune_epochs or comparison.tune_epochs), "--device", args.device,
+           "--epochs", str(epochs), "--tune", str(args.tune or comparison.tune),
+           "--tune-epochs", str(args.tune_epochs or comparison.tune_epochs or epochs), "--device", args.device,
            "--out", here(folder)]
     if args.data_root:
         cmd += ["--data-root", here(args.data_root)]
@@ -381,8 +471,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               "comparisons": []}
     for comparison in suite:
         entry = {"name": comparison.name, "title": comparison.title, "model": comparison.model,
-                 "epochs": args.epochs or comparison.epochs, "tune": args.tune or comparison.tune,
-                 "tune_epochs": args.tune_epochs or comparison.tune_epochs,
+                 "epochs": args.epochs or default_epochs(comparison), "tune": args.tune or comparison.tune,
+                 "tune_epochs": args.tune_epochs or comparison.tune_epochs or args.epochs or default_epochs(comparison),
                  "seeds": list(args.seeds or comparison.seeds), "reference": comparison.reference, "contenders": {}}
         reason = missing(comparison, args)
         if reason:

@@ -97,6 +97,42 @@ def test_the_shipped_suites_cover_the_documented_comparisons():
             "bp"} == set(variants)
 
 
+def test_the_dendritic_suite_runs_the_circuit_and_its_rivals_on_its_own_feedforward_network():
+    dendritic = {c.name: c for c in results.SUITES["dendritic"]}
+    assert list(dendritic) == ["digits", "fmnist"]
+    for c in dendritic.values():
+        assert [(k.label, k.rule, k.twin) for k in c.contenders] == [
+            ("microcircuit", "mc_basal", False), ("dll-euler", "dll", True), ("dll", "dll", True), ("bp", "bp", True)]
+        assert (REPO / c.model).is_file() and c.tune > 0
+
+
+def test_a_circuits_feedforward_twin_is_its_pyramidal_populations_and_basal_projections(tmp_path):
+    from dendrisim.builder import load_experiment
+    from dendrisim.config.loader import read_yaml
+
+    circuit = read_yaml(REPO / "models" / "microcircuit_digits.yaml")
+    twin = results.feedforward_twin(circuit)
+    pyramidal = [n for n, p in circuit["populations"].items() if p.get("type") != "interneuron"]
+    assert list(twin["populations"]) == pyramidal and "i1" in circuit["populations"]
+    assert [(p["from"], p["to"]) for p in twin["projections"]] == [
+        (p["from"], p["to"]) for p in circuit["projections"]
+        if p.get("compartment", "basal") == "basal" and p["to"] in pyramidal]
+    assert len(twin["projections"]) < len(circuit["projections"])
+    assert twin["training"]["epochs"] == sum(ph["epochs"] for ph in circuit["training"]["phases"])
+    assert "phases" not in twin["training"] and twin["task"] == circuit["task"]
+    assert twin["dynamics"] == circuit["dynamics"] and twin["optimizer"] == circuit["optimizer"]
+    assert set(twin["recording"]["populations"]) <= set(pyramidal)
+    # it is a model file every rival runs (written where the comparison's contenders find it)
+    comparison = results.SUITES["dendritic"][0]
+    path = results.write_twin(comparison, tmp_path)
+    for rule, mode in (("bp", "steady"), ("dll", "steady"), ("dll", "euler")):
+        exp = load_experiment(path, [f"plasticity.rule={rule}", f"dynamics.mode={mode}"])
+        assert exp.config.training.epochs == twin["training"]["epochs"]
+    before = path.stat().st_mtime_ns
+    results.write_twin(comparison, tmp_path)  # unchanged: not rewritten
+    assert path.stat().st_mtime_ns == before
+
+
 @pytest.mark.parametrize("suite", ["rules", "through-time"])
 def test_the_documented_results_are_the_output_of_results_py(suite):
     """Not hand-typed: each generated part of the Results page is the rendering of its suite's
