@@ -204,7 +204,7 @@ class FakeRecorder:
     def due(self, step, n, *, epoch_end=False):
         return self.fits(n) and (step in self.due_steps or epoch_end)
 
-    def after_step(self, step, epoch, ids, *, epoch_end=False, trajectory=None):
+    def after_step(self, step, epoch, ids, *, epoch_end=False, trajectory=None, phase=0):
         self.calls.append(("after_step", step, epoch, epoch_end, trajectory))
 
     def end_epoch(self, step, epoch, ids, row):
@@ -218,7 +218,7 @@ class FakeRecorder:
 def recording_loop(recorder, *, trace_steps=(0, 1), n_train=100):
     rec = Recording(True)
     rec.recorder = recorder
-    loop = FakeLoop(scheme=SimpleNamespace(trace_steps=list(trace_steps)), steps_per_epoch=4,
+    loop = FakeLoop(scheme=SimpleNamespace(trace_steps=list(trace_steps)), steps_per_epoch=4, phases=(),
                     experiment=SimpleNamespace(task=SimpleNamespace(batch_size=32)),
                     task=SimpleNamespace(train=list(range(n_train))), global_step=0, last_batch_ids=None)
     return rec, loop

@@ -17,12 +17,21 @@ import torch
 
 from .. import rundir
 from ..errors import ConfigError, FileFormatError, NumericalError, WriteError
+from ..phases import resumable_phase_keys
 from .base import Observer, Outcome, Step
 
 CHECKPOINT = "checkpoint.pt"
 FORMAT = 1
-#: keys of the model file that ``--resume`` may change (any other difference is refused)
+#: keys of the model file that ``--resume`` may change (any other difference is refused); with
+#: ``training.phases`` also the last phase's epochs (:func:`resumable`)
 RESUMABLE = ("training.epochs", "training.checkpoint_every", "training.guard_every")
+
+
+def resumable(training) -> tuple[str, ...]:
+    """The keys a resumed run of a model with these ``training`` settings may change:
+    :data:`RESUMABLE` and, with phases, ``training.phases.<last>.epochs`` (more epochs extend
+    the last phase; every other phase key is refused by name)."""
+    return RESUMABLE + resumable_phase_keys(training)
 #: what a checkpoint must hold
 CHECKPOINT_KEYS = ("model_yaml", "network", "rule", "clip_counts", "optimizer", "scheduler", "position",
                    "epoch_order", "epoch_totals", "last_batch_ids", "rows", "clips_seen", "last_alignment",
@@ -116,13 +125,14 @@ def read(path: Path, experiment, *, epochs: int) -> tuple[dict, list[str]]:
     except yaml.YAMLError:
         raise FileFormatError(f"{path}: the checkpoint's model_yaml is damaged") from None
     changed = config_diff(old, experiment.to_dict())
-    refused = [k for k in changed if k not in RESUMABLE]
+    allowed = resumable(experiment.config.training)
+    refused = [k for k in changed if k not in allowed]
     if refused:
         keys = ", ".join(refused[:8]) + (f" and {len(refused) - 8} more" if len(refused) > 8 else "")
         raise ConfigError(
             f"{path} was written by a different model file (or other options) than {experiment.file}: "
             f"{keys} differ{'s' if len(refused) == 1 else ''}; a resumed run can change only "
-            f"{', '.join(RESUMABLE)} (resume with the run directory's own model.yaml and those keys, "
+            f"{', '.join(allowed)} (resume with the run directory's own model.yaml and those keys, "
             "or start a new run)", path="--resume")
     done = state["position"]["epoch"] - 1
     if epochs < done:
