@@ -376,8 +376,15 @@ def test_the_checkpoint_format_is_the_one_older_runs_wrote(real_loop):
     state = real_loop.checkpoint_state()
     assert state["format"] == 1 and list(state) == ["format", *CHECKPOINT_KEYS]
     assert list(state["selection"]) == ["best", "best_epoch", "stale", "early_stopped", "best_state"]
-    assert list(state["position"]) == ["global_step", "epoch", "step_in_epoch", "epoch_samples", "epoch_seconds"]
+    # "grads" was added to format 1 (which tensors hold a .grad buffer): a checkpoint without it still loads
+    assert list(state["position"]) == ["global_step", "epoch", "step_in_epoch", "epoch_samples", "epoch_seconds",
+                                       "grads"]
     assert nonfinite_tensor(state) is None
+    older = copy.deepcopy(state)
+    del older["position"]["grads"]
+    from dendrisim.observers.checkpoints import load_state
+
+    load_state(real_loop, older)
 
 
 # ------------------------------------------------------------------ the interface as a user sees it

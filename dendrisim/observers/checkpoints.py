@@ -95,7 +95,9 @@ def state_of(loop) -> dict:
         "optimizer": loop.optimizer.state_dict(),
         "scheduler": loop.scheduler.state_dict(),
         "position": {"global_step": loop.global_step, "epoch": loop.epoch, "step_in_epoch": loop.step_in_epoch,
-                     "epoch_samples": loop.epoch_samples, "epoch_seconds": loop.epoch_seconds},
+                     "epoch_samples": loop.epoch_samples, "epoch_seconds": loop.epoch_seconds,
+                     # which learnable tensors hold a .grad buffer (see load_state)
+                     "grads": [p.grad is not None for p in loop.learnable]},
         "epoch_order": cpu(loop.epoch_order),
         "epoch_totals": cpu(loop.epoch_totals),
         "last_batch_ids": cpu(loop.last_batch_ids),
@@ -151,6 +153,12 @@ def load_state(loop, state: dict) -> None:
     pos = state["position"]
     loop.global_step, loop.epoch, loop.step_in_epoch = pos["global_step"], pos["epoch"], pos["step_in_epoch"]
     loop.epoch_samples, loop.epoch_seconds = pos["epoch_samples"], pos["epoch_seconds"]
+    # The rules write updates into an existing .grad with addmm(alpha=-c/B, out=) and into a
+    # fresh one with mm(...).mul_(-c/B): the two round differently when c/B is not a power of two.
+    # So the learnable tensors get back the buffers they had (their values are always overwritten),
+    # and the step after a resume computes as the uninterrupted run's did (older checkpoints: none).
+    for param, had in zip(loop.learnable, pos.get("grads", ())):
+        param.grad = torch.zeros_like(param) if had else None
     to_dev = lambda t: None if t is None else t.to(loop.device)  # noqa: E731
     loop.epoch_order, loop.epoch_totals = to_dev(state["epoch_order"]), to_dev(state["epoch_totals"])
     loop.last_batch_ids = to_dev(state["last_batch_ids"])
