@@ -226,13 +226,17 @@ def test_a_resume_may_extend_the_last_phase_and_nothing_else_of_the_phases(tmp_p
     assert _cli(capsys, "--out", run, *base, "--set", phases % 2)[0] == 0
     rc, out, err = _cli(capsys, "--resume", run, "--set", "training.phases.0.lr=0.5")
     assert rc == 2 and "training.phases.0.lr differs" in err and "training.phases.1.epochs" in err
-    rc, out, err = _cli(capsys, "--resume", run, "--set", "training.phases.1.epochs=4", "--set", "training.epochs=5")
+    rc, out, err = _cli(capsys, "--resume", run, "--epochs", "5")  # the last phase takes the 2 more epochs
     assert rc == 0, err
     assert "applied on resume: training.epochs=5, training.phases.1.epochs=4" in out
     assert _cli(capsys, "--out", longer, *base, "--set", phases % 4)[0] == 0
     assert_same_run(longer, run)
+    rc, out, err = _cli(capsys, "--resume", run, "--set", "training.phases.1.epochs=5", "--set", "training.epochs=6")
+    assert rc == 0 and "applied on resume: training.epochs=6, training.phases.1.epochs=5" in out, err
+    rc, out, err = _cli(capsys, "--out", tmp_path / "short", *base, "--set", phases % 2, "--epochs", "1")
+    assert rc == 2 and "--epochs 1 would end before the last phase starts at epoch 2" in err
     with open_recording(run / "recording.h5") as rec:
-        assert rec.phases[-1] == {"name": "learning", "epochs": 4, "teacher": True, "first_epoch": 2}
+        assert rec.phases[-1] == {"name": "learning", "epochs": 5, "teacher": True, "first_epoch": 2}
 
 
 def test_fit_with_more_epochs_extends_the_last_phase(tmp_path):
