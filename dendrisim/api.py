@@ -70,11 +70,18 @@ class Trainer(_LoopTrainer):
         Without ``epochs``: up to ``training.epochs`` in all. With ``epochs=N``: N more
         epochs from where the trainer stands; steps add up, and metrics.csv, the recording
         and the checkpoint continue in the same run directory (``training.epochs`` becomes
-        the new total, and a learning-rate schedule covers it from the current step)."""
+        the new total, and a learning-rate schedule covers it from the current step). With
+        ``training.phases`` the added epochs extend the last phase (the log says so); the earlier
+        phases keep theirs, and a total that would end before the last phase starts is a
+        ValueError. Phases run here as under ``simulate.py``: each with its teacher, learning
+        projections and learning rates (see :attr:`phase`)."""
         if epochs is not None:
             if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
                 raise ValueError(f"fit(epochs={epochs!r}): epochs must be an integer >= 1 (the epochs to add)")
-            self.set_epochs(self.epoch - 1 + epochs)
+            try:
+                self.set_epochs(self.epoch - 1 + epochs)
+            except ValueError as err:
+                raise ValueError(f"fit(epochs={epochs}): {err}") from None
         return self.run()
 
     @property

@@ -27,7 +27,8 @@ def parser(prog: str = "simulate.py") -> argparse.ArgumentParser:
                         "registered names")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
                    help="override a key of the model file, e.g. --set plasticity.rule=fa (repeatable)")
-    p.add_argument("--epochs", type=int, help="shorthand for --set training.epochs=N")
+    p.add_argument("--epochs", type=int, help="shorthand for --set training.epochs=N (with training.phases: the "
+                                              "last phase is extended or shortened to make N in all)")
     p.add_argument("--seed", type=int, help="shorthand for --set training.seed=N")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or auto (default: cpu, or the resumed run's)")
     p.add_argument("--matmul-precision", choices=["highest", "high", "medium"], default="highest",
@@ -55,8 +56,6 @@ def parser(prog: str = "simulate.py") -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None, *, prog: str = "simulate.py") -> int:
     args = parser(prog).parse_args(argv)
     overrides = list(args.overrides)
-    if args.epochs is not None:
-        overrides.append(f"training.epochs={args.epochs}")
     if args.seed is not None:
         overrides.append(f"training.seed={args.seed}")
     try:
@@ -77,7 +76,8 @@ def main(argv: Optional[Sequence[str]] = None, *, prog: str = "simulate.py") -> 
         if args.check:
             from .inspect import describe
 
-            experiment = load_experiment(resolve_model(args.model), overrides)
+            source = resolve_model(args.model)
+            experiment = load_experiment(source, with_epochs(source, overrides, args.epochs))
             for note in experiment.notes:
                 print(f"note: {note}", file=sys.stderr)
             print(describe(experiment, data_root=args.data_root))
@@ -93,7 +93,8 @@ def main(argv: Optional[Sequence[str]] = None, *, prog: str = "simulate.py") -> 
                 return 0
             experiment = trainer.experiment
         else:
-            experiment = load_experiment(resolve_model(args.model), overrides)
+            source = resolve_model(args.model)
+            experiment = load_experiment(source, with_epochs(source, overrides, args.epochs))
             options = RunOptions(device=args.device or "cpu", data_root=args.data_root, out_dir=args.out,
                                  dry_run=args.dry_run, overwrite=args.overwrite, progress=args.progress if dist.is_main else False,
                                  argv=argv_list, log=say, dist=dist,
@@ -155,7 +156,8 @@ def _resumed_trainer(args, overrides: list[str], argv: list[str], *, dist, say):
     from .plugins import load_plugins
 
     load_plugins(saved.get("plugins", []))  # the rules the run was started with
-    experiment = load_experiment(resolve_model(args.model) if args.model else model_file, overrides)
+    source = resolve_model(args.model) if args.model else model_file
+    experiment = load_experiment(source, with_epochs(source, overrides, args.epochs))
     options = RunOptions(device=args.device or saved.get("device", "cpu"), data_root=args.data_root or saved.get("data_root"),
                          out_dir=run_dir, dry_run=saved["dry_run"], progress=args.progress if dist.is_main else False,
                          argv=argv, log=say, dist=dist, plugins=saved.get("plugins", []),
@@ -187,6 +189,30 @@ def _resumed_trainer(args, overrides: list[str], argv: list[str], *, dist, say):
             "(written to model.yaml and run.json)")
     say(f"resuming {run_dir} at epoch {trainer.epoch}, step {trainer.global_step}")
     return trainer
+
+
+def with_epochs(source, overrides: list[str], epochs: Optional[int]) -> list[str]:
+    """``overrides`` with ``--epochs N``: ``training.epochs=N`` and, for a model with
+    ``training.phases``, the last phase's epochs so that they add up to N (more epochs extend
+    the last phase; the earlier phases keep theirs)."""
+    if epochs is None:
+        return overrides
+    from .config.loader import read_model
+    from .errors import ConfigError
+
+    data, file = read_model(source, overrides)
+    training = data.get("training") if isinstance(data, dict) else None
+    phases = training.get("phases") if isinstance(training, dict) else None
+    extra = [f"training.epochs={epochs}"]
+    if isinstance(phases, list) and phases and all(isinstance(p, dict) and isinstance(p.get("epochs"), int)
+                                                   for p in phases):
+        before = sum(p["epochs"] for p in phases[:-1])
+        if epochs <= before:
+            raise ConfigError(f"--epochs {epochs} would end before the last phase starts at epoch {before + 1}: with "
+                              "training.phases, --epochs sets the run's total and only the last phase takes the "
+                              f"change; give more than {before}", file=file, path="--epochs")
+        extra.append(f"training.phases.{len(phases) - 1}.epochs={epochs - before}")
+    return [*overrides, *extra]
 
 
 def _value(data: dict, dotted: str):

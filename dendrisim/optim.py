@@ -2,22 +2,44 @@
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import torch
 
-from .config.schema import OptimizerConfig, TrainingConfig
+from .config.schema import OptimizerConfig, PhaseConfig, TrainingConfig
 
 
-def param_groups(network, rule, lr: float) -> list[dict]:
-    """Projections sharing an ``lr_scale`` share a group (fewer optimizer kernel launches);
-    the group's ``name`` lists its projections. The rule's own groups come last."""
-    by_scale: dict[float, dict] = {}
+def _projection_groups(network, phases: Sequence[PhaseConfig] = ()) -> list[tuple[tuple[float, ...], list]]:
+    """The learnable projections grouped by their learning-rate multipliers: ``lr_scale`` and,
+    with phases, the multiplier of each phase (a phase's ``lr_scale`` replaces the projection's
+    own for the projections it names). Without any phase ``lr_scale`` that is the grouping
+    by ``lr_scale`` alone, in the same order."""
+    groups: dict[tuple[float, ...], list] = {}
     for proj in network.learnable_projections():
-        group = by_scale.setdefault(proj.lr_scale, {"params": [], "lr": lr * proj.lr_scale, "projections": []})
-        group["params"] += proj.parameters_to_learn()
-        group["projections"].append(proj.name)
-    groups = [dict(g, name=", ".join(g["projections"])) for g in by_scale.values()]
+        key = (proj.lr_scale, *(phase.lr_scale.get(proj.name, proj.lr_scale) for phase in phases))
+        groups.setdefault(key, []).append(proj)
+    return list(groups.items())
+
+
+def param_groups(network, rule, lr: float, phases: Sequence[PhaseConfig] = ()) -> list[dict]:
+    """Projections sharing their learning-rate multipliers (``lr_scale``, and each phase's) share
+    a group (fewer optimizer kernel launches); the group's ``name`` lists its projections. The
+    rule's own groups come last."""
+    groups = []
+    for (scale, *_), projs in _projection_groups(network, phases):
+        groups.append({"params": [p for proj in projs for p in proj.parameters_to_learn()], "lr": lr * scale,
+                       "projections": [proj.name for proj in projs], "name": ", ".join(proj.name for proj in projs)})
     return groups + rule.param_groups(lr)
+
+
+def phase_rates(network, rule, lr: float, phases: Sequence[PhaseConfig], index: int) -> list[float]:
+    """Each param group's learning rate (before any schedule) in phase ``index``, in the order of
+    :func:`param_groups` built with the same ``phases``: ``(phase.lr or lr)`` times the group's
+    multiplier in that phase; the rule's own groups scale with the phase's base rate too."""
+    phase = phases[index]
+    base = phase.lr if phase.lr is not None else lr
+    rates = [base * scales[1 + index] for scales, _ in _projection_groups(network, phases)]
+    return rates + [group["lr"] for group in rule.param_groups(base)]
 
 
 def group_of(optimizer: torch.optim.Optimizer, name: str) -> dict:
@@ -60,14 +82,16 @@ def eager(cls: type) -> type:
 _EAGER: dict[type, type] = {}
 
 
-def build_optimizer(network, rule, config: OptimizerConfig) -> torch.optim.Optimizer:
-    """The optimizer over every learnable tensor, built after the model is on its device.
+def build_optimizer(network, rule, config: OptimizerConfig, phases: Sequence[PhaseConfig] = ()
+                    ) -> torch.optim.Optimizer:
+    """The optimizer over every learnable tensor, built after the model is on its device
+    (``phases``: the run's, so that each projection can get its own rate in every phase).
 
     It uses torch's fused kernels where this torch supports them for the parameters'
     device and dtype (one pass over each tensor instead of one per arithmetic op: the
     plain Adam loop is about 6x slower on CPU), and falls back to the foreach ones.
     """
-    groups = param_groups(network, rule, config.lr)
+    groups = param_groups(network, rule, config.lr, phases)
     if config.type in ("sgd", "momentum"):
         cls = torch.optim.SGD
         kwargs = {"lr": config.lr, "weight_decay": config.weight_decay}

@@ -19,6 +19,7 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
+from . import phases as phasing
 from . import rundir
 from .builder import build, build_scheme
 from .config.loader import Experiment
@@ -28,7 +29,7 @@ from .observers import (Alignment, Checkpoints, FinalWeights, MetricsFile, NanGu
 from .observers.checkpoints import (CHECKPOINT, CHECKPOINT_KEYS, RESUMABLE, config_diff, load_state,  # noqa: F401
                                     nonfinite_tensor, read, state_of)
 from .observers.recording import check_recording  # noqa: F401  (dendrisim.inspect uses it)
-from .optim import build_optimizer, build_scheduler, schedule_factor
+from .optim import build_optimizer, build_scheduler, phase_rates, schedule_factor
 
 
 def seed_everything(seed: int) -> None:
@@ -144,12 +145,21 @@ class Trainer:
         self.device = resolve_device(options.device)
         if self.device.type == "cuda" and self.dist.world > 1:
             self.device = torch.device("cuda", self.dist.local_rank)
+        if cfg.training.phases and cfg.training.epochs != phasing.total_epochs(cfg.training):
+            # with phases, training.epochs is their sum (what model.yaml and checkpoints then say)
+            self.experiment = experiment = dataclasses.replace(experiment, config=dataclasses.replace(
+                cfg, training=phasing.with_total_epochs(cfg.training, phasing.total_epochs(cfg.training))))
+            cfg = experiment.config
         seed_everything(cfg.training.seed)
         self.task, self.network, self.rule = build(experiment, device=self.device, data_root=options.data_root)
         self.network.to(self.device)
         self.rule.to(self.device)
         self.scheme = build_scheme(experiment)
-        self.optimizer = build_optimizer(self.network, self.rule, cfg.optimizer)
+        self.optimizer = build_optimizer(self.network, self.rule, cfg.optimizer, cfg.training.phases)
+        self._check_phases()
+        #: the phase whose learning rates and frozen projections the optimizer holds (None: none yet)
+        self.phase_entered: Optional[int] = None
+        self._frozen: list[torch.Tensor] = []  # tensors whose update is dropped in this phase
         self.learnable = [p for group in self.optimizer.param_groups for p in group["params"]]
         self.steps_per_epoch = self._steps_per_epoch()
         self.scheduler = build_scheduler(self.optimizer, self.steps_per_epoch * self.epochs, cfg.training)
@@ -248,7 +258,76 @@ class Trainer:
 
     @property
     def epochs(self) -> int:
-        return 1 if self.options.dry_run else self.experiment.config.training.epochs
+        return 1 if self.options.dry_run else phasing.total_epochs(self.experiment.config.training)
+
+    @property
+    def phases(self) -> tuple:
+        """``training.phases`` (empty without phases)."""
+        return self.experiment.config.training.phases
+
+    @property
+    def phase_index(self) -> int:
+        """The 0-based index of the phase of the epoch in progress (0 without phases): a pure
+        function of :attr:`epoch`, so a resumed run is in the phase it stopped in."""
+        return phasing.phase_index(self.phases, self.epoch)
+
+    @property
+    def phase(self):
+        """The :class:`~dendrisim.config.schema.PhaseConfig` of the epoch in progress (None without phases)."""
+        return self.phases[self.phase_index] if self.phases else None
+
+    def _check_phases(self) -> None:
+        """Every projection a phase names is a learnable one (the loader says so first, with the
+        file; this guards experiments built another way)."""
+        from .errors import ConfigError
+
+        learnable = [p.name for p in self.network.learnable_projections()]
+        for i, phase in enumerate(self.phases):
+            for key, names in (("learn", phase.learn or ()), ("lr_scale", phase.lr_scale)):
+                for name in names:
+                    if name not in learnable:
+                        raise ConfigError(f"{name!r} is not a learnable projection; the learnable projections are "
+                                          f"{', '.join(learnable) or 'none'}", file=self.experiment.file,
+                                          path=f"training.phases[{i}].{key}")
+
+    def _enter_phase(self, index: int) -> None:
+        """Set the optimizer for phase ``index``: each group's base learning rate ((phase.lr or
+        optimizer.lr) x the group's multiplier in this phase), under the schedule where it stands,
+        and the tensors whose updates this phase drops. Recomputed from the phase alone, so a
+        resumed run gets the same values; logs the phase's line."""
+        phases, optimizer, scheduler = self.phases, self.optimizer, self.scheduler
+        rates = phase_rates(self.network, self.rule, self.experiment.config.optimizer.lr, phases, index)
+        if len(rates) != len(optimizer.param_groups):
+            raise RuntimeError(f"phase {index}: {len(rates)} learning rates for {len(optimizer.param_groups)} "
+                               "param groups (the optimizer was not built with the run's phases)")
+        for i, (group, rate) in enumerate(zip(optimizer.param_groups, rates)):
+            # what LambdaLR computes at its step: base_lr x factor(step)
+            scheduler.base_lrs[i] = group["initial_lr"] = rate
+            group["lr"] = rate * scheduler.lr_lambdas[i](scheduler.last_epoch)
+        scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
+        self._frozen = self._frozen_tensors(phases[index])
+        self.phase_entered = index
+        self.options.log(phasing.describe(phases, index, [p.name for p in self.network.learnable_projections()]))
+
+    def _frozen_tensors(self, phase) -> list[torch.Tensor]:
+        """What does not learn in ``phase``: the parameters of every projection outside its
+        ``learn`` list and the rule's feedback weights of those projections (fa/kp's B, dll's θ)
+        when the optimizer updates them."""
+        if phase.learn is None:
+            return []
+        learned = {id(p) for group in self.optimizer.param_groups for p in group["params"]}
+        frozen = []
+        for proj in self.network.learnable_projections():
+            if phasing.learns(phase, proj.name):
+                continue
+            frozen += proj.parameters_to_learn()
+            try:
+                feedback = self.rule.feedback_weight(self.network, proj)
+            except NotImplementedError:
+                feedback = None
+            if feedback is not None and id(feedback) in learned:
+                frozen.append(feedback)
+        return frozen
 
     @property
     def finished(self) -> bool:
@@ -269,9 +348,15 @@ class Trainer:
 
     def set_epochs(self, epochs: int) -> None:
         """Train to ``epochs`` in all (``training.epochs`` of the run's model.yaml from now on); the
-        learning-rate schedule covers the new total from the step it stands at."""
+        learning-rate schedule covers the new total from the step it stands at. With phases the
+        last phase takes the change (a ValueError if the total would end before it starts)."""
         cfg = self.experiment.config
-        training = dataclasses.replace(cfg.training, epochs=epochs)
+        training = phasing.with_total_epochs(cfg.training, epochs)
+        if training.phases and training.phases[-1].epochs != cfg.training.phases[-1].epochs:
+            last = len(training.phases) - 1
+            self.options.log(f"training.phases: the last phase ({phasing.phase_name(training.phases[-1], last)}) now "
+                             f"runs {training.phases[-1].epochs} epochs, to epoch {epochs} (more epochs extend the "
+                             "last phase)")
         self.experiment = dataclasses.replace(self.experiment, config=dataclasses.replace(cfg, training=training))
         total = self.steps_per_epoch * self.epochs
         self.scheduler.lr_lambdas = [lambda s: schedule_factor(s, total, training)
@@ -302,6 +387,8 @@ class Trainer:
                     in_epoch=None if epoch is None else self.step_in_epoch + 1, ids=ids,
                     finish=self.task.finish_stats)
         with torch.no_grad():
+            if self.phases and self.phase_entered != self.phase_index:
+                self._enter_phase(self.phase_index)
             self._notify("before_step", step)
             try:
                 self._present(x, y, step)
@@ -326,7 +413,12 @@ class Trainer:
         net(task.inputs(x))
         # the metrics are those of the network's prediction, before the teacher acts
         step.stats = task.batch_stats(y, net)
-        step.presentation = self.scheme.present(net, self.rule, task.target(y, net), capture=step.capture)
+        phase = self.phase
+        # a phase without teacher presents no target: the output is not nudged
+        target = task.target(y, net) if phase is None or phase.teacher else None
+        step.presentation = self.scheme.present(net, self.rule, target, capture=step.capture)
+        for tensor in self._frozen:  # no gradient: the optimizer skips them, their state stays as it is
+            tensor.grad = None
         step.stop = self.dist.sync_grads(self.learnable, y.shape[0], self.stop_requested is not None)
         if step.stop and self.stop_requested is None:
             self.stop_requested = "a stop on another rank"
@@ -383,6 +475,9 @@ class Trainer:
         """The epoch's metrics row (what metrics.csv gets)."""
         row = {"epoch": epoch, "step": self.global_step, "seconds": round(self.epoch_seconds, 3),
                "lr": self.optimizer.param_groups[0]["lr"]}
+        if self.phases:  # the epoch's phase, by name
+            index = phasing.phase_index(self.phases, epoch)
+            row["phase"] = phasing.phase_name(self.phases[index], index)
         for prefix, values in (("train", train), ("val", val), ("test", test)):
             row.update({f"{prefix}_{k}": v for k, v in values.items()})
         # how often each named clip fired during the epoch (clips_apical:h1 ...)
@@ -504,6 +599,7 @@ class Trainer:
 
         path = Path(path)
         state, self.resume_changes = read(path, self.experiment, epochs=self.epochs)
+        self.phase_entered = None  # the next step sets the optimizer for the checkpoint's phase
         try:
             load_state(self, state)
         except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as err:

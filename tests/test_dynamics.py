@@ -273,7 +273,7 @@ def test_recorded_soma_differs_from_basal_under_euler_and_equals_it_at_steady_st
     steady_est = Trainer(model(["training.max_steps_per_epoch=4"]), RunOptions(out_dir=tmp_path / "a")).recording_estimate
     euler_est = Trainer(model(["training.max_steps_per_epoch=4", "dynamics={mode: euler, steps: 6, record_every: 2}"]),
                         RunOptions(out_dir=tmp_path / "b")).recording_estimate
-    per_sample = lambda e: e["bytes_per_record"] - 16 - 8 * 16  # noqa: E731  (index and sample ids)
+    per_sample = lambda e: e["bytes_per_record"] - 24 - 8 * 16  # noqa: E731  (index and sample ids)
     assert per_sample(euler_est) == 4 * per_sample(steady_est)  # --check counts the four kept steps
 
 

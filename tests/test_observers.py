@@ -204,7 +204,7 @@ class FakeRecorder:
     def due(self, step, n, *, epoch_end=False):
         return self.fits(n) and (step in self.due_steps or epoch_end)
 
-    def after_step(self, step, epoch, ids, *, epoch_end=False, trajectory=None):
+    def after_step(self, step, epoch, ids, *, epoch_end=False, trajectory=None, phase=0):
         self.calls.append(("after_step", step, epoch, epoch_end, trajectory))
 
     def end_epoch(self, step, epoch, ids, row):
@@ -218,7 +218,7 @@ class FakeRecorder:
 def recording_loop(recorder, *, trace_steps=(0, 1), n_train=100):
     rec = Recording(True)
     rec.recorder = recorder
-    loop = FakeLoop(scheme=SimpleNamespace(trace_steps=list(trace_steps)), steps_per_epoch=4,
+    loop = FakeLoop(scheme=SimpleNamespace(trace_steps=list(trace_steps)), steps_per_epoch=4, phases=(),
                     experiment=SimpleNamespace(task=SimpleNamespace(batch_size=32)),
                     task=SimpleNamespace(train=list(range(n_train))), global_step=0, last_batch_ids=None)
     return rec, loop
@@ -376,8 +376,15 @@ def test_the_checkpoint_format_is_the_one_older_runs_wrote(real_loop):
     state = real_loop.checkpoint_state()
     assert state["format"] == 1 and list(state) == ["format", *CHECKPOINT_KEYS]
     assert list(state["selection"]) == ["best", "best_epoch", "stale", "early_stopped", "best_state"]
-    assert list(state["position"]) == ["global_step", "epoch", "step_in_epoch", "epoch_samples", "epoch_seconds"]
+    # "grads" was added to format 1 (which tensors hold a .grad buffer): a checkpoint without it still loads
+    assert list(state["position"]) == ["global_step", "epoch", "step_in_epoch", "epoch_samples", "epoch_seconds",
+                                       "grads"]
     assert nonfinite_tensor(state) is None
+    older = copy.deepcopy(state)
+    del older["position"]["grads"]
+    from dendrisim.observers.checkpoints import load_state
+
+    load_state(real_loop, older)
 
 
 # ------------------------------------------------------------------ the interface as a user sees it

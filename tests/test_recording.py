@@ -13,6 +13,7 @@ import torch
 
 from conftest import model, recording_datasets
 from dendrisim.errors import ConfigError
+from dendrisim.observers import Observer
 from dendrisim.recording import open_recording
 from dendrisim.training import RunOptions, Trainer
 
@@ -347,3 +348,65 @@ def test_the_epoch_end_record_holds_the_last_training_batch_not_an_evaluation_ba
     with torch.no_grad():
         tr.network(tr.task.train.x[torch.as_tensor(ids)])
     np.testing.assert_allclose(recorded, tr.network.populations["h2"].rate.numpy(), rtol=1e-4, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------- phase marks (#23)
+class _StopAt(Observer):
+    def __init__(self, step):
+        self.step = step
+
+    def after_step(self, loop, step):
+        if step.number == self.step:
+            loop.request_stop("test")
+
+
+def test_phase_marks_are_zeros_without_phases_and_when_an_older_file_lacks_them(tmp_path):
+    rec_block = "recording={every: 2, flush_every: 3, projections: {h2->out: [weight]}}"
+    trainer(tmp_path / "a", rec_block).run()
+    with open_recording(tmp_path / "a" / "recording.h5") as rec:
+        assert rec.phases == [] and len(rec.phase) == len(rec.steps) > 0 and not rec.phase.any()
+        assert rec.phase.dtype == np.int64 and len(rec.weight_phase) == len(rec.weight_steps) > 0
+    # a file written before phases were recorded: the reader answers zeros, and a resumed run
+    # writes zeros for the records before it
+    out = tmp_path / "b"
+    tr = trainer(out, rec_block, "training.epochs=2")
+    tr.observe(_StopAt(9))
+    assert tr.run()["stopped"] == "test"
+    with h5py.File(out / "recording.h5", "r+") as f:
+        for name in ("index/phase", "index/weight_phase"):
+            del f[name]
+        del f.attrs["phases"]
+    with open_recording(out / "recording.h5") as rec:
+        assert rec.phases == [] and rec.phase.tolist() == [0] * len(rec.steps) and len(rec.steps) == 5
+        assert rec.weight_phase.tolist() == [0] * len(rec.weight_steps)
+    again = trainer(out, rec_block, "training.epochs=2")
+    again.resume(out / "checkpoint.pt")
+    again.run()
+    whole = tmp_path / "c"
+    trainer(whole, rec_block, "training.epochs=2").run()
+    ra, rb = recording_datasets(whole / "recording.h5"), recording_datasets(out / "recording.h5")
+    assert ra.keys() == rb.keys()
+    for name in ra:
+        assert np.array_equal(ra[name], rb[name], equal_nan=True), name
+
+
+def test_hidden_records_interneurons_too():
+    from types import SimpleNamespace
+
+    from dendrisim.recording.recorder import MEANING, selection
+
+    def pop(name, recordable):
+        return SimpleNamespace(name=name, recordable=recordable, size=4, shape=(4,))
+
+    h1 = pop("h1", ("soma", "basal", "apical", "rate", "error"))
+    i1 = pop("i1", ("soma", "dendrite", "nudging", "rate", "error"))
+    i2 = pop("i2", ("soma", "dendrite", "nudging", "rate", "error"))
+    net = SimpleNamespace(hidden=lambda: iter([h1]), interneurons=lambda: iter([i1, i2]),
+                          populations={"h1": h1, "i1": i1, "i2": i2}, needs_error={"h1", "i1"}, projections={})
+    pops, _ = selection(model().config.recording, net, SimpleNamespace(recordables=()), file=None)
+    assert pops == {"h1": h1.recordable, "i1": i1.recordable, "i2": ("soma", "dendrite", "nudging", "rate")}
+    assert {"dendrite", "nudging"} <= set(MEANING) and "interneurons" in MEANING["apical"]
+    # a network without interneurons (before they existed) records its hidden populations as before
+    plain = SimpleNamespace(hidden=lambda: iter([h1]), populations={"h1": h1}, needs_error={"h1"}, projections={})
+    assert selection(model().config.recording, plain, SimpleNamespace(recordables=()), file=None)[0] == {
+        "h1": h1.recordable}

@@ -175,3 +175,36 @@ def test_a_complete_run_resumed_as_it_is_says_so(three_epochs, tmp_path, capsys)
 def test_checkpoints_load_with_weights_only(three_epochs):
     state = torch.load(three_epochs / "checkpoint.pt", weights_only=True)  # raises on anything but data
     assert state["position"]["epoch"] == 4 and isinstance(state["rng"]["numpy"]["keys"], torch.Tensor)
+
+
+def test_a_resume_computes_its_first_step_as_the_uninterrupted_run(tmp_path):
+    """The rules write into an existing .grad with addmm(alpha=-c/B) and into a fresh one with
+    mm().mul_(-c/B), which round differently when c/B is not a power of two (sigma 0.9; the
+    epoch's last batch of 14): the checkpoint says which tensors had a buffer, and the resumed
+    run gets them back."""
+    from conftest import model
+    from dendrisim.observers import Observer
+    from dendrisim.training import RunOptions, Trainer
+
+    class StopAt(Observer):
+        def __init__(self, n):
+            self.n = n
+
+        def after_step(self, loop, step):
+            if step.number == self.n:
+                loop.request_stop("test")
+
+    overrides = ["training.epochs=2", "recording.enabled=false", "plasticity.sigma=0.9"]
+    options = lambda out: RunOptions(out_dir=out, progress=False, log=lambda s: None)  # noqa: E731
+    reference = Trainer(model(overrides), options(tmp_path / "ref"))
+    reference.run()
+    for n in (7, 80, 81):  # mid-epoch, before the short last batch, at the epoch's end
+        out = tmp_path / f"stop{n}"
+        first = Trainer(model(overrides), options(out))
+        first.observe(StopAt(n))
+        first.run()
+        again = Trainer(model(overrides), options(out))
+        again.resume(out / "checkpoint.pt")
+        again.run()
+        for k, v in reference.network.state_dict().items():
+            assert torch.equal(again.network.state_dict()[k], v), (n, k)

@@ -17,12 +17,21 @@ import torch
 
 from .. import rundir
 from ..errors import ConfigError, FileFormatError, NumericalError, WriteError
+from ..phases import resumable_phase_keys
 from .base import Observer, Outcome, Step
 
 CHECKPOINT = "checkpoint.pt"
 FORMAT = 1
-#: keys of the model file that ``--resume`` may change (any other difference is refused)
+#: keys of the model file that ``--resume`` may change (any other difference is refused); with
+#: ``training.phases`` also the last phase's epochs (:func:`resumable`)
 RESUMABLE = ("training.epochs", "training.checkpoint_every", "training.guard_every")
+
+
+def resumable(training) -> tuple[str, ...]:
+    """The keys a resumed run of a model with these ``training`` settings may change:
+    :data:`RESUMABLE` and, with phases, ``training.phases.<last>.epochs`` (more epochs extend
+    the last phase; every other phase key is refused by name)."""
+    return RESUMABLE + resumable_phase_keys(training)
 #: what a checkpoint must hold
 CHECKPOINT_KEYS = ("model_yaml", "network", "rule", "clip_counts", "optimizer", "scheduler", "position",
                    "epoch_order", "epoch_totals", "last_batch_ids", "rows", "clips_seen", "last_alignment",
@@ -86,7 +95,9 @@ def state_of(loop) -> dict:
         "optimizer": loop.optimizer.state_dict(),
         "scheduler": loop.scheduler.state_dict(),
         "position": {"global_step": loop.global_step, "epoch": loop.epoch, "step_in_epoch": loop.step_in_epoch,
-                     "epoch_samples": loop.epoch_samples, "epoch_seconds": loop.epoch_seconds},
+                     "epoch_samples": loop.epoch_samples, "epoch_seconds": loop.epoch_seconds,
+                     # which learnable tensors hold a .grad buffer (see load_state)
+                     "grads": [p.grad is not None for p in loop.learnable]},
         "epoch_order": cpu(loop.epoch_order),
         "epoch_totals": cpu(loop.epoch_totals),
         "last_batch_ids": cpu(loop.last_batch_ids),
@@ -116,13 +127,14 @@ def read(path: Path, experiment, *, epochs: int) -> tuple[dict, list[str]]:
     except yaml.YAMLError:
         raise FileFormatError(f"{path}: the checkpoint's model_yaml is damaged") from None
     changed = config_diff(old, experiment.to_dict())
-    refused = [k for k in changed if k not in RESUMABLE]
+    allowed = resumable(experiment.config.training)
+    refused = [k for k in changed if k not in allowed]
     if refused:
         keys = ", ".join(refused[:8]) + (f" and {len(refused) - 8} more" if len(refused) > 8 else "")
         raise ConfigError(
             f"{path} was written by a different model file (or other options) than {experiment.file}: "
             f"{keys} differ{'s' if len(refused) == 1 else ''}; a resumed run can change only "
-            f"{', '.join(RESUMABLE)} (resume with the run directory's own model.yaml and those keys, "
+            f"{', '.join(allowed)} (resume with the run directory's own model.yaml and those keys, "
             "or start a new run)", path="--resume")
     done = state["position"]["epoch"] - 1
     if epochs < done:
@@ -141,6 +153,12 @@ def load_state(loop, state: dict) -> None:
     pos = state["position"]
     loop.global_step, loop.epoch, loop.step_in_epoch = pos["global_step"], pos["epoch"], pos["step_in_epoch"]
     loop.epoch_samples, loop.epoch_seconds = pos["epoch_samples"], pos["epoch_seconds"]
+    # The rules write updates into an existing .grad with addmm(alpha=-c/B, out=) and into a
+    # fresh one with mm(...).mul_(-c/B): the two round differently when c/B is not a power of two.
+    # So the learnable tensors get back the buffers they had (their values are always overwritten),
+    # and the step after a resume computes as the uninterrupted run's did (older checkpoints: none).
+    for param, had in zip(loop.learnable, pos.get("grads", ())):
+        param.grad = torch.zeros_like(param) if had else None
     to_dev = lambda t: None if t is None else t.to(loop.device)  # noqa: E731
     loop.epoch_order, loop.epoch_totals = to_dev(state["epoch_order"]), to_dev(state["epoch_totals"])
     loop.last_batch_ids = to_dev(state["last_batch_ids"])

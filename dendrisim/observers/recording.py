@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..errors import ConfigError, WriteError
+from ..phases import phase_index
 from .base import Observer, Outcome, Step
 
 
@@ -91,7 +92,8 @@ class Recording(Observer):
         # the state is this batch's (the epoch-end one: before evaluation)
         self.recorder.after_step(step.number, step.epoch, step.ids,
                                  epoch_end=step.in_epoch == self.epoch_end_step(loop),
-                                 trajectory=step.kept(self.recorder.positions) if self.capturing else None)
+                                 trajectory=step.kept(self.recorder.positions) if self.capturing else None,
+                                 phase=phase_index(loop.phases, step.epoch))
         self.check(loop)
 
     def check(self, loop) -> None:

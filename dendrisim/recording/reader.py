@@ -165,6 +165,29 @@ class Recording:
         return self._read("index/weight_step", slice(0, self._complete("weights")))
 
     @property
+    def phase(self) -> np.ndarray:
+        """The training phase of every activity record (0-based index into :attr:`phases`; all 0
+        without phases, and in files written before phases were recorded)."""
+        return self._index_or_zeros("index/phase", "activity")
+
+    @property
+    def weight_phase(self) -> np.ndarray:
+        """The training phase of every projection record (as :attr:`phase`)."""
+        return self._index_or_zeros("index/weight_phase", "weights")
+
+    @property
+    def phases(self) -> list[dict]:
+        """The run's phases: ``[{"name", "epochs", "teacher", "first_epoch"}, ...]`` (empty without
+        ``training.phases``, or in files written before phases were recorded)."""
+        return json.loads(self.attrs.get("phases", "[]"))
+
+    def _index_or_zeros(self, name: str, kind: str) -> np.ndarray:
+        rows = slice(0, self._complete(kind))
+        if name not in self.file:
+            return np.zeros(self._complete(kind), dtype=np.int64)
+        return self._read(name, rows)
+
+    @property
     def sample_ids(self) -> np.ndarray:
         return self._read("index/sample_ids", slice(0, self._complete("activity")))
 

@@ -4,12 +4,15 @@ Layout (``SCHEMA_VERSION`` 1; time always comes first)::
 
     /                                   attrs: schema_version, dendrisim_version, model_name, rule,
                                                model_yaml, seed, device, torch_version, argv, created,
-                                               finished, complete
+                                               finished, complete, phases (JSON: [{name, epochs,
+                                               teacher, first_epoch}], [] without training.phases)
     /index/step          int64 [n_records]                   global training step of each record
     /index/epoch         int64 [n_records]                   epoch of each record
+    /index/phase         int64 [n_records]                   phase of each record (0-based; 0 without phases)
     /index/sample_ids    int64 [n_records, n_samples]        training-split index of each recorded sample
     /index/weight_step   int64 [n_weight_records]            step of each projection record
     /index/weight_epoch  int64 [n_weight_records]
+    /index/weight_phase  int64 [n_weight_records]            phase of each projection record
     /populations/POP/VAR float  [n_records, n_samples, n_neurons]
     /projections/A->B/VAR float [n_weight_records, rows, cols]
     /rule/clip_counts/NAME int64 [n_records]                 cumulative count of clipped values
@@ -47,9 +50,14 @@ import torch
 from .. import rundir
 from ..config.schema import RecordingConfig
 from ..errors import ConfigError
+from ..phases import phase_table
 from .recover import clear_open_flags, compact, cut_back
 
 SCHEMA_VERSION = 1
+#: datasets added to schema 1 since it was first written (readers treat them as all zeros when missing;
+#: a resumed run whose file lacks them writes zeros for the records before)
+ADDED = ("index/phase", "index/weight_phase")
+PHASE_MEANING = "training phase (0-based index into training.phases; 0 without phases)"
 FILENAME = "recording.h5"
 CHUNK_CACHE = 64 * 1024  # bytes per dataset: records are appended, never read back
 #: beside the recording while it is written: disk space set aside so that the file can still be
@@ -61,7 +69,10 @@ FLETCHER32 = True
 MEANING = {
     "soma": "somatic potential (soma = basal at steady state; simulated under dynamics.mode euler)",
     "basal": "summed basal input, sum of W * rate_pre + b",
-    "apical": "apical input from the rule's feedback pathway (teacher signal t - rate at the output)",
+    "apical": "apical input: the rule's feedback pathway plus explicit apical projections (top-down rates, "
+              "interneurons); the teacher signal t - rate at the output",
+    "dendrite": "an interneuron's dendritic input, sum of W * rate_pre + b (its basal-like input)",
+    "nudging": "an interneuron's somatic nudging: the soma of the population it predicts, one to one",
     "rate": "output rate, f(soma)",
     "error": "somatic error, f'(soma) * apical (t - rate at a canonical output); under euler the soma-dendrite "
              "mismatch (f(soma) - f(g_B/g * basal)) / λ",
@@ -105,8 +116,11 @@ def _weight_axes(proj, var: str) -> list[str]:
 def selection(config: RecordingConfig, network, rule, *, file: Optional[str]) -> tuple[dict, dict]:
     """Check the recording block against the network and rule; return (populations, projections)."""
     pops = config.populations
-    if pops == "hidden":
+    if pops == "hidden":  # hidden pyramidal populations and interneurons, each with what it records
+        interneurons = getattr(network, "interneurons", lambda: ())()
         pops = {p.name: p.recordable for p in network.hidden()}
+        pops.update({p.name: tuple(v for v in p.recordable if v not in ("apical", "error") or p.name in network.needs_error)
+                     for p in interneurons})
     for name, variables in pops.items():
         where = f"recording.populations.{name}"
         if name not in network.populations:
@@ -159,12 +173,12 @@ def estimate_bytes(config: RecordingConfig, network, rule, *, batch_size: int, s
     pops, projs = selection(config, network, rule, file=None)
     item = 2 if config.dtype == "float16" else 4
     k = min(config.samples, batch_size)
-    per_record = 16 + 8 * k + 8 * (len(rule.clip_names(network)) if "clip_counts" in config.rule else 0)
+    per_record = 24 + 8 * k + 8 * (len(rule.clip_names(network)) if "clip_counts" in config.rule else 0)
     for name, variables in pops.items():
         n = network.populations[name].size
         per_record += (len(variables) * k * (min(n, config.neurons) if config.neurons else n) * item
                        * (time_points(network, trace_steps) or 1))
-    per_weight = 16 + sum(network.projections[n].weight.numel() * item * len(v) for n, v in projs.items())
+    per_weight = 24 + sum(network.projections[n].weight.numel() * item * len(v) for n, v in projs.items())
     extra = epochs if config.at_epoch_end else 0
     records = (steps // config.every if config.every else 0) + extra
     weights_every = config.projections_every or config.every
@@ -241,6 +255,8 @@ class Recorder:
             self.resume = None
             self.file = h5py.File(self.path, "w", libver="latest", rdcc_nbytes=CHUNK_CACHE, locking=False)
             self._write_attrs(experiment, seed, device, argv)
+        # the phases as this run has them (a resumed run may have extended the last one)
+        self.file.attrs["phases"] = json.dumps(phase_table(experiment.config.training.phases))
         self._create(metric_names)
         self.file.swmr_mode = True  # from here on: append only, crash-consistent
         self.reserve = self._set_aside()
@@ -307,10 +323,13 @@ class Recorder:
         a["complete"] = False
 
     def _dataset(self, name: str, shape: tuple[int, ...], dtype, axes: list[str], meaning: str, compress=True) -> h5py.Dataset:
-        if self.resume is not None:  # continue the existing dataset from the checkpoint's length
+        if self.resume is not None and name in self.file:  # continue the existing dataset from the checkpoint's length
             ds = self.file[name]
             ds.resize(self.resume.get(self._length_key(name), 0), axis=0)
             return ds
+        n = self.resume.get(self._length_key(name), 0) if self.resume is not None else 0
+        if n and name not in ADDED:
+            raise KeyError(f"dataset {name} is missing")
         ds = self.file.create_dataset(
             name, shape=(0, *shape), maxshape=(None, *shape), dtype=dtype,
             chunks=(max(1, min(self.n_rows, 1024)) if not shape or np.prod(shape) < 65536 else 1, *shape),
@@ -318,6 +337,9 @@ class Recorder:
         )
         ds.attrs["axes"] = np.array(axes, dtype=h5py.string_dtype())
         ds.attrs["meaning"] = meaning
+        if n:  # a dataset added since the file was written (phase marks), resumed: zeros before
+            ds.resize(n, axis=0)
+            ds[:] = 0
         return ds
 
     def _reopen_for_resume(self, resume: dict) -> None:
@@ -342,6 +364,8 @@ class Recorder:
         self.index = {
             "step": _Stream(self._dataset("index/step", (), np.int64, ["record"], "global training step", False), rows, torch.int64, False),
             "epoch": _Stream(self._dataset("index/epoch", (), np.int64, ["record"], "epoch (1-based)", False), rows, torch.int64, False),
+            "phase": _Stream(self._dataset("index/phase", (), np.int64, ["record"], PHASE_MEANING, False),
+                             rows, torch.int64, False),
             "sample_ids": _Stream(self._dataset("index/sample_ids", (self.k,), np.int64, ["record", "sample"],
                                                 "index of the recorded sample in the training split", False),
                                   rows, torch.int64, False),
@@ -349,6 +373,8 @@ class Recorder:
         self.weight_index = {
             "step": _Stream(self._dataset("index/weight_step", (), np.int64, ["weight_record"], "global training step", False), rows, torch.int64, False),
             "epoch": _Stream(self._dataset("index/weight_epoch", (), np.int64, ["weight_record"], "epoch (1-based)", False), rows, torch.int64, False),
+            "phase": _Stream(self._dataset("index/weight_phase", (), np.int64, ["weight_record"], PHASE_MEANING, False),
+                             rows, torch.int64, False),
         }
         self.streams = {}
         for pop, variables in self.pops.items():
@@ -447,20 +473,21 @@ class Recorder:
         return self.owed or bool(every and step % every == 0) or (epoch_end and self.config.at_epoch_end)
 
     def after_step(self, step: int, epoch: int, batch_ids: torch.Tensor, *, epoch_end: bool = False,
-                   trajectory: Optional[dict] = None) -> None:
+                   trajectory: Optional[dict] = None, phase: int = 0) -> None:
         """Record what is due after training step ``step``; ``trajectory``: the presentation's
-        (:class:`dendrisim.settling.Presentation`), asked for with ``capture`` when :meth:`due`."""
+        (:class:`dendrisim.settling.Presentation`), asked for with ``capture`` when :meth:`due`;
+        ``phase``: the step's phase (0-based index into ``training.phases``)."""
         every = self.config.every
         if self.due(step, batch_ids.shape[0], epoch_end=epoch_end):
             if self.last_recorded_step != step:
-                self.record(step, epoch, batch_ids, trajectory=trajectory)
+                self.record(step, epoch, batch_ids, trajectory=trajectory, phase=phase)
             self.owed = False
         elif every and step % every == 0:
             self.owed = True
         weights_due = bool(self.weights_every and step % self.weights_every == 0) or (
             epoch_end and self.config.at_epoch_end)
         if self.projs and weights_due and self.last_weight_step != step:
-            self.record_weights(step, epoch)
+            self.record_weights(step, epoch, phase=phase)
 
     def end_epoch(self, step: int, epoch: int, batch_ids: Optional[torch.Tensor], row: dict) -> None:
         """Append the epoch's metrics and flush (the network now holds evaluation batches)."""
@@ -476,7 +503,8 @@ class Recorder:
                 self._failed(f"at epoch {epoch}", err)
         self.flush()
 
-    def record(self, step: int, epoch: int, batch_ids: torch.Tensor, *, trajectory: Optional[dict] = None) -> None:
+    def record(self, step: int, epoch: int, batch_ids: torch.Tensor, *, trajectory: Optional[dict] = None,
+               phase: int = 0) -> None:
         if self.failure is not None:
             return
         i = self.pending
@@ -486,6 +514,7 @@ class Recorder:
         pos = self.positions
         self.index["step"].buffer[i] = step
         self.index["epoch"].buffer[i] = epoch
+        self.index["phase"].buffer[i] = phase
         self.index["sample_ids"].buffer[i].copy_(batch_ids.index_select(0, pos))
         for (pop, var), stream in self.streams.items():
             population = self.network.populations[pop]
@@ -517,12 +546,13 @@ class Recorder:
         if self.pending == self.n_rows:
             self.flush()
 
-    def record_weights(self, step: int, epoch: int) -> None:
+    def record_weights(self, step: int, epoch: int, *, phase: int = 0) -> None:
         if self.failure is not None:
             return
         i = self.pending_weights
         self.weight_index["step"].buffer[i] = step
         self.weight_index["epoch"].buffer[i] = epoch
+        self.weight_index["phase"].buffer[i] = phase
         for (name, var), stream in self.weight_streams.items():
             value = self.rule.projection_state(self.network, self.network.projections[name], var)
             stream.put(i, None if value is None else value.detach())
