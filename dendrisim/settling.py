@@ -172,8 +172,8 @@ class SettlingScheme:
         ``trace_steps``). No autograd graph is built."""
         if getattr(network, "circuit", False) and not self.runs_circuits:
             raise ValueError(
-                f"settling scheme {type(self).__name__} does not run microcircuits, and network {network.name!r} is one "
-                "(it has apical or somatic projections): a scheme that settles apical inputs by one instant sweep of "
+                f"settling scheme {type(self).__name__} does not run microcircuits, and network {network.name!r} is "
+                "one (it has apical or somatic projections): a scheme that settles apical inputs by one instant sweep of "
                 "the rule's errors cannot settle a circuit, whose apical input is the rates of the populations above "
                 "and of interneurons, which move with the somata they feed. Use dynamics.mode: euler")
         if not self.runs_relaxation and (rule.relaxation is not None or rule.relax is not None):
@@ -580,8 +580,8 @@ class EulerDynamics(SteadyState):
             k = pop.compartments
             stable = f"dt·g/tau {c.dt * k.total / k.tau:.3g} (stable below 2)"
             if k.target_nudged:  # an interneuron: g_basal is its dendrite's coupling, g_apical its nudging
-                lines.append(f"  {pop.name}: tau {k.tau}, g_leak {k.g_leak}, g_dendrite {k.g_basal}, g_som {k.g_apical}: "
-                             f"nudging λ {k.nudging:.3g}, free soma = {k.attenuation:.3g} x dendrite, {stable}")
+                lines.append(f"  {pop.name}: tau {k.tau}, g_leak {k.g_leak}, g_dendrite {k.g_basal}, "
+                             f"g_som {k.g_apical}: nudging λ {k.nudging:.3g}, free soma = {k.attenuation:.3g} x dendrite, {stable}")
                 continue
             lines.append(f"  {pop.name}: tau {k.tau}, g_leak {k.g_leak}, g_basal {k.g_basal}, g_apical {k.g_apical}: "
                          f"nudging λ {k.nudging:.3g}, free soma = {k.attenuation:.3g} x basal, {stable}")

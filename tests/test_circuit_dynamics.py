@@ -282,7 +282,8 @@ def test_without_the_self_predicting_state_the_apical_input_is_on_from_the_free_
     net = make(circuit(dt=0.1, steps=5, **PAPER), seed=6)
     torch.manual_seed(0)
     kept = present(net, torch.randn(5, 8, dtype=torch.float64), None)
-    assert first_nonzero_step(kept["h1"]["apical"]) == 0 and first_nonzero_step(kept["h1"]["soma"] - kept["h1"]["soma"][:, :1]) == 1
+    assert first_nonzero_step(kept["h1"]["apical"]) == 0
+    assert first_nonzero_step(kept["h1"]["soma"] - kept["h1"]["soma"][:, :1]) == 1
 
 
 def test_from_the_self_predicting_state_the_teacher_reaches_one_hidden_population_further_down_per_step():
