@@ -141,6 +141,11 @@ def test_a_circuits_lists_keep_the_feedforward_network_apart_from_its_apical_and
     assert (c.g_basal, c.g_apical, c.target_nudged) == (PAPER["g_dendrite"], PAPER["g_som"], True)
     assert c.attenuation == pytest.approx(1.0 / 1.1) and c.nudging == pytest.approx(0.8 / 1.9)
     assert i1.recordable == ("soma", "dendrite", "nudging", "rate", "error") and not i1.rule_feedback
+    lines = net.scheme.describe(net)  # --check: interneurons with their own constants
+    assert "  i1: tau 1.5, g_leak 0.1, g_dendrite 1.0, g_som 0.8: nudging λ 0.421, free soma = 0.909 x dendrite, " \
+           "dt·g/tau 0.253 (stable below 2)" in lines, lines
+    assert "  h1: tau 1.5, g_leak 0.1, g_basal 1.0, g_apical 0.8: nudging λ 0.421, free soma = 0.526 x basal, " \
+           "dt·g/tau 0.253 (stable below 2)" in lines, lines
     # the guard checks interneurons' variables too
     assert ("population", "i2", "nudging") in {w[:3] for w in watched(net, NoFeedback())}
     assert make(circuit(topdown=False, lateral=False)).circuit  # the somatic projection alone makes it one
@@ -345,3 +350,17 @@ def test_schemes_that_do_not_run_circuits_refuse_them():
     assert not steady.runs_circuits and SCHEMES.get("euler").runs_circuits
     with pytest.raises(ValueError, match="does not run microcircuits.*Use dynamics.mode: euler"):
         steady.present(net, NoFeedback(), None)
+
+
+def test_the_memory_estimate_counts_the_interneurons_compartments():
+    from types import SimpleNamespace
+
+    from dendrisim.config.schema import OptimizerConfig
+    from dendrisim.memory import FLOAT, estimate
+
+    net = make(circuit(hidden=(12,), out=4))  # input 8, h1 12, i1 4, out 4
+    experiment = SimpleNamespace(task=SimpleNamespace(batch_size=16, validation_fraction=0.0),
+                                 config=SimpleNamespace(optimizer=OptimizerConfig(),
+                                                        recording=SimpleNamespace(enabled=False)))
+    parts = estimate(experiment, net, NoFeedback(), train_samples=0)
+    assert parts["compartments"] == (5 * (12 + 4 + 4) + 8) * 16 * FLOAT
