@@ -545,12 +545,15 @@ class EulerDynamics(SteadyState):
             if p.name not in teach:
                 p.apical = p.error = None
         # the apical inputs: (population, whether the rule's feedback reaches it, its explicit projections)
-        apical = [(p, p is not out and p.name in teach and p.rule_feedback,
-                   [*network.apical_in[p.name], *network.somatic_in[p.name]]) for p in pops]
+        inputs = {"apical": network.apical_in, "soma": network.somatic_in}
+        apical = [(p, p is not out and p.name in teach and p.rule_feedback, inputs[p.second_input][p.name])
+                  for p in pops]
         apical = [(p, fed, explicit) for p, fed, explicit in apical if fed or explicit]
-        if any(p is out for p, _, explicit in apical if explicit):  # refused by the config checks: a guard
-            raise ValueError(f"the output {out.name!r} takes no apical or somatic projections: its apical "
-                             "compartment holds the teacher")
+        stray = [proj.name for p in pops for kind, lists in inputs.items() for proj in lists[p.name]
+                 if kind != p.second_input or p is out]
+        if stray:  # refused by the config checks: a guard for networks built by hand
+            raise ValueError(f"{', '.join(stray)}: apical projections end on hidden pyramidal populations (the "
+                             "output's apical compartment holds the teacher), somatic ones on interneurons")
         circuit = any(explicit for _, _, explicit in apical)
         soma = {p.name: p.soma.clone() for p in pops}  # the free state of the forward pass
         trace = None if capture is None else {p.name: {v: [] for v in p.recordable} for p in pops}

@@ -364,3 +364,15 @@ def test_the_memory_estimate_counts_the_interneurons_compartments():
                                                         recording=SimpleNamespace(enabled=False)))
     parts = estimate(experiment, net, NoFeedback(), train_samples=0)
     assert parts["compartments"] == (5 * (12 + 4 + 4) + 8) * 16 * FLOAT
+
+
+@pytest.mark.parametrize("stray", [{"from": "i1", "to": "out", "compartment": "apical"},
+                                   {"from": "i1", "to": "h1", "compartment": "soma", "connectivity": "one_to_one"}])
+def test_a_hand_built_network_with_a_projection_onto_a_slot_that_takes_none_is_refused_by_name(stray):
+    """The config checks refuse these; euler refuses them too rather than ignore them."""
+    spec = circuit(hidden=(4,), out=4)
+    spec["projections"].append(stray)
+    net = make(spec)
+    with pytest.raises(ValueError, match=rf"^{stray['from']}->{stray['to']}: apical projections end on hidden "
+                                         "pyramidal populations"):
+        present(net, torch.randn(2, 8, dtype=torch.float64), torch.zeros(2, 4, dtype=torch.float64))
