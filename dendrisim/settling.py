@@ -194,8 +194,8 @@ class SettlingScheme:
             raise ValueError(
                 f"settling scheme {type(self).__name__} does not run microcircuits, and network {network.name!r} is "
                 "one (it has apical or somatic projections): a scheme that settles apical inputs by one instant "
-                "sweep of the rule's errors cannot settle a circuit, whose apical input is the rates of the populations above "
-                "and of interneurons, which move with the somata they feed. Use dynamics.mode: euler")
+                "sweep of the rule's errors cannot settle a circuit, whose apical input is the rates of the "
+                "populations above and of interneurons, which move with the somata they feed. Use dynamics.mode: euler")
         if not self.runs_relaxation and (rule.relaxation is not None or rule.relax is not None):
             raise ValueError(f"settling scheme {type(self).__name__} runs no relaxation, but the rule declares one "
                              "(relaxation or relax); present it under a scheme that does (steady), and give the rule "
