@@ -126,12 +126,12 @@ def autograd_step(net: Network, x, y, lr: float, device, *, fused: bool = False)
     return step
 
 
-def rule_step(exp, rule: str, x, y, device):
+def rule_step(exp, rule: str, x, y, device, *, outputs: int = 10):
     exp = load_experiment(exp.to_dict(), [f"plasticity.rule={rule}"], file=exp.file)
-    net = build_network(exp, DataSpec(tuple(x.shape[1:]), 10)).to(device)
+    net = build_network(exp, DataSpec(tuple(x.shape[1:]), outputs)).to(device)
     r = build_rule(net, exp).to(device)
     opt = build_optimizer(net, r, exp.config.optimizer)
-    t = torch.eye(10, device=device)[y]
+    t = torch.eye(outputs, device=device)[y]
     scheme = build_scheme(exp)
 
     def step():
@@ -376,24 +376,37 @@ def dynamics_rows(model_file: str, device: torch.device, batch: int, kw: dict, *
     feedback pass), both timed here on the same network and batch: what the dynamics cost
     beyond the work they must do (the goal is at most 1.2x). The input never changes within a
     presentation, so its drive is needed once: the tighter floor ``input drive + steps x
-    (forward pass without it + feedback pass)`` is timed too (``vs_tight_floor``)."""
+    (forward pass without it + feedback pass)`` is timed too (``vs_tight_floor``).
+
+    A circuit (interneurons, apical and somatic projections: ``models/microcircuit_*.yaml``)
+    is measured under its own rule, and its feedback pass is its explicit top-down, lateral
+    and nudging projections (plus whatever its rules carry back): the floor is ``steps x
+    (forward + top-down + lateral passes)``."""
     exp = load_experiment(model_file)
     dyn = exp.config.dynamics
     if dyn.mode != "euler":
         exp = load_experiment(model_file, ["dynamics.mode=euler"])
         dyn = exp.config.dynamics
+    circuit = any(p.compartment != "basal" for p in exp.config.projections)
+    if circuit:
+        rules = (exp.rule.rule,)
+    shape, outputs = _data_shape(exp)
     torch.manual_seed(0)
-    x = torch.randn(batch, 1, 28, 28, device=device)
-    y = torch.randint(0, 10, (batch,), device=device)
+    x = torch.randn(batch, *shape, device=device)
+    y = torch.randint(0, outputs, (batch,), device=device)
     rows = []
     for rule in rules:
-        step, net = rule_step(exp, rule, x, y, device)
+        step, net = rule_step(exp, rule, x, y, device, outputs=outputs)
         r = step.rule
-        t = torch.eye(10, device=device)[y]
+        t = torch.eye(outputs, device=device)[y]
         with torch.no_grad():
             net(x)
-            SteadyState(dyn).settle(net, r, t)  # errors everywhere, so the feedback pass does its real work
+            if circuit:
+                step.scheme.present(net, r, t)  # a teacher's errors in every compartment
+            else:
+                SteadyState(dyn).settle(net, r, t)  # errors everywhere, so the feedback pass does its real work
         hidden = list(net.hidden())
+        explicit = [proj for name in net.populations for proj in (*net.apical_in[name], *net.somatic_in[name])]
 
         def forward():
             with torch.no_grad():
@@ -403,6 +416,8 @@ def dynamics_rows(model_file: str, device: torch.device, batch: int, kw: dict, *
             with torch.no_grad():
                 for pop in hidden:
                     r.top_down(net, pop)
+                for proj in explicit:  # a circuit's top-down, lateral and nudging projections
+                    proj.drive(getattr(net.populations[proj.source], proj.reads))
 
         from_input = [p for p in net.projections.values() if p.source == net.input_name]
 
@@ -413,7 +428,7 @@ def dynamics_rows(model_file: str, device: torch.device, batch: int, kw: dict, *
 
         def forward_rest():  # the forward pass's work above the input's drive
             with torch.no_grad():
-                for pop in net.pyramidal():
+                for pop in net.simulated():
                     drives = [p.drive(net.populations[p.source].rate) for p in net.incoming[pop.name]
                               if p.source != net.input_name]
                     pop.activation.f(sum(drives[1:], drives[0]) if drives else pop.basal)
@@ -432,7 +447,20 @@ def dynamics_rows(model_file: str, device: torch.device, batch: int, kw: dict, *
         rows.append({"rule": rule, "steps": dyn.steps, "step_ms": round(1e3 * euler_s, 3),
                      "forward_plus_feedback_ms": round(1e3 * pass_s, 3), "vs_steps_passes": round(ratio, 3),
                      "vs_tight_floor": round(tight, 3), "ratios": [round(r[2], 3) for r in rounds]})
-    return {"model": exp.config.name, "batch": batch, "dt": dyn.dt, "steps": dyn.steps, "rows": rows}
+    return {"model": exp.config.name, "batch": batch, "dt": dyn.dt, "steps": dyn.steps, "rows": rows,
+            "circuit": circuit}
+
+
+def _data_shape(exp) -> tuple[tuple[int, ...], int]:
+    """The sample shape and outputs the model's task declares (Fashion-MNIST's when it cannot
+    say without loading its data)."""
+    from .tasks import TASKS
+
+    try:
+        spec = DataSpec.declared(TASKS.get(exp.task.type), exp.task)
+        return spec.input_shape, spec.outputs
+    except NotImplementedError:
+        return (1, 28, 28), 10
 
 
 def _present(scheme, net: Network, rule, target: torch.Tensor) -> None:
@@ -663,6 +691,8 @@ def report(result: dict, args) -> int:
         d = result["dynamics"]
         print(f"euler dynamics, {d['model']}, batch {d['batch']}, {d['steps']} steps of dt {d['dt']}; median of "
               f"{args.repeats} interleaved rounds of {args.steps} training steps and {args.steps} passes")
+        if d.get("circuit"):
+            print("a circuit: its feedback pass is its top-down, lateral and nudging projections")
         print(f"{'rule':<8}{'step ms':>10}{'forward + feedback ms':>24}{'x (steps x passes)':>21}"
               f"{'x (input once)':>16}   rounds (steps x passes)")
         for r in d["rows"]:

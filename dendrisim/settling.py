@@ -635,8 +635,10 @@ class EulerDynamics(SteadyState):
                 if p.activation.canonical_loss is not None:
                     p.error = (p.soma - predicted).div_(c.nudging)
                     continue
-            # e = (f(u) − f(v̂_B)) / λ, into f(v̂_B)'s storage unless it is kept
-            p.error = torch.sub(p.rate, f_predicted, out=None if shared else f_predicted).div_(c.nudging)
+            # e = (f(u) − f(v̂_B)) / λ, into f(v̂_B)'s storage unless it is kept or is the basal
+            # drive itself (attenuation 1, no leak, and a linear f: an interneuron's dendrite)
+            own = not shared and f_predicted is not p.basal
+            p.error = torch.sub(p.rate, f_predicted, out=f_predicted if own else None).div_(c.nudging)
 
     @staticmethod
     def _euler_step(p, u: torch.Tensor, basal: torch.Tensor, *, dt: float) -> None:

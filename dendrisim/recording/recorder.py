@@ -117,7 +117,7 @@ def selection(config: RecordingConfig, network, rule, *, file: Optional[str]) ->
     """Check the recording block against the network and rule; return (populations, projections)."""
     pops = config.populations
     if pops == "hidden":  # hidden pyramidal populations and interneurons, each with what it records
-        interneurons = getattr(network, "interneurons", lambda: ())()
+        interneurons = network.interneurons()
         pops = {p.name: p.recordable for p in network.hidden()}
         pops.update({p.name: tuple(v for v in p.recordable if v not in ("apical", "error") or p.name in network.needs_error)
                      for p in interneurons})
