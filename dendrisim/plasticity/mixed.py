@@ -50,6 +50,9 @@ class MixedPlasticity(PlasticityRule):
     def feedback_weight(self, network, proj) -> Optional[torch.Tensor]:
         return self.owner[proj.name].feedback_weight(network, proj)
 
+    def feeds_back(self, proj) -> bool:
+        return self.owner[proj.name].feeds_back(proj)
+
     def feedback_gain(self, proj) -> float:
         return self.owner[proj.name].apical_gain
 
