@@ -9,7 +9,8 @@ with shapes but no storage):
 - ``feedback``: the rule's own tensors (feedback weights);
 - ``optimizer``: an update per learnable value plus the optimizer's state (Adam: two
   moments; momentum: one);
-- ``compartments``: soma, basal, apical, rate and error of every population at the batch
+- ``compartments``: soma, basal, apical, rate and error of every population (an
+  interneuron's soma, dendrite, nudging, rate and error) at the batch
   size (over the sequence for recurrent networks), and the input;
 - ``recording``: the recorder's host buffers (``flush_every`` records);
 - ``dataset``: the task's tensors (a float copy and the raw copy of every sample).
@@ -133,7 +134,7 @@ def estimate(experiment, network, rule, *, train_samples: int, trace_steps: Opti
     learnable += sum(t.numel() for t in own if t.requires_grad)
     batch = options.batch_size
     steps = network.time_steps or 1
-    neurons = sum(math.prod(p.shape) for p in network.pyramidal())
+    neurons = sum(math.prod(p.shape) for p in network.simulated())  # interneurons too
     parts = {
         "weights": sum(p.numel() for p in params) * FLOAT,
         "feedback": rule_values * FLOAT,

@@ -12,8 +12,36 @@ from .activations import ACTIVATIONS
 from .config.graph import build_graph, compartment_constants, feedforward_graph
 from .config.schema import ModelConfig
 from .init import resolve_init
-from .populations import Compartments, InputPopulation, PyramidalPopulation
+from .populations import Compartments, InputPopulation, InterneuronPopulation, PyramidalPopulation
 from .projections import CONNECTIVITY, Projection, basal_drive
+
+#: the dynamics keys of an interneuron's constants: its own override where it has one, the block's otherwise
+INTERNEURON_KEYS = ("tau", "g_leak", "g_dendrite", "g_som")
+
+
+def interneuron_constants(dynamics, name: str) -> Compartments:
+    """The compartments of interneuron population ``name`` (``g_B = g_dendrite``, ``g_A =
+    g_som``, the nudging left out of the dendritic prediction): its own overrides in
+    ``dynamics.populations`` where it has them, the ``dynamics`` block's otherwise."""
+    own = dynamics.populations.get(name)
+    c = {key: getattr(own, key) if own is not None and getattr(own, key) is not None else getattr(dynamics, key)
+         for key in INTERNEURON_KEYS}
+    return Compartments(tau=c["tau"], g_leak=c["g_leak"], g_basal=c["g_dendrite"], g_apical=c["g_som"],
+                        target_nudged=True)
+
+
+def interneuron_activation(config: ModelConfig, name: str) -> str:
+    """The activation of interneuron population ``name``: its own, or for ``auto`` that of the
+    population that nudges it (the source of its ``compartment: soma`` projection)."""
+    act = config.populations[name].activation
+    if act != "auto":
+        return act
+    sources = [p.source for p in config.projections if p.target == name and p.compartment == "soma"]
+    if len(sources) != 1 or config.populations[sources[0]].activation == "auto":
+        # refused by the config checks; a guard for networks built by hand
+        raise ValueError(f"interneuron population {name!r} has activation auto, which takes the activation of the "
+                         f"one population that nudges it (compartment: soma); it has {len(sources)}")
+    return config.populations[sources[0]].activation
 
 
 class Network(nn.Module):
@@ -22,6 +50,13 @@ class Network(nn.Module):
     ``forward`` clamps the input and lets every pyramidal population integrate its basal
     input in topological order; it never touches apical compartments (that is the rule's
     job), so a network with no rule is exactly a stack of ``nn.Linear`` + activation.
+
+    A microcircuit (:attr:`circuit`) adds interneuron populations, which integrate their
+    dendrite in the same order, and projections onto apical compartments and interneurons'
+    somata. Basal projections alone form the feedforward graph: :attr:`incoming` and
+    :attr:`outgoing` hold them only (so the forward pass, the steady sweep and every rule's
+    feedback see the feedforward network), :attr:`apical_in` and :attr:`somatic_in` the others,
+    which the settling scheme sums (``dendrisim.projections.explicit_drive``).
     """
 
     #: the output's target during a presentation (set and cleared by the settling scheme), None otherwise
@@ -44,12 +79,17 @@ class Network(nn.Module):
         self.projections = nn.ModuleDict()
         self.input_name = next(n for n, p in cfg.populations.items() if p.type == "input")
         ff = feedforward_graph(self.graph)
-        self.output_name = next(n for n in ff if ff.out_degree(n) == 0 and n != self.input_name)
+        # interneurons are sinks of the feedforward graph too: the output is the pyramidal one
+        self.output_name = next(n for n in ff if ff.out_degree(n) == 0 and cfg.populations[n].type == "pyramidal")
         topo = list(nx.lexicographical_topological_sort(ff))
         euler = simulated
         for name, pop in cfg.populations.items():
             if pop.type == "input":
                 self.populations[name] = InputPopulation(name, shapes[name])
+            elif pop.type == "interneuron":
+                constants = interneuron_constants(cfg.dynamics, name) if euler else None
+                self.populations[name] = InterneuronPopulation(
+                    name, shapes[name], ACTIVATIONS.get(interneuron_activation(cfg, name)), compartments=constants)
             else:
                 constants = Compartments(**compartment_constants(cfg.dynamics, name)) if euler else None
                 self.populations[name] = PyramidalPopulation(name, shapes[name], ACTIVATIONS.get(pop.activation),
@@ -59,20 +99,35 @@ class Network(nn.Module):
             cls = CONNECTIVITY.get(proj.connectivity)
             extra = vocabulary if proj.connectivity == "embedding" else (init, options)
             self.projections[proj.name] = cls(proj, shapes[proj.source], shapes[proj.target], *extra)
+        #: every population but the input, in feedforward order (interneurons included)
         self.order: list[str] = [n for n in topo if n != self.input_name]
+        self._interneurons: frozenset[str] = frozenset(n for n, p in cfg.populations.items() if p.type == "interneuron")
+        #: basal projections into and out of each population (the feedforward network's)
         self.incoming: dict[str, list[Projection]] = {n: [] for n in self.populations}
         self.outgoing: dict[str, list[Projection]] = {n: [] for n in self.populations}
+        #: a microcircuit's explicit apical projections into each population (top-down, lateral)
+        self.apical_in: dict[str, list[Projection]] = {n: [] for n in self.populations}
+        #: a microcircuit's somatic projections into each population (an interneuron's nudging)
+        self.somatic_in: dict[str, list[Projection]] = {n: [] for n in self.populations}
+        lists = {"basal": self.incoming, "apical": self.apical_in, "soma": self.somatic_in}
         for proj in self.projections.values():
-            self.incoming[proj.target].append(proj)
-            self.outgoing[proj.source].append(proj)
+            lists[proj.compartment][proj.target].append(proj)
+            if proj.compartment == "basal":
+                self.outgoing[proj.source].append(proj)
+        #: whether the network is a microcircuit: it has apical or somatic projections
+        self.circuit: bool = any(p.compartment != "basal" for p in self.projections.values())
         # populations whose error something uses: an update of an incoming projection, or a
-        # population further down that needs it carried back (a frozen embedding's target does not)
+        # population further down that needs it carried back (a frozen embedding's target does
+        # not); an interneuron's error only by its own learnable dendrite (it is never carried
+        # back), and the target of a learnable apical projection (its synapses learn from it)
         self.needs_error: set[str] = {self.output_name}
+        self.needs_error |= {p.target for n in self.order for p in self.apical_in[n] if p.learnable}
         changed = True
         while changed:  # a fixed point: recurrent projections may point backwards in the order
             changed = False
             for name in self.order:
-                if name not in self.needs_error and any(p.learnable or p.source in self.needs_error
+                carried = name not in self._interneurons
+                if name not in self.needs_error and any(p.learnable or (carried and p.source in self.needs_error)
                                                         for p in self.incoming[name]):
                     self.needs_error.add(name)
                     changed = True
@@ -107,12 +162,23 @@ class Network(nn.Module):
         return self.populations[self.output_name]
 
     def pyramidal(self) -> Iterator[PyramidalPopulation]:
-        """Pyramidal populations in feedforward order."""
-        return (self.populations[n] for n in self.order)
+        """Pyramidal populations in feedforward order (not interneurons: :meth:`simulated`)."""
+        return (self.populations[n] for n in self.order if n not in self._interneurons)
 
     def hidden(self) -> Iterator[PyramidalPopulation]:
-        """Pyramidal populations other than the output whose error is used, in feedforward order."""
-        return (self.populations[n] for n in self.order if n != self.output_name and n in self.needs_error)
+        """Pyramidal populations other than the output whose error is used and whose apical
+        compartment the rule's feedback reaches (``rule_feedback``), in feedforward order."""
+        return (self.populations[n] for n in self.order if n != self.output_name and n in self.needs_error
+                and self.populations[n].rule_feedback)
+
+    def interneurons(self) -> Iterator[InterneuronPopulation]:
+        """A microcircuit's interneuron populations in feedforward order (none in other networks)."""
+        return (self.populations[n] for n in self.order if n in self._interneurons)
+
+    def simulated(self) -> Iterator[PyramidalPopulation]:
+        """Every population but the input, pyramidal and interneuron, in feedforward order: those
+        whose compartments a settling scheme steps and records."""
+        return (self.populations[n] for n in self.order)
 
     def forward(self, x: torch.Tensor, initial: Optional[dict[str, torch.Tensor]] = None) -> torch.Tensor:
         """Clamp ``x`` and integrate every population; returns the output rate.

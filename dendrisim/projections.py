@@ -4,7 +4,9 @@ Every projection answers the same four questions, so that rules never ask which 
 it is (``r`` presynaptic rates, ``δ`` postsynaptic somatic errors, ``B`` a feedback
 weight in :attr:`Projection.feedback_shape`):
 
-- ``drive(r)``: what reaches the target's basal compartment;
+- ``drive(r)``: what reaches the target's compartment (``compartment``: basal, or a
+  microcircuit's apical and soma); ``r`` is the source's variable named by ``reads``
+  (its ``rate``; the ``soma`` for one-to-one nudging);
 - ``carry_back(δ, B)``: what reaches the source's apical dendrite through ``B``; with
   ``B = transported()`` it is exactly the gradient backprop sends to the source;
 - ``weight_gradient(δ, r)``: the shape-consistent correlation of post and pre, the
@@ -15,7 +17,13 @@ weight in :attr:`Projection.feedback_shape`):
 Connectivities (``connectivity:`` in the model file, registry :data:`CONNECTIVITY`):
 ``dense`` (all to all; a spatial source is flattened), ``conv2d``, ``maxpool`` and
 ``avgpool`` (fixed, no weights; their feedback is the matching unpooling) and
-``embedding`` (token ids to word vectors).
+``embedding`` (token ids to word vectors) and ``one_to_one`` (neuron i to neuron i, no
+weights: the somatic nudging of a microcircuit's interneurons).
+
+Projections onto the apical compartment (``compartment: apical``: a microcircuit's explicit
+top-down and lateral input) are ordinary weighted projections of these connectivities; the
+network keeps them apart (``Network.apical_in``), and the settling scheme sums their drive
+into the apical input (:func:`explicit_drive`).
 """
 from __future__ import annotations
 
@@ -62,6 +70,9 @@ class Projection(nn.Module):
 
     #: whether the projection has a weight at all (pools do not)
     has_weight = True
+    #: the source's variable the drive is computed from (:func:`explicit_drive`): its rate,
+    #: or its soma (one-to-one nudging)
+    reads = "rate"
 
     def __init__(self, config: ProjectionConfig, pre_shape: tuple[int, ...], post_shape: tuple[int, ...]):
         super().__init__()
@@ -299,6 +310,32 @@ class EmbeddingProjection(Projection):
         return grad.index_add_(0, rate_pre.long().flatten(), d, alpha=-gain / delta_post.shape[0])
 
 
+@CONNECTIVITY.register("one_to_one")
+class OneToOneProjection(Projection):
+    """Neuron i of the source onto neuron i of the target, with no weight: the source's
+    somatic potential as it is (``reads = "soma"``), the nudging of a microcircuit's
+    interneuron by the population it predicts (``compartment: soma``). Nothing is carried
+    back and nothing learns."""
+
+    has_weight = False
+    reads = "soma"
+
+    def __init__(self, config, pre_shape, post_shape, *_):  # no weight: the init the network passes is unused
+        super().__init__(config, pre_shape, post_shape)
+        if math.prod(pre_shape) != math.prod(post_shape):  # refused by the config checks; a guard for hand-built ones
+            raise ValueError(f"{self.name}: a one_to_one projection joins populations of equal size, not "
+                             f"{list(pre_shape)} and {list(post_shape)}")
+        self.learnable = False
+
+    def drive(self, soma_pre: torch.Tensor) -> torch.Tensor:
+        """The source's soma, reshaped to the target's shape: a copy, a new tensor as every
+        projection's drive is (a settling scheme steps the source's soma in place)."""
+        return soma_pre.reshape(-1, *self.post_shape).clone()
+
+    def carry_back(self, delta_post, feedback=None):
+        raise TypeError(f"{self.name} is a one_to_one nudging projection: it carries nothing back to its source")
+
+
 # ---------------------------------------------------------------- sums over projections
 def apical_sum(terms: Iterable[tuple[object, torch.Tensor, Optional[torch.Tensor], float]], *,
                start: Optional[torch.Tensor] = None) -> Optional[torch.Tensor]:
@@ -334,8 +371,26 @@ def basal_drive(projections: Iterable, rates: Mapping[str, torch.Tensor], *,
     projection and the current rates it is ``Network.basal_input``; pc's relaxation and the
     euler scheme pass their own rates.
     """
+    return _drive_sum(((proj, rates[proj.source]) for proj in projections), start)
+
+
+def explicit_drive(projections: Iterable, state: Mapping[str, Mapping[str, torch.Tensor]], *,
+                   start: Optional[torch.Tensor] = None) -> Optional[torch.Tensor]:
+    r"""The drive of a microcircuit's apical or somatic projections onto one population:
+
+    .. math:: v = \sum_p \mathrm{drive}_p(x_{pre(p)}), \qquad x = \text{the source's } reads_p
+
+    (top-down and lateral apical input ``Σ W r``; the nudging soma of an interneuron, one
+    to one), each projection reading ``state[proj.reads][proj.source]`` (``state``: variable
+    -> population -> tensor, e.g. ``{"rate": ..., "soma": ...}``). The sum of
+    :func:`basal_drive`, in the same order; None for no projections."""
+    return _drive_sum(((proj, state[proj.reads][proj.source]) for proj in projections), start)
+
+
+def _drive_sum(pairs: Iterable[tuple[object, torch.Tensor]], start: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    """``start + Σ drive_p(x_p)`` over ``(projection, presynaptic tensor)`` pairs, left to right."""
     total = start
-    for proj in projections:
-        d = proj.drive(rates[proj.source])
+    for proj, x in pairs:
+        d = proj.drive(x)
         total = d if total is None else total + d
     return total

@@ -65,7 +65,7 @@ import torch
 from . import functional as Fn
 from .config.schema import DynamicsConfig
 from .losses import output_error
-from .projections import apical_sum, basal_drive
+from .projections import apical_sum, basal_drive, explicit_drive
 from .registry import Registry
 
 
@@ -156,6 +156,9 @@ class SettlingScheme:
     #: whether it runs a rule's own relaxation (pc's declared ``Rule.relaxation``, a plugin's ``Rule.relax``): a rule
     #: that has one (``relaxes``) runs only under schemes that do; every other rule under every scheme
     runs_relaxation: bool = False
+    #: whether it runs microcircuits (``Network.circuit``: explicit apical and somatic projections,
+    #: interneurons); :meth:`present` refuses a circuit under a scheme that does not
+    runs_circuits: bool = False
 
     def __init__(self, config: DynamicsConfig):
         self.config = config
@@ -167,6 +170,12 @@ class SettlingScheme:
         off). ``target`` None: no teacher (a phase with ``teacher: false``), the output is
         not nudged. ``capture``: batch positions whose trajectory to return (schemes with
         ``trace_steps``). No autograd graph is built."""
+        if getattr(network, "circuit", False) and not self.runs_circuits:
+            raise ValueError(
+                f"settling scheme {type(self).__name__} does not run microcircuits, and network {network.name!r} is one "
+                "(it has apical or somatic projections): a scheme that settles apical inputs by one instant sweep of "
+                "the rule's errors cannot settle a circuit, whose apical input is the rates of the populations above "
+                "and of interneurons, which move with the somata they feed. Use dynamics.mode: euler")
         if not self.runs_relaxation and (rule.relaxation is not None or rule.relax is not None):
             raise ValueError(f"settling scheme {type(self).__name__} runs no relaxation, but the rule declares one "
                              "(relaxation or relax); present it under a scheme that does (steady), and give the rule "
@@ -473,37 +482,56 @@ def _refuse_sequences(network) -> None:
 
 @SCHEMES.register("euler")
 class EulerDynamics(SteadyState):
-    """Forward-Euler integration of every pyramidal population at once (module docstring)."""
+    """Forward-Euler integration of every pyramidal population (and a microcircuit's
+    interneurons) at once (module docstring)."""
 
     simulates_compartments = True
     runs_relaxation = False
+    runs_circuits = True
 
     def __init__(self, config: DynamicsConfig):
         super().__init__(config)
         K, r = config.steps, config.record_every
         self.trace_steps = sorted(set(range(0, K + 1, r)) | {K})
 
-    def _present(self, network, rule: Rule, target: torch.Tensor, capture: Optional[torch.Tensor]) -> Presentation:
+    def _present(self, network, rule: Rule, target: Optional[torch.Tensor], capture: Optional[torch.Tensor]
+                 ) -> Presentation:
         """One presentation: from the free state, ``steps`` Euler steps. Each step first
         observes the state (basal drives from the current rates, errors from the current
-        somata, apical inputs from the errors above), then moves every soma
-        (:func:`dendrisim.functional.compartment_step`); the updates come from the last
-        observation (``settled``) or the mean over steps 1..K (``online``). What does not
-        change within a presentation is computed once: the drive of the projections from
-        the input (the forward pass's basal, for a population fed by the input alone) and
-        then that population's dendritic prediction and its rate ``f(v̂_B)``."""
+        somata, apical inputs from the errors above and the explicit apical projections),
+        then moves every soma (:func:`dendrisim.functional.compartment_step`); the updates
+        come from the last observation (``settled``) or the mean over steps 1..K
+        (``online``). What does not change within a presentation is computed once: the
+        drive of the projections from the input (the forward pass's basal, for a population
+        fed by the input alone) and then that population's dendritic prediction and its
+        rate ``f(v̂_B)``. ``target`` None: no teacher, the output's apical input is zero.
+
+        In a microcircuit (``network.circuit``) a population's apical input is the rule's
+        part (``top_down``, hidden pyramidal populations, from step 1) plus the drive of its
+        explicit apical projections (top-down and lateral rates, from step 0: it is not zero
+        in the free state), and an interneuron's is its nudging, the soma of the population
+        it predicts (:func:`dendrisim.projections.explicit_drive` of ``network.apical_in``
+        and ``network.somatic_in``); every population then takes the same Euler step."""
         _refuse_sequences(network)
         c = self.config
         K, online = c.steps, c.plasticity == "online"
-        pops = list(network.pyramidal())
+        pops = list(network.simulated())
         out = network.output
-        target = target.view_as(out.rate)
+        if target is not None:
+            target = target.view_as(out.rate)
         teach = set(network.needs_error) | {out.name}
-        hidden = [p for p in pops if p is not out and p.name in teach]
         taught = [p for p in pops if p.name in teach]  # the others need no error (a frozen embedding's target)
         for p in pops:
             if p.name not in teach:
                 p.apical = p.error = None
+        # the apical inputs: (population, whether the rule's feedback reaches it, its explicit projections)
+        apical = [(p, p is not out and p.name in teach and p.rule_feedback,
+                   [*network.apical_in[p.name], *network.somatic_in[p.name]]) for p in pops]
+        apical = [(p, fed, explicit) for p, fed, explicit in apical if fed or explicit]
+        if any(p is out for p, _, explicit in apical if explicit):  # refused by the config checks: a guard
+            raise ValueError(f"the output {out.name!r} takes no apical or somatic projections: its apical "
+                             "compartment holds the teacher")
+        circuit = any(explicit for _, _, explicit in apical)
         soma = {p.name: p.soma.clone() for p in pops}  # the free state of the forward pass
         trace = None if capture is None else {p.name: {v: [] for v in p.recordable} for p in pops}
         params = [q for q in chain(network.parameters(), rule.parameters()) if q.requires_grad] if online else []
@@ -521,8 +549,14 @@ class EulerDynamics(SteadyState):
             for p in pops:
                 p.soma, p.basal = soma[p.name], basal[p.name]
             self._errors(network, taught, target, fixed, drives)
-            for p in hidden:  # in the free state every error is exactly zero, and so is its feedback
-                p.apical = rule.top_down(network, p) if k else torch.zeros_like(p.soma)
+            state = {"rate": {n: q.rate for n, q in network.populations.items()}, "soma": soma} if circuit else None
+            for p, fed, explicit in apical:
+                # in the free state every error is exactly zero, and so is its feedback
+                total = rule.top_down(network, p) if fed and k else None
+                if explicit:  # a new tensor (every drive is), summed after the rule's gain and clip
+                    drive = explicit_drive(explicit, state)
+                    total = drive if total is None else total.add_(drive)
+                p.apical = torch.zeros_like(p.soma) if total is None else total
             if trace is not None and k in self.trace_steps:
                 self._keep(trace, pops, capture)
             if online and k and network.plastic:
@@ -542,19 +576,24 @@ class EulerDynamics(SteadyState):
         c = self.config
         lines = [f"dynamics euler: {c.steps} Euler steps of dt {c.dt} per presentation, plasticity {c.plasticity}, "
                  f"records keep {len(self.trace_steps)} of its {c.steps + 1} states"]
-        for pop in network.pyramidal():
+        for pop in network.simulated():
             k = pop.compartments
+            stable = f"dt·g/tau {c.dt * k.total / k.tau:.3g} (stable below 2)"
+            if k.target_nudged:  # an interneuron: g_basal is its dendrite's coupling, g_apical its nudging
+                lines.append(f"  {pop.name}: tau {k.tau}, g_leak {k.g_leak}, g_dendrite {k.g_basal}, g_som {k.g_apical}: "
+                             f"nudging λ {k.nudging:.3g}, free soma = {k.attenuation:.3g} x dendrite, {stable}")
+                continue
             lines.append(f"  {pop.name}: tau {k.tau}, g_leak {k.g_leak}, g_basal {k.g_basal}, g_apical {k.g_apical}: "
-                         f"nudging λ {k.nudging:.3g}, free soma = {k.attenuation:.3g} x basal, "
-                         f"dt·g/tau {c.dt * k.total / k.tau:.3g} (stable below 2)")
+                         f"nudging λ {k.nudging:.3g}, free soma = {k.attenuation:.3g} x basal, {stable}")
         return lines
 
     # ------------------------------------------------------------------ the equations
     @staticmethod
-    def _errors(network, pops, target: torch.Tensor, fixed: dict, drives: dict) -> None:
-        """Output teacher ``v_A = t − f(v̂_B)`` and the local error ``e`` of ``pops`` from the
-        current state; ``f(v̂_B)`` once per step, and once per presentation for a population
-        whose basal drive does not change (kept in ``fixed``)."""
+    def _errors(network, pops, target: Optional[torch.Tensor], fixed: dict, drives: dict) -> None:
+        """Output teacher ``v_A = t − f(v̂_B)`` (zero with no ``target``) and the local error
+        ``e`` of ``pops`` (interneurons with their own prediction ``v̂_D``) from the current
+        state; ``f(v̂_B)`` once per step, and once per presentation for a population whose
+        basal drive does not change (kept in ``fixed``)."""
         out = network.output
         for p in pops:
             c = p.compartments
@@ -568,7 +607,7 @@ class EulerDynamics(SteadyState):
                 if shared:
                     fixed[p.name] = (predicted, f_predicted)
             if p is out:
-                p.apical = target - f_predicted
+                p.apical = torch.zeros_like(f_predicted) if target is None else target - f_predicted
                 if p.activation.canonical_loss is not None:
                     p.error = (p.soma - predicted).div_(c.nudging)
                     continue

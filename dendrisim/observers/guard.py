@@ -13,7 +13,7 @@ def watched(network, rule) -> Iterator[tuple[str, str, str, torch.Tensor]]:
     """(kind, owner, variable, tensor) of everything the guard checks, in feedforward order:
     populations' recordable variables, then each projection's update and weight, then the
     rule's parameters and their updates."""
-    for pop in network.pyramidal():
+    for pop in network.simulated():  # interneurons too
         for var in pop.recordable:
             yield "population", pop.name, var, getattr(pop, var)
     for proj in network.projections.values():
