@@ -291,3 +291,84 @@ def test_hidden_basal_updates_converge_to_backprop_first_order_in_the_nudging(ou
     assert errors[2] < 1e-2, errors
     for coarse, fine in zip(errors, errors[1:]):  # ten times weaker nudging, about ten times closer
         assert 0.04 < fine / coarse < 0.25, errors
+
+
+# ---------------------------------------------------------------- each rule's update by hand
+def filled(spec: dict, batch: int = 5):
+    """A circuit whose populations hold random states (as a presentation leaves them)."""
+    torch.manual_seed(7)
+    net, rule, _ = build_circuit(spec)
+    gen = torch.Generator().manual_seed(1)
+    for pop in net.populations.values():
+        pop.rate = torch.rand(batch, pop.size, generator=gen, dtype=torch.float64)
+        if pop is net.input:
+            continue
+        for var in ("soma", "basal", "apical", "error"):
+            setattr(pop, var, torch.randn(batch, pop.size, generator=gen, dtype=torch.float64))
+        pop.rate = pop.activation.f(pop.soma)
+    return net, rule
+
+
+@pytest.mark.parametrize("v_rest", [0.0, 0.3])
+def test_each_synapse_model_writes_its_formula_to_grad(v_rest):
+    """mc_basal: −e_postᵀ r_pre / B (the scheme's error, pyramidal and interneuron targets);
+    mc_lateral: (v_A − v_rest)ᵀ r_I / B; mc_topdown (learnable): −((f(u) − f(W r_pre))/λ)ᵀ r_pre / B."""
+    net, rule = filled(circuit(topdown_learnable=True, blocks={"i1->h1": {"rule": "mc_lateral", "v_rest": v_rest}}))
+    rule.compute_updates(net)
+    P, pops = net.projections, net.populations
+    B = pops["h1"].rate.shape[0]
+    x, h, out, i = pops["input"].rate, pops["h1"], pops["out"], pops["i1"]
+    expect = {
+        "input->h1": -h.error.t() @ x / B,
+        "h1->out": -out.error.t() @ h.rate / B,
+        "h1->i1": -i.error.t() @ h.rate / B,
+        "i1->h1": (h.apical - v_rest).t() @ i.rate / B,
+        "out->h1": -((h.rate - h.activation.f(out.rate @ P["out->h1"].weight.t())) / h.compartments.nudging).t()
+                   @ out.rate / B,
+    }
+    for name, grad in expect.items():
+        torch.testing.assert_close(P[name].weight.grad, grad, rtol=1e-12, atol=1e-14, msg=name)
+    torch.testing.assert_close(P["h1->i1"].bias.grad, -i.error.mean(0), rtol=1e-12, atol=1e-14)
+    assert rule.rule_of(P["i1->h1"]).options.v_rest == v_rest
+
+
+def test_fixed_top_down_projections_get_no_update_and_nothing_carries_feedback():
+    net, rule = filled(circuit())
+    rule.compute_updates(net)
+    assert net.projections["out->h1"].weight.grad is None  # top-down: fixed by default
+    for proj in net.projections.values():
+        assert not rule.feeds_back(proj), proj.name
+        assert rule.feedback_weight(net, proj) is None
+    # no rule part in the hidden apical input: the euler scheme adds the explicit projections alone
+    assert rule.top_down(net, net.populations["h1"]) is None
+    assert rule.feedback_pathway(net) == []
+
+
+def test_a_synapse_model_refuses_projections_it_does_not_serve_when_built_by_hand():
+    cfg = experiment(circuit()).config
+    net = Network(cfg, {n: (p.size,) for n, p in cfg.populations.items()}, simulated=True)
+    with pytest.raises(ValueError, match=r"rule mc_lateral cannot govern h1->i1: it is the synapse model of lateral "
+                                         r"projections, from interneurons"):
+        RULES.get("mc_lateral")(net, options({"rule": "mc_lateral"}))
+
+
+def test_serves_and_default_for_give_every_circuit_projection_one_synapse_model():
+    """Which registered rules can govern each projection, and which one governs it without a block."""
+    cfg = experiment(circuit((12, 6))).config
+    pops = cfg.populations
+    names = [n for n in RULES.names() if RULES.get(n).__module__.startswith("dendrisim.")]  # not the examples'
+    can = {p.name: sorted(n for n in names if RULES.get(n).serves(p, pops) is None)
+           for p in cfg.projections if p.connectivity != "one_to_one"}
+    default = {p.name: [n for n in names if RULES.get(n).default_for(p, pops)]
+               for p in cfg.projections if p.connectivity != "one_to_one"}
+    basal = sorted(["bp", "dfa", "dll", "fa", "kp", "mc_basal", "pc"])
+    assert can == {"input->h1": basal, "h1->h2": basal, "h2->out": basal,
+                   "h1->i1": ["mc_basal"], "h2->h1": ["mc_topdown"], "i1->h1": ["mc_lateral"],
+                   "h2->i2": ["mc_basal"], "out->h2": ["mc_topdown"], "i2->h2": ["mc_lateral"]}
+    assert default == {"input->h1": [], "h1->h2": [], "h2->out": [], "h1->i1": ["mc_basal"], "h2->h1": ["mc_topdown"],
+                       "i1->h1": ["mc_lateral"], "h2->i2": ["mc_basal"], "out->h2": ["mc_topdown"],
+                       "i2->h2": ["mc_lateral"]}
+    dll = RULES.get("dll").serves(next(p for p in cfg.projections if p.name == "h1->i1"), pops)
+    assert dll == ("it governs basal projections into pyramidal populations; an interneuron's dendrite learns by "
+                   "mc_basal (a rule that carries errors back would send the interneurons' error into the apical "
+                   "dendrite of h1, which is not the microcircuit)")
