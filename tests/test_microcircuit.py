@@ -372,3 +372,104 @@ def test_serves_and_default_for_give_every_circuit_projection_one_synapse_model(
     assert dll == ("it governs basal projections into pyramidal populations; an interneuron's dendrite learns by "
                    "mc_basal (a rule that carries errors back would send the interneurons' error into the apical "
                    "dendrite of h1, which is not the microcircuit)")
+
+
+# ---------------------------------------------------------------- behaviour on a circuit
+#: the circuit rules of the behavioural suite: mc_basal everywhere (apical and interneuron
+#: projections by their defaults), and the same with bp on the top projection (h1's apical
+#: input = bp's Wᵀ e_out + the explicit projections)
+CIRCUIT_RULES = {"mc_basal": {}, "mc_basal+bp": {"h1->out": {"rule": "bp"}}}
+
+
+def task(n: int = 256):
+    """A small regression task: 8 inputs in [0, 1], 4 targets from a fixed random teacher network."""
+    gen = torch.Generator().manual_seed(11)
+    x = torch.rand(n, 8, generator=gen, dtype=torch.float64)
+    hidden = torch.tanh(x @ torch.randn(8, 6, generator=gen, dtype=torch.float64))
+    return x, hidden @ torch.randn(6, 4, generator=gen, dtype=torch.float64)
+
+
+def trained(rules: str, *, steps: int, seed: int = 0, state=None, start: int = 0):
+    """A circuit (tanh hidden, linear output) trained by Adam on ``task`` in batches of 32 (from
+    batch ``start`` on), the top-down projection fixed; ``state``: network, rule and optimizer
+    state to start from."""
+    torch.manual_seed(seed)
+    spec = circuit((12,), hidden_act="tanh", std=0.3, blocks=CIRCUIT_RULES[rules],
+                   dynamics={"g_leak": 0.0, "g_apical": 0.2, "g_som": 0.2, "steps": 12, "dt": 0.3})
+    net, rule, scheme = build_circuit(spec)
+    params = [p for p in net.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=0.03)
+    if state is not None:
+        net.load_state_dict(state[0])
+        rule.load_state_dict(state[1])
+        opt.load_state_dict(state[2])
+    x, t = task()
+    for step in range(steps):
+        k = (start + step) % 8
+        batch = slice(32 * k, 32 * (k + 1))
+        opt.zero_grad(set_to_none=True)
+        present(net, rule, scheme, x[batch], t[batch])
+        opt.step()
+    return net, rule, opt, scheme
+
+
+def loss(net, x, t) -> float:
+    with torch.no_grad():
+        return float(0.5 * (net(x) - t).pow(2).sum(1).mean())
+
+
+@pytest.mark.parametrize("rules", CIRCUIT_RULES)
+def test_a_circuit_lowers_its_loss_and_moves_only_its_learnable_weights(rules):
+    x, t = task()
+    net0 = trained(rules, steps=0)[0]
+    net, rule, _, _ = trained(rules, steps=60)
+    assert loss(net, x, t) < 0.8 * loss(net0, x, t)
+    before, after = dict(net0.named_parameters()), dict(net.named_parameters())
+    for name, p in after.items():
+        moved = not torch.equal(p, before[name])
+        assert moved == p.requires_grad, name
+    assert not net.projections["out->h1"].learnable and net.projections["out->h1"].weight.grad is None
+    if rules == "mc_basal+bp":
+        assert rule.rule_of(net.projections["h1->out"]).options.rule == "bp"
+
+
+def test_a_mix_sums_bp_feedback_and_the_explicit_apical_projections():
+    """bp on h1 -> out in a circuit: at the end of a presentation h1's apical input is bp's
+    e_out W_out plus the top-down and lateral drives."""
+    net, rule, _, scheme = trained("mc_basal+bp", steps=0)
+    x, t = task(16)
+    present(net, rule, scheme, x, t)
+    P, pops = net.projections, net.populations
+    expect = (pops["out"].error @ P["h1->out"].weight + pops["out"].rate @ P["out->h1"].weight.t()
+              + pops["i1"].rate @ P["i1->h1"].weight.t())
+    torch.testing.assert_close(pops["h1"].apical, expect, rtol=1e-12, atol=1e-14)
+    assert [line.split(" through ")[0] for line in rule.feedback_pathway(net)] == ["h1.apical <- out.error"]
+
+
+@pytest.mark.parametrize("rules", CIRCUIT_RULES)
+def test_a_circuit_resumes_from_a_checkpoint_exactly_and_seeded_runs_repeat(rules, tmp_path):
+    """5 steps, a checkpoint (network, rule, optimizer), 3 more steps from it in a new circuit:
+    bitwise the 8 steps of one run; and two runs of the same seed are equal."""
+    net, rule, opt, _ = trained(rules, steps=5)
+    torch.save((net.state_dict(), rule.state_dict(), opt.state_dict()), tmp_path / "checkpoint.pt")
+    resumed = trained(rules, steps=3, seed=1, start=5, state=torch.load(tmp_path / "checkpoint.pt"))[0]
+    whole, again = trained(rules, steps=8)[0], trained(rules, steps=8)[0]
+    for (name, a), b, c in zip(whole.state_dict().items(), resumed.state_dict().values(), again.state_dict().values()):
+        assert torch.equal(a, b) and torch.equal(a, c), name
+    assert any(not torch.equal(a, b) for a, b in zip(whole.state_dict().values(), net.state_dict().values()))
+
+
+@pytest.mark.parametrize("rules", CIRCUIT_RULES)
+def test_a_circuit_builds_no_autograd_graph_and_lays_updates_out_like_their_parameters(rules):
+    net, rule, _, scheme = trained(rules, steps=0)
+    x, t = task(8)
+    present(net, rule, scheme, x, t)
+    for pop in net.simulated():
+        for var in pop.recordable:
+            assert getattr(pop, var).grad_fn is None, (pop.name, var)
+    for name, p in net.named_parameters():
+        if p.requires_grad:
+            assert p.grad is not None and p.grad.grad_fn is None, name
+            assert p.grad.stride() == p.stride() and p.grad.is_contiguous(), name
+        else:
+            assert p.grad is None, name
