@@ -473,3 +473,23 @@ def test_a_circuit_builds_no_autograd_graph_and_lays_updates_out_like_their_para
             assert p.grad.stride() == p.stride() and p.grad.is_contiguous(), name
         else:
             assert p.grad is None, name
+
+
+def test_alignment_probe_measures_the_feedforward_projections_of_a_circuit():
+    """The alignment probe compares only projections backprop has a gradient for (basal ones
+    into pyramidal populations); in the exact self-predicting state with W_down = W_outᵀ and
+    weak nudging the circuit's updates point where backprop's do."""
+    from dendrisim.alignment import AlignmentProbe
+
+    torch.manual_seed(3)
+    spec = circuit((12,), hidden_act="tanh", std=0.4, dynamics=weak_nudging(1e-2))
+    net, rule, scheme = build_circuit(spec)
+    set_self_predicting(net, down={"out->h1": net.projections["h1->out"].weight.t()})
+    x = torch.randn(16, 8, dtype=torch.float64)
+    t = torch.randn(16, 4, dtype=torch.float64)
+    measured = AlignmentProbe(net, rule, x, t, scheme=scheme).measure()
+    assert set(measured) == {"input->h1", "h1->out"}
+    for name, m in measured.items():
+        assert m["update_angle"] < 2.0, (name, m)
+        assert math.isnan(m["feedback_angle"])  # the synapse models carry nothing back
+    assert measured["h1->out"]["update_norm_ratio"] == pytest.approx(1.0, rel=0.05)
