@@ -241,7 +241,7 @@ def test_the_microcircuits_synapse_models_are_refused_on_a_plain_network_and_und
     # a projection out of h1 that carries errors back (bp) gives it an error: allowed
     model(["plasticity.rule=mc_basal", "projections.1.plasticity={rule: bp}", "projections.2.plasticity={rule: bp}",
            *settled("euler")])
-    assert mlp_refusal("mc_lateral", "euler").startswith("mc_lateral cannot govern input->h1: it is the synapse "
-                                                         "model of lateral projections")
+    assert mlp_refusal("mc_lateral", "euler") == ("mc_lateral cannot govern input->h1: it is the synapse model of "
+                                                  "interneuron -> apical projections")
     with pytest.raises((ConfigError, ValueError), match=r"mc_topdown cannot govern .*synapse model of top-down"):
         trainer("mc_topdown", *settled("euler"))

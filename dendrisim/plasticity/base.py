@@ -112,15 +112,8 @@ class PlasticityRule(nn.Module):
         are ``populations``; otherwise what it does govern, as a phrase for the error the
         builder raises (which names the file, the field and the rules that can). By default:
         basal projections into pyramidal populations."""
-        what = "it governs basal projections into pyramidal populations"
-        if proj.compartment == "basal" and populations[proj.target].type == "interneuron":
-            return (f"{what}; an interneuron's dendrite learns by mc_basal (a rule that carries errors back would "
-                    f"send the interneurons' error into the apical dendrite of {proj.source}, which is not the "
-                    "microcircuit)")
-        if proj.compartment == "apical":
-            return f"{what}; apical projections learn by mc_lateral (from interneurons) or mc_topdown (top-down)"
         if proj.compartment != "basal" or populations[proj.target].type != "pyramidal":
-            return what
+            return "it governs basal projections into pyramidal populations"
         return None
 
     @classmethod

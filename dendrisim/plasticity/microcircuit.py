@@ -192,8 +192,7 @@ class MicrocircuitLateral(MicrocircuitRule):
     @classmethod
     def serves(cls, proj, populations) -> Optional[str]:
         if proj.compartment != "apical" or populations[proj.source].type != "interneuron":
-            return ("it is the synapse model of lateral projections, from interneurons onto the apical dendrite of "
-                    "a pyramidal population (compartment: apical)")
+            return "it is the synapse model of interneuron -> apical projections"
         return None
 
     @classmethod
@@ -217,8 +216,7 @@ class MicrocircuitTopDown(MicrocircuitRule):
     @classmethod
     def serves(cls, proj, populations) -> Optional[str]:
         if proj.compartment != "apical" or populations[proj.source].type != "pyramidal":
-            return ("it is the synapse model of top-down projections, from a pyramidal population onto the apical "
-                    "dendrite of a population below it (compartment: apical)")
+            return "it is the synapse model of top-down apical projections from pyramidal populations"
         return None
 
     @classmethod
