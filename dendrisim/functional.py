@@ -45,6 +45,11 @@ def compartment_step(u: torch.Tensor, v_basal: torch.Tensor, v_apical: Optional[
     and the conductances as given. Stable for ``dt·g/τ < 2``. Returns ``u_next``, a new
     tensor, or written into ``out`` (which may be ``u`` itself, for a step in place). The
     rate is then ``f(u_next)``.
+
+    A microcircuit's interneuron takes the same step with its dendrite in place of the basal
+    compartment and its nudging in place of the apical one:
+    ``τ du_I/dt = −g_L u_I + g_D (v_D − u_I) + g_som (u_{k+1} − u_I)``, i.e. ``v_basal = v_D``,
+    ``g_basal = g_D``, ``v_apical`` the soma of the population it predicts, ``g_apical = g_som``.
     """
     h = dt / tau
     g = g_leak + g_basal + g_apical

@@ -112,6 +112,10 @@ class PyramidalPopulation(Population):
     #: whether the rule's feedback (the errors above, carried back) reaches the apical
     #: compartment; the settling scheme reads it (interneurons: no, they are nudged instead)
     rule_feedback = True
+    #: the compartment of the projections (``Network.apical_in`` or ``somatic_in``) whose drive
+    #: the settling scheme puts in the second slot (``apical``): explicit apical input here,
+    #: the nudging soma for interneurons
+    second_input = "apical"
 
     def __init__(self, name: str, shape: tuple[int, ...], activation: Activation, *,
                  compartments: Optional[Compartments] = None):
@@ -155,6 +159,7 @@ class InterneuronPopulation(PyramidalPopulation):
 
     recordable = ("soma", "dendrite", "nudging", "rate", "error")
     rule_feedback = False
+    second_input = "soma"
 
     @property
     def dendrite(self) -> Optional[torch.Tensor]:

@@ -44,6 +44,24 @@ no backward sweep. At the fixed point ``u = v̂_B + λ v_A``; with ``g_L = 0`` a
 the dynamics (first order in λ; ``tests/test_dynamics.py``). With a leak the forward
 drive is attenuated by ``g_B/g`` in every population.
 
+A microcircuit (Sacramento et al. 2018; ``Network.circuit``) adds interneurons and explicit
+apical and somatic projections, and only euler runs it (``runs_circuits``; the sweep cannot
+settle an apical input that moves with the somata it feeds):
+
+.. math::
+
+    v_A &= \text{top\_down}(e) + Σ_{p \in apical} W_p r_{pre}
+                                               &&\text{hidden: the rule's part + top-down and lateral rates} \\
+    τ \frac{du_I}{dt} &= -g_L u_I + g_D (v_D - u_I) + g_{som} (u_{k+1} - u_I)
+                                               &&\text{interneuron: dendrite } v_D = Σ_p W_p r_{pre} + b \\
+    v̂_D &= \tfrac{g_D}{g_L + g_D} v_D, \quad e_I = (f(u_I) - f(v̂_D)) / λ_I
+                                               &&\text{its prediction leaves the nudging out}
+
+The explicit apical input is there from step 0 (the free state); the interneuron takes the
+pyramidal step with ``g_B = g_D``, ``g_A = g_som`` and the soma of the population it
+predicts, one to one, in its apical slot (``nudging``). Without a teacher (``target`` None)
+the output's apical input is zero.
+
 Updates are those of the rule evaluated on the dynamic quantities (rate ``r = f(u)``,
 error ``e``, apical ``v_A``): basal synapses ``ΔW ∝ e_postᵀ r_pre`` (the Urbanczik–Senn form),
 DLL's θ from ``v_A`` and ``e``. ``plasticity: settled`` takes them at the end of the
@@ -112,9 +130,11 @@ class Rule(Protocol):
         """The rule's apical gain and clip, in place. Called by the sweep on every hidden
         population's apical input (each time step, inside a recurrent loop)."""
 
-    def top_down(self, network, pop) -> torch.Tensor:
+    def top_down(self, network, pop) -> Optional[torch.Tensor]:
         """``gain_and_clip(apical_input(...))``: ``pop``'s apical input from the errors above
-        it. Called by the sweep of a feedforward network and by the euler scheme at every step."""
+        it; None when no feedback reaches it (a microcircuit's synapse models carry none).
+        Called by the sweep of a feedforward network and by the euler scheme at every step
+        (which adds the explicit apical projections' drive to it)."""
 
     def compute_updates(self, network) -> None:
         """Every learnable projection's update from its two ends, into ``.grad``. Called once
@@ -172,10 +192,10 @@ class SettlingScheme:
         ``trace_steps``). No autograd graph is built."""
         if getattr(network, "circuit", False) and not self.runs_circuits:
             raise ValueError(
-                f"settling scheme {type(self).__name__} does not run microcircuits, and network {network.name!r} is one "
-                "(it has apical or somatic projections): a scheme that settles apical inputs by one instant sweep of "
-                "the rule's errors cannot settle a circuit, whose apical input is the rates of the populations above "
-                "and of interneurons, which move with the somata they feed. Use dynamics.mode: euler")
+                f"settling scheme {type(self).__name__} does not run microcircuits, and network {network.name!r} is "
+                "one (it has apical or somatic projections): a scheme that settles apical inputs by one instant "
+                "sweep of the rule's errors cannot settle a circuit, whose apical input is the rates of the "
+                "populations above and of interneurons, which move with the somata they feed. Use dynamics.mode: euler")
         if not self.runs_relaxation and (rule.relaxation is not None or rule.relax is not None):
             raise ValueError(f"settling scheme {type(self).__name__} runs no relaxation, but the rule declares one "
                              "(relaxation or relax); present it under a scheme that does (steady), and give the rule "
@@ -525,12 +545,15 @@ class EulerDynamics(SteadyState):
             if p.name not in teach:
                 p.apical = p.error = None
         # the apical inputs: (population, whether the rule's feedback reaches it, its explicit projections)
-        apical = [(p, p is not out and p.name in teach and p.rule_feedback,
-                   [*network.apical_in[p.name], *network.somatic_in[p.name]]) for p in pops]
+        inputs = {"apical": network.apical_in, "soma": network.somatic_in}
+        apical = [(p, p is not out and p.name in teach and p.rule_feedback, inputs[p.second_input][p.name])
+                  for p in pops]
         apical = [(p, fed, explicit) for p, fed, explicit in apical if fed or explicit]
-        if any(p is out for p, _, explicit in apical if explicit):  # refused by the config checks: a guard
-            raise ValueError(f"the output {out.name!r} takes no apical or somatic projections: its apical "
-                             "compartment holds the teacher")
+        stray = [proj.name for p in pops for kind, lists in inputs.items() for proj in lists[p.name]
+                 if kind != p.second_input or p is out]
+        if stray:  # refused by the config checks: a guard for networks built by hand
+            raise ValueError(f"{', '.join(stray)}: apical projections end on hidden pyramidal populations (the "
+                             "output's apical compartment holds the teacher), somatic ones on interneurons")
         circuit = any(explicit for _, _, explicit in apical)
         soma = {p.name: p.soma.clone() for p in pops}  # the free state of the forward pass
         trace = None if capture is None else {p.name: {v: [] for v in p.recordable} for p in pops}
@@ -580,8 +603,9 @@ class EulerDynamics(SteadyState):
             k = pop.compartments
             stable = f"dt·g/tau {c.dt * k.total / k.tau:.3g} (stable below 2)"
             if k.target_nudged:  # an interneuron: g_basal is its dendrite's coupling, g_apical its nudging
-                lines.append(f"  {pop.name}: tau {k.tau}, g_leak {k.g_leak}, g_dendrite {k.g_basal}, g_som {k.g_apical}: "
-                             f"nudging λ {k.nudging:.3g}, free soma = {k.attenuation:.3g} x dendrite, {stable}")
+                lines.append(f"  {pop.name}: tau {k.tau}, g_leak {k.g_leak}, g_dendrite {k.g_basal}, "
+                             f"g_som {k.g_apical}: nudging λ {k.nudging:.3g}, "
+                             f"free soma = {k.attenuation:.3g} x dendrite, {stable}")
                 continue
             lines.append(f"  {pop.name}: tau {k.tau}, g_leak {k.g_leak}, g_basal {k.g_basal}, g_apical {k.g_apical}: "
                          f"nudging λ {k.nudging:.3g}, free soma = {k.attenuation:.3g} x basal, {stable}")

@@ -52,7 +52,8 @@ def tiny_net():
     weight = torch.nn.Parameter(torch.zeros(3, 3))
     weight.grad = torch.zeros(3, 3)
     proj = SimpleNamespace(name="h1->h2", weight=weight)
-    net = SimpleNamespace(pyramidal=lambda: pops, projections={"h1->h2": proj}, populations={p.name: p for p in pops})
+    net = SimpleNamespace(pyramidal=lambda: pops, simulated=lambda: pops, projections={"h1->h2": proj},
+                          populations={p.name: p for p in pops})
     rule = torch.nn.Module()
     rule.theta = torch.nn.Parameter(torch.zeros(3, 3))
     return net, rule

@@ -239,3 +239,18 @@ def test_a_scheme_that_runs_no_relaxation_refuses_a_rule_that_declares_one():
     with pytest.raises(ValueError, match=r"EulerDynamics runs no relaxation, but the rule declares one"):
         euler.present(net, rule, torch.eye(3, dtype=torch.float64)[[0, 1, 2, 0]])
     present(net, rule, torch.eye(3, dtype=torch.float64)[[0, 1, 2, 0]], exp)  # the steady scheme runs it
+
+
+def test_a_scheme_that_does_not_declare_runs_circuits_refuses_a_microcircuit():
+    """The midpoint scheme above computes apical inputs from the rule alone: it would run a
+    microcircuit without its explicit apical and somatic projections. It inherits
+    ``runs_circuits = False``, so presenting a circuit under it is refused, naming why."""
+    from test_circuit_dynamics import NoFeedback, circuit, make
+
+    assert not Midpoint.runs_circuits
+    net = make(circuit())
+    net(torch.randn(2, 8, dtype=torch.float64))
+    scheme = Midpoint(DynamicsConfig(mode=MIDPOINT))
+    with pytest.raises(ValueError, match=r"settling scheme Midpoint does not run microcircuits, and network 'circuit' "
+                                         r"is one \(it has apical or somatic projections\).*Use dynamics.mode: euler"):
+        scheme.present(net, NoFeedback(), torch.zeros(2, 4, dtype=torch.float64))
