@@ -491,3 +491,19 @@ def test_alignment_probe_measures_the_feedforward_projections_of_a_circuit():
         assert m["update_angle"] < 2.0, (name, m)
         assert math.isnan(m["feedback_angle"])  # the synapse models carry nothing back
     assert measured["h1->out"]["update_norm_ratio"] == pytest.approx(1.0, rel=0.05)
+
+
+@pytest.mark.xfail(strict=True, reason="settling.EulerDynamics._errors writes an interneuron's error into its dendrite "
+                                       "tensor when its prediction is the dendrite itself (g_leak 0: attenuation 1) "
+                                       "and its activation is linear (f returns its input): weak_nudging() works "
+                                       "around it with g_leak 1e-12; remove both once fixed")
+def test_a_leakless_linear_interneuron_keeps_its_dendrite():
+    """In the exact self-predicting state with no teacher nothing moves: v_A = 0 at every step."""
+    torch.manual_seed(0)
+    spec = circuit((6,), out=3, hidden_act="tanh", out_act="linear", dynamics={"g_leak": 0.0, "steps": 3})
+    net, rule, scheme = build_circuit(spec)
+    set_self_predicting(net, down={"out->h1": net.projections["h1->out"].weight.t()})
+    with torch.no_grad(), net.plasticity_off():
+        net(torch.randn(4, 8, dtype=torch.float64))
+        kept = scheme.present(net, rule, None, capture=torch.arange(4)).trajectory
+    assert float(kept["h1"]["apical"].abs().max()) < 1e-12
