@@ -137,8 +137,9 @@ SELF_PREDICTING = dict(inputs=16, basal_std=2.0, std=0.5, dynamics={"steps": 10,
 def test_interneurons_learn_to_silence_the_apical_dendrite_for_every_input(seed):
     """The self-predicting state (Sacramento et al. 2018): from random weights, with no teacher
     and only the interneurons' dendrites and the lateral synapses learning, mean |v_A| falls at
-    least 20x for every one of 64 inputs; the interneurons' rates approach the output's and the
-    lateral weights −W_down."""
+    least 20x for every one of 64 inputs (measured, seeds 0, 1, 2: smallest per-input ratio
+    199, 71, 47; mean ratio 1192, 228, 113); the interneurons' rates approach the output's and
+    the lateral weights −W_down."""
     torch.manual_seed(seed)
     net, rule, scheme = build_circuit(circuit((10,), **SELF_PREDICTING))
     x = torch.rand(64, 16, dtype=torch.float64)
@@ -156,8 +157,8 @@ def test_interneurons_learn_to_silence_the_apical_dendrite_for_every_input(seed)
 def test_two_hidden_populations_reach_the_self_predicting_state():
     """The same with two hidden populations, each with its interneurons: mean |v_A| of each falls
     at least 20x, and each interneuron population's rates approach the ones above. Measured
-    over seeds 0, 1, 2: mean ratios h1 37-51, h2 66-92; the smallest per-input ratio of h1 is
-    14-21, so the test asks the 20x of the mean over inputs."""
+    over seeds 0, 1, 2: mean ratios h1 38-45, h2 61-87; the smallest per-input ratios are
+    15-17 (h1) and 15-30 (h2), so the test asks the 20x of the mean over inputs."""
     torch.manual_seed(0)
     net, rule, scheme = build_circuit(circuit((10, 8), **SELF_PREDICTING))
     x = torch.rand(64, 16, dtype=torch.float64)
