@@ -508,3 +508,29 @@ def test_a_leakless_linear_interneuron_keeps_its_dendrite():
         net(torch.randn(4, 8, dtype=torch.float64))
         kept = scheme.present(net, rule, None, capture=torch.arange(4)).trajectory
     assert float(kept["h1"]["apical"].abs().max()) < 1e-12
+
+
+def test_learned_top_down_weights_come_to_predict_the_soma_below():
+    """mc_topdown's sign: descending its .grad moves f(W_down r_out) toward the rate of the
+    population below, f(u_h) (no teacher, only the top-down projection learning)."""
+    torch.manual_seed(4)
+    net, rule, scheme = build_circuit(circuit((10,), topdown_learnable=True, **SELF_PREDICTING))
+    x = torch.rand(64, 16, dtype=torch.float64)
+    top = net.projections["out->h1"]
+    opt = torch.optim.SGD(top.parameters(), lr=0.05, momentum=0.9)
+
+    def mismatch() -> float:
+        with net.plasticity_off():
+            present(net, rule, scheme, x)
+        h, out = net.populations["h1"], net.populations["out"]
+        with torch.no_grad():
+            return float((h.rate - h.activation.f(top.drive(out.rate))).norm() / h.rate.norm())
+
+    before = mismatch()
+    for _ in range(200):
+        present(net, rule, scheme, x)
+        for p in net.parameters():
+            if p is not top.weight:
+                p.grad = None
+        opt.step()
+    assert mismatch() < 0.5 * before
