@@ -234,13 +234,13 @@ def steady_updates(spec: dict, rule: str, state: dict, x, t, *, feedback: dict |
     return {n: p.grad.clone() for n, p in net.named_parameters()}
 
 
-def circuit_updates(spec: dict, state: dict, down: torch.Tensor, x, t, scale: dict) -> dict:
+def circuit_updates(spec: dict, state: dict, down: dict, x, t, scale: dict) -> dict:
     """The circuit's updates of the feedforward weights (``.grad`` after one presentation with
     the teacher) in the exact self-predicting state of its own compartments with top-down
-    weights ``down``, each divided by its target population's known scale."""
+    weights ``down`` (projection -> weight), each divided by its target population's known scale."""
     net, rule, scheme = build_circuit(spec)
     net.load_state_dict(state)
-    set_self_predicting(net, down={"out->h1": down})
+    set_self_predicting(net, down=down)
     present(net, rule, scheme, x, t)
     return {f"projections.{proj.name}.{k}": q.grad / scale[proj.target] for proj in net.projections.values()
             if proj.compartment == "basal" and proj.target in scale for k, q in proj.named_parameters()}
@@ -252,43 +252,48 @@ def relative_error(a: dict, b: dict) -> float:
     return (sum(float((a[k] - b[k]).pow(2).sum()) for k in b) / sum(float(b[k].pow(2).sum()) for k in b)) ** 0.5
 
 
-def limit_errors(out_act: str, *, random_down: bool):
+def limit_errors(out_act: str, *, random_down: bool, hidden=(12,)):
     """Relative error of the circuit's hidden and output basal updates, in the exact
     self-predicting state with weak nudging λ, against bp under the steady sweep (top-down =
-    W_outᵀ) or fa with B = the top-down weights (random), for λ = 1e-1, 1e-2, 1e-3. The hidden
-    update carries the output's deviation λ_out (t − f(v̂)), of which the interneurons follow
-    all but (1 − λ_I): its scale is λ_out (1 − λ_I) = λ(1 − λ)."""
+    the transposed forward weights) or fa with B = the top-down weights (random), for
+    λ = 1e-1, 1e-2, 1e-3. A hidden population's update carries the deviation of the soma
+    above it, λ times its apical input, of which the interneurons follow all but (1 − λ_I):
+    each population down scales it by λ(1 − λ) (the output's deviation is λ (t − f(v̂)))."""
     torch.manual_seed(3)
     x = torch.randn(16, 8, dtype=torch.float64)
     t = torch.eye(4, dtype=torch.float64)[torch.randint(0, 4, (16,))]
     t = 0.8 * (2 * t - 1) if out_act == "tanh" else t + 0.3 * torch.randn(16, 4, dtype=torch.float64)
-    base = circuit((12,), hidden_act="tanh", out_act=out_act, std=0.4)
+    base = circuit(hidden, hidden_act="tanh", out_act=out_act, std=0.4)
     net, _, _ = build_circuit(base)
-    w_out = net.projections["h1->out"].weight
-    down = torch.randn_like(w_out.t()) * 0.4 if random_down else w_out.t()
+    names = [f"h{k + 1}" for k in range(len(hidden))]
+    down = {}
+    for below, above_ in zip(names, [*names[1:], "out"]):
+        forward = net.projections[f"{below}->{above_}"].weight.t()
+        down[f"{above_}->{below}"] = torch.randn_like(forward) * 0.4 if random_down else forward
     state = net.state_dict()
     if random_down:
-        reference = steady_updates(base, "fa", state, x, t, feedback={"h1->out": down})
+        reference = steady_updates(base, "fa", state, x, t,
+                                   feedback={f"{b}->{a}": w for (a, b), w in ((n.split("->"), w) for n, w in down.items())})
     else:
         reference = steady_updates(base, "bp", state, x, t)
     errors = []
     for lam in (1e-1, 1e-2, 1e-3):
         spec = copy.deepcopy(base)
         spec["dynamics"].update(weak_nudging(lam))
-        errors.append(relative_error(circuit_updates(spec, state, down, x, t, {"h1": lam * (1 - lam), "out": 1.0}),
-                                     reference))
+        scale = {"out": 1.0, **{name: (lam * (1 - lam)) ** (len(names) - k) for k, name in enumerate(names)}}
+        errors.append(relative_error(circuit_updates(spec, state, down, x, t, scale), reference))
     return errors
 
 
-@pytest.mark.parametrize("out_act", ["linear", "tanh"])
+@pytest.mark.parametrize("out_act,hidden", [("linear", (12,)), ("tanh", (12,)), ("linear", (10, 7))])
 @pytest.mark.parametrize("random_down", [False, True], ids=["bp", "fa"])
-def test_hidden_basal_updates_converge_to_backprop_first_order_in_the_nudging(out_act, random_down):
+def test_hidden_basal_updates_converge_to_backprop_first_order_in_the_nudging(out_act, hidden, random_down):
     """Backprop in the limit (Sacramento et al. 2018): with top-down weights W_outᵀ the hidden
     basal updates, divided by their scale, converge to bp's under the steady sweep, the relative
     error falling in proportion to λ; with random top-down weights B, to feedback alignment's
     with that B. Linear and tanh outputs: the circuit sends f(u_out) down, which carries the
     MSE δ = f'(v̂)(t − f(v̂)) of an elementwise output (for softmax it would carry J_f (t − f))."""
-    errors = limit_errors(out_act, random_down=random_down)
+    errors = limit_errors(out_act, random_down=random_down, hidden=hidden)
     assert errors[2] < 1e-2, errors
     for coarse, fine in zip(errors, errors[1:]):  # ten times weaker nudging, about ten times closer
         assert 0.04 < fine / coarse < 0.25, errors
