@@ -150,7 +150,7 @@ def test_interneurons_learn_to_silence_the_apical_dendrite_for_every_input(seed)
     assert float(ratio.min()) >= 20, (float(ratio.min()), float(before["h1"].mean() / after["h1"].mean()))
     r_i, r_out = net.populations["i1"].rate, net.populations["out"].rate
     assert float((r_i - r_out).norm() / r_out.norm()) < 0.05
-    lateral, down = net.projections["i1->h1"].weight, net.projections["out->h1"].weight
+    lateral, down = net.projections["i1->h1"].weight.detach(), net.projections["out->h1"].weight.detach()
     assert float(torch.nn.functional.cosine_similarity(lateral.flatten(), -down.flatten(), dim=0)) > 0.99
 
 
