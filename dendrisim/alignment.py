@@ -8,6 +8,12 @@ For every learnable projection with update ``ΔW_rule`` (what the active rule wr
 - ``feedback_angle`` = ∠(B, Wᵀ) of the feedback weights that carry the projection's
   target error back to its source (0 under bp, which uses Wᵀ itself; NaN where there are
   none: projections from the input, and under dfa those that do not end at the output).
+
+Only projections that backprop has a gradient for are measured: the basal projections into
+pyramidal populations. A microcircuit's apical projections (top-down, lateral), its somatic
+nudging and its interneurons' dendrites are not in the feedforward graph the loss is taken
+through, so there is no backprop update to compare theirs with; they are skipped (and the
+reference sweep carries no error back through them).
 """
 from __future__ import annotations
 
@@ -15,10 +21,17 @@ import math
 
 import torch
 
-from .settling import SteadyState
+from .settling import SteadyState, presenting, updates
 from .plasticity.rules import Backprop
 
 MEASURES = ("update_angle", "update_norm_ratio", "feedback_angle")
+
+
+def feedforward(network) -> list:
+    """The projections of the feedforward network the loss is taken through: basal ones into
+    pyramidal populations (every projection of a network that is not a microcircuit)."""
+    interneurons = {pop.name for pop in network.interneurons()}
+    return [p for p in network.projections.values() if p.compartment == "basal" and p.target not in interneurons]
 
 
 def angle(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -35,9 +48,11 @@ class AlignmentProbe:
         """``scheme``: the run's settling scheme, under which the rule's updates are measured."""
         self.network, self.rule, self.x, self.t = network, rule, x, t
         self.scheme = scheme
-        self.backprop = Backprop(network, rule.options)
+        # exact backprop through the feedforward network only (a microcircuit's explicit
+        # projections and interneurons are neither governed nor carried back through)
+        self.backprop = Backprop(network, rule.options, projections=[p.name for p in feedforward(network)])
         self.sweep = SteadyState(scheme.config)
-        self.names = [p.name for p in network.learnable_projections()]
+        self.names = [p.name for p in feedforward(network) if p.learnable]
 
     def measure(self) -> dict[str, dict[str, float]]:
         net, rule = self.network, self.rule
@@ -45,13 +60,16 @@ class AlignmentProbe:
         with torch.no_grad():
             net(self.x)
             self.scheme.present(net, rule, self.t)
-            ours = {p.name: p.weight.grad.clone() for p in net.learnable_projections()}
+            measured = [net.projections[name] for name in self.names]
+            ours = {p.name: p.weight.grad.clone() for p in measured}
             # exact backprop by the sweep, from the free state (simulated compartments moved the somata)
             if self.scheme.trace_steps is not None:
                 net(self.x)
-            self.sweep.present(net, self.backprop, self.t)
+            with presenting(net, self.t):  # the sweep's own steps: present() refuses a circuit as a whole
+                self.sweep.settle(net, self.backprop, net.target)
+                updates(net, self.backprop)
             out = {}
-            for proj in net.learnable_projections():
+            for proj in measured:
                 exact = proj.weight.grad
                 fb = rule.feedback_weight(net, proj) if proj.source != net.input_name else None
                 values = torch.stack([

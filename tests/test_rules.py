@@ -1,11 +1,14 @@
 """Tier 3: behaviour every registered rule must show, parametrized over the registry, under
 every settling scheme: the built-in ones and one written in a test file (tests/test_schemes.py)."""
 
+from typing import Optional
+
 import pytest
 import torch
 
 from conftest import model
 from dendrisim.builder import scheme_refusal
+from dendrisim.errors import ConfigError
 from dendrisim.optim import group_of
 from dendrisim.plasticity import RULES
 from dendrisim.settling import SCHEMES
@@ -32,7 +35,7 @@ def scheme(request):
         return
     rule, mode = request.getfixturevalue("rule"), request.getfixturevalue("mode")
     with registered(mode):
-        refusal = scheme_refusal(rule, mode)
+        refusal = scheme_refusal(rule, mode) or mlp_refusal(rule, mode)
         if refusal is not None:
             pytest.skip(refusal)
         yield mode
@@ -41,6 +44,24 @@ def scheme(request):
 def settled(mode: str) -> list[str]:
     """The simulated compartments of the behavioural suite: weak nudging, a few steps past the depth."""
     return [] if mode == "steady" else [f"dynamics={{mode: {mode}, steps: 10, dt: 0.2, g_apical: 0.05}}"]
+
+
+def mlp_refusal(rule: str, mode: str) -> Optional[str]:
+    """Why a synapse model of the cortical microcircuit does not run on this suite's plain MLP
+    (no interneurons, no apical projections), None for the other rules: the ``serves`` reason
+    of the first projection it cannot govern, or the builder's refusal of the model, which must
+    come (tests/test_microcircuit.py runs the suite on a circuit)."""
+    cls = RULES.get(rule)
+    if cls.family != "microcircuit":
+        return None
+    cfg = model().config
+    for proj in cfg.projections:
+        reason = cls.serves(proj, cfg.populations)
+        if reason is not None:
+            return f"{rule} cannot govern {proj.name}: {reason}"
+    with pytest.raises(ConfigError) as refused:
+        model([f"plasticity.rule={rule}", *settled(mode)])
+    return str(refused.value)
 
 
 @pytest.mark.parametrize("rule,mode", RULE_MODES)
@@ -179,8 +200,13 @@ def test_kolen_pollack_feedback_aligns_with_the_forward_weights():
 
 @pytest.mark.parametrize("rule", RULES.names())
 def test_every_update_has_its_parameters_layout(rule):
-    """Fused optimizers (CUDA) need each .grad laid out like its parameter."""
-    tr = trainer(rule, "training.max_steps_per_epoch=2")
+    """Fused optimizers (CUDA) need each .grad laid out like its parameter (the microcircuit's
+    synapse models: on a circuit, tests/test_microcircuit.py)."""
+    mode = "steady" if scheme_refusal(rule, "steady") is None else "euler"
+    refusal = mlp_refusal(rule, mode)
+    if refusal is not None:
+        pytest.skip(refusal)
+    tr = trainer(rule, "training.max_steps_per_epoch=2", *settled(mode))
     tr.train_epoch(1)
     for group in tr.optimizer.param_groups:
         for p in group["params"]:
@@ -199,3 +225,25 @@ def test_pc_reports_its_inference_iterations_and_convergence(tolerance, steps, e
     assert summary["pc_iterations"] == expect_iterations
     assert summary.get("pc_unconverged") == expect_unconverged
     assert tr.rule.epoch_summary() == {}, "the counters reset after each summary"
+
+
+def test_the_microcircuits_synapse_models_are_refused_on_a_plain_network_and_under_steady():
+    """Not silently run where they mean nothing: under the steady sweep (no soma–dendrite
+    mismatch there), and on a network without the circuit (mc_basal: no hidden population would
+    ever have an error; mc_lateral, mc_topdown: no projection they serve)."""
+    for rule in ("mc_basal", "mc_lateral", "mc_topdown"):
+        refusal = scheme_refusal(rule, "steady")
+        assert refusal.startswith(f"rule {rule} cannot run under mode steady (it runs under euler): its update is a "
+                                  "soma's mismatch"), refusal
+    with pytest.raises(ConfigError, match=r"test.yaml: dynamics.mode: rule mc_basal cannot run under mode steady"):
+        model(["plasticity.rule=mc_basal"])
+    with pytest.raises(ConfigError, match=r"test.yaml: plasticity.rule: mc_basal learns input->h1 from h1's "
+                                          r"soma–dendrite mismatch, but nothing ever reaches h1's apical dendrite"):
+        model(["plasticity.rule=mc_basal", *settled("euler")])
+    # a projection out of h1 that carries errors back (bp) gives it an error: allowed
+    model(["plasticity.rule=mc_basal", "projections.1.plasticity={rule: bp}", "projections.2.plasticity={rule: bp}",
+           *settled("euler")])
+    assert mlp_refusal("mc_lateral", "euler") == ("mc_lateral cannot govern input->h1: it is the synapse model of "
+                                                  "interneuron -> apical projections")
+    with pytest.raises((ConfigError, ValueError), match=r"mc_topdown cannot govern .*synapse model of top-down"):
+        trainer("mc_topdown", *settled("euler"))

@@ -102,6 +102,9 @@ class PlasticityRule(nn.Module):
     #: apical dendrites (False: the microcircuit's synapse models, whose apical input comes
     #: through explicit apical projections instead)
     carries_feedback: bool = True
+    #: the family the rule belongs to in listings ("microcircuit": the cortical microcircuit's
+    #: synapse models; "" for the others)
+    family: str = ""
 
     @classmethod
     def serves(cls, proj: "ProjectionConfig", populations: Mapping[str, "PopulationConfig"]) -> Optional[str]:
@@ -148,14 +151,23 @@ class PlasticityRule(nn.Module):
         fixed pathways (pools) and projections from the input."""
         raise NotImplementedError
 
-    def apical_input(self, network: "Network", pop: "PyramidalPopulation") -> torch.Tensor:
+    def feeds_back(self, proj: "Projection") -> bool:
+        """Whether ``proj``'s target error reaches its source's apical dendrite through this
+        rule: the rule governs ``proj`` and :attr:`carries_feedback` (a mix of rules asks the
+        rule that governs ``proj``)."""
+        return self.carries_feedback and proj.name in self.projections
+
+    def apical_input(self, network: "Network", pop: "PyramidalPopulation") -> Optional[torch.Tensor]:
         """Sum of top-down feedback onto ``pop``'s apical dendrite, of ``pop``'s shape, before
         the rule's gain and clip: by default each outgoing projection's target error carried
-        back through :meth:`feedback_weight`. An override may read ``network.target``, the
+        back through :meth:`feedback_weight`, for the projections whose rule carries feedback
+        (:meth:`feeds_back`); None when none does (a microcircuit's hidden population, whose
+        apical input comes through explicit apical projections only: the euler scheme then
+        adds no rule part). An override may read ``network.target``, the
         output's target during a presentation (None outside one): direct random target
         projection sends it instead of an error (docs/howto/writing-a-rule.md)."""
         return apical_sum([(proj, network.populations[proj.target].error, self.feedback_weight(network, proj),
-                            self.feedback_gain(proj)) for proj in network.outgoing[pop.name]])
+                            self.feedback_gain(proj)) for proj in network.outgoing[pop.name] if self.feeds_back(proj)])
 
     # ----- the apical input ------------------------------------------------------------
     #: the iterative inference the rule declares (pc's :class:`Relaxation`), which the steady
@@ -177,11 +189,13 @@ class PlasticityRule(nn.Module):
         """A rule with a :attr:`relaxation` is told how each one went: the inference steps it
         ran, and whether it met the tolerance (None: no tolerance was asked). Nothing by default."""
 
-    def top_down(self, network: "Network", pop: "PyramidalPopulation") -> torch.Tensor:
+    def top_down(self, network: "Network", pop: "PyramidalPopulation") -> Optional[torch.Tensor]:
         """``pop``'s apical input from the current errors above it: the feedback of
-        :meth:`apical_input`, times the rule's apical gain, clipped if asked. The one place
+        :meth:`apical_input`, times the rule's apical gain, clipped if asked (None where no
+        projection feeds back: the rule has no part in ``pop``'s apical input). The one place
         every settling scheme gets the apical input from."""
-        return self.gain_and_clip(pop, self.apical_input(network, pop))
+        apical = self.apical_input(network, pop)
+        return None if apical is None else self.gain_and_clip(pop, apical)
 
     def gain_and_clip(self, pop: "PyramidalPopulation", apical: torch.Tensor) -> torch.Tensor:
         """The rule's apical gain (``1/σ²`` for DLL) and ``clip_apical``, in place."""
@@ -276,7 +290,7 @@ class PlasticityRule(nn.Module):
             return self.feedback_label(network, proj) if proj.has_weight else f"{proj.connectivity} unpooling (fixed)"
 
         return [f"{pop.name}.apical <- {proj.target}.error through {label(proj)}"
-                for pop in network.hidden() for proj in network.outgoing[pop.name]]
+                for pop in network.hidden() for proj in network.outgoing[pop.name] if self.feeds_back(proj)]
 
     def epoch_summary(self) -> dict[str, float]:
         """Rule-specific numbers for the epoch's metrics row (and reset them); none by default."""

@@ -10,8 +10,11 @@ the trainer and the recorder as one rule:
 
 every projection ``p`` carrying its target's error back through the feedback of its own
 rule ``r(p)`` (θ, Wᵀ, B) with that rule's apical gain ``g`` (``1/σ²`` for dll), and each rule
-updating only its own projections, with its own update gain. Network-wide rules (dfa, pc)
-cannot be mixed; the builder refuses such files before any tensor exists.
+updating only its own projections, with its own update gain. A projection whose rule
+carries no feedback (``carries_feedback`` false: the microcircuit's synapse models, whose
+apical input comes through explicit apical projections) adds nothing to the sum
+(:meth:`MixedPlasticity.feeds_back` asks its rule). Network-wide rules (dfa, pc) cannot be
+mixed; the builder refuses such files before any tensor exists.
 """
 from __future__ import annotations
 
@@ -49,6 +52,9 @@ class MixedPlasticity(PlasticityRule):
     # ----- the feedback pathway: each projection through its own rule --------------------
     def feedback_weight(self, network, proj) -> Optional[torch.Tensor]:
         return self.owner[proj.name].feedback_weight(network, proj)
+
+    def feeds_back(self, proj) -> bool:
+        return self.owner[proj.name].feeds_back(proj)
 
     def feedback_gain(self, proj) -> float:
         return self.owner[proj.name].apical_gain
