@@ -39,13 +39,14 @@ from .tasks import TASKS
 def load_experiment(source: str | Path | dict, overrides: Iterable[str] = (), *, file: str | None = None) -> Experiment:
     """Read, override and check a model file (a path or an already-loaded mapping)."""
     load_entry_points()  # rules of installed packages, once per process
+    overrides = list(overrides)
     data, file = read_model(source, overrides, file=file)
     config = imply_learnable(parse(ModelConfig, data, file=file))
     task = _task_options(config, file)
     rule, notes = rule_options(config.plasticity, file=file, path="plasticity")
     scheme = check_scheme(config, file=file)
     graph = validate(config, file=file, simulated=scheme.simulates_compartments)
-    config = resolve_phases(config, data, file=file)
+    config = resolve_phases(config, data, file=file, overridden=overrides)
     check_circuit_scheme(config, scheme, file=file)
     per_projection = {proj.name: projection_rule(proj.plasticity, file=file, path=f"projections[{i}].plasticity")
                       for i, proj in enumerate(config.projections) if proj.plasticity is not None}

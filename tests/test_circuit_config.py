@@ -372,6 +372,18 @@ def test_phase_names_a_fixed_projection():
     refused(r"training.phases\[0\].learn: 'out->h1' is not a learnable projection", "training.phases.0.learn=[out->h1]")
 
 
+def test_a_files_epochs_must_be_the_phases_sum():
+    spec = copy.deepcopy(CIRCUIT)
+    spec["training"]["epochs"] = 7
+    refused(r"test.yaml: training.epochs: 7 is not the sum of the phases' epochs \(2 \+ 3 = 5\); with "
+            r"training.phases, training.epochs is their sum: write 5 or leave it out", base=spec)
+    spec["training"]["epochs"] = 5
+    assert circuit(base=spec).config.training.epochs == 5
+    # phases given on the command line replace the file's: their sum is the total
+    training = circuit("training.phases=[{epochs: 4, teacher: false}, {epochs: 4}]", base=spec).config.training
+    assert training.epochs == 8
+
+
 def test_an_explicit_total_of_epochs_changes_the_last_phase_only():
     # --epochs N, --set training.epochs=N and a tuner's trial length give the total: the last phase absorbs it
     for total, last in ((7, 5), (3, 1), (5, 3)):

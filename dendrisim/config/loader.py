@@ -297,14 +297,15 @@ def imply_learnable(config: "ModelConfig") -> "ModelConfig":
     return dataclasses.replace(config, projections=projections)
 
 
-def resolve_phases(config: "ModelConfig", data: dict, *, file: str) -> "ModelConfig":
+def resolve_phases(config: "ModelConfig", data: dict, *, file: str, overridden: Iterable[str] = ()) -> "ModelConfig":
     """``training.phases`` checked and written out: every phase named (``phase0``, ``phase1``, ...
     where unnamed; names checked like population names, unique), its ``learn`` and ``lr_scale``
     naming learnable projections, some phase with the teacher on; ``training.epochs`` their sum.
-    An explicit ``training.epochs`` that differs (``--epochs N``, ``--set training.epochs=N``, a
-    tuner's trial length) lengthens or shortens the last phase to it, as long as that phase
-    keeps an epoch (``data``: the file as read, to tell an explicit ``training.epochs`` from the
-    default)."""
+    A ``training.epochs`` among the overrides (``overridden``: ``--set``-style items; ``--epochs
+    N``, a tuner's trial length) is the total: it lengthens or shortens the last phase, as long
+    as that phase keeps an epoch. In the file (``data``, as read) a ``training.epochs`` that is
+    not the phases' sum is an error, unless the phases themselves were overridden (then the
+    file's total is stale and their sum replaces it)."""
     import dataclasses
 
     training = config.training
@@ -335,8 +336,15 @@ def resolve_phases(config: "ModelConfig", data: dict, *, file: str) -> "ModelCon
             "teacher: true", file=file, path="training.phases")
     total = sum(phase.epochs for phase in phases)
     given = data.get("training") if isinstance(data, dict) else None
-    if isinstance(given, dict) and "epochs" in given and training.epochs != total:
-        # an explicit total (--epochs N, a tuner's trial length) lengthens or shortens the last phase
+    keys = {item.split("=", 1)[0].strip() for item in overridden}
+    if (isinstance(given, dict) and "epochs" in given and training.epochs != total and "training.epochs" not in keys
+            and not any(k == "training" or k.startswith("training.phases") for k in keys)):
+        raise ConfigError(
+            f"{training.epochs} is not the sum of the phases' epochs ({' + '.join(str(p.epochs) for p in phases)} = "
+            f"{total}); with training.phases, training.epochs is their sum: write {total} or leave it out (--epochs N "
+            "or --set training.epochs=N changes the last phase's epochs)", file=file, path="training.epochs")
+    if "training.epochs" in keys and training.epochs != total:
+        # a total given on the command line (--epochs N, a tuner's trial length) changes the last phase
         last, before = phases[-1], total - phases[-1].epochs
         if training.epochs <= before:
             raise ConfigError(
