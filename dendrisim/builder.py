@@ -170,11 +170,20 @@ def check_mix(experiment: Experiment) -> None:
                               "a per-projection rule (" + ", ".join(n for n in RULES.names() if RULES.get(n).per_projection)
                               + ")", file=file, path=f"projections[{index[name]}].plasticity.rule")
     if not RULES.get(experiment.rule.rule).per_projection:
-        listed = ", ".join(f"projections[{index[n]}] ({n}: {o.rule})" for n, o in own.items())
-        raise ConfigError(f"{experiment.rule.rule} is a network-wide rule and cannot share the network: {listed} "
-                          "ask for their own rules. Make the top-level rule a per-projection one ("
-                          + ", ".join(n for n in RULES.names() if RULES.get(n).per_projection)
-                          + "), or drop those projections' plasticity blocks", file=file, path="plasticity.rule")
+        asked = {n: o for n, o in own.items() if cfg.projections[index[n]].plasticity is not None}
+        implied = {n: o for n, o in own.items() if n not in asked}  # rules the top-level one does not serve
+        parts = []
+        if asked:
+            parts.append(", ".join(f"projections[{index[n]}] ({n}: {o.rule})" for n, o in asked.items())
+                         + " ask for their own rules")
+        if implied:
+            parts.append(", ".join(f"projections[{index[n]}] ({n}: {o.rule})" for n, o in implied.items())
+                         + f" learn by the synapse models made for them, which {experiment.rule.rule} does not serve")
+        fix = ", or drop those projections' plasticity blocks" if asked else ""
+        raise ConfigError(f"{experiment.rule.rule} is a network-wide rule and cannot share the network: "
+                          + "; ".join(parts) + ". Make the top-level rule a per-projection one ("
+                          + ", ".join(n for n in RULES.names() if RULES.get(n).per_projection) + ")" + fix,
+                          file=file, path="plasticity.rule")
 
 
 def _task_options(config: ModelConfig, file: str):

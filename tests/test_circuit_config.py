@@ -2,14 +2,9 @@
 and every bad file refused with one paragraph naming the file, the field, the value and what
 is allowed.
 
-The synapse models (mc_basal, mc_lateral, mc_topdown) and the euler scheme's ``runs_circuits``
-belong to other parts of the work: where the package lacks them, :func:`circuit_parts` stands
-them in for the length of a test (stand-ins that declare what the real ones declare: which
-projections they serve and govern by default), and is a no-op once they are there.
+The synapse models are the package's own (``dendrisim.plasticity.microcircuit``).
 """
 import copy
-from contextlib import contextmanager
-from typing import Iterator
 
 import pytest
 
@@ -17,7 +12,6 @@ from conftest import model
 from dendrisim.builder import load_experiment
 from dendrisim.errors import ConfigError
 from dendrisim.plasticity import RULES, PlasticityRule
-from dendrisim.settling import EulerDynamics
 
 #: the circuit of the issue at toy size: h1 predicted by i1, which out nudges
 CIRCUIT = {
@@ -46,74 +40,6 @@ CIRCUIT = {
 }
 
 
-class _StandIn(PlasticityRule):
-    """What a microcircuit synapse model declares before any tensor (the real ones live in
-    dendrisim.plasticity.microcircuit); never built here."""
-
-    carries_feedback = False
-
-
-class _Basal(_StandIn):
-    @classmethod
-    def serves(cls, proj, populations):
-        if proj.compartment != "basal" or populations[proj.target].type == "input":
-            return "it is the synapse model of basal projections into pyramidal populations and interneurons"
-        return None
-
-    @classmethod
-    def default_for(cls, proj, populations):
-        return proj.compartment == "basal" and populations[proj.target].type == "interneuron"
-
-
-class _Lateral(_StandIn):
-    @classmethod
-    def serves(cls, proj, populations):
-        if proj.compartment != "apical" or populations[proj.source].type != "interneuron":
-            return "it is the synapse model of interneuron -> apical projections"
-        return None
-
-    @classmethod
-    def default_for(cls, proj, populations):
-        return cls.serves(proj, populations) is None
-
-
-class _TopDown(_StandIn):
-    @classmethod
-    def serves(cls, proj, populations):
-        if proj.compartment != "apical" or populations[proj.source].type != "pyramidal":
-            return "it is the synapse model of top-down apical projections from pyramidal populations"
-        return None
-
-    @classmethod
-    def default_for(cls, proj, populations):
-        return cls.serves(proj, populations) is None
-
-
-@contextmanager
-def circuit_parts() -> Iterator[None]:
-    """The microcircuit's rules and euler's ``runs_circuits`` for the length of the block,
-    where the package does not have them yet."""
-    added = []
-    for name, cls in (("mc_basal", _Basal), ("mc_lateral", _Lateral), ("mc_topdown", _TopDown)):
-        if name not in RULES:
-            RULES.register(name)(cls)
-            added.append(name)
-    had = "runs_circuits" in vars(EulerDynamics)
-    if not had:
-        EulerDynamics.runs_circuits = True
-    try:
-        yield
-    finally:
-        for name in added:
-            RULES.unregister(name)
-        if not had:
-            del EulerDynamics.runs_circuits
-
-
-@pytest.fixture(autouse=True)
-def parts():
-    with circuit_parts():
-        yield
 
 
 def circuit(*overrides, base=CIRCUIT):
@@ -332,7 +258,9 @@ def test_default_table_without_the_microcircuit_models(monkeypatch):
     """The default-rule mechanism alone: a rule registered only for this test claims the
     projections the top-level rule leaves, with its default options."""
 
-    class Claims(_StandIn):
+    class Claims(PlasticityRule):
+        carries_feedback = False
+
         @classmethod
         def serves(cls, proj, populations):
             return None

@@ -40,7 +40,7 @@ def test_apical_projection_onto_the_output_is_refused_with_reason():
 
 
 def test_unknown_rule_lists_registered_rules():
-    with pytest.raises(ConfigError, match=r"plasticity.rule: 'dl' is not a known plasticity rule; choose one of bp, dfa, dll, fa, kp, pc"):
+    with pytest.raises(ConfigError, match=r"plasticity.rule: 'dl' is not a known plasticity rule; choose one of bp, dfa, dll, fa, kp, mc_basal, mc_lateral, mc_topdown, pc"):
         model(["plasticity.rule=dl"])
 
 
@@ -178,7 +178,14 @@ def test_shipped_models_load():
     files = sorted(pathlib.Path(__file__).parent.parent.glob("models/*.yaml"))
     assert files
     for f in files:
+        circuit = any(p.compartment != "basal" for p in load_experiment(f).config.projections)
         for rule in ("dll", "bp", "fa", "dfa"):
+            if circuit and rule == "dfa":  # network-wide: it cannot share a circuit with its synapse models
+                with pytest.raises(ConfigError, match=r"plasticity.rule: dfa is a network-wide rule and cannot share "
+                                                      r"the network: .*\(i1->h1: mc_lateral\).* learn by the synapse "
+                                                      r"models made for them, which dfa does not serve"):
+                    load_experiment(f, [f"plasticity.rule={rule}"])
+                continue
             assert load_experiment(f, [f"plasticity.rule={rule}"]).rule.rule == rule
 
 
@@ -372,7 +379,8 @@ def test_a_rule_with_a_relaxation_of_its_own_is_refused_by_a_scheme_that_runs_no
 
     assert schemes_of(RULES.get("pc")) == ["steady"]
     for name in RULES.names():
-        if not RULES.get(name).relaxes and RULES.get(name).relax is None:  # the Rule protocol only: every scheme
+        rule = RULES.get(name)
+        if not rule.relaxes and rule.relax is None and not rule.needs_compartments:  # the Rule protocol only: every scheme
             assert schemes_of(RULES.get(name)) == SCHEMES.names(), name
             assert all(scheme_refusal(name, mode) is None for mode in SCHEMES.names())
     refusal = scheme_refusal("pc", "euler")

@@ -11,7 +11,6 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from test_circuit_config import circuit_parts
 
 from dendrisim.activations import ACTIVATIONS
 from dendrisim.builder import DataSpec, build_model, build_scheme, check_memory, load_experiment, scheme_refusal
@@ -31,8 +30,9 @@ _PLAIN = (ProjectionConfig(source="a", target="b"), {"a": PopulationConfig(), "b
 
 def network_rules() -> list[str]:
     """The registered rules that can be a plain network's top-level rule (the microcircuit's
-    lateral and top-down synapse models serve apical projections only)."""
-    return [n for n in RULES.names() if RULES.get(n).serves(*_PLAIN) is None]
+    synapse models train circuits only: lateral and top-down ones serve apical projections,
+    and mc_basal refuses a network where no hidden population would get an error)."""
+    return [n for n in RULES.names() if RULES.get(n).serves(*_PLAIN) is None and RULES.get(n).family != "microcircuit"]
 
 
 def add_circuit(draw, pops: dict, projs: list, chain: list[str], *, wild: bool) -> None:
@@ -186,17 +186,12 @@ def run_one_step(exp, *, require_finite: bool = True) -> None:
 @given(model_files())
 def test_generated_model_files_build_and_step(data):
     exp = load(data)
-    if is_circuit(exp.config):
-        return  # circuits stop at the config stage until the network and synapse models of #23 are merged
     run_one_step(exp)
     assert "valid" in describe(exp)
 
 
 def load(data, **kw):
-    """``load_experiment`` with the microcircuit's synapse models and euler's ``runs_circuits``
-    (stand-ins where the package lacks them: test_circuit_config.circuit_parts)."""
-    with circuit_parts():
-        return load_experiment(data, file="test.yaml", **kw)
+    return load_experiment(data, file="test.yaml", **kw)
 
 
 def leaves(node, path=()):
@@ -231,8 +226,6 @@ def accepts_or_config_error(data, *, expect_in_message=()):
     """The property: valid (and then it runs a step) or a ConfigError naming the file."""
     try:
         exp = load(data)
-        if is_circuit(exp.config):
-            return "valid"  # circuits stop at the config stage until the network and synapse models of #23 merge
         check_memory(exp, TASKS.get(exp.task.type), device="cpu")  # as builder.build does, before any tensor
         run_one_step(exp, require_finite=False)
         describe(exp)
@@ -328,13 +321,10 @@ def test_damaged_yaml_text_fails_with_a_config_error(tmp_path_factory, data, dra
     path = tmp_path_factory.mktemp("yaml") / "test.yaml"
     path.write_text(damaged)
     try:
-        with circuit_parts():
-            exp = load_experiment(path)
+        exp = load_experiment(path)
     except ConfigError as err:
         assert str(err).startswith(f"{path}: ")
         return
-    if is_circuit(exp.config):
-        return  # the config stage only, until the network and synapse models of #23 are merged
     run_one_step(exp, require_finite=False)  # the damage happened to leave a valid file
 
 

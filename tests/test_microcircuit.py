@@ -178,11 +178,7 @@ def weak_nudging(lam: float, steps: int = 200) -> dict:
     apical coupling and the interneurons' somatic one: g = λ/(1 − λ) against g_B = g_D = 1),
     stepped at dt·g/τ = 1/2 (as tests/test_dynamics.py's limit test)."""
     g = lam / (1 - lam)
-    # g_leak 1e-12, not 0: with no leak an interneuron's prediction is its dendrite itself
-    # (attenuation exactly 1) and, for a linear activation, so is its rate, and the euler
-    # scheme's error then overwrites that shared tensor (settling.EulerDynamics._errors,
-    # out=f_predicted); a leak of 1e-12 moves every number by ~1e-12 only
-    return {"steps": steps, "dt": (1 - lam) / 2, "g_leak": 1e-12, "g_basal": 1.0, "g_apical": g, "g_dendrite": 1.0,
+    return {"steps": steps, "dt": (1 - lam) / 2, "g_leak": 0.0, "g_basal": 1.0, "g_apical": g, "g_dendrite": 1.0,
             "g_som": g}
 
 
@@ -499,10 +495,6 @@ def test_alignment_probe_measures_the_feedforward_projections_of_a_circuit():
     assert measured["h1->out"]["update_norm_ratio"] == pytest.approx(1.0, rel=0.05)
 
 
-@pytest.mark.xfail(strict=True, reason="settling.EulerDynamics._errors writes an interneuron's error into its dendrite "
-                                       "tensor when its prediction is the dendrite itself (g_leak 0: attenuation 1) "
-                                       "and its activation is linear (f returns its input): weak_nudging() works "
-                                       "around it with g_leak 1e-12; remove both once fixed")
 def test_a_leakless_linear_interneuron_keeps_its_dendrite():
     """In the exact self-predicting state with no teacher nothing moves: v_A = 0 at every step."""
     torch.manual_seed(0)
