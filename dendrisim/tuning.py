@@ -82,7 +82,10 @@ class TuningRun:
     log: Callable[[str], None] = print
 
 
-def study_for(run: TuningRun):
+def study_for(run: TuningRun, *, warmup: int = 1):
+    """The rule's Optuna study (stored in the run's journal): TPE, and a median pruner that
+    judges a trial only after ``warmup`` epochs (a phased model's earlier phases, whose
+    validation scores say nothing of the learning to come, and one more)."""
     optuna = require_optuna()
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
@@ -91,7 +94,7 @@ def study_for(run: TuningRun):
     storage = JournalStorage(JournalFileBackend(str(run.out / JOURNAL)))
     sampler = optuna.samplers.TPESampler(seed=zlib.crc32(f"{run.rule}:{run.seed}".encode()),
                                          n_startup_trials=min(5, max(1, run.trials // 3)))
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=warmup)
     return optuna.create_study(study_name=run.rule, storage=storage, load_if_exists=True, sampler=sampler,
                                pruner=pruner, direction="maximize" if run.higher else "minimize")
 
@@ -114,7 +117,8 @@ def tune(run: TuningRun):
                           "give it a part of the training set (e.g. --set task.validation_fraction=0.1)",
                           file=base.file, path="task.validation_fraction")
     space = search_space(RULES.get(run.rule), base.config.optimizer.lr, run.fixed, rule=run.rule)
-    study = study_for(run)
+    phases = base.config.training.phases
+    study = study_for(run, warmup=sum(p.epochs for p in phases[:-1]) + 1)
     remaining = run.trials - len(finished(study))
     if remaining > 0:
         study.optimize(lambda trial: objective(trial, run, space), n_trials=remaining, catch=(DendrisimError,))

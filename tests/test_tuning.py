@@ -134,3 +134,17 @@ def test_fixed_keys_stay_out_of_the_search_and_unknown_ones_are_named():
 def test_a_fixed_key_is_held_at_its_configured_value_in_every_trial(tmp_path):
     study = tune(run(tmp_path, trials=2, fixed=("plasticity.sigma",)))
     assert all(set(t.params) == {"optimizer.lr", "plasticity.feedback_lr_scale"} for t in study.trials)
+
+
+def test_a_phased_model_is_judged_only_after_its_earlier_phases(tmp_path):
+    """The pruner waits out a circuit's self-predicting phase (its validation scores do not
+    move while the forward weights do not learn) and judges trials from the learning phase on."""
+    pytest.importorskip("optuna")
+    model = str(REPO / "models" / "microcircuit_digits.yaml")
+    run = TuningRun(model=model, rule="mc_basal", trials=0, epochs=25, out=tmp_path, metric="accuracy", higher=True,
+                    log=lambda line: None)
+    study = tune(run)
+    assert study.pruner._n_warmup_steps == 21  # 20 self-predicting epochs, then one of learning
+    plain = tune(TuningRun(model=str(REPO / "models" / "dll_mlp_digits.yaml"), rule="dll", trials=0, epochs=2, metric="accuracy", higher=True,
+                           out=tmp_path / "plain", log=lambda line: None))
+    assert plain.pruner._n_warmup_steps == 1
