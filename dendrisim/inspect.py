@@ -25,7 +25,11 @@ def describe(experiment: Experiment, *, data_root: Optional[str] = None) -> str:
     lines = [f"{experiment.file}: valid", net.summary(), "plasticity of each projection:"]
     lines += [f"  {line}" for line in rule.governance(net)]
     lines.append(f"rule {experiment.rule.rule}{' (default; mixed)' if experiment.mixed else ''}; feedback pathway:")
-    lines += [f"  {line}" for line in rule.feedback_pathway(net)] or ["  (no hidden populations)"]
+    routes = rule.feedback_pathway(net) + [  # a circuit's explicit apical input: rates, not errors
+        f"{pop.name}.apical <- {proj.source}.rate through W[{proj.name}] (explicit apical projection)"
+        for pop in net.hidden() for proj in net.apical_in[pop.name]]
+    lines += [f"  {line}" for line in routes] or [
+        "  (none: no hidden population, or none that a rule or an apical projection reaches)"]
     scheme = build_scheme(experiment)
     lines += scheme.describe(net)
     lines += circuit_lines(experiment) + phase_lines(experiment)

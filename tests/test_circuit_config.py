@@ -381,3 +381,14 @@ def test_describe_shows_the_circuit_block():
     text = describe(circuit())
     assert "apical and somatic projections (may close loops):\n  out->h1 apical top-down, fixed (mc_topdown)" in text
     assert "h1 -> out -> h1" in text and "  self_predicting: epochs 1-2; teacher off" in text
+    # how each projection came by its rule
+    for line in ("input->h1: mc_basal (the top-level rule)",
+                 "h1->i1: mc_basal (the top-level rule)",
+                 "out->h1: mc_topdown (the synapse model made for it: the top-level rule does not serve it)",
+                 "i1->h1: mc_lateral (the synapse model made for it: the top-level rule does not serve it)",
+                 "out->i1: no weights (fixed)"):
+        assert f"  {line}\n" in text, line
+    assert "  h1.apical <- i1.rate through W[i1->h1] (explicit apical projection)\n" in text
+    with_bp = describe(circuit("plasticity.rule=bp"))
+    assert "h1->out: bp (the top-level rule)" in with_bp
+    assert "  h1.apical <- out.error through W[h1->out]ᵀ" in with_bp  # bp's errors beside the circuit's rates

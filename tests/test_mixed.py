@@ -70,7 +70,7 @@ def test_check_prints_each_projections_rule_and_feedback_pathway():
     from dendrisim.inspect import describe
 
     text = describe(model(["projections.2.plasticity={rule: bp}", "projections.1.plasticity={rule: kp, decay: 0}"]))
-    assert "input->h1: dll (the default)" in text and "h1->h2: kp (its own plasticity block)" in text
+    assert "input->h1: dll (the top-level rule)" in text and "h1->h2: kp (its own plasticity block)" in text
     assert "h2->out: bp (its own plasticity block)" in text
     assert "h2.apical <- out.error through W[h2->out]ᵀ (weight transport) [bp]" in text
     assert "h1.apical <- h2.error through B[h1->h2] [12, 8], learned by the transposed W update [kp]" in text

@@ -41,6 +41,12 @@ class MixedPlasticity(PlasticityRule):
         self.members = nn.ModuleDict({key: RULES.get(options.rule)(network, options, projections=names)
                                       for key, (options, names) in groups.items()})
         self.owner = {name: rule for rule in self.members.values() for name in rule.projections}
+        asked = {p.name for p in experiment.config.projections if p.plasticity is not None}
+        #: how each projection came by its rule, for ``--check``
+        self.origin = {name: "its own plasticity block" if name in asked else
+                       "the top-level rule" if experiment.rule_of(name) == experiment.rule else
+                       "the synapse model made for it: the top-level rule does not serve it"
+                       for name in network.projections}
         for rule in self.members.values():
             rule.clip_counts = self.clip_counts  # one table: names are per population and projection
         self.projection_recordables = tuple(dict.fromkeys(v for r in self.members.values()
@@ -101,7 +107,5 @@ class MixedPlasticity(PlasticityRule):
         return out
 
     def governance(self, network) -> list[str]:
-        keys = {name: key for key, rule in self.members.items() for name in rule.projections}
-        return [f"{name}: {self.owner[name].options.rule}" + (" (the default)" if keys[name] == "default" else
-                                                              " (its own plasticity block)")
-                for name in network.projections]
+        return [f"{name}: {self.owner[name].options.rule} ({self.origin[name]})" if proj.has_weight else
+                f"{name}: no weights (fixed)" for name, proj in network.projections.items()]
