@@ -1,6 +1,6 @@
 """
 The cortical microcircuit: the self-predicting state, then errors in the apical dendrite
-======================================================================================
+=========================================================================================
 
 ``models/microcircuit_digits.yaml`` is the dendritic error circuit of Sacramento, Costa,
 Bengio & Senn (2018): the apical dendrites of the hidden population receive the output's
@@ -9,10 +9,11 @@ phase has no teacher (``teacher: false``) and only the interneurons' and the lat
 synapses learn; the recording marks each record's phase (``rec.phase``).
 
 This example trains the shipped circuit with shorter phases (the shipped file runs 20 + 50
-epochs), reads from its recording the mean |v_A| of the hidden population falling while
-the circuit settles into the self-predicting state and the interneurons' rates against the
-output rates they predict, and then presents one batch with and without the teacher: what
-the teacher adds to the apical potential is the output's error, carried down.
+epochs), reads from its recording the mean absolute apical potential ``|v_A|`` of the
+hidden population falling while the circuit settles into the self-predicting state and
+the interneurons' rates against the output rates they predict, and then presents one batch
+with and without the teacher: what the teacher adds to the apical potential is the
+output's error, carried down.
 """
 import tempfile
 from pathlib import Path
@@ -72,7 +73,7 @@ print("apical change the teacher made vs the predicted error: correlation "
       f"{np.corrcoef(added[:, -1].ravel(), theory.ravel())[0, 1]:.3f}")
 
 # %%
-# Left: the mean |v_A| of ``h1`` at the end of each recorded presentation, falling through
+# Left: the mean ``|v_A|`` of ``h1`` at the end of each recorded presentation, falling through
 # the self-predicting phase (shaded) and rising when the teacher comes on. Middle: the
 # interneurons' rates against the output rates they predict, on the last record without a
 # teacher (the diagonal is a perfect prediction). Right: the apical potential the teacher
