@@ -406,7 +406,8 @@ def test_hidden_records_interneurons_too():
     pops, _ = selection(model().config.recording, net, SimpleNamespace(recordables=()), file=None)
     assert pops == {"h1": h1.recordable, "i1": i1.recordable, "i2": ("soma", "dendrite", "nudging", "rate")}
     assert {"dendrite", "nudging"} <= set(MEANING) and "interneurons" in MEANING["apical"]
-    # a network without interneurons (before they existed) records its hidden populations as before
-    plain = SimpleNamespace(hidden=lambda: iter([h1]), populations={"h1": h1}, needs_error={"h1"}, projections={})
+    # a network without interneurons records its hidden populations as before
+    plain = SimpleNamespace(hidden=lambda: iter([h1]), interneurons=lambda: iter(()), populations={"h1": h1},
+                            needs_error={"h1"}, projections={})
     assert selection(model().config.recording, plain, SimpleNamespace(recordables=()), file=None)[0] == {
         "h1": h1.recordable}
