@@ -115,6 +115,27 @@ def test_interneuron_without_nudging_says_what_to_add():
             r"\{from: out, to: i1, compartment: soma\}", base=edited(lambda d: d["projections"].pop(5)))
 
 
+def test_interneuron_without_a_dendrite_says_what_to_add():
+    def no_dendrite(d):
+        d["projections"].pop(2)  # h1->i1
+        for phase in d["training"]["phases"]:
+            phase["learn"] = [n for n in phase.get("learn", []) if n != "h1->i1"] or None
+    refused(r"test.yaml: populations.i1: interneuron 'i1' has no dendrite: no basal projection ends on it.*add "
+            r"\{from: h1, to: i1\}", base=edited(no_dendrite))
+
+
+@pytest.mark.parametrize("extra,what", [({"plasticity": {"rule": "bp"}}, "no plasticity block"),
+                                        ({"lr_scale": 3}, "no lr_scale")])
+def test_a_nudging_projection_takes_no_rule_and_no_learning_rate(extra, what):
+    refused(rf"test.yaml: projections\[5\]: a compartment: soma projection has no weights to learn, so {what}",
+            base=edited(lambda d: d["projections"][5].update(extra)))
+
+
+@pytest.mark.parametrize("value", ["-1", ".nan"])
+def test_a_phase_learning_rate_multiplier_is_not_negative(value):
+    refused(r"test.yaml: training.phases\[1\].lr_scale.i1->h1: .* must be >= 0", f"training.phases.1.lr_scale={{i1->h1: {value}}}")
+
+
 def test_interneuron_with_two_nudging_projections():
     def two(d):
         d["populations"]["h0"] = {"size": 10}

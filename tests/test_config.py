@@ -186,6 +186,12 @@ def test_shipped_models_load():
                                                       r"models made for them, which dfa does not serve"):
                     load_experiment(f, [f"plasticity.rule={rule}"])
                 continue
+            if circuit and rule == "dll":  # θ would learn from the circuit's explicit apical drive
+                with pytest.raises(ConfigError, match=r"plasticity.rule: dll learns the θ of .* from .*'s apical "
+                                                      r"potential, and .* also takes explicit apical projections"):
+                    load_experiment(f, [f"plasticity.rule={rule}"])
+                assert load_experiment(f, [f"plasticity.rule={rule}", "plasticity.learn_feedback=false"]).rule.rule == rule
+                continue
             assert load_experiment(f, [f"plasticity.rule={rule}"]).rule.rule == rule
 
 

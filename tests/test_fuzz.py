@@ -108,6 +108,9 @@ def model_files(draw, wild: bool = False):
     if circuit:
         add_circuit(draw, pops, projs, chain, wild=wild)
         modes = ["euler"] if not wild else modes
+        for proj in projs:  # dll's θ would learn from the explicit apical drive: refused unless fixed
+            if proj.get("plasticity", {}).get("rule") == "dll" and not wild:
+                proj["plasticity"]["learn_feedback"] = False
     learnable = [f"{p['from']}->{p['to']}" for p in projs if p.get("compartment") != "soma" and p.get(
         "learnable", p.get("compartment") != "apical" or pops[p["from"]]["type"] == "interneuron")]
     training = {"epochs": draw(st.integers(1, 5)), "seed": draw(st.integers(0, 2**31)),
@@ -125,7 +128,9 @@ def model_files(draw, wild: bool = False):
         "task": {"type": "classification", "dataset": "digits", "batch_size": draw(st.integers(1, 64))},
         "populations": pops,
         "projections": projs,
-        "plasticity": {"rule": rule, "sigma": draw(st.floats(0.5, 2.0))},
+        "plasticity": {"rule": rule, "sigma": draw(st.floats(0.5, 2.0)),
+                       # dll's θ would learn from a circuit's explicit apical drive: refused, unless θ is fixed
+                       **({"learn_feedback": False} if circuit and rule == "dll" and not wild else {})},
         "optimizer": {"type": draw(st.sampled_from(["sgd", "momentum", "adam", "adamw"])),
                       "lr": draw(st.floats(1e-4, 1e-1))},
         "training": training,
@@ -289,7 +294,8 @@ def test_structural_corruptions(data, kind, draw):
         bad["projections"].append({"from": last, "to": "ix"})
         expect = ["populations.ix: interneuron 'ix' has no nudging projection", "to: ix, compartment: soma}"]
     elif kind == "one_to_one_basal":  # also between populations of unequal sizes
-        i = draw.draw(st.integers(0, len(bad["projections"]) - 1))
+        basal = [k for k, p in enumerate(bad["projections"]) if p.get("compartment", "basal") == "basal"]
+        i = draw.draw(st.sampled_from(basal))
         bad["projections"][i]["connectivity"] = "one_to_one"
         expect = [f"projections[{i}]", "connectivity one_to_one is the somatic nudging of interneurons and needs "
                                        "compartment: soma"]

@@ -82,6 +82,8 @@ CIRCUIT_BASE["projections"] += [{"from": "h2", "to": "i2"}, {"from": "out", "to"
                                 {"from": "i2", "to": "h2", "compartment": "apical"},
                                 {"from": "out", "to": "i2", "compartment": "soma"}]
 CIRCUIT_BASE["dynamics"] = {"mode": "euler", "steps": 10, "dt": 0.2, "g_som": 0.8}
+# dll below h2 (its θ fixed: a learned θ out of h2 would learn from the circuit's apical drive too)
+CIRCUIT_BASE["plasticity"] = {"rule": "dll", "learn_feedback": False}
 del CIRCUIT_BASE["training"]["epochs"]
 CIRCUIT_BASE["training"]["phases"] = [{"name": "self_predicting", "epochs": 1, "teacher": False,
                                        "learn": ["h2->i2", "i2->h2"]}, {"name": "learning", "epochs": 1}]

@@ -36,6 +36,7 @@ class FakeLoop(SimpleNamespace):
         kw.setdefault("dist", SimpleNamespace(is_main=True, rank=0, world=1))
         kw.setdefault("log", [])
         kw.setdefault("options", SimpleNamespace(log=kw["log"].append))
+        kw.setdefault("phases", ())
         super().__init__(**kw)
         self.failed = []
 
@@ -173,6 +174,23 @@ def test_selection_keeps_the_best_state_signals_early_stopping_and_restores_it()
     other = Selection("loss", False, early_stopping=stop)
     other.load(state)  # what a checkpoint keeps
     assert other.state() == state
+
+
+def test_selection_and_early_stopping_ignore_a_phase_without_teacher():
+    """A circuit's self-predicting phase leaves the forward weights (and so the validation
+    loss) where they are: its epochs are neither selected nor counted toward patience."""
+    from dendrisim.config.schema import PhaseConfig
+
+    loop = selection_loop()
+    loop.phases = (PhaseConfig(epochs=3, name="free", teacher=False), PhaseConfig(epochs=3, name="learning"))
+    stop = SimpleNamespace(metric="loss", patience=2, min_delta=0.0)
+    sel = Selection("loss", False, early_stopping=stop, keep_best=True)
+    for epoch in (1, 2, 3):
+        end_epoch(sel, loop, epoch, 0.1, float(epoch))  # free phase: the best score ever, yet not selected
+    assert (sel.best, sel.best_epoch, sel.stale, sel.early_stopped) == (None, 0, 0, False)
+    end_epoch(sel, loop, 4, 0.9, 4.0)
+    end_epoch(sel, loop, 5, 0.95, 5.0)
+    assert (sel.best, sel.best_epoch, sel.stale, sel.early_stopped) == (0.9, 4, 1, False)
 
 
 def test_selection_without_keep_best_or_validation_keeps_no_weights():

@@ -212,6 +212,14 @@ def check_circuit(cfg: ModelConfig, output: str, *, file: str) -> None:
                 f"interneuron {name!r} has no nudging projection: an interneuron learns to predict the population "
                 f"above it, which nudges its soma one to one; add {{from: {above}, to: {name}, compartment: soma}} "
                 "to projections", file=file, path=f"populations.{key_text(name)}")
+        if not any(p.target == name and p.compartment == "basal" for p in cfg.projections):
+            above = cfg.projections[nudging[0]].source
+            below = sorted({p.source for p in cfg.projections if p.target == above and p.compartment == "basal"})
+            source = below[0] if len(below) == 1 else "<the population below " + above + ">"
+            raise ConfigError(
+                f"interneuron {name!r} has no dendrite: no basal projection ends on it, so it has nothing to predict "
+                f"{above} from; add {{from: {source}, to: {name}}} to projections (the rates that drive {above} drive "
+                "its interneurons' dendrites)", file=file, path=f"populations.{key_text(name)}")
         if len(nudging) > 1:
             listed = ", ".join(f"projections[{i}] ({cfg.projections[i].name})" for i in nudging)
             raise ConfigError(

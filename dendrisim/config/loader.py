@@ -321,6 +321,10 @@ def resolve_phases(config: "ModelConfig", data: dict, *, file: str, overridden: 
             raise ConfigError(f"{name!r} is also the name of training.phases[{seen[name]}]; phase names are unique",
                               file=file, path=f"{where}.name")
         seen[name] = i
+        for name_, scale in phase.lr_scale.items():
+            if not scale >= 0:  # NaN too
+                raise ConfigError(f"{brief(scale)} must be >= 0 (a learning-rate multiplier; 0 freezes the projection, "
+                                  "as leaving it out of learn does)", file=file, path=f"{where}.lr_scale.{name_}")
         for key, names in (("learn", phase.learn or ()), ("lr_scale", phase.lr_scale)):
             unknown = [n for n in names if n not in learnable]
             if unknown:

@@ -113,6 +113,10 @@ class ProjectionConfig:
                     return f"a compartment: soma projection has no weights, so {key}: true is not allowed"
             if self.init != {"torch_default": {}}:
                 return "a compartment: soma projection has no weights to initialise; remove init"
+            if self.plasticity is not None:
+                return "a compartment: soma projection has no weights to learn, so no plasticity block; remove it"
+            if self.lr_scale != 1.0:
+                return "a compartment: soma projection has no weights to learn, so no lr_scale; remove it"
         elif self.connectivity == "one_to_one":
             return (f"connectivity one_to_one is the somatic nudging of interneurons and needs compartment: soma, "
                     f"not {self.compartment}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 from typing import Optional
 
+from ..phases import phase_index
 from .base import Observer, Outcome
 
 
@@ -25,7 +26,9 @@ class Selection(Observer):
     ``early_stopping``: the ``training.early_stopping`` block or None; after ``patience``
     epochs without an improvement of more than ``min_delta``, :attr:`early_stopped` turns
     True and the loop ends the run as finished. ``keep_best``: keep the best epoch's
-    weights (``training.select_best``) and put them back in the network at the end."""
+    weights (``training.select_best``) and put them back in the network at the end. Epochs
+    of a phase without a teacher (``training.phases``) are neither selected nor counted: their
+    validation scores say nothing of the learning the task asks for."""
 
     def __init__(self, metric: str, higher: bool, *, early_stopping=None, keep_best: bool = True):
         self.metric, self.higher = metric, higher
@@ -64,6 +67,9 @@ class Selection(Observer):
         if score is None:
             return
         epoch = row["epoch"]
+        phases = loop.phases
+        if phases and not phases[phase_index(phases, epoch)].teacher:
+            return  # a phase without a teacher (a circuit's self-predicting one) is not judged on the task
         if self.best is None or self.better(score):
             self.best, self.best_epoch, self.stale = score, epoch, 0
             if self.keep_best:

@@ -40,6 +40,7 @@ from typing import Any, Literal, Optional
 import torch
 
 from ..config.schema import opt
+from ..errors import ConfigError
 from .base import RULES, PlasticityRule
 from .rules import RandomFeedbackOptions, _check_feedback_init, feedback_parameters
 
@@ -69,7 +70,27 @@ class DendriticLocalizedLearning(PlasticityRule):
     Options = DLLOptions
     projection_recordables = PlasticityRule.projection_recordables + ("feedback_update",)
     tunables = {"feedback_lr_scale": (0.01, 1.0, "log"), "sigma": (0.5, 2.0)}
-    check = classmethod(_check_feedback_init)
+
+    @classmethod
+    def check(cls, experiment, graph) -> None:
+        """The feedback init; and no learned θ out of a population with explicit apical
+        projections (a microcircuit's top-down or lateral input): θ learns from the apical
+        potential, which there holds that input too, so θ would learn to carry the circuit's
+        drive rather than the errors above."""
+        _check_feedback_init(cls, experiment, graph)
+        cfg = experiment.config
+        explicit = {p.target for p in cfg.projections if p.compartment == "apical"}
+        for i, proj in enumerate(cfg.projections):
+            options = experiment.rule_of(proj.name)
+            if (options.rule == "dll" and options.learn_feedback and proj.source in explicit
+                    and proj.compartment == "basal" and proj.is_learnable):
+                path = (f"projections[{i}].plasticity.rule" if proj.plasticity is not None else "plasticity.rule")
+                raise ConfigError(
+                    f"dll learns the θ of {proj.name} from {proj.source}'s apical potential, and {proj.source} also "
+                    "takes explicit apical projections (a microcircuit's top-down or lateral input), so θ would learn "
+                    f"from that drive too, not only from the errors above; give {proj.name} a rule whose feedback "
+                    "does not learn from the apical potential (bp, fa, kp, mc_basal), or dll with learn_feedback: "
+                    "false", file=experiment.file, path=path)
 
     def __init__(self, network, options: DLLOptions, *, projections=None):
         super().__init__(network, options, projections=projections)
