@@ -154,19 +154,23 @@ def test_interneurons_learn_to_silence_the_apical_dendrite_for_every_input(seed)
     assert float(torch.nn.functional.cosine_similarity(lateral.flatten(), -down.flatten(), dim=0)) > 0.99
 
 
-def test_two_hidden_populations_reach_the_self_predicting_state():
-    """The same with two hidden populations, each with its interneurons: mean |v_A| of each falls
-    at least 20x, and each interneuron population's rates approach the ones above. Measured
-    over seeds 0, 1, 2: mean ratios h1 38-45, h2 61-87; the smallest per-input ratios are
-    15-17 (h1) and 15-30 (h2), so the test asks the 20x of the mean over inputs."""
-    torch.manual_seed(0)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_two_hidden_populations_reach_the_self_predicting_state(seed):
+    """The same with two hidden populations, each with its interneurons: mean |v_A| of each
+    falls at least 20x for every one of the 64 inputs, and each interneuron population's rates
+    approach the ones above. The deeper circuit settles more slowly (after 2000 presentations
+    the smallest per-input ratio of h1 was 15-17 over these seeds); after 6000, measured: the
+    smallest per-input ratio h1 31.5, 42.6, 22.1 and h2 69.3, 40.7, 49.6, the mean ratio h1
+    81.6, 94.3, 56.7 and h2 195, 162, 194 (seeds 0, 1, 2)."""
+    torch.manual_seed(seed)
     net, rule, scheme = build_circuit(circuit((10, 8), **SELF_PREDICTING))
     x = torch.rand(64, 16, dtype=torch.float64)
     before = apical_per_input(net, rule, scheme, x)
-    learn_self_predicting(net, rule, scheme, x, iterations=2000, lr=0.05, lateral_scale=0.2)
+    learn_self_predicting(net, rule, scheme, x, iterations=6000, lr=0.05, lateral_scale=0.2)
     after = apical_per_input(net, rule, scheme, x)
     for name in ("h1", "h2"):
-        assert float(before[name].mean() / after[name].mean()) >= 20, name
+        ratio = before[name] / after[name]
+        assert float(ratio.min()) >= 20, (name, float(ratio.min()), float(before[name].mean() / after[name].mean()))
     for i in ("i1", "i2"):
         r_i, r_above = net.populations[i].rate, net.populations[above(net, i)].rate
         assert float((r_i - r_above).norm() / r_above.norm()) < 0.05, i
