@@ -554,7 +554,6 @@ class EulerDynamics(SteadyState):
         if stray:  # refused by the config checks: a guard for networks built by hand
             raise ValueError(f"{', '.join(stray)}: apical projections end on hidden pyramidal populations (the "
                              "output's apical compartment holds the teacher), somatic ones on interneurons")
-        circuit = any(explicit for _, _, explicit in apical)
         soma = {p.name: p.soma.clone() for p in pops}  # the free state of the forward pass
         trace = None if capture is None else {p.name: {v: [] for v in p.recordable} for p in pops}
         params = [q for q in chain(network.parameters(), rule.parameters()) if q.requires_grad] if online else []
@@ -564,15 +563,15 @@ class EulerDynamics(SteadyState):
         fixed = {}  # v̂_B and f(v̂_B) of the populations whose basal drive never changes, once computed
         rates = {name: pop.rate for name, pop in network.populations.items() if name not in moving}
         basal = {p.name: p.basal for p in pops}
+        state = {"rate": rates, "soma": soma}  # what explicit projections read (rates kept current below)
         for k in range(K + 1):
+            rates.update((p.name, p.rate) for p in pops)
             if k:  # the basal drive of the current rates (at k = 0 the forward pass's)
-                rates.update((p.name, p.rate) for p in pops)
                 basal = {p.name: start if not rest else basal_drive(rest, rates, start=start)
                          for p in pops for start, rest in (drives[p.name],)}
             for p in pops:
                 p.soma, p.basal = soma[p.name], basal[p.name]
             self._errors(network, taught, target, fixed, drives)
-            state = {"rate": {n: q.rate for n, q in network.populations.items()}, "soma": soma} if circuit else None
             for p, fed, explicit in apical:
                 # in the free state every error is exactly zero, and so is its feedback
                 total = rule.top_down(network, p) if fed and k else None

@@ -182,22 +182,31 @@ class LateralOptions(RuleOptions):
                              "(ΔW ∝ (v_rest − v_A) r_Iᵀ)")
 
 
+class ApicalSynapses(MicrocircuitRule):
+    """A synapse model of apical projections from one type of population (``source_type``),
+    which it governs by default when the model names no rule for them."""
+
+    source_type: str = ""
+    #: what it is the synapse model of, for the error on a projection it does not serve
+    served: str = ""
+
+    @classmethod
+    def serves(cls, proj, populations) -> Optional[str]:
+        return None if cls.default_for(proj, populations) else f"it is the synapse model of {cls.served}"
+
+    @classmethod
+    def default_for(cls, proj, populations) -> bool:
+        return proj.compartment == "apical" and populations[proj.source].type == cls.source_type
+
+
 @RULES.register("mc_lateral")
-class MicrocircuitLateral(MicrocircuitRule):
+class MicrocircuitLateral(ApicalSynapses):
     r"""Interneuron → apical synapses: ``ΔW ∝ (v_rest − v_A,post) r_Iᵀ``, which silences the
     apical dendrite (``W.grad = (v_A − v_rest)ᵀ r_I / batch``)."""
 
     Options = LateralOptions
-
-    @classmethod
-    def serves(cls, proj, populations) -> Optional[str]:
-        if proj.compartment != "apical" or populations[proj.source].type != "interneuron":
-            return "it is the synapse model of interneuron -> apical projections"
-        return None
-
-    @classmethod
-    def default_for(cls, proj, populations) -> bool:
-        return proj.compartment == "apical" and populations[proj.source].type == "interneuron"
+    source_type = "interneuron"
+    served = "interneuron -> apical projections"
 
     def compute_updates(self, network) -> None:
         for proj in self.learnable_projections(network):
@@ -208,20 +217,13 @@ class MicrocircuitLateral(MicrocircuitRule):
 
 
 @RULES.register("mc_topdown")
-class MicrocircuitTopDown(MicrocircuitRule):
+class MicrocircuitTopDown(ApicalSynapses):
     r"""Pyramidal → apical (top-down) synapses, when the projection is learnable (fixed by
     default): ``ΔW ∝ (f(u_post) − f(v̂_TD)) r_preᵀ / λ_post`` with ``v̂_TD = W r_pre (+ b)``,
     the top-down prediction of the target's soma."""
 
-    @classmethod
-    def serves(cls, proj, populations) -> Optional[str]:
-        if proj.compartment != "apical" or populations[proj.source].type != "pyramidal":
-            return "it is the synapse model of top-down apical projections from pyramidal populations"
-        return None
-
-    @classmethod
-    def default_for(cls, proj, populations) -> bool:
-        return proj.compartment == "apical" and populations[proj.source].type == "pyramidal"
+    source_type = "pyramidal"
+    served = "top-down apical projections from pyramidal populations"
 
     def compute_updates(self, network) -> None:
         for proj in self.learnable_projections(network):
