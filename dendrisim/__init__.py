@@ -4,18 +4,64 @@ From Python: ``dendrisim.load(path, overrides)`` gives an :class:`Experiment`,
 ``dendrisim.Trainer(experiment, device=..., out=...)`` trains it (``fit``, ``step``,
 ``evaluate``, ``network``). Rules of your own subclass :class:`PlasticityRule` and register
 with ``@dendrisim.register_rule("name")``.
-"""
-from ._version import __version__
-from .api import Trainer, load  # noqa: E402
-from .builder import load_experiment  # noqa: E402
-from .config import Experiment  # noqa: E402
-from .config.schema import opt as option  # noqa: E402
-from .errors import ConfigError, DataError, DendrisimError  # noqa: E402
-from .network import Network  # noqa: E402
-from .plasticity import RULES, PlasticityRule, RuleOptions, build_rule  # noqa: E402
-from .plugins import PluginError, load_plugin, register_rule  # noqa: E402
-from .tasks import TASKS  # noqa: E402
 
-__all__ = ["ConfigError", "DataError", "DendrisimError", "Experiment", "Network", "PlasticityRule", "PluginError",
-           "RULES", "RuleOptions", "TASKS", "Trainer", "__version__", "build_rule", "load", "load_experiment",
-           "load_plugin", "option", "register_rule"]
+The public names are imported when first used (PEP 562), not when the package is: ``import
+dendrisim`` costs no PyTorch, so ``dendrisim --version`` and the listing commands start in a
+fraction of a second, and ``from dendrisim import Trainer`` imports what Trainer needs then.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._version import __version__
+
+#: public name -> (module, attribute in it)
+_PUBLIC = {
+    "Trainer": ("dendrisim.api", "Trainer"),
+    "load": ("dendrisim.api", "load"),
+    "load_experiment": ("dendrisim.builder", "load_experiment"),
+    "Experiment": ("dendrisim.config", "Experiment"),
+    "option": ("dendrisim.config.schema", "opt"),
+    "ConfigError": ("dendrisim.errors", "ConfigError"),
+    "DataError": ("dendrisim.errors", "DataError"),
+    "DendrisimError": ("dendrisim.errors", "DendrisimError"),
+    "Network": ("dendrisim.network", "Network"),
+    "RULES": ("dendrisim.plasticity", "RULES"),
+    "PlasticityRule": ("dendrisim.plasticity", "PlasticityRule"),
+    "RuleOptions": ("dendrisim.plasticity", "RuleOptions"),
+    "build_rule": ("dendrisim.plasticity", "build_rule"),
+    "PluginError": ("dendrisim.plugins", "PluginError"),
+    "load_plugin": ("dendrisim.plugins", "load_plugin"),
+    "register_rule": ("dendrisim.plugins", "register_rule"),
+    "TASKS": ("dendrisim.tasks", "TASKS"),
+}
+
+__all__ = sorted([*_PUBLIC, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name on first use and keep it (later look-ups are plain attributes)."""
+    try:
+        module, attribute = _PUBLIC[name]
+    except KeyError:
+        raise AttributeError(f"module 'dendrisim' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module), attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_PUBLIC})
+
+
+if TYPE_CHECKING:  # for type checkers and IDEs: the names as if imported eagerly
+    from .api import Trainer, load
+    from .builder import load_experiment
+    from .config import Experiment
+    from .config.schema import opt as option
+    from .errors import ConfigError, DataError, DendrisimError
+    from .network import Network
+    from .plasticity import RULES, PlasticityRule, RuleOptions, build_rule
+    from .plugins import PluginError, load_plugin, register_rule
+    from .tasks import TASKS

@@ -31,7 +31,7 @@ from .network import Network
 from .plasticity import RULES, PlasticityRule, build_rule
 from .plugins import load_entry_points
 from .projections import Projection
-from .settling import SCHEMES, SettlingScheme
+from .settling import SCHEMES, SettlingScheme, runs_under, schemes_of
 from .shapes import population_shapes
 from .tasks import TASKS
 
@@ -219,23 +219,6 @@ def rule_options(data: dict, *, file: str, path: str):
 def check_scheme(config: ModelConfig, *, file: str) -> type[SettlingScheme]:
     """The registered settling scheme ``dynamics.mode`` names (an unknown name lists them)."""
     return SCHEMES.get(config.dynamics.mode, file=file, path="dynamics.mode")
-
-
-def runs_under(rule_cls, scheme_cls: type[SettlingScheme]) -> bool:
-    """Whether a scheme can present batches to a rule. The rule declares what it needs: one
-    that speaks only the ``Rule`` protocol runs under every scheme; one with a relaxation of
-    its own (pc's declared ``relaxation``, or a plugin's ``relax``) needs a scheme that runs it
-    (``runs_relaxation``: steady); one whose updates are the soma's mismatch with its dendrite
-    (``needs_compartments``: the microcircuit's synapse models) needs a scheme that simulates
-    the compartments (``simulates_compartments``: euler)."""
-    if rule_cls.needs_compartments and not scheme_cls.simulates_compartments:
-        return False
-    return not (rule_cls.relaxes or rule_cls.relax is not None) or scheme_cls.runs_relaxation
-
-
-def schemes_of(rule_cls) -> list[str]:
-    """The registered settling schemes a rule runs under."""
-    return [name for name in SCHEMES.names() if runs_under(rule_cls, SCHEMES.get(name))]
 
 
 def scheme_refusal(rule: str, mode: str) -> str | None:

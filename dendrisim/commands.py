@@ -135,7 +135,7 @@ def rules_parser(prog: str = "dendrisim rules") -> argparse.ArgumentParser:
 
 def describe_rule(name: str) -> str:
     """A rule's entry in ``dendrisim rules``: origin, summary, settling schemes, options, tunables."""
-    from .builder import schemes_of
+    from .settling import schemes_of
     from .plasticity import RULES
     from .plugins import ORIGIN
     from .reference import default_text
@@ -157,16 +157,53 @@ def describe_rule(name: str) -> str:
     return "\n".join(lines)
 
 
+#: the built-in rules' entries as ``dendrisim rules`` prints them, written by
+#: ``python -m dendrisim.commands --update-rules`` (tests/test_startup.py holds it to the live
+#: registry), so that listing them needs no PyTorch
+CATALOGUE = Path(__file__).resolve().parent / "rules_catalogue.json"
+
+
+def rules_catalogue() -> dict[str, str]:
+    """Every built-in rule's entry, from the registry itself (imports PyTorch)."""
+    from .plugins import BUILTIN
+
+    return {name: describe_rule(name) for name in sorted(BUILTIN)}
+
+
+def _catalogued(names: Sequence[str]) -> Optional[list[str]]:
+    """The entries of ``names`` (all built-in rules when empty) from the shipped catalogue, or
+    None where it cannot answer: an installed package adds rules through an entry point, a
+    name is not in it (the registry then names the error), or the file is missing or damaged."""
+    import json
+    from importlib.metadata import entry_points
+
+    from .registry import ENTRY_POINT_GROUP
+
+    if entry_points(group=ENTRY_POINT_GROUP):
+        return None
+    try:
+        catalogue = json.loads(CATALOGUE.read_text())
+        if catalogue.get("version") != version() or not isinstance(catalogue.get("rules"), dict):
+            return None
+        rules = catalogue["rules"]
+        return [rules[name] for name in (names or sorted(rules))]
+    except (OSError, ValueError, KeyError, AttributeError):
+        return None
+
+
 def rules_main(argv: Optional[Sequence[str]] = None, *, prog: str = "dendrisim rules") -> int:
     args = rules_parser(prog).parse_args(argv)
-    from .plasticity import RULES
-    from .plugins import load_entry_points, load_plugins
+    entries = None if args.plugins else _catalogued(args.names)
+    if entries is None:  # plugins, entry points or an unknown name: ask the live registry
+        from .plasticity import RULES
+        from .plugins import load_entry_points, load_plugins
 
-    load_plugins(args.plugins)
-    load_entry_points()
-    for name in args.names:
-        RULES.get(name)  # an unknown name: the error lists the registered ones
-    print("\n\n".join(describe_rule(name) for name in (args.names or RULES.names())))
+        load_plugins(args.plugins)
+        load_entry_points()
+        for name in args.names:
+            RULES.get(name)  # an unknown name: the error lists the registered ones
+        entries = [describe_rule(name) for name in (args.names or RULES.names())]
+    print("\n\n".join(entries))
     return 0
 
 
@@ -194,7 +231,7 @@ def model_description(text: str, data: dict) -> str:
 
 def data_needs(task: dict) -> str:
     """What data a model's task reads and where it is looked for."""
-    from .tasks.datasets import DEBIAN_FASHION_MNIST
+    from .datapaths import DEBIAN_FASHION_MNIST
 
     root = task.get("data_root")
     kind = task.get("type", "classification")
@@ -322,7 +359,12 @@ def _captured_help(name: str) -> str:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--update"]:
+    if sys.argv[1:2] == ["--update-rules"]:
+        import json
+
+        CATALOGUE.write_text(json.dumps({"version": version(), "rules": rules_catalogue()}, indent=1,
+                                        ensure_ascii=False) + "\n")
+    elif sys.argv[1:2] == ["--update"]:
         target = Path(sys.argv[2] if len(sys.argv) > 2 else "docs/reference/cli.md")
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(cli_reference())

@@ -22,7 +22,7 @@ import torch
 from .errors import ConfigError, DendrisimError
 from .plasticity.base import RULES, PlasticityRule, RuleOptions
 
-ENTRY_POINT_GROUP = "dendrisim.rules"
+from .registry import ENTRY_POINT_GROUP  # noqa: E402,F401  (re-exported)
 #: the rules that ship with dendrisim (a plugin may not take their names)
 BUILTIN = frozenset(RULES.names())
 #: registered name -> where it came from (a plugin file, an entry point)

@@ -7,6 +7,9 @@ from .errors import ConfigError, brief
 
 T = TypeVar("T")
 
+#: the entry-point group of installed packages' plasticity rules (read by plugins.load_entry_points)
+ENTRY_POINT_GROUP = "dendrisim.rules"
+
 
 class Registry(Generic[T]):
     """A named table of extension points; unknown names list the valid ones."""

@@ -671,3 +671,21 @@ class EulerDynamics(SteadyState):
     def _finish_trace(trace: dict) -> dict[str, dict[str, torch.Tensor]]:
         return {pop: {var: torch.stack(values, 1) for var, values in variables.items() if values and values[0] is not None}
                 for pop, variables in trace.items()}
+
+
+def runs_under(rule_cls, scheme_cls: type[SettlingScheme]) -> bool:
+    """Whether a scheme can present batches to a rule. The rule declares what it needs: one
+    that speaks only the ``Rule`` protocol runs under every scheme; one with a relaxation of
+    its own (pc's declared ``relaxation``, or a plugin's ``relax``) needs a scheme that runs it
+    (``runs_relaxation``: steady); one whose updates are the soma's mismatch with its dendrite
+    (``needs_compartments``: the microcircuit's synapse models) needs a scheme that simulates
+    the compartments (``simulates_compartments``: euler)."""
+    if rule_cls.needs_compartments and not scheme_cls.simulates_compartments:
+        return False
+    return not (rule_cls.relaxes or rule_cls.relax is not None) or scheme_cls.runs_relaxation
+
+
+def schemes_of(rule_cls) -> list[str]:
+    """The registered settling schemes a rule runs under."""
+    return [name for name in SCHEMES.names() if runs_under(rule_cls, SCHEMES.get(name))]
+

@@ -34,7 +34,7 @@ class ImageData:
 #: when no root was given (then a loader may also search the system's data folders)
 DATASETS: Registry[Callable[..., ImageData]] = Registry("dataset")
 
-DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+from ..datapaths import DEBIAN_FASHION_MNIST  # noqa: E402  (re-exported: the loaders search it)
 
 
 def read_idx(path: Path) -> np.ndarray:
