@@ -51,8 +51,10 @@ def describe(experiment: Experiment, *, data_root: Optional[str] = None) -> str:
     if cfg.recording.enabled:
         from .observers.recording import check_recording
 
+        notes: list[str] = []
         est = check_recording(experiment, net, rule, steps_per_epoch=steps, epochs=cfg.training.epochs,
-                              trace_steps=scheme.trace_steps)
+                              trace_steps=scheme.trace_steps, notes=notes)
+        lines += [f"note: {note}" for note in notes]
         lines.append(f"recording: about {est['bytes'] / 2**20:,.1f} MiB at most ({est['records']} records, "
                      f"{est['weight_records']} projection records), budget {cfg.recording.max_gib} GiB")
     return "\n".join(lines)

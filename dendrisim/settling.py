@@ -248,8 +248,14 @@ class SteadyState(SettlingScheme):
             self._set_apical(rule, pop, rule.apical_input(network, pop))
 
     @staticmethod
-    def _set_apical(rule: Rule, pop, apical: torch.Tensor) -> None:
-        """Gain and clip the apical input, then ``error = f'(soma) ⊙ apical``."""
+    def _set_apical(rule: Rule, pop, apical: Optional[torch.Tensor]) -> None:
+        """Gain and clip the apical input, then ``error = f'(soma) ⊙ apical``. None (no
+        projection out of ``pop`` feeds back under the rule: ``carries_feedback`` false) leaves
+        the apical dendrite silent, so ``pop`` gets no error."""
+        if apical is None:
+            pop.apical = torch.zeros_like(pop.rate)
+            pop.error = torch.zeros_like(pop.rate)
+            return
         apical = rule.gain_and_clip(pop, apical)
         pop.apical = apical
         pop.error = pop.derivative().mul_(apical)

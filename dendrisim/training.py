@@ -164,10 +164,14 @@ class Trainer:
         self.steps_per_epoch = self._steps_per_epoch()
         self.scheduler = build_scheduler(self.optimizer, self.steps_per_epoch * self.epochs, cfg.training)
         self.recording_estimate = None
+        #: what the recording block asks for that this run's rule cannot provide (left out, one line each)
+        self.recording_notes: list[str] = []
         if cfg.recording.enabled:  # check the selection and the size now, before any run folder exists
             self.recording_estimate = check_recording(experiment, self.network, self.rule,
                                                       steps_per_epoch=self.steps_per_epoch, epochs=self.epochs,
-                                                      trace_steps=self.scheme.trace_steps)
+                                                      trace_steps=self.scheme.trace_steps, notes=self.recording_notes)
+            for note in self.recording_notes:
+                self.options.log(f"note: {note}")
         self.stop_requested: Optional[str] = None  # the reason, set by request_stop
         #: why the run must end in an error once it has stopped cleanly (a failed write, non-finite values)
         self.failure: Optional[DendrisimError] = None

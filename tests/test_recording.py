@@ -106,7 +106,7 @@ def test_float16_neuron_subset_and_random_samples(tmp_path):
 @pytest.mark.parametrize("block,match", [
     ("{populations: {h1: [soma, dendrite]}}", r"recording.populations.h1: 'dendrite' is not recordable; h1 records soma, basal, apical, rate, error"),
     ("{populations: {h9: [soma]}}", r"recording.populations: 'h9' is not a population; populations are input, h1, h2, out|recording.populations.h9: 'h9' is not a population"),
-    ("{projections: {h1->h2: [theta]}}", r"recording.projections.h1->h2: 'theta' is not recordable of h1->h2 under its rule; choose from weight, update, feedback, feedback_update"),
+    ("{projections: {h1->h2: [theta]}}", r"recording.projections.h1->h2: 'theta' is not recordable of h1->h2 under its rule dll; choose from weight, update, feedback, feedback_update"),
     ("{projections: {h1->h3: [weight]}}", r"recording.projections.h1->h3: 'h1->h3' is not a projection; projections are input->h1, h1->h2, h2->out"),
     ("{rule: [theta]}", r"recording.rule: 'theta' is not recordable; rule dll records clip_counts"),
 ])

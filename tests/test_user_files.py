@@ -185,7 +185,7 @@ def test_short_batches_are_never_recorded_and_owed_records_survive_a_resume(tmp_
     assert np.array_equal(resumed["populations/h1/soma"], whole["populations/h1/soma"])
 
 
-def test_recording_variables_that_would_hold_nothing_are_refused(tmp_path):
+def test_recording_variables_that_would_hold_nothing_are_refused_or_left_out(tmp_path):
     def build(recording, *sets):
         return Trainer(model([f"recording={recording}", *sets]), RunOptions(out_dir=tmp_path, log=lambda s: None))
 
@@ -193,8 +193,11 @@ def test_recording_variables_that_would_hold_nothing_are_refused(tmp_path):
         build("{projections: {h1->h2: [update]}}", "projections.1.learnable=false")
     with pytest.raises(ConfigError, match=r"input->h1 carries no error back under rule dll \(its source is the input\)"):
         build("{projections: {input->h1: [feedback]}}")
-    with pytest.raises(ConfigError, match=r"has fixed feedback weights under these options"):
-        build("{projections: {h1->h2: [feedback_update]}}", "plasticity.learn_feedback=false")
+    # what the rule's options cannot provide is left out with a note (another setting could)
+    tr = build("{projections: {h1->h2: [weight, feedback_update]}}", "plasticity.learn_feedback=false")
+    assert tr.recording_notes == ["recording.projections.h1->h2: 'feedback_update' is left out: h1->h2 has fixed "
+                                  "feedback weights under these options: they get no update, so 'feedback_update' "
+                                  "would record nothing"]
 
 
 # ------------------------------------------------------------------------- a faster start

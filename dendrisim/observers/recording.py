@@ -11,12 +11,13 @@ from .base import Observer, Outcome, Step
 
 
 def check_recording(experiment, network, rule, *, steps_per_epoch: int, epochs: int,
-                    trace_steps: Optional[list[int]] = None) -> dict:
-    """Check the recording block (names, size budget); return the size estimate."""
+                    trace_steps: Optional[list[int]] = None, notes: Optional[list[str]] = None) -> dict:
+    """Check the recording block (names, size budget); return the size estimate. What the
+    rule cannot provide is left out, one line each appended to ``notes``."""
     from ..recording.recorder import estimate_bytes, selection
 
     rec = experiment.config.recording
-    selection(rec, network, rule, file=experiment.file)
+    selection(rec, network, rule, file=experiment.file, notes=notes)
     est = estimate_bytes(rec, network, rule, batch_size=experiment.task.batch_size,
                          steps=steps_per_epoch * epochs, epochs=epochs, trace_steps=trace_steps)
     if est["bytes"] > rec.max_gib * 2**30:

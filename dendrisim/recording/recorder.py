@@ -113,8 +113,16 @@ def _weight_axes(proj, var: str) -> list[str]:
     return ["post", "pre"] if var in ("weight", "update") else ["pre", "post"]
 
 
-def selection(config: RecordingConfig, network, rule, *, file: Optional[str]) -> tuple[dict, dict]:
-    """Check the recording block against the network and rule; return (populations, projections)."""
+def selection(config: RecordingConfig, network, rule, *, file: Optional[str],
+              notes: Optional[list[str]] = None) -> tuple[dict, dict]:
+    """Check the recording block against the network and rule; return (populations, projections).
+
+    A name that is wrong whatever the rule (an unknown population, projection or variable, an
+    update of a frozen projection) is a ConfigError. What this run's rule cannot provide but
+    another rule can (the feedback weights of a rule that carries none, a rule's own counters)
+    is left out, with one line appended to ``notes`` saying what and why: a shipped model's
+    recording block runs under every rule unedited."""
+    notes = [] if notes is None else notes
     pops = config.populations
     if pops == "hidden":  # hidden pyramidal populations and interneurons, each with what it records
         interneurons = network.interneurons()
@@ -134,6 +142,7 @@ def selection(config: RecordingConfig, network, rule, *, file: Optional[str]) ->
                 raise ConfigError(f"{name} gets no {var}: nothing uses its error (no learnable projection ends there "
                                   "and no error is carried through it), so it would record nothing; record "
                                   f"{', '.join(v for v in allowed if v not in ('apical', 'error'))}", file=file, path=where)
+    projs: dict[str, tuple[str, ...]] = {}
     for name, variables in config.projections.items():
         where = f"recording.projections.{name}"
         if name not in network.projections:
@@ -142,28 +151,60 @@ def selection(config: RecordingConfig, network, rule, *, file: Optional[str]) ->
         if not network.projections[name].has_weight:
             raise ConfigError(f"{name!r} is a {network.projections[name].connectivity} projection and has no weights "
                               "to record", file=file, path=where)
-        proj = network.projections[name]
-        allowed = rule.recordables_for(network, proj)
+        kept = []
         for var in variables:
-            if var not in allowed:
-                raise ConfigError(f"{var!r} is not recordable of {name} under its rule; choose from "
-                                  f"{', '.join(allowed)}", file=file, path=where)
-            feedback = rule.feedback_weight(network, proj) if var in ("feedback", "feedback_update") else None
-            if var == "update" and not proj.learnable:
-                problem = "is frozen (learnable: false): it has no update"
-            elif var in ("feedback", "feedback_update") and feedback is None:
-                problem = (f"carries no error back under rule {rule.options.rule} (its source "
-                           f"{'is the input' if proj.source == network.input_name else 'gets its error another way'})")
-            elif var == "feedback_update" and not feedback.requires_grad:
-                problem = f"has fixed feedback weights under these options: they get no update"
+            problem = _projection_variable_problem(network, rule, network.projections[name], var)
+            if problem is None:
+                kept.append(var)
+            elif problem[1]:  # the rule's doing: left out, and said
+                notes.append(f"{where}: {var!r} is left out: {problem[0]}")
             else:
-                continue
-            raise ConfigError(f"{name} {problem}, so {var!r} would record nothing", file=file, path=where)
+                raise ConfigError(problem[0], file=file, path=where)
+        if kept:
+            projs[name] = tuple(kept)
     for var in config.rule:
         if var not in rule.recordables:
-            raise ConfigError(f"{var!r} is not recordable; rule {rule.options.rule} records "
-                              f"{', '.join(rule.recordables) or 'nothing'}", file=file, path="recording.rule")
-    return {k: tuple(v) for k, v in pops.items()}, {k: tuple(v) for k, v in config.projections.items()}
+            message = (f"{var!r} is not recordable; rule {rule.options.rule} records "
+                       f"{', '.join(rule.recordables) or 'nothing'}")
+            if var not in _known_rule_variables():
+                raise ConfigError(message, file=file, path="recording.rule")
+            notes.append(f"recording.rule: {message}, so it is left out")
+    return {k: tuple(v) for k, v in pops.items()}, projs
+
+
+def _projection_variable_problem(network, rule, proj, var: str) -> Optional[tuple[str, bool]]:
+    """Why ``var`` of ``proj`` cannot be recorded under ``rule``, and whether that is the
+    rule's doing (another rule could provide it) rather than the network's; None: it can."""
+    allowed = rule.recordables_for(network, proj)
+    if var not in allowed:
+        return (f"{var!r} is not recordable of {proj.name} under its rule {rule.options.rule}; choose from "
+                f"{', '.join(allowed)}"), var in _known_projection_variables()
+    if var == "update" and not proj.learnable:
+        return f"{proj.name} is frozen (learnable: false): it has no update, so 'update' would record nothing", False
+    feedback = rule.feedback_weight(network, proj) if var in ("feedback", "feedback_update") else None
+    if var in ("feedback", "feedback_update") and feedback is None:
+        from_input = proj.source == network.input_name
+        return (f"{proj.name} carries no error back under rule {rule.options.rule} (its source "
+                f"{'is the input' if from_input else 'gets its error another way'}), so {var!r} would record "
+                "nothing"), not from_input
+    if var == "feedback_update" and not feedback.requires_grad:
+        return (f"{proj.name} has fixed feedback weights under these options: they get no update, so "
+                "'feedback_update' would record nothing"), True
+    return None
+
+
+def _known_projection_variables() -> set[str]:
+    """What some registered rule can record of a projection: a name outside it is a typo (an
+    error), one inside it that this run's rule cannot provide is the rule's doing (left out)."""
+    from ..plasticity import RULES
+
+    return {v for name in RULES.names() for v in (*RULES.get(name).projection_recordables, "feedback_update")}
+
+
+def _known_rule_variables() -> set[str]:
+    from ..plasticity import RULES
+
+    return {v for name in RULES.names() for v in RULES.get(name).recordables}
 
 
 def estimate_bytes(config: RecordingConfig, network, rule, *, batch_size: int, steps: int, epochs: int,
