@@ -11,11 +11,12 @@ from .builder import load_experiment  # noqa: E402
 from .config import Experiment  # noqa: E402
 from .config.schema import opt as option  # noqa: E402
 from .errors import ConfigError, DataError, DendrisimError  # noqa: E402
+from .export import export_nwb  # noqa: E402  (pynwb is imported only when it runs)
 from .network import Network  # noqa: E402
 from .plasticity import RULES, PlasticityRule, RuleOptions, build_rule  # noqa: E402
 from .plugins import PluginError, load_plugin, register_rule  # noqa: E402
 from .tasks import TASKS  # noqa: E402
 
 __all__ = ["ConfigError", "DataError", "DendrisimError", "Experiment", "Network", "PlasticityRule", "PluginError",
-           "RULES", "RuleOptions", "TASKS", "Trainer", "__version__", "build_rule", "load", "load_experiment",
-           "load_plugin", "option", "register_rule"]
+           "RULES", "RuleOptions", "TASKS", "Trainer", "__version__", "build_rule", "export_nwb", "load",
+           "load_experiment", "load_plugin", "option", "register_rule"]
