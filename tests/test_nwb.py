@@ -230,3 +230,25 @@ def test_the_export_command_and_script_call_the_package(monkeypatch):
     assert seen == [(["x", "--nwb", "y.nwb"], "dendrisim export")]
     text = (REPO / "scripts" / "export_nwb.py").read_text()
     assert "from dendrisim.export import main" in text and len(text.splitlines()) < 20
+
+
+def test_the_how_to_page_reads_an_export_back(tmp_path):
+    """docs/howto/nwb.md: its commands make and export a (short) run, and its Python block
+    reads the file back."""
+    from test_readme import python_blocks
+
+    page = (REPO / "docs" / "howto" / "nwb.md").read_text()
+    (commands_block,) = python_blocks(page, "bash")
+    assert "dendrisim export recordings/RUN --nwb recordings/RUN/run.nwb" in commands_block
+    run = make_run(tmp_path, "RUN", "dll_mlp_digits", "training.epochs=2", "training.max_steps_per_epoch=10",
+                   "recording.every=2")
+    code, out, err = export_cmd(run, "--nwb", run / "run.nwb")
+    assert code == 0, err
+    (code_block,) = python_blocks(page, "python")
+    proc = subprocess.run([sys.executable, "-c", code_block.replace('"recordings/', f'"{tmp_path}/')], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.startswith("(") and "a.u." in proc.stdout and "nan" not in proc.stdout.lower(), proc.stdout
+    for place in ("acquisition", "trials", "weight_records", "alignment_records", "clip_counts", "metrics", "phases",
+                  "protocol", "notes", "session_start_time"):
+        assert place in page, place
