@@ -197,16 +197,26 @@ def test_bad_input_gets_one_paragraph(runs, tmp_path):
     cut = tmp_path / "cut.h5"
     data = (runs["steady"] / "recording.h5").read_bytes()
     cut.write_bytes(data[: len(data) // 2])
+    damaged = tmp_path / "damaged"  # a chunk's bytes flipped: its checksum no longer matches
+    shutil.copytree(runs["steady"], damaged, ignore=shutil.ignore_patterns("run.lock"))
+    with h5py.File(damaged / "recording.h5", "r") as f:
+        chunk = f["populations/h2/rate"].id.get_chunk_info(0)
+    with open(damaged / "recording.h5", "r+b") as fh:
+        fh.seek(chunk.byte_offset + chunk.size // 2)
+        flipped = bytes(b ^ 0xFF for b in fh.read(8))
+        fh.seek(chunk.byte_offset + chunk.size // 2)
+        fh.write(flipped)
     cases = [(tmp_path / "empty", "not a run directory: it holds no recording.h5"),
+             (damaged, "dataset populations/h2/rate cannot be read"),
              (tmp_path / "nothing", "no such run directory or recording"),
              (tmp_path / "foreign.h5", "not a dendrisim recording"),
              (cut, "the recording is cut off")]
     for source, message in cases:
         code, out, err = export_cmd(source, "--nwb", tmp_path / "out.nwb")
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1, (source, err)
+        assert "Traceback" not in err and not list(tmp_path.glob("*.nwb")) and not list(tmp_path.glob(".*")), err
     code, out, err = export_cmd(runs["steady"], "--nwb", tmp_path / "no" / "out.nwb")
     assert code == 2 and "does not exist" in err
-    assert not list(tmp_path.glob("*.nwb")) and not list(tmp_path.glob(".*"))
 
 
 def test_without_pynwb_the_command_says_what_to_install(runs, tmp_path, monkeypatch):
