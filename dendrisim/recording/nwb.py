@@ -48,8 +48,8 @@ from .reader import Recording
 #: NWB's unit of each recorded variable (dendrisim's model has no physical units)
 UNITS = {"weight": "a.u.", "update": "a.u.", "feedback": "a.u.", "feedback_update": "a.u."}
 ALIGNMENT_UNITS = {"update_angle": "degrees", "update_norm_ratio": "ratio", "feedback_angle": "degrees"}
-#: a time series is written this many presentations at a time (memory stays bounded)
-RECORDS_PER_WRITE = 1
+#: a time series is read and written about this many bytes at a time, whole records (memory stays bounded)
+BLOCK_BYTES = 2**20
 
 
 @dataclass(frozen=True)
@@ -104,6 +104,8 @@ class _Rows(AbstractDataChunkIterator):
         rest = tuple(ds.shape[3:] if _has_time(ds) else ds.shape[2:])
         self.rest = rest if len(rest) <= 3 else (int(np.prod(rest)),)
         self._dtype = ds.dtype
+        record_bytes = int(np.prod(ds.shape[1:])) * ds.dtype.itemsize
+        self.block = max(1, min(records, BLOCK_BYTES // max(1, record_bytes)))  #: records a chunk
         self.next_record = 0
 
     def __iter__(self):
@@ -113,14 +115,14 @@ class _Rows(AbstractDataChunkIterator):
         if self.next_record >= self.records:
             raise StopIteration
         r = self.next_record
-        stop = min(r + RECORDS_PER_WRITE, self.records)
+        stop = min(r + self.block, self.records)
         block = self.rec._read(self.name, slice(r, stop)).reshape(-1, *self.rest)
         self.next_record = stop
         rows = slice(r * self.per_record, stop * self.per_record)
         return DataChunk(data=block, selection=(rows, *(slice(None),) * len(self.rest)))
 
     def recommended_chunk_shape(self) -> tuple:
-        return (self.per_record * RECORDS_PER_WRITE, *self.rest)
+        return (self.per_record * self.block, *self.rest)
 
     def recommended_data_shape(self) -> tuple:
         return (self.records * self.per_record, *self.rest)
