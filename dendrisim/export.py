@@ -5,7 +5,6 @@ nwb: pip install 'dendrisim[nwb]'."""
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -97,7 +96,7 @@ def export_nwb(run: str | Path, nwb_path: str | Path, *, overwrite: bool = False
                              f"extra with: {INSTALL} (pynwb and nwbinspector)")
     from .recording import open_recording
     from .recording.nwb import build, write
-    from .rundir import is_live
+    from .rundir import is_live, write_atomic
 
     with open_recording(source) as rec:
         _check_recording(rec, source, run_dir, partial=partial, live=is_live(run_dir))
@@ -111,17 +110,12 @@ def export_nwb(run: str | Path, nwb_path: str | Path, *, overwrite: bool = False
         except (KeyError, OSError, RuntimeError, ValueError, TypeError) as err:
             raise FileFormatError(f"{source}: not a dendrisim recording, or a damaged one ({type(err).__name__}: "
                                   f"{_first_line(err)})") from None
-        temp = target.with_name(f".{target.stem}.{os.getpid()}.tmp.nwb")  # pynwb warns without .nwb
-        try:
-            write(nwb, temp)
-            os.replace(temp, target)
-        except DendrisimError:  # a damaged dataset met while writing (FileFormatError names it)
-            temp.unlink(missing_ok=True)
+        try:  # a temporary file, fsynced and renamed into place (removed on any failure)
+            write_atomic(target, "nwb", lambda temp: write(nwb, temp))
+        except WriteError as err:
+            if isinstance(err.__cause__, DendrisimError):  # a damaged dataset met while writing: it names it
+                raise err.__cause__ from None
             raise
-        except Exception as err:  # noqa: BLE001 - pynwb and h5py raise many kinds (a full disk, say)
-            temp.unlink(missing_ok=True)
-            raise WriteError(f"writing {target} failed ({type(err).__name__}: {_first_line(err)}); nothing was "
-                             "written in its place") from None
     return target
 
 

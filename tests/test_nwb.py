@@ -190,6 +190,35 @@ def test_an_incomplete_recording_needs_partial(runs, tmp_path):
         assert json.loads(io.read().notes)["complete"] is False
 
 
+def test_a_live_run_is_named_and_a_failed_write_keeps_the_old_file(runs, tmp_path, monkeypatch):
+    import errno
+
+    from dendrisim import rundir
+
+    run = tmp_path / "live"
+    shutil.copytree(runs["steady"], run, ignore=shutil.ignore_patterns("run.lock"))
+    with h5py.File(run / "recording.h5", "r+") as f:
+        f.attrs["complete"] = False
+    lock = rundir.RunLock.acquire(run)
+    try:
+        code, out, err = export_cmd(run, "--nwb", tmp_path / "x.nwb")
+    finally:
+        lock.release()
+    assert code == 2 and "is not complete: its run is still going on" in err, err
+    target = tmp_path / "old.nwb"
+    target.write_text("the previous export")
+
+    def full_disk(kind, path):
+        if kind == "nwb":
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(rundir, "fault_hook", full_disk)
+    code, out, err = export_cmd(runs["steady"], "--nwb", target, "--overwrite")
+    assert code == 2 and f"writing {target} failed (" in err and "No space left" in err, err
+    assert target.read_text() == "the previous export" and sorted(p.name for p in tmp_path.iterdir()) == [
+        "live", "old.nwb"]
+
+
 def test_bad_input_gets_one_paragraph(runs, tmp_path):
     (tmp_path / "empty").mkdir()
     with h5py.File(tmp_path / "foreign.h5", "w") as f:
@@ -214,7 +243,7 @@ def test_bad_input_gets_one_paragraph(runs, tmp_path):
     for source, message in cases:
         code, out, err = export_cmd(source, "--nwb", tmp_path / "out.nwb")
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1, (source, err)
-        assert "Traceback" not in err and not list(tmp_path.glob("*.nwb")) and not list(tmp_path.glob(".*")), err
+        assert "Traceback" not in err and not list(tmp_path.glob("*.nwb*")), err  # nor a temporary file
     code, out, err = export_cmd(runs["steady"], "--nwb", tmp_path / "no" / "out.nwb")
     assert code == 2 and "does not exist" in err
 

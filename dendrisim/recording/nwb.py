@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 import uuid
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -45,8 +45,7 @@ from pynwb.file import Subject
 
 from .reader import Recording
 
-#: NWB's unit of each recorded variable (dendrisim's model has no physical units)
-UNITS = {"weight": "a.u.", "update": "a.u.", "feedback": "a.u.", "feedback_update": "a.u."}
+#: the unit of each alignment measure (compartments and weights are in model units, "a.u.")
 ALIGNMENT_UNITS = {"update_angle": "degrees", "update_norm_ratio": "ratio", "feedback_angle": "degrees"}
 #: a time series is read and written about this many bytes at a time, whole records (memory stays bounded)
 BLOCK_BYTES = 2**20
@@ -191,27 +190,20 @@ def run_settings(rec: Recording, run_dir: Optional[Path]) -> dict:
     return settings
 
 
-def build(rec: Recording, *, source: Path, run_dir: Optional[Path],
-          log: Callable[[str], None] = lambda line: None) -> NWBFile:
-    """The NWB file of a recording (its data read lazily while it is written); ``log`` gets a
-    note on series that nwbinspector's orientation heuristic will flag."""
+def new_file(rec: Recording, *, source: Path, run_dir: Optional[Path], records: int, samples: int) -> NWBFile:
+    """An NWB file holding the run's metadata: the model file, the settings, a simulated subject."""
     attrs = rec.attrs
-    model = rec.model or {}
-    steps, epochs, phase = rec.steps, rec.epochs, rec.phase
-    sample_ids = rec.sample_ids
-    records, k = len(steps), (sample_ids.shape[1] if sample_ids.ndim == 2 else 0)
-    clock = clock_of(rec, max(k, 1))
     settings = run_settings(rec, run_dir)
     name, rule = attrs.get("model_name", "?"), attrs.get("rule", "?")
     identifier = uuid.uuid5(uuid.NAMESPACE_URL, "dendrisim:" + json.dumps(
         [attrs.get("created"), name, settings.get("seed"), settings.get("argv"), attrs.get("model_yaml")], default=str))
     nwb = NWBFile(
         session_description=(f"dendrisim simulation: model {name} trained with plasticity rule {rule} "
-                             f"({records} activity records of {k} samples)"),
+                             f"({records} activity records of {samples} samples)"),
         identifier=str(identifier),
         session_start_time=session_start(_text(attrs.get("created", "")), source),
         session_id=(run_dir.name if run_dir is not None else source.stem) or None,
-        experiment_description=str(model.get("description") or f"dendrisim model {name}, rule {rule}"),
+        experiment_description=str((rec.model or {}).get("description") or f"dendrisim model {name}, rule {rule}"),
         notes=json.dumps(settings, indent=1, default=str),
         protocol=_text(attrs.get("model_yaml", "")),
         source_script=f"dendrisim {attrs.get('dendrisim_version', '?')}, exported by dendrisim.export_nwb",
@@ -222,6 +214,17 @@ def build(rec: Recording, *, source: Path, run_dir: Optional[Path],
         subject_id=f"{name}-seed{settings.get('seed', '?')}", sex="O", date_of_birth=nwb.session_start_time,
         description=(f"a simulated network, not an animal: dendrisim model {name} (its resolved model file is the "
                      "protocol); born when its run started"))
+    return nwb
+
+
+def build(rec: Recording, *, source: Path, run_dir: Optional[Path],
+          log: Callable[[str], None] = lambda line: None) -> NWBFile:
+    """The NWB file of a recording (its data read lazily while it is written); ``log`` gets a
+    note on series that nwbinspector's orientation heuristic will flag."""
+    steps, sample_ids = rec.steps, rec.sample_ids
+    records, k = len(steps), (sample_ids.shape[1] if sample_ids.ndim == 2 else 0)
+    clock = clock_of(rec, max(k, 1))
+    nwb = new_file(rec, source=source, run_dir=run_dir, records=records, samples=k)
     time_note = f"NWB seconds are model time here: {clock.what}"
     if records:
         short = _add_activity(nwb, rec, clock, steps, records, time_note)
@@ -231,7 +234,7 @@ def build(rec: Recording, *, source: Path, run_dir: Optional[Path],
                 "check_data_orientation, which expects time to be the longest axis, flags them; their first axis is "
                 "time all the same. A run with more records (recording.every) or fewer neurons (recording.neurons) "
                 "has none")
-        _add_trials(nwb, clock, steps, epochs, phase, sample_ids, time_note)
+        _add_trials(nwb, clock, steps, rec.epochs, rec.phase, sample_ids, time_note)
         for cname, counts in rec.clip_counts.items():
             nwb.add_acquisition(TimeSeries(
                 name="clip_counts." + cname.replace(":", "."), data=H5DataIO(counts, compression="gzip"),
@@ -322,8 +325,8 @@ def _add_alignment(nwb: NWBFile, rec: Recording, clock: Clock, time_note: str) -
     for proj, measures in alignment.items():
         if isinstance(measures, dict):
             for m, values in measures.items():
-                columns.append(_column(f"{proj}.{m}", f"/alignment/{proj}/{m} in {ALIGNMENT_UNITS.get(m, 'model units')}",
-                                       values))
+                unit = ALIGNMENT_UNITS.get(m, "model units")
+                columns.append(_column(f"{proj}.{m}", f"/alignment/{proj}/{m} in {unit}", values))
     nwb.add_time_intervals(_interval_table(
         "alignment_records", f"training.alignment: each measured step's alignment to backprop. {time_note}",
         clock, alignment["step"], columns))
@@ -348,11 +351,8 @@ def _add_training(nwb: NWBFile, rec: Recording) -> None:
 
 
 def write(nwb: NWBFile, target: Path) -> None:
-    """Write ``nwb`` (from :func:`build`; its recording still open) to ``target`` and flush it to disk."""
-    with NWBHDF5IO(str(target), "w") as io:
-        io.write(nwb)
-    fd = os.open(target, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    """Write ``nwb`` (from :func:`build`; its recording still open) to ``target``."""
+    with warnings.catch_warnings():  # the temporary file's name does not end in .nwb: pynwb would say so
+        warnings.filterwarnings("ignore", message="The file path provided: .* does not end in '.nwb'")
+        with NWBHDF5IO(str(target), "w") as io:
+            io.write(nwb)
