@@ -100,10 +100,10 @@ def export_nwb(run: str | Path, nwb_path: str | Path, *, overwrite: bool = False
 
     with open_recording(source) as rec:
         _check_recording(rec, source, run_dir, partial=partial, live=is_live(run_dir))
-        if not rec.complete:
-            log(f"note: {source} is not complete: exporting the {len(rec.steps)} activity records, "
-                f"{len(rec.weight_steps)} projection records and {len(rec.metrics['epoch'])} epochs it holds whole")
         try:
+            if not rec.complete:
+                log(f"note: {source} is not complete: exporting the {len(rec.steps)} activity records, "
+                    f"{len(rec.weight_steps)} projection records and {len(rec.metrics['epoch'])} epochs it holds whole")
             nwb = build(rec, source=source, run_dir=run_dir, log=log)
         except DendrisimError:
             raise
