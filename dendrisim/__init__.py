@@ -35,6 +35,7 @@ _PUBLIC = {
     "load_plugin": ("dendrisim.plugins", "load_plugin"),
     "register_rule": ("dendrisim.plugins", "register_rule"),
     "TASKS": ("dendrisim.tasks", "TASKS"),
+    "export_nwb": ("dendrisim.export", "export_nwb"),
 }
 
 __all__ = sorted([*_PUBLIC, "__version__"])
@@ -65,3 +66,4 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the names as if imported eagerl
     from .plasticity import RULES, PlasticityRule, RuleOptions, build_rule
     from .plugins import PluginError, load_plugin, register_rule
     from .tasks import TASKS
+    from .export import export_nwb

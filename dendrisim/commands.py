@@ -5,6 +5,7 @@
     dendrisim compare MODEL --out DIR    several rules and seeds, a report (scripts/compare_rules.py)
     dendrisim results                    the README's comparison tables (scripts/results.py)
     dendrisim plot RUN_DIR               figures from a recording (scripts/plot_recording.py)
+    dendrisim export RUN_DIR --nwb F     the recording as an NWB file (scripts/export_nwb.py)
     dendrisim sample RUN_DIR             text from a trained char-level model (scripts/sample.py)
     dendrisim bench                      speed against autograd and the arithmetic floor (scripts/bench.py)
     dendrisim rules | models             what is registered and what ships
@@ -47,6 +48,8 @@ COMMANDS: dict[str, Command] = {
     "results": Command("dendrisim.results", "run (or collect) the comparisons behind the results tables",
                        "results.py"),
     "plot": Command("dendrisim.plot", "write PNG figures from a recording", "plot_recording.py"),
+    "export": Command("dendrisim.export", "write a run's recording as a Neurodata Without Borders (NWB) file",
+                      "export_nwb.py"),
     "sample": Command("dendrisim.sample", "generate text from a trained char-level language model", "sample.py"),
     "bench": Command("dendrisim.bench", "time every rule's step against autograd and the arithmetic floor",
                      "bench.py"),
