@@ -15,7 +15,8 @@ from .network import Network  # noqa: E402
 from .plasticity import RULES, PlasticityRule, RuleOptions, build_rule  # noqa: E402
 from .plugins import PluginError, load_plugin, register_rule  # noqa: E402
 from .tasks import TASKS  # noqa: E402
+from .tasks.files import OwnData  # noqa: E402
 
-__all__ = ["ConfigError", "DataError", "DendrisimError", "Experiment", "Network", "PlasticityRule", "PluginError",
-           "RULES", "RuleOptions", "TASKS", "Trainer", "__version__", "build_rule", "load", "load_experiment",
+__all__ = ["ConfigError", "DataError", "DendrisimError", "Experiment", "Network", "OwnData", "PlasticityRule",
+           "PluginError", "RULES", "RuleOptions", "TASKS", "Trainer", "__version__", "build_rule", "load", "load_experiment",
            "load_plugin", "option", "register_rule"]
