@@ -44,11 +44,13 @@ def split_indices(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.nd
 
 @TASKS.register("classification")
 class Classification(LabelTask, Task):
-    """Classify images; the teacher's target is the one-hot label.
+    """Classify images or feature vectors; the teacher's target is the one-hot label.
 
     Metrics: ``loss`` (the output population's loss, see ``dendrisim.losses``) and
     ``accuracy``. The validation split is carved from the training set with a fixed
-    seed, so it does not change with the training seed.
+    seed, so it does not change with the training seed. ``dataset: file`` reads your own
+    data (:mod:`dendrisim.tasks.files`): its own validation and test splits where it has
+    them, else carved the same way; flat samples ``[n, d]`` are normalised per feature.
     """
 
     Options = ClassificationOptions

@@ -328,9 +328,10 @@ def _classes(labels: list[tuple[str, np.ndarray]], classes: Optional[int], *, so
 def _load_npz(path: Path) -> dict[str, np.ndarray]:
     """Every array of an .npz, loaded without pickle (an object array is refused)."""
     try:
-        with np.load(path, allow_pickle=False) as z:
-            if not isinstance(z, np.lib.npyio.NpzFile):
-                raise ValueError("a single .npy array, not an .npz archive of named arrays")
+        z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise ValueError("a single .npy array, not an .npz archive of named arrays")
+        with z:
             out = {}
             for name in z.files:
                 try:
