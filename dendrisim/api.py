@@ -51,7 +51,7 @@ class Trainer(_LoopTrainer):
     that watch every step and epoch (as :meth:`observe` adds them), e.g. to log to TensorBoard.
     ``data``: a classification task's data in memory instead of its dataset, a dict with the
     arrays of a ``dataset: file`` .npz (``x_train``, ``y_train``; ``x_test``, ``y_test``,
-    ``x_val``, ``y_val`` optional) or an :class:`~dendrisim.tasks.files.OwnData`; checked as
+    ``x_val``, ``y_val`` optional) or an :class:`~dendrisim.OwnData`; checked as
     a file is (a :class:`~dendrisim.errors.DataError` naming the array), and the run's
     model.yaml says ``dataset: file``.
     """

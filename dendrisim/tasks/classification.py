@@ -93,6 +93,8 @@ class Classification(LabelTask, Task):
         x_tr, x_te = to(x_tr), to(x_te)
         x_val = to(x_val) if x_val is not None else None
         mean, std = self._statistics(x_tr)
+        #: what the samples were normalised by (``(x - shift) / scale``, float64, broadcasting over a sample)
+        self.shift, self.scale = mean, std
         norm = lambda x: self._normalise(x, mean, std, dtype)  # noqa: E731
         self.train = Split(norm(x_tr), lab(y_tr))
         self.val = Split(norm(x_val), lab(y_val)) if x_val is not None else None

@@ -499,12 +499,10 @@ def given(data: Optional[FileData]) -> Iterator[None]:
 
 def spec(options, data_root: Optional[str] = None) -> tuple[tuple[int, ...], int, int]:
     """(sample shape, classes, training samples after the test and validation splits)."""
-    from .classification import split_indices
-
     data = load_file(options, data_root)
     n = len(data.x_train)
-    if data.x_test is None:
-        n = len(split_indices(n, options.test_fraction, seed=12345)[0])
+    if data.x_test is None:  # what classification.split_indices keeps
+        n -= int(round(n * options.test_fraction))
     if data.x_val is None and options.validation_fraction > 0:
-        n = len(split_indices(n, options.validation_fraction, seed=54321)[0])
+        n -= int(round(n * options.validation_fraction))
     return tuple(data.x_train.shape[1:]), data.classes, n
