@@ -15,7 +15,8 @@ from dendrisim.builder import DataSpec
 from dendrisim.cli import main
 from dendrisim.errors import ConfigError, DataError
 from dendrisim.tasks.classification import Classification, ClassificationOptions
-from dendrisim.tasks.files import OwnData, check_arrays, read_table
+from dendrisim.tasks.files import OwnData, check_arrays
+from dendrisim.tasks.tables import read_table
 from dendrisim.tasks.sequences import read_series
 
 from conftest import MLP
@@ -122,6 +123,21 @@ def test_memory_arrays_and_the_file_give_the_same_run(tmp_path):
     for split in ("train", "val", "test"):
         assert torch.equal(getattr(from_file.task, split).x, getattr(in_memory.task, split).x)
     assert from_file.history[-1]["test_accuracy"] == in_memory.history[-1]["test_accuracy"]
+
+
+def test_neither_the_callers_arrays_nor_a_read_file_change(tmp_path):
+    """The task normalises in place on its own copy: data= arrays and the cached file stay."""
+    x = np.random.default_rng(0).normal(3.0, 2.0, (300, 5)).astype(np.float32)
+    y = np.arange(300) % 3
+    arrays = {"x_train": x[:200], "y_train": y[:200], "x_test": x[200:], "y_test": y[200:]}
+    before = {k: v.copy() for k, v in arrays.items()}
+    exp = dendrisim.load(MLP, ["recording.enabled=false"])
+    dendrisim.Trainer(exp, out=tmp_path / "run", data=arrays)
+    for k, v in arrays.items():
+        np.testing.assert_array_equal(v, before[k])
+    write_npz(tmp_path / "d.npz", **arrays)
+    first, second = task(tmp_path / "d.npz"), task(tmp_path / "d.npz")
+    assert torch.equal(first.test.x, second.test.x)
 
 
 def test_shapes_splits_and_normalisation(tmp_path):
@@ -321,3 +337,4 @@ def test_check_arrays_keeps_integer_images_and_adds_a_channel():
     data = check_arrays({"x_train": np.zeros((6, 4, 4), np.uint8), "y_train": np.array([0, 1, 2] * 2)},
                         source="data=")
     assert data.x_train.shape == (6, 1, 4, 4) and data.x_train.dtype == np.uint8 and data.classes == 3
+    assert not data.x_train.flags.writeable

@@ -22,7 +22,7 @@ from ..config.schema import opt
 from ..errors import DataError
 from ..losses import output_loss
 from .base import TASKS, Split, Task, TaskOptions, check_encoding, locate, read_text, used_root
-from .files import read_table
+from .tables import read_table
 
 
 # --------------------------------------------------------------------- language model
@@ -175,7 +175,7 @@ class ForecastOptions(TaskOptions):
 def read_series(path: Path, encoding: str = "utf-8", *, header: Optional[bool] = None,
                 columns: Optional[tuple] = None, layout: Optional[dict] = None) -> tuple[np.ndarray, list[str]]:
     """``[time, series]`` float64 values and the series' names, read by the package's one CSV
-    reader (:func:`dendrisim.tasks.files.read_table`, which documents the checks)."""
+    reader (:func:`dendrisim.tasks.tables.read_table`, which documents the checks)."""
     return read_table(path, encoding, header=header, columns=columns, layout=layout)
 
 
