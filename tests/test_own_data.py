@@ -203,6 +203,8 @@ def test_forecasting_and_classification_share_one_csv_reader(tmp_path):
      r"d.npz: x_train holds Inf at index \[0, 1\]"),
     ({"x_train": np.ones(4), "y_train": np.array([0, 1, 0, 1])}, r"d.npz: x_train has shape \[4\]; samples are"),
     ({"x_train": np.ones((0, 2)), "y_train": np.zeros(0, dtype=int)}, r"d.npz: x_train has no samples"),
+    ({"x_train": np.ones((2, 0)), "y_train": np.array([0, 1])}, r"d.npz: x_train has shape \[2, 0\]: its samples hold "
+                                                                 r"no values"),
     ({"x_train": np.ones((3, 2)), "y_train": np.array([0.0, 1.5, 1.0])},
      r"d.npz: y_train\[1\] is 1.5, not an integer class label"),
     ({"x_train": np.ones((3, 2)), "y_train": np.eye(3)}, r"d.npz: y_train has shape \[3, 3\].*y.argmax\(1\)"),
@@ -333,8 +335,38 @@ def test_data_and_a_file_in_the_model_are_refused_together(tmp_path):
         dendrisim.Trainer(exp, out=tmp_path / "run", data={"x_train": np.ones((4, 2)), "y_train": [0, 1, 0, 1]})
 
 
+@pytest.mark.parametrize("dtype", [np.bool_, np.int8, np.uint8, np.uint16, np.uint64, np.float16, np.float64])
+@pytest.mark.parametrize("normalize", ["standard", "unit", "none"])
+def test_every_number_dtype_trains(tmp_path, dtype, normalize):
+    x = (np.arange(40).reshape(20, 2) % 3).astype(dtype)
+    write_npz(tmp_path / "d.npz", x_train=x, y_train=np.arange(20) % 2)
+    t = task(tmp_path / "d.npz", normalize=normalize)
+    assert t.train.x.dtype == torch.float32 and bool(torch.isfinite(t.train.x).all())
+
+
 def test_check_arrays_keeps_integer_images_and_adds_a_channel():
     data = check_arrays({"x_train": np.zeros((6, 4, 4), np.uint8), "y_train": np.array([0, 1, 2] * 2)},
                         source="data=")
     assert data.x_train.shape == (6, 1, 4, 4) and data.x_train.dtype == np.uint8 and data.classes == 3
     assert not data.x_train.flags.writeable
+
+
+def test_the_how_to_page_runs(tmp_path):
+    """docs/howto/own-data.md: its model file and its Python blocks, in order, in a fresh
+    process (writing under a temporary folder); the model file checks and trains there."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from test_readme import python_blocks
+
+    repo = Path(__file__).resolve().parent.parent
+    page = (repo / "docs" / "howto" / "own-data.md").read_text()
+    (tmp_path / "my_model.yaml").write_text(python_blocks(page, "yaml")[0] + "\n")
+    code = "\n\n".join(python_blocks(page, "python"))
+    env = {**__import__("os").environ, "PYTHONPATH": str(repo)}
+    ran = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                         env=env)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    assert float(ran.stdout.strip().splitlines()[-1]) > 0.5
+    assert main([str(tmp_path / "my_model.yaml"), "--check", "--data-root", str(tmp_path)]) == 0

@@ -69,7 +69,7 @@ def _numbers(x: np.ndarray, *, source: str, name: str) -> None:
         raise DataError(f"{source}: {name} has dtype {x.dtype}, which is no number type; samples must be numbers "
                         "(bool, integer or float): encode text or categories as numbers first")
     if x.dtype.kind == "f":
-        bad = ~np.isfinite(x) | (np.abs(x) > FLOAT32_MAX)
+        bad = ~np.isfinite(x) | (np.abs(x) > FLOAT32_MAX) if x.dtype.itemsize > 4 else ~np.isfinite(x)
         if bad.any():
             where = np.argwhere(bad)[0]
             value = x[tuple(where)]
@@ -128,6 +128,8 @@ def _pair(arrays: Mapping[str, np.ndarray], which: str, *, source: str, names: M
     if x.ndim < 2:
         raise DataError(f"{source}: {names[kx]} has shape {list(x.shape)}; samples are [n, features] or images "
                         "[n, channels, height, width] (one feature per sample: x.reshape(-1, 1))")
+    if 0 in x.shape[1:]:
+        raise DataError(f"{source}: {names[kx]} has shape {list(x.shape)}: its samples hold no values")
     y = _labels(y, source=source, name=names[ky])
     if len(x) != len(y):
         raise DataError(f"{source}: {names[kx]} has {len(x):,} samples and {names[ky]} {len(y):,} labels; they must "
@@ -163,6 +165,8 @@ def check_arrays(arrays: Mapping[str, Any], *, source: str, classes: Optional[in
     out: dict[str, Optional[np.ndarray]] = {}
     for w, split in splits.items():
         x, y = split if split is not None else (None, None)
+        if x is not None and x.dtype.kind == "u" and x.dtype.itemsize > 1:  # torch computes little on uint16..64
+            x = x.astype(np.int64 if x.dtype.itemsize < 8 else np.float64)
         out[f"x_{w}"] = _read_only(x[:, None] if x is not None and x.ndim == 3 else x)  # [n, h, w]: one channel
         out[f"y_{w}"] = y  # the labels are a copy already (astype), and nothing writes to them
     return FileData(**out, classes=classes)
