@@ -105,7 +105,7 @@ print(f"dll, data=: test accuracy {summary['test_accuracy']:.3f}; every epoch's 
 
 # %%
 # Validation accuracy per epoch of both rules, and the decision regions of the network
-# trained from memory. The task normalised each feature by its training split's mean and
+# trained from memory (shaded: the class the network chooses at each point). The task normalised each feature by its training split's mean and
 # standard deviation (``normalize: standard``; ``task.shift`` and ``task.scale``), so the
 # grid is normalised the same way before it is shown to the network.
 grid = np.linspace(0, 1, 150)
@@ -123,10 +123,11 @@ for label, history in runs.items():
 left.set(xlabel="epoch", ylabel="validation accuracy", title="Yin-Yang, 4-30-3, seed 0")
 left.xaxis.get_major_locator().set_params(integer=True)
 left.legend()
-right.contourf(gx, gy, regions, levels=[-0.5, 0.5, 1.5, 2.5], colors=["#dddddd", "#888888", "#e6a03c"], alpha=0.6)
+colours = ["C0", "C1", "C2"]  # a class's region and its test points share a colour
+right.contourf(gx, gy, regions, levels=[-0.5, 0.5, 1.5, 2.5], colors=colours, alpha=0.25)
 for k, (name, marker) in enumerate((("yang", "o"), ("yin", "s"), ("dot", "^"))):
     chosen = y_test == k
-    right.scatter(x_test[chosen, 0], x_test[chosen, 1], s=8, marker=marker, label=f"test: {name}")
+    right.scatter(x_test[chosen, 0], x_test[chosen, 1], s=8, marker=marker, color=colours[k], label=f"test: {name}")
 right.set(xlabel="x", ylabel="y", title=f"dll from data=: test accuracy {summary['test_accuracy']:.2f}", aspect="equal")
 right.legend(loc="lower left", fontsize=7)
 fig.tight_layout()
