@@ -327,6 +327,14 @@ def test_bad_arrays_in_memory_name_data(tmp_path, data, message):
         dendrisim.Trainer(exp, out=tmp_path / "run", data=data)
 
 
+def test_data_goes_to_a_classification_task_only(tmp_path):
+    config = copy.deepcopy(MLP)
+    config["task"] = {"type": "charlm", "text": "t.txt"}
+    exp = dendrisim.load(config)
+    with pytest.raises(DataError, match=r"data=: the model's task is charlm; arrays in memory go to a classification"):
+        dendrisim.Trainer(exp, out=tmp_path / "run", data={"x_train": np.ones((4, 2)), "y_train": [0, 1, 0, 1]})
+
+
 def test_data_and_a_file_in_the_model_are_refused_together(tmp_path):
     write_npz(tmp_path / "d.npz", x_train=np.ones((4, 2)), y_train=np.array([0, 1, 0, 1]))
     exp = dendrisim.load(model(tmp_path, tmp_path / "d.npz"))

@@ -353,8 +353,9 @@ def with_data(experiment, data) -> tuple[Any, FileData]:
     """The experiment to train on ``data`` (its task reads ``dataset: file`` from memory) and
     the checked data; a DataError naming the array for bad arrays."""
     task = experiment.task
-    if getattr(task, "dataset", None) is None or not hasattr(task, "test_file"):
-        raise DataError(f"data=: the model's task is {task.type}; arrays in memory go to a classification task")
+    if task.type != "classification":
+        raise DataError(f"data=: the model's task is {task.type}; arrays in memory go to a classification task "
+                        "(task.type: classification)")
     named = [k for k in ("file", "test_file") if getattr(task, k) is not None]
     if named:
         raise DataError(f"data=: the model names a file (task.{named[0]}: {brief(getattr(task, named[0]))}) and "
