@@ -21,7 +21,8 @@ class ClassificationOptions(TaskOptions):
                                  "own data: task.file)")
     download: bool = opt(False, "let torchvision download missing files (needs network access)")
     normalize: Literal["standard", "unit", "none"] = opt(
-        "standard", "standard: per-channel zero mean, unit variance (training-split statistics); unit: scale to [0, 1]")
+        "standard", "standard: per-channel (flat samples: per-feature) zero mean, unit variance (training-split "
+                    "statistics); unit: scale to [0, 1]")
     test_fraction: float = opt(0.2, "held-out test part for datasets without a test split (digits, a .csv without "
                                     "test_file, an .npz without x_test)", gt=0, le=0.5)
     file: Optional[str] = opt(None, "dataset file: an .npz (x_train, y_train; x_test, y_test, x_val, y_val optional) "
