@@ -36,6 +36,7 @@ _PUBLIC = {
     "register_rule": ("dendrisim.plugins", "register_rule"),
     "TASKS": ("dendrisim.tasks", "TASKS"),
     "export_nwb": ("dendrisim.export", "export_nwb"),
+    "OwnData": ("dendrisim.tasks.files", "OwnData"),
 }
 
 __all__ = sorted([*_PUBLIC, "__version__"])
@@ -67,3 +68,4 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the names as if imported eagerl
     from .plugins import PluginError, load_plugin, register_rule
     from .tasks import TASKS
     from .export import export_nwb
+    from .tasks.files import OwnData

@@ -17,7 +17,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Iterable, Optional, Union
+from typing import Any, Callable, Iterable, Mapping, Optional, Union
 
 import torch
 
@@ -26,6 +26,8 @@ from .bundled import resolve_model
 from .config.loader import Experiment
 from .observers import Observer
 from .tasks.base import Split
+from .tasks.files import OwnData, with_data
+from .tasks.files import given as given_data
 from .training import RunOptions
 from .training import Trainer as _LoopTrainer
 
@@ -47,19 +49,29 @@ class Trainer(_LoopTrainer):
     that holds another run is refused unless ``overwrite=True``. ``log`` receives the
     per-epoch lines (silent by default). ``observers``: :class:`~dendrisim.observers.Observer` objects
     that watch every step and epoch (as :meth:`observe` adds them), e.g. to log to TensorBoard.
+    ``data``: a classification task's data in memory instead of its dataset, a dict with the
+    arrays of a ``dataset: file`` .npz (``x_train``, ``y_train``; ``x_test``, ``y_test``,
+    ``x_val``, ``y_val`` optional) or an :class:`~dendrisim.OwnData`; checked as
+    a file is (a :class:`~dendrisim.errors.DataError` naming the array), and the run's
+    model.yaml says ``dataset: file``.
     """
 
     def __init__(self, experiment: Experiment, *, device: str = "cpu", out: Optional[Union[str, Path]] = None,
                  data_root: Optional[str] = None, progress: bool = False,
                  log: Optional[Callable[[str], None]] = None, overwrite: bool = False,
-                 threads: Optional[int] = None, observers: Iterable[Observer] = ()):
+                 threads: Optional[int] = None, observers: Iterable[Observer] = (),
+                 data: Optional[Union[Mapping[str, Any], OwnData]] = None):
         if threads is not None:  # torch's intra-op threads, for this process (logged in run.json)
             from .host import set_threads
 
             set_threads(threads)
-        super().__init__(experiment, RunOptions(device=device, data_root=data_root,
-                                                out_dir=Path(out) if out is not None else None, progress=progress,
-                                                log=log or (lambda line: None), overwrite=overwrite))
+        given = None
+        if data is not None:
+            experiment, given = with_data(experiment, data)
+        with given_data(given):
+            super().__init__(experiment, RunOptions(device=device, data_root=data_root,
+                                                    out_dir=Path(out) if out is not None else None, progress=progress,
+                                                    log=log or (lambda line: None), overwrite=overwrite))
         for observer in observers:
             self.observe(observer)
 

@@ -1,0 +1,149 @@
+"""The package's one reader of comma-separated numbers: the forecasting task's series and
+the classification task's own CSV files (``dataset: file``) are read, checked and reported on
+by :func:`read_table`."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from ..config.parse import FLOAT32_MAX
+from ..errors import DataError, brief
+from .base import read_text
+
+MISSING = frozenset({"", "na", "n/a", "nan", "null", "none", "?", "-"})
+
+#: what a text cell's error suggests (the forecasting task can leave columns out)
+COLUMNS_HINT = "a text column can be left out with task.columns (the columns to read, by header name or number)"
+
+
+def _number(cell: str) -> Optional[float]:
+    try:
+        return float(cell)
+    except ValueError:
+        return None
+
+
+_LAST_TABLE: dict = {}  # the last file read (the memory check's data_spec, then the task, read it once)
+
+
+def read_table(path: Path, encoding: str = "utf-8", *, header: Optional[bool] = None,
+               columns: Optional[tuple] = None, layout: Optional[dict] = None, stamp: bool = True,
+               text_hint: str = COLUMNS_HINT) -> tuple[np.ndarray, list[str]]:
+    """See :func:`_read_table`; the last file read is kept (read-only) until it changes.
+    ``layout``, when given, receives ``header`` (whether the first row was read as names),
+    ``skipped`` (the columns left out) and ``lines`` (the line number of each row read)."""
+    try:
+        stat = Path(path).stat()
+        key = (str(Path(path).resolve()), stat.st_mtime_ns, stat.st_size, encoding, header,
+               tuple(columns) if columns is not None else None, stamp, text_hint)
+    except OSError:
+        key = None
+    if key is not None and key in _LAST_TABLE:
+        values, names, found = _LAST_TABLE[key]
+    else:
+        found = {}
+        values, names = _read_table(path, encoding, header=header, columns=columns, layout=found, stamp=stamp,
+                                    text_hint=text_hint)
+        values.flags.writeable = False
+        _LAST_TABLE.clear()
+        if key is not None:
+            _LAST_TABLE[key] = (values, tuple(names), found)
+    if layout is not None:
+        layout.update(copy.deepcopy(found))
+    return values, list(names)
+
+
+def _header(path: Path, first_line: int, first: list[str], header: Optional[bool]) -> bool:
+    """Whether the first row is a header (``header`` None: when none of its cells is a number)."""
+    if header is not None:
+        return header
+    numbers = [_number(c) is not None for c in first]
+    if any(numbers) and not all(numbers):
+        j = numbers.index(False)
+        raise DataError(f"{path}:{first_line}: column {j + 1} of the first row is {brief(first[j])}, not a number, "
+                        "while other cells of that row are numbers: a header row holds no numbers. Set "
+                        "task.header: true to read the first row as the column names, or fix the value")
+    if not any(numbers) and any(c.lower() in MISSING for c in first):
+        j = next(j for j, c in enumerate(first) if c.lower() in MISSING)
+        raise DataError(f"{path}:{first_line}: column {j + 1} of the first row is {brief(first[j])}, a missing "
+                        "value rather than a column name; set task.header: true if the first row is a header, "
+                        "or fill the missing values")
+    return not any(numbers)
+
+
+def _read_table(path: Path, encoding: str = "utf-8", *, header: Optional[bool] = None,
+                columns: Optional[tuple] = None, layout: dict, stamp: bool = True,
+                text_hint: str = COLUMNS_HINT) -> tuple[np.ndarray, list[str]]:
+    """``[rows, columns]`` float64 values and the column names (``series_i`` without a header).
+
+    ``header``: True, False or None (the first row is a header when none of its cells is a
+    number; a first row that mixes numbers and text is an error naming its first text
+    cell). ``columns``: the columns to read, by header name or by number (1 is the first);
+    None reads every column, except (with ``stamp``) a leading time-stamp column (the first
+    column of a file with a header, when its first value is no number: Informer's ``date``).
+    Every value read must be a finite number within float32's range; a missing value (empty,
+    ``NA``, ``nan``), a text or an overflowing number is a DataError naming the line and the
+    column (a text cell's error ends with ``text_hint``)."""
+    text = read_text(path, encoding)
+    lines = [(n, ln) for n, ln in enumerate(text.splitlines(), 1) if ln.strip()]
+    if not lines:
+        raise DataError(f"{path}: empty file")
+    first_line, first = lines[0][0], [c.strip() for c in lines[0][1].split(",")]
+    header = _header(path, first_line, first, header)
+    names = first if header else [f"column {j + 1}" for j in range(len(first))]
+    rows = lines[1:] if header else lines
+    if not rows:
+        raise DataError(f"{path}: a header and no data")
+    width = len(names)
+    for n, line in rows:
+        fields = line.count(",") + 1
+        if fields != width:
+            raise DataError(f"{path}:{n}: {fields} comma-separated fields, the first row has {width}")
+    if columns is None:
+        lead = rows[0][1].split(",", 1)[0].strip()
+        keep = list(range(1 if stamp and header and width > 1 and _number(lead) is None else 0, width))
+    else:
+        keep = [_column(path, c, names if header else None, width) for c in columns]
+    out = np.empty((len(rows), len(keep)))
+    for i, (n, line) in enumerate(rows):
+        cells = line.split(",")
+        try:
+            out[i] = [float(cells[j]) for j in keep]
+        except ValueError:
+            j = next(j for j in keep if _number(cells[j]) is None)
+            _bad(path, n, names[j], cells[j].strip(), text_hint)
+    bad = ~np.isfinite(out) | (np.abs(out) > FLOAT32_MAX)
+    if bad.any():
+        i, k = np.argwhere(bad)[0]
+        _bad(path, rows[i][0], names[keep[k]], rows[i][1].split(",")[keep[k]].strip(), text_hint)
+    series = [names[j] for j in keep] if header else [f"series_{k}" for k in range(len(keep))]
+    layout.update(header=header, skipped=[names[j] for j in range(width) if j not in keep],
+                  lines=[n for n, _ in rows], names=list(names) if header else None)
+    return out, series
+
+
+def _column(path: Path, column, names: Optional[list[str]], width: int) -> int:
+    """The index of a ``task.columns`` entry: a header name or a number from 1."""
+    if isinstance(column, int) and not isinstance(column, bool):
+        if 1 <= column <= width:
+            return column - 1
+        raise DataError(f"{path}: task.columns names column {column}; the file has columns 1..{width}")
+    if names is not None and column in names:
+        return names.index(column)
+    known = f"its header names {', '.join(brief(n) for n in names[:20])}" if names else "it has no header: use numbers"
+    raise DataError(f"{path}: task.columns names {brief(column)}, which is not a column of the file ({known})")
+
+
+def _bad(path: Path, line: int, column: str, cell: str, text_hint: str = COLUMNS_HINT) -> None:
+    """Raise the DataError for an unusable ``cell``."""
+    value = _number(cell)
+    if cell.lower() in MISSING or (value is not None and value != value):
+        why = f"a missing value ({brief(cell)}); fill or drop missing values first"
+    elif value is None:
+        why = f"{brief(cell)}, not a number; {text_hint}"
+    else:
+        why = f"{brief(cell)}, which is outside float32's range (±3.4e38) in which the data is trained"
+    raise DataError(f"{path}:{line}: {column} is {why}")
