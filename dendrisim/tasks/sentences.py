@@ -147,6 +147,22 @@ def _header(path: Path, encoding: str) -> Optional[tuple[int, int]]:
     return count, dim
 
 
+def _finite(kv, path: Path):
+    """``kv`` when every vector is finite within float32's range; a DataError naming the first
+    word whose vector is not (NaN, Inf or a value that overflowed float32) otherwise."""
+    vectors = kv.vectors
+    for start in range(0, len(vectors), 1 << 16):  # in blocks: a large file's flags never sit in memory at once
+        with np.errstate(over="ignore"):
+            bad = ~np.isfinite(np.asarray(vectors[start:start + (1 << 16)], dtype=np.float32)).all(axis=1)
+        if not bad.any():
+            continue
+        i = start + int(np.argmax(bad))
+        raise DataError(f"{path}: the vector of {brief(kv.index_to_key[i])} (word {i + 1} of the file) holds NaN, "
+                        "Inf or a value beyond float32's range (±3.4e38); every value of a vectors file must be a "
+                        "finite number: fix or drop that line")
+    return kv
+
+
 def load_vectors(path: Path, encoding: str = "utf-8", *, trust_pickle: bool = False):
     """gensim KeyedVectors from GloVe text, word2vec text/binary (words in ``encoding``) or,
     with ``trust_pickle`` only, a saved .kv file (a pickle: see :func:`pickle_refusal`)."""
@@ -156,15 +172,22 @@ def load_vectors(path: Path, encoding: str = "utf-8", *, trust_pickle: bool = Fa
         if not trust_pickle:
             raise pickle_refusal(path)
         try:
-            return KeyedVectors.load(str(path))
+            kv = KeyedVectors.load(str(path))
+            if not isinstance(kv, KeyedVectors):
+                raise TypeError(f"it holds a {type(kv).__name__}")
         except Exception as err:  # noqa: BLE001 - a damaged pickle fails in many ways
             raise DataError(f"{path}: cannot read the gensim .kv file ({type(err).__name__}: {brief(str(err))}); "
                             "the file is damaged or not a KeyedVectors file") from None
+        return _finite(kv, path)
     header = _header(path, encoding)
     try:
-        if path.suffix == ".bin":
-            return KeyedVectors.load_word2vec_format(str(path), binary=True, encoding=encoding)
-        return KeyedVectors.load_word2vec_format(str(path), binary=False, no_header=header is None, encoding=encoding)
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflowing value is reported below, by word
+            if path.suffix == ".bin":
+                kv = KeyedVectors.load_word2vec_format(str(path), binary=True, encoding=encoding)
+            else:
+                kv = KeyedVectors.load_word2vec_format(str(path), binary=False, no_header=header is None,
+                                                       encoding=encoding)
+        return _finite(kv, path)
     except UnicodeDecodeError:
         raise decode_error(path, encoding, scan=path.suffix != ".bin") from None
     except (ValueError, EOFError, OSError, IndexError) as err:
