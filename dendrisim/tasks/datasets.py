@@ -38,6 +38,8 @@ DATASETS: Registry[Callable[..., ImageData]] = Registry("dataset")
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 
+#: the most dimensions an IDX file may name (labels have 1, images 3)
+MAX_IDX_DIMS = 8
 #: the most a deflate stream expands (1032:1), so the most bytes a gzipped IDX file of a given size can hold
 _GZIP_RATIO = 1032
 
@@ -55,6 +57,9 @@ def read_idx(path: Path) -> np.ndarray:
             if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] != 0x08:
                 raise DataError(f"{path}: not an unsigned-byte IDX file (bad magic number {head.hex()})")
             ndim = head[3]
+            if not 1 <= ndim <= MAX_IDX_DIMS:
+                raise DataError(f"{path}: not a dataset's IDX file: its header names {ndim} dimensions (byte 4); "
+                                f"labels have 1, images 3 (at most {MAX_IDX_DIMS} are read)")
             raw_dims = fh.read(4 * ndim)
             if len(raw_dims) < 4 * ndim:
                 raise DataError(f"{path}: truncated IDX file: the header names {ndim} dimensions, the file ends "
@@ -347,4 +352,17 @@ def load_dataset(name: str, root: Optional[str], download: bool) -> ImageData:
     """Dataset ``name`` from ``root`` exactly (an error naming the folders looked in when it
     lacks the files), or, when ``root`` is None, from ``./data`` and the system's folders."""
     loader = DATASETS.get(name, path="task.dataset")
-    return loader(Path(root) if root else Path("data"), download, explicit=root is not None)
+    data = loader(Path(root) if root else Path("data"), download, explicit=root is not None)
+    check_sizes(name, data)
+    return data
+
+
+def check_sizes(name: str, data: ImageData) -> None:
+    """A DataError when the test images differ in shape from the training images (a network
+    reads one sample shape): named by dataset, folder and both shapes."""
+    if data.x_test is None or data.x_train.shape[1:] == data.x_test.shape[1:]:
+        return
+    where = f" in {data.folder}" if data.folder is not None else ""
+    raise DataError(f"{name}: the test images{where} have shape {list(data.x_test.shape[1:])} ([channels, height, "
+                    f"width]), the training images {list(data.x_train.shape[1:])}; a network reads one sample shape, "
+                    "so both splits must have it: replace the files of the split that differs")
