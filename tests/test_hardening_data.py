@@ -290,3 +290,11 @@ def test_the_cli_reports_the_block_error_without_a_traceback(tmp_path, capsys):
     (tmp_path / "m.yaml").write_text(json.dumps(MLP))
     code, err = cli(["check", str(tmp_path / "m.yaml"), "--set", "training.early_stopping.patience=0"], capsys)
     assert code == 2 and "training.early_stopping.patience: 0 must be >= 1" in err
+
+
+def test_val_annotations_name_files_in_val_images_only(tmp_path):
+    folder = tiny_imagenet(tmp_path)
+    (folder / "val" / "val_annotations.txt").write_text("/etc/passwd\tn01\t0\t0\t1\t1\n")
+    with pytest.raises(DataError, match=r"val_annotations.txt:1: expected 'FILE<TAB>WNID...' with a WNID of wnids.txt "
+                                        r"and FILE a name in val/images, got '/etc/passwd"):
+        tinyimagenet(tmp_path, False)

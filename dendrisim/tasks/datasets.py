@@ -213,9 +213,9 @@ def tinyimagenet(root: Path, download: bool, *, explicit: bool = True) -> ImageD
         if not line.strip():
             continue
         parts = line.split("\t")
-        if len(parts) < 2 or parts[1] not in index:
-            raise DataError(f"tinyimagenet: {annotations}:{n}: expected 'FILE<TAB>WNID...' with a WNID of wnids.txt, "
-                            f"got {line[:80]!r}")
+        if len(parts) < 2 or parts[1] not in index or not _plain_name(parts[0]):
+            raise DataError(f"tinyimagenet: {annotations}:{n}: expected 'FILE<TAB>WNID...' with a WNID of wnids.txt "
+                            f"and FILE a name in val/images, got {line[:80]!r}")
         val.append((folder / "val" / "images" / parts[0], index[parts[1]]))
     x_tr, y_tr = _read_images(train)
     x_te, y_te = _read_images(val)
@@ -243,6 +243,12 @@ def _text(path: Path) -> str:
         raise DataError(f"tinyimagenet: cannot read {path} ({err.strerror or err})") from None
 
 
+def _plain_name(name: str) -> bool:
+    """Whether ``name`` names an entry of a folder (never another folder: no separators, no
+    ``..``, nothing absolute)."""
+    return name not in ("", ".", "..") and "/" not in name and "\\" not in name and name.isprintable() and len(name) <= 255
+
+
 def _read_wnids(path: Path) -> list[str]:
     """The class names of ``wnids.txt``, one a line: each a plain folder name (WordNet ids such
     as n01443537), no two alike."""
@@ -251,7 +257,7 @@ def _read_wnids(path: Path) -> list[str]:
         raise DataError(f"tinyimagenet: {path} names no class. {TINY_IMAGENET_HOW}")
     seen: set[str] = set()
     for n, w in enumerate(wnids, 1):
-        if w in (".", "..") or "/" in w or "\\" in w or not w.isprintable() or len(w) > 255:
+        if not _plain_name(w):
             raise DataError(f"tinyimagenet: {path}: class {n} is {brief(w)}, not a folder name (WordNet ids such "
                             "as n01443537 name the folders under train/)")
         if w in seen:
