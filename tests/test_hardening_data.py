@@ -298,3 +298,12 @@ def test_val_annotations_name_files_in_val_images_only(tmp_path):
     with pytest.raises(DataError, match=r"val_annotations.txt:1: expected 'FILE<TAB>WNID...' with a WNID of wnids.txt "
                                         r"and FILE a name in val/images, got '/etc/passwd"):
         tinyimagenet(tmp_path, False)
+
+
+def test_a_bad_item_inside_a_list_option_names_the_item():
+    from conftest import CNN
+
+    m = copy.deepcopy(CNN)
+    m["projections"][0]["kernel"] = [3, "half"]
+    with pytest.raises(ConfigError, match=r"projections\[0\].kernel\[1\]: 'half' is not int or 'full'"):
+        model([], base=m)
