@@ -67,9 +67,9 @@ def read_idx(path: Path) -> np.ndarray:
             dims = tuple(int.from_bytes(raw_dims[4 * i: 4 * i + 4], "big") for i in range(ndim))
             header, body = 4 + 4 * ndim, math.prod(dims)
             if body > size * (_GZIP_RATIO if gz else 1):
-                raise DataError(f"{path}: cannot read the IDX file (its header's dimensions {dims} multiply to {body:,} bytes, more than "
-                                f"a {'gzipped ' if gz else ''}file of {size:,} bytes can hold); the header is damaged, "
-                                "fetch the file again")
+                raise DataError(f"{path}: cannot read the IDX file (its header's dimensions {dims} multiply to "
+                                f"{body:,} bytes, more than a {'gzipped ' if gz else ''}file of {size:,} bytes can "
+                                "hold); the header is damaged, fetch the file again")
             raw = fh.read(body + 1)
     except (OSError, EOFError, zlib.error) as err:
         raise DataError(f"{path}: cannot read the IDX file ({err}); the file is damaged, fetch it again") from None
@@ -246,7 +246,8 @@ def _text(path: Path) -> str:
 def _plain_name(name: str) -> bool:
     """Whether ``name`` names an entry of a folder (never another folder: no separators, no
     ``..``, nothing absolute)."""
-    return name not in ("", ".", "..") and "/" not in name and "\\" not in name and name.isprintable() and len(name) <= 255
+    return (name not in ("", ".", "..") and "/" not in name and "\\" not in name and name.isprintable()
+            and len(name) <= 255)
 
 
 def _read_wnids(path: Path) -> list[str]:

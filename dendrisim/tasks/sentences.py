@@ -140,8 +140,8 @@ def _header(path: Path, encoding: str) -> Optional[tuple[int, int]]:
     count, dim = int(head[0]), int(head[1])
     per_value = 4 if binary else 2
     if count < 1 or dim < 1 or count * dim * per_value > size:
-        raise DataError(f"{path}: the header claims {count:,} words of {dim:,} dimensions, which "
-                        f"{'is no vector' if count < 1 or dim < 1 else f'need at least {count * dim * per_value:,} bytes'}"
+        need = "is no vector" if count < 1 or dim < 1 else f"need at least {count * dim * per_value:,} bytes"
+        raise DataError(f"{path}: the header claims {count:,} words of {dim:,} dimensions, which {need}"
                         f"; the file has {size:,} bytes. The header ('count dim' on the first line) is wrong or the "
                         "file is cut short: fetch it again")
     return count, dim
@@ -320,5 +320,6 @@ def _vector_dim(path: Path, encoding: str = "utf-8", *, trust_pickle: bool = Fal
     with open(path, encoding=encoding, errors="replace") as fh:
         head = fh.readline(1 << 24).split()
     if len(head) < 2:
-        raise DataError(f"{path}: the first line {brief(' '.join(head))} is not 'word v1 v2 ...' nor a 'count dim' header")
+        raise DataError(f"{path}: the first line {brief(' '.join(head))} is not 'word v1 v2 ...' nor a 'count dim' "
+                        "header")
     return len(head) - 1
