@@ -259,7 +259,8 @@ def test_task_columns_empty_is_refused(tmp_path, capsys):
 @pytest.mark.parametrize("task", ["charlm", "forecasting", "sentences"])
 def test_codecs_that_are_not_text_encodings_are_refused_by_name(codec, name, task):
     with pytest.raises(ConfigError, match=rf"test.yaml: task.encoding: '{codec}' is Python's {name} codec, which "
-                                          r".*; use any text encoding Python knows, e.g. utf-8, utf-16, cp1252"):
+                                          r".*; use e.g. utf-8, cp1252 \(Windows Western European\), latin-1 or "
+                                          r"utf-16: any text encoding Python knows"):
         model([f"task.type={task}", f"task.encoding={codec}"], base={**MLP, "task": {"type": task}})
 
 

@@ -98,8 +98,7 @@ def check_encoding(encoding: str, *, file: str) -> None:
 
     from ..errors import ConfigError
 
-    allowed = ("any text encoding Python knows, e.g. utf-8, utf-16, cp1252 (Windows Western European) or "
-               "latin-1")
+    allowed = "e.g. utf-8, cp1252 (Windows Western European), latin-1 or utf-16: any text encoding Python knows"
     try:
         info = codecs.lookup(encoding)
     except (LookupError, ValueError, TypeError):  # ValueError: a name holding a NUL
