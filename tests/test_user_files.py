@@ -113,7 +113,7 @@ def test_full_kernels_span_the_source_and_too_large_kernels_name_the_map_and_ful
                                           r"\[1, 8, 8\] map of 'input' \(width 8\).*write kernel: \[3, full\]"):
         build(model([], base=spec), input_shape=(1, 8, 8), output_size=10)
     spec["projections"][0].update(kernel=[3, "full"], stride=["full", 1])
-    with pytest.raises(ConfigError, match=r"projections\[0\].stride: \['full', 1\] is not int or a list of int"):
+    with pytest.raises(ConfigError, match=r"projections\[0\].stride\[0\]: 'full' is not int"):
         model([], base=spec)
 
 

@@ -60,6 +60,18 @@ def key_text(key: Any) -> str:
     return key if isinstance(key, str) and len(key) <= 80 and key.isprintable() else brief(key)
 
 
+def _same_shape(value: Any, hint: Any) -> bool:
+    """Whether ``value`` has the container shape of ``hint`` (a mapping for a dataclass or a
+    dict, a list for a list or tuple): then a union's error should be that option's own,
+    which names the field inside and its problem, not "is not a mapping or null"."""
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint) or origin is dict:
+        return isinstance(value, dict)
+    if origin in (list, tuple):
+        return isinstance(value, (list, tuple))
+    return False
+
+
 def convert(value: Any, hint: Any, *, file: str | None, path: str) -> Any:
     """Check ``value`` against the type ``hint`` and return it converted."""
     origin = typing.get_origin(hint)
@@ -87,7 +99,10 @@ def convert(value: Any, hint: Any, *, file: str | None, path: str) -> Any:
             try:
                 return convert(value, option, file=file, path=path)
             except ConfigError as err:
-                errors.append(err)
+                errors.append((option, err))
+        shaped = [err for option, err in errors if _same_shape(value, option)]
+        if len(shaped) == 1:  # a mapping for the one mapping option (say): its own error names what is wrong
+            raise shaped[0]
         raise fail()
     if dataclasses.is_dataclass(hint):
         return parse(hint, value, file=file, path=path)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Iterator, Optional
 import torch
 
 from ..config.schema import opt, req
-from ..errors import DataError
+from ..errors import DataError, brief
 from ..registry import Registry
 
 if TYPE_CHECKING:
@@ -88,17 +88,29 @@ def used_root(root: Optional[str]) -> Optional[str]:
     return str(Path(root).expanduser().resolve()) if root else None
 
 
+#: codecs Python counts as text encodings that are meant for domain names, not for files
+_DOMAIN_CODECS = frozenset({"punycode", "idna"})
+
+
 def check_encoding(encoding: str, *, file: str) -> None:
     """A ConfigError for ``task.encoding`` values that Python does not know."""
     import codecs
 
     from ..errors import ConfigError
 
+    allowed = "e.g. utf-8, cp1252 (Windows Western European), latin-1 or utf-16: any text encoding Python knows"
     try:
-        codecs.lookup(encoding)
-    except LookupError:
-        raise ConfigError(f"{encoding!r} is not a text encoding Python knows; use e.g. utf-8, cp1252 (Windows "
-                          "Western European) or latin-1", file=file, path="task.encoding") from None
+        info = codecs.lookup(encoding)
+    except (LookupError, ValueError, TypeError):  # ValueError: a name holding a NUL
+        raise ConfigError(f"{brief(encoding)} is not a text encoding Python knows; use {allowed}",
+                          file=file, path="task.encoding") from None
+    if info.name in _DOMAIN_CODECS:
+        raise ConfigError(f"{brief(encoding)} is Python's {info.name} codec, which encodes domain names, not files; "
+                          f"use {allowed}", file=file, path="task.encoding")
+    if not getattr(info, "_is_text_encoding", True):
+        raise ConfigError(f"{brief(encoding)} is Python's {info.name} codec, which transforms bytes or text (rot13, "
+                          f"base64, zlib, uu, ...) rather than decoding a file to text; use {allowed}",
+                          file=file, path="task.encoding")
 
 
 def undecodable(path: Path, encoding: str) -> Optional[tuple[int, bytes, str]]:
@@ -117,6 +129,8 @@ def undecodable(path: Path, encoding: str) -> Optional[tuple[int, bytes, str]]:
                 # the decoder may hold back up to a few bytes of an unfinished character
                 held = len(err.object) - len(block)
                 return offset + err.start - held, err.object[err.start:err.end], err.reason
+            except UnicodeError:  # a codec that says not where (punycode, say)
+                return None
             if not block:
                 return None
             offset += len(block)
@@ -138,7 +152,7 @@ def read_text(path: Path, encoding: str) -> str:
     """The whole file as text in ``encoding`` (``task.encoding``); a clear error otherwise."""
     try:
         return path.read_text(encoding=encoding)
-    except UnicodeDecodeError:
+    except UnicodeError:
         raise decode_error(path, encoding) from None
 
 

@@ -6,6 +6,7 @@ it looked and how to get the files when they are missing.
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import pickle
 import zlib
@@ -15,7 +16,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, brief
 from ..registry import Registry
 
 
@@ -37,25 +38,46 @@ DATASETS: Registry[Callable[..., ImageData]] = Registry("dataset")
 from ..datapaths import DEBIAN_FASHION_MNIST  # noqa: E402  (re-exported: the loaders search it)
 
 
+#: the most dimensions an IDX file may name (labels have 1, images 3)
+MAX_IDX_DIMS = 8
+#: the most a deflate stream expands (1032:1), so the most bytes a gzipped IDX file of a given size can hold
+_GZIP_RATIO = 1032
+
+
 def read_idx(path: Path) -> np.ndarray:
-    """Read an IDX file (MNIST format), gzipped or not, checking its header against its size."""
+    """Read an IDX file (MNIST format), gzipped or not, checking its header against its size
+    before reading the body (so a header whose dimensions multiply past the file's size, or a
+    gzip bomb, is refused before anything is allocated)."""
     try:
+        size = path.stat().st_size
         with open(path, "rb") as fh:
-            raw = fh.read()
-        if raw[:2] == b"\x1f\x8b":  # gzip, whatever the file is called
-            raw = gzip.decompress(raw)
+            gz = fh.read(2) == b"\x1f\x8b"  # gzip, whatever the file is called
+        with (gzip.open if gz else open)(path, "rb") as fh:
+            head = fh.read(4)
+            if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] != 0x08:
+                raise DataError(f"{path}: not an unsigned-byte IDX file (bad magic number {head.hex()})")
+            ndim = head[3]
+            if not 1 <= ndim <= MAX_IDX_DIMS:
+                raise DataError(f"{path}: not a dataset's IDX file: its header names {ndim} dimensions (byte 4); "
+                                f"labels have 1, images 3 (at most {MAX_IDX_DIMS} are read)")
+            raw_dims = fh.read(4 * ndim)
+            if len(raw_dims) < 4 * ndim:
+                raise DataError(f"{path}: truncated IDX file: the header names {ndim} dimensions, the file ends "
+                                f"after {len(raw_dims) // 4}; fetch it again")
+            dims = tuple(int.from_bytes(raw_dims[4 * i: 4 * i + 4], "big") for i in range(ndim))
+            header, body = 4 + 4 * ndim, math.prod(dims)
+            if body > size * (_GZIP_RATIO if gz else 1):
+                raise DataError(f"{path}: cannot read the IDX file (its header's dimensions {dims} multiply to "
+                                f"{body:,} bytes, more than a {'gzipped ' if gz else ''}file of {size:,} bytes can "
+                                "hold); the header is damaged, fetch the file again")
+            raw = fh.read(body + 1)
     except (OSError, EOFError, zlib.error) as err:
         raise DataError(f"{path}: cannot read the IDX file ({err}); the file is damaged, fetch it again") from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
-        raise DataError(f"{path}: not an unsigned-byte IDX file (bad magic number {raw[:4].hex()})")
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    dims = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    expected = header + int(np.prod(dims))
-    if len(raw) != expected:
-        raise DataError(f"{path}: truncated or padded IDX file: header says {dims} ({expected} bytes), "
-                        f"file has {len(raw)} bytes; fetch it again")
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+    if len(raw) != body:
+        has = f"{header + len(raw):,} bytes" if len(raw) < body else f"more than {header + body:,} bytes"
+        raise DataError(f"{path}: truncated or padded IDX file: header says {dims} ({header + body} bytes), "
+                        f"file has {has}; fetch it again")
+    return np.frombuffer(raw, dtype=np.uint8).reshape(dims)
 
 
 def _find_idx(folders: list[Path], stem: str) -> Optional[Path]:
@@ -170,11 +192,12 @@ def tinyimagenet(root: Path, download: bool, *, explicit: bool = True) -> ImageD
     wnids_file = folder / "wnids.txt"
     if not wnids_file.is_file():
         raise DataError(f"tinyimagenet: {wnids_file} not found (looked in {root}). {TINY_IMAGENET_HOW}")
-    wnids = [w.strip() for w in wnids_file.read_text().split() if w.strip()]
+    wnids = _read_wnids(wnids_file)
     cache = folder / "dendrisim-cache.npz"
     if cache.is_file() and cache.stat().st_mtime >= wnids_file.stat().st_mtime:
-        with np.load(cache) as z:
-            return ImageData(z["x_train"], z["y_train"], z["x_test"], z["y_test"], classes=len(wnids), folder=folder)
+        cached = _read_cache(cache, len(wnids))
+        if cached is not None:  # a damaged cache is decoded again and rewritten below
+            return ImageData(*cached, classes=len(wnids), folder=folder)
     index = {w: i for i, w in enumerate(wnids)}
     train = []
     for w in wnids:
@@ -186,16 +209,20 @@ def tinyimagenet(root: Path, download: bool, *, explicit: bool = True) -> ImageD
     if not annotations.is_file():
         raise DataError(f"tinyimagenet: {annotations} not found. {TINY_IMAGENET_HOW}")
     val = []
-    for n, line in enumerate(annotations.read_text().splitlines(), 1):
+    for n, line in enumerate(_text(annotations).splitlines(), 1):
         if not line.strip():
             continue
         parts = line.split("\t")
-        if len(parts) < 2 or parts[1] not in index:
-            raise DataError(f"tinyimagenet: {annotations}:{n}: expected 'FILE<TAB>WNID...' with a WNID of wnids.txt, "
-                            f"got {line[:80]!r}")
+        if len(parts) < 2 or parts[1] not in index or not _plain_name(parts[0]):
+            raise DataError(f"tinyimagenet: {annotations}:{n}: expected 'FILE<TAB>WNID...' with a WNID of wnids.txt "
+                            f"and FILE a name in val/images, got {line[:80]!r}")
         val.append((folder / "val" / "images" / parts[0], index[parts[1]]))
     x_tr, y_tr = _read_images(train)
     x_te, y_te = _read_images(val)
+    if x_te.shape[1:] != x_tr.shape[1:]:
+        raise DataError(f"tinyimagenet: the validation image {val[0][0]} is {x_te.shape[3]}x{x_te.shape[2]}, the "
+                        f"training images (e.g. {train[0][0]}) {x_tr.shape[3]}x{x_tr.shape[2]}; every image of the "
+                        "dataset must have one size (TinyImageNet's are 64x64)")
     try:
         np.savez(cache, x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te)
     except OSError:
@@ -203,18 +230,98 @@ def tinyimagenet(root: Path, download: bool, *, explicit: bool = True) -> ImageD
     return ImageData(x_tr, y_tr, x_te, y_te, classes=len(wnids), folder=folder)
 
 
+def _text(path: Path) -> str:
+    """A small text file of the dataset (ASCII names), as text; a DataError naming the file
+    and the first byte that is not UTF-8 otherwise."""
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise DataError(f"tinyimagenet: {path} is not text: byte {err.object[err.start]:#04x} at offset "
+                        f"{err.start:,} is not UTF-8; the file is damaged or not the dataset's. "
+                        f"{TINY_IMAGENET_HOW}") from None
+    except OSError as err:
+        raise DataError(f"tinyimagenet: cannot read {path} ({err.strerror or err})") from None
+
+
+def _plain_name(name: str) -> bool:
+    """Whether ``name`` names an entry of a folder (never another folder: no separators, no
+    ``..``, nothing absolute)."""
+    return (name not in ("", ".", "..") and "/" not in name and "\\" not in name and name.isprintable()
+            and len(name) <= 255)
+
+
+def _read_wnids(path: Path) -> list[str]:
+    """The class names of ``wnids.txt``, one a line: each a plain folder name (WordNet ids such
+    as n01443537), no two alike."""
+    wnids = [w.strip() for w in _text(path).split() if w.strip()]
+    if not wnids:
+        raise DataError(f"tinyimagenet: {path} names no class. {TINY_IMAGENET_HOW}")
+    seen: set[str] = set()
+    for n, w in enumerate(wnids, 1):
+        if not _plain_name(w):
+            raise DataError(f"tinyimagenet: {path}: class {n} is {brief(w)}, not a folder name (WordNet ids such "
+                            "as n01443537 name the folders under train/)")
+        if w in seen:
+            raise DataError(f"tinyimagenet: {path}: class {brief(w)} is listed twice")
+        seen.add(w)
+    return wnids
+
+
+def _read_cache(cache: Path, classes: int) -> Optional[tuple[np.ndarray, ...]]:
+    """The decoded arrays of ``dendrisim-cache.npz`` when the file holds what
+    :func:`tinyimagenet` writes (uint8 ``[N, 3, H, W]`` images of one size, labels in range);
+    None for a damaged or foreign cache, which is then decoded again. Never unpickles."""
+    import zipfile
+
+    names = ("x_train", "y_train", "x_test", "y_test")
+    try:
+        with np.load(cache, allow_pickle=False) as z:
+            arrays = tuple(z[n] for n in names)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error):
+        return None
+    x_tr, y_tr, x_te, y_te = arrays
+    for x, y in ((x_tr, y_tr), (x_te, y_te)):
+        if (x.dtype != np.uint8 or x.ndim != 4 or x.shape[1] != 3 or x.shape[1:] != x_tr.shape[1:] or y.ndim != 1
+                or y.dtype.kind not in "iu" or len(x) != len(y) or not len(y) or y.min() < 0 or y.max() >= classes):
+            return None
+    return x_tr, y_tr.astype(np.int64), x_te, y_te.astype(np.int64)
+
+
+#: the largest image a TinyImageNet folder may hold (its images are 64x64); larger ones are refused
+#: before they are decoded, so a decompression bomb costs nothing
+MAX_IMAGE_PIXELS = 4096 * 4096
+
+
 def _read_images(items: list[tuple[Path, int]]) -> tuple[np.ndarray, np.ndarray]:
-    """Decode JPEGs to ``[N, 3, H, W]`` uint8 (greyscale ones are converted to RGB)."""
-    from PIL import Image, UnidentifiedImageError
+    """Decode JPEGs to ``[N, 3, H, W]`` uint8 (greyscale ones are converted to RGB). An image's
+    size is checked from its header, before it is decoded."""
+    import warnings
+
+    from PIL import Image
 
     first = None
     out = None
     for k, (path, _) in enumerate(items):
         try:
-            with Image.open(path) as im:
-                arr = np.asarray(im.convert("RGB"))
-        except (OSError, UnidentifiedImageError) as err:
-            raise DataError(f"tinyimagenet: cannot read {path} ({err})") from None
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(path) as im:
+                    w, h = im.size
+                    if w * h > MAX_IMAGE_PIXELS:
+                        raise DataError(f"tinyimagenet: {path} claims {w}x{h} pixels, more than the "
+                                        f"{MAX_IMAGE_PIXELS:,} an image of the dataset may have (its images are "
+                                        "64x64); it was not decoded. Remove the file or replace it")
+                    if first is not None and (h, w) != first[:2]:
+                        raise DataError(f"tinyimagenet: {path} is {w}x{h}, the others {first[1]}x{first[0]}")
+                    arr = np.asarray(im.convert("RGB"))
+        except DataError:
+            raise
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+            raise DataError(f"tinyimagenet: {path} is refused as a decompression bomb ({err}); it was not decoded. "
+                            "Remove the file or replace it") from None
+        except Exception as err:  # noqa: BLE001 - PIL's decoders fail in many ways on a damaged file
+            raise DataError(f"tinyimagenet: cannot read {path} ({type(err).__name__}: {brief(str(err))}); the "
+                            "image is damaged or not an image: remove or replace it") from None
         if out is None:
             first = arr.shape
             out = np.empty((len(items), 3, *arr.shape[:2]), dtype=np.uint8)
@@ -252,4 +359,17 @@ def load_dataset(name: str, root: Optional[str], download: bool) -> ImageData:
     """Dataset ``name`` from ``root`` exactly (an error naming the folders looked in when it
     lacks the files), or, when ``root`` is None, from ``./data`` and the system's folders."""
     loader = DATASETS.get(name, path="task.dataset")
-    return loader(Path(root) if root else Path("data"), download, explicit=root is not None)
+    data = loader(Path(root) if root else Path("data"), download, explicit=root is not None)
+    check_sizes(name, data)
+    return data
+
+
+def check_sizes(name: str, data: ImageData) -> None:
+    """A DataError when the test images differ in shape from the training images (a network
+    reads one sample shape): named by dataset, folder and both shapes."""
+    if data.x_test is None or data.x_train.shape[1:] == data.x_test.shape[1:]:
+        return
+    where = f" in {data.folder}" if data.folder is not None else ""
+    raise DataError(f"{name}: the test images{where} have shape {list(data.x_test.shape[1:])} ([channels, height, "
+                    f"width]), the training images {list(data.x_train.shape[1:])}; a network reads one sample shape, "
+                    "so both splits must have it: replace the files of the split that differs")

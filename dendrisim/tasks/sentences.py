@@ -20,7 +20,8 @@ file gets a random vector ``U(-a, a)`` whose variance matches the known vectors
 (``unknown: random``, as Kim 2014 did with ``a = 0.25``) or zeros (``unknown: zero``).
 The vectors are read with gensim's ``KeyedVectors``: GloVe's header-less text format, the
 word2vec text format (with its ``count dim`` header), word2vec binary (``.bin``) or a
-saved ``KeyedVectors`` (``.kv``); their dimension is read from the file.
+saved ``KeyedVectors`` (``.kv``, a pickle: read only with ``task.trust_pickle: true``);
+their dimension is read from the file.
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ import numpy as np
 import torch
 
 from ..config.schema import opt
-from ..errors import DataError
+from ..errors import DataError, brief
 from .base import (TASKS, LabelTask, Split, Task, TaskOptions, check_encoding, decode_error, locate, read_text,
                    used_root)
 from .classification import split_indices
@@ -63,6 +64,8 @@ class SentenceOptions(TaskOptions):
                                  "latin-1, ... (any Python codec)")
     unknown: Literal["random", "zero"] = opt(
         "random", "vector of a training word missing from the vectors file: random (variance of the known vectors) or zero")
+    trust_pickle: bool = opt(False, "read a gensim .kv vectors file, a Python pickle that can run code: only for "
+                                    "a file you trust (text and .bin formats need no such trust)")
 
 
 _WHAT = {"vectors": "word vectors (GloVe text, word2vec text/binary or gensim .kv)",
@@ -107,24 +110,88 @@ def read_labelled(path: Path, encoding: str = "utf-8") -> tuple[list[str], list[
     return sentences, labels, "fasttext" if fasttext else "label sentence"
 
 
-def load_vectors(path: Path, encoding: str = "utf-8"):
-    """gensim KeyedVectors from GloVe text, word2vec text/binary (words in ``encoding``) or a
-    saved .kv file."""
+def pickle_refusal(path: Path) -> DataError:
+    """The error for a pickled vectors file read without ``task.trust_pickle``."""
+    return DataError(f"{path}: a gensim .kv file is a Python pickle, and unpickling it runs whatever code the file "
+                     "holds, so dendrisim does not read it unless you trust the file: set task.trust_pickle: true "
+                     "in the model's task block, or for this run only with --set task.trust_pickle=true. Formats "
+                     "read without pickle need no trust: GloVe text, word2vec text (.txt) or binary (.bin); gensim "
+                     "converts a .kv with KeyedVectors.load(PATH).save_word2vec_format('vectors.bin', binary=True)")
+
+
+def _header(path: Path, encoding: str) -> Optional[tuple[int, int]]:
+    """``(count, dim)`` of a word2vec header (text or binary), bounded by the file's size so
+    that a header claiming 10^12 words or dimensions is refused before anything is
+    allocated; None for a file without one (GloVe). Every vector takes at least
+    ``2 * dim`` bytes in text (a digit and a separator per value), ``4 * dim`` in binary."""
+    binary = path.suffix == ".bin"
+    try:
+        with open(path, "rb") if binary else open(path, encoding=encoding, errors="replace") as fh:
+            raw = fh.readline(1 << 16)
+        size = path.stat().st_size
+    except OSError as err:
+        raise DataError(f"{path}: cannot read word vectors ({err.strerror or err})") from None
+    head = (raw.decode("latin-1") if binary else raw).split()
+    if not (len(head) == 2 and all(t.isascii() and t.isdigit() for t in head)):
+        if binary:
+            raise DataError(f"{path}: a word2vec binary file starts with a 'count dim' line, this one with "
+                            f"{brief(raw[:60])}; expected word2vec binary (.bin), or give text vectors another suffix")
+        return None
+    count, dim = int(head[0]), int(head[1])
+    per_value = 4 if binary else 2
+    if count < 1 or dim < 1 or count * dim * per_value > size:
+        need = "is no vector" if count < 1 or dim < 1 else f"need at least {count * dim * per_value:,} bytes"
+        raise DataError(f"{path}: the header claims {count:,} words of {dim:,} dimensions, which {need}"
+                        f"; the file has {size:,} bytes. The header ('count dim' on the first line) is wrong or the "
+                        "file is cut short: fetch it again")
+    return count, dim
+
+
+def _finite(kv, path: Path):
+    """``kv`` when every vector is finite within float32's range; a DataError naming the first
+    word whose vector is not (NaN, Inf or a value that overflowed float32) otherwise."""
+    vectors = kv.vectors
+    for start in range(0, len(vectors), 1 << 16):  # in blocks: a large file's flags never sit in memory at once
+        with np.errstate(over="ignore"):
+            bad = ~np.isfinite(np.asarray(vectors[start:start + (1 << 16)], dtype=np.float32)).all(axis=1)
+        if not bad.any():
+            continue
+        i = start + int(np.argmax(bad))
+        raise DataError(f"{path}: the vector of {brief(kv.index_to_key[i])} (word {i + 1} of the file) holds NaN, "
+                        "Inf or a value beyond float32's range (±3.4e38); every value of a vectors file must be a "
+                        "finite number: fix or drop that line")
+    return kv
+
+
+def load_vectors(path: Path, encoding: str = "utf-8", *, trust_pickle: bool = False):
+    """gensim KeyedVectors from GloVe text, word2vec text/binary (words in ``encoding``) or,
+    with ``trust_pickle`` only, a saved .kv file (a pickle: see :func:`pickle_refusal`)."""
     from gensim.models import KeyedVectors
 
+    if path.suffix == ".kv":
+        if not trust_pickle:
+            raise pickle_refusal(path)
+        try:
+            kv = KeyedVectors.load(str(path))
+            if not isinstance(kv, KeyedVectors):
+                raise TypeError(f"it holds a {type(kv).__name__}")
+        except Exception as err:  # noqa: BLE001 - a damaged pickle fails in many ways
+            raise DataError(f"{path}: cannot read the gensim .kv file ({type(err).__name__}: {brief(str(err))}); "
+                            "the file is damaged or not a KeyedVectors file") from None
+        return _finite(kv, path)
+    header = _header(path, encoding)
     try:
-        if path.suffix == ".kv":
-            return KeyedVectors.load(str(path))
-        if path.suffix == ".bin":
-            return KeyedVectors.load_word2vec_format(str(path), binary=True, encoding=encoding)
-        with open(path, encoding=encoding, errors="replace") as fh:
-            head = fh.readline().split()
-        glove = not (len(head) == 2 and all(t.isdigit() for t in head))  # word2vec text starts 'count dim'
-        return KeyedVectors.load_word2vec_format(str(path), binary=False, no_header=glove, encoding=encoding)
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflowing value is reported below, by word
+            if path.suffix == ".bin":
+                kv = KeyedVectors.load_word2vec_format(str(path), binary=True, encoding=encoding)
+            else:
+                kv = KeyedVectors.load_word2vec_format(str(path), binary=False, no_header=header is None,
+                                                       encoding=encoding)
+        return _finite(kv, path)
     except UnicodeDecodeError:
         raise decode_error(path, encoding, scan=path.suffix != ".bin") from None
-    except (ValueError, EOFError, OSError) as err:
-        raise DataError(f"{path}: cannot read word vectors ({err}); expected GloVe text (word v1 v2 ...), "
+    except (ValueError, EOFError, OSError, IndexError) as err:
+        raise DataError(f"{path}: cannot read word vectors ({brief(str(err))}); expected GloVe text (word v1 v2 ...), "
                         "word2vec text or binary, or a gensim .kv file") from None
 
 
@@ -156,7 +223,8 @@ class SentenceClassification(LabelTask, Task):
     def vocabulary_spec(cls, options: SentenceOptions, data_root: Optional[str] = None) -> tuple[int, int]:
         corpus = cls._corpus(options, data_root)
         vectors_file = _resolve("vectors", options, data_root)
-        return len(cls._vocabulary(corpus["train"][0], options)), _vector_dim(vectors_file, options.encoding)
+        dim = _vector_dim(vectors_file, options.encoding, trust_pickle=options.trust_pickle)
+        return len(cls._vocabulary(corpus["train"][0], options)), dim
 
     @staticmethod
     def _corpus(options: SentenceOptions, data_root: Optional[str]) -> dict:
@@ -192,7 +260,7 @@ class SentenceClassification(LabelTask, Task):
         self.classes = corpus["classes"]
         self.words = self._vocabulary(tr_s, options)
         index = {w: i for i, w in enumerate(self.words)}
-        kv = load_vectors(_resolve("vectors", options, data_root), options.encoding)
+        kv = load_vectors(_resolve("vectors", options, data_root), options.encoding, trust_pickle=options.trust_pickle)
         self.vectors, self.coverage = self._embedding_matrix(kv, dtype)
         label_id = {c: i for i, c in enumerate(self.classes)}
         encode = lambda ss: self._encode(ss, index)  # noqa: E731
@@ -241,14 +309,17 @@ class SentenceClassification(LabelTask, Task):
 
 
 
-def _vector_dim(path: Path, encoding: str = "utf-8") -> int:
-    """Dimension of the vectors, from the header or the first line (without loading the file)."""
-    if path.suffix in (".kv", ".bin"):
-        return load_vectors(path, encoding).vector_size
+def _vector_dim(path: Path, encoding: str = "utf-8", *, trust_pickle: bool = False) -> int:
+    """Dimension of the vectors, from the header or the first line (without loading the file
+    but for a .kv)."""
+    if path.suffix == ".kv":
+        return load_vectors(path, encoding, trust_pickle=trust_pickle).vector_size
+    header = _header(path, encoding)
+    if header is not None:
+        return header[1]
     with open(path, encoding=encoding, errors="replace") as fh:
-        head = fh.readline().split()
-    if len(head) == 2 and all(t.isdigit() for t in head):
-        return int(head[1])
+        head = fh.readline(1 << 24).split()
     if len(head) < 2:
-        raise DataError(f"{path}: the first line {' '.join(head)!r} is not 'word v1 v2 ...' nor a 'count dim' header")
+        raise DataError(f"{path}: the first line {brief(' '.join(head))} is not 'word v1 v2 ...' nor a 'count dim' "
+                        "header")
     return len(head) - 1

@@ -201,6 +201,11 @@ class Forecasting(Task):
     @classmethod
     def check_options(cls, options: ForecastOptions, *, file: str) -> None:
         check_encoding(options.encoding, file=file)
+        if options.columns is not None and not options.columns:
+            from ..errors import ConfigError
+
+            raise ConfigError("[] names no column to read; list the columns (by header name or number, 1 is the "
+                              "first) or leave the key out to read every series", file=file, path="task.columns")
 
     @classmethod
     def data_spec(cls, options: ForecastOptions, data_root: Optional[str] = None):
