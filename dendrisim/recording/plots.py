@@ -137,6 +137,34 @@ def _step_axis(ax, label: Optional[str] = "training step") -> None:
         ax.set_xlabel(label)
 
 
+def _phase_starts(rec: Recording, *, epochs: bool = False) -> list[tuple[float, str]]:
+    """``(position, name)`` of every phase after the first (``training.phases``): on the step
+    axis just after the previous phase's last record (its last epoch's end), on the epoch
+    axis half an epoch before the phase's first."""
+    phases = rec.phases
+    if len(phases) < 2:
+        return []
+    if epochs:
+        return [(p["first_epoch"] - 0.5, p["name"]) for p in phases[1:]]
+    index, steps, starts = rec.phase, rec.steps, []
+    for i, p in enumerate(phases[1:], start=1):
+        if (index == i - 1).any():
+            starts.append((float(steps[np.flatnonzero(index == i - 1)[-1]]) + 0.5, p["name"]))
+        elif (index == i).any():
+            starts.append((float(steps[np.argmax(index == i)]), p["name"]))
+    return starts
+
+
+def _mark_phases(axes, starts: list[tuple[float, str]]) -> list:
+    """A dotted line at each phase start in every panel; the legend handles naming them."""
+    from matplotlib.lines import Line2D
+
+    for ax in axes:
+        for x, _ in starts:
+            ax.axvline(x, color="0.4", linestyle=":", linewidth=1.2, zorder=1)
+    return [Line2D([], [], color="0.4", linestyle=":", label=f"phase {name!r} starts") for _, name in starts]
+
+
 # ------------------------------------------------------------------------- learning curves
 def learning_curves_figure(rec: Recording, *, log: Log = _quiet):
     """One panel per metric (loss, accuracy, ...): train, validation and test against epoch."""
@@ -158,7 +186,9 @@ def learning_curves_figure(rec: Recording, *, log: Log = _quiet):
                 ax.plot(m["epoch"], m[f"{split}_{name}"], marker="o", markersize=4, label=label)
         ax.set_ylabel(name)
         _step_axis(ax, "epoch")
-        ax.legend(title="split", fontsize="small")
+    phases = _mark_phases(axes[0], _phase_starts(rec, epochs=True))
+    for ax in axes[0]:
+        ax.legend(handles=ax.get_legend_handles_labels()[0] + phases, title="split", fontsize="small")
     fig.suptitle(f"{run_title(rec)}\nlearning curves")
     return fig
 
@@ -216,9 +246,11 @@ def activity_figure(rec: Recording, *, log: Log = _quiet):
             ax.remove()
         axes[r, 0].set_ylabel(f"{pop} ({_kind(rec, pop)})")
     _label_lowest(axes, [len(p) for p in rows.values()], "training step")
+    phases = _mark_phases([ax for ax in axes.flat if ax.figure is not None], _phase_starts(rec))
     _legend_below(fig, [Line2D([], [], color="C0", label="signed mean"),
                         Line2D([], [], color="C3", linestyle="--", label="mean |x|"),
-                        Patch(color="C0", alpha=0.25, label="mean ± 1 std over " + "; ".join(sorted(pooled)))])
+                        Patch(color="C0", alpha=0.25, label="mean ± 1 std over " + "; ".join(sorted(pooled))),
+                        *phases])
     fig.suptitle(f"{run_title(rec)}\ncompartments over training")
     return fig
 
@@ -312,7 +344,6 @@ def _draw_alignment(ax, measure: str, lines: list[tuple], colour: dict) -> None:
         ax.set_ylim(0, 180)
     ax.set_ylabel(ALIGNMENT_PANELS.get(measure, measure))
     _step_axis(ax)
-    ax.legend(fontsize="small")
 
 
 def alignment_figure(rec: Recording, *, log: Log = _quiet):
@@ -338,6 +369,9 @@ def alignment_figure(rec: Recording, *, log: Log = _quiet):
     fig, axes = _pyplot().subplots(1, len(drawn), figsize=(5.2 * len(drawn), 4.2), squeeze=False, layout="constrained")
     for ax, (measure, lines) in zip(axes[0], drawn.items()):
         _draw_alignment(ax, measure, lines, colour)
+    handles = {h.get_label(): h for ax in axes[0] for h in ax.get_legend_handles_labels()[0]}
+    _legend_below(fig, list(handles.values()), title="projection (colour) and source (solid: measured by "
+                  "training.alignment; dashed: from the recorded feedback and weight matrices)", ncol=4)
     fig.suptitle(f"{run_title(rec)}\nagainst backprop")
     return fig
 
