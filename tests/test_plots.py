@@ -4,8 +4,6 @@ Recordings come from tiny runs: the MLP with its alignment measured and feedback
 one-layer network (every feedback angle NaN), the MLP under euler dynamics and a microcircuit
 with interneurons."""
 import math
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import pytest
 from conftest import MLP, model
 from dendrisim.builder import load_experiment
 from dendrisim.errors import ConfigError
+from dendrisim.plot import main
 from dendrisim.populations import InterneuronPopulation, PyramidalPopulation
 from dendrisim.recording import open_recording
 from dendrisim.recording import plots
@@ -213,11 +212,10 @@ def test_heatmap_names_its_axes_and_refuses_what_was_not_recorded(runs):
 
 
 @pytest.mark.parametrize("fmt", ["png", "pdf", "svg"])
-def test_the_command_writes_each_format(runs, tmp_path, fmt):
-    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "plot_recording.py"), str(runs["one_layer"]),
-                           "--out", str(tmp_path), "--format", fmt], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    made = [Path(p) for p in proc.stdout.split()]
+def test_the_command_writes_each_format(runs, tmp_path, fmt, capsys):
+    assert main([str(runs["one_layer"]), "--out", str(tmp_path), "--format", fmt]) == 0
+    out, err = capsys.readouterr()
+    made = [Path(p) for p in out.split()]
     assert {p.name for p in made} == {f"{n}.{fmt}" for n in ("learning_curves", "activity", "heatmap_out_rate",
                                                               "alignment")}
     for p in made:
@@ -228,13 +226,27 @@ def test_the_command_writes_each_format(runs, tmp_path, fmt):
             assert data[:5] == b"%PDF-" and b"%%EOF" in data[-32:]
         else:
             assert ET.fromstring(data).tag == "{http://www.w3.org/2000/svg}svg"
-    notes = proc.stderr.splitlines()
+    notes = err.splitlines()
     assert notes == ["note: activity: left out out.basal, out.apical, out.error (not recorded; see the model file's "
                      "recording.populations)",
                      "note: alignment: left out input->out feedback_angle, the feedback_angle panel (NaN throughout)"]
 
 
-def test_an_unknown_format_is_refused(runs, tmp_path):
-    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "plot_recording.py"), str(runs["one_layer"]),
-                           "--out", str(tmp_path), "--format", "jpg"], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 2 and "invalid choice: 'jpg'" in proc.stderr and not any(tmp_path.iterdir())
+def test_an_unknown_format_or_population_is_refused(runs, tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main([str(runs["one_layer"]), "--out", str(tmp_path), "--format", "jpg"])
+    assert stop.value.code == 2 and "invalid choice: 'jpg'" in capsys.readouterr().err
+    assert main([str(runs["one_layer"]), "--out", str(tmp_path), "--population", "h1"]) == 2
+    assert capsys.readouterr().err == (f"error: {runs['one_layer']} holds no 'rate' of population 'h1' for the "
+                                       "heatmap (--population, --variable); it records out: rate, soma\n")
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_title_falls_back_to_the_root_attributes_when_model_yaml_is_unreadable(runs, tmp_path):
+    path = tmp_path / "recording.h5"
+    path.write_bytes(runs["one_layer"].read_bytes())
+    with h5py.File(path, "a") as f:
+        f.attrs["model_yaml"] = "a: &x [*x"
+        f.attrs["seed"] = 11
+    fig, _ = build(path, "learning_curves")
+    titled(fig, "one_layer · rule dll · seed 11")

@@ -10,12 +10,12 @@ NaN throughout) are left out, and ``log`` gets one line per figure saying which 
 """
 from __future__ import annotations
 
+import functools
 import warnings
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
 import numpy as np
-import yaml
 
 from ..errors import ConfigError
 from .reader import Recording
@@ -54,9 +54,17 @@ def _integer_ticks(axis) -> None:
 
 def _model(rec: Recording) -> dict:
     """The run's resolved model file from the root attribute ``model_yaml`` ({} when unreadable)."""
+    return _parse_model(str(rec.attrs.get("model_yaml", "") or "{}"), str(rec.path))
+
+
+@functools.lru_cache(maxsize=4)
+def _parse_model(text: str, file: str) -> dict:
+    """Parsed within the model files' limits (a recording is a file dendrisim reads)."""
+    from ..config.loader import load_yaml_text
+
     try:
-        model = yaml.safe_load(rec.attrs.get("model_yaml", "") or "{}")
-    except yaml.YAMLError:
+        model = load_yaml_text(text, file=file, path="model_yaml")
+    except ConfigError:
         return {}
     return model if isinstance(model, dict) else {}
 
