@@ -250,3 +250,14 @@ def test_a_title_falls_back_to_the_root_attributes_when_model_yaml_is_unreadable
         f.attrs["seed"] = 11
     fig, _ = build(path, "learning_curves")
     titled(fig, "one_layer · rule dll · seed 11")
+
+
+def test_one_epoch_still_gets_whole_epoch_ticks(runs, tmp_path):
+    path = tmp_path / "recording.h5"
+    path.write_bytes(runs["one_layer"].read_bytes())
+    with h5py.File(path, "a") as f:
+        f["metrics/epoch"].resize(1, axis=0)  # the reader keeps the rows every metric holds: one epoch
+    fig, _ = build(path, "learning_curves")
+    for ax in panels(fig):
+        assert len(ax.lines[0].get_xdata()) == 1
+        assert_integer_ticks(ax.xaxis)

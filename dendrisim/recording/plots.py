@@ -49,7 +49,7 @@ def _integer_ticks(axis) -> None:
     """Ticks at whole numbers only (epochs and steps are counted)."""
     from matplotlib.ticker import MaxNLocator
 
-    axis.set_major_locator(MaxNLocator(integer=True))
+    axis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
 
 
 def _model(rec: Recording) -> dict:
