@@ -18,7 +18,8 @@ def parser(prog: str = "plot_recording.py") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=__doc__)
     p.add_argument("file", type=Path, help="recording.h5 (or the run directory holding it)")
     p.add_argument("--out", type=Path, help="folder for the figures (default: plots/ beside the file)")
-    p.add_argument("--population", help="population of the heatmap (default: the first recorded)")
+    p.add_argument("--population",
+                   help="population of the heatmap (default: the first recorded, in the model file's order)")
     p.add_argument("--variable", default="rate", help="variable of the heatmap (default: rate)")
     p.add_argument("--format", choices=FORMATS, default="png",
                    help="file format of the figures: png, pdf or svg (default: png)")

@@ -261,3 +261,18 @@ def test_one_epoch_still_gets_whole_epoch_ticks(runs, tmp_path):
     for ax in panels(fig):
         assert len(ax.lines[0].get_xdata()) == 1
         assert_integer_ticks(ax.xaxis)
+
+
+def test_rows_follow_the_model_files_order_of_populations(runs, tmp_path):
+    import yaml
+
+    path = tmp_path / "recording.h5"
+    path.write_bytes(runs["mlp"].read_bytes())
+    with h5py.File(path, "a") as f:  # h2 listed before h1: HDF5 itself lists groups alphabetically
+        spec = yaml.safe_load(f.attrs["model_yaml"])
+        spec["populations"] = {k: spec["populations"][k] for k in ("input", "h2", "h1", "out")}
+        f.attrs["model_yaml"] = yaml.safe_dump(spec, sort_keys=False)
+    fig, _ = build(path, "activity")
+    assert [ax.get_ylabel() for ax in panels(fig) if ax.get_ylabel()] == ["h2 (pyramidal)", "h1 (pyramidal)"]
+    with open_recording(path) as rec:
+        assert plots.heatmap_population(rec, None, "rate") == "h2"

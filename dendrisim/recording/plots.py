@@ -92,6 +92,13 @@ def _kind(rec: Recording, population: str) -> str:
     return "interneuron" if {"dendrite", "nudging"} & set(recorded) else "pyramidal"
 
 
+def _recorded(rec: Recording) -> dict[str, list[str]]:
+    """``{population: recorded variables}`` in the model file's order of populations (the
+    file's own order, alphabetical, for those the model file does not list)."""
+    recorded, order = rec.populations, list(_model(rec).get("populations") or {})
+    return {p: recorded[p] for p in sorted(recorded, key=lambda p: (order.index(p) if p in order else len(order), p))}
+
+
 def _panels(rec: Recording, population: str, among: Optional[tuple[str, ...]] = None
             ) -> tuple[list[str], list[str]]:
     """(the variables recorded for the population, of ``among`` if given, in its type's order;
@@ -206,7 +213,7 @@ def _activity_rows(rec: Recording, log: Log) -> tuple[dict, set[str]]:
     """``{population: {variable: stats}}`` of every recorded compartment with data, and what
     the shaded bands pool."""
     rows, missing, empty, pooled = {}, [], [], set()
-    for pop in rec.populations:
+    for pop in _recorded(rec):
         drawn, lacking = _panels(rec, pop)
         missing += lacking
         for var in drawn:
@@ -281,7 +288,7 @@ def _per_neuron(rec: Recording, population: str, variable: str) -> np.ndarray:
 def heatmap_population(rec: Recording, population: Optional[str], variable: str) -> Optional[str]:
     """The population of the heatmap: the one asked for, or the first recorded with ``variable``
     (None when none is); asking for one that was not recorded with ``variable`` is an error."""
-    recorded = rec.populations
+    recorded = _recorded(rec)
     if population is not None and variable not in recorded.get(population, []):
         held = "; ".join(f"{p}: {', '.join(vs)}" for p, vs in recorded.items()) or "nothing"
         raise ConfigError(f"{rec.path} holds no {variable!r} of population {population!r} for the heatmap "
@@ -390,7 +397,7 @@ def _traces(rec: Recording, sample: int, neurons: int, log: Log) -> dict[str, di
     compartments of one sample in the last record, the first ``neurons`` neurons, each
     population's in its type's order; those NaN throughout left out (said in ``log``)."""
     rows, empty = {}, []
-    for pop in rec.populations:
+    for pop in _recorded(rec):
         drawn, _ = _panels(rec, pop, PRESENTED)
         for var in drawn:
             ds = rec.file[f"populations/{pop}/{var}"]
