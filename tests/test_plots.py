@@ -224,6 +224,7 @@ def test_the_command_writes_each_format(runs, tmp_path, fmt, capsys):
             assert data[:8] == b"\x89PNG\r\n\x1a\n"
         elif fmt == "pdf":
             assert data[:5] == b"%PDF-" and b"%%EOF" in data[-32:]
+            assert b"/FontFile2" in data and b"/Type3" not in data  # TrueType fonts, as journals ask
         else:
             assert ET.fromstring(data).tag == "{http://www.w3.org/2000/svg}svg"
     notes = err.splitlines()

@@ -462,10 +462,14 @@ def figures(rec: Recording, *, population: Optional[str] = None, variable: str =
 
 def save(fig, path: Path) -> Path:
     """Write one figure (format from the file's extension) and close it: the one place a figure
-    goes to disk."""
+    goes to disk. A PDF embeds its fonts as TrueType (Type 42), which journals accept, not
+    matplotlib's default Type 3."""
+    import matplotlib
+
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        fig.savefig(path, dpi=150)
+        with matplotlib.rc_context({"pdf.fonttype": 42}):
+            fig.savefig(path, dpi=150)
     finally:
         _pyplot().close(fig)
     return path
