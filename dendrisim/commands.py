@@ -47,7 +47,7 @@ COMMANDS: dict[str, Command] = {
                        "compare_rules.py"),
     "results": Command("dendrisim.results", "run (or collect) the comparisons behind the results tables",
                        "results.py"),
-    "plot": Command("dendrisim.plot", "write PNG figures from a recording", "plot_recording.py"),
+    "plot": Command("dendrisim.plot", "write figures (PNG, PDF, SVG) from a recording", "plot_recording.py"),
     "export": Command("dendrisim.export", "write a run's recording as a Neurodata Without Borders (NWB) file",
                       "export_nwb.py"),
     "sample": Command("dendrisim.sample", "generate text from a trained char-level language model", "sample.py"),

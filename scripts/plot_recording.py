@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Write PNG figures from a dendrisim recording: ``dendrisim plot`` (dendrisim/plot.py;
+"""Write figures (PNG, PDF or SVG) from a dendrisim recording: ``dendrisim plot`` (dendrisim/plot.py;
 ``python scripts/plot_recording.py --help``)."""
 import sys
 from pathlib import Path
