@@ -239,7 +239,7 @@ class Trainer:
     # ------------------------------------------------------------------ what observers read
     @property
     def recorder(self):
-        """The open recording's :class:`~dendrisim.recording.recorder.Recorder` (None: none)."""
+        """The open recording's ``Recorder`` (None: none)."""
         return self.recording.recorder
 
     @recorder.setter
