@@ -3,7 +3,8 @@
 # (-n, nitpicky: a broken anchor is an error), the gallery's examples run during the build
 # (sphinx-gallery), into a temporary folder that is removed afterwards. Exits non-zero on any
 # warning, and when a built page loads a script or stylesheet from the network (the site,
-# MathJax included, works offline). Needs the 'docs' extra (pip install -e '.[docs]'); .ci/run calls this after the tests.
+# MathJax included, works offline). Needs the 'docs' extra (pip install -e '.[docs]'); .ci/run
+# calls this after the tests.
 #   .ci/docs.sh            build and discard
 #   .ci/docs.sh OUTDIR     build into OUTDIR and keep it
 set -euo pipefail

@@ -46,15 +46,11 @@ autodoc_default_options = {"members": True, "undoc-members": False, "show-inheri
 # those projects' inventories over the network at every build, and the site builds offline.
 nitpicky = True
 nitpick_ignore = [
-    ("py:class", "torch.Tensor"),          # PyTorch
-    ("py:class", "torch.nn.Module"),
-    ("py:class", "torch.nn.modules.module.Module"),
-    ("py:class", "torch.device"),
-    ("py:class", "numpy.ndarray"),         # NumPy
-    ("py:class", "nx.DiGraph"),            # networkx, as the type hints import it
-    ("py:class", "networkx.DiGraph"),
-    ("py:class", "h5py.File"),             # h5py
-    ("py:class", "pathlib.Path"),          # the standard library's, also without intersphinx
+    ("py:class", "torch.Tensor"),                    # PyTorch
+    ("py:class", "torch.nn.modules.module.Module"),  # torch.nn.Module, as autodoc names it
+    ("py:class", "numpy.ndarray"),                   # NumPy
+    ("py:class", "nx.DiGraph"),                      # networkx, as the type hints import it
+    ("py:class", "pathlib.Path"),                    # the standard library's, also without intersphinx
     ("py:class", "Path"),
 ]
 
