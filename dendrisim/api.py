@@ -144,7 +144,7 @@ class Trainer(_LoopTrainer):
         return step.metrics()["loss"]
 
     def evaluate(self, split: Union[str, Split] = "test") -> dict[str, float]:
-        """The metrics of a split: ``"train"``, ``"val"`` or ``"test"`` (or a :class:`Split`)."""
+        """The metrics of a split: ``"train"``, ``"val"`` or ``"test"`` (or a :class:`~dendrisim.tasks.base.Split`)."""
         if isinstance(split, str):
             splits = {"train": self.task.train, "val": self.task.val, "test": self.task.test}
             if splits.get(split) is None:

@@ -22,7 +22,10 @@ import dataclasses
 import importlib
 import io
 import os
+import re
+import shutil
 import sys
+import textwrap
 from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,41 +139,101 @@ def rules_parser(prog: str = "dendrisim rules") -> argparse.ArgumentParser:
     return p
 
 
-def describe_rule(name: str) -> str:
-    """A rule's entry in ``dendrisim rules``: origin, summary, settling schemes, options, tunables."""
+_ROLE = re.compile(r":[a-z]+(?::[a-z]+)?:`([^`]*)`")  # :class:`x`, :py:meth:`x`, :math:`x`
+_LITERAL = re.compile(r"``(.+?)``|`([^`]+)`")
+
+
+def _role_text(match: re.Match) -> str:
+    text = match.group(1)
+    label = re.fullmatch(r"(.*?)\s*<[^>]*>", text, flags=re.S)  # :doc:`the label <target>`
+    if label:
+        return label.group(1)
+    return text[1:].rsplit(".", 1)[-1] if text.startswith("~") else text  # ~a.b.C shows C
+
+
+def plain_text(rst: str) -> str:
+    """A docstring's reStructuredText as plain text on one line: roles become their text
+    (:class:`~a.B` -> B, :math:`x^2` -> x^2), ``code`` and `x` lose their quotes, and
+    line breaks and indentation collapse into single spaces."""
+    text = _ROLE.sub(_role_text, rst)
+    text = _LITERAL.sub(lambda m: m.group(1) or m.group(2), text)
+    return " ".join(text.split())
+
+
+def docstring_summary(doc: Optional[str]) -> str:
+    """The first paragraph of a docstring as plain text; one that ends with a colon (it
+    introduces an equation or a list that a terminal cannot show) ends with a full stop."""
+    first = plain_text((doc or "").strip().split("\n\n")[0])
+    return first[:-1] + "." if first.endswith(":") else first
+
+
+def _width() -> int:
+    return max(60, min(100, shutil.get_terminal_size((100, 24)).columns))
+
+
+def _fill(text: str, *, indent: int, hang: Optional[int] = None, keep: Sequence[str] = ()) -> str:
+    """``text`` wrapped to the terminal (at most 100 columns), the first line indented by
+    ``indent`` spaces, the others by ``hang``; no line break inside any string of ``keep``."""
+    for item in keep:
+        text = text.replace(item, item.replace(" ", "\u00a0"))
+    lines = textwrap.wrap(text, width=_width(), initial_indent=" " * indent,
+                          subsequent_indent=" " * (indent if hang is None else hang), break_long_words=False,
+                          break_on_hyphens=False)
+    return "\n".join(lines).replace("\u00a0", " ")
+
+
+def rule_facts(name: str) -> dict:
+    """What ``dendrisim rules`` says of rule ``name``, as plain data (JSON-ready): origin,
+    summary, settling schemes, options with their defaults and docs, tunables. Asks the live
+    registry (imports PyTorch); :func:`format_rule` lays it out."""
     from .settling import schemes_of
     from .plasticity import RULES
     from .plugins import ORIGIN
     from .reference import default_text
 
     cls = RULES.get(name)
-    doc = (cls.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
-    lines = [f"{name}  ({ORIGIN.get(name, cls.__module__)})", f"  {doc}" if doc else "  (no docstring)",
-             f"  settling schemes: {', '.join(schemes_of(cls))}; "
-             f"{'per projection or network-wide' if cls.per_projection else 'network-wide only'}",
-             "  options (plasticity.KEY):"]
     fields = [f for f in dataclasses.fields(cls.Options) if f.name != "rule"]
-    width = max((len(f.name) for f in fields), default=0)
-    for f in fields:
-        lines.append(f"    {f.name:<{width}}  default {default_text(f)}: {f.metadata.get('doc', '')}".rstrip(": "))
     tunables = [f"plasticity.{key} {spec[0]:g}..{spec[1]:g}" + (f" ({spec[2]})" if len(spec) > 2 else "")
                 for key, spec in dict(cls.tunables).items()]
-    lines.append("  tunables (dendrisim compare --tune): " + ", ".join(["optimizer.lr (file's lr /10..x10, log)",
-                                                                        *tunables]))
+    return {"name": name, "origin": ORIGIN.get(name, cls.__module__), "summary": docstring_summary(cls.__doc__),
+            "schemes": schemes_of(cls), "per_projection": bool(cls.per_projection),
+            "options": [[f.name, default_text(f), plain_text(f.metadata.get("doc", ""))] for f in fields],
+            "tunables": ["optimizer.lr (file's lr /10..x10, log)", *tunables]}
+
+
+def format_rule(facts: dict) -> str:
+    """A rule's entry in ``dendrisim rules``, in plain text wrapped to the terminal (no PyTorch)."""
+    lines = [f"{facts['name']}  ({facts['origin']})", _fill(facts["summary"] or "(no docstring)", indent=2),
+             _fill(f"settling schemes: {', '.join(facts['schemes'])}; "
+                   f"{'per projection or network-wide' if facts['per_projection'] else 'network-wide only'}", indent=2),
+             "  options (plasticity.KEY):"]
+    width = max((len(option[0]) for option in facts["options"]), default=0)
+    for key, default, doc in facts["options"]:
+        entry = f"{key:<{width}}  default {default}: {doc}"
+        lines.append(_fill(entry.rstrip(": "), indent=4, hang=6 + width, keep=[f"default {default}"]))
+    items = facts["tunables"]
+    lines.append(_fill("tunables (dendrisim compare --tune): " + ", ".join(items), indent=2, hang=4,
+                       keep=["(dendrisim compare --tune)", *items]))
     return "\n".join(lines)
 
 
-#: the built-in rules' entries as ``dendrisim rules`` prints them, written by
+def describe_rule(name: str) -> str:
+    """A rule's entry in ``dendrisim rules``, in plain text wrapped to the terminal: origin,
+    summary, settling schemes, options, tunables."""
+    return format_rule(rule_facts(name))
+
+
+#: the built-in rules' :func:`rule_facts`, written by
 #: ``python -m dendrisim.commands --update-rules`` (tests/test_startup.py holds it to the live
 #: registry), so that listing them needs no PyTorch
 CATALOGUE = Path(__file__).resolve().parent / "rules_catalogue.json"
 
 
-def rules_catalogue() -> dict[str, str]:
-    """Every built-in rule's entry, from the registry itself (imports PyTorch)."""
+def rules_catalogue() -> dict[str, dict]:
+    """Every built-in rule's facts, from the registry itself (imports PyTorch)."""
     from .plugins import BUILTIN
 
-    return {name: describe_rule(name) for name in sorted(BUILTIN)}
+    return {name: rule_facts(name) for name in sorted(BUILTIN)}
 
 
 def _catalogued(names: Sequence[str]) -> Optional[list[str]]:
@@ -189,8 +252,8 @@ def _catalogued(names: Sequence[str]) -> Optional[list[str]]:
         if catalogue.get("version") != version() or not isinstance(catalogue.get("rules"), dict):
             return None
         rules = catalogue["rules"]
-        return [rules[name] for name in (names or sorted(rules))]
-    except (OSError, ValueError, KeyError, AttributeError):
+        return [format_rule(rules[name]) for name in (names or sorted(rules))]
+    except (OSError, ValueError, KeyError, AttributeError, TypeError):
         return None
 
 

@@ -2,14 +2,14 @@
 
 The output population's activation fixes the loss (see ``Activation.canonical_loss``):
 
-=========  =====================  =====================================
+=========  ======================  =====================================
 output f   loss (mean over batch)  somatic error δ_out = -B · ∂L/∂soma
-=========  =====================  =====================================
+=========  ======================  =====================================
 softmax    cross-entropy           t − rate
 sigmoid    binary cross-entropy    t − rate
 linear     ½‖t − rate‖²            t − rate
 other      ½‖t − rate‖²            f'(soma) ⊙ (t − rate)
-=========  =====================  =====================================
+=========  ======================  =====================================
 
 The apical compartment of the output receives the teacher signal ``t − rate``.
 """

@@ -54,7 +54,7 @@ class Network(nn.Module):
     A microcircuit (:attr:`circuit`) adds interneuron populations, which integrate their
     dendrite in the same order, and projections onto apical compartments and interneurons'
     somata. Basal projections alone form the feedforward graph: :attr:`incoming` and
-    :attr:`outgoing` hold them only (so the forward pass, the steady sweep and every rule's
+    ``outgoing`` hold them only (so the forward pass, the steady sweep and every rule's
     feedback see the feedforward network), :attr:`apical_in` and :attr:`somatic_in` the others,
     which the settling scheme sums (``dendrisim.projections.explicit_drive``).
     """

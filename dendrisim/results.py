@@ -35,8 +35,8 @@ page's markers for the suite (``<!-- results SUITE: begin ... -->``) and the JSO
 ``results.json`` (the first one found from the page's folder upward: the repository's).
 
 Besides the metric each task is tuned for, the tables show next-character accuracy beside
-bits per character and MSE and MAE beside RSE (the metrics of Lv et al. 2025's tables, as
-issue #21 names them); a stored result that lacks one shows "—".
+bits per character and MSE and MAE beside RSE (the metrics of Lv et al. 2025's tables); a
+stored result that lacks one shows "—".
 """
 from __future__ import annotations
 
@@ -334,9 +334,38 @@ def fmt(values: list[float], percent: bool) -> str:
     return f"{statistics.mean(values) * scale:{spec}} ± {statistics.stdev(values) * scale:.2g}{unit}"
 
 
+#: options whose value is a file the reader makes in the working folder (the page says how)
+_LOCAL_FILES = ("--text", "--series")
+
+
+def shown_command(command: str) -> str:
+    """The stored command of a report as a page shows it, to be rerun from the root of a
+    checkout: input files by name (made in the working folder as the page describes), no
+    ``--out`` (where the runs went on the machine that made them; the results do not depend
+    on it) and ``--update docs/results.md``, the one page that holds these tables."""
+    words = []
+    for word in shlex.split(command):  # --key=value as two words
+        words += word.split("=", 1) if word.startswith("--") and "=" in word else [word]
+    shown, i = [], 0
+    while i < len(words):
+        word, has_value = words[i], i + 1 < len(words)
+        if has_value and word == "--out":
+            i += 2
+        elif has_value and word in _LOCAL_FILES:
+            shown += [word, Path(words[i + 1]).name]
+            i += 2
+        elif has_value and word == "--update":
+            shown += [word, "docs/results.md"]
+            i += 2
+        else:
+            shown.append(word)
+            i += 1
+    return shlex.join(shown)
+
+
 def render(report: dict) -> str:
     m = report["machine"]
-    lines = [f"Made by `{report['command']}` on {m['date']}: {m['cpu']}, {m['cores']} cores, torch {m['torch']}, "
+    lines = [f"Made by `{shown_command(report['command'])}` on {m['date']}: {m['cpu']}, {m['cores']} cores, torch {m['torch']}, "
              f"Python {m['python']}. Every contender of a table got the same tuning budget (Optuna's TPE sampler over "
              "the learning rate and the rule's declared tunables, trials scored on the validation split only) and "
              "was then trained for the same epochs with its best settings; the test metric is the epoch selected on "

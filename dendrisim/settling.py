@@ -69,7 +69,7 @@ presentation; ``online`` averages them over its steps. Euler is stable for
 ``dt·g/τ < 2`` (checked before any tensor exists).
 
 One name for one concept: a *settling scheme* (``dynamics.mode`` in the model file, this
-module ``dendrisim.settling``, the registry :data:`SCHEMES`).
+module ``dendrisim.settling``, the registry ``SCHEMES``).
 """
 from __future__ import annotations
 

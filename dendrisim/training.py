@@ -243,7 +243,7 @@ class Trainer:
     # ------------------------------------------------------------------ what observers read
     @property
     def recorder(self):
-        """The open recording's :class:`~dendrisim.recording.recorder.Recorder` (None: none)."""
+        """The open recording's ``Recorder`` (None: none)."""
         return self.recording.recorder
 
     @recorder.setter

@@ -238,7 +238,8 @@ def test_the_wheel_carries_every_subpackage_and_the_models_folder():
     assert tool["package-data"]["dendrisim.models"] == ["*.yaml"]
     assert meta["project"]["scripts"] == {"dendrisim": "dendrisim.commands:main"}
     assert meta["project"]["optional-dependencies"]["docs"] == [
-        "sphinx==9.0.4", "myst-parser==5.2.0", "sphinx-gallery==0.22.1", "furo==2025.12.19"]
+        "sphinx==9.0.4", "myst-parser==5.2.0", "sphinx-gallery==0.22.1", "furo==2025.12.19",
+        "sphinx-mathjax-offline==0.0.2"]  # MathJax shipped with the site (docs/conf.py)
     assert not (REPO / "dendrisim" / "models").exists()  # models/ is the one source
 
 

@@ -57,7 +57,7 @@ def test_the_shipped_rule_catalogue_is_the_live_registry():
 def test_rules_lists_the_catalogue_and_asks_the_registry_for_what_it_lacks(capsys, tmp_path):
     assert commands.main(["rules"]) == 0
     listed = capsys.readouterr().out
-    assert listed == "\n\n".join(commands.rules_catalogue().values()) + "\n"
+    assert listed == "\n\n".join(commands.describe_rule(name) for name in commands.rules_catalogue()) + "\n"
     assert commands.main(["rules", "nope"]) == 2  # not catalogued: the registry names the error
     assert "'nope' is not a known plasticity rule" in capsys.readouterr().err
     plugin = tmp_path / "myrule.py"
@@ -75,10 +75,14 @@ def test_rules_lists_the_catalogue_and_asks_the_registry_for_what_it_lacks(capsy
 
 def test_a_stale_or_damaged_catalogue_is_not_used(tmp_path, monkeypatch, capsys):
     stale = tmp_path / "rules_catalogue.json"
-    stale.write_text(json.dumps({"version": "0.0.0", "rules": {"dll": "dll  (stale)"}}))
+    facts = {**commands.rule_facts("dll"), "origin": "stale"}
+    stale.write_text(json.dumps({"version": "0.0.0", "rules": {"dll": facts}}))
     monkeypatch.setattr(commands, "CATALOGUE", stale)
     assert commands.main(["rules", "dll"]) == 0
     assert "(stale)" not in capsys.readouterr().out
+    stale.write_text(json.dumps({"version": dendrisim.__version__, "rules": {"dll": "not facts"}}))
+    assert commands.main(["rules", "dll"]) == 0
+    assert capsys.readouterr().out.startswith("dll  (dendrisim)")
     stale.write_text("{damaged")
     assert commands.main(["rules", "dll"]) == 0
     assert capsys.readouterr().out.startswith("dll  (dendrisim)")

@@ -6,7 +6,7 @@ from .base import Observer, Step
 
 
 class Alignment(Observer):
-    """``probe``: an :class:`~dendrisim.alignment.AlignmentProbe`; ``last``: its latest
+    """``probe``: an ``AlignmentProbe``; ``last``: its latest
     measures (``{projection: {measure: value}}``), which go into the epoch's metrics row.
 
     It runs after the recorder: measuring presents the probe batch, so the network no longer

@@ -36,7 +36,7 @@ def first_nonfinite(network, rule):
 
 
 class NanGuard(Observer):
-    """After every ``every``-th step of an epoch, raise :class:`NumericalError` naming the
+    """After every ``every``-th step of an epoch, raise :class:`~dendrisim.errors.NumericalError` naming the
     first population or projection variable that holds NaN or Inf (``every`` 0: never).
     The step is not recorded and no checkpoint holds it."""
 

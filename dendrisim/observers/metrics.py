@@ -62,7 +62,7 @@ class MetricsFile(Observer):
         self.check_finite(loop, row)
 
     def check_finite(self, loop, row: dict) -> None:
-        """An epoch whose metrics are not finite ends the run (a :class:`NumericalError`)."""
+        """An epoch whose metrics are not finite ends the run (a :class:`~dendrisim.errors.NumericalError`)."""
         bad = [k for k, v in row.items() if k.split("_")[0] in ("train", "val", "test")
                and isinstance(v, float) and not np.isfinite(v)]
         if not bad:

@@ -40,7 +40,7 @@ def rank_batch(loop, k: int) -> int:
 
 
 class Recording(Observer):
-    """Keeps ``recorder`` (a :class:`~dendrisim.recording.recorder.Recorder`, on rank 0 of a
+    """Keeps ``recorder`` (a ``Recorder``, on rank 0 of a
     run with ``recording.enabled``); ``resume_from``: the recording's position to continue
     from (a checkpoint's, or the last run's of this trainer)."""
 

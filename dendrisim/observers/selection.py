@@ -24,7 +24,7 @@ class Selection(Observer):
     """Watches ``val_<metric>`` (``higher``: whether larger is better).
 
     ``early_stopping``: the ``training.early_stopping`` block or None; after ``patience``
-    epochs without an improvement of more than ``min_delta``, :attr:`early_stopped` turns
+    epochs without an improvement of more than ``min_delta``, ``early_stopped`` turns
     True and the loop ends the run as finished. ``keep_best``: keep the best epoch's
     weights (``training.select_best``) and put them back in the network at the end. Epochs
     of a phase without a teacher (``training.phases``) are neither selected nor counted: their

@@ -18,7 +18,7 @@ class FinalWeights(Observer):
     """At the stop of a finished run (no stop, no failure): rank 0 writes the network's and
     the rule's state to ``weights.pt`` atomically, then ``outcome.complete`` turns True. A
     failed write stops the run with the error (``loop.failure``); non-finite weights are a
-    :class:`NumericalError` and nothing is written."""
+    :class:`~dendrisim.errors.NumericalError` and nothing is written."""
 
     def __init__(self, *, file: str):
         self.file = file

@@ -170,7 +170,7 @@ class PlasticityRule(nn.Module):
                             self.feedback_gain(proj)) for proj in network.outgoing[pop.name] if self.feeds_back(proj)])
 
     # ----- the apical input ------------------------------------------------------------
-    #: the iterative inference the rule declares (pc's :class:`Relaxation`), which the steady
+    #: the iterative inference the rule declares (pc's :class:`~dendrisim.plasticity.base.Relaxation`), which the steady
     #: scheme runs in place of its top-down sweep; None: the sweep
     relaxation: Optional[Relaxation] = None
 
