@@ -111,3 +111,17 @@ def pytest_terminal_summary(terminalreporter):
     if fuzz is not None and fuzz.COUNTS:
         for line in fuzz.summary().splitlines():
             terminalreporter.write_line(line)
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "slow(reason): over a few seconds on two cores; left out of the README's test command "
+        "(pyproject's addopts) and run by .ci/run as `python -m pytest -q -m slow`. The reason says why.")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every slow test says why it is slow (``@pytest.mark.slow(reason="...")``)."""
+    for item in items:
+        for mark in item.iter_markers("slow"):
+            if not str(mark.kwargs.get("reason", "")).strip():
+                raise pytest.UsageError(f"{item.nodeid}: @pytest.mark.slow needs reason=\"why it is slow\"")

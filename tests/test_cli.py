@@ -88,6 +88,7 @@ def test_check_prints_the_graph_without_data_or_training(tmp_path):
     assert proc.returncode == 2 and "projections[1].to: 'h9' is not a population" in proc.stderr
 
 
+@pytest.mark.slow(reason="runs the command in subprocesses")
 def test_recording_budget_refuses_to_start(tmp_path):
     out = tmp_path / "run"
     proc = simulate("--set", "recording={every: 1, max_gib: 0.001}", "--out", out)
@@ -98,6 +99,7 @@ def test_recording_budget_refuses_to_start(tmp_path):
     assert "recording: about" in ok.stdout and "budget 20.0 GiB" in ok.stdout
 
 
+@pytest.mark.slow(reason="trains several rules and seeds")
 def test_compare_rules_writes_a_table_and_curves(tmp_path):
     out = tmp_path / "cmp"
     proc = subprocess.run([sys.executable, str(REPO / "scripts" / "compare_rules.py"), str(REPO / "models" / "dll_mlp_digits.yaml"),

@@ -200,6 +200,7 @@ def test_run_from_any_folder_writes_under_its_recordings(tmp_path):
 
 
 # ----------------------------------------------------------------------------- threads
+@pytest.mark.slow(reason="runs the command in subprocesses with several thread settings")
 def test_threads_default_is_torchs_and_is_logged(tmp_path):
     env = {"OMP_NUM_THREADS": "2"}
     proc = dendrisim_cmd("run", "--dry-run", "--out", tmp_path / "run", env=env)

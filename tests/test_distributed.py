@@ -38,6 +38,7 @@ RULE_SETS = {"dll": ["--set", "plasticity.rule=dll"], "bp": ["--set", "plasticit
 
 
 @pytest.mark.parametrize("rule", RULE_SETS)
+@pytest.mark.slow(reason="starts two processes with a gloo group for each rule mix")
 def test_two_ranks_of_batch_b_equal_one_process_of_batch_2b(tmp_path, rule):
     single = subprocess.run([sys.executable, SIM, "--out", str(tmp_path / "one"), *COMMON,
                              "--set", "task.batch_size=32", *RULE_SETS[rule]],
@@ -62,6 +63,7 @@ def test_two_ranks_of_batch_b_equal_one_process_of_batch_2b(tmp_path, rule):
                                                                       "weights.pt"]
 
 
+@pytest.mark.slow(reason="launches torchrun twice (a run, then its resume)")
 def test_torchrun_launch_and_resume(tmp_path):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", SIM]

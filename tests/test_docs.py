@@ -104,6 +104,7 @@ def blocks(page: Path, language: str) -> list[str]:
     return python_blocks(page.read_text(), language)
 
 
+@pytest.mark.slow(reason="trains the pages' runs and runs their blocks in fresh processes")
 def test_the_python_blocks_of_the_docs_pages_run(tmp_path):
     """The API page and the recordings how-to, each page's blocks in order in one fresh
     process from the repository root; what they write under recordings/ goes to a temporary
@@ -123,6 +124,7 @@ def test_the_python_blocks_of_the_docs_pages_run(tmp_path):
         assert "nan" not in proc.stdout.lower(), proc.stdout
 
 
+@pytest.mark.slow(reason="trains the page's circuit and runs its block in a fresh process")
 def test_the_microcircuit_page_model_loads_and_its_recording_example_runs(tmp_path):
     """docs/howto/microcircuit.md: its model file is a valid circuit under the euler scheme,
     and its Python block reads the recording of a short run of that file."""

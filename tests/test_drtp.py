@@ -102,6 +102,7 @@ def test_drtp_uses_only_documented_hooks():
     assert "step" not in methods and "settle" not in methods and "top_down" not in methods
 
 
+@pytest.mark.slow(reason="trains digits for several epochs in a subprocess")
 def test_drtp_from_the_page_learns_digits(tmp_path):
     """Direct random target projection as a plugin file: 10 epochs of the default digits model
     reach well over 85% test accuracy (94.7% measured; chance is 10%)."""
@@ -115,6 +116,7 @@ def test_drtp_from_the_page_learns_digits(tmp_path):
 
 @pytest.mark.parametrize("name,mode", [("learned_feedback", "steady"), ("learned_feedback", "euler"),
                                        ("clipped_sweep", "steady")])
+@pytest.mark.slow(reason="trains each rule of the page in a subprocess under two schemes")
 def test_the_other_rules_of_the_page_train(tmp_path, name, mode):
     (tmp_path / f"{name}.py").write_text(page_files()[f"{name}.py"])
     extra = ["--set", "dynamics.mode=euler"] if mode == "euler" else []

@@ -69,6 +69,7 @@ def plugin_files(tmp_path_factory) -> list[str]:
     return sorted(str(p) for p in [*folder.glob("*.py"), *(REPO / "examples" / "rules").glob("*.py")])
 
 
+@pytest.mark.slow(reason="checks every shipped model under every rule (about 250 builds)")
 def test_every_shipped_model_checks_under_every_rule_with_its_recording_block(plugin_files, tmp_path):
     from test_shipped_models import DATA
 
@@ -99,6 +100,7 @@ def test_every_shipped_model_checks_under_every_rule_with_its_recording_block(pl
     assert "left out" not in dll["out"]
 
 
+@pytest.mark.slow(reason="a run in a fresh process")
 def test_the_default_model_trains_under_a_rule_without_feedback_and_records_what_it_can(plugin_files, tmp_path):
     rule = next(p for p in plugin_files if p.endswith("readout_only.py"))
     proc = subprocess.run([sys.executable, "-m", "dendrisim", "run", "--plugin", rule, "--set", "plasticity.rule=readout_only",

@@ -196,6 +196,7 @@ def test_resume_cuts_the_recording_back_to_the_checkpoint(reference, model_file,
 
 
 @pytest.mark.parametrize("size_k", [1400, 2000])  # here: the checkpoint's write fails, then the recording's
+@pytest.mark.slow(reason="mounts a small tmpfs, fills it, and trains an uninterrupted twin to compare with")
 def test_a_full_tmpfs_stops_cleanly_and_resumes_exactly(model_file, tmp_path, size_k):
     """A real full disk (a small tmpfs): exit 2 with the file named, no crash, and after
     the run directory is moved to a disk with space, --resume ends as the unbroken run."""
@@ -298,6 +299,7 @@ def test_a_damaged_weights_file_names_the_file(tmp_path, damage):
 
 
 # ---------------------------------------------------------------------------- one process per run directory
+@pytest.mark.slow(reason="starts runs in subprocesses, each importing torch")
 def test_a_second_process_on_the_same_run_directory_stops_at_once(model_file, tmp_path):
     out = tmp_path / "run"
     slow = [sys.executable, str(REPO / "scripts" / "simulate.py"), str(model_file), "--out", str(out),
@@ -433,6 +435,7 @@ def test_every_dataset_carries_a_checksum_and_damage_is_an_error_naming_it(refer
 
 
 @pytest.mark.parametrize("damage", ["empty", "garbage", "cut_at_5", "cut_at_40", "cut_at_95", "cut_open"])
+@pytest.mark.slow(reason="runs the command in a subprocess for each kind of damage")
 def test_a_damaged_recording_gives_one_paragraph_without_hanging(reference, tmp_path, damage):
     from dendrisim.recording.recover import lookup3
 

@@ -58,6 +58,9 @@ COUNTS: Counter = Counter()
 FAILURES: list[tuple[str, str, str, str]] = []
 SEED = int(os.environ.get("DENDRISIM_FUZZ_SEED", "20"))
 
+#: the fuzzer runs as its own step of .ci/run (and scripts/fuzz.py), not in the README's quick test command
+pytestmark = pytest.mark.slow(reason="the whole-stack fuzzer: about 2,000 generated cases through the command line")
+
 BASE = {
     "name": "fuzz",
     "task": {"type": "classification", "dataset": "digits", "batch_size": 16, "eval_batch_size": 512},

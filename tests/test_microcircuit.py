@@ -134,6 +134,7 @@ SELF_PREDICTING = dict(inputs=16, basal_std=2.0, std=0.5, dynamics={"steps": 10,
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.slow(reason="2000 presentations of a circuit on each of three seeds")
 def test_interneurons_learn_to_silence_the_apical_dendrite_for_every_input(seed):
     """The self-predicting state (Sacramento et al. 2018): from random weights, with no teacher
     and only the interneurons' dendrites and the lateral synapses learning, mean |v_A| falls at
@@ -155,6 +156,7 @@ def test_interneurons_learn_to_silence_the_apical_dendrite_for_every_input(seed)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.slow(reason="6000 presentations of a two-hidden-population circuit on each of three seeds")
 def test_two_hidden_populations_reach_the_self_predicting_state(seed):
     """The same with two hidden populations, each with its interneurons: mean |v_A| of each
     falls at least 20x for every one of the 64 inputs, and each interneuron population's rates

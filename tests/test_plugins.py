@@ -28,6 +28,7 @@ def simulate(*args, timeout=300) -> subprocess.CompletedProcess:
 
 
 # ----------------------------------------------------------------------------- the worked example
+@pytest.mark.slow(reason="trains and resumes in subprocesses")
 def test_the_example_rule_trains_from_the_command_line_and_resumes(tmp_path):
     out = tmp_path / "run"
     proc = simulate("--plugin", EXAMPLE, "--set", "plasticity.rule=sign_symmetry", "--epochs", "4", "--out", out)

@@ -9,7 +9,14 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 def test_readme_keeps_the_two_set_up_commands():
     text = README.read_text()
     assert "pip install -e . && python scripts/simulate.py\n" in text
-    assert "pip install -e '.[test,tune]' && python -m pytest -q\n" in text
+    assert "pip install -e '.[test,tune,nwb]' && python -m pytest -q\n" in text
+
+
+def test_ci_runs_the_readme_test_command_then_the_slow_tests():
+    ci = (README.parent / ".ci" / "run").read_text()
+    assert "-e '.[test,tune,docs,nwb]'" in ci
+    quick, slow = ci.index("python -m pytest -q\n"), ci.index("python -m pytest -q -m slow\n")
+    assert quick < slow
 
 
 def test_readme_says_which_torch_and_where_the_cpu_wheel_comes_from():

@@ -145,6 +145,7 @@ def _wait_for_epochs(out: Path, n: int, proc, timeout=120):
 
 
 @pytest.mark.parametrize("flush_every", [7, 1])
+@pytest.mark.slow(reason="kills a run in a subprocess at several moments")
 def test_sigkill_leaves_a_readable_file_with_valid_records(tmp_path, flush_every):
     """flush_every=1 flushes after every step, so the kill most likely lands mid-write."""
     out, proc = _start(tmp_path, flush_every=flush_every)

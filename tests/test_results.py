@@ -34,6 +34,7 @@ def tiny_suite(monkeypatch):
     return suite
 
 
+@pytest.mark.slow(reason="tunes and trains every contender of a small suite")
 def test_a_suite_tunes_every_contender_equally_and_writes_markdown_and_json(tiny_suite, tmp_path, capsys):
     readme = tmp_path / "results.md"
     begin, end = results.markers("tiny")
@@ -69,6 +70,7 @@ def test_a_suite_tunes_every_contender_equally_and_writes_markdown_and_json(tiny
     assert json.loads((tmp_path / "results.json").read_text()) == {"rules": {"kept": True}, "tiny": report}
 
 
+@pytest.mark.slow(reason="runs a small suite twice")
 def test_a_finished_contender_is_not_run_again(tiny_suite, tmp_path):
     out = tmp_path / "out"
     results.main(["--suite", "tiny", "--only", "digits", "--out", str(out)])

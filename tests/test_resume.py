@@ -57,6 +57,7 @@ def datasets(path: Path) -> dict:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+@pytest.mark.slow(reason="trains an interrupted run, its resume and an uninterrupted twin")
 def test_interrupted_and_resumed_equals_uninterrupted(reference, tmp_path, sig):
     out = tmp_path / "run"
     interrupt(out, sig)

@@ -235,6 +235,7 @@ def test_every_shipped_model_runs_two_steps_with_its_recording(tmp_path, monkeyp
             assert [p["name"] for p in json.loads(f.attrs["phases"])] == [p["name"] for p in phases]
 
 
+@pytest.mark.slow(reason="the shipped circuit's full 70 epochs")
 def test_the_digits_microcircuit_learns_to_95_percent_as_shipped(tmp_path, capsys):
     """Issue 23: models/microcircuit_digits.yaml, run exactly as shipped (its phases, its
     recording), reaches at least 95% test accuracy (about a minute on one core)."""
