@@ -8,13 +8,14 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from .errors import DendrisimError
+from .paths import path_arg
 from .recording.plots import plot_all
 
 
 def parser(prog: str = "plot_recording.py") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=__doc__)
-    p.add_argument("file", type=Path, help="recording.h5 (or the run directory holding it)")
-    p.add_argument("--out", type=Path, help="folder for the PNG files (default: plots/ beside the file)")
+    p.add_argument("file", type=path_arg("FILE"), help="recording.h5 (or the run directory holding it)")
+    p.add_argument("--out", type=path_arg("--out"), help="folder for the PNG files (default: plots/ beside the file)")
     p.add_argument("--population", help="population of the heatmap (default: the first recorded)")
     p.add_argument("--variable", default="rate", help="variable of the heatmap (default: rate)")
     return p

@@ -54,6 +54,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional, Sequence
 
+from .paths import path_arg
+
 ROOT = Path(__file__).resolve().parent.parent  # the checkout: scripts/compare_rules.py and models/ are there
 
 def markers(suite: str) -> tuple[str, str]:
@@ -443,10 +445,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     OUT/SUITE.json, and with ``--update PAGE`` the page's tables; returns the exit status."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--suite", default="rules", choices=sorted(SUITES), help="the suite to run (default: rules)")
-    p.add_argument("--out", type=Path, default=Path("reports/results"),
+    p.add_argument("--out", type=path_arg("--out"), default=Path("reports/results"),
                    help="folder for every contender's runs and SUITE.md, SUITE.json (default: reports/results)")
-    p.add_argument("--text", help="a UTF-8 text for the char-level language model")
-    p.add_argument("--series", help="a comma-separated series file for forecasting")
+    p.add_argument("--text", type=path_arg("--text", text=True), help="a UTF-8 text for the char-level language model")
+    p.add_argument("--series", type=path_arg("--series", text=True), help="a comma-separated series file for forecasting")
     p.add_argument("--only", type=lambda s: [x for x in s.split(",") if x], help="comparisons to run (names)")
     p.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",") if x], help="instead of each comparison's")
     p.add_argument("--epochs", type=int, help="instead of each comparison's")
@@ -455,8 +457,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
                    help="applied to every run (after the comparison's and the contender's own)")
     p.add_argument("--device", default="cpu", help="device of every run: cpu, cuda, cuda:N or auto (default: cpu)")
-    p.add_argument("--data-root", help="folder with the dataset files (default: ./data)")
-    p.add_argument("--update", type=Path, metavar="docs/results.md",
+    p.add_argument("--data-root", type=path_arg("--data-root", text=True), help="folder with the dataset files (default: ./data)")
+    p.add_argument("--update", type=path_arg("--update"), metavar="docs/results.md",
                    help="write the markdown into this page's results part (and the JSON into results.json)")
     argv = list(argv) if argv is not None else sys.argv[1:]
     args = p.parse_args(argv)

@@ -17,6 +17,7 @@ from typing import Optional, Sequence
 import torch
 
 from .errors import DendrisimError
+from .paths import path_arg
 
 
 def generate(run_dir: Path, *, length: int, temperature: float = 1.0, prime: str = "\n", seed: int = 0,
@@ -72,7 +73,7 @@ def generate(run_dir: Path, *, length: int, temperature: float = 1.0, prime: str
 
 def parser(prog: str = "sample.py") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("run_dir", type=Path, help="the run directory of a trained charlm model")
+    p.add_argument("run_dir", type=path_arg("RUN_DIR"), help="the run directory of a trained charlm model")
     p.add_argument("--length", type=int, default=500, help="characters to generate after the prime")
     p.add_argument("--temperature", type=float, default=1.0, help="< 1: more likely characters; > 1: more varied")
     p.add_argument("--prime", default="\n", help="text to start from (default a newline)")

@@ -30,6 +30,7 @@ from .observers.checkpoints import (CHECKPOINT, CHECKPOINT_KEYS, RESUMABLE, conf
                                     nonfinite_tensor, read, state_of)
 from .observers.recording import check_recording  # noqa: F401  (dendrisim.inspect uses it)
 from .optim import build_optimizer, build_scheduler, phase_rates, schedule_factor
+from .paths import make_dir
 
 
 def seed_everything(seed: int) -> None:
@@ -561,7 +562,7 @@ class Trainer:
     def _prepare_run_dir(self) -> None:
         """Lock the run directory, check it, write model.yaml, run.json and task.json."""
         rundir.check_out(self.run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        make_dir(self.run_dir, what="the run directory")  # a read-only or full file system, /proc: said as such
         if self.lock is None:
             self.lock = rundir.RunLock.acquire(self.run_dir, argv=self.options.argv)
         if not self.resumed and not self._started:
