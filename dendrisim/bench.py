@@ -603,7 +603,9 @@ def main(argv: Optional[Sequence[str]] = None, *, prog: str = "bench.py") -> int
     for key in ("model", "cnn", "rnn", "dynamics", "pc"):  # bundled names or paths
         if isinstance(getattr(args, key), str):
             setattr(args, key, resolve_model(getattr(args, key)))
-    device = torch.device(args.device)
+    from .host import device_of
+
+    device = device_of(args.device)
     torch.manual_seed(0)
     exp = load_experiment(args.model)
     x = torch.randn(args.batch, 1, 28, 28, device=device)

@@ -45,7 +45,9 @@ def generate(run_dir: Path, *, length: int, temperature: float = 1.0, prime: str
     if unknown:
         raise DendrisimError(f"--prime has characters the model never saw: {''.join(unknown)!r}")
     V = len(chars)
-    dev = torch.device(device)
+    from .host import device_of
+
+    dev = device_of(device)
     net = build_network(experiment, DataSpec((V,) if mode == "onehot" else (1,), V,
                                              vocabulary=(V, experiment.task.embedding_dim) if mode == "ids" else None))
     from .rundir import load_tensors
