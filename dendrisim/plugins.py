@@ -91,7 +91,10 @@ def _describe(t) -> str:
 HOOKS = ("__init__", "serves", "default_for", "check", "learnable_projections", "feedback_gain", "feedback_weight",
          "feeds_back", "apical_input", "truncate", "relaxed", "top_down", "gain_and_clip", "compute_updates",
          "start_epoch", "after_update", "param_groups", "projection_state", "recordables_for", "governance",
-         "feedback_label", "feedback_pathway", "epoch_summary", "clip_names", "get_extra_state", "set_extra_state")
+         "feedback_label", "feedback_pathway", "epoch_summary", "clip_names", "relax", "get_extra_state",
+         "set_extra_state")
+#: what the loop calls of a settling scheme (a user's scheme, registered from Python, is wrapped too)
+SCHEME_HOOKS = ("__init__", "present", "_present", "describe")
 
 
 def hook_error(where: str, hook: str, err: BaseException, detail: str = "") -> PluginError:
@@ -119,7 +122,7 @@ def _projection_arg(args) -> str:
     return f" for projection {proj.name}" if proj is not None else ""
 
 
-def _wrapped(cls: type, hook: str, where: str, origin: str) -> None:
+def _wrapped(cls: type, hook: str, where: str) -> None:
     """Replace ``cls.hook`` (the plugin's own, a plain method or a classmethod) by one that goes
     through :func:`call_hook`."""
     owner = next(k for k in cls.__mro__ if hook in k.__dict__)
@@ -135,6 +138,14 @@ def _wrapped(cls: type, hook: str, where: str, origin: str) -> None:
 
     method._dendrisim_hook = True
     setattr(cls, hook, classmethod(method) if is_class else method)
+
+
+def guard_hooks(cls: type, hooks, where: str) -> None:
+    """Wrap each of ``hooks`` that is the user's own code in ``cls`` (not dendrisim's) with
+    :func:`call_hook`, once: the one mechanism for plugin rules and user settling schemes."""
+    for hook in hooks:
+        if _is_users(cls, hook):
+            _wrapped(cls, hook, where)
 
 
 def _is_users(cls: type, hook: str) -> bool:
@@ -188,9 +199,7 @@ def _guard(cls: type, name: str, origin: str) -> None:
         return out
 
     compute_updates.__doc__, feedback_weight.__doc__ = updates.__doc__, feedback.__doc__
-    for hook in HOOKS:
-        if hook not in ("compute_updates", "feedback_weight") and _is_users(cls, hook):
-            _wrapped(cls, hook, where, origin)
+    guard_hooks(cls, [h for h in HOOKS if h not in ("compute_updates", "feedback_weight")], where)
     cls.compute_updates, cls.feedback_weight = compute_updates, feedback_weight
     compute_updates._dendrisim_hook = feedback_weight._dendrisim_hook = True
 

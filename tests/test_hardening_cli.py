@@ -304,6 +304,32 @@ def test_an_observer_that_raises_stops_the_run_with_one_paragraph(tmp_path):
         assert not rec.complete and list(rec.metrics["epoch"]) == [1]  # the recorder saw the row first
 
 
+def test_a_user_settling_scheme_that_raises_is_named(tmp_path):
+    """Registering a scheme changes this process's registry: it runs in a fresh one."""
+    code = textwrap.dedent(f"""
+        import dendrisim
+        from dendrisim.plugins import PluginError
+        from dendrisim.settling import SCHEMES, SteadyState
+
+        @SCHEMES.register("shaky")
+        class Shaky(SteadyState):
+            def _present(self, network, rule, target, capture):
+                raise ArithmeticError("shaky on purpose")
+
+        trainer = dendrisim.Trainer(dendrisim.load("dll_mlp_digits", ["dynamics.mode=shaky", "training.epochs=1"]),
+                                    out={str(tmp_path / "run")!r})
+        try:
+            trainer.fit()
+        except PluginError as err:
+            print(err)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert proc.stdout.strip() == ("settling scheme 'shaky' (in __main__): _present raised ArithmeticError: "
+                                   "shaky on purpose"), proc.stdout
+
+
 # ----------------------------------------------------------------------------- dendrisim results
 MARKED = ("<!-- results rules: begin (scripts/results.py --suite rules writes this part) -->\n"
           "<!-- results rules: end -->\n")
