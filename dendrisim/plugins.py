@@ -98,7 +98,7 @@ SCHEME_HOOKS = ("__init__", "present", "_present", "describe")
 
 
 def hook_error(where: str, hook: str, err: BaseException, detail: str = "") -> PluginError:
-    """The one paragraph for user code (a plugin rule, an observer) whose ``hook`` raised
+    """The one paragraph for user code (a plugin rule, a settling scheme) whose ``hook`` raised
     ``err``: who, which hook, the exception and its first line."""
     if isinstance(err, SystemExit):
         return PluginError(f"{where}: {hook} called sys.exit({err.code!r}){detail}; a hook returns or raises")

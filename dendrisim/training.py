@@ -31,7 +31,6 @@ from .observers.checkpoints import (CHECKPOINT, CHECKPOINT_KEYS, RESUMABLE, conf
 from .observers.recording import check_recording  # noqa: F401  (dendrisim.inspect uses it)
 from .optim import build_optimizer, build_scheduler, phase_rates, schedule_factor
 from .paths import make_dir
-from .plugins import call_hook
 
 
 def seed_everything(seed: int) -> None:
@@ -217,16 +216,7 @@ class Trainer:
     def _notify(self, hook: str, *args) -> None:
         with torch.no_grad():
             for observer in self.observers:
-                self._observer_hook(observer, hook, *args)
-
-    def _observer_hook(self, observer: Observer, hook: str, *args) -> None:
-        """``observer.hook(self, *args)``; a user's observer (not dendrisim's) that raises ends the
-        run with one paragraph naming it, the hook and the exception (plugins.call_hook)."""
-        if type(observer).__module__.startswith("dendrisim."):
-            getattr(observer, hook)(self, *args)
-        else:
-            call_hook(f"observer {type(observer).__qualname__} (in {type(observer).__module__})", hook,
-                      getattr(observer, hook), self, *args)
+                getattr(observer, hook)(self, *args)
 
     def _stop_observers(self, outcome: Outcome) -> None:
         """Every observer's ``stop``, last added first; the first error is raised after all ran."""
@@ -234,7 +224,7 @@ class Trainer:
         for observer in reversed(self.observers):
             try:
                 with torch.no_grad():
-                    self._observer_hook(observer, "stop", outcome)
+                    observer.stop(self, outcome)
             except BaseException as err:  # noqa: BLE001 - the others must still close their files
                 first = first or err
         if first is not None:
