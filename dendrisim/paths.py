@@ -4,13 +4,14 @@
 :func:`path_arg` is the argparse ``type=`` of every path argument of every command. It refuses
 an empty path (which would silently mean the working folder) and a path the operating system
 cannot look up at all: a name longer than the file system allows, a loop of symbolic links, a
-component that is a file, a folder it may not search. A path that does not exist yet passes
-(``--out`` names a folder to create). Each path it accepts is remembered for the command.
+folder it may not search. A path that does not exist yet passes (``--out`` names a folder to
+create), and so does one under a file (what uses it says that better). Each path it accepts is
+remembered for the command.
 
-:func:`user_error` is what each command prints: an ``OSError`` whose file is one of those paths, or lies
-under one (a read-only folder, a full disk, ``/proc``), becomes a :class:`PathError` naming the
-argument, the path and the operating system's reason. Any other ``OSError`` stays a traceback:
-it is dendrisim's bug to fix, not the user's path.
+:func:`user_error` is what each command prints: an ``OSError`` whose file is one of those
+paths, or lies under one (a read-only folder, a full disk, ``/proc``), becomes a
+:class:`PathError` naming the argument, the path and the operating system's reason. Any other
+``OSError`` stays a traceback: it is dendrisim's bug to fix, not the user's path.
 """
 from __future__ import annotations
 
@@ -46,8 +47,8 @@ def reason(err: OSError) -> str:
 
 def problem(path: PathLike) -> Optional[str]:
     """Why the operating system cannot look ``path`` up (None when it can, or when nothing is
-    there yet): an empty path, a name too long, a symlink loop, a file used as a folder, a
-    folder that may not be searched."""
+    there yet, a file used as a folder included: the command's own check says that better):
+    an empty path, a name too long, a symlink loop, a folder that may not be searched."""
     text = os.fspath(path)
     if text == "":
         return "an empty path (it would silently mean the working folder); name a file or folder"
@@ -55,7 +56,7 @@ def problem(path: PathLike) -> Optional[str]:
         return "a path holding a NUL character, which no file system allows"
     try:
         os.stat(text)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # nothing there (yet): what uses the path says what it needs
         return None
     except OSError as err:
         return reason(err)
