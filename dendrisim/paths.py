@@ -66,7 +66,8 @@ def problem(path: PathLike) -> Optional[str]:
 
 
 def remember(path: PathLike, label: str) -> None:
-    """Count ``path`` as given by the user as ``label`` until the next command starts (see :func:`user_error`)."""
+    """Count ``path`` as given by the user as ``label`` until the next command starts (see
+    :func:`user_error`)."""
     _GIVEN[os.path.abspath(os.fspath(path))] = label
 
 
@@ -103,8 +104,9 @@ def _given(filename: object) -> Optional[tuple[str, str]]:
         full = os.path.abspath(os.fsdecode(filename))
     except (TypeError, ValueError):
         return None
-    for given, label in _GIVEN.items():
-        if full == given or full.startswith(given.rstrip(os.sep) + os.sep):
+    for given, label in sorted(_GIVEN.items(), key=lambda item: -len(item[0])):  # the closest first
+        # under "/" lies every file: only the root itself counts as given then
+        if full == given or (given != os.sep and full.startswith(given.rstrip(os.sep) + os.sep)):
             return label, given
     return None
 

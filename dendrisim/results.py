@@ -490,7 +490,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 def _main(argv: Optional[Sequence[str]]) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--suite", default="rules", choices=sorted(SUITES), help="the suite to run (default: rules)")
-    p.add_argument("--out", type=path_arg("--out"), default=Path("reports/results"),
+    p.add_argument("--out", type=path_arg("--out"), default="reports/results",
                    help="folder for every contender's runs and SUITE.md, SUITE.json (default: reports/results)")
     p.add_argument("--text", type=path_arg("--text", text=True), help="a UTF-8 text for the char-level language model")
     p.add_argument("--series", type=path_arg("--series", text=True), help="a comma-separated series file for forecasting")

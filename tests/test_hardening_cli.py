@@ -162,6 +162,9 @@ def test_an_oserror_on_another_path_stays_a_traceback(tmp_path):
     with pytest.raises(FileNotFoundError):
         user_error(FileNotFoundError(errno.ENOENT, "No such file or directory", "/nonexistent/internal.yaml"))
     assert "--out" in str(user_error(PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "out" / "x"))))
+    path_arg("--data-root")("/")  # every file lies under /: it counts only for / itself
+    with pytest.raises(PermissionError):
+        user_error(PermissionError(errno.EACCES, "Permission denied", "/etc/dendrisim-internal"))
 
 
 # ----------------------------------------------------------------------------- plot's output folder
