@@ -46,6 +46,7 @@ from .bundled import resolve_model
 from .host import cpu_name
 from .network import Network
 from .optim import build_optimizer
+from .paths import path_arg
 from .plasticity import RULES, build_rule
 from .settling import SteadyState
 
@@ -559,7 +560,7 @@ def pc_rows(model_file: str, device: torch.device, batch: int, kw: dict, *, infe
 
 def parser(prog: str = "bench.py") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="dll_mlp_fmnist",
+    p.add_argument("--model", default="dll_mlp_fmnist", type=path_arg("--model", text=True),
                    help="model file or bundled model name of the MLP rows (default: dll_mlp_fmnist)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     p.add_argument("--batch", type=int, default=128, help="batch size of the timed steps (default: 128)")
@@ -567,7 +568,7 @@ def parser(prog: str = "bench.py") -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=7, help="timed blocks (the median is reported)")
     p.add_argument("--warmup", type=int, default=10, help="untimed steps before the timed blocks (default: 10)")
     p.add_argument("--no-epoch", action="store_true", help="skip the one-epoch throughput")
-    p.add_argument("--data-root", help="folder with Fashion-MNIST for the one-epoch throughput")
+    p.add_argument("--data-root", type=path_arg("--data-root", text=True), help="folder with Fashion-MNIST for the one-epoch throughput")
     p.add_argument("--json", action="store_true", help="print one JSON line instead of the tables")
     p.add_argument("--scaling", action="store_true", help="also time DLL epochs at three widths, depths and batches")
     p.add_argument("--cnn", nargs="?", const="dll_cnn_fmnist", metavar="MODEL",
@@ -602,7 +603,9 @@ def main(argv: Optional[Sequence[str]] = None, *, prog: str = "bench.py") -> int
     for key in ("model", "cnn", "rnn", "dynamics", "pc"):  # bundled names or paths
         if isinstance(getattr(args, key), str):
             setattr(args, key, resolve_model(getattr(args, key)))
-    device = torch.device(args.device)
+    from .host import device_of
+
+    device = device_of(args.device)
     torch.manual_seed(0)
     exp = load_experiment(args.model)
     x = torch.randn(args.batch, 1, 28, 28, device=device)

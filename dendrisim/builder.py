@@ -241,7 +241,12 @@ def check_rule(experiment: Experiment, graph, options) -> None:
 def build_scheme(experiment: Experiment) -> SettlingScheme:
     """The settling scheme that presents batches to the network (``dynamics.mode``)."""
     dynamics = experiment.config.dynamics
-    return check_scheme(experiment.config, file=experiment.file)(dynamics)
+    cls = check_scheme(experiment.config, file=experiment.file)
+    if not cls.__module__.startswith("dendrisim."):  # registered by the user's code: its errors in one paragraph
+        from .plugins import SCHEME_HOOKS, guard_hooks
+
+        guard_hooks(cls, SCHEME_HOOKS, f"settling scheme {dynamics.mode!r} (in {cls.__module__})")
+    return cls(dynamics)
 
 
 @dataclasses.dataclass(frozen=True)

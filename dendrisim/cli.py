@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from .errors import DendrisimError
+from .paths import forget, path_arg, user_error
 
 from .bundled import DEFAULT as DEFAULT_MODEL, resolve_model
 
@@ -19,10 +20,11 @@ def parser(prog: str = "simulate.py") -> argparse.ArgumentParser:
         prog=prog,
         description="Train a dendrisim model file and print a JSON summary as the last line.",
     )
-    p.add_argument("model", nargs="?", default=None,
+    p.add_argument("model", nargs="?", default=None, type=path_arg("MODEL", text=True),
                    help=f"model YAML file or the name of a bundled model (dendrisim models; default: {DEFAULT_MODEL}, "
                         "or RUN_DIR/model.yaml with --resume)")
     p.add_argument("--plugin", dest="plugins", action="append", default=[], metavar="PATH.py",
+                   type=path_arg("--plugin"),
                    help="load plasticity rules from a Python file (repeatable); model files name them by their "
                         "registered names")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
@@ -36,9 +38,10 @@ def parser(prog: str = "simulate.py") -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, metavar="N",
                    help="torch's intra-op CPU threads (default: torch's own choice, logged in run.json); "
                         "1 on a machine shared with other jobs")
-    p.add_argument("--data-root", help="folder with the dataset files (default: task.data_root, $DENDRISIM_DATA or ./data)")
+    p.add_argument("--data-root", type=path_arg("--data-root", text=True),
+                   help="folder with the dataset files (default: task.data_root, $DENDRISIM_DATA or ./data)")
     p.add_argument("--dry-run", action="store_true", help="one epoch of a few batches, to check that everything runs")
-    p.add_argument("--out", type=Path, help="run directory (default: a new folder under recordings/); "
+    p.add_argument("--out", type=path_arg("--out"), help="run directory (default: a new folder under recordings/); "
                                             "a directory holding a run is refused unless --overwrite")
     p.add_argument("--overwrite", action="store_true",
                    help="let --out replace the run in that directory (its files are removed first)")
@@ -46,7 +49,7 @@ def parser(prog: str = "simulate.py") -> argparse.ArgumentParser:
                    help="show a progress bar (default: only on a terminal)")
     p.add_argument("--check", action="store_true",
                    help="validate the model file and print what it builds, without data or training")
-    p.add_argument("--resume", type=Path, metavar="RUN_DIR",
+    p.add_argument("--resume", type=path_arg("--resume"), metavar="RUN_DIR",
                    help="continue a stopped or killed run from RUN_DIR/checkpoint.pt, with its own model and options; "
                         "--epochs (and --set of training.epochs, checkpoint_every, guard_every) may change, any "
                         "other change is refused")
@@ -54,6 +57,7 @@ def parser(prog: str = "simulate.py") -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None, *, prog: str = "simulate.py") -> int:
+    forget()
     args = parser(prog).parse_args(argv)
     overrides = list(args.overrides)
     if args.seed is not None:
@@ -122,8 +126,8 @@ def main(argv: Optional[Sequence[str]] = None, *, prog: str = "simulate.py") -> 
         with graceful_stop(trainer):
             summary = trainer.run()
         dist.close()
-    except DendrisimError as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (DendrisimError, OSError) as err:  # an OSError only on a path the user gave (user_error)
+        print(f"error: {user_error(err)}", file=sys.stderr)
         return 2
     print(json.dumps(summary), flush=True)
     if "stopped" in summary:

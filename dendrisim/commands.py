@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
 from .errors import DendrisimError
+from .paths import forget, path_arg, user_error
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     name, rest = argv[0], argv[1:]
     prog = f"dendrisim {name}"
+    forget()
     try:
         if name == "rules":
             return rules_main(rest, prog=prog)
@@ -105,12 +107,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             with _program_name(prog):
                 return module.main([*rest, *command.extra])
         return module.main([*rest, *command.extra], prog=prog)
-    except DendrisimError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
     except BrokenPipeError:  # the reader went away (``dendrisim rules | head``): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush cannot fail again
         return 0
+    except (DendrisimError, OSError) as err:  # an OSError only on a path the user gave (user_error)
+        print(f"error: {user_error(err)}", file=sys.stderr)
+        return 2
 
 
 def command_parser(name: str) -> Optional[argparse.ArgumentParser]:
@@ -135,7 +137,7 @@ def rules_parser(prog: str = "dendrisim rules") -> argparse.ArgumentParser:
                                 "that 'dendrisim compare --tune' searches.")
     p.add_argument("names", nargs="*", metavar="RULE", help="only these rules (default: all)")
     p.add_argument("--plugin", dest="plugins", action="append", default=[], metavar="PATH.py",
-                   help="load plasticity rules from a Python file first (repeatable)")
+                   type=path_arg("--plugin"), help="load plasticity rules from a Python file first (repeatable)")
     return p
 
 

@@ -33,6 +33,7 @@ from typing import Optional, Sequence
 from .builder import load_experiment
 from .bundled import resolve_model
 from .errors import DendrisimError
+from .paths import path_arg
 from .plugins import load_plugins
 from .training import RunOptions, Trainer
 from .tuning import TuningRun, best_overrides, main_metric, require_optuna, trial_records, tune
@@ -156,12 +157,12 @@ def plot(results: dict, metric: str, path: Path) -> None:
 
 def parser(prog: str = "compare_rules.py") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", help="model YAML file or the name of a bundled model (dendrisim models)")
+    p.add_argument("model", type=path_arg("MODEL", text=True), help="model YAML file or the name of a bundled model (dendrisim models)")
     p.add_argument("--rules", default="dll,bp,fa,dfa", type=lambda s: [r for r in s.split(",") if r],
                    metavar="RULE,...", help="the rules to compare, comma-separated (default: dll,bp,fa,dfa)")
     p.add_argument("--seeds", default="0,1,2", type=lambda s: [int(x) for x in s.split(",") if x],
                    metavar="SEED,...", help="training seeds of each rule, comma-separated (default: 0,1,2)")
-    p.add_argument("--out", type=Path, required=True,
+    p.add_argument("--out", type=path_arg("--out"), required=True,
                    help="folder for report.md, learning_curves.png, results.json and runs/")
     p.add_argument("--epochs", type=int, help="shorthand for --set training.epochs=N (default: the file's)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
@@ -169,10 +170,11 @@ def parser(prog: str = "compare_rules.py") -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     p.add_argument("--threads", type=int, metavar="N",
                    help="torch's intra-op CPU threads (default: torch's own choice; 1 on a shared machine)")
-    p.add_argument("--data-root", help="folder with the dataset files (default: task.data_root, $DENDRISIM_DATA "
-                                       "or ./data)")
+    p.add_argument("--data-root", type=path_arg("--data-root", text=True),
+                   help="folder with the dataset files (default: task.data_root, $DENDRISIM_DATA or ./data)")
     p.add_argument("--record", action="store_true", help="keep each run's recording (off by default)")
     p.add_argument("--plugin", dest="plugins", action="append", default=[], metavar="PATH.py",
+                   type=path_arg("--plugin"),
                    help="load plasticity rules from a Python file (repeatable), to compare them with --rules")
     p.add_argument("--tune", type=int, metavar="N", help="first tune every rule with N trials (equal budgets)")
     p.add_argument("--tune-fix", default=(), type=lambda s: tuple(k for k in s.split(",") if k), metavar="KEY,...",

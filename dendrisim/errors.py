@@ -60,3 +60,8 @@ class FileFormatError(DendrisimError):
 
 class WriteError(DendrisimError):
     """Writing a run's file failed (a full disk, an I/O error); what was written before is kept."""
+
+
+class PathError(DendrisimError):
+    """A path the user gave cannot be used: empty, too long, a loop of symbolic links, in a
+    read-only or full file system, or refused by the operating system for another reason."""

@@ -104,7 +104,31 @@ def build_optimizer(network, rule, config: OptimizerConfig, phases: Sequence[Pha
     try:
         return cls(groups, fused=True, **kwargs)
     except (RuntimeError, TypeError, ValueError):
+        pass
+    try:
         return cls(groups, foreach=True, **kwargs)
+    except ValueError as err:  # an option torch refuses that the schema let through
+        raise refused(err, config) from None
+
+
+#: words of torch.optim's messages -> the optimizer key each one is about
+_KEYS = (("nesterov", "nesterov"), ("beta", "betas"), ("epsilon", "eps"), ("weight_decay", "weight_decay"),
+         ("momentum", "momentum"), ("learning rate", "lr"))
+
+
+def refused(err: ValueError, config: OptimizerConfig) -> "ConfigError":
+    """One paragraph for an optimizer torch refuses: the key, its value and torch's reason."""
+    from .errors import ConfigError
+
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    key = next((k for word, k in _KEYS if word in text.lower()), None)
+    if key is None:
+        return ConfigError(f"torch.optim refuses optimizer type {config.type} with these options: {text}",
+                           path="optimizer")
+    value = f"{getattr(config, key)!r}" + (f" with optimizer.momentum {config.momentum!r}" if key == "nesterov" else "")
+    scaled = " (times a projection's lr_scale or a phase's lr)" if key == "lr" else ""
+    return ConfigError(f"{value}{scaled} is refused by torch.optim for optimizer type {config.type}: {text}",
+                       path=f"optimizer.{key}")
 
 
 def schedule_factor(step: int, total: int, training: TrainingConfig) -> float:

@@ -9,6 +9,7 @@ that breaks it fails at load time with one paragraph naming the file and what is
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import importlib.util
 import inspect
@@ -85,25 +86,92 @@ def _describe(t) -> str:
     return f"shape {tuple(t.shape)}, {str(t.dtype).replace('torch.', '')} on {t.device}"
 
 
+#: every method of PlasticityRule the loop, the builder or ``--check`` calls: a plugin rule's own
+#: version of any of them is wrapped by :func:`_guard` (dendrisim's own rules never are)
+HOOKS = ("__init__", "serves", "default_for", "check", "learnable_projections", "feedback_gain", "feedback_weight",
+         "feeds_back", "apical_input", "truncate", "relaxed", "top_down", "gain_and_clip", "compute_updates",
+         "start_epoch", "after_update", "param_groups", "projection_state", "recordables_for", "governance",
+         "feedback_label", "feedback_pathway", "epoch_summary", "clip_names", "relax", "get_extra_state",
+         "set_extra_state")
+#: what the loop calls of a settling scheme (a user's scheme, registered from Python, is wrapped too)
+SCHEME_HOOKS = ("__init__", "present", "_present", "describe")
+
+
+def hook_error(where: str, hook: str, err: BaseException, detail: str = "") -> PluginError:
+    """The one paragraph for user code (a plugin rule, a settling scheme) whose ``hook`` raised
+    ``err``: who, which hook, the exception and its first line."""
+    if isinstance(err, SystemExit):
+        return PluginError(f"{where}: {hook} called sys.exit({err.code!r}){detail}; a hook returns or raises")
+    return PluginError(f"{where}: {hook} raised {type(err).__name__}{detail}: {_first_line(err)}")
+
+
+def call_hook(where: str, hook: str, fn: Callable, *args, detail: Callable[[BaseException], str] = lambda err: ""):
+    """``fn(*args)``, user code: what it raises (but a DendrisimError, which already says what is
+    wrong, and KeyboardInterrupt) becomes :func:`hook_error`'s PluginError, so that the run stops
+    cleanly (checkpoint and recording closed) with one paragraph instead of a traceback."""
+    try:
+        return fn(*args)
+    except DendrisimError:
+        raise
+    except (Exception, SystemExit) as err:  # noqa: BLE001 - the user's own bug, said in one paragraph
+        raise hook_error(where, hook, err, detail(err)) from None
+
+
+def _projection_arg(args) -> str:
+    proj = next((a for a in args if hasattr(a, "weight") and isinstance(getattr(a, "name", None), str)), None)
+    return f" for projection {proj.name}" if proj is not None else ""
+
+
+def _wrapped(cls: type, hook: str, where: str) -> None:
+    """Replace ``cls.hook`` (the plugin's own, a plain method or a classmethod) by one that goes
+    through :func:`call_hook`."""
+    owner = next(k for k in cls.__mro__ if hook in k.__dict__)
+    raw = owner.__dict__[hook]
+    is_class = isinstance(raw, classmethod)
+    fn = raw.__func__ if is_class else raw
+    if not callable(fn) or getattr(fn, "_dendrisim_hook", False):
+        return
+
+    @functools.wraps(fn)
+    def method(first, *args, **kwargs):
+        return call_hook(where, hook, lambda: fn(first, *args, **kwargs), detail=lambda err: _projection_arg(args))
+
+    method._dendrisim_hook = True
+    setattr(cls, hook, classmethod(method) if is_class else method)
+
+
+def guard_hooks(cls: type, hooks, where: str) -> None:
+    """Wrap each of ``hooks`` that is the user's own code in ``cls`` (not dendrisim's) with
+    :func:`call_hook`, once: the one mechanism for plugin rules and user settling schemes."""
+    for hook in hooks:
+        if _is_users(cls, hook):
+            _wrapped(cls, hook, where)
+
+
+def _is_users(cls: type, hook: str) -> bool:
+    """Whether ``cls.hook`` is the plugin's code (not dendrisim's, torch's or object's)."""
+    owner = next((k for k in cls.__mro__ if hook in k.__dict__), None)
+    module = getattr(owner, "__module__", "") or ""
+    return owner is not None and owner is not object and not module.startswith(("dendrisim.", "torch.", "builtins"))
+
+
 def _guard(cls: type, name: str, origin: str) -> None:
-    """Wrap a plugin rule's ``compute_updates`` and ``feedback_weight`` (the built-in rules are
-    never wrapped): what the plugin computes must have the shape, dtype and device of what it
-    stands for, or a PluginError names the rule, the projection, and what was expected and
-    got, instead of a torch traceback from deep inside the step."""
+    """Wrap every hook of a plugin rule (:data:`HOOKS`; the built-in rules are never wrapped):
+    one that raises stops the run cleanly with one paragraph naming the rule, the hook and the
+    exception (:func:`call_hook`). ``compute_updates`` and ``feedback_weight`` are also checked:
+    what the plugin computes must have the shape, dtype and device of what it stands for, or a
+    PluginError names the rule, the projection, and what was expected and got, instead of a
+    torch traceback from deep inside the step."""
     updates, feedback = cls.compute_updates, cls.feedback_weight
     where = f"rule {name!r} (in {origin})"
 
     def compute_updates(self, network) -> None:
-        try:
-            updates(self, network)
-        except DendrisimError:
-            raise
-        except Exception as err:  # noqa: BLE001 - the plugin's own bug, said in one paragraph
+        def detail(err):
             proj = _projection_in(err, origin)
-            expected = (f" for projection {proj.name}; its update must match its weight ({_describe(proj.weight)})"
-                        if proj is not None else "")
-            raise PluginError(f"{where}: compute_updates raised {type(err).__name__}{expected}: "
-                              f"{_first_line(err)}") from None
+            return (f" for projection {proj.name}; its update must match its weight ({_describe(proj.weight)})"
+                    if proj is not None else "")
+
+        call_hook(where, "compute_updates", updates, self, network, detail=detail)
         for proj in self.learnable_projections(network):
             for what in ("weight", "bias"):
                 param = getattr(proj, what, None)
@@ -115,13 +183,8 @@ def _guard(cls: type, name: str, origin: str) -> None:
                                       f"expected {_describe(param)}, as its {what}")
 
     def feedback_weight(self, network, proj):
-        try:
-            out = feedback(self, network, proj)
-        except DendrisimError:
-            raise
-        except Exception as err:  # noqa: BLE001
-            raise PluginError(f"{where}: feedback_weight raised {type(err).__name__} for projection {proj.name}: "
-                              f"{_first_line(err)}") from None
+        out = call_hook(where, "feedback_weight", feedback, self, network, proj,
+                        detail=lambda err: f" for projection {proj.name}")
         if out is None:
             return out
         if not isinstance(out, torch.Tensor):
@@ -136,7 +199,9 @@ def _guard(cls: type, name: str, origin: str) -> None:
         return out
 
     compute_updates.__doc__, feedback_weight.__doc__ = updates.__doc__, feedback.__doc__
+    guard_hooks(cls, [h for h in HOOKS if h not in ("compute_updates", "feedback_weight")], where)
     cls.compute_updates, cls.feedback_weight = compute_updates, feedback_weight
+    compute_updates._dendrisim_hook = feedback_weight._dendrisim_hook = True
 
 
 def contract_problem(cls: type, name: str) -> Optional[str]:

@@ -54,6 +54,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional, Sequence
 
+from .errors import DendrisimError, FileFormatError
+from .paths import path_arg, user_error
+
 ROOT = Path(__file__).resolve().parent.parent  # the checkout: scripts/compare_rules.py and models/ are there
 
 def markers(suite: str) -> tuple[str, str]:
@@ -297,7 +300,13 @@ def run_contender(comparison: Comparison, contender: Contender, args) -> dict:
         if code != 0:
             raise SystemExit(f"{comparison.name} / {contender.label} failed (exit {code}); see {folder / 'output.log'}")
         done.write_text(text)
-    return summarise(json.loads((folder / "results.json").read_text()), contender, text)
+    found = folder / "results.json"
+    try:
+        return summarise(read_json(found, what="compare_rules results"), contender, text)
+    except (KeyError, TypeError, ValueError, AttributeError, statistics.StatisticsError) as err:
+        raise FileFormatError(f"{found}: not the results compare_rules writes ({type(err).__name__}: "
+                              f"{str(err)[:200]}); remove {folder / 'done'} to run {comparison.name} / "
+                              f"{contender.label} again") from None
 
 
 def summarise(results: dict, contender: Contender, text: str) -> dict:
@@ -434,21 +443,50 @@ def versus(row: dict, ref: Optional[dict]) -> str:
     return f"{mine / theirs:.2f}×" if theirs else "—"
 
 
+def page_text(path: Path, suite: str) -> str:
+    """The text of the ``--update`` page, checked: UTF-8, with the suite's markers once each,
+    begin before end (a FileFormatError naming the page otherwise)."""
+    begin, end = markers(suite)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise FileFormatError(f"--update {path}: not a UTF-8 text page ({err}); name the Markdown page of the "
+                              "results") from None
+    if text.count(begin) != 1 or text.count(end) != 1 or text.index(begin) > text.index(end):
+        raise FileFormatError(f"--update {path}: the page needs the results markers of suite {suite} once each, "
+                              f"begin before end; put the lines {begin!r} and {end!r} where its tables go "
+                              "(nothing was run or written)")
+    return text
+
+
 def update_page(path: Path, report: dict) -> None:
     """Put the suite's markdown between ``path``'s markers for it, and its JSON into
     :func:`results_json` (one entry per suite), so that the page's numbers are this output."""
     begin, end = markers(report["suite"])
-    text = path.read_text()
-    if begin not in text or end not in text:
-        raise SystemExit(f"{path}: no results markers for suite {report['suite']}; put the lines {begin!r} and "
-                         f"{end!r} where its tables go")
+    text = page_text(path, report["suite"])
+    stored = results_json(path)
+    reports = read_json(stored, what="results") if stored.is_file() else {}
     before, rest = text.split(begin, 1)
     _, after = rest.split(end, 1)
     path.write_text(before + begin + "\n" + render(report) + end + after)
-    stored = results_json(path)
-    reports = json.loads(stored.read_text()) if stored.is_file() else {}
     reports[report["suite"]] = report
     stored.write_text(json.dumps(reports, indent=1, ensure_ascii=False) + "\n")
+
+
+def read_json(path: Path, *, what: str) -> dict:
+    """The JSON object in ``path``; a FileFormatError naming it when it is not one (damaged,
+    cut off, not UTF-8, or another JSON value)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise FileFormatError(f"{path}: damaged {what} file, not JSON ({str(err)[:200]}); restore it from git, or "
+                              "remove it to start it afresh") from None
+    except RecursionError:
+        raise FileFormatError(f"{path}: damaged {what} file, nested too deeply to read") from None
+    if not isinstance(data, dict):
+        raise FileFormatError(f"{path}: damaged {what} file: it holds a JSON {type(data).__name__}, not the object "
+                              "dendrisim writes; restore it from git, or remove it to start it afresh")
+    return data
 
 
 def results_json(page: Path) -> Path:
@@ -469,13 +507,22 @@ def page_block(path: Path, suite: str) -> str:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``scripts/results.py`` (and ``dendrisim results``): run a suite, write OUT/SUITE.md and
-    OUT/SUITE.json, and with ``--update PAGE`` the page's tables; returns the exit status."""
+    OUT/SUITE.json, and with ``--update PAGE`` the page's tables; returns the exit status (2
+    with one paragraph for a damaged results.json, a page without markers, a path refused)."""
+    try:
+        return _main(argv)
+    except (DendrisimError, OSError) as err:  # an OSError only on a path the user gave (user_error)
+        print(f"error: {user_error(err)}", file=sys.stderr)
+        return 2
+
+
+def _main(argv: Optional[Sequence[str]]) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--suite", default="rules", choices=sorted(SUITES), help="the suite to run (default: rules)")
-    p.add_argument("--out", type=Path, default=Path("reports/results"),
+    p.add_argument("--out", type=path_arg("--out"), default="reports/results",
                    help="folder for every contender's runs and SUITE.md, SUITE.json (default: reports/results)")
-    p.add_argument("--text", help="a UTF-8 text for the char-level language model")
-    p.add_argument("--series", help="a comma-separated series file for forecasting")
+    p.add_argument("--text", type=path_arg("--text", text=True), help="a UTF-8 text for the char-level language model")
+    p.add_argument("--series", type=path_arg("--series", text=True), help="a comma-separated series file for forecasting")
     p.add_argument("--only", type=lambda s: [x for x in s.split(",") if x], help="comparisons to run (names)")
     p.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",") if x], help="instead of each comparison's")
     p.add_argument("--epochs", type=int, help="instead of each comparison's")
@@ -484,12 +531,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
                    help="applied to every run (after the comparison's and the contender's own)")
     p.add_argument("--device", default="cpu", help="device of every run: cpu, cuda, cuda:N or auto (default: cpu)")
-    p.add_argument("--data-root", help="folder with the dataset files (default: ./data)")
-    p.add_argument("--update", type=Path, metavar="docs/results.md",
+    p.add_argument("--data-root", type=path_arg("--data-root", text=True), help="folder with the dataset files (default: ./data)")
+    p.add_argument("--update", type=path_arg("--update"), metavar="docs/results.md",
                    help="write the markdown into this page's results part (and the JSON into results.json)")
     argv = list(argv) if argv is not None else sys.argv[1:]
     args = p.parse_args(argv)
     suite = SUITES[args.suite]
+    if args.update:  # before hours of runs: a page it cannot update, a damaged results.json
+        page_text(args.update, args.suite)
+        if results_json(args.update).is_file():
+            read_json(results_json(args.update), what="results")
     if args.only:
         unknown = sorted(set(args.only) - {c.name for c in suite})
         if unknown:

@@ -17,6 +17,7 @@ from typing import Optional, Sequence
 import torch
 
 from .errors import DendrisimError
+from .paths import path_arg
 
 
 def generate(run_dir: Path, *, length: int, temperature: float = 1.0, prime: str = "\n", seed: int = 0,
@@ -44,7 +45,9 @@ def generate(run_dir: Path, *, length: int, temperature: float = 1.0, prime: str
     if unknown:
         raise DendrisimError(f"--prime has characters the model never saw: {''.join(unknown)!r}")
     V = len(chars)
-    dev = torch.device(device)
+    from .host import device_of
+
+    dev = device_of(device)
     net = build_network(experiment, DataSpec((V,) if mode == "onehot" else (1,), V,
                                              vocabulary=(V, experiment.task.embedding_dim) if mode == "ids" else None))
     from .rundir import load_tensors
@@ -72,7 +75,7 @@ def generate(run_dir: Path, *, length: int, temperature: float = 1.0, prime: str
 
 def parser(prog: str = "sample.py") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("run_dir", type=Path, help="the run directory of a trained charlm model")
+    p.add_argument("run_dir", type=path_arg("RUN_DIR"), help="the run directory of a trained charlm model")
     p.add_argument("--length", type=int, default=500, help="characters to generate after the prime")
     p.add_argument("--temperature", type=float, default=1.0, help="< 1: more likely characters; > 1: more varied")
     p.add_argument("--prime", default="\n", help="text to start from (default a newline)")

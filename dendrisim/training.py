@@ -30,6 +30,7 @@ from .observers.checkpoints import (CHECKPOINT, CHECKPOINT_KEYS, RESUMABLE, conf
                                     nonfinite_tensor, read, state_of)
 from .observers.recording import check_recording  # noqa: F401  (dendrisim.inspect uses it)
 from .optim import build_optimizer, build_scheduler, phase_rates, schedule_factor
+from .paths import make_dir
 
 
 def seed_everything(seed: int) -> None:
@@ -39,16 +40,9 @@ def seed_everything(seed: int) -> None:
 
 
 def resolve_device(name: str) -> torch.device:
-    from .errors import ConfigError
+    from .host import device_of
 
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"--device {name}: no CUDA device is available here; use cpu or auto")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"--device {name!r} is not a device; use cpu, cuda, cuda:N or auto") from None
+    return device_of(name)
 
 
 @dataclass
@@ -565,7 +559,7 @@ class Trainer:
     def _prepare_run_dir(self) -> None:
         """Lock the run directory, check it, write model.yaml, run.json and task.json."""
         rundir.check_out(self.run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        make_dir(self.run_dir, what="the run directory")  # a read-only or full file system, /proc: said as such
         if self.lock is None:
             self.lock = rundir.RunLock.acquire(self.run_dir, argv=self.options.argv)
         if not self.resumed and not self._started:

@@ -9,6 +9,7 @@ import torch
 
 from ..config.schema import opt, req
 from ..errors import DataError, brief
+from ..paths import problem, shown
 from ..registry import Registry
 
 if TYPE_CHECKING:
@@ -75,6 +76,9 @@ def locate(path: Optional[str], key: str, root: Optional[str], what: str) -> Pat
     p = Path(path).expanduser()
     if root and not p.is_absolute():
         p = Path(root).expanduser() / p
+    why = problem(p)  # a name too long, a symlink loop: said as the OS says it
+    if why is not None:
+        raise DataError(f"task.{key}: {shown(p)}: {why}")
     if not p.is_file():
         under_root = root and not Path(path).expanduser().is_absolute()
         missing_root = f" (the data root {root} is not a folder)" if under_root and not Path(root).expanduser().is_dir() else ""

@@ -17,6 +17,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from ..errors import DataError, brief
+from ..paths import check_path
 from ..registry import Registry
 
 
@@ -359,6 +360,8 @@ def load_dataset(name: str, root: Optional[str], download: bool) -> ImageData:
     """Dataset ``name`` from ``root`` exactly (an error naming the folders looked in when it
     lacks the files), or, when ``root`` is None, from ``./data`` and the system's folders."""
     loader = DATASETS.get(name, path="task.dataset")
+    if root:  # a root too long, or a symlink loop, is named as such (not "missing files")
+        check_path(root, label="the data root (--data-root, task.data_root or $DENDRISIM_DATA)")
     data = loader(Path(root) if root else Path("data"), download, explicit=root is not None)
     check_sizes(name, data)
     return data
