@@ -1,6 +1,6 @@
 """Run the whole-stack fuzzer (tests/test_fuzz_stack.py) and print its counts by kind and class.
 
-    python scripts/fuzz.py            # the CI part: about 2,900 cases, a few minutes
+    python scripts/fuzz.py            # the CI part: about 2,600 cases, a few minutes
     python scripts/fuzz.py --long     # ten times as many
     python scripts/fuzz.py --seed 7   # another stream of cases
     python scripts/fuzz.py -k symlink # only the tests matching a pytest expression

@@ -665,7 +665,8 @@ def flip_bits(rng: random.Random, raw: bytes, *, inside_tensors: bool) -> tuple[
 
 def test_flipped_bits_in_checkpoints_never_resume_silently(request, workspace):
     """Bits flipped in a stopped run's checkpoint.pt or weights.pt, then --resume: a
-    one-paragraph error, or a run bit-identical to the uninterrupted one."""
+    one-paragraph error, or a run bit-identical to the uninterrupted one; flipped in a
+    charlm run's weights.pt, then ``sample``: an error or the undamaged run's text."""
     rng = random.Random(SEED + 16)
     folder = workspace["root"] / "bitflip"
     folder.mkdir(exist_ok=True)
@@ -687,6 +688,24 @@ def test_flipped_bits_in_checkpoints_never_resume_silently(request, workspace):
         same = outcome.kind != "ok" or (fz._test_metrics(run) == fz._test_metrics(whole)
                                         and weights_equal(run / "weights.pt", whole / "weights.pt"))
         record("bitflip", label, outcome, extra="" if same else "resumed silently to a different run (exit 0)")
+        shutil.rmtree(run, ignore_errors=True)
+    # weights.pt read by `sample`: the same text as from the undamaged file, or an error
+    text = model_file(folder, "text.yaml", fz.CHARLM_MODEL)
+    book = folder / "book.txt"
+    book.write_text(" ".join(rng.choice(fz.WORDS) for _ in range(400)) + "\n")
+    charlm = folder / "charlm"
+    assert run_cli([text, "--set", f"task.text={book}", "--out", charlm], limit=120).kind == "ok"
+    clean = run_cmd(["sample", charlm, "--length", "40", "--seed", "1"], limit=30)
+    assert clean.kind == "ok", clean.err[-2000:]
+    for i in range(scale(request, 10)):
+        run = fresh_copy(charlm, folder / f"w{i}")
+        inside = rng.random() < 0.7
+        raw, where = flip_bits(rng, (run / "weights.pt").read_bytes(), inside_tensors=inside)
+        (run / "weights.pt").write_bytes(raw)
+        outcome = run_cmd(["sample", run, "--length", "40", "--seed", "1"], limit=30)
+        label = f"sample {i}:weights.pt:{'tensor' if inside else 'anywhere'}@{where}"
+        same = outcome.kind != "ok" or outcome.out == clean.out
+        record("bitflip", label, outcome, extra="" if same else "sampled silently from damaged weights (exit 0)")
         shutil.rmtree(run, ignore_errors=True)
     check_failures("bitflip")
 

@@ -35,7 +35,7 @@ encodings; hostile data headers; odd devices, threads and optimizer options), ``
 and ``wording`` (9: ``dendrisim results`` with damaged pages and files; errors that must name
 the right problem); tests/fuzz_attacks.py's docstring says what each one does.
 
-The CI part runs about 2,900 cases in a few minutes more than issue 20's 2,190; ``--long``
+The CI part runs about 2,600 cases, a few minutes more than issue 20's 2,190; ``--long``
 (``python -m pytest tests/test_fuzz_stack.py --long`` or ``python scripts/fuzz.py --long``)
 runs ten times as many. The counts by kind and outcome, and by class of issue 29, are
 printed at the end of the session (``fuzz: ...`` lines); ``DENDRISIM_FUZZ_LOG=FILE`` writes
