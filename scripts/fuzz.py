@@ -1,12 +1,19 @@
-"""Run the whole-stack fuzzer (tests/test_fuzz_stack.py) and print its counts by kind.
+"""Run the whole-stack fuzzer (tests/test_fuzz_stack.py) and print its counts by kind and class.
 
-    python scripts/fuzz.py            # the CI part: a little over 2,000 cases, a few minutes
+    python scripts/fuzz.py            # the CI part: about 2,600 cases, a few minutes
     python scripts/fuzz.py --long     # ten times as many
     python scripts/fuzz.py --seed 7   # another stream of cases
+    python scripts/fuzz.py -k symlink # only the tests matching a pytest expression
 
-Every case runs through ``dendrisim.cli.main`` (or ``scripts/simulate.py`` in a subprocess
-where a process is killed or two race) under a time limit; see the test module's docstring
-for the oracle. Exit status: pytest's (0 when every case ended well).
+Every case runs through ``dendrisim.cli.main`` or ``dendrisim.commands.main`` (or
+``scripts/simulate.py`` in a subprocess where a process is killed, two race, a memory limit
+is set or a crash must not take the fuzzer down) under a time limit; see the test module's
+docstring for the oracle and the kinds, and tests/fuzz_attacks.py for issue 29's attacks
+(code from files, symlinks, the lock, hooks, damaged checkpoints, memory, early faults,
+paths, codecs, data headers, devices, ``results``). The ``fuzz:`` lines at the end give the
+counts by kind, each kind with the class of issue 29 it attacks, and by class.
+``DENDRISIM_FUZZ_LOG=FILE`` writes one line per case. Exit status: pytest's (0 when every
+case ended well).
 """
 from __future__ import annotations
 

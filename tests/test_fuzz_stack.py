@@ -1,27 +1,45 @@
-"""A fuzzer through the whole stack (issue 20, item 14).
+"""A fuzzer through the whole stack (issue 20, item 14; issue 29's attacks in tests/fuzz_attacks.py).
 
-Generated cases run through the command line's entry point, ``dendrisim.cli.main(argv)``,
-in this process (subprocesses where a process must die or two must race), with recording
-and checkpoints on. Each case has a time limit. The oracle:
+Generated cases run through the command line's entry points, ``dendrisim.cli.main(argv)``
+and ``dendrisim.commands.main`` (``dendrisim COMMAND``), in this process (subprocesses where
+a process must die, two must race, a limit is set on the process or a crash must not take
+the fuzzer down), with recording and checkpoints on. Each case has a time limit. The oracle:
 
 - a case ends with exit 0 and finite results, or exit 2 and a one-paragraph ``error: ...``
   (``note:`` lines aside) with no traceback; argparse's own usage error (exit 2) counts
   as an error too;
-- never a hang (the limit) or a crash (an exception out of ``main``);
+- never a hang (the limit) or a crash (an exception out of ``main``, a signal);
 - never a change to another run's files (a finished reference run is hashed before and
-  after every case that could touch it);
-- never a checkpoint or recording written by dendrisim that cannot be read back.
+  after every case that could touch it; a victim run and file under planted links);
+- never a checkpoint or recording written by dendrisim that cannot be read back, and
+  (issue 29) a run that ended ok can be resumed;
+- never code run from a data or run file (a payload that would create a marker file);
+- a resumed run ends as the uninterrupted run did, or with a one-paragraph error: never a
+  silently different run.
 
-Kinds of case: ``yaml`` (damaged model text: anchors, deep nesting, huge numbers, odd
-unicode and names, byte damage, type swaps, ``--set`` values), ``data`` (damaged series,
-text, sentence, vector and IDX files), ``resume`` (damaged checkpoint, weights, recording,
-model and run files under ``--resume``), ``out`` (``--out`` at a finished run or a file),
-``fault`` (a writer that raises ENOSPC, EIO or torch's RuntimeError at its N-th write,
-then ``--resume``), ``kill`` (SIGKILL at a random moment, then ``--resume``) and
-``concurrent`` (two runs on one ``--out``). The CI part runs a little over 2,000 cases
-in a few minutes; ``--long`` (``python -m pytest tests/test_fuzz_stack.py --long`` or
-``python scripts/fuzz.py --long``) runs ten times as many. The counts by kind and outcome
-are printed at the end of the session (``fuzz: ...`` lines).
+Kinds of case, with the class of issue 29 (1-9) each attacks (``KIND_CLASS``):
+``yaml`` (damaged model text: anchors, deep nesting, huge numbers, odd unicode and names,
+byte damage, type swaps, ``--set`` values), ``data`` (damaged series, text, sentence, vector
+and IDX files), ``resume`` (damaged checkpoint, weights, recording, model and run files under
+``--resume``), ``out`` (``--out`` at a finished run or a file), ``fault`` (a writer that raises
+ENOSPC, EIO or torch's RuntimeError at its N-th write, then ``--resume``), ``kill`` (SIGKILL at
+a random moment, then ``--resume``), ``concurrent`` (two runs on one ``--out``) and ``reader``
+(a reader holding the recording open) are issue 20's; issue 29 adds ``code`` (1: pickles in
+every file a run reads, a plugin named by ``run.json``), ``symlink`` (2: links planted in a
+run folder), ``lock`` (3: a live run's lock deleted, then ``--overwrite``), ``hooks`` and
+``observer`` (4: plugin-rule and observer hooks that raise or return odd values), ``bitflip``
+(5: flipped bits in checkpoints and weights), ``memory`` (6: an address-space limit),
+``early`` (7: a fault before the first checkpoint, then ``--resume``), ``paths``, ``codec``,
+``headers``, ``device`` (8: long names, loops, special files; codecs that are no text
+encodings; hostile data headers; odd devices, threads and optimizer options), ``results``
+and ``wording`` (9: ``dendrisim results`` with damaged pages and files; errors that must name
+the right problem); tests/fuzz_attacks.py's docstring says what each one does.
+
+The CI part runs about 2,600 cases, a few minutes more than issue 20's 2,190; ``--long``
+(``python -m pytest tests/test_fuzz_stack.py --long`` or ``python scripts/fuzz.py --long``)
+runs ten times as many. The counts by kind and outcome, and by class of issue 29, are
+printed at the end of the session (``fuzz: ...`` lines); ``DENDRISIM_FUZZ_LOG=FILE`` writes
+one line per case (kind, case, outcome, the output's last line).
 """
 from __future__ import annotations
 
@@ -35,6 +53,7 @@ import json
 import math
 import os
 import random
+import re
 import shutil
 import signal
 import struct
@@ -57,6 +76,7 @@ COUNTS: Counter = Counter()
 #: what went wrong, for the assertion message: (kind, case, outcome, detail)
 FAILURES: list[tuple[str, str, str, str]] = []
 SEED = int(os.environ.get("DENDRISIM_FUZZ_SEED", "20"))
+LOG = os.environ.get("DENDRISIM_FUZZ_LOG")
 
 #: the fuzzer runs as its own step of .ci/run (and scripts/fuzz.py), not in the README's quick test command
 pytestmark = pytest.mark.slow(reason="the whole-stack fuzzer: about 2,000 generated cases through the command line")
@@ -92,8 +112,15 @@ CIRCUIT_BASE["training"]["phases"] = [{"name": "self_predicting", "epochs": 1, "
                                        "learn": ["h2->i2", "i2->h2"]}, {"name": "learning", "epochs": 1}]
 
 
+#: the class of issue 29 (1-9) each kind attacks; None: a kind of the earlier fuzzer (issue 20)
+KIND_CLASS: dict[str, Optional[int]] = {
+    "yaml": None, "data": None, "resume": None, "out": None, "fault": None, "kill": None, "concurrent": None,
+    "reader": None, "code": 1, "symlink": 2, "lock": 3, "hooks": 4, "observer": 4, "bitflip": 5, "memory": 6,
+    "early": 7, "paths": 8, "codec": 8, "headers": 8, "device": 8, "results": 9, "wording": 9}
+
+
 def summary() -> str:
-    """One line per kind: its outcomes, and the total."""
+    """One line per kind (with its class of issue 29): its outcomes; one line per class; the total."""
     kinds = sorted({k for k, _ in COUNTS})
     outcomes: Counter = Counter()
     for (_, outcome), n in COUNTS.items():
@@ -101,7 +128,15 @@ def summary() -> str:
     lines = [f"fuzz: {sum(COUNTS.values())} cases (seed {SEED}): "
              + ", ".join(f"{o} {n}" for o, n in sorted(outcomes.items()))]
     for kind in kinds:
-        lines.append(f"fuzz:   {kind:<10} " + ", ".join(f"{o} {n}" for (k, o), n in sorted(COUNTS.items()) if k == kind))
+        cls = KIND_CLASS.get(kind)
+        lines.append(f"fuzz:   {kind:<10} [{'class ' + str(cls) if cls else 'issue 20'}] "
+                     + ", ".join(f"{o} {n}" for (k, o), n in sorted(COUNTS.items()) if k == kind))
+    for cls in range(1, 10):
+        mine = {(k, o): n for (k, o), n in COUNTS.items() if KIND_CLASS.get(k) == cls}
+        if mine:
+            good = sum(n for (_, o), n in mine.items() if o in GOOD)
+            lines.append(f"fuzz: class {cls}: {sum(mine.values())} cases, {good} good, {sum(mine.values()) - good} not "
+                         f"({', '.join(sorted({k for k, _ in mine}))})")
     return "\n".join(lines)
 
 
@@ -127,9 +162,13 @@ def _alarm(signum, frame):
     raise CaseTimeout()
 
 
-def run_cli(argv: list, *, limit: float) -> Outcome:
-    """``main(argv)`` in this process with stdout and stderr captured, under a SIGALRM limit."""
-    from dendrisim.cli import main
+def run_cli(argv: list, *, limit: float, entry: str = "cli") -> Outcome:
+    """``main(argv)`` in this process with stdout and stderr captured, under a SIGALRM limit;
+    ``entry="commands"``: the ``dendrisim COMMAND`` entry point (``dendrisim.commands.main``)."""
+    if entry == "commands":
+        from dendrisim.commands import main
+    else:
+        from dendrisim.cli import main
 
     out, err = io.StringIO(), io.StringIO()
     start = time.perf_counter()
@@ -142,8 +181,10 @@ def run_cli(argv: list, *, limit: float) -> Outcome:
             code = main([str(a) for a in argv])
     except CaseTimeout:
         crash = "hang"
-    except SystemExit as exc:  # argparse
-        code = exc.code if isinstance(exc.code, int) else 2
+    except SystemExit as exc:  # argparse; sys.exit("text") is exit 1 with the text on stderr
+        code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+        if not isinstance(exc.code, (int, type(None))):
+            err.write(f"{exc.code}\n")
     except BaseException:  # noqa: BLE001 - the oracle reports it
         crash = "crash"
         err.write(traceback.format_exc())
@@ -169,7 +210,7 @@ def classify(code: Optional[int], out: str, err: str) -> str:
         return "ok"
     if code == 2:
         lines = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith("note: ")]
-        if lines and lines[0].startswith("usage:") and lines[-1].startswith("simulate.py: error:"):
+        if lines and lines[0].startswith("usage:") and re.match(r"^[\w. -]+: error: ", lines[-1]):
             return "usage"
         if len(lines) == 1 and lines[0].startswith("error: ") and len(lines[0]) < 3000:
             return "error"
@@ -191,6 +232,10 @@ def record(kind: str, case: str, outcome: Outcome, *, extra: str = "") -> None:
     if what not in GOOD:
         what = next((label for label, text in KNOWN if text in outcome.err), what)
     COUNTS[(kind, what)] += 1
+    if LOG:  # DENDRISIM_FUZZ_LOG=FILE: one line per case (kind, case, outcome, the output's last line)
+        last = ((outcome.err or outcome.out).strip().splitlines() or [""])[-1][:400]
+        with open(LOG, "a", encoding="utf-8") as fh:
+            fh.write("\t".join(x.replace("\n", "\\n").replace("\t", " ") for x in (kind, case, what, last)) + "\n")
     if what not in GOOD and not what.startswith("known: "):
         FAILURES.append((kind, case, what, (outcome.err or outcome.out)[-1500:]))
 
@@ -835,10 +880,14 @@ def test_the_oracle_itself_tells_good_from_bad():
     assert run_cli(["--check", "--set", "x"], limit=10).kind == "error"
 
 
+from fuzz_attacks import *  # noqa: E402,F401,F403 - issue 29's kinds: their tests, collected here
+from fuzz_attacks import results_out  # noqa: E402,F401 - a fixture (no test_ name)
+
+
 def test_the_whole_fuzzer_ran_at_least_2000_cases():
     """Last in the file: when every kind ran (not a -k selection), the CI part holds its promise."""
     kinds = {k for k, _ in COUNTS}
-    every = {"yaml", "data", "resume", "out", "fault", "kill", "concurrent", "reader"}
+    every = set(KIND_CLASS)
     if not every <= kinds:
         pytest.skip(f"only {sorted(kinds)} ran")
     assert sum(COUNTS.values()) >= 2000, summary()
