@@ -81,6 +81,7 @@ def test_a_real_address_space_limit_refuses_a_large_population_in_a_subprocess(t
 import resource, sys
 sys.path.insert(0, {str(REPO)!r})
 from dendrisim.cli import main
+import torch  # noqa: F401  (importing dendrisim costs no torch now: load it before the limit is measured)
 vm = next(int(l.split()[1]) * 1024 for l in open('/proc/self/status') if l.startswith('VmSize:'))
 resource.setrlimit(resource.RLIMIT_AS, (vm + 2**30, resource.RLIM_INFINITY))
 sys.exit(main([{str(REPO / 'models' / 'dll_mlp_digits.yaml')!r}, '--dry-run', '--out', {str(tmp_path / 'run')!r},
