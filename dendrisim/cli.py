@@ -167,8 +167,7 @@ def _resumed_trainer(args, overrides: list[str], argv: list[str], *, dist, say):
     plugins = _check_plugins(run_file, saved, args.plugins)
     source = resolve_model(args.model) if args.model else model_file
     experiment = load_experiment(source, with_epochs(source, overrides, args.epochs))
-    if fresh:
-        _check_unchanged(load_experiment(model_file, []), experiment, model_file)
+    changed = _check_unchanged(load_experiment(model_file, []), experiment, model_file) if fresh else []
     options = RunOptions(device=args.device or saved.get("device", "cpu"), data_root=args.data_root or saved.get("data_root"),
                          out_dir=run_dir, dry_run=saved["dry_run"], progress=args.progress if dist.is_main else False,
                          argv=argv, log=say, dist=dist, plugins=plugins,
@@ -183,7 +182,7 @@ def _resumed_trainer(args, overrides: list[str], argv: list[str], *, dist, say):
         raise
     trainer.lock = lock
     if fresh:
-        return _started_over(trainer, run_dir, argv, say=say)
+        return _started_over(trainer, run_dir, argv, changed, say=say)
     try:
         trainer.resume(checkpoint)
         if trainer.finished and (run_dir / "summary.json").is_file():
@@ -241,23 +240,26 @@ def _check_plugins(run_file: Path, saved: dict, given: list[str]) -> list[str]:
     return loaded
 
 
-def _check_unchanged(saved, experiment, model_file: Path) -> None:
+def _check_unchanged(saved, experiment, model_file: Path) -> list[str]:
     """A run started over by --resume keeps its model: only the keys a resumed run may change
-    may differ from its model.yaml (as :func:`dendrisim.observers.checkpoints.read` checks)."""
+    may differ from its model.yaml (as :func:`dendrisim.observers.checkpoints.read` checks);
+    returns those that do."""
     from .errors import ConfigError
     from .observers.checkpoints import config_diff, resumable
 
     allowed = resumable(saved.config.training)
-    refused = [k for k in config_diff(saved.to_dict(), experiment.to_dict()) if k not in allowed]
+    changed = config_diff(saved.to_dict(), experiment.to_dict())
+    refused = [k for k in changed if k not in allowed]
     if refused:
         keys = ", ".join(refused[:8]) + (f" and {len(refused) - 8} more" if len(refused) > 8 else "")
         raise ConfigError(
             f"{model_file} is the run's model, and this command changes it: {keys} differ"
             f"{'s' if len(refused) == 1 else ''}; a resumed run can change only {', '.join(allowed)} (resume with "
             "the run directory's own model.yaml and those keys, or start a new run)", path="--resume")
+    return changed
 
 
-def _started_over(trainer, run_dir: Path, argv: list[str], *, say):
+def _started_over(trainer, run_dir: Path, argv: list[str], changed: list[str], *, say):
     """The trainer of a run that stopped before its first checkpoint, set to start it over
     from the beginning in its own folder: what it wrote (recording, metrics) is removed
     under the lock; model.yaml and run.json stay until the new run rewrites them."""
@@ -270,7 +272,9 @@ def _started_over(trainer, run_dir: Path, argv: list[str], *, say):
             trainer.lock.release()
             raise
     trainer.resumed = True  # the folder holds this run: not refused as another's
-    trainer.options.resumes.append({"argv": argv, "changed": {}, "started_over": True})
+    values = trainer.experiment.to_dict()
+    trainer.options.resumes.append({"argv": argv, "changed": {k: _value(values, k) for k in changed},
+                                    "started_over": True})
     if trainer.dist.is_main:
         print(f"note: {run_dir} has no checkpoint (the run stopped before its first one), so it starts over from "
               "the beginning with its own model.yaml and options; its partial recording and metrics are replaced",

@@ -82,7 +82,7 @@ class RunLock:
         run_dir = Path(run_dir)
         path = run_dir / LOCK
         dir_fd = _open_dir(run_dir)
-        if dir_fd is not None and not _flock(dir_fd, fcntl.LOCK_EX, tries=5, unsupported=True):
+        if not _flock(dir_fd, fcntl.LOCK_EX, tries=5, unsupported=True):
             holder = _read_holder_at(run_dir)
             os.close(dir_fd)
             raise _in_use(run_dir, holder)
@@ -126,8 +126,8 @@ def _in_use(run_dir: Path, holder: str) -> RunDirError:
                        "at a time: wait for it to end, or choose another --out")
 
 
-def _open_dir(run_dir: Path) -> Optional[int]:
-    """A descriptor of the directory itself (to lock it); None where it cannot be opened so."""
+def _open_dir(run_dir: Path) -> int:
+    """A descriptor of the directory itself (to lock it)."""
     try:
         return os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
     except OSError as err:
