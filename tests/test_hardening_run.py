@@ -238,6 +238,31 @@ def test_a_rule_hook_holding_what_a_checkpoint_cannot_read_stops_the_run(tmp_pat
     assert not (tmp_path / "run" / "checkpoint.pt").exists()  # never a checkpoint the run cannot read
 
 
+ARRAYS = """
+import numpy as np
+import dendrisim
+from dendrisim.plasticity.rules import Backprop
+
+
+@dendrisim.register_rule("arrays")
+class Arrays(Backprop):
+    def epoch_summary(self):
+        return {"spread": np.arange(3.0)}
+"""
+
+
+def test_a_plugin_epoch_summary_holding_an_array_is_exit_2_naming_the_plugin(model_file, tmp_path):
+    plugin = tmp_path / "arrays.py"
+    plugin.write_text(ARRAYS)
+    out = tmp_path / "run"
+    proc = simulate(model_file, "--plugin", plugin, "--set", "plasticity.rule=arrays", "--out", out, *RUN)
+    assert proc.returncode == 2 and one_paragraph(proc.stderr), proc.stderr
+    assert (f"{out / 'checkpoint.pt'} cannot hold the value at rows.0.spread, a numpy.ndarray" in proc.stderr
+            and f"the epoch_summary of rule 'arrays' (in {plugin})" in proc.stderr)
+    assert load_tensors(out / "checkpoint.pt")["rows"] == []  # the last good one (step 60) reads back
+    assert not (out / "summary.json").exists()
+
+
 def test_an_observer_row_holding_an_object_is_named(tmp_path):
     from dendrisim.observers import Observer
     from dendrisim.observers.checkpoints import UnstorableValue
