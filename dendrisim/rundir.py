@@ -422,7 +422,8 @@ def verify_checksum(path: Path, *, what: str) -> None:
         raise FileFormatError(
             f"{path}: its bytes do not match the checksum in {checksum_path(path)} (sha256 {actual[:16]}..., "
             f"expected {expected[0][:16]}...): the {what} was damaged or changed after it was written, and is "
-            "refused rather than resumed from silently. Restore it from a copy, or start the run over")
+            "refused rather than resumed from silently. Restore it from a copy, or start the run over (if you "
+            f"changed it on purpose, remove {checksum_path(path)} to load it unchecked)")
 
 
 def _describe(err: BaseException) -> str:
