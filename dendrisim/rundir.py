@@ -347,6 +347,8 @@ def write_atomic(path: Path, kind: Optional[str], write: Callable[[BinaryIO], No
             digest = _sha256_of(fh) if checksum else None
         if digest is not None:
             write_checksum(path, digest)
+        elif os.path.lexists(checksum_path(path)):  # a file written unchecked has no checksum to match
+            checksum_path(path).unlink()
         os.replace(tmp, path)
     except Exception as err:  # noqa: BLE001 - torch.save raises RuntimeError on a full disk
         try:

@@ -328,6 +328,9 @@ def test_a_stop_between_the_checksum_and_the_rename_keeps_the_checkpoint_loadabl
     assert torch.equal(load_tensors(path)["x"], torch.zeros(3))  # the old file matches the sidecar's second line
     rundir.write_atomic(path, "checkpoint", lambda fh: torch.save({"x": torch.ones(3)}, fh), checksum=True)
     assert torch.equal(load_tensors(path)["x"], torch.ones(3))
+    rundir.write_atomic(path, "checkpoint", lambda fh: torch.save({"x": torch.full((3,), 2.0)}, fh))
+    assert not rundir.checksum_path(path).exists()  # written unchecked: no stale checksum refuses it
+    assert torch.equal(load_tensors(path)["x"], torch.full((3,), 2.0))
 
 
 # ------------------------------------------------------------------ 6. memory
