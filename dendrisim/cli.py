@@ -138,7 +138,13 @@ def main(argv: Optional[Sequence[str]] = None, *, prog: str = "simulate.py") -> 
 def _resumed_trainer(args, overrides: list[str], argv: list[str], *, dist, say):
     """A trainer rebuilt from RUN_DIR (model.yaml, run.json, with the --set/--epochs that a
     resumed run may change) holding the run's lock, with its checkpoint loaded; None when
-    the run is already complete and nothing asks for more epochs."""
+    the run is already complete and nothing asks for more epochs.
+
+    Nothing the folder says is imported: the plugins run.json names must be given again
+    with ``--plugin`` (:func:`_check_plugins`). A run that stopped before its first
+    checkpoint (and never finished) starts over from the beginning, with its own model.yaml
+    and options, its partial recording and metrics removed under the lock."""
+    from . import rundir
     from .builder import load_experiment
     from .errors import ConfigError, FileFormatError
     from .rundir import RunLock
@@ -146,7 +152,12 @@ def _resumed_trainer(args, overrides: list[str], argv: list[str], *, dist, say):
 
     run_dir = args.resume
     checkpoint, model_file, run_file = run_dir / CHECKPOINT, run_dir / "model.yaml", run_dir / "run.json"
-    for path in (checkpoint, model_file, run_file):
+    if run_dir.is_dir():
+        rundir.refuse_links(run_dir)  # nothing of the run is read through a link
+    # stopped before its first checkpoint, never finished: started over
+    fresh = (not checkpoint.exists() and model_file.is_file() and run_file.is_file()
+             and not any((run_dir / n).exists() for n in ("summary.json", "weights.pt")))
+    for path in () if fresh else (checkpoint, model_file, run_file):
         if not path.is_file():
             raise ConfigError(f"{path} is missing: {run_dir} is not a run directory that can be resumed", path="--resume")
     if args.out is not None or args.dry_run or args.overwrite:
@@ -157,14 +168,13 @@ def _resumed_trainer(args, overrides: list[str], argv: list[str], *, dist, say):
             raise ValueError("not the object dendrisim writes")
     except (ValueError, UnicodeDecodeError) as err:
         raise FileFormatError(f"{run_file}: damaged ({err})") from None
-    from .plugins import load_plugins
-
-    load_plugins(saved.get("plugins", []))  # the rules the run was started with
+    plugins = _check_plugins(run_file, saved, args.plugins)
     source = resolve_model(args.model) if args.model else model_file
     experiment = load_experiment(source, with_epochs(source, overrides, args.epochs))
+    changed = _check_unchanged(load_experiment(model_file, []), experiment, model_file) if fresh else []
     options = RunOptions(device=args.device or saved.get("device", "cpu"), data_root=args.data_root or saved.get("data_root"),
                          out_dir=run_dir, dry_run=saved["dry_run"], progress=args.progress if dist.is_main else False,
-                         argv=argv, log=say, dist=dist, plugins=saved.get("plugins", []),
+                         argv=argv, log=say, dist=dist, plugins=plugins,
                          resumes=list(saved.get("resumes", [])))
     # held from before the data is loaded and the checkpoint read until the run ends
     lock = RunLock.acquire(run_dir, argv=argv) if dist.is_main else None
@@ -175,6 +185,8 @@ def _resumed_trainer(args, overrides: list[str], argv: list[str], *, dist, say):
             lock.release()
         raise
     trainer.lock = lock
+    if fresh:
+        return _started_over(trainer, run_dir, argv, changed, say=say)
     try:
         trainer.resume(checkpoint)
         if trainer.finished and (run_dir / "summary.json").is_file():
@@ -192,6 +204,86 @@ def _resumed_trainer(args, overrides: list[str], argv: list[str], *, dist, say):
         say(f"applied on resume: {', '.join(f'{k}={_value(experiment.to_dict(), k)}' for k in trainer.resume_changes)} "
             "(written to model.yaml and run.json)")
     say(f"resuming {run_dir} at epoch {trainer.epoch}, step {trainer.global_step}")
+    return trainer
+
+
+def _check_plugins(run_file: Path, saved: dict, given: list[str]) -> list[str]:
+    """The plugin files of the resumed run (resolved paths), all given on this command line.
+
+    run.json names the plugins the run was started with, but a run folder never makes
+    dendrisim import code: each must be given again with ``--plugin`` (the same file, or
+    one that registers the same rules). A plugin run.json names that the command line does
+    not give is refused, naming the file and the ``--plugin`` flags to add."""
+    import shlex
+
+    from .errors import FileFormatError
+    from .plugins import ORIGIN, PluginError
+
+    named, rules = saved.get("plugins", []), saved.get("plugin_rules", {})
+    if not (isinstance(named, list) and all(isinstance(p, str) for p in named) and isinstance(rules, dict)):
+        raise FileFormatError(f"{run_file}: damaged (plugins is not a list of file names)")
+    loaded = [str(Path(p).resolve()) for p in given]
+    by_loaded = {name for name, origin in ORIGIN.items() if origin != "dendrisim"
+                 and str(Path(origin).resolve()) in loaded}
+
+    def present(path: str) -> bool:
+        names = rules.get(path)
+        return str(Path(path).resolve()) in loaded or (
+            isinstance(names, list) and bool(names) and all(n in by_loaded for n in names))
+
+    missing = [p for p in named if not present(p)]
+    if missing:
+        what = ", ".join(f"{p} (rules {', '.join(map(str, rules[p]))})" if isinstance(rules.get(p), list) else p
+                         for p in missing)
+        flags = " ".join(f"--plugin {shlex.quote(p)}" for p in missing)
+        them = "it" if len(missing) == 1 else "them"
+        raise PluginError(f"{run_file} names the plugin file{'s' if len(missing) > 1 else ''} {what}, which this "
+                          "command does not load: a run folder never makes dendrisim import code (anyone who can "
+                          f"write the folder could name any file). If you trust {them}, give {them} again on the "
+                          f"command line: add {flags}", path="--resume")
+    return loaded
+
+
+def _check_unchanged(saved, experiment, model_file: Path) -> list[str]:
+    """A run started over by --resume keeps its model: only the keys a resumed run may change
+    may differ from its model.yaml (as :func:`dendrisim.observers.checkpoints.read` checks);
+    returns those that do."""
+    from .errors import ConfigError
+    from .observers.checkpoints import config_diff, resumable
+
+    allowed = resumable(saved.config.training)
+    changed = config_diff(saved.to_dict(), experiment.to_dict())
+    refused = [k for k in changed if k not in allowed]
+    if refused:
+        keys = ", ".join(refused[:8]) + (f" and {len(refused) - 8} more" if len(refused) > 8 else "")
+        raise ConfigError(
+            f"{model_file} is the run's model, and this command changes it: {keys} differ"
+            f"{'s' if len(refused) == 1 else ''}; a resumed run can change only {', '.join(allowed)} (resume with "
+            "the run directory's own model.yaml and those keys, or start a new run)", path="--resume")
+    return changed
+
+
+def _started_over(trainer, run_dir: Path, argv: list[str], changed: list[str], *, say):
+    """The trainer of a run that stopped before its first checkpoint, set to start it over
+    from the beginning in its own folder: what it wrote (recording, metrics) is removed
+    under the lock; model.yaml and run.json stay until the new run rewrites them."""
+    from . import rundir
+
+    if trainer.lock is not None:
+        try:
+            rundir.clear_partial(run_dir)
+        except BaseException:
+            trainer.lock.release()
+            raise
+    trainer.resumed = True  # the folder holds this run: not refused as another's
+    values = trainer.experiment.to_dict()
+    trainer.options.resumes.append({"argv": argv, "changed": {k: _value(values, k) for k in changed},
+                                    "started_over": True})
+    if trainer.dist.is_main:
+        print(f"note: {run_dir} has no checkpoint (the run stopped before its first one), so it starts over from "
+              "the beginning with its own model.yaml and options; its partial recording and metrics are replaced",
+              file=sys.stderr, flush=True)
+    say(f"starting {run_dir} over at epoch 1, step 0")
     return trainer
 
 

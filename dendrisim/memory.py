@@ -12,6 +12,10 @@ with shapes but no storage):
 - ``compartments``: soma, basal, apical, rate and error of every population (an
   interneuron's soma, dendrite, nudging, rate and error) at the batch
   size (over the sequence for recurrent networks), and the input;
+- ``selection``: with ``training.select_best`` (model selection keeps the best epoch's
+  weights, :mod:`dendrisim.observers.selection`), two copies of the network's and the
+  rule's state: the best epoch's, and at the end of the run the last epoch's, set aside
+  while the best is put back;
 - ``recording``: the recorder's host buffers (``flush_every`` records);
 - ``dataset``: the task's tensors (a float copy and the raw copy of every sample).
 
@@ -140,6 +144,7 @@ def estimate(experiment, network, rule, *, train_samples: int, trace_steps: Opti
         "feedback": rule_values * FLOAT,
         "optimizer": learnable * (1 + OPTIMIZER_STATE.get(cfg.optimizer.type, 2)) * FLOAT,
         "compartments": (5 * neurons + math.prod(network.input.shape)) * batch * steps * FLOAT,
+        "selection": 2 * (state_values(network) + rule_values) * FLOAT if cfg.training.select_best else 0,
         "recording": 0,
         "dataset": 0,
     }
@@ -150,6 +155,12 @@ def estimate(experiment, network, rule, *, train_samples: int, trace_steps: Opti
     held_out = 1 / max(1e-9, 1 - getattr(options, "validation_fraction", 0.0)) * 1.4  # validation and test parts
     parts["dataset"] = math.ceil(train_samples * held_out) * math.prod(network.input.shape) * (FLOAT + 4)
     return parts
+
+
+def state_values(network) -> int:
+    """Values in the network's ``state_dict``: its parameters and buffers (what a copy of its
+    weights holds)."""
+    return sum(t.numel() for t in [*network.parameters(), *network.buffers()])
 
 
 def size(n: int) -> str:
@@ -170,7 +181,8 @@ def check(experiment, parts: dict[str, int], *, device) -> None:
     limit = available()
     largest = max(parts, key=parts.get)
     where = {"weights": "populations", "feedback": "populations", "optimizer": "populations",
-             "compartments": "task.batch_size", "recording": "recording", "dataset": "task"}[largest]
+             "compartments": "task.batch_size", "selection": "training.select_best", "recording": "recording",
+             "dataset": "task"}[largest]
     if limit is not None and host > limit[0]:
         raise ConfigError(
             f"this run needs about {size(host)} of host memory ({describe(parts)}), more than the "

@@ -309,3 +309,11 @@ def load_entry_points() -> None:
                 register_rule(ep.name)(obj)
             finally:
                 _loading.pop()
+
+
+def rules_of(path: str | Path) -> list[str]:
+    """The rule names the plugin file ``path`` registered in this process (by resolved path)."""
+    resolved = str(Path(path).resolve())
+    return sorted(name for name, origin in ORIGIN.items()
+                  if origin != "dendrisim" and not origin.startswith("entry point ")
+                  and str(Path(origin).resolve()) == resolved)

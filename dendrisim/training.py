@@ -63,8 +63,12 @@ class RunOptions:
 
     def to_json(self) -> dict:
         """What ``--resume`` needs to rebuild the run (written to ``run.json``)."""
+        from .plugins import rules_of
+
         out = {"device": self.device, "data_root": self.data_root, "dry_run": self.dry_run, "argv": self.argv,
                "plugins": self.plugins, "threads": torch.get_num_threads()}
+        if self.plugins:  # the rules each registered: --resume accepts the same rules from a moved file
+            out["plugin_rules"] = {path: rules_of(path) for path in self.plugins}
         if self.resumes:
             out["resumes"] = self.resumes
         return out

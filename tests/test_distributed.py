@@ -58,9 +58,10 @@ def test_two_ranks_of_batch_b_equal_one_process_of_batch_2b(tmp_path, rule):
     a = json.loads(single.stdout.strip().splitlines()[-1])
     for key in ("test_accuracy", "val_accuracy"):  # evaluation shards summed across ranks
         assert summary[key] == pytest.approx(a[key], abs=1e-3)
-    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["checkpoint.pt", "metrics.csv", "model.yaml",
-                                                                      "run.json", "run.lock", "summary.json",
-                                                                      "weights.pt"]
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["checkpoint.pt", "checkpoint.pt.sha256",
+                                                                      "metrics.csv", "model.yaml", "run.json",
+                                                                      "run.lock", "summary.json", "weights.pt",
+                                                                      "weights.pt.sha256"]
 
 
 @pytest.mark.slow(reason="launches torchrun twice (a run, then its resume)")

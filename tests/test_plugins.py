@@ -36,7 +36,9 @@ def test_the_example_rule_trains_from_the_command_line_and_resumes(tmp_path):
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["rule"] == "sign_symmetry" and summary["test_accuracy"] > 0.85
     assert json.loads((out / "run.json").read_text())["plugins"] == [str(EXAMPLE)]
-    again = simulate("--resume", out, "--set", "training.epochs=5")  # the run's plugin is loaded again
+    again = simulate("--resume", out, "--set", "training.epochs=5")  # run.json's plugins are never imported
+    assert again.returncode == 2 and f"add --plugin {EXAMPLE}" in again.stderr, again.stderr
+    again = simulate("--resume", out, "--set", "training.epochs=5", "--plugin", EXAMPLE)
     assert again.returncode == 0 and "resuming" in again.stdout, again.stderr
     check = subprocess.run([sys.executable, "scripts/validate_model.py", "models/dll_mlp_digits.yaml", "--plugin",
                             str(EXAMPLE), "--set", "projections.2.plasticity.rule=sign_symmetry"], cwd=REPO,

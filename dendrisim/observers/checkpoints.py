@@ -8,6 +8,7 @@ never once the run has failed, nor with NaN or Inf in it.
 """
 from __future__ import annotations
 
+import collections
 import random
 from pathlib import Path
 from typing import Optional
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 
 from .. import rundir
-from ..errors import ConfigError, FileFormatError, NumericalError, WriteError
+from ..errors import ConfigError, DendrisimError, FileFormatError, NumericalError, WriteError, brief
 from ..phases import resumable_phase_keys
 from .base import Observer, Outcome, Step
 
@@ -48,6 +49,97 @@ def nonfinite_tensor(state: object, prefix: str = "") -> Optional[str]:
         if found:
             return found
     return None
+
+
+class UnstorableValue(DendrisimError):
+    """A checkpoint (or ``weights.pt``) would hold a value its own loader,
+    ``torch.load(weights_only=True)``, cannot read back; nothing is written."""
+
+
+#: what ``torch.load(weights_only=True)`` reads back: these exact types (no subclasses) ...
+_SCALARS = (str, bytes, bytearray, int, float, complex, bool, type(None), torch.dtype, torch.device)
+#: ... and these containers of them (dict keys are checked as values)
+_CONTAINERS = (dict, collections.OrderedDict, list, tuple, set, torch.Size)
+#: the trainer's own keys of a metrics row (any other comes from the rule or an observer)
+_ROW_KEYS = ("epoch", "step", "seconds", "lr", "phase")
+_ROW_PREFIXES = ("train_", "val_", "test_", "clips_", "align_")
+
+
+def unstorable(value: object, path: str = "") -> Optional[tuple[str, object]]:
+    """``(path, value)`` of the first value in ``value`` that a checkpoint cannot hold
+    (``torch.load(weights_only=True)`` would refuse it: a numpy array, a ``Decimal``, an
+    object), or None: tensors, ``str``, ``bytes``, numbers, ``bool``, ``None``, dtypes and
+    devices, and lists, tuples, sets and dicts of them."""
+    stack = [(value, path, ())]
+    while stack:
+        item, where, seen = stack.pop()
+        kind = type(item)
+        if isinstance(item, torch.Tensor):
+            if kind not in (torch.Tensor, torch.nn.Parameter):
+                return where or "value", item
+            continue
+        if kind in _SCALARS:
+            continue
+        if kind not in _CONTAINERS or id(item) in seen:
+            return where or "value", item
+        inner = (*seen, id(item))
+        if isinstance(item, dict):
+            for key, sub in reversed(list(item.items())):
+                here = f"{where}.{key}" if where else str(key)
+                stack += [(sub, here, inner), (key, f"{here} (the key)", inner)]
+        else:
+            stack += [(sub, f"{where}.{i}" if where else str(i), inner) for i, sub in reversed(list(enumerate(item)))]
+    return None
+
+
+def _rule_name(loop) -> str:
+    from ..plugins import ORIGIN
+
+    name = loop.experiment.rule.rule
+    origin = ORIGIN.get(name)
+    return f"rule {name!r}" + (f" (in {origin})" if origin and origin != "dendrisim" else "")
+
+
+def checkpoint_sources(loop) -> dict[str, str]:
+    """Which hook put each top-level part of a checkpoint there (for :class:`UnstorableValue`)."""
+    rule = f"the state_dict of {_rule_name(loop)} (its buffers, or what its get_extra_state returns)"
+    return {"network": "the network's state_dict", "rule": rule, "clip_counts": f"the clip counts of {_rule_name(loop)}",
+            "clips_seen": f"the clip counts of {_rule_name(loop)}", "selection": f"model selection's copy of {rule}",
+            "last_alignment": "the alignment observer", "rows": "the epoch's metrics row"}
+
+
+def weights_sources(loop) -> dict[str, str]:
+    return {k: v for k, v in checkpoint_sources(loop).items() if k in ("network", "rule")}
+
+
+def _row_source(loop, key: str) -> str:
+    """Who put ``key`` in a metrics row: the trainer, or the rule's ``epoch_summary`` (or an
+    observer added to the trainer, whose ``epoch_end`` may change the row)."""
+    if key in _ROW_KEYS or key.startswith(_ROW_PREFIXES):
+        return "the trainer"
+    added = [type(o).__name__ for o in loop.observers[loop.observers.index(loop.checkpoints) + 1:]] \
+        if loop.checkpoints in loop.observers else []
+    extra = f", or the epoch_end of an observer added to the trainer ({', '.join(added)})" if added else ""
+    return f"the epoch_summary of {_rule_name(loop)}{extra}"
+
+
+def check_storable(state: dict, file: str, *, sources: dict[str, str], loop=None) -> None:
+    """An :class:`UnstorableValue` naming the hook, the value's type and its path when
+    ``state`` holds something ``torch.load(weights_only=True)`` cannot read back."""
+    found = unstorable(state)
+    if found is None:
+        return
+    where, value = found
+    top = where.split(".")[0]
+    source = sources.get(top, "the trainer")
+    if top == "rows" and loop is not None and where.count(".") >= 2:
+        source = _row_source(loop, where.split(".")[2].removesuffix(" (the key)"))
+    raise UnstorableValue(
+        f"{file} cannot hold the value at {where}, a {type(value).__module__}.{type(value).__qualname__} "
+        f"({brief(value)}), put there by {source}: torch.load(weights_only=True), which reads it back, accepts only "
+        "tensors, numbers, strings, bytes, None, and lists, tuples and dicts of them, so the run stops here rather "
+        "than write a file it could never read. Return a float, an int or a tensor instead "
+        "(float(x), x.tolist(), torch.as_tensor(x))")
 
 
 def config_diff(old: object, new: object, prefix: str = "") -> list[str]:
@@ -216,6 +308,11 @@ class Checkpoints(Observer):
                 loop.fail(WriteError(f"writing {recorder.path} failed ({err})"), "recording failure")
                 return None
         state = state_of(loop)
+        try:
+            check_storable(state, str(Path(loop.run_dir) / CHECKPOINT), sources=checkpoint_sources(loop), loop=loop)
+        except UnstorableValue as err:
+            loop.fail(err, "a value a checkpoint cannot hold")
+            return None
         bad = nonfinite_tensor({k: state[k] for k in ("network", "rule", "optimizer")})
         if bad:
             where = f"step {self.last_step}" if self.last_step is not None else "none yet"
@@ -226,7 +323,7 @@ class Checkpoints(Observer):
             return None
         path = Path(loop.run_dir) / CHECKPOINT
         try:
-            rundir.write_atomic(path, "checkpoint", lambda tmp: torch.save(state, tmp))
+            rundir.write_atomic(path, "checkpoint", lambda fh: torch.save(state, fh), checksum=True)
         except WriteError as err:
             loop.fail(err, "checkpoint failure")
             return None

@@ -3,6 +3,7 @@ an epoch whose metrics are not finite ends the run, whatever ``guard_every`` say
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +18,12 @@ FILENAME = "metrics.csv"
 
 def write_metrics(path: Path, rows: list[dict]) -> None:
     """``rows`` as a CSV file (the first row's keys are the columns), written atomically."""
-    def write(tmp: Path) -> None:
-        with open(tmp, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+    def write(fh) -> None:
+        text = io.TextIOWrapper(fh, encoding="utf-8", newline="", write_through=True)
+        writer = csv.DictWriter(text, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+        text.detach()  # the binary file stays open for write_atomic
 
     rundir.write_atomic(path, "metrics", write)
 

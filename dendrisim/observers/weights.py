@@ -9,7 +9,7 @@ import torch
 from .. import rundir
 from ..errors import NumericalError, WriteError
 from .base import Observer, Outcome
-from .checkpoints import nonfinite_tensor
+from .checkpoints import check_storable, nonfinite_tensor, weights_sources
 
 FILENAME = "weights.pt"
 
@@ -33,7 +33,9 @@ class FinalWeights(Observer):
                 if bad:
                     raise NumericalError(f"{self.file}: the final weights hold non-finite values ({bad}); "
                                          f"{FILENAME} is not written")
-                rundir.write_atomic(loop.run_dir / FILENAME, "weights", lambda tmp: torch.save(state, tmp))
+                check_storable(state, str(loop.run_dir / FILENAME), sources=weights_sources(loop))
+                rundir.write_atomic(loop.run_dir / FILENAME, "weights", lambda fh: torch.save(state, fh),
+                                    checksum=True)
             outcome.complete = True
         except WriteError as err:
             loop.failure = err

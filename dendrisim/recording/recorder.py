@@ -294,7 +294,9 @@ class Recorder:
                 {"at_step": resume.get("records_step", 0), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "argv": argv}])
         else:
             self.resume = None
-            self.file = h5py.File(self.path, "w", libver="latest", rdcc_nbytes=CHUNK_CACHE, locking=False)
+            rundir.refuse_link(self.path)  # h5py opens by name: never through a link out of the folder
+            self.path.unlink(missing_ok=True)  # a new file ("x": O_EXCL), never another one truncated through a link
+            self.file = h5py.File(self.path, "x", libver="latest", rdcc_nbytes=CHUNK_CACHE, locking=False)
             self._write_attrs(experiment, seed, device, argv)
         # the phases as this run has them (a resumed run may have extended the last one)
         self.file.attrs["phases"] = json.dumps(phase_table(experiment.config.training.phases))
@@ -316,19 +318,20 @@ class Recorder:
         size = min(64 * 2**20, 2**20 + 2 * buffers + chunks)
         reserve = self.path.with_name(self.path.name + RESERVE_SUFFIX)
         try:
-            fd = os.open(reserve, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            fd = rundir.create_new(reserve, what="the reserve")  # O_EXCL | O_NOFOLLOW: a planted link is removed
             try:
                 os.posix_fallocate(fd, 0, size)
             finally:
                 os.close(fd)
-        except OSError as err:
+        except (OSError, WriteError) as err:
             reserve.unlink(missing_ok=True)
             try:
                 self.file.close()
             except Exception:  # noqa: BLE001
                 pass
+            why = getattr(err, "strerror", None) or err
             raise WriteError(f"{reserve}: cannot set aside {size / 2**20:.1f} MiB to close the recording safely "
-                             f"after a fault ({err.strerror or err}); free some space in {self.path.parent}") from None
+                             f"after a fault ({why}); free some space in {self.path.parent}") from None
         return reserve
 
     def _all_streams(self):
@@ -389,8 +392,10 @@ class Recorder:
         from ..errors import DendrisimError, FileFormatError
 
         try:
+            rundir.refuse_link(self.path)
             clear_open_flags(self.path)  # the run may have been killed
             cut_back(self.path, lambda name: resume.get(self._length_key(name), 0))
+            rundir.refuse_link(self.path)  # h5py opens by name: checked right before
             self.file = h5py.File(self.path, "a", libver="latest", rdcc_nbytes=CHUNK_CACHE, locking=False)
         except DendrisimError:
             raise
@@ -681,6 +686,7 @@ class Recorder:
             position = self.position()
             self.file.close()
             rundir.fault_point("recording", self.path)
+            rundir.refuse_link(self.path)
             with h5py.File(self.path, "r+", locking=False) as f:  # attributes cannot change in SWMR mode
                 f.attrs["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
                 f.attrs["complete"] = bool(complete)

@@ -77,8 +77,11 @@ def lookup3(data: bytes, initval: int = 0) -> int:
 
 def clear_open_flags(path: str | Path) -> bool:
     """Zero the file-consistency flags of a v2/v3 superblock; True if they were set."""
+    from ..rundir import open_nofollow
+
     path = Path(path)
-    with open(path, "r+b") as fh:
+    # written in place: never through a link, nor into a file with other hard links
+    with os.fdopen(open_nofollow(path, os.O_RDWR, what="the recording"), "r+b") as fh:
         head = fh.read(12)
         if head[:8] != SIGNATURE:
             raise ValueError(f"{path}: not an HDF5 file (or it has a user block)")
@@ -125,7 +128,8 @@ def compact(path: Path, *, slack: float = 0.1) -> bool:
         return False
     tmp = path.with_name(path.name + ".compacting")
     try:
-        with h5py.File(path, "r", locking=False) as src, h5py.File(tmp, "w", libver="latest", locking=False) as dst:
+        tmp.unlink(missing_ok=True)  # a new file ("x": O_EXCL), never one reached through a planted link
+        with h5py.File(path, "r", locking=False) as src, h5py.File(tmp, "x", libver="latest", locking=False) as dst:
             for key, value in src.attrs.items():
                 dst.attrs[key] = value
             for name in src:
@@ -181,15 +185,19 @@ def cut_back(path: Path, length: Callable[[str], int], *, rows_per_copy: int = 4
 
     try:
         try:
+            rundir.refuse_link(path)
             src = h5py.File(path, "r", locking=False)
+        except rundir.RunDirError:
+            raise
         except Exception as err:  # noqa: BLE001
             raise FileFormatError(f"{path}: the recording cannot be opened to resume it ({err})") from None
-        with src, h5py.File(tmp, "w", libver="latest", locking=False) as dst:
+        tmp.unlink(missing_ok=True)  # a new file ("x": O_EXCL), never one reached through a planted link
+        with src, h5py.File(tmp, "x", libver="latest", locking=False) as dst:
             copy(src, dst)
         rundir.fault_point("recording", path)
         rundir.fsync_file(tmp)
         os.replace(tmp, path)
-    except FileFormatError:
+    except (FileFormatError, rundir.RunDirError):
         tmp.unlink(missing_ok=True)
         raise
     except Exception as err:  # noqa: BLE001 - a full disk while copying
