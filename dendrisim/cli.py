@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .errors import DendrisimError
+from .errors import DendrisimError, is_out_of_memory
 from .paths import forget, path_arg, user_error
 
 from .bundled import DEFAULT as DEFAULT_MODEL, resolve_model
@@ -129,6 +129,13 @@ def main(argv: Optional[Sequence[str]] = None, *, prog: str = "simulate.py") -> 
     except (DendrisimError, OSError) as err:  # an OSError only on a path the user gave (user_error)
         print(f"error: {user_error(err)}", file=sys.stderr)
         return 2
+    except (MemoryError, RuntimeError) as err:  # an allocation that failed before the loop (building, data)
+        if not is_out_of_memory(err):
+            raise
+        print(f"error: out of memory before training started ({type(err).__name__}: "
+              f"{(str(err).strip().splitlines() or [''])[0][:200]}); make the run smaller (task.batch_size, "
+              "population sizes, the recording block) or run it where more memory is free", file=sys.stderr)
+        return 2
     print(json.dumps(summary), flush=True)
     if "stopped" in summary:
         return {"SIGTERM": 143, "SIGINT": 130}.get(summary["stopped"], 1)
@@ -155,19 +162,24 @@ def _resumed_trainer(args, overrides: list[str], argv: list[str], *, dist, say):
     if run_dir.is_dir():
         rundir.refuse_links(run_dir)  # nothing of the run is read through a link
     # stopped before its first checkpoint, never finished: started over
-    fresh = (not checkpoint.exists() and model_file.is_file() and run_file.is_file()
+    fresh = (not checkpoint.exists() and model_file.is_file()
              and not any((run_dir / n).exists() for n in ("summary.json", "weights.pt")))
     for path in () if fresh else (checkpoint, model_file, run_file):
         if not path.is_file():
             raise ConfigError(f"{path} is missing: {run_dir} is not a run directory that can be resumed", path="--resume")
     if args.out is not None or args.dry_run or args.overwrite:
         raise ConfigError("--out, --dry-run and --overwrite come from the resumed run directory", path="--resume")
-    try:
-        saved = json.loads(run_file.read_text())
-        if not isinstance(saved, dict) or not isinstance(saved.get("dry_run"), bool):
-            raise ValueError("not the object dendrisim writes")
-    except (ValueError, UnicodeDecodeError) as err:
-        raise FileFormatError(f"{run_file}: damaged ({err})") from None
+    if fresh and not run_file.is_file():  # stopped while writing run.json: only this command line's options exist
+        say(f"note: {run_file} was never written (the run stopped before it); starting over with the options of "
+            "this command line (--device, --data-root, --plugin) and the run's model.yaml")
+        saved = {"dry_run": False, "plugins": [str(Path(p).resolve()) for p in args.plugins]}
+    else:
+        try:
+            saved = json.loads(run_file.read_text())
+            if not isinstance(saved, dict) or not isinstance(saved.get("dry_run"), bool):
+                raise ValueError("not the object dendrisim writes")
+        except (ValueError, UnicodeDecodeError) as err:
+            raise FileFormatError(f"{run_file}: damaged ({err})") from None
     plugins = _check_plugins(run_file, saved, args.plugins)
     source = resolve_model(args.model) if args.model else model_file
     experiment = load_experiment(source, with_epochs(source, overrides, args.epochs))

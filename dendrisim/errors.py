@@ -65,3 +65,20 @@ class WriteError(DendrisimError):
 class PathError(DendrisimError):
     """A path the user gave cannot be used: empty, too long, a loop of symbolic links, in a
     read-only or full file system, or refused by the operating system for another reason."""
+
+
+class MemoryLimitError(DendrisimError):
+    """The run could not allocate memory (an address-space limit, a full machine or GPU): it
+    stopped cleanly, its last checkpoint kept."""
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """Whether ``err`` is an allocation failure: Python's MemoryError, torch's out-of-memory
+    error, or the RuntimeError torch's CPU allocator raises ("can't allocate memory")."""
+    if isinstance(err, MemoryError):
+        return True
+    oom = getattr(__import__("sys").modules.get("torch"), "OutOfMemoryError", None)
+    if oom is not None and isinstance(err, oom):
+        return True
+    text = str(err)
+    return isinstance(err, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text.lower())

@@ -132,12 +132,53 @@ def _wrapped(cls: type, hook: str, where: str) -> None:
     if not callable(fn) or getattr(fn, "_dendrisim_hook", False):
         return
 
+    check = RETURN_CHECKS.get(hook)
+
     @functools.wraps(fn)
     def method(first, *args, **kwargs):
-        return call_hook(where, hook, lambda: fn(first, *args, **kwargs), detail=lambda err: _projection_arg(args))
+        out = call_hook(where, hook, lambda: fn(first, *args, **kwargs), detail=lambda err: _projection_arg(args))
+        problem = check(out, args) if check is not None else None
+        if problem:
+            raise PluginError(f"{where}: {hook} returned {_brief_value(out)}; {problem}")
+        return out
 
     method._dendrisim_hook = True
     setattr(cls, hook, classmethod(method) if is_class else method)
+
+
+def _brief_value(value) -> str:
+    text = repr(value) if not isinstance(value, torch.Tensor) else f"a tensor of {_describe(value)}"
+    return f"{type(value).__name__} {text[:60]}{'...' if len(text) > 60 else ''}" if not isinstance(
+        value, torch.Tensor) else text
+
+
+def _apical_problem(out, args) -> Optional[str]:
+    """``apical_input(network, pop)`` and ``top_down``: None, or a floating tensor of the
+    population's shape (what the settling scheme multiplies by f'(soma))."""
+    if out is None:
+        return None
+    pop = args[1] if len(args) > 1 else None
+    like = getattr(pop, "rate", None)
+    if not isinstance(out, torch.Tensor):
+        return "expected None or a tensor of the population's shape"
+    if isinstance(like, torch.Tensor) and (out.shape != like.shape or out.dtype != like.dtype
+                                           or out.device != like.device):
+        return f"expected None or a tensor like the population's rate ({_describe(like)})"
+    return None
+
+
+def _groups_problem(out, args) -> Optional[str]:
+    """``param_groups(lr)``: a list of dicts, each with a ``params`` list of tensors."""
+    if not isinstance(out, (list, tuple)) or not all(
+            isinstance(g, dict) and isinstance(g.get("params"), (list, tuple))
+            and all(isinstance(p, torch.Tensor) for p in g["params"]) for g in out):
+        return "expected a list of optimizer parameter groups, dicts with a 'params' list of tensors"
+    return None
+
+
+#: hooks whose returned value the loop uses: what it must be, checked as soon as it returns
+RETURN_CHECKS: dict[str, Callable] = {"apical_input": _apical_problem, "top_down": _apical_problem,
+                                      "param_groups": _groups_problem}
 
 
 def guard_hooks(cls: type, hooks, where: str) -> None:

@@ -23,7 +23,7 @@ from . import phases as phasing
 from . import rundir
 from .builder import build, build_scheme
 from .config.loader import Experiment
-from .errors import DendrisimError, WriteError
+from .errors import DendrisimError, MemoryLimitError, WriteError, is_out_of_memory
 from .observers import (Alignment, Checkpoints, FinalWeights, MetricsFile, NanGuard, Observer, OnEpoch, Outcome,
                         Recording, Selection, Step)
 from .observers.checkpoints import (CHECKPOINT, CHECKPOINT_KEYS, RESUMABLE, config_diff, load_state,  # noqa: F401
@@ -516,6 +516,8 @@ class Trainer:
                     self._stop_observers(Outcome(reason=self.stop_requested, error=err))
                 except BaseException:  # noqa: BLE001 - the error that ended the loop is the one to see
                     pass
+                if is_out_of_memory(err):  # the estimate cannot see every temporary: said, not a traceback
+                    raise self._out_of_memory(err) from None
                 raise
             outcome = Outcome(reason=self.stop_requested, mid_epoch=mid_epoch)
             self._stop_observers(outcome)  # checkpoint, best weights back, weights.pt, recording closed
@@ -532,6 +534,14 @@ class Trainer:
             if self.lock is not None:
                 self.lock.release()
                 self.lock = None
+
+    def _out_of_memory(self, err: BaseException) -> MemoryLimitError:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        kept = (f"its last checkpoint is kept: finish it with --resume {self.run_dir} where more memory is free"
+                if (self.run_dir / CHECKPOINT).is_file() else "no checkpoint was written yet")
+        return MemoryLimitError(
+            f"the run ran out of memory in epoch {self.epoch} after step {self.global_step} ({type(err).__name__}: "
+            f"{first}); {kept}, or make the run smaller (task.batch_size, population sizes, the recording block)")
 
     def _loop(self) -> bool:
         """Epochs until every one ran, early stopping or a stop; True when it stopped mid-epoch."""

@@ -9,7 +9,7 @@ import torch
 
 from ..config.schema import opt, req
 from ..errors import DataError, brief
-from ..paths import problem, shown
+from ..paths import problem, reason, shown
 from ..registry import Registry
 
 if TYPE_CHECKING:
@@ -81,8 +81,9 @@ def locate(path: Optional[str], key: str, root: Optional[str], what: str) -> Pat
         raise DataError(f"task.{key}: {shown(p)}: {why}")
     if not p.is_file():
         under_root = root and not Path(path).expanduser().is_absolute()
-        missing_root = f" (the data root {root} is not a folder)" if under_root and not Path(root).expanduser().is_dir() else ""
-        raise DataError(f"task.{key}: {p} not found{missing_root}; expected {what} there. Nothing is downloaded: "
+        missing_root = (f" (the data root {shown(root)} is not a folder)"
+                        if under_root and not Path(root).expanduser().is_dir() else "")
+        raise DataError(f"task.{key}: {shown(p)} not found{missing_root}; expected {what} there. Nothing is downloaded: "
                         "put the file there or point the key at it")
     return p
 
@@ -158,6 +159,8 @@ def read_text(path: Path, encoding: str) -> str:
         return path.read_text(encoding=encoding)
     except UnicodeError:
         raise decode_error(path, encoding) from None
+    except OSError as err:  # a special file (/proc/self/mem), a device that fails: said with the file
+        raise DataError(f"{shown(path)}: cannot be read as a text file ({reason(err)})") from None
 
 
 TASKS: Registry[type["Task"]] = Registry("task")
