@@ -36,8 +36,8 @@ temporary file is left. ``plot`` also: every figure has the asked format, and a 
 asked for data the recording lacks is an error or a note, never silently dropped.
 
 Cases are generated from ``DENDRISIM_FUZZ_SEED`` (default 30), so a failure reruns exactly.
-The CI part runs about 500 cases (a little over a minute on one thread); ``--long`` ten
-times as many. The counts by kind and outcome are printed at the end (``fuzz: ...``).
+The CI part runs 1,760 cases (npz 600, csv 600, data 300, export 200, plot 60; about a
+minute on one thread); ``--long`` ten times as many. The counts by kind and outcome are printed at the end (``fuzz: ...``).
 Below the fuzzer, one small test per bug family it found, each with the real oracle.
 """
 from __future__ import annotations
@@ -194,12 +194,17 @@ def run_api(call: Callable[[], Any], *, limit: float) -> Outcome:
 
 
 GOOD = {"ok", "error", "usage"}
+#: bugs counted apart while they are open (the lead's call): (label, a text of the case's stderr or
+#: outcome), e.g. ("known: empty held-out split", "'NoneType' object has no attribute 'to'")
+KNOWN: list[tuple[str, str]] = []
 
 
 def record(kind: str, case: str, outcome: Outcome, *, extra: str = "") -> None:
     what = extra or outcome.kind
-    COUNTS[(kind, what)] += 1
     if what not in GOOD:
+        what = next((label for label, text in KNOWN if text in outcome.err or text in what), what)
+    COUNTS[(kind, what)] += 1
+    if what not in GOOD and not what.startswith("known: "):
         FAILURES.append((kind, case, what, (outcome.err or outcome.out)[-1500:]))
 
 
@@ -905,6 +910,24 @@ def test_a_csv_label_beyond_int64_is_named_as_written(workspace, tmp_path):
     assert "-9223372036854775808" not in outcome.err and "RuntimeWarning" not in outcome.err, outcome.err
 
 
+def test_a_cut_off_npz_leaves_no_file_open(workspace, tmp_path):
+    """np.load(path) leaks its file handle on a damaged zip; a refused file must not stay open
+    (a notebook that tries many files would run out of descriptors)."""
+    import gc
+
+    whole = io.BytesIO()
+    np.savez(whole, x_train=np.zeros((20, 3), np.float32), y_train=np.arange(20) % 2)
+    path = tmp_path / "cut.npz"
+    path.write_bytes(whole.getvalue()[: len(whole.getvalue()) // 2])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        outcome = run_cli(["check", workspace["model"], "--set", f"task.file={path}"], limit=60)
+        gc.collect()
+    assert outcome.kind == "error", outcome.err[-2000:]
+    leaks = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning) and "cut.npz" in str(w.message)]
+    assert not leaks, leaks
+
+
 def test_a_wide_csv_reads_in_linear_time(workspace, tmp_path):
     """8 rows of 100,000 columns (1.6 MB): read in seconds (the reader was quadratic in the width)."""
     path = tmp_path / "wide.csv"
@@ -924,6 +947,18 @@ def test_tensors_of_any_layout_train_or_raise_the_package_error(workspace, tmp_p
     experiment = dendrisim.load(str(workspace["model"]), ["task.file=null"])
     outcome = run_api(lambda: dendrisim.Trainer(experiment, out=str(tmp_path / "run"), data={
         "x_train": x, "y_train": torch.arange(40) % 3}).fit(), limit=60)
+    assert outcome.kind in GOOD, outcome.err[-2000:]
+
+
+def test_own_data_of_any_array_like_trains_or_raises_the_package_error(workspace, tmp_path):
+    """``OwnData`` deep-copied its fields (a memoryview cannot be copied; a lab's arrays doubled in
+    memory), where the same arrays in a dict train."""
+    import dendrisim
+
+    x = np.random.default_rng(0).random((40, 3)).astype(np.float32)
+    experiment = dendrisim.load(str(workspace["model"]), ["task.file=null"])
+    outcome = run_api(lambda: dendrisim.Trainer(experiment, out=str(tmp_path / "run"), data=dendrisim.OwnData(
+        x_train=memoryview(x), y_train=np.arange(40) % 3)).fit(), limit=60)
     assert outcome.kind in GOOD, outcome.err[-2000:]
 
 
@@ -958,7 +993,6 @@ def test_plot_out_at_a_file_names_the_folder_not_the_recording(workspace, tmp_pa
     assert "not a dendrisim recording" not in outcome.err, outcome.err
 
 
-@pytest.mark.slow(reason="draws a figure set with matplotlib")
 def test_plot_of_a_variable_the_run_did_not_record_says_so(workspace, tmp_path):
     """``--population nope`` is an error; ``--variable nope`` dropped the heatmap without a word."""
     outcome = run_cli(["plot", workspace["reference"], "--out", tmp_path / "figs", "--variable", "nope"], limit=60)
