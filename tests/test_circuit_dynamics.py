@@ -361,7 +361,8 @@ def test_the_memory_estimate_counts_the_interneurons_compartments():
     net = make(circuit(hidden=(12,), out=4))  # input 8, h1 12, i1 4, out 4
     experiment = SimpleNamespace(task=SimpleNamespace(batch_size=16, validation_fraction=0.0),
                                  config=SimpleNamespace(optimizer=OptimizerConfig(),
-                                                        recording=SimpleNamespace(enabled=False)))
+                                                        recording=SimpleNamespace(enabled=False),
+                                                        training=SimpleNamespace(select_best=False)))
     parts = estimate(experiment, net, NoFeedback(), train_samples=0)
     assert parts["compartments"] == (5 * (12 + 4 + 4) + 8) * 16 * FLOAT
 

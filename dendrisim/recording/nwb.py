@@ -350,9 +350,17 @@ def _add_training(nwb: NWBFile, rec: Recording) -> None:
             _column("first_epoch", "its first epoch (1-based)", np.array([int(p["first_epoch"]) for p in phases]))]))
 
 
-def write(nwb: NWBFile, target: Path) -> None:
-    """Write ``nwb`` (from :func:`build`; its recording still open) to ``target``."""
+def write(nwb: NWBFile, target) -> None:
+    """Write ``nwb`` (from :func:`build`; its recording still open) to ``target``: a path, or
+    a binary file object open for writing (what :func:`dendrisim.rundir.write_atomic` hands
+    over: its temporary file, created without following links)."""
+    import h5py
+
     with warnings.catch_warnings():  # the temporary file's name does not end in .nwb: pynwb would say so
         warnings.filterwarnings("ignore", message="The file path provided: .* does not end in '.nwb'")
-        with NWBHDF5IO(str(target), "w") as io:
+        if isinstance(target, (str, Path)):
+            with NWBHDF5IO(str(target), "w") as io:
+                io.write(nwb)
+            return
+        with h5py.File(target, "w") as handle, NWBHDF5IO(file=handle, mode="w") as io:
             io.write(nwb)
