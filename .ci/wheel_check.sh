@@ -21,6 +21,7 @@ names = zipfile.ZipFile(sys.argv[1]).namelist()
 models = [n for n in names if n.startswith("dendrisim/models/") and n.endswith(".yaml")]
 assert "dendrisim/models/dll_mlp_digits.yaml" in models, "the wheel carries no bundled models"
 assert "dendrisim/__main__.py" in names and "dendrisim/commands.py" in names
+assert "dendrisim/rules_catalogue.json" in names, "the wheel carries no rule catalogue (dendrisim rules would import torch)"
 assert any(n.endswith("entry_points.txt") for n in names), "no console script"
 print(f"wheel holds {len(names)} files, {len(models)} bundled models")
 PY
@@ -47,6 +48,15 @@ dendrisim models | grep -q '^dll_mlp_digits  ' || { echo "error: dll_mlp_digits 
 dendrisim models | grep -c '^dll_' | sed 's/^/bundled models listed: /'
 echo "== dendrisim rules"
 dendrisim rules | grep -E '^[a-z_]+  \(' | cut -d' ' -f1 | tr '\n' ' '; echo
+"$python" - <<'PY'
+import contextlib, io, sys
+from dendrisim.commands import main
+with contextlib.redirect_stdout(io.StringIO()):
+    main(["models"])
+    main(["rules"])
+assert "torch" not in sys.modules, "dendrisim models/rules imported torch in the installed package"
+print("models and rules import no torch")
+PY
 echo "== dendrisim run --dry-run"
 dendrisim run --dry-run | tail -n 1
 echo "== python -m dendrisim run dll_mlp_digits --dry-run"
