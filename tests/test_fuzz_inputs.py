@@ -89,26 +89,8 @@ BASE = {
 }
 
 
-def scale(request, n: int) -> int:
-    return n * 10 if request.config.getoption("--long", default=False) else n
-
-
-# ------------------------------------------------------------------------ the oracle
-class CaseTimeout(BaseException):
-    """The case's time limit passed (a BaseException, so that no ``except Exception`` hides it)."""
-
-
-@dataclass
-class Outcome:
-    code: Optional[int]
-    out: str
-    err: str
-    kind: str  # ok, error, usage, or what went wrong: hang, crash, traceback, exit N, nonfinite, paragraph
-    seconds: float
-
-
-def _alarm(signum, frame):
-    raise CaseTimeout()
+# the oracle's pieces shared with the whole-stack fuzzer (its scale, timeout and outcome)
+from test_fuzz_stack import CaseTimeout, Outcome, _alarm, classify, scale  # noqa: E402
 
 
 @contextlib.contextmanager
@@ -144,29 +126,6 @@ def run_cli(argv: list, *, limit: float) -> Outcome:
         err.write(traceback.format_exc())
     return Outcome(code, out.getvalue(), err.getvalue(), crash or classify(code, out.getvalue(), err.getvalue()),
                    time.perf_counter() - start)
-
-
-def classify(code: Optional[int], out: str, err: str) -> str:
-    if "Traceback (most recent call last)" in err or "Traceback (most recent call last)" in out:
-        return "traceback"
-    if code == 0:
-        last = out.strip().splitlines()[-1] if out.strip() else ""
-        if last.startswith("{"):
-            try:
-                result = json.loads(last)
-            except ValueError:
-                return "bad summary"
-            if any(isinstance(v, float) and not math.isfinite(v) for v in result.values()):
-                return "nonfinite"
-        return "ok"
-    if code == 2:
-        lines = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith("note: ")]
-        if lines and lines[0].startswith("usage:") and ": error: " in lines[-1]:
-            return "usage"
-        if len(lines) == 1 and lines[0].startswith("error: ") and len(lines[0]) < 3000:
-            return "error"
-        return "paragraph"
-    return f"exit {code}"
 
 
 def run_api(call: Callable[[], Any], *, limit: float) -> Outcome:

@@ -34,18 +34,7 @@ NO_REC = ["--set", "recording.enabled=false"]
 RUN = ["--epochs", "2", "--set", "training.checkpoint_every=20", "--set", "recording={every: 3, flush_every: 4}"]
 
 
-@pytest.fixture(scope="module")
-def model_file(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("model") / "tiny.yaml"
-    path.write_text(yaml.safe_dump(MLP))
-    return path
-
-
-def main(capsys, *args) -> tuple[int, str, str]:
-    capsys.readouterr()
-    rc = cli.main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return rc, out, err
+from test_faults import main, model_file  # noqa: E402,F401  (the tiny model and the in-process command)
 
 
 def simulate(*args, timeout=300) -> subprocess.CompletedProcess:
