@@ -261,17 +261,14 @@ def _check_unchanged(saved, experiment, model_file: Path) -> list[str]:
     may differ from its model.yaml (as :func:`dendrisim.observers.checkpoints.read` checks);
     returns those that do."""
     from .errors import ConfigError
-    from .observers.checkpoints import config_diff, resumable
+    from .observers.checkpoints import resumable, resume_changes
 
-    allowed = resumable(saved.config.training)
-    changed = config_diff(saved.to_dict(), experiment.to_dict())
-    refused = [k for k in changed if k not in allowed]
+    changed, refused = resume_changes(saved.to_dict(), experiment.to_dict(), saved.config.training)
     if refused:
-        keys = ", ".join(refused[:8]) + (f" and {len(refused) - 8} more" if len(refused) > 8 else "")
         raise ConfigError(
-            f"{model_file} is the run's model, and this command changes it: {keys} differ"
-            f"{'s' if len(refused) == 1 else ''}; a resumed run can change only {', '.join(allowed)} (resume with "
-            "the run directory's own model.yaml and those keys, or start a new run)", path="--resume")
+            f"{model_file} is the run's model, and this command changes it: {refused}; a resumed run can change "
+            f"only {', '.join(resumable(saved.config.training))} (resume with the run directory's own model.yaml "
+            "and those keys, or start a new run)", path="--resume")
     return changed
 
 

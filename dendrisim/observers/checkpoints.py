@@ -142,6 +142,17 @@ def check_storable(state: dict, file: str, *, sources: dict[str, str], loop=None
         "(float(x), x.tolist(), torch.as_tensor(x))")
 
 
+def resume_changes(old: dict, new: dict, training) -> tuple[list[str], str]:
+    """The keys ``new`` changes against ``old`` (a run's model), and, when some of them are
+    not :func:`resumable` under ``training``, the text naming those ("a, b differ"; "" when none)."""
+    changed = config_diff(old, new)
+    refused = [k for k in changed if k not in resumable(training)]
+    if not refused:
+        return changed, ""
+    keys = ", ".join(refused[:8]) + (f" and {len(refused) - 8} more" if len(refused) > 8 else "")
+    return changed, f"{keys} differ{'s' if len(refused) == 1 else ''}"
+
+
 def config_diff(old: object, new: object, prefix: str = "") -> list[str]:
     """Dotted keys whose values differ between two resolved model files (as plain data)."""
     if isinstance(old, dict) and isinstance(new, dict):
@@ -218,16 +229,12 @@ def read(path: Path, experiment, *, epochs: int) -> tuple[dict, list[str]]:
         old = yaml.safe_load(state["model_yaml"])
     except yaml.YAMLError:
         raise FileFormatError(f"{path}: the checkpoint's model_yaml is damaged") from None
-    changed = config_diff(old, experiment.to_dict())
-    allowed = resumable(experiment.config.training)
-    refused = [k for k in changed if k not in allowed]
+    changed, refused = resume_changes(old, experiment.to_dict(), experiment.config.training)
     if refused:
-        keys = ", ".join(refused[:8]) + (f" and {len(refused) - 8} more" if len(refused) > 8 else "")
         raise ConfigError(
             f"{path} was written by a different model file (or other options) than {experiment.file}: "
-            f"{keys} differ{'s' if len(refused) == 1 else ''}; a resumed run can change only "
-            f"{', '.join(allowed)} (resume with the run directory's own model.yaml and those keys, "
-            "or start a new run)", path="--resume")
+            f"{refused}; a resumed run can change only {', '.join(resumable(experiment.config.training))} "
+            "(resume with the run directory's own model.yaml and those keys, or start a new run)", path="--resume")
     done = state["position"]["epoch"] - 1
     if epochs < done:
         raise ConfigError(f"training.epochs {epochs} is below the {done} epochs the run has completed",
