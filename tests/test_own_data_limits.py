@@ -76,6 +76,12 @@ def test_an_npz_member_claiming_more_than_it_holds_is_refused_before_loading_and
             _load_npz(path)
         gc.collect()
     assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
+    header = header.replace("1000000000000, 3", "-4, 3     ")
+    with zipfile.ZipFile(path, "w") as z:  # a negative length read as reshape's "whatever is left"
+        z.writestr("x_train.npy", b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode()
+                   + b"\0" * 96)
+    with pytest.raises(DataError, match=r"x_train claims shape \[-4, 3\], with a negative length"):
+        _load_npz(path)
     path = tmp_path / "text.npz"
     with zipfile.ZipFile(path, "w") as z:
         z.writestr("y_train.npy", b"not an array")

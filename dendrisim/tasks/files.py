@@ -237,6 +237,9 @@ def _member(path: Path, z: zipfile.ZipFile, name: str) -> np.ndarray:
         if dtype.hasobject:
             raise DataError(f"{path}: {key} holds Python objects (dtype object), which are never loaded (pickled "
                             "data can run code); save numeric arrays (x.astype(np.float32))")
+        if any(n < 0 for n in shape):
+            raise DataError(f"{path}: {key} claims shape {list(shape)}, with a negative length: the file is damaged; "
+                            "write it again with np.savez")
         need = dtype.itemsize * int(np.prod(shape, dtype=object))
         have = z.getinfo(name).file_size - member.tell()
         if need > have:
