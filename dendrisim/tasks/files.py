@@ -23,7 +23,7 @@ import numpy as np
 
 from ..config.parse import FLOAT32_MAX
 from ..errors import ConfigError, DataError, brief
-from .base import check_encoding, locate, used_root
+from .base import check_encoding, locate, read_text, used_root
 from .datasets import ImageData
 from .tables import read_table
 
@@ -203,27 +203,55 @@ def _classes(labels: list[tuple[str, np.ndarray]], classes: Optional[int], *, so
 
 # ------------------------------------------------------------------------ the files
 def _load_npz(path: Path) -> dict[str, np.ndarray]:
-    """Every array of an .npz, loaded without pickle (an object array is refused)."""
+    """Every array of an .npz, loaded without pickle (an object array is refused). Each
+    member's header is read first: a shape whose values the member cannot hold is refused
+    before anything is allocated, and the file is closed on every path."""
     try:
-        z = np.load(path, allow_pickle=False)
-        if not isinstance(z, np.lib.npyio.NpzFile):
-            raise ValueError("a single .npy array, not an .npz archive of named arrays")
-        with z:
-            out = {}
-            for name in z.files:
-                try:
-                    out[name] = z[name]
-                except ValueError as err:
-                    if "allow_pickle" not in str(err):
-                        raise
-                    raise DataError(f"{path}: {name} holds Python objects (dtype object), which are never loaded "
-                                    "(pickled data can run code); save numeric arrays (x.astype(np.float32))") from None
-            return out
+        with open(path, "rb") as f:
+            if f.read(6) == b"\x93NUMPY":
+                raise ValueError("a single .npy array, not an .npz archive of named arrays")
+            f.seek(0)
+            with zipfile.ZipFile(f) as z:
+                return {name.removesuffix(".npy"): _member(path, z, name) for name in z.namelist()}
     except DataError:
         raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as err:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError, NotImplementedError) as err:
         raise DataError(f"{path}: cannot read it as an .npz archive of arrays ({err}); write it with "
                         "np.savez(path, x_train=..., y_train=..., x_test=..., y_test=...)") from None
+
+
+def _member(path: Path, z: zipfile.ZipFile, name: str) -> np.ndarray:
+    """The array of member ``name``, its header checked against the member's size first."""
+    fmt = np.lib.format
+    key = name.removesuffix(".npy")
+    with z.open(name) as member:
+        try:
+            version = fmt.read_magic(member)
+        except ValueError:
+            raise DataError(f"{path}: {brief(key)} is no NumPy array (a member that np.savez did not write)") from None
+        if version not in ((1, 0), (2, 0)):
+            raise DataError(f"{path}: {brief(key)} is a .npy of format version {version[0]}.{version[1]}; "
+                            "versions 1.0 and 2.0 are read (np.savez writes them)")
+        read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+        shape, fortran, dtype = read(member)
+        if dtype.hasobject:
+            raise DataError(f"{path}: {key} holds Python objects (dtype object), which are never loaded (pickled "
+                            "data can run code); save numeric arrays (x.astype(np.float32))")
+        if any(n < 0 for n in shape):
+            raise DataError(f"{path}: {key} claims shape {list(shape)}, with a negative length: the file is damaged; "
+                            "write it again with np.savez")
+        need = dtype.itemsize * int(np.prod(shape, dtype=object))
+        have = z.getinfo(name).file_size - member.tell()
+        if need > have:
+            raise DataError(f"{path}: {key} claims shape {list(shape)} of {dtype} ({need:,} bytes) but its member "
+                            f"holds {max(have, 0):,} bytes: the file is damaged or cut off; write it again with "
+                            "np.savez")
+        count = int(np.prod(shape, dtype=object))
+        data = member.read(need)
+        if len(data) < need:
+            raise EOFError(f"{key} ends after {len(data):,} of {need:,} bytes")
+        array = np.frombuffer(data, dtype=dtype, count=count) if count else np.empty(0, dtype)
+        return array.reshape(shape[::-1]).transpose() if fortran else array.reshape(shape)
 
 
 CSV_HINT = "samples must be numbers: encode text or categories as numbers first"
@@ -245,11 +273,21 @@ def _load_csv(path: Path, options) -> tuple[tuple[np.ndarray, np.ndarray], Optio
         why = "not an integer" if not whole[i] else "negative"
         raise DataError(f"{path}:{layout['lines'][i]}: the label ({column}, the last column) is {y[i]:g}, {why}; "
                         "labels are class indices 0..K-1")
+    if y.max() > MAX_CLASSES ** 2:  # beyond any class index (and perhaps int64): named as written
+        i = int(np.argmax(y))
+        raise DataError(f"{path}:{layout['lines'][i]}: the label ({column}, the last column) is "
+                        f"{brief(_cell(path, options.encoding or 'utf-8', layout['lines'][i]))}, no class index; "
+                        "labels are class indices 0..K-1: map them to 0..K-1 first")
     if options.classes is not None and y.max() >= options.classes:
         i = int(np.argmax(y >= options.classes))
         raise DataError(f"{path}:{layout['lines'][i]}: the label ({column}, the last column) is {y[i]:g}, out of "
                         f"range: allowed 0..{options.classes - 1} (task.classes: {options.classes})")
     return (np.ascontiguousarray(values[:, :-1]), y.astype(np.int64)), layout["names"]
+
+
+def _cell(path: Path, encoding: str, line: int) -> str:
+    """The last cell of line ``line`` of the CSV ``path``, as written."""
+    return read_text(path, encoding).splitlines()[line - 1].rsplit(",", 1)[-1].strip()
 
 
 def _csv_data(path: Path, test: Optional[Path], options) -> FileData:
@@ -286,7 +324,7 @@ def load_file(options, data_root: Optional[str] = None) -> FileData:
     is given, else the working folder; ``task.test_file`` with a CSV). ``folder`` is the data
     root that relative paths were read from (None: absolute paths, or data in memory)."""
     given = _GIVEN.get()
-    if given is not None:
+    if given is not None:  # checked by with_data
         return given
     root = data_root or options.data_root
     path = locate(options.file, "file", root, FILE_WHAT)
@@ -301,6 +339,7 @@ def load_file(options, data_root: Optional[str] = None) -> FileData:
             data = _csv_data(path, test, options)
         _LAST_FILE.clear()
         _LAST_FILE[key] = data
+    check_sizes(_LAST_FILE[key], options, source=str(path))
     relative = [options.file] + ([options.test_file] if options.test_file else [])
     folder = used_root(root) if root and any(not Path(p).expanduser().is_absolute() for p in relative) else None
     return dataclasses.replace(_LAST_FILE[key], folder=Path(folder) if folder else None)
@@ -332,7 +371,7 @@ def check_options(options, *, file: str) -> None:
 def as_arrays(data: Union[Mapping[str, Any], OwnData]) -> dict[str, np.ndarray]:
     """``data=`` as a dict of NumPy arrays (tensors are copied to the CPU)."""
     if isinstance(data, OwnData):
-        data = {k: v for k, v in dataclasses.asdict(data).items() if v is not None}
+        data = {f.name: getattr(data, f.name) for f in dataclasses.fields(data)}  # as given: asdict deep-copies
     if not isinstance(data, Mapping):
         raise DataError(f"data=: a {type(data).__name__}; give a dict with the keys {', '.join(ARRAYS)} (x_train "
                         "and y_train required) or a dendrisim.OwnData")
@@ -341,12 +380,39 @@ def as_arrays(data: Union[Mapping[str, Any], OwnData]) -> dict[str, np.ndarray]:
         if value is None:
             continue
         if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor
-            value = value.detach().cpu().numpy()
+            value = _tensor_array(value, key=str(key))
         try:
             out[str(key)] = np.asarray(value)
         except ValueError as err:  # ragged lists
             raise DataError(f"data=: {key} is no rectangular array ({err})") from None
     return out
+
+
+def _tensor_array(tensor, *, key: str) -> np.ndarray:
+    """A torch tensor as a NumPy array on the CPU: sparse layouts made dense, float dtypes
+    NumPy lacks (bfloat16, float8) widened to float32; a DataError naming ``key`` for a tensor
+    that holds no values (device meta) or cannot be converted."""
+    import torch
+
+    tensor = tensor.detach()
+    if tensor.device.type == "meta":
+        raise DataError(f"data=: {key} is a tensor on the meta device, which has a shape but no values; give a "
+                        "tensor that holds its data (on the CPU or a GPU)")
+    try:
+        if tensor.layout != torch.strided:
+            tensor = tensor.to_dense()
+        if tensor.dtype.is_floating_point and tensor.dtype not in (torch.float16, torch.float32, torch.float64):
+            tensor = tensor.to(torch.float32)
+        return tensor.cpu().resolve_conj().resolve_neg().numpy()
+    except (TypeError, RuntimeError, ValueError) as err:
+        raise DataError(f"data=: {key} is a tensor of dtype {str(tensor.dtype).removeprefix('torch.')} and layout "
+                        f"{str(tensor.layout).removeprefix('torch.')} that NumPy cannot take ({_first_line(err)}); "
+                        "give a dense tensor of numbers (x.to_dense().float())") from None
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0][:200] if text else type(err).__name__
 
 
 def with_data(experiment, data) -> tuple[Any, FileData]:
@@ -361,6 +427,7 @@ def with_data(experiment, data) -> tuple[Any, FileData]:
         raise DataError(f"data=: the model names a file (task.{named[0]}: {brief(getattr(task, named[0]))}) and "
                         "data= gives arrays; give one or the other")
     checked = check_arrays(as_arrays(data), source="data=", classes=task.classes)
+    check_sizes(checked, task, source="data=")
     task = dataclasses.replace(task, dataset="file")
     return dataclasses.replace(experiment, task=task), checked
 
@@ -375,12 +442,43 @@ def given(data: Optional[FileData]) -> Iterator[None]:
         _GIVEN.reset(token)
 
 
+def _carved(n: int, options, *, test: bool, val: bool) -> tuple[int, int, int]:
+    """(training, test, validation) samples left of ``n`` training samples once the test
+    split (``test``: carved) and the validation split (``val``: carved) are held out, as
+    :func:`dendrisim.tasks.classification.split_indices` draws them."""
+    n_test = int(round(n * options.test_fraction)) if test else 0
+    n_val = int(round((n - n_test) * options.validation_fraction)) if val and options.validation_fraction > 0 else 0
+    return n - n_test - n_val, n_test, n_val
+
+
+def check_sizes(data: FileData, options, *, source: str) -> None:
+    """DataError unless the training samples of ``data`` leave every split that is carved from
+    them (test: ``task.test_fraction``; validation: ``task.validation_fraction``) at least
+    one sample, and training at least one: the paragraph names the smallest count that does."""
+    n = len(data.x_train)
+    test, val = data.x_test is None, data.x_val is None and options.validation_fraction > 0
+    needed = (True, test, val)  # the splits that must not come out empty
+
+    def empty(m: int) -> list[str]:
+        return [name for name, k, need in zip(("training", "test", "validation"),
+                                              _carved(m, options, test=test, val=val), needed) if need and k == 0]
+
+    if not empty(n):
+        return
+    least = next((m for m in range(n + 1, 10_000) if not empty(m)), None)
+    carved = [f"test_fraction {options.test_fraction}"] if test else []
+    carved += [f"validation_fraction {options.validation_fraction}"] if val else []
+    fix = [f"give at least {least} training samples"] if least else []
+    gone = empty(n)
+    fix += ["give the test split yourself (x_test, y_test; a CSV's task.test_file)"] if "test" in gone else []
+    fix += ["give a validation split (x_val, y_val) or set task.validation_fraction: 0 to train without "
+            "one"] if "validation" in gone else []
+    raise DataError(f"{source}: {n} training samples are too few: holding out {' and '.join(carved)} leaves the "
+                    f"{' and '.join(gone)} split{'s' if len(gone) > 1 else ''} empty; {', or '.join(fix)}")
+
+
 def spec(options, data_root: Optional[str] = None) -> tuple[tuple[int, ...], int, int]:
     """(sample shape, classes, training samples after the test and validation splits)."""
     data = load_file(options, data_root)
-    n = len(data.x_train)
-    if data.x_test is None:  # what classification.split_indices keeps
-        n -= int(round(n * options.test_fraction))
-    if data.x_val is None and options.validation_fraction > 0:
-        n -= int(round(n * options.validation_fraction))
-    return tuple(data.x_train.shape[1:]), data.classes, n
+    return tuple(data.x_train.shape[1:]), data.classes, _carved(
+        len(data.x_train), options, test=data.x_test is None, val=data.x_val is None)[0]
