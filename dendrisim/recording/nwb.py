@@ -201,19 +201,19 @@ def model_file(rec: Recording, source: Path, log: Callable[[str], None]) -> tupl
     from ..errors import ConfigError, brief
 
     value = rec.attrs.get("model_yaml")
-    as_written = "the NWB file's protocol holds it as written and the export goes on without it"
+    as_written = "it goes into the NWB file's protocol as written, unparsed"
     if value is None:
         log(f"note: {source} has no model_yaml attribute (the run's model file): the NWB file's protocol is empty")
         return "", {}
     if not isinstance(value, str):
-        text = str(value.tolist() if hasattr(value, "tolist") else value)
-        log(f"note: {source}: its model_yaml attribute (the run's model file) is not text but {brief(value)} "
+        plain = value.tolist() if hasattr(value, "tolist") else value
+        log(f"note: {source}: its model_yaml attribute (the run's model file) is not text but {brief(plain)} "
             f"({type(value).__name__}); {as_written}")
-        return text, {}
+        return str(plain), {}
     try:
         model = load_yaml_text(value, file=str(source), path="model_yaml")
     except ConfigError as err:
-        log(f"note: {' '.join(str(err).split())}: the run's model file is damaged; {as_written}")
+        log(f"note: {' '.join(str(err).split())}: the run's model file in the recording is damaged; {as_written}")
         return value, {}
     if not isinstance(model, dict):
         log(f"note: {source}: its model_yaml attribute (the run's model file) is not a YAML mapping but "
