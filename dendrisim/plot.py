@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 
 from .errors import DendrisimError
 from .paths import make_dir, path_arg, reason, shown
-from .recording.plots import FORMATS, plot_all
+from .recording.plots import FORMATS, check_out, plot_all
 
 
 def parser(prog: str = "plot_recording.py") -> argparse.ArgumentParser:
@@ -22,8 +22,11 @@ def parser(prog: str = "plot_recording.py") -> argparse.ArgumentParser:
     p.add_argument("file", type=path_arg("FILE"), help="recording.h5 (or the run directory holding it)")
     p.add_argument("--out", type=path_arg("--out"), help="folder for the figures (default: plots/ beside the file)")
     p.add_argument("--population",
-                   help="population of the heatmap (default: the first recorded, in the model file's order)")
-    p.add_argument("--variable", default="rate", help="variable of the heatmap (default: rate)")
+                   help="population of the heatmap (default: the first recording the variable, in the model file's "
+                        "order); one not recorded with the variable is refused, naming what was")
+    p.add_argument("--variable",
+                   help="variable of the heatmap (default: rate, the heatmap left out with a note when no population "
+                        "records it); one the run did not record is refused, naming what it did")
     p.add_argument("--format", choices=FORMATS, default="png",
                    help="file format of the figures: png, pdf or svg (default: png)")
     return p
@@ -37,6 +40,7 @@ def main(argv: Optional[Sequence[str]] = None, *, prog: str = "plot_recording.py
         return 2
     out = args.out if args.out is not None else path.parent / "plots"  # where plot_all writes
     try:
+        check_out(out)  # a file at --out: said as such, before the recording is opened
         make_dir(out, what="the folder of the figures")
         for made in plot_all(path, out, population=args.population, variable=args.variable, fmt=args.format,
                              log=lambda line: print(f"note: {line}", file=sys.stderr)):

@@ -29,12 +29,14 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import BinaryIO, Callable, Optional, Union
 
+import h5py
 import numpy as np
 from hdmf.backends.hdf5 import H5DataIO
 from hdmf.common import DynamicTable, VectorData
@@ -190,22 +192,54 @@ def run_settings(rec: Recording, run_dir: Optional[Path]) -> dict:
     return settings
 
 
-def new_file(rec: Recording, *, source: Path, run_dir: Optional[Path], records: int, samples: int) -> NWBFile:
+def model_file(rec: Recording, source: Path, log: Callable[[str], None]) -> tuple[str, dict]:
+    """``(the model file as the recording holds it, its mapping)``: the root attribute
+    ``model_yaml``, parsed within the model files' limits. One that is missing, not text,
+    not YAML or not a mapping is still exported as written (the mapping is then ``{}``), and
+    ``log`` gets a note saying so."""
+    from ..config.loader import load_yaml_text
+    from ..errors import ConfigError, brief
+
+    value = rec.attrs.get("model_yaml")
+    as_written = "it goes into the NWB file's protocol as written, unparsed"
+    if value is None:
+        log(f"note: {source} has no model_yaml attribute (the run's model file): the NWB file's protocol is empty")
+        return "", {}
+    if not isinstance(value, str):
+        plain = value.tolist() if hasattr(value, "tolist") else value
+        log(f"note: {source}: its model_yaml attribute (the run's model file) is not text but {brief(plain)} "
+            f"({type(value).__name__}); {as_written}")
+        return str(plain), {}
+    try:
+        model = load_yaml_text(value, file=str(source), path="model_yaml")
+    except ConfigError as err:
+        log(f"note: {' '.join(str(err).split())}: the run's model file in the recording is damaged; {as_written}")
+        return value, {}
+    if not isinstance(model, dict):
+        log(f"note: {source}: its model_yaml attribute (the run's model file) is not a YAML mapping but "
+            f"{brief(model)}; {as_written}")
+        return value, {}
+    return value, model
+
+
+def new_file(rec: Recording, *, source: Path, run_dir: Optional[Path], records: int, samples: int,
+             log: Callable[[str], None] = lambda line: None) -> NWBFile:
     """An NWB file holding the run's metadata: the model file, the settings, a simulated subject."""
     attrs = rec.attrs
     settings = run_settings(rec, run_dir)
+    protocol, model = model_file(rec, source, log)
     name, rule = attrs.get("model_name", "?"), attrs.get("rule", "?")
     identifier = uuid.uuid5(uuid.NAMESPACE_URL, "dendrisim:" + json.dumps(
-        [attrs.get("created"), name, settings.get("seed"), settings.get("argv"), attrs.get("model_yaml")], default=str))
+        [attrs.get("created"), name, settings.get("seed"), settings.get("argv"), protocol], default=str))
     nwb = NWBFile(
         session_description=(f"dendrisim simulation: model {name} trained with plasticity rule {rule} "
                              f"({records} activity records of {samples} samples)"),
         identifier=str(identifier),
         session_start_time=session_start(_text(attrs.get("created", "")), source),
         session_id=(run_dir.name if run_dir is not None else source.stem) or None,
-        experiment_description=str((rec.model or {}).get("description") or f"dendrisim model {name}, rule {rule}"),
+        experiment_description=str(model.get("description") or f"dendrisim model {name}, rule {rule}"),
         notes=json.dumps(settings, indent=1, default=str),
-        protocol=_text(attrs.get("model_yaml", "")),
+        protocol=protocol,
         source_script=f"dendrisim {attrs.get('dendrisim_version', '?')}, exported by dendrisim.export_nwb",
         source_script_file_name="dendrisim/recording/nwb.py",
         keywords=["dendrisim", "simulation", "dendritic learning", str(rule), str(name)],
@@ -224,7 +258,7 @@ def build(rec: Recording, *, source: Path, run_dir: Optional[Path],
     steps, sample_ids = rec.steps, rec.sample_ids
     records, k = len(steps), (sample_ids.shape[1] if sample_ids.ndim == 2 else 0)
     clock = clock_of(rec, max(k, 1))
-    nwb = new_file(rec, source=source, run_dir=run_dir, records=records, samples=k)
+    nwb = new_file(rec, source=source, run_dir=run_dir, records=records, samples=k, log=log)
     time_note = f"NWB seconds are model time here: {clock.what}"
     if records:
         short = _add_activity(nwb, rec, clock, steps, records, time_note)
@@ -350,17 +384,15 @@ def _add_training(nwb: NWBFile, rec: Recording) -> None:
             _column("first_epoch", "its first epoch (1-based)", np.array([int(p["first_epoch"]) for p in phases]))]))
 
 
-def write(nwb: NWBFile, target) -> None:
-    """Write ``nwb`` (from :func:`build`; its recording still open) to ``target``: a path, or
-    a binary file object open for writing (what :func:`dendrisim.rundir.write_atomic` hands
-    over: its temporary file, created without following links)."""
-    import h5py
-
-    with warnings.catch_warnings():  # the temporary file's name does not end in .nwb: pynwb would say so
+def write(nwb: NWBFile, target: Union[Path, BinaryIO]) -> None:
+    """Write ``nwb`` (from :func:`build`; its recording still open) to ``target``: a path, or a
+    binary file object open for reading and writing (the temporary file that
+    :func:`dendrisim.rundir.write_atomic` gives)."""
+    with warnings.catch_warnings():  # a temporary file's name does not end in .nwb: pynwb would say so
         warnings.filterwarnings("ignore", message="The file path provided: .* does not end in '.nwb'")
-        if isinstance(target, (str, Path)):
+        if isinstance(target, (str, os.PathLike)):
             with NWBHDF5IO(str(target), "w") as io:
                 io.write(nwb)
             return
-        with h5py.File(target, "w") as handle, NWBHDF5IO(file=handle, mode="w") as io:
+        with h5py.File(target, "w") as file, NWBHDF5IO(file=file, mode="w") as io:
             io.write(nwb)

@@ -11,13 +11,15 @@ NaN throughout) are left out, and ``log`` gets one line per figure saying which 
 from __future__ import annotations
 
 import functools
+import os
 import warnings
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, PathError
+from ..paths import shown
 from .reader import Recording
 
 Log = Callable[[str], None]
@@ -285,21 +287,40 @@ def _per_neuron(rec: Recording, population: str, variable: str) -> np.ndarray:
         return np.nanmean(data, axis=1).reshape(len(data), -1)
 
 
-def heatmap_population(rec: Recording, population: Optional[str], variable: str) -> Optional[str]:
-    """The population of the heatmap: the one asked for, or the first recorded with ``variable``
-    (None when none is); asking for one that was not recorded with ``variable`` is an error."""
+def heatmap_population(rec: Recording, population: Optional[str], variable: str, *, asked: bool = True
+                       ) -> Optional[str]:
+    """The population of the heatmap: the one asked for, or the first recorded with ``variable``.
+    Asking for a population not recorded with ``variable`` is an error listing what was, and
+    so is a ``variable`` no population records when it was ``asked`` for (not the default
+    rate: None then, and :func:`heatmap_figure` leaves the heatmap out with a note)."""
     recorded = _recorded(rec)
     if population is not None and variable not in recorded.get(population, []):
-        held = "; ".join(f"{p}: {', '.join(vs)}" for p, vs in recorded.items()) or "nothing"
         raise ConfigError(f"{rec.path} holds no {variable!r} of population {population!r} for the heatmap "
-                          f"(--population, --variable); it records {held}")
-    return population or next((p for p, vs in recorded.items() if variable in vs), None)
+                          f"(--population, --variable); it records {_held(recorded, variable)}")
+    found = population or next((p for p, vs in recorded.items() if variable in vs), None)
+    if found is None and asked:
+        raise ConfigError(f"{rec.path} holds no {variable!r} of any population for the heatmap (--variable); it "
+                          f"records {_held(recorded, variable)}")
+    return found
+
+
+def _held(recorded: dict[str, list[str]], variable: str) -> str:
+    """What a recording holds, ``POP: VAR, VAR; POP: ...``, and the name meant when ``variable``
+    differs from a recorded one only in case."""
+    held = "; ".join(f"{p}: {', '.join(vs)}" for p, vs in recorded.items()) or "nothing"
+    same = sorted({v for vs in recorded.values() for v in vs if v.lower() == variable.lower() and v != variable})
+    return held + (f" (names are case-sensitive: {', '.join(map(repr, same))})" if same else "")
 
 
 def heatmap_figure(rec: Recording, population: Optional[str] = None, variable: str = "rate", *, log: Log = _quiet):
-    """Records × neurons of one population's variable, averaged over the recorded samples."""
-    population = heatmap_population(rec, population, variable)
-    if population is None or not len(rec.steps):
+    """Records × neurons of one population's variable, averaged over the recorded samples; None,
+    with a note, when no population records ``variable``."""
+    population = heatmap_population(rec, population, variable, asked=False)
+    if population is None:
+        log(f"heatmap: left out (no population records {variable!r}; it records {_held(_recorded(rec), variable)}; "
+            "choose one with --population and --variable)")
+        return None
+    if not len(rec.steps):
         return None
     data = _per_neuron(rec, population, variable)
     if not np.isfinite(data).any():
@@ -445,13 +466,16 @@ def presentation_figure(rec: Recording, *, sample: int = 0, neurons: int = 5, lo
 
 
 # ------------------------------------------------------------------------- writing
-def figures(rec: Recording, *, population: Optional[str] = None, variable: str = "rate",
+def figures(rec: Recording, *, population: Optional[str] = None, variable: Optional[str] = None,
             log: Log = _quiet) -> Iterator[tuple[str, object]]:
-    """``(file stem, figure)`` of every figure the recording has data for, built one at a time."""
+    """``(file stem, figure)`` of every figure the recording has data for, built one at a time.
+    The heatmap's ``population`` and ``variable`` (default: rate, left out with a note when
+    not recorded) are checked before any figure is built: one not recorded is a ConfigError."""
+    asked, variable = variable is not None, variable if variable is not None else "rate"
+    chosen = heatmap_population(rec, population, variable, asked=asked)
     builders = [("learning_curves", lambda: learning_curves_figure(rec, log=log)),
                 ("activity", lambda: activity_figure(rec, log=log)),
-                (f"heatmap_{heatmap_population(rec, population, variable)}_{variable}",
-                 lambda: heatmap_figure(rec, population, variable, log=log)),
+                (f"heatmap_{chosen}_{variable}", lambda: heatmap_figure(rec, chosen, variable, log=log)),
                 ("alignment", lambda: alignment_figure(rec, log=log)),
                 ("presentation", lambda: presentation_figure(rec, log=log))]
     for stem, build in builders:
@@ -475,14 +499,36 @@ def save(fig, path: Path) -> Path:
     return path
 
 
+def check_out(out: Path) -> None:
+    """A :class:`PathError` when ``out``, the folder of the figures, or a folder above it
+    exists and is not a folder (a file, a FIFO, a link to one): the recording is not at fault."""
+    for p in (out, *out.parents):
+        if os.path.lexists(p) and not p.is_dir():
+            what = ("a symbolic link that points nowhere" if p.is_symlink() and not p.exists() else
+                    "a file, not a folder")
+            where = "" if p == out else f" (the folder would lie under it)"
+            raise PathError(f"--out {_line(out)}: {_line(p)} is {what}{where}; name a folder for the figures (a new "
+                            "one is created); the recording is not at fault")
+
+
+def _line(path: Path) -> str:
+    """``path`` shown on one line: quoted with its escapes when it holds a character that does not print."""
+    text = shown(path)
+    return text if text.isprintable() else repr(text)
+
+
 def plot_all(path: str | Path, out: Optional[str | Path] = None, *, population: Optional[str] = None,
-             variable: str = "rate", fmt: str = "png", log: Log = _quiet) -> list[Path]:
+             variable: Optional[str] = None, fmt: str = "png", log: Log = _quiet) -> list[Path]:
     """Write every figure of the recording at ``path`` into ``out`` (default: ``plots/`` beside
-    it) as ``NAME.FMT`` (``fmt``: png, pdf or svg); return the files written."""
+    it) as ``NAME.FMT`` (``fmt``: png, pdf or svg); return the files written. The heatmap
+    shows ``variable`` of ``population`` (default: rate of the first population recording it,
+    left out with a note when none does); one the recording lacks is a ConfigError listing
+    what it holds, and so is an ``out`` that is not a folder (a PathError)."""
     if fmt not in FORMATS:
         raise ValueError(f"format {fmt!r}: choose from {', '.join(FORMATS)}")
     path = Path(path)
     out = Path(out) if out else path.parent / "plots"
+    check_out(out)
     with Recording(path) as rec:
         return [save(fig, out / f"{stem}.{fmt}") for stem, fig in figures(rec, population=population,
                                                                           variable=variable, log=log)]
