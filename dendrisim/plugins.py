@@ -176,9 +176,17 @@ def _groups_problem(out, args) -> Optional[str]:
     return None
 
 
+def _summary_problem(out, args) -> Optional[str]:
+    """``epoch_summary()``: a dict of column names (str) for the epoch's metrics row (what the
+    values may be is checked where the checkpoint is written, naming the hook too)."""
+    if not isinstance(out, dict) or not all(isinstance(k, str) for k in out):
+        return "expected a dict of metric names (str) to values, the columns it adds to the epoch's metrics row"
+    return None
+
+
 #: hooks whose returned value the loop uses: what it must be, checked as soon as it returns
 RETURN_CHECKS: dict[str, Callable] = {"apical_input": _apical_problem, "top_down": _apical_problem,
-                                      "param_groups": _groups_problem}
+                                      "param_groups": _groups_problem, "epoch_summary": _summary_problem}
 
 
 def guard_hooks(cls: type, hooks, where: str) -> None:

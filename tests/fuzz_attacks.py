@@ -887,7 +887,8 @@ def test_odd_paths_for_every_option_end_in_a_result_or_one_paragraph(request, wo
             outcome = places[k](path, out)
         label = f"{i}:{names[k]}={str(path)[:60]}{'...' if len(str(path)) > 60 else ''}"
         left = sorted(p.name for p in cwd.iterdir())
-        if left and str(path) == "":
+        # '' / "run" is the relative path "run": writing ./run is what it asks for
+        if left and str(path) == "" and names[k] != "--out/run":
             bad("paths", label, outcome, "'' wrote into the working folder", f"{outcome.kind}: {left[:4]}")
         else:
             record("paths", label, outcome)

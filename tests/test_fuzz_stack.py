@@ -378,7 +378,7 @@ def yaml_case(rng: random.Random) -> tuple[str, bytes, list[str]]:
             where = rng.randrange(3)
             if where == 0:
                 data["name"] = bad
-            elif where == 1 and "h1" in data.get("populations", {}):
+            elif where == 1 and isinstance(data.get("populations"), dict) and "h1" in data["populations"]:
                 data["populations"][bad] = data["populations"].pop("h1")
             else:
                 extra += ["--set", f"projections.0.to={bad}"]

@@ -218,6 +218,9 @@ def tinyimagenet(root: Path, download: bool, *, explicit: bool = True) -> ImageD
             raise DataError(f"tinyimagenet: {annotations}:{n}: expected 'FILE<TAB>WNID...' with a WNID of wnids.txt "
                             f"and FILE a name in val/images, got {line[:80]!r}")
         val.append((folder / "val" / "images" / parts[0], index[parts[1]]))
+    if not val:
+        raise DataError(f"tinyimagenet: {annotations} lists no validation image (every line is blank); expected "
+                        f"'FILE<TAB>WNID...' lines. {TINY_IMAGENET_HOW}")
     x_tr, y_tr = _read_images(train)
     x_te, y_te = _read_images(val)
     if x_te.shape[1:] != x_tr.shape[1:]:
