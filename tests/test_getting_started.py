@@ -15,6 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 PAGE = REPO / "docs" / "getting-started.md"
 MARK = re.compile(r"^% test(?:: file (?P<file>\S+))?\s*$")
@@ -76,6 +78,7 @@ def shim(folder: Path) -> Path:
     return bin_dir
 
 
+@pytest.mark.slow(reason="runs every command of the page in a fresh process from an empty folder, trainings included")
 def test_the_pages_commands_run_from_an_empty_folder(tmp_path):
     work = tmp_path / "first-steps"
     work.mkdir()

@@ -66,6 +66,7 @@ class Marked(Backprop):
 """
 
 
+@pytest.mark.slow(reason="trains and resumes in subprocesses")
 def test_resume_never_imports_a_plugin_the_run_folder_names(model_file, tmp_path):
     plugin = tmp_path / "marked.py"
     plugin.write_text(PLUGIN)
@@ -170,6 +171,7 @@ def test_a_deleted_lock_file_does_not_free_the_directory(tmp_path):
     rundir.RunLock.acquire(run, argv=["third"]).release()
 
 
+@pytest.mark.slow(reason="a training run and a second one in subprocesses")
 def test_a_second_run_with_overwrite_after_deleting_the_lock_stops_at_once(model_file, tmp_path):
     out = tmp_path / "run"
     slow = [sys.executable, str(REPO / "scripts" / "simulate.py"), str(model_file), "--out", str(out),
