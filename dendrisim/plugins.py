@@ -235,6 +235,11 @@ def _guard(cls: type, name: str, origin: str) -> None:
         out = call_hook(where, "feedback_weight", feedback, self, network, proj,
                         detail=lambda err: f" for projection {proj.name}")
         if out is None:
+            if proj.has_weight and proj.source != network.input_name and self.feeds_back(proj):
+                raise PluginError(f"{where}: feedback_weight returned None for projection {proj.name}, which the rule "
+                                  "feeds back (its feeds_back is true): the settling scheme would carry the error "
+                                  "through nothing. Return its feedback weights, or leave it out of the feedback "
+                                  "pathway (carries_feedback = False, or an override of feeds_back)")
             return out
         if not isinstance(out, torch.Tensor):
             raise PluginError(f"{where}: feedback_weight returned {type(out).__name__} for projection {proj.name}; "
