@@ -55,6 +55,7 @@ def test_fmnist_model_on_tiny_idx_files_with_overrides(tmp_path):
     (["--set", "populations.h1.activation=tanhh"], "populations.h1.activation: 'tanhh' is not a known activation"),
     (["--device", "cuda:7"] if not __import__("torch").cuda.is_available() else ["--device", "tpu"], "--device"),
 ])
+@pytest.mark.slow(reason="runs the script in a fresh process for each bad input")
 def test_errors_are_one_paragraph_without_traceback(tmp_path, args, message):
     proc = simulate("--dry-run", "--out", tmp_path / "run", *args)
     assert proc.returncode == 2

@@ -54,6 +54,7 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
+@pytest.mark.slow(reason="starts each script in a fresh process to catch its parser")
 def test_every_argument_of_every_script_has_help_and_its_own_name(script):
     """Each script's parser, caught as it parses: its prog is the script's name, and every
     argument has a help line."""
@@ -73,6 +74,7 @@ def test_validate_model_says_its_own_name():
 
 
 @pytest.mark.parametrize("name", [n for n in commands.COMMANDS if n != "results"])
+@pytest.mark.slow(reason="starts the command in a fresh process for each subcommand")
 def test_each_subcommand_prints_its_own_usage(name):
     proc = dendrisim_cmd(name, "--help")
     assert proc.returncode == 0, proc.stderr
