@@ -8,6 +8,7 @@ message without a traceback.
 from __future__ import annotations
 
 import reprlib
+import sys
 
 _REPR = reprlib.Repr()
 _REPR.maxlevel, _REPR.maxlist, _REPR.maxtuple, _REPR.maxdict, _REPR.maxset = 2, 4, 4, 4, 4
@@ -77,7 +78,7 @@ def is_out_of_memory(err: BaseException) -> bool:
     error, or the RuntimeError torch's CPU allocator raises ("can't allocate memory")."""
     if isinstance(err, MemoryError):
         return True
-    oom = getattr(__import__("sys").modules.get("torch"), "OutOfMemoryError", None)
+    oom = getattr(sys.modules.get("torch"), "OutOfMemoryError", None)  # torch only if already imported
     if oom is not None and isinstance(err, oom):
         return True
     text = str(err)
