@@ -5,7 +5,7 @@ its recording block unchanged (recording on, checkpoints as configured), on smal
 written here in the layout its data is distributed in: IDX gz for Fashion-MNIST,
 torchvision's pickled batches for CIFAR-10/100, .mat files for SVHN, the
 ``tiny-imagenet-200`` folder, GLUE TSV / 'label sentence' files and GloVe text vectors for
-the text CNNs, a text file for the char LMs and comma-separated series for forecasting.
+the text CNNs, a text file for the char LMs and comma-separated series for forecasting and sequence regression.
 torchvision verifies CIFAR and SVHN against the real files' checksums; that check is
 stubbed, and dendrisim's side (layout, shapes, labels) is what runs. The only options
 changed are the step limit, and for the image CNNs the batch size (16 instead of 128, to
@@ -165,6 +165,7 @@ DATA = {
     "dll_rnn_charlm": lambda r: text(r / "text" / "input.txt"),
     "dll_rnn_charlm_harrypotter": lambda r: text(r / "text" / "harry_potter.txt"),
     "dll_rnn_electricity": lambda r: series(r / "electricity" / "electricity.txt", rows=1000),
+    "dll_rnn_electricity_regression": lambda r: series(r / "electricity" / "electricity.txt", rows=400),
     "dll_rnn_exchange": lambda r: series(r / "exchange_rate" / "exchange_rate.txt", rows=1000),
     "dll_rnn_pemsbay": lambda r: series(r / "pems-bay" / "pems-bay.csv", header=True, rows=200),
     "dll_textcnn_sst2": sst2,

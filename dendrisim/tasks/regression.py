@@ -29,9 +29,9 @@ class SequenceRegressionOptions(TaskOptions):
                                     "with or without a header row (a leading date column is left out), as for "
                                     "forecasting")
     target_column: Union[int, str] = opt(
-        -1, "the column to predict at every step: an index among the columns read (0 is the first, negative "
-            "counts from the end: -1, the last, as in the paper's code) or, for a file with a header row, its "
-            "name; every other column is the input")
+        -1, "the column to predict at every step: its number among the columns read (1 is the first; negative "
+            "numbers count from the end: -1, the default, is the last, as in the paper's code) or, for a file with "
+            "a header row, its name; every other column is the input")
     sequence_length: int = opt(24, "time steps (rows) per window; windows slide by one row", ge=2)
     batch_size: int = opt(64, "training batch size (windows)", ge=1)
     validation_fraction: float = opt(
@@ -57,23 +57,30 @@ def split_rows(n: int, options: SequenceRegressionOptions) -> tuple[int, int, in
 
 
 def target_index(path: Path, target, names: list[str], header: bool) -> int:
-    """The index among the columns read of ``task.target_column`` (an index or a header name)."""
+    """The index (from 0) among the columns read of ``task.target_column``: a number (1 is the
+    first column read, -1 the last) or a header name."""
     C = len(names)
     listed = ", ".join(brief(n) for n in names[:20]) + (f", ... ({C} in all)" if C > 20 else "")
+    numbers = f"a number from 1 to {C} or from -{C} to -1 (1 is the first column read, -1 the last)"
     if isinstance(target, int):
-        if -C <= target < C:
-            return target % C
-        raise DataError(f"{path}: task.target_column {target} is out of range: {C} columns are read ({listed}); "
-                      f"give an index from {-C} to {C - 1} (0 is the first column read, -1 the last)"
-                      + (" or a column's name" if header else ""))
+        if 1 <= target <= C or -C <= target <= -1:
+            return target - 1 if target > 0 else C + target
+        raise DataError(f"{path}: task.target_column {target} is not a column: {C} columns are read ({listed}); "
+                        f"give {numbers}" + (" or a column's name" if header else ""))
     if not header:
-        raise DataError(f"{path}: task.target_column {brief(target)} is a name, and the file has no header row: its "
-                      f"columns have no names; give an index from {-C} to {C - 1} (0 is the first, -1 the last), "
-                      "or add a header row")
+        raise DataError(f"{path}: task.target_column {brief(target)} is a name, and the file has no header row, so "
+                        f"its columns have no names; give {numbers}, or add a header row")
     if target not in names:
-        raise DataError(f"{path}: task.target_column {brief(target)} is not a column read from the file (its columns: "
-                      f"{listed}); give one of these names or an index from {-C} to {C - 1}")
+        raise DataError(f"{path}: task.target_column {brief(target)} is not a column read from the file (its "
+                        f"columns: {listed}); give one of these names or {numbers}")
     return names.index(target)
+
+
+def shown_names(names: list[str], header: bool, columns: Optional[tuple]) -> list[str]:
+    """The columns read as errors name them: header names, else ``column N`` (1 is the file's first)."""
+    if header:
+        return names
+    return [f"column {c}" for c in columns] if columns else [f"column {j + 1}" for j in range(len(names))]
 
 
 @TASKS.register("sequence_regression")
@@ -132,31 +139,35 @@ class SequenceRegression(Task):
     def _check(cls, path: Path, values: np.ndarray, names: list[str], layout: dict,
                options: SequenceRegressionOptions) -> int:
         """The target's index, once the file is known to fit the task; a DataError otherwise."""
+        header = bool(layout.get("header"))
+        names = shown_names(names, header, options.columns)
         if len(names) < 2:
             raise DataError(f"{path}: one column is read ({names[0]}): a sequence regression predicts "
                             "task.target_column from every other column, and no column is left for the input; use "
                             "a file of two or more numeric columns (task.columns, if given, must list them), or the "
                             "forecasting task for a single series")
-        k = target_index(path, options.target_column, names, bool(layout.get("header")))
+        k = target_index(path, options.target_column, names, header)
         n = len(values)
         parts = split_rows(n, options)
         L = options.sequence_length
         needed = [p for p, frac in zip(parts, (1, options.validation_fraction, 1)) if frac]
         if min(needed) < L:
             fit = min(needed)
-            what = (f"use a longer file, or task.sequence_length {fit} or less" if fit >= 2 else
-                    "use a longer file or smaller fractions (every part needs at least 2 rows)")
+            what = "use a longer file" + (f" or task.sequence_length {fit} or less" if fit >= 2 else "")
+            if options.validation_fraction and parts[1] < L:
+                what += " (task.validation_fraction 0 holds out no validation part)"
             raise DataError(f"{path}: {n} rows are too few for a window of task.sequence_length {L} in each part: "
                             f"test_fraction {options.test_fraction} and validation_fraction "
                             f"{options.validation_fraction} (of the rows before the test part) leave {parts[0]} "
-                            f"training, {parts[1]} validation and {parts[2]} test rows; {what}")
+                            f"training, {parts[1]} validation and {parts[2]} test rows, and each part needs "
+                            f"{L} rows for one window; {what}")
         train = values[:parts[0]]
         flat = np.ptp(train, axis=0) == 0
         if flat.any():
             j = int(np.argmax(flat))
             role = ("the target (task.target_column): a constant target leaves nothing to learn; choose another "
                     "column" if j == k else "an input: leave it out with task.columns (the columns to read)")
-            raise DataError(f"{path}: column {names[j]} is constant ({train[0, j]:g}) over the {parts[0]} training "
+            raise DataError(f"{path}: {names[j]} is constant ({train[0, j]:g}) over the {parts[0]} training "
                             f"rows, so its z-score (x − mean) / std would divide by a std of 0; it is {role}")
         return k
 
@@ -164,8 +175,9 @@ class SequenceRegression(Task):
                  dtype: torch.dtype = torch.float32):
         self.options = options
         self.data_root = used_root(data_root or options.data_root)
-        path, values, self.names, self.layout = self._read(options, data_root)
-        k = self._check(path, values, self.names, self.layout, options)
+        path, values, names, self.layout = self._read(options, data_root)
+        k = self._check(path, values, names, self.layout, options)
+        self.names = shown_names(names, bool(self.layout.get("header")), options.columns)
         self.target_name = self.names[k]
         n_train, n_val, _ = split_rows(len(values), options)
         train = values[:n_train]
@@ -177,7 +189,7 @@ class SequenceRegression(Task):
         L = options.sequence_length
         self._offsets = torch.arange(L, device=device)
         bounds = {"train": (0, n_train), "val": (n_train, n_train + n_val), "test": (n_train + n_val, len(values))}
-        starts = {name: torch.arange(lo, hi - L + 1, device=device) for name, (lo, hi) in bounds.items()}
+        starts = {name: torch.arange(lo, max(lo, hi - L + 1), device=device) for name, (lo, hi) in bounds.items()}
         self.train = Split(starts["train"], starts["train"])  # a window is named by its first row
         self.val = Split(starts["val"], starts["val"]) if len(starts["val"]) else None
         self.test = Split(starts["test"], starts["test"])
