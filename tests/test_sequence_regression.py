@@ -244,3 +244,33 @@ def test_the_shipped_model_loads_and_checks_with_a_small_file(tmp_path):
     text = describe(exp)
     assert "valid" in text.splitlines()[0] and "h.apical <- h.error through θ[h->h]" in text
     assert "data: samples [5], 1 outputs" in text
+
+
+def test_the_declared_shapes_equal_the_loaded_task(tmp_path):
+    """What ``--check`` and the memory check read from the options alone is what the task loads."""
+    from dendrisim.builder import DataSpec
+
+    t = task(write(tmp_path / "t.csv", TABLE))
+    declared = DataSpec.declared(SequenceRegression, t.options)
+    assert declared == DataSpec.of(t) and declared.train_samples == 10 and declared.time_steps == 3
+
+
+@pytest.mark.parametrize("rule", ["dll", "bp", "fa", "dfa", "kp", "pc"])
+def test_the_shipped_model_runs_under_every_rule_that_steps_through_time(tmp_path, capsys, rule):
+    """Two steps of the shipped file through the command line; pc, which relaxes feedforward
+    networks only, refuses its recurrent projection in one paragraph."""
+    import json
+
+    from dendrisim.cli import main
+
+    path = mixture(tmp_path / "mix.csv", n=400)
+    code = main(["dll_rnn_electricity_regression", "--out", str(tmp_path / "run"), "--no-progress",
+                 "--set", f"task.file={path}", "--set", f"plasticity.rule={rule}", "--set", "training.epochs=1",
+                 "--set", "training.max_steps_per_epoch=2", "--set", "recording.enabled=false"])
+    out, err = capsys.readouterr()
+    if rule == "pc":
+        assert code == 2 and err.strip().count("\n") == 0 and "recurrent projections are not supported" in err
+        return
+    assert code == 0, err[-2000:]
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["rule"] == rule and np.isfinite(summary["test_mse"]) and np.isfinite(summary["test_mae"])
