@@ -52,7 +52,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from .errors import DendrisimError, FileFormatError
 from .paths import path_arg, user_error
@@ -73,6 +73,8 @@ class Contender:
     what: str = ""
     fixed: tuple[str, ...] = ()  # tunables this contender holds at its overrides' value (--tune-fix)
     twin: bool = False  # runs on the feedforward twin of the comparison's circuit (feedforward_twin)
+    paper: tuple = ()  # what Lv et al. 2025 report for it (dendrisim.paper.Quote), shown beside ours
+    differs: str = ""  # one line: how our setting differs from the paper's
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,9 @@ class Comparison:
     needs: Optional[str] = None  # "text", "series" or a dataset name that must load here
     overrides: tuple[str, ...] = ()
     reference: str = "bp"  # the contender the others are measured against
+    derive: Optional[Callable[[dict], dict]] = None  # the model file run: derive(model) (written beside the runs)
+    optional: Optional[str] = None  # why it runs only when --only names it (hours on a CPU)
+    metrics: tuple[str, ...] = ()  # the metrics a paper table shows (default: the one the task reports)
 
 
 RULES = tuple(Contender(r, r) for r in ("dll", "bp", "fa", "dfa", "kp"))
@@ -216,6 +221,22 @@ def write_twin(comparison: "Comparison", folder: Path) -> Path:
     return path
 
 
+def write_derived(comparison: "Comparison", folder: Path) -> Path:
+    """The comparison's model as ``comparison.derive`` makes it from its model file, written as
+    ``folder/model.yaml`` (rewritten only when it changes, so a finished contender's command
+    stays the same)."""
+    import yaml
+
+    from dendrisim.config.loader import read_yaml
+
+    text = yaml.safe_dump(comparison.derive(read_yaml(ROOT / comparison.model)), sort_keys=False)
+    path = folder / "model.yaml"
+    if not (path.is_file() and path.read_text() == text):
+        folder.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return path
+
+
 def default_epochs(comparison: "Comparison") -> int:
     """The comparison's epochs, or the model file's when it gives none (0): a circuit's
     total over its phases."""
@@ -235,6 +256,8 @@ def missing(comparison: Comparison, args) -> Optional[str]:
         return None if args.text else "no --text FILE given"
     if comparison.needs == "series":
         return None if args.series else "no --series FILE given"
+    if comparison.needs == "gensim_mr":
+        return None if gensim_mr() else "gensim's test corpus pang_lee_polarity.cor was not found (pip install gensim)"
     if comparison.needs:
         return dataset_missing(comparison.needs, args.data_root)
     return None
@@ -254,7 +277,24 @@ def dataset_missing(name: str, root: Optional[str]) -> Optional[str]:
     return None
 
 
+def gensim_mr() -> Optional[tuple[Path, Path]]:
+    """gensim's sample of the movie-review polarity corpus (Pang & Lee; 200 sentences in
+    fastText's ``__label__`` format) and the fastText vectors trained on it, which gensim
+    ships with its tests; None without them. Found without importing gensim."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("gensim")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(next(iter(spec.submodule_search_locations))) / "test" / "test_data"
+    corpus, vectors = folder / "pang_lee_polarity.cor", folder / "pang_lee_polarity_fasttext.vec"
+    return (corpus, vectors) if corpus.is_file() and vectors.is_file() else None
+
+
 def data_overrides(comparison: Comparison, args) -> list[str]:
+    if comparison.needs == "gensim_mr":
+        corpus, vectors = gensim_mr()
+        return [f"task.train_file={corpus}", f"task.vectors={vectors}"]
     if comparison.needs == "text":
         return [f"task.text={here(args.text)}"]
     if comparison.needs == "series":
@@ -270,11 +310,16 @@ def here(path) -> str:
 
 def command(comparison: Comparison, contender: Contender, args, folder: Path) -> list[str]:
     """The compare_rules.py command of one contender, run from the repository root."""
-    model = here(write_twin(comparison, folder.parent)) if contender.twin else comparison.model
+    if contender.twin:
+        model = here(write_twin(comparison, folder.parent))
+    elif comparison.derive is not None:
+        model = here(write_derived(comparison, folder.parent))
+    else:
+        model = comparison.model
     epochs = args.epochs or default_epochs(comparison)
     cmd = [sys.executable, "scripts/compare_rules.py", model,
            "--rules", contender.rule, "--seeds", ",".join(map(str, args.seeds or comparison.seeds)),
-           "--epochs", str(epochs), "--tune", str(args.tune or comparison.tune),
+           "--epochs", str(epochs), "--tune", str(tune_trials(comparison, args)),
            "--tune-epochs", str(args.tune_epochs or comparison.tune_epochs or epochs), "--device", args.device,
            "--out", here(folder)]
     if args.data_root:
@@ -284,6 +329,11 @@ def command(comparison: Comparison, contender: Contender, args, folder: Path) ->
     for item in (*comparison.overrides, *data_overrides(comparison, args), *contender.overrides, *args.overrides):
         cmd += ["--set", item]
     return cmd
+
+
+def tune_trials(comparison: Comparison, args) -> int:
+    """``--tune N`` when given (0: no tuning), else the comparison's budget."""
+    return comparison.tune if args.tune is None else args.tune
 
 
 def run_contender(comparison: Comparison, contender: Contender, args) -> dict:
@@ -296,17 +346,38 @@ def run_contender(comparison: Comparison, contender: Contender, args) -> dict:
         (folder / "command.txt").write_text(text + "\n")
         print(f"== {comparison.name} / {contender.label}: {text}", flush=True)
         with open(folder / "output.log", "w") as log:
-            code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+            code, peak_kb = run_measured(cmd, log)
         if code != 0:
             raise SystemExit(f"{comparison.name} / {contender.label} failed (exit {code}); see {folder / 'output.log'}")
+        (folder / "peak_memory_kb").write_text(f"{peak_kb}\n")
         done.write_text(text)
     found = folder / "results.json"
     try:
-        return summarise(read_json(found, what="compare_rules results"), contender, text)
+        row = summarise(read_json(found, what="compare_rules results"), contender, text)
+        peak = folder / "peak_memory_kb"
+        if peak.is_file():
+            row["peak_mb"] = int(peak.read_text()) / 1024
+        return row
     except (KeyError, TypeError, ValueError, AttributeError, statistics.StatisticsError) as err:
         raise FileFormatError(f"{found}: not the results compare_rules writes ({type(err).__name__}: "
                               f"{str(err)[:200]}); remove {folder / 'done'} to run {comparison.name} / "
                               f"{contender.label} again") from None
+
+
+def run_measured(cmd: list[str], log) -> tuple[int, int]:
+    """Run ``cmd`` from the repository root with its output into ``log``; its exit status
+    and the peak resident memory of its process in KiB (from ``wait4``'s resource usage of
+    that child alone; 0 where the platform has no wait4)."""
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    if not hasattr(os, "wait4"):
+        return proc.wait(), 0
+    try:
+        _, status, usage = os.wait4(proc.pid, 0)
+    except KeyboardInterrupt:
+        proc.kill()
+        raise
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, int(usage.ru_maxrss)
 
 
 def summarise(results: dict, contender: Contender, text: str) -> dict:
@@ -320,7 +391,9 @@ def summarise(results: dict, contender: Contender, text: str) -> dict:
             "seeds": [r["seed"] for r in runs], "epochs": [r["summary"]["epochs"] for r in runs],
             "seconds_per_epoch": statistics.mean(statistics.mean(row["seconds"] for row in r["rows"]) for r in runs),
             "tuned": results["rules"][contender.rule]["tuned"],
-            "trials": len(results["rules"][contender.rule]["trials"]), "command": text}
+            "trials": len(results["rules"][contender.rule]["trials"]), "command": text,
+            **({"paper": [q.as_dict() for q in contender.paper], "differs": contender.differs} if contender.paper
+               or contender.differs else {})}
 
 
 # ----------------------------------------------------------------------------- reporting
@@ -372,10 +445,19 @@ def shown_command(command: str) -> str:
     return shlex.join(shown)
 
 
-def render(report: dict) -> str:
+def made_by(report: dict) -> str:
     m = report["machine"]
-    lines = [f"Made by `{shown_command(report['command'])}` on {m['date']}: {m['cpu']}, {m['cores']} cores, torch {m['torch']}, "
-             f"Python {m['python']}. Every contender of a table got the same tuning budget (Optuna's TPE sampler over "
+    return (f"Made by `{shown_command(report['command'])}` on {m['date']}: {m['cpu']}, {m['cores']} cores, "
+            f"torch {m['torch']}, Python {m['python']}.")
+
+
+def render(report: dict) -> str:
+    """The markdown of a suite's report (the paper suite's: :func:`dendrisim.paper.render`)."""
+    if report["suite"] == "paper":
+        from .paper import render as render_paper
+
+        return render_paper(report, made_by(report))
+    lines = [f"{made_by(report)} Every contender of a table got the same tuning budget (Optuna's TPE sampler over "
              "the learning rate and the rule's declared tunables, trials scored on the validation split only) and "
              "was then trained for the same epochs with its best settings; the test metric is the epoch selected on "
              "the validation split (mean ± std over seeds where there are several).", ""]
@@ -526,7 +608,7 @@ def _main(argv: Optional[Sequence[str]]) -> int:
     p.add_argument("--only", type=lambda s: [x for x in s.split(",") if x], help="comparisons to run (names)")
     p.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",") if x], help="instead of each comparison's")
     p.add_argument("--epochs", type=int, help="instead of each comparison's")
-    p.add_argument("--tune", type=int, help="trials per contender, instead of each comparison's")
+    p.add_argument("--tune", type=int, help="trials per contender, instead of each comparison's (0: no tuning)")
     p.add_argument("--tune-epochs", type=int, help="epochs per trial, instead of each comparison's")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
                    help="applied to every run (after the comparison's and the contender's own)")
@@ -536,6 +618,9 @@ def _main(argv: Optional[Sequence[str]]) -> int:
                    help="write the markdown into this page's results part (and the JSON into results.json)")
     argv = list(argv) if argv is not None else sys.argv[1:]
     args = p.parse_args(argv)
+    for flag, value in (("--tune", args.tune), ("--tune-epochs", args.tune_epochs), ("--epochs", args.epochs)):
+        if value is not None and value < (0 if flag == "--tune" else 1):
+            p.error(f"{flag} {value}: give {'0 (no tuning) or more' if flag == '--tune' else 'at least 1'}")
     suite = SUITES[args.suite]
     if args.update:  # before hours of runs: a page it cannot update, a damaged results.json
         page_text(args.update, args.suite)
@@ -548,13 +633,16 @@ def _main(argv: Optional[Sequence[str]]) -> int:
         suite = [c for c in suite if c.name in args.only]
     report = {"machine": machine(), "suite": args.suite,
               "command": "python scripts/results.py " + shlex.join(argv),
-              "comparisons": []}
+              "comparisons": [], **({"not_run": [list(row) for row in NOT_RUN]} if args.suite == "paper" else {})}
     for comparison in suite:
         entry = {"name": comparison.name, "title": comparison.title, "model": comparison.model,
-                 "epochs": args.epochs or default_epochs(comparison), "tune": args.tune or comparison.tune,
+                 "epochs": args.epochs or default_epochs(comparison), "tune": tune_trials(comparison, args),
                  "tune_epochs": args.tune_epochs or comparison.tune_epochs or args.epochs or default_epochs(comparison),
-                 "seeds": list(args.seeds or comparison.seeds), "reference": comparison.reference, "contenders": {}}
+                 "seeds": list(args.seeds or comparison.seeds), "reference": comparison.reference, "contenders": {},
+                 **({"metrics": list(comparison.metrics)} if comparison.metrics else {})}
         reason = missing(comparison, args)
+        if comparison.optional and not (args.only and comparison.name in args.only):
+            reason = f"{comparison.optional}; run it with --only {comparison.name}"
         if reason:
             entry["skipped"] = reason
             print(f"== {comparison.name}: skipped ({reason})", flush=True)
@@ -577,3 +665,9 @@ def write(args, report: dict) -> str:
     markdown = render(report)
     (args.out / f"{args.suite}.md").write_text(markdown)
     return markdown
+
+
+# the paper suite (dendrisim/paper.py) is made of this module's Comparison and Contender
+from .paper import NOT_RUN, SUITE as PAPER_SUITE  # noqa: E402
+
+SUITES["paper"] = PAPER_SUITE
