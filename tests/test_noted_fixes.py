@@ -1,7 +1,12 @@
 """Defects noted in a session's closing note: ``--device ''`` taken as cpu, ``bench`` on an
 own-data image model, a char LM fed ids through a dense projection, a word2vec header that
 claims fewer words than its file holds, and how-to pages that showed ``python scripts/...``."""
+import json
+
+import numpy as np
 import pytest
+import torch
+import yaml
 
 from dendrisim.commands import main as dendrisim
 
@@ -23,3 +28,48 @@ def test_an_empty_device_is_refused_not_taken_as_cpu(command, tmp_path, capsys, 
     err = capsys.readouterr().err
     assert err.startswith("error: --device '' is not a device; use cpu, cuda, cuda:N or auto"), err
     assert "Traceback" not in err and not (tmp_path / "out" / "recording.h5").exists()
+
+
+# ------------------------------------------------------------------ 2. bench on dataset: file
+def own_image_cnn(tmp_path, *, classes=3) -> "Path":  # noqa: F821
+    """A conv-pool-dense chain on a lab's own 6x6 RGB images with ``classes`` labels (an .npz)."""
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "images.npz", x_train=rng.normal(size=(40, 3, 6, 6)).astype(np.float32),
+             y_train=np.arange(40) % classes)
+    config = {
+        "name": "own_cnn",
+        "task": {"type": "classification", "dataset": "file", "file": str(tmp_path / "images.npz"), "batch_size": 8},
+        "populations": {"input": {"type": "input", "size": "auto"}, "c1": {"channels": 4, "activation": "tanh"},
+                        "p1": {"activation": "linear"}, "out": {"size": "auto", "activation": "softmax"}},
+        "projections": [{"from": "input", "to": "c1", "connectivity": "conv2d", "kernel": 3, "padding": 1},
+                        {"from": "c1", "to": "p1", "connectivity": "maxpool", "kernel": 2},
+                        {"from": "p1", "to": "out"}],
+        "plasticity": {"rule": "dll"}, "optimizer": {"type": "adam", "lr": 0.003},
+        "training": {"epochs": 1, "seed": 0}, "recording": {"enabled": False},
+    }
+    path = tmp_path / "own_cnn.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_bench_times_a_cnn_on_the_users_own_image_files(tmp_path, capsys):
+    """The shapes come from the task's file (3x6x6 images, 3 classes), not the table of
+    bundled datasets (which has no entry for ``file``)."""
+    from dendrisim.bench import cnn_rows
+
+    rows = cnn_rows(str(own_image_cnn(tmp_path)), torch.device("cpu"), 4, dict(steps=1, repeats=1, warmup=0))
+    assert rows["model"] == "own_cnn" and rows["batch"] == 4
+    assert {"autograd (nn.Sequential + Adam)", "dll", "bp"} <= {r["step"] for r in rows["steps"]}
+    assert all(r["ms"] > 0 for r in rows["steps"])
+    assert dendrisim(["bench", "--only-cnn", "--cnn", str(tmp_path / "own_cnn.yaml"), "--steps", "1",
+                      "--repeats", "1", "--warmup", "0", "--batch", "4", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["cnn"]["model"] == "own_cnn"
+
+
+def test_bench_names_the_file_an_own_data_cnn_cannot_read(tmp_path, capsys):
+    path = own_image_cnn(tmp_path)
+    (tmp_path / "images.npz").unlink()
+    assert dendrisim(["bench", "--only-cnn", "--cnn", str(path), "--steps", "1", "--repeats", "1",
+                      "--warmup", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "images.npz" in err and "Traceback" not in err, err
