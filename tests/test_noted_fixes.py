@@ -73,3 +73,40 @@ def test_bench_names_the_file_an_own_data_cnn_cannot_read(tmp_path, capsys):
                       "--warmup", "0"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "images.npz" in err and "Traceback" not in err, err
+
+
+# ------------------------------------------------------------------ 3. char ids through a dense projection
+def charlm_ids(tmp_path, connectivity: str = "dense") -> "Path":  # noqa: F821
+    """A char LM reading one character id per step (task.input: ids) into ``connectivity``."""
+    rng = np.random.default_rng(0)
+    (tmp_path / "t.txt").write_text("".join(rng.choice(list("abcdefgh \n"), 2000)))
+    config = {
+        "name": "ids_lm",
+        "task": {"type": "charlm", "text": str(tmp_path / "t.txt"), "sequence_length": 10, "batch_size": 8,
+                 "input": "ids", "embedding_dim": 12},
+        "populations": {"input": {"type": "input", "size": "auto"}, "h": {"size": 12, "activation": "tanh"},
+                        "out": {"size": "auto", "activation": "softmax"}},
+        "projections": [{"from": "input", "to": "h", "connectivity": connectivity},
+                        {"from": "h", "to": "h", "kind": "recurrent"}, {"from": "h", "to": "out"}],
+        "plasticity": {"rule": "dll"}, "training": {"epochs": 1, "seed": 0}, "recording": {"enabled": False},
+    }
+    path = tmp_path / "ids_lm.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.mark.parametrize("command", [["check"], ["run", "--dry-run"]])
+def test_char_ids_into_a_dense_projection_is_one_paragraph_before_training(tmp_path, capsys, command):
+    path = charlm_ids(tmp_path)
+    extra = ["--out", str(tmp_path / "run")] if command[0] == "run" else []
+    assert dendrisim([command[0], str(path), *command[1:], *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}: projections[0].connectivity: ") and err.count("\n") == 1, err
+    for said in ("input->h", "dense", "task.input: ids", "connectivity: embedding", "task.input: onehot"):
+        assert said in err, (said, err)
+    assert not (tmp_path / "run" / "metrics.csv").exists()
+
+
+def test_char_ids_into_an_embedding_train(tmp_path, capsys):
+    assert dendrisim(["run", str(charlm_ids(tmp_path, "embedding")), "--dry-run", "--out", str(tmp_path / "r")]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["epochs"] == 1
