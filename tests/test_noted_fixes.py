@@ -110,3 +110,63 @@ def test_char_ids_into_a_dense_projection_is_one_paragraph_before_training(tmp_p
 def test_char_ids_into_an_embedding_train(tmp_path, capsys):
     assert dendrisim(["run", str(charlm_ids(tmp_path, "embedding")), "--dry-run", "--out", str(tmp_path / "r")]) == 0
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["epochs"] == 1
+
+
+# ------------------------------------------------------------------ 4. a word2vec header that miscounts
+def word2vec_text(path, *, claimed: int, words: int = 5, dim: int = 4, trailing: str = "\n"):
+    lines = [f"w{i} " + " ".join(f"{(i + j) / 10:.4f}" for j in range(dim)) for i in range(words)]
+    path.write_text(f"{claimed} {dim}\n" + "\n".join(lines) + trailing)
+    return path
+
+
+def test_a_header_claiming_fewer_words_than_the_file_holds_is_refused(tmp_path):
+    """gensim stops at the header's count: 2 of the 5 vectors would be dropped unsaid."""
+    from dendrisim.errors import DataError
+    from dendrisim.tasks.sentences import load_vectors
+
+    path = word2vec_text(tmp_path / "w2v.txt", claimed=3)
+    with pytest.raises(DataError) as err:
+        load_vectors(path)
+    said = str(err.value)
+    assert said.startswith(f"{path}: the header claims 3 words") and "5 lines of vectors" in said, said
+    assert "\n" not in said
+
+
+def test_a_header_claiming_more_words_than_the_file_holds_is_refused(tmp_path):
+    from dendrisim.errors import DataError
+    from dendrisim.tasks.sentences import load_vectors
+
+    path = word2vec_text(tmp_path / "w2v.txt", claimed=7)
+    said = r"w2v.txt: the header claims 7 words, but the file holds 5 lines of vectors after it\. "
+    with pytest.raises(DataError, match=said):
+        load_vectors(path)
+
+
+@pytest.mark.parametrize("trailing", ["", "\n", "\n\n  \n"])
+def test_a_header_that_counts_the_lines_reads_every_vector(tmp_path, trailing):
+    from dendrisim.tasks.sentences import load_vectors
+
+    kv = load_vectors(word2vec_text(tmp_path / "w2v.txt", claimed=5, trailing=trailing))
+    assert len(kv) == 5 and kv.vector_size == 4 and kv["w4"][0] == pytest.approx(0.4)
+
+
+def word2vec_binary(path, *, claimed: int, words: int = 5, dim: int = 4, newline: bool = True):
+    with open(path, "wb") as fh:
+        fh.write(f"{claimed} {dim}\n".encode())
+        for i in range(words):
+            fh.write(f"w{i} ".encode() + np.arange(i, i + dim, dtype=np.float32).tobytes() + (b"\n" if newline else b""))
+    return path
+
+
+@pytest.mark.parametrize("newline", [True, False])
+def test_a_binary_header_claiming_fewer_words_is_refused_and_an_exact_one_read(tmp_path, newline):
+    from dendrisim.errors import DataError
+    from dendrisim.tasks.sentences import load_vectors
+
+    with pytest.raises(DataError, match=r"w2v.bin: the header claims 3 words, but \d+ bytes follow their vectors, "
+                                        r"room for about 2 more"):
+        load_vectors(word2vec_binary(tmp_path / "w2v.bin", claimed=3, newline=newline))
+    kv = load_vectors(word2vec_binary(tmp_path / "exact.bin", claimed=5, newline=newline))
+    assert len(kv) == 5 and kv["w4"][0] == 4.0
+    with pytest.raises(DataError, match=r"w2v.bin: the header claims 7 words of 4 dimensions"):
+        load_vectors(word2vec_binary(tmp_path / "w2v.bin", claimed=7, newline=newline))
