@@ -2,6 +2,8 @@
 own-data image model, a char LM fed ids through a dense projection, a word2vec header that
 claims fewer words than its file holds, and how-to pages that showed ``python scripts/...``."""
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -170,3 +172,65 @@ def test_a_binary_header_claiming_fewer_words_is_refused_and_an_exact_one_read(t
     assert len(kv) == 5 and kv["w4"][0] == 4.0
     with pytest.raises(DataError, match=r"w2v.bin: the header claims 7 words of 4 dimensions"):
         load_vectors(word2vec_binary(tmp_path / "w2v.bin", claimed=7, newline=newline))
+
+
+# ------------------------------------------------------------------ 5. the pages show the installed command
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+PAGES = sorted(p for p in DOCS.rglob("*.md") if "_build" not in p.parts and "auto_examples" not in p.parts)
+#: (page, script) pairs that may show ``python scripts/SCRIPT`` (or ``torchrun scripts/...``):
+#: getting-started's section "From a checkout (contributors)"; the developer benchmark with no
+#: dendrisim command (pcx side by side); and the reference of ``dendrisim results``, generated
+#: from dendrisim/results.py's docstring (the results page itself, docs/results.md, shows its
+#: tables' commands as stored and is not checked here).
+CONTRIBUTOR_SCRIPTS = {("getting-started.md", "simulate.py"), ("getting-started.md", "validate_model.py"),
+                       ("howto/speed.md", "bench_pcx.py"), ("reference/cli.md", "results.py")}
+FENCE = re.compile(r"^( *)(```|~~~)[^\n]*\n(.*?)^\1\2 *$", re.M | re.S)
+INLINE = re.compile(r"`([^`\n]+)`")
+
+
+def code_of(page: Path) -> list[str]:
+    """Every logical line of the page's fenced code blocks (continuations joined) and every
+    inline code span outside them."""
+    text = page.read_text()
+    lines = []
+    for block in FENCE.finditer(text):
+        lines += block.group(3).replace("\\\n", " ").splitlines()
+    lines += INLINE.findall(FENCE.sub("", text))
+    return lines
+
+
+@pytest.mark.parametrize("page", [p for p in PAGES if p != DOCS / "results.md"], ids=lambda p: str(p.relative_to(DOCS)))
+def test_no_page_shows_a_script_of_a_checkout_as_the_command(page):
+    name = str(page.relative_to(DOCS))
+    for line in code_of(page):
+        for script in re.findall(r"(?:\bpython3?|\btorchrun\b[^\n]*?)\s+scripts/([\w.]+)", line):
+            assert (name, script) in CONTRIBUTOR_SCRIPTS, f"{name}: {line.strip()}"
+
+
+COMMAND = re.compile(r"^\s*(?:\$\s+)?(?:[A-Z_]+=\S*\s+)*(?:torchrun\b.*?\s-m\s+)?dendrisim\s+(\S+)(.*)$")
+
+
+def howto_commands() -> list[tuple[str, str, str]]:
+    found = []
+    for page in sorted((DOCS / "howto").glob("*.md")):
+        for line in code_of(page):
+            m = COMMAND.match(line.split(" #")[0])
+            if m:
+                found.append((page.name, m.group(1), m.group(2)))
+    return found
+
+
+def test_the_howto_pages_show_dendrisim_commands():
+    shown = {sub for _, sub, _ in howto_commands()}
+    assert {"run", "compare", "results", "bench", "sample", "plot", "export", "check"} <= shown, shown
+
+
+@pytest.mark.parametrize("page,sub,rest", howto_commands(), ids=lambda v: v if isinstance(v, str) and " " not in v else "")
+def test_every_dendrisim_command_of_the_howto_pages_exists_with_its_flags(page, sub, rest):
+    from dendrisim.commands import COMMANDS, command_parser
+
+    assert sub in COMMANDS, f"{page}: dendrisim {sub}{rest} names no subcommand ({', '.join(COMMANDS)})"
+    parser = command_parser(sub)
+    flags = {s for a in parser._actions for s in a.option_strings} if parser is not None else set()
+    for flag in re.findall(r"(?:^|[\s\[])(--[a-z][\w-]*)", rest):
+        assert parser is None or flag in flags, f"{page}: dendrisim {sub} has no {flag} ({sorted(flags)})"
