@@ -193,12 +193,19 @@ def op_floor(net: Network, rule: str, x: torch.Tensor, device, *, repeats: int) 
     return total
 
 
-def cnn_rows(model_file: str, device: torch.device, batch: int, kw: dict) -> dict:
-    """Each rule's step on a CNN model file against plain torch autograd on the same layers."""
-    from dendrisim.tasks.datasets import SPECS
+def steady_rules(exp) -> list[str]:
+    """The registered rules that run under the model's settling scheme (the microcircuit's
+    synapse models run only under euler, and would refuse a steady model file)."""
+    from .builder import scheme_refusal
 
+    return [rule for rule in RULES.names() if scheme_refusal(rule, exp.config.dynamics.mode) is None]
+
+
+def cnn_rows(model_file: str, device: torch.device, batch: int, kw: dict, *, data_root: Optional[str] = None) -> dict:
+    """Each rule's step on a CNN model file against plain torch autograd on the same layers,
+    on random inputs of the shapes its task declares (its own image files included)."""
     exp = load_experiment(model_file)
-    shape, classes, _ = SPECS[exp.task.dataset]
+    shape, classes = _data_shape(exp, data_root)
     x = torch.randn(batch, *shape, device=device)
     y = torch.randint(0, classes, (batch,), device=device)
     _, net = rule_step(exp, "bp", x, y, device)
@@ -214,7 +221,7 @@ def cnn_rows(model_file: str, device: torch.device, batch: int, kw: dict) -> dic
             opt.step()
 
         rows[label] = {"s": timed(step, device, **kw), "rule": "autograd"}
-    for rule in RULES.names():
+    for rule in steady_rules(exp):
         step, net = rule_step(exp, rule, x, y, device)
         rows[rule] = {"s": timed(step, device, **kw), "rule": rule, "net": net}
     ref_s = rows["autograd (nn.Sequential + Adam)"]["s"]
@@ -270,7 +277,7 @@ def rnn_rows(model_file: str, device: torch.device, batch: int, kw: dict, *, voc
     y = ids[:, 1:]
     rows = {}
     net = None
-    for rule in [r for r in RULES.names() if r != "pc"]:
+    for rule in [r for r in steady_rules(exp) if r != "pc"]:
         e = load_experiment(exp.to_dict(), [f"plasticity.rule={rule}"], file=exp.file)
         net = build_network(e, DataSpec((vocabulary,), vocabulary)).to(device)
         r = build_rule(net, e).to(device)
@@ -452,13 +459,13 @@ def dynamics_rows(model_file: str, device: torch.device, batch: int, kw: dict, *
             "circuit": circuit}
 
 
-def _data_shape(exp) -> tuple[tuple[int, ...], int]:
-    """The sample shape and outputs the model's task declares (Fashion-MNIST's when it cannot
-    say without loading its data)."""
+def _data_shape(exp, data_root: Optional[str] = None) -> tuple[tuple[int, ...], int]:
+    """The sample shape and outputs the model's task declares (a lab's own file, ``dataset:
+    file``, is read for them; Fashion-MNIST's when the task cannot say without loading its data)."""
     from .tasks import TASKS
 
     try:
-        spec = DataSpec.declared(TASKS.get(exp.task.type), exp.task)
+        spec = DataSpec.declared(TASKS.get(exp.task.type), exp.task, data_root)
         return spec.input_shape, spec.outputs
     except NotImplementedError:
         return (1, 28, 28), 10
@@ -623,7 +630,7 @@ def main(argv: Optional[Sequence[str]] = None, *, prog: str = "bench.py") -> int
         return report(result, args)
     if args.only_cnn:
         args.cnn = args.cnn or resolve_model("dll_cnn_fmnist")
-        result = {"machine": machine(device), "cnn": cnn_rows(args.cnn, device, args.batch, kw)}
+        result = {"machine": machine(device), "cnn": cnn_rows(args.cnn, device, args.batch, kw, data_root=args.data_root)}
         return report(result, args)
     rows = {}
     _, net = rule_step(exp, "bp", x, y, device)
@@ -631,7 +638,7 @@ def main(argv: Optional[Sequence[str]] = None, *, prog: str = "bench.py") -> int
     rows["autograd (nn.Sequential + Adam)"] = {"s": timed(ref, device, **kw), "shapes": gemm_shapes(net, "autograd", args.batch)}
     fused = autograd_step(net, x, y, exp.config.optimizer.lr, device, fused=True)
     rows["autograd + fused Adam"] = {"s": timed(fused, device, **kw), "shapes": gemm_shapes(net, "autograd", args.batch)}
-    for rule in RULES.names():
+    for rule in steady_rules(exp):
         step, net = rule_step(exp, rule, x, y, device)
         rows[rule] = {"s": timed(step, device, **kw), "shapes": gemm_shapes(net, rule, args.batch)}
     ref_s = rows["autograd (nn.Sequential + Adam)"]["s"]
@@ -656,7 +663,7 @@ def main(argv: Optional[Sequence[str]] = None, *, prog: str = "bench.py") -> int
     if args.scaling:
         result["scaling"] = scaling(exp, device, kw)
     if args.cnn:
-        result["cnn"] = cnn_rows(args.cnn, device, args.batch, kw)
+        result["cnn"] = cnn_rows(args.cnn, device, args.batch, kw, data_root=args.data_root)
     if args.rnn:
         result["rnn"] = rnn_rows(args.rnn, device, args.batch, kw)
     return report(result, args)

@@ -298,12 +298,34 @@ class _ShapesOnly(torch.overrides.TorchFunctionMode):
 def build_network(experiment: Experiment, spec: DataSpec) -> Network:
     """The network of an experiment for data of ``spec``: every population's shape inferred
     (ConfigErrors naming the file), then the populations and projections built from them."""
+    check_token_inputs(experiment, spec)
     shapes = population_shapes(experiment, input_shape=spec.input_shape, output_size=spec.outputs,
                                vocabulary=spec.vocabulary)
     network = Network(experiment.config, shapes, vocabulary=spec.vocabulary, readout=spec.readout,
                       time_steps=spec.time_steps, simulated=experiment.simulated)
     check_loops(experiment, network)
     return network
+
+
+def check_token_inputs(experiment: Experiment, spec: DataSpec) -> None:
+    """A task with a vocabulary (sentences; charlm with ``input: ids``) feeds its input
+    population integer token ids, which only an embedding projection reads (a dense product
+    of ids ends in a dtype error at the first step): refuse any other projection from it,
+    naming the projection and what works instead."""
+    if spec.vocabulary is None:
+        return
+    cfg = experiment.config
+    inputs = {n for n, p in cfg.populations.items() if p.type == "input"}
+    ids = getattr(experiment.task, "input", None) == "ids"  # charlm's choice between ids and one-hot vectors
+    for i, proj in enumerate(cfg.projections):
+        if proj.source in inputs and proj.connectivity != "embedding":
+            fed = "task.input: ids feeds it one character id per step" if ids else \
+                f"task.type {experiment.task.type} feeds it token ids"
+            instead = (" (a table of task.embedding_dim numbers per character, frozen unless learnable: true), "
+                       "or set task.input: onehot for one-hot vectors, which a dense projection reads") if ids else ""
+            raise ConfigError(f"{proj.name} is {proj.connectivity}, but {proj.source!r} holds integer ids "
+                              f"({fed}) and only an embedding projection reads ids; write connectivity: "
+                              f"embedding{instead}", file=experiment.file, path=f"projections[{i}].connectivity")
 
 
 def check_loops(experiment: Experiment, network: Network) -> None:

@@ -87,8 +87,11 @@ def main(argv: Optional[Sequence[str]] = None, *, prog: str = "simulate.py") -> 
             print(describe(experiment, data_root=args.data_root))
             return 0
         from .distributed import from_environment
+        from .host import device_of
 
-        dist = from_environment(args.device or "cpu")
+        if args.device is not None:  # given, even as '': checked here, before any lock or data
+            device_of(args.device)
+        dist = from_environment("cpu" if args.device is None else args.device)
         say = (lambda line: print(line, flush=True)) if dist.is_main else (lambda line: None)
         if args.resume is not None:
             trainer = _resumed_trainer(args, overrides, argv_list, dist=dist, say=say)
@@ -99,7 +102,7 @@ def main(argv: Optional[Sequence[str]] = None, *, prog: str = "simulate.py") -> 
         else:
             source = resolve_model(args.model)
             experiment = load_experiment(source, with_epochs(source, overrides, args.epochs))
-            options = RunOptions(device=args.device or "cpu", data_root=args.data_root, out_dir=args.out,
+            options = RunOptions(device="cpu" if args.device is None else args.device, data_root=args.data_root, out_dir=args.out,
                                  dry_run=args.dry_run, overwrite=args.overwrite, progress=args.progress if dist.is_main else False,
                                  argv=argv_list, log=say, dist=dist,
                                  plugins=[str(Path(p).resolve()) for p in args.plugins])
@@ -184,7 +187,7 @@ def _resumed_trainer(args, overrides: list[str], argv: list[str], *, dist, say):
     source = resolve_model(args.model) if args.model else model_file
     experiment = load_experiment(source, with_epochs(source, overrides, args.epochs))
     changed = _check_unchanged(load_experiment(model_file, []), experiment, model_file) if fresh else []
-    options = RunOptions(device=args.device or saved.get("device", "cpu"), data_root=args.data_root or saved.get("data_root"),
+    options = RunOptions(device=saved.get("device", "cpu") if args.device is None else args.device, data_root=args.data_root or saved.get("data_root"),
                          out_dir=run_dir, dry_run=saved["dry_run"], progress=args.progress if dist.is_main else False,
                          argv=argv, log=say, dist=dist, plugins=plugins,
                          resumes=list(saved.get("resumes", [])))

@@ -523,7 +523,7 @@ class Trainer:
             self._stop_observers(outcome)  # checkpoint, best weights back, weights.pt, recording closed
             if self.stop_requested and self.failure is None:
                 self.options.log(f"stopped by {self.stop_requested} in epoch {self.epoch} after step "
-                                 f"{self.global_step}; resume with: python scripts/simulate.py --resume {self.run_dir}")
+                                 f"{self.global_step}; resume with: dendrisim run --resume {self.run_dir}")
             summary = run_summary(self, time.perf_counter() - start)
             if self.failure is not None:
                 raise self._with_hint(self.failure)

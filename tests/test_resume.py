@@ -42,7 +42,7 @@ def interrupt(out: Path, sig) -> None:
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == {signal.SIGTERM: 143, signal.SIGKILL: -9}[sig], stderr
     if sig == signal.SIGTERM:
-        assert f"resume with: python scripts/simulate.py --resume {out}" in stdout
+        assert f"resume with: dendrisim run --resume {out}" in stdout
 
 
 def rows(path: Path) -> list[dict]:

@@ -21,7 +21,8 @@ file gets a random vector ``U(-a, a)`` whose variance matches the known vectors
 The vectors are read with gensim's ``KeyedVectors``: GloVe's header-less text format, the
 word2vec text format (with its ``count dim`` header), word2vec binary (``.bin``) or a
 saved ``KeyedVectors`` (``.kv``, a pickle: read only with ``task.trust_pickle: true``);
-their dimension is read from the file.
+their dimension is read from the file. A word2vec header's count must match the vectors
+the file holds (gensim stops at the count): one claiming fewer or more is refused.
 """
 from __future__ import annotations
 
@@ -147,6 +148,50 @@ def _header(path: Path, encoding: str) -> Optional[tuple[int, int]]:
     return count, dim
 
 
+def _vector_lines(path: Path) -> int:
+    """Lines holding anything after a word2vec text file's header line, counted in blocks
+    of the raw bytes (one pass, whatever the file's size)."""
+    count, rest = 0, b""
+    with open(path, "rb") as fh:
+        fh.readline(1 << 16)  # the 'count dim' header
+        while block := fh.read(1 << 24):
+            lines = (rest + block).split(b"\n")
+            rest = lines.pop()
+            count += sum(1 for line in lines if line.strip())
+    return count + bool(rest.strip())
+
+
+def _check_count(path: Path, header: tuple[int, int]) -> None:
+    """A word2vec text header must count the file's lines: gensim stops at the count, so one
+    claiming fewer words would drop the rest of the vectors unsaid (a file joined from two, or
+    a header left from an earlier version); which of the two is right only its maker knows."""
+    lines = _vector_lines(path)
+    if lines != header[0]:
+        dropped = (f"; reading it would drop the last {lines - header[0]:,} vectors unsaid"
+                   if lines > header[0] else "")
+        raise DataError(f"{path}: the header claims {header[0]:,} words, but the file holds {lines:,} lines of "
+                        f"vectors after it{dropped}. Write the number of vector lines as the first number of the "
+                        "header ('count dim' on the first line), or fetch the file again if it was cut short")
+
+
+def _check_binary_rest(path: Path, kv, encoding: str) -> None:
+    """A word2vec binary file must end after the header's count of vectors (gensim stops
+    there, dropping whatever follows unsaid): each vector is its word, a space and ``4 *
+    dim`` bytes, with at most a newline before the next; more than that left over is at
+    least one more vector."""
+    with open(path, "rb") as fh:
+        start = len(fh.readline(1 << 16))
+    entry = 4 * kv.vector_size
+    used = start + sum(len(word.encode(encoding)) + 1 + entry for word in kv.index_to_key)
+    size = path.stat().st_size
+    if size - used - len(kv) >= entry + 2:  # past a newline after each: room for a vector of a one-letter word
+        more = max(1, round((size - used) / ((used - start) / len(kv))))  # at the mean size of those read
+        raise DataError(f"{path}: the header claims {len(kv):,} words, but {size - used:,} bytes follow their "
+                        f"vectors, room for about {more:,} more of their mean size; reading it would drop them "
+                        "unsaid. Write the number of vectors as the first number of the "
+                        "header ('count dim' on the first line)")
+
+
 def _finite(kv, path: Path):
     """``kv`` when every vector is finite within float32's range; a DataError naming the first
     word whose vector is not (NaN, Inf or a value that overflowed float32) otherwise."""
@@ -184,7 +229,10 @@ def load_vectors(path: Path, encoding: str = "utf-8", *, trust_pickle: bool = Fa
         with np.errstate(over="ignore", invalid="ignore"):  # an overflowing value is reported below, by word
             if path.suffix == ".bin":
                 kv = KeyedVectors.load_word2vec_format(str(path), binary=True, encoding=encoding)
+                _check_binary_rest(path, kv, encoding)
             else:
+                if header is not None:
+                    _check_count(path, header)
                 kv = KeyedVectors.load_word2vec_format(str(path), binary=False, no_header=header is None,
                                                        encoding=encoding)
         return _finite(kv, path)
