@@ -93,7 +93,7 @@ def T1(value, std, data=""):
 MLP_SETTINGS = ("task.batch_size=64", "optimizer.type=adam", "optimizer.lr=5e-4", "training.schedule=linear",
                 *stop_early("accuracy"))
 MLP_DIFFERS = "epochs stopped on validation (cap 10); DLL's σ and θ rate are ours; 10% of training held out"
-CNN_DIFFERS = "epochs stopped on validation (cap 2); padding ours; DLL's σ and θ rate are ours"
+CNN_DIFFERS = "epochs stopped on validation (cap 3); padding ours; DLL's σ and θ rate are ours"
 THETA_FIXED = ("plasticity.learn_feedback=false",)
 
 
