@@ -1,6 +1,6 @@
 """The ``paper`` suite of ``dendrisim results``: Lv et al. 2025's tables at the paper's settings.
 
-    python scripts/results.py --suite paper --text stdlib.txt --series temps.csv --update docs/results.md
+    dendrisim results --suite paper --text stdlib.txt --series temps.csv --update docs/results.md
 
 Every comparison runs the paper's architecture, learning rate, batch size, optimizer (Adam)
 and schedule (a linear decay) where its Appendix D states them, on the paper's number of
@@ -25,7 +25,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Optional
 
-from .results import Comparison, Contender
+from .suites import Comparison, Contender
 
 PATIENCE = 3  # epochs without a better validation metric before a run stops
 IMAGE_SEEDS = (0, 1, 2, 3)  # Table 1: mean ± std over 4 seeds

@@ -1,8 +1,12 @@
 """Regenerate the documented results: every comparison of a suite, with equal tuning, one command.
 
-    python scripts/results.py --text stdlib.txt --series temps.csv --out reports/results --update docs/results.md
+    dendrisim results --text stdlib.txt --series temps.csv --out reports/results --update docs/results.md
 
-    python scripts/results.py --suite through-time --text stdlib.txt --series temps.csv --out reports/through_time
+    dendrisim results --suite through-time --text stdlib.txt --series temps.csv --out reports/through_time
+
+    dendrisim results --suite paper --text stdlib.txt --series temps.csv --out reports/paper
+
+(In a checkout, the script scripts/results.py is the same command.)
 
 A suite is a list of comparisons: a shipped model, the contenders it compares (a rule, or a
 rule with named options: a variant), the epochs, and the tuning budget. Every contender of
@@ -23,7 +27,10 @@ Suites:
   (:func:`feedforward_twin`: the same input, pyramidal populations, basal projections, task,
   optimizer, conductances and total epochs, without interneurons, apical and somatic
   projections and phases), written into the comparison's folder, so that every contender
-  has the same topology by construction.
+  has the same topology by construction;
+- ``paper``: the rows of Lv et al. 2025's Tables 1, 2, 3, 5, 6 and 7 that run from data at
+  hand, at the paper's settings and number of seeds, untuned, each beside the number the
+  paper reports (:mod:`dendrisim.paper`).
 
 A comparison whose data are missing is listed as skipped, with the reason. Each contender's
 folder (``OUT/COMPARISON/CONTENDER/``) holds its ``compare_rules.py`` outputs and the command
@@ -50,11 +57,13 @@ import shlex
 import statistics
 import subprocess
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 from .errors import DendrisimError, FileFormatError
+from .paper import NOT_RUN, SUITE as PAPER_SUITE
+from .suites import Comparison, Contender
 from .paths import path_arg, user_error
 
 ROOT = Path(__file__).resolve().parent.parent  # the checkout: scripts/compare_rules.py and models/ are there
@@ -63,36 +72,6 @@ def markers(suite: str) -> tuple[str, str]:
     """The lines between which ``--update`` writes a suite's markdown."""
     return (f"<!-- results {suite}: begin (scripts/results.py --suite {suite} writes this part) -->",
             f"<!-- results {suite}: end -->")
-
-
-@dataclass(frozen=True)
-class Contender:
-    label: str
-    rule: str
-    overrides: tuple[str, ...] = ()
-    what: str = ""
-    fixed: tuple[str, ...] = ()  # tunables this contender holds at its overrides' value (--tune-fix)
-    twin: bool = False  # runs on the feedforward twin of the comparison's circuit (feedforward_twin)
-    paper: tuple = ()  # what Lv et al. 2025 report for it (dendrisim.paper.Quote), shown beside ours
-    differs: str = ""  # one line: how our setting differs from the paper's
-
-
-@dataclass(frozen=True)
-class Comparison:
-    name: str
-    title: str
-    model: str
-    contenders: tuple[Contender, ...]
-    epochs: int
-    tune: int
-    tune_epochs: int
-    seeds: tuple[int, ...] = (0,)
-    needs: Optional[str] = None  # "text", "series" or a dataset name that must load here
-    overrides: tuple[str, ...] = ()
-    reference: str = "bp"  # the contender the others are measured against
-    derive: Optional[Callable[[dict], dict]] = None  # the model file run: derive(model) (written beside the runs)
-    optional: Optional[str] = None  # why it runs only when --only names it (hours on a CPU)
-    metrics: tuple[str, ...] = ()  # the metrics a paper table shows (default: the one the task reports)
 
 
 RULES = tuple(Contender(r, r) for r in ("dll", "bp", "fa", "dfa", "kp"))
@@ -165,6 +144,7 @@ SUITES = {
                    "models/microcircuit_fmnist.yaml", DENDRITIC, epochs=0, tune=3, tune_epochs=0,
                    needs="fashion_mnist"),
     ],
+    "paper": PAPER_SUITE,  # dendrisim/paper.py: Lv et al. 2025's rows at its settings, its numbers beside ours
 }
 
 
@@ -364,20 +344,32 @@ def run_contender(comparison: Comparison, contender: Contender, args) -> dict:
                               f"{contender.label} again") from None
 
 
+#: run by a small interpreter of its own: the command, then the peak memory of its process
+#: alone. (Linux counts into a child's ``ru_maxrss`` the memory of the process it was forked
+#: from, up to its exec; this process may hold torch and a dataset from checking what
+#: loads, so the command is forked from the small one instead.)
+_MEASURE = """import os, subprocess, sys
+proc = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(proc.pid, 0)
+with open(sys.argv[1], "w") as fh:
+    fh.write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def run_measured(cmd: list[str], log) -> tuple[int, int]:
     """Run ``cmd`` from the repository root with its output into ``log``; its exit status
-    and the peak resident memory of its process in KiB (from ``wait4``'s resource usage of
-    that child alone; 0 where the platform has no wait4)."""
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    and the peak resident memory of its process in KiB (``wait4``'s resource usage of that
+    child alone, measured by a small interpreter in between; 0 where there is no wait4)."""
     if not hasattr(os, "wait4"):
-        return proc.wait(), 0
-    try:
-        _, status, usage = os.wait4(proc.pid, 0)
-    except KeyboardInterrupt:
-        proc.kill()
-        raise
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, int(usage.ru_maxrss)
+        return subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT), 0
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        peak = Path(tmp) / "peak"
+        code = subprocess.call([sys.executable, "-c", _MEASURE, str(peak), *cmd], stdout=log,
+                               stderr=subprocess.STDOUT, cwd=ROOT)
+        return code, int(peak.read_text()) if peak.is_file() else 0
 
 
 def summarise(results: dict, contender: Contender, text: str) -> dict:
@@ -666,8 +658,3 @@ def write(args, report: dict) -> str:
     (args.out / f"{args.suite}.md").write_text(markdown)
     return markdown
 
-
-# the paper suite (dendrisim/paper.py) is made of this module's Comparison and Contender
-from .paper import NOT_RUN, SUITE as PAPER_SUITE  # noqa: E402
-
-SUITES["paper"] = PAPER_SUITE

@@ -183,7 +183,7 @@ PAGES = sorted(p for p in DOCS.rglob("*.md") if "_build" not in p.parts and "aut
 #: from dendrisim/results.py's docstring (the results page itself, docs/results.md, shows its
 #: tables' commands as stored and is not checked here).
 CONTRIBUTOR_SCRIPTS = {("getting-started.md", "simulate.py"), ("getting-started.md", "validate_model.py"),
-                       ("howto/speed.md", "bench_pcx.py"), ("reference/cli.md", "results.py")}
+                       ("howto/speed.md", "bench_pcx.py")}
 FENCE = re.compile(r"^( *)(```|~~~)[^\n]*\n(.*?)^\1\2 *$", re.M | re.S)
 INLINE = re.compile(r"`([^`\n]+)`")
 
