@@ -569,7 +569,7 @@ def parser(prog: str = "bench.py") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="dll_mlp_fmnist", type=path_arg("--model", text=True),
                    help="model file or bundled model name of the MLP rows (default: dll_mlp_fmnist)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
     p.add_argument("--batch", type=int, default=128, help="batch size of the timed steps (default: 128)")
     p.add_argument("--steps", type=int, default=20, help="steps per timed block")
     p.add_argument("--repeats", type=int, default=7, help="timed blocks (the median is reported)")

@@ -167,7 +167,7 @@ def parser(prog: str = "compare_rules.py") -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="shorthand for --set training.epochs=N (default: the file's)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
                    help="override a key of the model file for every run (repeatable)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
     p.add_argument("--threads", type=int, metavar="N",
                    help="torch's intra-op CPU threads (default: torch's own choice; 1 on a shared machine)")
     p.add_argument("--data-root", type=path_arg("--data-root", text=True),
@@ -188,6 +188,8 @@ def parser(prog: str = "compare_rules.py") -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None, *, prog: str = "compare_rules.py") -> int:
     args = parser(prog).parse_args(argv)
     try:
+        from .host import device_of
+
         if args.threads is not None:
             from .host import set_threads
 
@@ -199,6 +201,7 @@ def main(argv: Optional[Sequence[str]] = None, *, prog: str = "compare_rules.py"
             load_experiment(args.model, [*args.overrides, f"plasticity.rule={rule}"])
         if args.tune:
             require_optuna()
+        device_of(args.device)  # a device refused before any folder is made
         (args.out / "runs").mkdir(parents=True, exist_ok=True)
         tuned = tune_all(args, exp) if args.tune else {}
         run_all(args, tuned)

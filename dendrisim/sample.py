@@ -80,7 +80,7 @@ def parser(prog: str = "sample.py") -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=1.0, help="< 1: more likely characters; > 1: more varied")
     p.add_argument("--prime", default="\n", help="text to start from (default a newline)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random draws (default: 0)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
     return p
 
 

@@ -234,3 +234,11 @@ def test_every_dendrisim_command_of_the_howto_pages_exists_with_its_flags(page, 
     flags = {s for a in parser._actions for s in a.option_strings} if parser is not None else set()
     for flag in re.findall(r"(?:^|[\s\[])(--[a-z][\w-]*)", rest):
         assert parser is None or flag in flags, f"{page}: dendrisim {sub} has no {flag} ({sorted(flags)})"
+
+
+def test_compare_refuses_a_device_before_making_its_output_folder(tmp_path, capsys):
+    from dendrisim.compare import main as compare
+
+    out = tmp_path / "cmp"
+    assert compare(["dll_mlp_digits", "--rules", "dll", "--epochs", "1", "--out", str(out), "--device", "mps"]) == 2
+    assert "--device mps" in capsys.readouterr().err and not out.exists()
