@@ -316,15 +316,21 @@ def tune_trials(comparison: Comparison, args) -> int:
     return comparison.tune if args.tune is None else args.tune
 
 
-def run_contender(comparison: Comparison, contender: Contender, args) -> dict:
+def run_contender(comparison: Comparison, contender: Contender, args, progress: str = "") -> dict:
+    """One contender's row: run (unless it finished with the same command before), then read
+    its results; ``progress`` ("[3/27] ") starts the lines it prints."""
+    import time
+
     folder = args.out / comparison.name / contender.label
     cmd = command(comparison, contender, args, folder)
     text = shlex.join(cmd[1:])  # without the interpreter: the same command on another machine
     done = folder / "done"
-    if not (done.is_file() and done.read_text() == text):
+    ran = not (done.is_file() and done.read_text() == text)
+    if ran:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "command.txt").write_text(text + "\n")
-        print(f"== {comparison.name} / {contender.label}: {text}", flush=True)
+        print(f"== {progress}{comparison.name} / {contender.label}: {text}", flush=True)
+        start = time.monotonic()
         with open(folder / "output.log", "w") as log:
             code, peak_kb = run_measured(cmd, log)
         if code != 0:
@@ -337,6 +343,10 @@ def run_contender(comparison: Comparison, contender: Contender, args) -> dict:
         peak = folder / "peak_memory_kb"
         if peak.is_file():
             row["peak_mb"] = int(peak.read_text()) / 1024
+        values, percent, label = headline_values(row)
+        when = f"finished in {(time.monotonic() - start) / 60:.1f} min" if ran else "finished before, not rerun"
+        print(f"   {progress}{comparison.name} / {contender.label}: test {label} {fmt(values, percent)} ({when})",
+              flush=True)
         return row
     except (KeyError, TypeError, ValueError, AttributeError, statistics.StatisticsError) as err:
         raise FileFormatError(f"{found}: not the results compare_rules writes ({type(err).__name__}: "
@@ -626,6 +636,8 @@ def _main(argv: Optional[Sequence[str]]) -> int:
     report = {"machine": machine(), "suite": args.suite,
               "command": "python scripts/results.py " + shlex.join(argv),
               "comparisons": [], **({"not_run": [list(row) for row in NOT_RUN]} if args.suite == "paper" else {})}
+    todo = sum(len(c.contenders) for c in suite)
+    count = 0
     for comparison in suite:
         entry = {"name": comparison.name, "title": comparison.title, "model": comparison.model,
                  "epochs": args.epochs or default_epochs(comparison), "tune": tune_trials(comparison, args),
@@ -637,10 +649,13 @@ def _main(argv: Optional[Sequence[str]]) -> int:
             reason = f"{comparison.optional}; run it with --only {comparison.name}"
         if reason:
             entry["skipped"] = reason
+            count += len(comparison.contenders)
             print(f"== {comparison.name}: skipped ({reason})", flush=True)
         else:
             for contender in comparison.contenders:
-                entry["contenders"][contender.label] = run_contender(comparison, contender, args)
+                count += 1
+                entry["contenders"][contender.label] = run_contender(comparison, contender, args,
+                                                                     progress=f"[{count}/{todo}] ")
         report["comparisons"].append(entry)
         write(args, report)
     markdown = write(args, report)

@@ -171,7 +171,7 @@ def test_the_peak_memory_of_a_contender_is_that_of_its_own_process(tmp_path):
 
 def test_an_optional_comparison_runs_only_when_named(tmp_path, monkeypatch):
     ran = []
-    monkeypatch.setattr(results, "run_contender", lambda c, k, a: ran.append((c.name, k.label)) or _row("accuracy", [0.5]))
+    monkeypatch.setattr(results, "run_contender", lambda c, k, a, progress="": ran.append((c.name, k.label)) or _row("accuracy", [0.5]))
     slow = results.Comparison("slow", "Slow", "models/dll_mlp_digits.yaml", (results.Contender("pc", "pc"),),
                               epochs=1, tune=0, tune_epochs=0, optional="hours")
     quick = results.Comparison("quick", "Quick", "models/dll_mlp_digits.yaml", (results.Contender("dll", "dll"),),
@@ -215,5 +215,8 @@ def test_a_paper_style_suite_runs_untuned_and_stops_on_validation(tmp_path, monk
     md = (tmp_path / "paper.md").read_text()
     assert md == results.render(report) and "97.57 ± 0.40 (Table 1, MNIST)" in md
     mtime = (tmp_path / "digits" / "dll" / "results.json").stat().st_mtime_ns
+    printed = capsys.readouterr().out
+    assert "== [1/2] digits / dll: " in printed and "   [2/2] digits / bp: test accuracy " in printed
     assert results.main(["--suite", "paper", "--out", str(tmp_path)]) == 0  # resumed: nothing rerun
     assert (tmp_path / "digits" / "dll" / "results.json").stat().st_mtime_ns == mtime
+    assert "[1/2] digits / dll: test accuracy " in capsys.readouterr().out.split("finished before, not rerun")[0]
