@@ -62,7 +62,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from .errors import DendrisimError, FileFormatError
-from .paper import NOT_RUN, SUITE as PAPER_SUITE
+from .paper import NOT_RUN, SUITE as PAPER_SUITE, TIMING, bench_step_ms
 from .suites import Comparison, Contender
 from .paths import path_arg, user_error
 
@@ -352,6 +352,39 @@ def run_contender(comparison: Comparison, contender: Contender, args, progress: 
         raise FileFormatError(f"{found}: not the results compare_rules writes ({type(err).__name__}: "
                               f"{str(err)[:200]}); remove {folder / 'done'} to run {comparison.name} / "
                               f"{contender.label} again") from None
+
+
+#: the comparison whose Table 6 row each of paper.TIMING's bench runs belongs to
+TIMED = {"mlp": "fmnist_mlp", "cnn": "fmnist_cnn"}
+
+
+def run_timings(args, names: list[str]) -> dict:
+    """The paper suite's step timings (:data:`dendrisim.paper.TIMING`) of the selected
+    comparisons: ``dendrisim bench`` on one thread, its JSON kept in ``OUT/timing/`` and not
+    measured again for the same command; rule -> ms per step, per network."""
+    found = {}
+    folder = args.out / "timing"
+    for kind, flags in TIMING.items():
+        if TIMED[kind] not in names:
+            continue
+        cmd = [sys.executable, "scripts/bench.py", *flags, "--no-epoch", "--threads", "1", "--json",
+               "--device", args.device]
+        text = shlex.join(cmd[1:])
+        done, output = folder / f"{kind}.done", folder / f"{kind}.json"
+        if not (done.is_file() and done.read_text() == text):
+            folder.mkdir(parents=True, exist_ok=True)
+            print(f"== timing / {kind}: {text}", flush=True)
+            with open(output, "w") as out, open(folder / f"{kind}.log", "w") as log:
+                code = subprocess.call(cmd, stdout=out, stderr=log, cwd=ROOT)
+            if code != 0:
+                raise SystemExit(f"timing / {kind} failed (exit {code}); see {folder / f'{kind}.log'}")
+            done.write_text(text)
+        try:
+            found[kind] = bench_step_ms(read_json(output, what="bench"), kind)
+        except (KeyError, TypeError, ValueError) as err:
+            raise FileFormatError(f"{output}: not the JSON dendrisim bench writes ({type(err).__name__}: "
+                                  f"{str(err)[:200]}); remove {done} to measure it again") from None
+    return found
 
 
 #: run by a small interpreter of its own: the command, then the peak memory of its process
@@ -658,6 +691,8 @@ def _main(argv: Optional[Sequence[str]]) -> int:
                                                                      progress=f"[{count}/{todo}] ")
         report["comparisons"].append(entry)
         write(args, report)
+    if args.suite == "paper":
+        report["timing"] = run_timings(args, [c.name for c in suite if not missing(c, args)])
     markdown = write(args, report)
     if args.update:
         update_page(args.update, report)
