@@ -187,32 +187,28 @@ def feedforward_twin(model: dict) -> dict:
 
 
 def write_twin(comparison: "Comparison", folder: Path) -> Path:
-    """The comparison's feedforward twin as ``folder/feedforward.yaml`` (rewritten only when it
-    changes, so a finished contender's command stays the same)."""
-    import yaml
-
+    """The comparison's feedforward twin as ``folder/feedforward.yaml``."""
     from dendrisim.config.loader import read_yaml
 
-    text = yaml.safe_dump(feedforward_twin(read_yaml(ROOT / comparison.model)), sort_keys=False)
-    path = folder / "feedforward.yaml"
-    if not (path.is_file() and path.read_text() == text):
-        folder.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return path
+    return write_model(feedforward_twin(read_yaml(ROOT / comparison.model)), folder / "feedforward.yaml")
 
 
 def write_derived(comparison: "Comparison", folder: Path) -> Path:
-    """The comparison's model as ``comparison.derive`` makes it from its model file, written as
-    ``folder/model.yaml`` (rewritten only when it changes, so a finished contender's command
-    stays the same)."""
-    import yaml
-
+    """The comparison's model as ``comparison.derive`` makes it from its model file, as
+    ``folder/model.yaml``."""
     from dendrisim.config.loader import read_yaml
 
-    text = yaml.safe_dump(comparison.derive(read_yaml(ROOT / comparison.model)), sort_keys=False)
-    path = folder / "model.yaml"
+    return write_model(comparison.derive(read_yaml(ROOT / comparison.model)), folder / "model.yaml")
+
+
+def write_model(model: dict, path: Path) -> Path:
+    """``model`` as YAML at ``path``, rewritten only when it changes (so a finished
+    contender's command, which names the file, stays the same and is not run again)."""
+    import yaml
+
+    text = yaml.safe_dump(model, sort_keys=False)
     if not (path.is_file() and path.read_text() == text):
-        folder.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
     return path
 
