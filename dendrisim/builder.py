@@ -46,6 +46,7 @@ def load_experiment(source: str | Path | dict, overrides: Iterable[str] = (), *,
     rule, notes = rule_options(config.plasticity, file=file, path="plasticity")
     scheme = check_scheme(config, file=file)
     graph = validate(config, file=file, simulated=scheme.simulates_compartments)
+    check_time_steps(config, task, file=file)
     config = resolve_phases(config, data, file=file, overridden=overrides)
     check_circuit_scheme(config, scheme, file=file)
     per_projection = {proj.name: projection_rule(proj.plasticity, file=file, path=f"projections[{i}].plasticity")
@@ -198,6 +199,22 @@ def _task_options(config: ModelConfig, file: str):
         raise ConfigError(f"{brief(stop.metric)} is not a metric of this task; choose one of {', '.join(task_cls.metrics)}",
                           file=file, path="training.early_stopping.metric")
     return task
+
+
+def check_time_steps(config: ModelConfig, task, *, file: str) -> None:
+    """A sequence task needs a network that steps through time (a recurrent projection): one
+    without is refused here, before any tensor (it used to end in a matmul shape error once
+    training began). Recurrent networks on static samples stay allowed: the Python API feeds
+    them sequences of its own (``Trainer(experiment, data=...)``)."""
+    task_type = config.task["type"]
+    steps = TASKS.get(task_type).sequence_spec(task)
+    recurrent = [i for i, p in enumerate(config.projections) if p.kind == "recurrent"]
+    if steps is not None and not recurrent:
+        hidden = next((n for n, p in config.populations.items() if p.type == "pyramidal"), "h")
+        raise ConfigError(f"task {task_type} presents sequences of {steps} time steps, which a network steps "
+                          "through only with a recurrent projection, and this network has none: its feedforward "
+                          "projections cannot read a sequence. Add one, e.g. {from: " + hidden + ", to: " + hidden
+                          + ", kind: recurrent} (as the shipped dll_rnn_* models do)", file=file, path="projections")
 
 
 def rule_options(data: dict, *, file: str, path: str):

@@ -1,0 +1,62 @@
+"""Mismatches a user makes of the sequence tasks (issue 31's attack from the outside, the
+``seqreg`` kind of tests/test_fuzz_inputs.py), each refused in one paragraph naming the key,
+the value and what is allowed, at check time where the model file alone tells. Every file is
+written here; nothing is downloaded."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dendrisim.commands import main as dendrisim
+
+SHIPPED = "dll_rnn_electricity_regression"
+SMALL = ["task.data_root=null", "populations.h.size=3", "task.sequence_length=3", "training.epochs=1",
+         "training.max_steps_per_epoch=2", "recording={every: 1, samples: 1}"]
+FEEDFORWARD = "projections=[{from: input, to: h}, {from: h, to: out}]"
+
+
+def table(path: Path, rows: int = 60, columns: int = 4, header: list[str] | None = None, seed: int = 0) -> Path:
+    values = np.random.default_rng(seed).normal(size=(rows, columns))
+    lines = [",".join(header)] if header else []
+    path.write_text("\n".join(lines + [",".join(f"{v:.4f}" for v in row) for row in values]) + "\n")
+    return path
+
+
+def cli(capsys, command: str, *sets: str, model: str = SHIPPED, out: Path | None = None) -> tuple[int, str]:
+    """Exit status and stderr of ``dendrisim COMMAND MODEL --set ...`` (in this process)."""
+    argv = [command, model]
+    for s in sets:
+        argv += ["--set", s]
+    if out is not None:
+        argv += ["--out", str(out)]
+    code = dendrisim(argv)
+    err = capsys.readouterr().err
+    return code, err
+
+
+def one_paragraph(err: str) -> str:
+    lines = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith("note: ")]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
+    return lines[0]
+
+
+# ------------------------------------------- a sequence task on a feedforward network
+@pytest.mark.parametrize("command", ["check", "run"])
+@pytest.mark.parametrize("task", ["sequence_regression", "forecasting"])
+def test_a_sequence_task_on_a_feedforward_network_is_refused_at_check_time(tmp_path, capsys, command, task):
+    """The shipped model without its recurrent projection ended in 'mat1 and mat2 shapes cannot
+    be multiplied' once training began; now check and run refuse it, naming the task."""
+    sets = [*SMALL, FEEDFORWARD, f"task.file={table(tmp_path / 't.csv')}"]
+    if task == "forecasting":
+        sets.insert(-1, "task={type: forecasting, window: 4, horizon: 1}")
+    code, err = cli(capsys, command, *sets, out=tmp_path / "run" if command == "run" else None)
+    line = one_paragraph(err)
+    assert code == 2 and "projections: task " + task in line and "recurrent projection" in line, line
+    assert "{from: h, to: h, kind: recurrent}" in line
+
+
+def test_the_shipped_sequence_models_still_check(tmp_path, capsys):
+    code, err = cli(capsys, "check", *SMALL, f"task.file={table(tmp_path / 't.csv')}")
+    assert code == 0, err
