@@ -47,6 +47,7 @@ def load_experiment(source: str | Path | dict, overrides: Iterable[str] = (), *,
     scheme = check_scheme(config, file=file)
     graph = validate(config, file=file, simulated=scheme.simulates_compartments)
     check_time_steps(config, task, file=file)
+    check_regression_output(config, graph, file=file)
     config = resolve_phases(config, data, file=file, overridden=overrides)
     check_circuit_scheme(config, scheme, file=file)
     per_projection = {proj.name: projection_rule(proj.plasticity, file=file, path=f"projections[{i}].plasticity")
@@ -215,6 +216,33 @@ def check_time_steps(config: ModelConfig, task, *, file: str) -> None:
                           "through only with a recurrent projection, and this network has none: its feedforward "
                           "projections cannot read a sequence. Add one, e.g. {from: " + hidden + ", to: " + hidden
                           + ", kind: recurrent} (as the shipped dll_rnn_* models do)", file=file, path="projections")
+
+
+#: what an output activation's cross-entropy loss assumes of the targets
+_CROSS_ENTROPY = {"cross_entropy": "its rates are a distribution (they sum to 1) taught by cross-entropy",
+                  "binary_cross_entropy": "its rates lie in (0, 1), taught by binary cross-entropy"}
+
+
+def check_regression_output(config: ModelConfig, graph, *, file: str) -> None:
+    """A regression task (real targets of any sign, squared error) on an output whose loss is
+    a cross-entropy is refused: softmax over the one unit of a sequence regression is always 1
+    and learns nothing, sigmoid's binary cross-entropy takes z-scored targets as probabilities."""
+    from .activations import ACTIVATIONS
+    from .config.graph import feedforward_graph
+
+    task_type = config.task["type"]
+    if not TASKS.get(task_type).regression:
+        return
+    ff = feedforward_graph(graph)
+    for name in ff:
+        pop = config.populations[name]
+        if ff.out_degree(name) or pop.type != "pyramidal":
+            continue
+        why = _CROSS_ENTROPY.get(ACTIVATIONS.get(pop.activation).canonical_loss)
+        if why is not None:
+            raise ConfigError(f"{pop.activation} is a classifier's output: {why}, while task {task_type} teaches "
+                              "real values of any sign by squared error; use activation: linear (or tanh for "
+                              "targets within ±1)", file=file, path=f"populations.{name}.activation")
 
 
 def rule_options(data: dict, *, file: str, path: str):

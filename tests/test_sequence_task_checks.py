@@ -60,3 +60,25 @@ def test_a_sequence_task_on_a_feedforward_network_is_refused_at_check_time(tmp_p
 def test_the_shipped_sequence_models_still_check(tmp_path, capsys):
     code, err = cli(capsys, "check", *SMALL, f"task.file={table(tmp_path / 't.csv')}")
     assert code == 0, err
+
+
+# ------------------------------------------- a classifier's output on a regression task
+@pytest.mark.parametrize("activation, loss", [("softmax", "cross-entropy"), ("sigmoid", "binary cross-entropy")])
+@pytest.mark.parametrize("task", ["sequence_regression", "forecasting"])
+def test_a_cross_entropy_output_on_a_regression_task_is_refused(tmp_path, capsys, activation, loss, task):
+    """softmax over the regression's one output unit is always 1 (a loss of 0, nothing learned),
+    sigmoid's binary cross-entropy read z-scored targets as probabilities; both ran silently."""
+    sets = [*SMALL, f"populations.out.activation={activation}", f"task.file={table(tmp_path / 't.csv')}"]
+    if task == "forecasting":
+        sets.insert(-1, "task={type: forecasting, window: 4, horizon: 1}")
+    code, err = cli(capsys, "check", *sets)
+    line = one_paragraph(err)
+    assert code == 2 and f"populations.out.activation: {activation} is a classifier's output" in line, line
+    assert loss in line and f"task {task}" in line and "activation: linear" in line
+
+
+@pytest.mark.parametrize("activation", ["linear", "tanh"])
+def test_a_squared_error_output_still_runs(tmp_path, capsys, activation):
+    code, err = cli(capsys, "run", *SMALL, f"populations.out.activation={activation}",
+                    f"task.file={table(tmp_path / 't.csv')}", out=tmp_path / "run")
+    assert code == 0, err

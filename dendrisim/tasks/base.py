@@ -197,6 +197,9 @@ class Task:
     metrics: dict[str, bool] = {"loss": False}
     #: the metric comparisons tune for and report (None: the first higher-is-better one, else the loss)
     headline: Optional[str] = None
+    #: whether the targets are real values of any sign taught by squared error (forecasting,
+    #: sequence regression): an output whose loss is a cross-entropy (softmax, sigmoid) is refused
+    regression: bool = False
     train: Split
     val: Optional[Split]
     test: Split

@@ -106,6 +106,7 @@ class SequenceRegression(Task):
     Options = SequenceRegressionOptions
     metrics = {"loss": False, "mse": False, "mae": False}
     headline = "mse"
+    regression = True
 
     @classmethod
     def check_options(cls, options: SequenceRegressionOptions, *, file: str) -> None:

@@ -196,6 +196,7 @@ class Forecasting(Task):
     Options = ForecastOptions
     metrics = {"loss": False, "mse": False, "mae": False, "rse": False, "corr": True}
     headline = "rse"  # relative squared error, the figure forecasting papers compare
+    regression = True
     readout = slice(-1, None)  # the step after the window: known without the data
 
     @classmethod
