@@ -4,6 +4,7 @@ the value and what is allowed, at check time where the model file alone tells. E
 written here; nothing is downloaded."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -82,3 +83,18 @@ def test_a_squared_error_output_still_runs(tmp_path, capsys, activation):
     code, err = cli(capsys, "run", *SMALL, f"populations.out.activation={activation}",
                     f"task.file={table(tmp_path / 't.csv')}", out=tmp_path / "run")
     assert code == 0, err
+
+
+# ------------------------------------------- a byte-order mark before the first cell
+@pytest.mark.parametrize("header", [True, False])
+def test_a_byte_order_mark_is_not_part_of_the_first_cell(tmp_path, capsys, header):
+    """Excel's 'CSV UTF-8' starts with a BOM: it made the first name '\\ufeffc0' (so target_column
+    c0 was 'not a column') and a file without a header was refused for '\\ufeff0.126'."""
+    path = table(tmp_path / "t.csv", header=["c0", "c1", "c2", "c3"] if header else None)
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    before = path.read_bytes()
+    target = ["task.target_column=c0", "task.columns=[c0, c1, c3]"] if header else ["task.target_column=1"]
+    code, err = cli(capsys, "run", *SMALL, *target, f"task.file={path}", out=tmp_path / "run")
+    assert code == 0, err
+    task = json.loads((tmp_path / "run" / "task.json").read_text())
+    assert task["target"] == ("c0" if header else "column 1") and path.read_bytes() == before

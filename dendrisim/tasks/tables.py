@@ -88,6 +88,8 @@ def _read_table(path: Path, encoding: str = "utf-8", *, header: Optional[bool] =
     ``NA``, ``nan``), a text or an overflowing number is a DataError naming the line and the
     column (a text cell's error ends with ``text_hint``)."""
     text = read_text(path, encoding)
+    if text.startswith("\ufeff"):  # a byte-order mark (Excel's 'CSV UTF-8'): not part of the first cell
+        text = text[1:]
     lines = [(n, ln) for n, ln in enumerate(text.splitlines(), 1) if ln.strip()]
     if not lines:
         raise DataError(f"{path}: empty file")
