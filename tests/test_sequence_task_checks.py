@@ -5,6 +5,7 @@ written here; nothing is downloaded."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -98,3 +99,29 @@ def test_a_byte_order_mark_is_not_part_of_the_first_cell(tmp_path, capsys, heade
     assert code == 0, err
     task = json.loads((tmp_path / "run" / "task.json").read_text())
     assert task["target"] == ("c0" if header else "column 1") and path.read_bytes() == before
+
+
+# ------------------------------------------- a column named or listed twice
+@pytest.mark.parametrize("columns, match", [
+    ("[1, 2, 2]", r"task.columns lists column 2 \('c1'\) twice \(as 2 and 2\); list each column once"),
+    ("[c0, c1, 2]", r"task.columns lists column 2 \('c1'\) twice \(as 'c1' and 2\)"),
+])
+def test_a_column_listed_twice_is_refused(tmp_path, capsys, columns, match):
+    """task.columns [1, 2, 2] with target_column -1 read column 2 twice: the target was also an
+    input, so the network was handed the answer, silently."""
+    path = table(tmp_path / "t.csv", header=["c0", "c1", "c2", "c3"])
+    code, err = cli(capsys, "check", *SMALL, f"task.columns={columns}", f"task.file={path}")
+    assert code == 2 and re.search(match, one_paragraph(err)), err
+
+
+@pytest.mark.parametrize("sets, match", [
+    (["task.target_column=a"], r"task.target_column 'a' names 2 of the columns read \(1, 2\): the header repeats "
+                               r"it; give the target's number instead"),
+    (["task.columns=[a, b]"], r"task.columns names 'a', which the header gives to columns 1, 2; name those columns "
+                              r"by number"),
+])
+def test_a_name_the_header_repeats_is_refused(tmp_path, capsys, sets, match):
+    """target_column 'a' on a header 'a,a,b,c' silently took the first of the two."""
+    path = table(tmp_path / "t.csv", header=["a", "a", "b", "c"])
+    code, err = cli(capsys, "check", *SMALL, *sets, f"task.file={path}")
+    assert code == 2 and re.search(match, one_paragraph(err)), err

@@ -73,6 +73,10 @@ def target_index(path: Path, target, names: list[str], header: bool) -> int:
     if target not in names:
         raise DataError(f"{path}: task.target_column {brief(target)} is not a column read from the file (its "
                         f"columns: {listed}); give one of these names or {numbers}")
+    if names.count(target) > 1:
+        where = ", ".join(str(j + 1) for j, n in enumerate(names) if n == target)
+        raise DataError(f"{path}: task.target_column {brief(target)} names {names.count(target)} of the columns "
+                        f"read ({where}): the header repeats it; give the target's number instead, {numbers}")
     return names.index(target)
 
 

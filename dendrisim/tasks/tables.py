@@ -109,6 +109,7 @@ def _read_table(path: Path, encoding: str = "utf-8", *, header: Optional[bool] =
         keep = list(range(1 if stamp and header and width > 1 and _number(lead) is None else 0, width))
     else:
         keep = [_column(path, c, names if header else None, width) for c in columns]
+        _once(path, columns, keep, names if header else None)
     out = np.empty((len(rows), len(keep)))
     for i, (n, line) in enumerate(rows):
         cells = line.split(",")
@@ -134,10 +135,26 @@ def _column(path: Path, column, names: Optional[list[str]], width: int) -> int:
         if 1 <= column <= width:
             return column - 1
         raise DataError(f"{path}: task.columns names column {column}; the file has columns 1..{width}")
+    if names is not None and names.count(column) > 1:
+        where = ", ".join(str(j + 1) for j, n in enumerate(names) if n == column)
+        raise DataError(f"{path}: task.columns names {brief(column)}, which the header gives to columns {where}; "
+                        "name those columns by number (1 is the first)")
     if names is not None and column in names:
         return names.index(column)
     known = f"its header names {', '.join(brief(n) for n in names[:20])}" if names else "it has no header: use numbers"
     raise DataError(f"{path}: task.columns names {brief(column)}, which is not a column of the file ({known})")
+
+
+def _once(path: Path, columns: tuple, keep: list[int], names: Optional[list[str]]) -> None:
+    """A column listed twice in ``task.columns`` (by number, by name, or both) is refused:
+    it was read twice, and a sequence regression's target then fed its own input."""
+    seen: dict[int, object] = {}
+    for entry, j in zip(columns, keep):
+        if j in seen:
+            what = f"column {j + 1}" + (f" ({brief(names[j])})" if names else "")
+            raise DataError(f"{path}: task.columns lists {what} twice (as {brief(seen[j])} and {brief(entry)}); "
+                            "list each column once")
+        seen[j] = entry
 
 
 def _bad(path: Path, line: int, column: str, cell: str, text_hint: str = COLUMNS_HINT) -> None:
