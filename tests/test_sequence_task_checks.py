@@ -5,6 +5,7 @@ written here; nothing is downloaded."""
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -125,3 +126,15 @@ def test_a_name_the_header_repeats_is_refused(tmp_path, capsys, sets, match):
     path = table(tmp_path / "t.csv", header=["a", "a", "b", "c"])
     code, err = cli(capsys, "check", *SMALL, *sets, f"task.file={path}")
     assert code == 2 and re.search(match, one_paragraph(err)), err
+
+
+# ------------------------------------------- task.file at a folder or a FIFO
+@pytest.mark.parametrize("kind, match", [("folder", r"is a folder; expected a comma-separated table"),
+                                         ("fifo", r"is not a regular file \(a pipe, socket or device")])
+def test_a_file_key_at_a_folder_or_a_fifo_says_what_it_is(tmp_path, capsys, kind, match):
+    """Both were 'not found', which sent the user looking for a file that is there."""
+    path = tmp_path / "t.csv"
+    path.mkdir() if kind == "folder" else os.mkfifo(path)
+    code, err = cli(capsys, "check", *SMALL, f"task.file={path}")
+    line = one_paragraph(err)
+    assert code == 2 and re.search(match, line) and "not found" not in line, line
