@@ -138,3 +138,16 @@ def test_a_file_key_at_a_folder_or_a_fifo_says_what_it_is(tmp_path, capsys, kind
     code, err = cli(capsys, "check", *SMALL, f"task.file={path}")
     line = one_paragraph(err)
     assert code == 2 and re.search(match, line) and "not found" not in line, line
+
+
+# ------------------------------------------- tabs, semicolons or spaces instead of commas
+@pytest.mark.parametrize("sep, name", [("\t", "tabs"), (";", "semicolons"), (" ", "spaces")])
+@pytest.mark.parametrize("header", [True, False])
+def test_a_table_of_another_separator_says_so(tmp_path, capsys, sep, name, header):
+    """A tab-separated file was read as one text column: '-2.3\\t0.007 is '-0.4\\t0.2', not a
+    number; a text column can be left out with task.columns', which hid the cause."""
+    path = table(tmp_path / "t.csv", header=["c0", "c1", "c2", "c3"] if header else None)
+    path.write_text(path.read_text().replace(",", sep))
+    code, err = cli(capsys, "check", *SMALL, f"task.file={path}")
+    line = one_paragraph(err)
+    assert code == 2 and f"no comma in the row, but {name} between its values" in line, line

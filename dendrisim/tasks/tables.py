@@ -100,6 +100,8 @@ def _read_table(path: Path, encoding: str = "utf-8", *, header: Optional[bool] =
     if not rows:
         raise DataError(f"{path}: a header and no data")
     width = len(names)
+    if width == 1:
+        _other_separator(path, *rows[0])
     for n, line in rows:
         fields = line.count(",") + 1
         if fields != width:
@@ -143,6 +145,16 @@ def _column(path: Path, column, names: Optional[list[str]], width: int) -> int:
         return names.index(column)
     known = f"its header names {', '.join(brief(n) for n in names[:20])}" if names else "it has no header: use numbers"
     raise DataError(f"{path}: task.columns names {brief(column)}, which is not a column of the file ({known})")
+
+
+def _other_separator(path: Path, n: int, line: str) -> None:
+    """A one-column row that another separator splits (tabs, semicolons, spaces) is refused as
+    such: its cells were read as one text cell ('-0.4\t0.2 is not a number; leave the text
+    column out'), which hid that the file is not comma-separated."""
+    for sep, name in (("\t", "tabs"), (";", "semicolons"), (None, "spaces")):
+        if len(line.strip().split(sep)) > 1:
+            raise DataError(f"{path}:{n}: no comma in the row, but {name} between its values: the file is read as "
+                            "comma-separated values; save it with commas between the columns")
 
 
 def _once(path: Path, columns: tuple, keep: list[int], names: Optional[list[str]]) -> None:
