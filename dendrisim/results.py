@@ -606,7 +606,7 @@ def _main(argv: Optional[Sequence[str]]) -> int:
     p.add_argument("--text", type=path_arg("--text", text=True), help="a UTF-8 text for the char-level language model")
     p.add_argument("--series", type=path_arg("--series", text=True), help="a comma-separated series file for forecasting")
     p.add_argument("--only", type=lambda s: [x for x in s.split(",") if x], help="comparisons to run (names)")
-    p.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",") if x], help="instead of each comparison's")
+    p.add_argument("--seeds", type=seeds_arg, help="instead of each comparison's")
     p.add_argument("--epochs", type=int, help="instead of each comparison's")
     p.add_argument("--tune", type=int, help="trials per contender, instead of each comparison's (0: no tuning)")
     p.add_argument("--tune-epochs", type=int, help="epochs per trial, instead of each comparison's")
@@ -656,6 +656,17 @@ def _main(argv: Optional[Sequence[str]]) -> int:
         update_page(args.update, report)
     print(markdown)
     return 0
+
+
+def seeds_arg(given: str) -> list[int]:
+    """``--seeds 0,1,2``: integers; anything else (``x``, ``,``) a usage error saying what is allowed."""
+    try:
+        seeds = [int(x) for x in given.split(",") if x.strip()]
+    except ValueError:
+        seeds = []
+    if not seeds:
+        raise argparse.ArgumentTypeError(f"{given!r}: give seeds as comma-separated integers, e.g. 0,1,2")
+    return seeds
 
 
 def write(args, report: dict) -> str:
