@@ -626,6 +626,9 @@ def _main(argv: Optional[Sequence[str]]) -> int:
         page_text(args.update, args.suite)
         if results_json(args.update).is_file():
             read_json(results_json(args.update), what="results")
+    if args.only is not None and not args.only:  # '--only ""' or '--only ,': not the whole suite, silently
+        p.error(f"--only {argv[argv.index('--only') + 1] if '--only' in argv else ''!r} names no comparison; give "
+                f"names of suite {args.suite} ({', '.join(c.name for c in suite)}), or leave --only out to run them all")
     if args.only:
         unknown = sorted(set(args.only) - {c.name for c in suite})
         if unknown:
