@@ -634,6 +634,7 @@ def _main(argv: Optional[Sequence[str]]) -> int:
         if unknown:
             p.error(f"--only: {', '.join(unknown)} not in suite {args.suite} ({', '.join(c.name for c in suite)})")
         suite = [c for c in suite if c.name in args.only]
+    check_given_files(suite, args)
     report = {"machine": machine(), "suite": args.suite,
               "command": "python scripts/results.py " + shlex.join(argv),
               "comparisons": [], **({"not_run": [list(row) for row in NOT_RUN]} if args.suite == "paper" else {})}
@@ -670,6 +671,28 @@ def seeds_arg(given: str) -> list[int]:
     if not seeds:
         raise argparse.ArgumentTypeError(f"{given!r}: give seeds as comma-separated integers, e.g. 0,1,2")
     return seeds
+
+
+def check_given_files(suite, args) -> None:
+    """Before any contender runs (hours, perhaps): each comparison that will run on ``--text``
+    or ``--series`` checks its model on that file as ``dendrisim check`` does (the file read,
+    the network built on the meta device), so a file it cannot use is one paragraph naming
+    the flag, exit 2, instead of a contender failing with its error in a log."""
+    from .builder import load_experiment
+    from .errors import DataError
+    from .inspect import describe
+
+    for comparison in suite:
+        flag, key, given = {"text": ("--text", "task.text", args.text),
+                            "series": ("--series", "task.file", args.series)}.get(comparison.needs, (None,) * 3)
+        if given is None or missing(comparison, args) is not None:
+            continue
+        overrides = [*comparison.overrides, f"{key}={Path(given).resolve()}", *args.overrides]
+        try:
+            describe(load_experiment(ROOT / comparison.model, overrides), data_root=args.data_root)
+        except DendrisimError as err:
+            raise DataError(f"{flag} {given}: comparison {comparison.name} ({comparison.model}) cannot use it, so "
+                            f"nothing was run: {err}") from None
 
 
 def write(args, report: dict) -> str:
