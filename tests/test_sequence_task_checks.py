@@ -151,3 +151,18 @@ def test_a_table_of_another_separator_says_so(tmp_path, capsys, sep, name, heade
     code, err = cli(capsys, "check", *SMALL, f"task.file={path}")
     line = one_paragraph(err)
     assert code == 2 and f"no comma in the row, but {name} between its values" in line, line
+
+
+# ------------------------------------------- quoted names and numbers
+def test_quoted_names_and_numbers_are_read_without_their_quotes(tmp_path, capsys):
+    """Spreadsheets and R's write.csv quote names (and sometimes numbers): '"c0","c1"' made the
+    names '"c0"', so target_column c0 was 'not a column', and '"1.5"' was 'not a number'."""
+    path = table(tmp_path / "t.csv", header=["c0", "c1", "c2", "c3"])
+    lines = path.read_text().splitlines()
+    quoted = [",".join(f'"{c}"' for c in lines[0].split(","))]
+    quoted += [",".join(f'"{c}"' if j % 2 else c for j, c in enumerate(line.split(","))) for line in lines[1:]]
+    path.write_text("\n".join(quoted) + "\n")
+    code, err = cli(capsys, "run", *SMALL, "task.target_column=c1", f"task.file={path}", out=tmp_path / "run")
+    assert code == 0, err
+    task = json.loads((tmp_path / "run" / "task.json").read_text())
+    assert task["target"] == "c1" and task["columns"] == ["c0", "c1", "c2", "c3"]

@@ -93,7 +93,7 @@ def _read_table(path: Path, encoding: str = "utf-8", *, header: Optional[bool] =
     lines = [(n, ln) for n, ln in enumerate(text.splitlines(), 1) if ln.strip()]
     if not lines:
         raise DataError(f"{path}: empty file")
-    first_line, first = lines[0][0], [c.strip() for c in lines[0][1].split(",")]
+    first_line, first = lines[0][0], _cells(lines[0][1])
     header = _header(path, first_line, first, header)
     names = first if header else [f"column {j + 1}" for j in range(len(first))]
     rows = lines[1:] if header else lines
@@ -107,14 +107,14 @@ def _read_table(path: Path, encoding: str = "utf-8", *, header: Optional[bool] =
         if fields != width:
             raise DataError(f"{path}:{n}: {fields} comma-separated fields, the first row has {width}")
     if columns is None:
-        lead = rows[0][1].split(",", 1)[0].strip()
+        lead = _cells(rows[0][1])[0]
         keep = list(range(1 if stamp and header and width > 1 and _number(lead) is None else 0, width))
     else:
         keep = [_column(path, c, names if header else None, width) for c in columns]
         _once(path, columns, keep, names if header else None)
     out = np.empty((len(rows), len(keep)))
     for i, (n, line) in enumerate(rows):
-        cells = line.split(",")
+        cells = _cells(line) if '"' in line else line.split(",")  # float() takes the padding, not quotes
         try:
             out[i] = [float(cells[j]) for j in keep]
         except ValueError:
@@ -123,7 +123,7 @@ def _read_table(path: Path, encoding: str = "utf-8", *, header: Optional[bool] =
     bad = ~np.isfinite(out) | (np.abs(out) > FLOAT32_MAX)
     if bad.any():
         i, k = np.argwhere(bad)[0]
-        _bad(path, rows[i][0], names[keep[k]], rows[i][1].split(",")[keep[k]].strip(), text_hint)
+        _bad(path, rows[i][0], names[keep[k]], _cells(rows[i][1])[keep[k]], text_hint)
     series = [names[j] for j in keep] if header else [f"series_{k}" for k in range(len(keep))]
     kept = set(keep)  # a set: a list here made reading quadratic in the number of columns
     layout.update(header=header, skipped=[names[j] for j in range(width) if j not in kept],
@@ -145,6 +145,13 @@ def _column(path: Path, column, names: Optional[list[str]], width: int) -> int:
         return names.index(column)
     known = f"its header names {', '.join(brief(n) for n in names[:20])}" if names else "it has no header: use numbers"
     raise DataError(f"{path}: task.columns names {brief(column)}, which is not a column of the file ({known})")
+
+
+def _cells(line: str) -> list[str]:
+    """The cells of a row, stripped, each without one pair of enclosing double quotes (R's
+    write.csv and spreadsheets quote names and sometimes numbers: ``"temp","1.5"``)."""
+    cells = [c.strip() for c in line.split(",")]
+    return [c[1:-1].strip() if len(c) >= 2 and c[0] == c[-1] == '"' else c for c in cells]
 
 
 def _other_separator(path: Path, n: int, line: str) -> None:
