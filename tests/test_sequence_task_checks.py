@@ -166,3 +166,35 @@ def test_quoted_names_and_numbers_are_read_without_their_quotes(tmp_path, capsys
     assert code == 0, err
     task = json.loads((tmp_path / "run" / "task.json").read_text())
     assert task["target"] == "c1" and task["columns"] == ["c0", "c1", "c2", "c3"]
+
+
+# ------------------------------------------- columns whose z-scores leave float32
+def column_table(path: Path, third) -> Path:
+    rng = np.random.default_rng(1)
+    path.write_text("".join(f"{rng.random():.4f},{rng.random():.4f},{third(i)!r}\n" for i in range(60)))
+    return path
+
+
+@pytest.mark.parametrize("command", ["check", "run"])
+@pytest.mark.parametrize("third, match", [
+    (lambda i: [0.0, 5e-324][i % 2], r"column 3 cannot be z-scored in float32: its 44 training rows differ by "
+                                     r"4.94066e-324 at most, so little that their std underflows to 0"),
+    (lambda i: 1e-20 * (1 + i % 3) if i < 48 else 1e25,
+     r"column 3 cannot be z-scored in float32: the std of its 44 training rows is .*row 49's value 1e\+25 a z-score "
+     r"of .*e\+45, beyond float32's"),
+])
+def test_a_column_whose_z_scores_leave_float32_is_refused_by_name(tmp_path, capsys, command, third, match):
+    """Subnormal values (std 0 in float64) or test rows far beyond the training rows' spread
+    made NaN or inf z-scores: the run ended with 'non-finite metrics; lower optimizer.lr'."""
+    path = column_table(tmp_path / "t.csv", third)
+    code, err = cli(capsys, command, *SMALL, f"task.file={path}", out=tmp_path / "run" if command == "run" else None)
+    assert code == 2 and re.search(match, one_paragraph(err)), err
+
+
+def test_tiny_values_keep_their_std(tmp_path, capsys):
+    """Values of 1e-200 have squares that underflow to 0: their std was 0 and their z-scores inf."""
+    path = column_table(tmp_path / "t.csv", lambda i: [1e-200, 2e-200, 4e-200][i % 3])
+    code, err = cli(capsys, "run", *SMALL, f"task.file={path}", out=tmp_path / "run")
+    assert code == 0, err
+    scale = json.loads((tmp_path / "run" / "task.json").read_text())["scale"][2]
+    assert scale == pytest.approx(np.std([1, 2, 4] * 14 + [1, 2]) * 1e-200, rel=1e-9)
