@@ -599,7 +599,7 @@ def seqreg_case(rng: random.Random) -> tuple[list[str], Any, list[str], str]:
             elif op == "cell" and rows:
                 rows[r][rng.randrange(len(rows[r]))] = rng.choice(
                     ["NA", "", "nan", "inf", "-inf", "1e400", "3e38", "-3e38", "1e-45", "9" * 60, "abc", "true",
-                     "2021-01-01", "\u22121", "1,5", " ", "0x10", "1e30"])
+                     "2021-01-01", "\u22121", "1,5", " ", "0x10", "1e30", "5e-324", "1e-200", '"1.5"'])
             elif op == "empty":
                 rows = []
             elif op == "onerow":
