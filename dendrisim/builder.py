@@ -34,6 +34,7 @@ from .projections import Projection
 from .settling import SCHEMES, SettlingScheme, runs_under, schemes_of
 from .shapes import population_shapes
 from .tasks import TASKS
+from .tasks.base import Task
 
 
 def load_experiment(source: str | Path | dict, overrides: Iterable[str] = (), *, file: str | None = None) -> Experiment:
@@ -245,6 +246,21 @@ def check_regression_output(config: ModelConfig, graph, *, file: str) -> None:
                               "targets within ±1)", file=file, path=f"populations.{name}.activation")
 
 
+def check_static_task(experiment: Experiment) -> None:
+    """A recurrent projection on a task of static samples (classification, sentences) is
+    refused before a run or ``dendrisim check``: training it ended in a division by zero or
+    an index error. Not in :func:`load_experiment`: tests and the Python API build recurrent
+    networks from such files on shapes of their own (``build_model``) and step them by hand."""
+    task_type = experiment.config.task["type"]
+    recurrent = [i for i, p in enumerate(experiment.config.projections) if p.kind == "recurrent"]
+    if recurrent and TASKS.get(task_type).sequence_spec(experiment.task) is None:
+        sequences = [n for n in TASKS.names() if TASKS.get(n).sequence_spec.__func__ is not Task.sequence_spec.__func__]
+        raise ConfigError(f"a recurrent projection steps a network through time, and task {task_type} presents "
+                          "static samples, not sequences: nothing to step through. Drop the recurrent projection, "
+                          f"or use a sequence task ({', '.join(sequences)})", file=experiment.file,
+                          path=f"projections[{recurrent[0]}].kind")
+
+
 def rule_options(data: dict, *, file: str, path: str):
     """The options of the rule a ``plasticity`` block names, and notes on the keys of other
     rules it ignores (so that swapping ``rule`` needs no other edit)."""
@@ -433,6 +449,7 @@ def build(experiment: Experiment, *, device, data_root: str | None = None):
     Before anything is allocated, :func:`check_memory` refuses a run that cannot fit. The
     weights are drawn on the CPU (the same numbers whatever the device); the caller moves them."""
     task_cls = TASKS.get(experiment.task.type)
+    check_static_task(experiment)
     check_memory(experiment, task_cls, device=device, data_root=data_root)
     task = task_cls(experiment.task, device=device, data_root=data_root)
     network, rule = build_model(experiment, DataSpec.of(task), device="cpu", embedding=task.embedding_for)

@@ -198,3 +198,29 @@ def test_tiny_values_keep_their_std(tmp_path, capsys):
     assert code == 0, err
     scale = json.loads((tmp_path / "run" / "task.json").read_text())["scale"][2]
     assert scale == pytest.approx(np.std([1, 2, 4] * 14 + [1, 2]) * 1e-200, rel=1e-9)
+
+
+# ------------------------------------------- a recurrent projection on static samples
+RECURRENT_MLP = ("projections=[{from: input, to: h1}, {from: h1, to: h1, kind: recurrent}, {from: h1, to: h2}, "
+                 "{from: h2, to: out}]")
+
+
+@pytest.mark.parametrize("command", ["check", "run"])
+def test_a_recurrent_projection_on_static_samples_is_refused_before_training(tmp_path, capsys, command):
+    """dll_mlp_digits with h1 -> h1 passed check and died in its first update with a
+    ZeroDivisionError (an IndexError on 2-d arrays given to Trainer(data=...))."""
+    code, err = cli(capsys, command, RECURRENT_MLP, "training.epochs=1", "training.max_steps_per_epoch=2",
+                    model="dll_mlp_digits", out=tmp_path / "run" if command == "run" else None)
+    line = one_paragraph(err)
+    assert code == 2 and "projections[1].kind: a recurrent projection steps a network through time" in line, line
+    assert "task classification presents static samples" in line and "sequence_regression" in line
+
+
+def test_the_python_api_refuses_it_too(tmp_path):
+    import dendrisim
+    from dendrisim.errors import ConfigError
+
+    exp = dendrisim.load("dll_mlp_digits", [RECURRENT_MLP, "recording.enabled=false"])  # the file alone loads
+    with pytest.raises(ConfigError, match=r"projections\[1\].kind: a recurrent projection steps"):
+        dendrisim.Trainer(exp, out=tmp_path / "run", data={"x_train": np.ones((8, 6, 5), np.float32),
+                                                           "y_train": np.arange(8) % 2})
