@@ -224,3 +224,13 @@ def test_the_python_api_refuses_it_too(tmp_path):
     with pytest.raises(ConfigError, match=r"projections\[1\].kind: a recurrent projection steps"):
         dendrisim.Trainer(exp, out=tmp_path / "run", data={"x_train": np.ones((8, 6, 5), np.float32),
                                                            "y_train": np.arange(8) % 2})
+
+
+def test_a_forecast_series_normalized_beyond_float32_is_refused_by_name(tmp_path, capsys):
+    """Forecasting's standard normalization made inf of later steps far beyond the training part's
+    spread: the run ended with 'non-finite metrics; lower optimizer.lr'."""
+    path = column_table(tmp_path / "t.csv", lambda i: 1e-20 * (1 + i % 3) if i < 48 else 1e25)
+    code, err = cli(capsys, "run", *SMALL, "task={type: forecasting, window: 4, horizon: 1}", f"task.file={path}",
+                    out=tmp_path / "run")
+    assert code == 2 and re.search(r"series series_2 cannot be normalized \(standard\) in float32: .*step 49's value "
+                                   r"1e\+25", one_paragraph(err)), err
