@@ -234,3 +234,13 @@ def test_a_forecast_series_normalized_beyond_float32_is_refused_by_name(tmp_path
                     out=tmp_path / "run")
     assert code == 2 and re.search(r"series series_2 cannot be normalized \(standard\) in float32: .*step 49's value "
                                    r"1e\+25", one_paragraph(err)), err
+
+
+@pytest.mark.parametrize("key", ["task.target_column", "task.columns"])
+def test_an_integer_past_int64_for_an_int_or_name_key_says_so(tmp_path, capsys, key):
+    """target_column 99999999999999999999999 was 'is not int or str', which it is (an int)."""
+    value = "9" * 23
+    code, err = cli(capsys, "check", *SMALL, f"{key}={value if key.endswith('column') else f'[{value}]'}",
+                    f"task.file={table(tmp_path / 't.csv')}")
+    line = one_paragraph(err)
+    assert code == 2 and f"{value} is larger than the tensors' integers allow" in line, line
