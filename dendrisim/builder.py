@@ -34,6 +34,7 @@ from .projections import Projection
 from .settling import SCHEMES, SettlingScheme, runs_under, schemes_of
 from .shapes import population_shapes
 from .tasks import TASKS
+from .tasks.base import Task
 
 
 def load_experiment(source: str | Path | dict, overrides: Iterable[str] = (), *, file: str | None = None) -> Experiment:
@@ -46,6 +47,8 @@ def load_experiment(source: str | Path | dict, overrides: Iterable[str] = (), *,
     rule, notes = rule_options(config.plasticity, file=file, path="plasticity")
     scheme = check_scheme(config, file=file)
     graph = validate(config, file=file, simulated=scheme.simulates_compartments)
+    check_time_steps(config, task, file=file)
+    check_regression_output(config, graph, file=file)
     config = resolve_phases(config, data, file=file, overridden=overrides)
     check_circuit_scheme(config, scheme, file=file)
     per_projection = {proj.name: projection_rule(proj.plasticity, file=file, path=f"projections[{i}].plasticity")
@@ -198,6 +201,64 @@ def _task_options(config: ModelConfig, file: str):
         raise ConfigError(f"{brief(stop.metric)} is not a metric of this task; choose one of {', '.join(task_cls.metrics)}",
                           file=file, path="training.early_stopping.metric")
     return task
+
+
+def check_time_steps(config: ModelConfig, task, *, file: str) -> None:
+    """A sequence task needs a network that steps through time (a recurrent projection): one
+    without is refused here, before any tensor (it used to end in a matmul shape error once
+    training began). Recurrent networks on static samples stay allowed: the Python API feeds
+    them sequences of its own (``Trainer(experiment, data=...)``)."""
+    task_type = config.task["type"]
+    steps = TASKS.get(task_type).sequence_spec(task)
+    recurrent = [i for i, p in enumerate(config.projections) if p.kind == "recurrent"]
+    if steps is not None and not recurrent:
+        hidden = next((n for n, p in config.populations.items() if p.type == "pyramidal"), "h")
+        raise ConfigError(f"task {task_type} presents sequences of {steps} time steps, which a network steps "
+                          "through only with a recurrent projection, and this network has none: its feedforward "
+                          "projections cannot read a sequence. Add one, e.g. {from: " + hidden + ", to: " + hidden
+                          + ", kind: recurrent} (as the shipped dll_rnn_* models do)", file=file, path="projections")
+
+
+#: what an output activation's cross-entropy loss assumes of the targets
+_CROSS_ENTROPY = {"cross_entropy": "its rates are a distribution (they sum to 1) taught by cross-entropy",
+                  "binary_cross_entropy": "its rates lie in (0, 1), taught by binary cross-entropy"}
+
+
+def check_regression_output(config: ModelConfig, graph, *, file: str) -> None:
+    """A regression task (real targets of any sign, squared error) on an output whose loss is
+    a cross-entropy is refused: softmax over the one unit of a sequence regression is always 1
+    and learns nothing, sigmoid's binary cross-entropy takes z-scored targets as probabilities."""
+    from .activations import ACTIVATIONS
+    from .config.graph import feedforward_graph
+
+    task_type = config.task["type"]
+    if not TASKS.get(task_type).regression:
+        return
+    ff = feedforward_graph(graph)
+    for name in ff:
+        pop = config.populations[name]
+        if ff.out_degree(name) or pop.type != "pyramidal":
+            continue
+        why = _CROSS_ENTROPY.get(ACTIVATIONS.get(pop.activation).canonical_loss)
+        if why is not None:
+            raise ConfigError(f"{pop.activation} is a classifier's output: {why}, while task {task_type} teaches "
+                              "real values of any sign by squared error; use activation: linear (or tanh for "
+                              "targets within ±1)", file=file, path=f"populations.{name}.activation")
+
+
+def check_static_task(experiment: Experiment) -> None:
+    """A recurrent projection on a task of static samples (classification, sentences) is
+    refused before a run or ``dendrisim check``: training it ended in a division by zero or
+    an index error. Not in :func:`load_experiment`: tests and the Python API build recurrent
+    networks from such files on shapes of their own (``build_model``) and step them by hand."""
+    task_type = experiment.config.task["type"]
+    recurrent = [i for i, p in enumerate(experiment.config.projections) if p.kind == "recurrent"]
+    if recurrent and TASKS.get(task_type).sequence_spec(experiment.task) is None:
+        sequences = [n for n in TASKS.names() if TASKS.get(n).sequence_spec.__func__ is not Task.sequence_spec.__func__]
+        raise ConfigError(f"a recurrent projection steps a network through time, and task {task_type} presents "
+                          "static samples, not sequences: nothing to step through. Drop the recurrent projection, "
+                          f"or use a sequence task ({', '.join(sequences)})", file=experiment.file,
+                          path=f"projections[{recurrent[0]}].kind")
 
 
 def rule_options(data: dict, *, file: str, path: str):
@@ -388,6 +449,7 @@ def build(experiment: Experiment, *, device, data_root: str | None = None):
     Before anything is allocated, :func:`check_memory` refuses a run that cannot fit. The
     weights are drawn on the CPU (the same numbers whatever the device); the caller moves them."""
     task_cls = TASKS.get(experiment.task.type)
+    check_static_task(experiment)
     check_memory(experiment, task_cls, device=device, data_root=data_root)
     task = task_cls(experiment.task, device=device, data_root=data_root)
     network, rule = build_model(experiment, DataSpec.of(task), device="cpu", embedding=task.embedding_for)

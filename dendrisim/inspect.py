@@ -6,7 +6,7 @@ from typing import Optional
 
 import networkx as nx
 
-from .builder import DataSpec, build_model, build_scheme
+from .builder import DataSpec, build_model, build_scheme, check_static_task
 from .config.graph import INTERNEURON_CONSTANTS, build_graph, compartment_constants
 from .config.loader import Experiment
 from .tasks import TASKS
@@ -18,6 +18,7 @@ MAX_LOOPS = 10
 def describe(experiment: Experiment, *, data_root: Optional[str] = None) -> str:
     """Populations, projections, the rule's feedback pathway, parameter counts and the
     recording's size estimate, from the file alone: built on the meta device, it allocates nothing."""
+    check_static_task(experiment)
     spec = DataSpec.declared(TASKS.get(experiment.task.type), experiment.task, data_root)
     net, rule = build_model(experiment, spec, device="meta")
     shape, outputs, n_train = spec.input_shape, spec.outputs, spec.train_samples

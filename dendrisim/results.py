@@ -637,7 +637,7 @@ def _main(argv: Optional[Sequence[str]]) -> int:
     p.add_argument("--text", type=path_arg("--text", text=True), help="a UTF-8 text for the char-level language model")
     p.add_argument("--series", type=path_arg("--series", text=True), help="a comma-separated series file for forecasting")
     p.add_argument("--only", type=lambda s: [x for x in s.split(",") if x], help="comparisons to run (names)")
-    p.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",") if x], help="instead of each comparison's")
+    p.add_argument("--seeds", type=seeds_arg, help="instead of each comparison's")
     p.add_argument("--epochs", type=int, help="instead of each comparison's")
     p.add_argument("--tune", type=int, help="trials per contender, instead of each comparison's (0: no tuning)")
     p.add_argument("--tune-epochs", type=int, help="epochs per trial, instead of each comparison's")
@@ -657,11 +657,15 @@ def _main(argv: Optional[Sequence[str]]) -> int:
         page_text(args.update, args.suite)
         if results_json(args.update).is_file():
             read_json(results_json(args.update), what="results")
+    if args.only is not None and not args.only:  # '--only ""' or '--only ,': not the whole suite, silently
+        p.error(f"--only {argv[argv.index('--only') + 1] if '--only' in argv else ''!r} names no comparison; give "
+                f"names of suite {args.suite} ({', '.join(c.name for c in suite)}), or leave --only out to run them all")
     if args.only:
         unknown = sorted(set(args.only) - {c.name for c in suite})
         if unknown:
             p.error(f"--only: {', '.join(unknown)} not in suite {args.suite} ({', '.join(c.name for c in suite)})")
         suite = [c for c in suite if c.name in args.only]
+    check_given_files(suite, args)
     report = {"machine": machine(), "suite": args.suite,
               "command": "python scripts/results.py " + shlex.join(argv),
               "comparisons": [], **({"not_run": [list(row) for row in NOT_RUN]} if args.suite == "paper" else {})}
@@ -694,6 +698,39 @@ def _main(argv: Optional[Sequence[str]]) -> int:
         update_page(args.update, report)
     print(markdown)
     return 0
+
+
+def seeds_arg(given: str) -> list[int]:
+    """``--seeds 0,1,2``: integers; anything else (``x``, ``,``) a usage error saying what is allowed."""
+    try:
+        seeds = [int(x) for x in given.split(",") if x.strip()]
+    except ValueError:
+        seeds = []
+    if not seeds:
+        raise argparse.ArgumentTypeError(f"{given!r}: give seeds as comma-separated integers, e.g. 0,1,2")
+    return seeds
+
+
+def check_given_files(suite, args) -> None:
+    """Before any contender runs (hours, perhaps): each comparison that will run on ``--text``
+    or ``--series`` checks its model on that file as ``dendrisim check`` does (the file read,
+    the network built on the meta device), so a file it cannot use is one paragraph naming
+    the flag, exit 2, instead of a contender failing with its error in a log."""
+    from .builder import load_experiment
+    from .errors import DataError
+    from .inspect import describe
+
+    for comparison in suite:
+        flag, key, given = {"text": ("--text", "task.text", args.text),
+                            "series": ("--series", "task.file", args.series)}.get(comparison.needs, (None,) * 3)
+        if given is None or missing(comparison, args) is not None:
+            continue
+        overrides = [*comparison.overrides, f"{key}={Path(given).resolve()}", *args.overrides]
+        try:
+            describe(load_experiment(ROOT / comparison.model, overrides), data_root=args.data_root)
+        except DendrisimError as err:
+            raise DataError(f"{flag} {given}: comparison {comparison.name} ({comparison.model}) cannot use it, so "
+                            f"nothing was run: {err}") from None
 
 
 def write(args, report: dict) -> str:

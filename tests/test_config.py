@@ -344,7 +344,8 @@ def test_error_messages_never_format_a_value_in_full():
 
 
 @pytest.mark.parametrize("override, match", [
-    ("populations.h1.size=" + "1" * 60, r"populations.h1.size: <an integer of 60 digits> is not int or 'auto'"),
+    ("populations.h1.size=" + "1" * 60, r"populations.h1.size: <an integer of 60 digits> is larger than the tensors' "
+                                        r"integers allow"),
     ("populations.h1.size=9000000000000000000", r"populations.h1.size: 9000000000000000000 must be <= 268435456"),
     ("populations.h1={shape: [100000, 100000]}", r"populations.h1.shape: \[100000, 100000\] holds more than"),
     ("task.batch_size=" + "9" * 20, r"task.batch_size: .* is larger than the tensors' integers allow"),

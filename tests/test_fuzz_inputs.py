@@ -22,6 +22,18 @@ and the public API only).
 - ``plot``: ``dendrisim plot RUN --format F --out DIR`` with odd formats, odd
   ``--population``/``--variable`` values, and ``--out`` at a file, a dangling symlink, a
   missing folder or an odd name, from a whole or damaged recording.
+- ``seqreg``: the shipped ``dll_rnn_electricity_regression`` model as a user runs it (``dendrisim
+  run|check MODEL --set task.file=PATH``) on hostile tables: ragged rows, empty, one-row and
+  header-only files, BOM, NUL bytes, latin-1 and UTF-16 bytes, quoted fields, NaN/inf/giant
+  numbers, text and date cells, one column, a constant input or target column, Windows and
+  old-Mac newlines, tabs or semicolons, 1000 columns, duplicated header names;
+  ``task.target_column`` 0, out of range, negative beyond the width, a float, a bool, a name
+  absent, duplicated or without a header; ``task.columns`` with and without the target;
+  ``sequence_length`` 1, 0, huge; the fractions at and beyond their bounds; exactly one
+  window per part; the file a FIFO, a folder, a symlink loop or missing; and the network a
+  user makes of the shipped one: its recurrent projection removed (also under forecasting),
+  the output or input population given a wrong size, a softmax or sigmoid output, every
+  registered rule.
 
 The oracle (the project's): each case ends with exit 0 and finite results, or exit 2 and a
 one-paragraph ``error: ...`` (``note:`` lines aside; argparse's usage error counts) with no
@@ -36,8 +48,8 @@ temporary file is left. ``plot`` also: every figure has the asked format, and a 
 asked for data the recording lacks is an error or a note, never silently dropped.
 
 Cases are generated from ``DENDRISIM_FUZZ_SEED`` (default 30), so a failure reruns exactly.
-The CI part runs 1,760 cases (npz 600, csv 600, data 300, export 200, plot 60; about a
-minute on one thread); ``--long`` ten times as many. The counts by kind and outcome are printed at the end (``fuzz: ...``).
+The CI part runs 1,910 cases (npz 600, csv 600, data 300, export 200, plot 60, seqreg 150;
+about a minute on one thread); ``--long`` ten times as many. The counts by kind and outcome are printed at the end (``fuzz: ...``).
 Below the fuzzer, one small test per bug family it found, each with the real oracle.
 """
 from __future__ import annotations
@@ -549,6 +561,172 @@ def test_hostile_csv_files_end_in_a_result_or_one_paragraph(request, workspace):
             FAILURES.append(("csv", f"{i}", "changed the test file", ""))
         (folder / "test.csv").unlink(missing_ok=True)
     check_failures("csv")
+
+
+# ---------------------------------------------------- sequence_regression tables
+SEQREG_MODEL = "dll_rnn_electricity_regression"
+#: keep every case tiny: 3 hidden units, windows of 3, one epoch of two steps, one record
+SEQREG_SMALL = ["task.data_root=null", "populations.h.size=3", "task.sequence_length=3", "training.epochs=1",
+                "training.max_steps_per_epoch=2", "recording={every: 1, samples: 1}"]
+SEQREG_RULES = ["dll", "bp", "fa", "dfa", "kp", "pc", "mc_basal", "mc_lateral", "mc_topdown"]
+#: the shipped model's network without its recurrent projection h->h (a feedforward network)
+SEQREG_FEEDFORWARD = "projections=[{from: input, to: h}, {from: h, to: out}]"
+
+
+def seqreg_case(rng: random.Random) -> tuple[list[str], Any, list[str], str]:
+    """(what was done, the file's bytes or a special kind ('fifo', 'folder', 'loop', 'missing'),
+    the --set overrides, the command): a table for the shipped sequence-regression model,
+    hostile in its bytes, its keys or the network a user made of the shipped one."""
+    done: list[str] = []
+    n = rng.choice([48, 60, 80, 120])
+    d = rng.randint(2, 5)
+    header = rng.random() < 0.4
+    rows = [[f"{rng.gauss(0, 1):.4g}" for _ in range(d)] for _ in range(n)]
+    names = [f"c{j}" for j in range(d)]
+    sets: list[str] = []
+    newline, encoding, sep, special = "\n", "utf-8", ",", None
+    for _ in range(rng.choice([0, 1, 1, 1, 2, 3])):
+        op = rng.choice(["ragged", "cell", "cell", "empty", "onerow", "headeronly", "bom", "nul", "latin1", "utf16",
+                         "quote", "date", "onecol", "constin", "consttarget", "newline", "sep", "wide", "dupheader",
+                         "blank", "trailing", "header", "encoding", "target", "target", "target", "columns",
+                         "columns", "seqlen", "seqlen", "fractions", "fractions", "exact", "batch", "network",
+                         "network", "network", "network", "network", "rule", "rule", "special"])
+        done.append(op)
+        try:
+            r = rng.randrange(len(rows)) if rows else None
+            if op == "ragged" and rows:
+                rows[r] = rows[r][: rng.randrange(len(rows[r]))] if rng.random() < 0.5 else rows[r] + ["1"] * rng.randint(1, 3)
+            elif op == "cell" and rows:
+                rows[r][rng.randrange(len(rows[r]))] = rng.choice(
+                    ["NA", "", "nan", "inf", "-inf", "1e400", "3e38", "-3e38", "1e-45", "9" * 60, "abc", "true",
+                     "2021-01-01", "\u22121", "1,5", " ", "0x10", "1e30", "5e-324", "1e-200", '"1.5"'])
+            elif op == "empty":
+                rows = []
+            elif op == "onerow":
+                rows = rows[:1]
+            elif op == "headeronly":
+                rows, header = [], True
+            elif op == "date":
+                rows = [[f"2021-01-{i % 28 + 1:02d} {i % 24:02d}:00"] + row for i, row in enumerate(rows)]
+                names = ["date"] + names
+            elif op == "onecol":
+                rows, names = [row[:1] for row in rows], names[:1]
+            elif op == "constin" and rows:
+                for row in rows:
+                    row[0] = "1.5"
+            elif op == "consttarget" and rows:
+                for row in rows:
+                    row[-1] = "7"
+            elif op == "newline":
+                newline = rng.choice(["\r\n", "\r", "\n\n"])
+            elif op == "sep":
+                sep = rng.choice([";", "\t", " ", ", "])
+            elif op == "quote":
+                rows = [[f'"{c}"' for c in row] for row in rows]
+                names = [f'"{c}"' for c in names]
+            elif op == "wide" and rows:
+                rows = [row + [f"{rng.random():.3f}" for _ in range(1000)] for row in rows[:40]]
+                names = names + [f"w{j}" for j in range(1000)]
+            elif op == "dupheader":
+                names = [names[0]] * len(names)
+                header = True
+            elif op == "blank" and rows:
+                rows.insert(r, [])
+            elif op == "trailing":
+                rows = [row + [""] for row in rows]
+            elif op == "header":
+                sets.append(f"task.header={rng.choice(['true', 'false', 'null', 'maybe'])}")
+            elif op == "encoding":
+                encoding = rng.choice(["latin-1", "cp1252", "utf-16", "utf-8"])
+                sets.append(f"task.encoding={rng.choice([encoding, encoding, 'nope', 'rot13', 'base64'])}")
+            elif op == "target":
+                sets.append("task.target_column=" + rng.choice(
+                    ["0", "1", "2", "-1", f"{d}", f"{d + 1}", f"-{d}", f"-{d + 1}", "-100", "1.5", "true", "null",
+                     "c0", "c1", f"c{d - 1}", "zz", "''", "[1]", "99999999999999999999999"]))
+            elif op == "columns":
+                sets.append("task.columns=" + rng.choice(
+                    ["[1, 2]", "[1]", f"[{d}]", "[1, 1, 2]", "[1, 2, 2]", "[c0, c1]", f"[c{d - 1}]", "[c0, c0]",
+                     "[]", "[0, 1]", "[-1, 1]", "[1.5]", "[date, c0]", "[zz]"]))
+                if rng.random() < 0.5:
+                    sets.append(f"task.target_column={rng.choice(['1', '-1', '2', 'c0', f'c{d - 1}', str(d)])}")
+            elif op == "seqlen":
+                sets.append(f"task.sequence_length={rng.choice(['1', '0', '-1', '2', '3', '1000', '100000', '2.5', 'true', 'null'])}")
+            elif op == "fractions":
+                sets += [f"task.validation_fraction={rng.choice(['0', '0.0', '1e-9', '0.5', '0.51', '1', '-0.1', 'nan'])}",
+                         f"task.test_fraction={rng.choice(['0', '1e-9', '0.01', '0.5', '0.51', '1', '-0.2'])}"]
+            elif op == "exact":  # exactly one window of 2 rows in each part: 6 rows, 2 training, 2 validation, 2 test
+                rows = rows[:6]
+                sets += ["task.sequence_length=2", "task.validation_fraction=0.5", "task.test_fraction=0.34"]
+            elif op == "batch":
+                sets.append(f"task.batch_size={rng.choice(['1', '100000', '0'])}")
+            elif op == "network":
+                sets += rng.choice([
+                    [SEQREG_FEEDFORWARD], [SEQREG_FEEDFORWARD, "plasticity.rule=bp"],
+                    ["populations.out.size=1"], [f"populations.out.size={rng.choice([2, 3])}"],
+                    [f"populations.input.size={rng.choice([1, d - 1, d, d + 3])}"],
+                    [f"populations.out.activation={rng.choice(['softmax', 'sigmoid', 'tanh', 'relu', 'linear'])}"],
+                    ["task={type: forecasting, window: 4, horizon: 1}", SEQREG_FEEDFORWARD],
+                    ["task={type: forecasting, window: 4, horizon: 1}"]])
+                if sets[-1].startswith("task={"):  # a whole task block replaces the file key: give it again below
+                    done[-1] += "(forecasting)"
+            elif op == "rule":
+                sets.append(f"plasticity.rule={rng.choice(SEQREG_RULES)}")
+            elif op == "special":
+                special = rng.choice(["fifo", "folder", "loop", "missing"])
+                done[-1] += f"({special})"
+        except (IndexError, ValueError):  # an op that does not apply to what earlier ops made
+            done[-1] += "(skipped)"
+    lines = ([sep.join(names)] if header else []) + [sep.join(row) for row in rows]
+    text = newline.join(lines) + (newline if lines and rng.random() < 0.8 else "")
+    raw = text.encode(encoding, errors="replace") if encoding != "utf-8" else text.encode("utf-8", errors="surrogatepass")
+    if "latin1" in done:
+        raw = (text.replace("c0", "cé", 1) + "1é,2" + newline).encode("latin-1", errors="replace")
+    if "utf16" in done:
+        raw = text.encode("utf-16")
+    if "bom" in done:
+        raw = b"\xef\xbb\xbf" + raw
+    if "nul" in done and raw:
+        pos = rng.randrange(len(raw))
+        raw = raw[:pos] + b"\0" + raw[pos:]
+    return done, special or raw, sets, "check" if rng.random() < 0.3 else "run"
+
+
+@pytest.mark.slow(reason="about 150 generated tables, each checked or trained for two steps on the shipped model")
+def test_hostile_seqreg_tables_end_in_a_result_or_one_paragraph(request, workspace):
+    rng = random.Random(SEED * 1000 + 6)
+    folder = workspace["root"] / "seqreg"
+    folder.mkdir()
+    for i in range(scale(request, 150)):
+        done, raw, sets, command = seqreg_case(rng)
+        path = folder / "table.csv"
+        if raw == "fifo":
+            os.mkfifo(path)
+        elif raw == "folder":
+            path.mkdir()
+        elif raw == "loop":
+            path.symlink_to(path.name)
+        elif isinstance(raw, bytes):
+            path.write_bytes(raw)
+        before = file_hash(path)
+        argv = [command, SEQREG_MODEL]
+        for s in [*SEQREG_SMALL, *sets, f"task.file={path}"]:
+            argv += ["--set", s]
+        if command == "run":
+            argv += ["--out", folder / "run"]
+        outcome = run_cli(argv, limit=30)
+        case = f"{i}:{command}:{'+'.join(done)}"
+        record("seqreg", case, outcome)
+        if file_hash(path) != before:
+            record("seqreg", case, outcome, extra="changed the input file")
+        stray = sorted(p.name for p in folder.iterdir() if p.name not in {path.name, "run"})
+        if stray:
+            record("seqreg", case, outcome, extra=f"wrote outside its output: {stray}")
+        if path.is_dir() and not path.is_symlink():
+            path.rmdir()
+        else:
+            path.unlink(missing_ok=True)
+        shutil.rmtree(folder / "run", ignore_errors=True)
+    check_failures("seqreg")
 
 
 # ----------------------------------------------------------------- data= in memory

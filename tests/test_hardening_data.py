@@ -265,7 +265,9 @@ def test_codecs_that_are_not_text_encodings_are_refused_by_name(codec, name, tas
 
 
 def test_a_text_encoding_still_passes():
-    assert model(["task.type=charlm", "task.encoding=cp1252"], base={**MLP, "task": {"type": "charlm"}})
+    recurrent = [*MLP["projections"], {"from": "h1", "to": "h1", "kind": "recurrent"}]  # a sequence task needs one
+    assert model(["task.type=charlm", "task.encoding=cp1252"],
+                 base={**MLP, "task": {"type": "charlm"}, "projections": recurrent})
 
 
 # ------------------------------------------------------------------ class 9: the error names the value's problem

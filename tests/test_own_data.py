@@ -330,6 +330,7 @@ def test_bad_arrays_in_memory_name_data(tmp_path, data, message):
 def test_data_goes_to_a_classification_task_only(tmp_path):
     config = copy.deepcopy(MLP)
     config["task"] = {"type": "charlm", "text": "t.txt"}
+    config["projections"].append({"from": "h1", "to": "h1", "kind": "recurrent"})  # a sequence task needs one
     exp = dendrisim.load(config)
     with pytest.raises(DataError, match=r"data=: the model's task is charlm; arrays in memory go to a classification"):
         dendrisim.Trainer(exp, out=tmp_path / "run", data={"x_train": np.ones((4, 2)), "y_train": [0, 1, 0, 1]})

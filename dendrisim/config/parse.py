@@ -69,6 +69,8 @@ def _same_shape(value: Any, hint: Any) -> bool:
         return isinstance(value, dict)
     if origin in (list, tuple):
         return isinstance(value, (list, tuple))
+    if hint is int:  # an int beyond int64 for an 'int or str' key: its own error says so, not "is not int or str"
+        return isinstance(value, int) and not isinstance(value, bool)
     return False
 
 

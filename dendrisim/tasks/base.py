@@ -79,6 +79,11 @@ def locate(path: Optional[str], key: str, root: Optional[str], what: str) -> Pat
     why = problem(p)  # a name too long, a symlink loop: said as the OS says it
     if why is not None:
         raise DataError(f"task.{key}: {shown(p)}: {why}")
+    if p.is_dir():
+        raise DataError(f"task.{key}: {shown(p)} is a folder; expected {what}: point the key at the file itself")
+    if p.exists() and not p.is_file():
+        raise DataError(f"task.{key}: {shown(p)} is not a regular file (a pipe, socket or device, which is not read "
+                        f"here); expected {what}: point the key at a file")
     if not p.is_file():
         under_root = root and not Path(path).expanduser().is_absolute()
         missing_root = (f" (the data root {shown(root)} is not a folder)"
@@ -197,6 +202,9 @@ class Task:
     metrics: dict[str, bool] = {"loss": False}
     #: the metric comparisons tune for and report (None: the first higher-is-better one, else the loss)
     headline: Optional[str] = None
+    #: whether the targets are real values of any sign taught by squared error (forecasting,
+    #: sequence regression): an output whose loss is a cross-entropy (softmax, sigmoid) is refused
+    regression: bool = False
     train: Split
     val: Optional[Split]
     test: Split

@@ -14,6 +14,7 @@ from typing import Optional, Union
 import numpy as np
 import torch
 
+from ..config.parse import FLOAT32_MAX
 from ..config.schema import opt
 from ..errors import DataError, brief
 from ..losses import output_loss
@@ -73,7 +74,37 @@ def target_index(path: Path, target, names: list[str], header: bool) -> int:
     if target not in names:
         raise DataError(f"{path}: task.target_column {brief(target)} is not a column read from the file (its "
                         f"columns: {listed}); give one of these names or {numbers}")
+    if names.count(target) > 1:
+        where = ", ".join(str(j + 1) for j, n in enumerate(names) if n == target)
+        raise DataError(f"{path}: task.target_column {brief(target)} names {names.count(target)} of the columns "
+                        f"read ({where}): the header repeats it; give the target's number instead, {numbers}")
     return names.index(target)
+
+
+def zscore(path: Path, values: np.ndarray, names: list[str], n_train: int) -> tuple[np.ndarray, ...]:
+    """``(shift, scale, z)``: the training rows' mean and std per column and the z-scored rows.
+    The std is taken of the deviations divided by their largest magnitude, so that tiny
+    values (1e-200, whose squares underflow to 0) keep their std; a column whose z-scores are
+    not finite float32 numbers (a std that still underflows, later rows far beyond the
+    training rows' spread) is a DataError naming it and the row."""
+    train = values[:n_train]
+    shift = train.mean(0)
+    with np.errstate(all="ignore"):
+        big = np.abs(train - shift).max(0)
+        scale = big * ((train - shift) / big).std(0)
+        z = (values - shift) / scale
+    bad = ~np.isfinite(z) | (np.abs(z) > FLOAT32_MAX)
+    if bad.any():
+        i, j = (int(v) for v in np.argwhere(bad)[0])
+        if scale[j] > 0 and np.isfinite(scale[j]):
+            why = (f"the std of its {n_train} training rows is {scale[j]:g} (mean {shift[j]:g}), which makes row "
+                   f"{i + 1}'s value {values[i, j]:g} a z-score of {z[i, j]:g}, beyond float32's ±3.4e38")
+        else:
+            why = (f"its {n_train} training rows differ by {np.ptp(train[:, j]):g} at most, so little that their "
+                   f"std underflows to {scale[j]:g}")
+        raise DataError(f"{path}: {names[j]} cannot be z-scored in float32: {why}; rescale the column (multiply it "
+                        "by a power of ten) or leave it out with task.columns")
+    return shift, scale, z
 
 
 def shown_names(names: list[str], header: bool, columns: Optional[tuple]) -> list[str]:
@@ -106,6 +137,7 @@ class SequenceRegression(Task):
     Options = SequenceRegressionOptions
     metrics = {"loss": False, "mse": False, "mae": False}
     headline = "mse"
+    regression = True
 
     @classmethod
     def check_options(cls, options: SequenceRegressionOptions, *, file: str) -> None:
@@ -169,6 +201,7 @@ class SequenceRegression(Task):
                     "column" if j == k else "an input: leave it out with task.columns (the columns to read)")
             raise DataError(f"{path}: {names[j]} is constant ({train[0, j]:g}) over the {parts[0]} training "
                             f"rows, so its z-score (x − mean) / std would divide by a std of 0; it is {role}")
+        zscore(path, values, names, parts[0])
         return k
 
     def __init__(self, options: SequenceRegressionOptions, *, device: torch.device, data_root: Optional[str] = None,
@@ -180,9 +213,7 @@ class SequenceRegression(Task):
         self.names = shown_names(names, bool(self.layout.get("header")), options.columns)
         self.target_name = self.names[k]
         n_train, n_val, _ = split_rows(len(values), options)
-        train = values[:n_train]
-        self.shift, self.scale = train.mean(0), train.std(0)  # the training rows' statistics only
-        z = (values - self.shift) / self.scale
+        self.shift, self.scale, z = zscore(path, values, self.names, n_train)  # the training rows' statistics only
         keep = [j for j in range(values.shape[1]) if j != k]
         self.x_all = torch.as_tensor(z[:, keep], dtype=dtype, device=device)  # [rows, columns - 1]
         self.y_all = torch.as_tensor(z[:, k:k + 1], dtype=dtype, device=device)  # [rows, 1]

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..config.parse import FLOAT32_MAX
 from ..config.schema import opt
 from ..errors import DataError
 from ..losses import output_loss
@@ -196,6 +197,7 @@ class Forecasting(Task):
     Options = ForecastOptions
     metrics = {"loss": False, "mse": False, "mae": False, "rse": False, "corr": True}
     headline = "rse"  # relative squared error, the figure forecasting papers compare
+    regression = True
     readout = slice(-1, None)  # the step after the window: known without the data
 
     @classmethod
@@ -245,7 +247,15 @@ class Forecasting(Task):
         else:
             self.shift, self.scale = np.zeros(values.shape[1]), np.ones(values.shape[1])
         self.scale = np.where(self.scale > 0, self.scale, 1.0)
-        self.series = torch.as_tensor((values - self.shift) / self.scale, dtype=dtype, device=device)
+        normalized = (values - self.shift) / self.scale
+        bad = ~np.isfinite(normalized) | (np.abs(normalized) > FLOAT32_MAX)
+        if bad.any():  # later steps far beyond the training part's spread: inf in float32, NaN metrics
+            i, j = (int(v) for v in np.argwhere(bad)[0])
+            raise DataError(f"{path}: series {self.names[j]} cannot be normalized ({options.normalize}) in float32: "
+                            f"the training part's scale is {self.scale[j]:g}, which makes step {i + 1}'s value "
+                            f"{values[i, j]:g} {normalized[i, j]:g}, beyond float32's ±3.4e38; rescale the series "
+                            "(multiply it by a power of ten) or leave it out with task.columns")
+        self.series = torch.as_tensor(normalized, dtype=dtype, device=device)
         self._shift = torch.as_tensor(self.shift, dtype=torch.float64, device=device)
         self._scale = torch.as_tensor(self.scale, dtype=torch.float64, device=device)
         idx = {k: torch.arange(r.start, r.stop, device=device) for k, r in ranges.items()}

@@ -88,28 +88,33 @@ def _read_table(path: Path, encoding: str = "utf-8", *, header: Optional[bool] =
     ``NA``, ``nan``), a text or an overflowing number is a DataError naming the line and the
     column (a text cell's error ends with ``text_hint``)."""
     text = read_text(path, encoding)
+    if text.startswith("\ufeff"):  # a byte-order mark (Excel's 'CSV UTF-8'): not part of the first cell
+        text = text[1:]
     lines = [(n, ln) for n, ln in enumerate(text.splitlines(), 1) if ln.strip()]
     if not lines:
         raise DataError(f"{path}: empty file")
-    first_line, first = lines[0][0], [c.strip() for c in lines[0][1].split(",")]
+    first_line, first = lines[0][0], _cells(lines[0][1])
     header = _header(path, first_line, first, header)
     names = first if header else [f"column {j + 1}" for j in range(len(first))]
     rows = lines[1:] if header else lines
     if not rows:
         raise DataError(f"{path}: a header and no data")
     width = len(names)
+    if width == 1:
+        _other_separator(path, *rows[0])
     for n, line in rows:
         fields = line.count(",") + 1
         if fields != width:
             raise DataError(f"{path}:{n}: {fields} comma-separated fields, the first row has {width}")
     if columns is None:
-        lead = rows[0][1].split(",", 1)[0].strip()
+        lead = _cells(rows[0][1])[0]
         keep = list(range(1 if stamp and header and width > 1 and _number(lead) is None else 0, width))
     else:
         keep = [_column(path, c, names if header else None, width) for c in columns]
+        _once(path, columns, keep, names if header else None)
     out = np.empty((len(rows), len(keep)))
     for i, (n, line) in enumerate(rows):
-        cells = line.split(",")
+        cells = _cells(line) if '"' in line else line.split(",")  # float() takes the padding, not quotes
         try:
             out[i] = [float(cells[j]) for j in keep]
         except ValueError:
@@ -118,7 +123,7 @@ def _read_table(path: Path, encoding: str = "utf-8", *, header: Optional[bool] =
     bad = ~np.isfinite(out) | (np.abs(out) > FLOAT32_MAX)
     if bad.any():
         i, k = np.argwhere(bad)[0]
-        _bad(path, rows[i][0], names[keep[k]], rows[i][1].split(",")[keep[k]].strip(), text_hint)
+        _bad(path, rows[i][0], names[keep[k]], _cells(rows[i][1])[keep[k]], text_hint)
     series = [names[j] for j in keep] if header else [f"series_{k}" for k in range(len(keep))]
     kept = set(keep)  # a set: a list here made reading quadratic in the number of columns
     layout.update(header=header, skipped=[names[j] for j in range(width) if j not in kept],
@@ -132,10 +137,43 @@ def _column(path: Path, column, names: Optional[list[str]], width: int) -> int:
         if 1 <= column <= width:
             return column - 1
         raise DataError(f"{path}: task.columns names column {column}; the file has columns 1..{width}")
+    if names is not None and names.count(column) > 1:
+        where = ", ".join(str(j + 1) for j, n in enumerate(names) if n == column)
+        raise DataError(f"{path}: task.columns names {brief(column)}, which the header gives to columns {where}; "
+                        "name those columns by number (1 is the first)")
     if names is not None and column in names:
         return names.index(column)
     known = f"its header names {', '.join(brief(n) for n in names[:20])}" if names else "it has no header: use numbers"
     raise DataError(f"{path}: task.columns names {brief(column)}, which is not a column of the file ({known})")
+
+
+def _cells(line: str) -> list[str]:
+    """The cells of a row, stripped, each without one pair of enclosing double quotes (R's
+    write.csv and spreadsheets quote names and sometimes numbers: ``"temp","1.5"``)."""
+    cells = [c.strip() for c in line.split(",")]
+    return [c[1:-1].strip() if len(c) >= 2 and c[0] == c[-1] == '"' else c for c in cells]
+
+
+def _other_separator(path: Path, n: int, line: str) -> None:
+    """A one-column row that another separator splits (tabs, semicolons, spaces) is refused as
+    such: its cells were read as one text cell ('-0.4\t0.2 is not a number; leave the text
+    column out'), which hid that the file is not comma-separated."""
+    for sep, name in (("\t", "tabs"), (";", "semicolons"), (None, "spaces")):
+        if len(line.strip().split(sep)) > 1:
+            raise DataError(f"{path}:{n}: no comma in the row, but {name} between its values: the file is read as "
+                            "comma-separated values; save it with commas between the columns")
+
+
+def _once(path: Path, columns: tuple, keep: list[int], names: Optional[list[str]]) -> None:
+    """A column listed twice in ``task.columns`` (by number, by name, or both) is refused:
+    it was read twice, and a sequence regression's target then fed its own input."""
+    seen: dict[int, object] = {}
+    for entry, j in zip(columns, keep):
+        if j in seen:
+            what = f"column {j + 1}" + (f" ({brief(names[j])})" if names else "")
+            raise DataError(f"{path}: task.columns lists {what} twice (as {brief(seen[j])} and {brief(entry)}); "
+                            "list each column once")
+        seen[j] = entry
 
 
 def _bad(path: Path, line: int, column: str, cell: str, text_hint: str = COLUMNS_HINT) -> None:
