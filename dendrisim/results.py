@@ -62,7 +62,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from .errors import DendrisimError, FileFormatError
-from .paper import NOT_RUN, SUITE as PAPER_SUITE, TIMING, bench_step_ms
+from .paper import MEMORY_STEPS, NOT_RUN, SUITE as PAPER_SUITE, TIMING, bench_step_ms
 from .suites import Comparison, Contender
 from .paths import path_arg, user_error
 
@@ -383,6 +383,38 @@ def run_timings(args, names: list[str]) -> dict:
     return found
 
 
+def run_memory(args, suite: list) -> dict:
+    """Table 6's memory: the peak resident memory (MB) of one contender's process for dll and
+    for bp on each timed network, measured alike: its comparison's command with one seed, one
+    epoch of :data:`dendrisim.paper.MEMORY_STEPS` steps, then its evaluation (torch, the
+    dataset, the model, the optimizer and the evaluation included), kept in ``OUT/memory/``."""
+    from argparse import Namespace
+
+    found = {}
+    by_name = {c.name: c for c in suite}
+    for kind, name in TIMED.items():
+        if name not in by_name:
+            continue
+        comparison = by_name[name]
+        one = Namespace(**{**vars(args), "seeds": [0], "epochs": 1, "tune": 0, "tune_epochs": 1,
+                           "overrides": [*args.overrides, f"training.max_steps_per_epoch={MEMORY_STEPS}"]})
+        for rule in ("dll", "bp"):
+            folder = args.out / "memory" / f"{kind}-{rule}"
+            cmd = command(comparison, Contender(rule, rule), one, folder)
+            text, done, peak = shlex.join(cmd[1:]), folder / "done", folder / "peak_memory_kb"
+            if not (done.is_file() and done.read_text() == text and peak.is_file()):
+                folder.mkdir(parents=True, exist_ok=True)
+                print(f"== memory / {kind} / {rule}: {text}", flush=True)
+                with open(folder / "output.log", "w") as log:
+                    code, kb = run_measured(cmd, log)
+                if code != 0:
+                    raise SystemExit(f"memory / {kind} / {rule} failed (exit {code}); see {folder / 'output.log'}")
+                peak.write_text(f"{kb}\n")
+                done.write_text(text)
+            found.setdefault(kind, {})[rule] = int(peak.read_text()) / 1024
+    return found
+
+
 #: run by a small interpreter of its own: the command, then the peak memory of its process
 #: alone. (Linux counts into a child's ``ru_maxrss`` the memory of the process it was forked
 #: from, up to its exec; this process may hold torch and a dataset from checking what
@@ -692,7 +724,9 @@ def _main(argv: Optional[Sequence[str]]) -> int:
         report["comparisons"].append(entry)
         write(args, report)
     if args.suite == "paper":
-        report["timing"] = run_timings(args, [c.name for c in suite if not missing(c, args)])
+        runnable = [c for c in suite if not missing(c, args)]
+        report["timing"] = run_timings(args, [c.name for c in runnable])
+        report["memory"] = run_memory(args, runnable)
     markdown = write(args, report)
     if args.update:
         update_page(args.update, report)

@@ -172,10 +172,11 @@ def test_ours_beside_the_papers_numbers_on_hand_checked_values():
         "dll": _row("accuracy", [0.8], [Q(1, "accuracy", "90.88", "0.40")])}}
     report = _report([mlp, seq, cnn, {"name": "svhn_mlp", "title": "SVHN", "skipped": "no SVHN here"}])
     report["timing"] = {"mlp": {"dll": 24.0, "bp": 16.0}}
+    report["memory"] = {"mlp": {"dll": 1200.0, "bp": 1000.0}}
     md = paper.render(report, "head")
     lines = md.splitlines()
     dll = next(line for line in lines if line.startswith("| dll (x) | 87.50 ± 0.71 |"))
-    assert "| 87.50 ± 0.43 (Lv et al. 2025, Table 1) | +0.00 points | at the paper's mean |" in dll and "| 1200 |" in dll
+    assert "| 87.50 ± 0.43 (Lv et al. 2025, Table 1) | +0.00 points | at the paper's mean | 3/3 | 12 | cap 10 |" in dll
     assert "| 88.00 ± 0.00 | 88.54 ± 0.64 (Lv et al. 2025, Table 1) | -0.54 points | within the paper's std |" in md
     assert "| 80.00 ± 0.00 | 82.16 ± 0.14 (Lv et al. 2025, Table 1) | -2.16 points | worse by more than the paper's std |" in md
     assert "| 89.00 ± 0.00 | 88.72 ± 0.65 (Lv et al. 2025, Table 1) | +0.28 points | better than the paper's mean |" in md
@@ -212,6 +213,26 @@ def test_lower_is_better_metrics_are_judged_the_other_way():
     assert paper.verdict([0.19], q, False) == "worse by more than the paper's std"
     assert paper.verdict([0.10], q, False) == "better than the paper's mean"
     assert paper.difference([0.10], q) == "-0.075"
+
+
+def test_table_6s_memory_is_one_process_per_rule_measured_alike(tmp_path, monkeypatch):
+    ran = []
+
+    def measured(cmd, log):
+        ran.append(cmd)
+        return 0, (3000 if "dll" in cmd[cmd.index("--rules") + 1] else 2000) * 1024
+
+    monkeypatch.setattr(results, "run_measured", measured)
+    args = _args(out=tmp_path)
+    suite = [SUITE["fmnist_mlp"], SUITE["fmnist_cnn"], SUITE["depth_1"]]
+    assert results.run_memory(args, suite) == {"mlp": {"dll": 3000.0, "bp": 2000.0},
+                                               "cnn": {"dll": 3000.0, "bp": 2000.0}}
+    assert len(ran) == 4
+    for cmd in ran:  # the comparison's own command, with one seed and one short epoch
+        assert cmd[cmd.index("--seeds") + 1] == "0" and cmd[cmd.index("--epochs") + 1] == "1"
+        assert f"training.max_steps_per_epoch={paper.MEMORY_STEPS}" in cmd and cmd[cmd.index("--tune") + 1] == "0"
+    assert "task.batch_size=64" in ran[0] and ran[2][2] == "models/dll_cnn_fmnist_paper.yaml"
+    assert results.run_memory(args, suite)["cnn"]["bp"] == 2000.0 and len(ran) == 4  # kept: not measured again
 
 
 def test_the_timing_runs_bench_on_one_thread_for_both_networks():
