@@ -45,7 +45,7 @@ def test_the_suite_runs_the_papers_rows_at_its_settings_without_tuning():
     assert cnn.model == "models/dll_cnn_fmnist_paper.yaml" and set(settings(cnn)) == {
         "training.early_stopping.patience", "training.early_stopping.metric"}
     assert settings(SUITE["charlm"])["populations.h.size"] == "324"  # Table 2's hidden size
-    assert "optimizer.lr" not in settings(SUITE["charlm"]) and "optimizer.lr" not in settings(SUITE["textcnn_mr"])
+    assert settings(SUITE["charlm"])["optimizer.lr"] == "1e-3" and "optimizer.lr" not in settings(SUITE["textcnn_mr"])
     assert "our model file's" in SUITE["charlm"].contenders[0].differs and "of our model file" in SUITE["textcnn_mr"].contenders[0].differs
     assert SUITE["fmnist_cnn_pc"].optional and not any(c.optional for c in SUITE.values() if c.name != "fmnist_cnn_pc")
 
