@@ -135,7 +135,7 @@ def test_a_circuits_feedforward_twin_is_its_pyramidal_populations_and_basal_proj
     assert path.stat().st_mtime_ns == before
 
 
-@pytest.mark.parametrize("suite", ["rules", "through-time", "dendritic"])
+@pytest.mark.parametrize("suite", ["rules", "through-time", "dendritic", "paper"])
 def test_the_documented_results_are_the_output_of_results_py(suite):
     """Not hand-typed: each generated part of the Results page is the rendering of its suite's
     entry in results.json (the repository's, which --update docs/results.md writes)."""
