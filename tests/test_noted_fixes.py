@@ -242,3 +242,12 @@ def test_compare_refuses_a_device_before_making_its_output_folder(tmp_path, caps
     out = tmp_path / "cmp"
     assert compare(["dll_mlp_digits", "--rules", "dll", "--epochs", "1", "--out", str(out), "--device", "mps"]) == 2
     assert "--device mps" in capsys.readouterr().err and not out.exists()
+
+
+def test_a_missing_torchvision_dataset_names_dendrisims_key_not_torchvisions_argument(tmp_path):
+    from dendrisim.errors import DataError
+    from dendrisim.tasks.datasets import load_dataset
+
+    with pytest.raises(DataError) as err:
+        load_dataset("svhn", str(tmp_path), False)
+    assert "download=True" not in str(err.value) and "task.download: true" in str(err.value)

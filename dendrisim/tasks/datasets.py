@@ -150,7 +150,9 @@ def _torchvision(cls_name: str, root: Path, download: bool, *, split_kw: str, ho
         try:
             ds = cls(str(root), download=download, **kw)
         except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError) as err:
-            raise DataError(f"{cls_name}: not found or damaged under {root} ({err}). {how}") from None
+            said = str(err).replace("You can use download=True to download it", "task.download: true lets torchvision "
+                                    "fetch it where there is network access")  # torchvision's words, in our keys
+            raise DataError(f"{cls_name}: not found or damaged under {root} ({said}). {how}") from None
         x = np.asarray(ds.data)
         if x.ndim == 4 and x.shape[-1] == 3:  # CIFAR stores NHWC
             x = x.transpose(0, 3, 1, 2)
