@@ -18,8 +18,8 @@ from ..config.parse import FLOAT32_MAX
 from ..config.schema import opt
 from ..errors import DataError, brief
 from ..losses import output_loss
-from .base import TASKS, Split, Task, TaskOptions, check_encoding, locate, used_root
-from .tables import read_table
+from .base import TASKS, Split, Task, TaskOptions, locate, used_root
+from .tables import check_table_options, read_table
 
 _WHAT = "a comma-separated table (rows = time steps, columns = variables)"
 
@@ -141,12 +141,7 @@ class SequenceRegression(Task):
 
     @classmethod
     def check_options(cls, options: SequenceRegressionOptions, *, file: str) -> None:
-        check_encoding(options.encoding, file=file)
-        if options.columns is not None and not options.columns:
-            from ..errors import ConfigError
-
-            raise ConfigError("[] names no column to read; list the columns (by header name or number, 1 is the "
-                              "first) or leave the key out to read every column", file=file, path="task.columns")
+        check_table_options(options, file=file, unit="column")
 
     @classmethod
     def data_spec(cls, options: SequenceRegressionOptions, data_root: Optional[str] = None):

@@ -23,7 +23,7 @@ from ..config.schema import opt
 from ..errors import DataError
 from ..losses import output_loss
 from .base import TASKS, Split, Task, TaskOptions, check_encoding, locate, read_text, used_root
-from .tables import read_table
+from .tables import check_table_options, read_table
 
 
 # --------------------------------------------------------------------- language model
@@ -202,12 +202,7 @@ class Forecasting(Task):
 
     @classmethod
     def check_options(cls, options: ForecastOptions, *, file: str) -> None:
-        check_encoding(options.encoding, file=file)
-        if options.columns is not None and not options.columns:
-            from ..errors import ConfigError
-
-            raise ConfigError("[] names no column to read; list the columns (by header name or number, 1 is the "
-                              "first) or leave the key out to read every series", file=file, path="task.columns")
+        check_table_options(options, file=file, unit="series")
 
     @classmethod
     def data_spec(cls, options: ForecastOptions, data_root: Optional[str] = None):

@@ -11,12 +11,24 @@ import numpy as np
 
 from ..config.parse import FLOAT32_MAX
 from ..errors import DataError, brief
-from .base import read_text
+from .base import check_encoding, read_text
 
 MISSING = frozenset({"", "na", "n/a", "nan", "null", "none", "?", "-"})
 
 #: what a text cell's error suggests (the forecasting task can leave columns out)
 COLUMNS_HINT = "a text column can be left out with task.columns (the columns to read, by header name or number)"
+
+
+def check_table_options(options, *, file: str, unit: str = "column") -> None:
+    """The checks every task reading a table makes of its options before any data: a codec
+    that decodes text, and ``task.columns`` naming at least one column (``unit``: what a
+    column is to the task, in the message)."""
+    check_encoding(options.encoding, file=file)
+    if options.columns is not None and not options.columns:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"[] names no column to read; list the columns (by header name or number, 1 is the "
+                          f"first) or leave the key out to read every {unit}", file=file, path="task.columns")
 
 
 def _number(cell: str) -> Optional[float]:
