@@ -320,19 +320,8 @@ def run_contender(comparison: Comparison, contender: Contender, args, progress: 
     folder = args.out / comparison.name / contender.label
     cmd = command(comparison, contender, args, folder)
     text = shlex.join(cmd[1:])  # without the interpreter: the same command on another machine
-    done = folder / "done"
-    ran = not (done.is_file() and done.read_text() == text)
-    if ran:
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "command.txt").write_text(text + "\n")
-        print(f"== {progress}{comparison.name} / {contender.label}: {text}", flush=True)
-        start = time.monotonic()
-        with open(folder / "output.log", "w") as log:
-            code, peak_kb = run_measured(cmd, log)
-        if code != 0:
-            raise SystemExit(f"{comparison.name} / {contender.label} failed (exit {code}); see {folder / 'output.log'}")
-        (folder / "peak_memory_kb").write_text(f"{peak_kb}\n")
-        done.write_text(text)
+    start = time.monotonic()
+    ran = run_once(cmd, folder, f"{progress}{comparison.name} / {contender.label}")
     found = folder / "results.json"
     try:
         row = summarise(read_json(found, what="compare_rules results"), contender, text)
@@ -354,27 +343,45 @@ def run_contender(comparison: Comparison, contender: Contender, args, progress: 
 TIMED = {"mlp": "fmnist_mlp", "cnn": "fmnist_cnn"}
 
 
+def run_once(cmd: list[str], folder: Path, what: str, *, output: Optional[str] = None) -> bool:
+    """Run ``cmd`` from the repository root unless ``folder/done`` holds the same command
+    (then False: it finished before). Its command goes to ``command.txt``, its output to
+    ``output.log`` (its standard output to ``folder/output`` when named), the peak memory of
+    its process to ``peak_memory_kb``, and ``done`` last; a failure stops the suite, naming
+    ``what`` and the log."""
+    text = shlex.join(cmd[1:])  # without the interpreter: the same command on another machine
+    done = folder / "done"
+    if done.is_file() and done.read_text() == text:
+        return False
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "command.txt").write_text(text + "\n")
+    print(f"== {what}: {text}", flush=True)
+    with open(folder / "output.log", "w") as log:
+        if output is None:
+            code, peak_kb = run_measured(cmd, log)
+        else:
+            with open(folder / output, "w") as out:
+                code, peak_kb = run_measured(cmd, log, stdout=out)
+    if code != 0:
+        raise SystemExit(f"{what} failed (exit {code}); see {folder / 'output.log'}")
+    (folder / "peak_memory_kb").write_text(f"{peak_kb}\n")
+    done.write_text(text)
+    return True
+
+
 def run_timings(args, names: list[str]) -> dict:
     """The paper suite's step timings (:data:`dendrisim.paper.TIMING`) of the selected
     comparisons: ``dendrisim bench`` on one thread, its JSON kept in ``OUT/timing/`` and not
     measured again for the same command; rule -> ms per step, per network."""
     found = {}
-    folder = args.out / "timing"
     for kind, flags in TIMING.items():
         if TIMED[kind] not in names:
             continue
         cmd = [sys.executable, "scripts/bench.py", *flags, "--no-epoch", "--threads", "1", "--json",
                "--device", args.device]
-        text = shlex.join(cmd[1:])
-        done, output = folder / f"{kind}.done", folder / f"{kind}.json"
-        if not (done.is_file() and done.read_text() == text):
-            folder.mkdir(parents=True, exist_ok=True)
-            print(f"== timing / {kind}: {text}", flush=True)
-            with open(output, "w") as out, open(folder / f"{kind}.log", "w") as log:
-                code = subprocess.call(cmd, stdout=out, stderr=log, cwd=ROOT)
-            if code != 0:
-                raise SystemExit(f"timing / {kind} failed (exit {code}); see {folder / f'{kind}.log'}")
-            done.write_text(text)
+        folder = args.out / "timing" / kind
+        run_once(cmd, folder, f"timing / {kind}", output="bench.json")
+        output, done = folder / "bench.json", folder / "done"
         try:
             found[kind] = bench_step_ms(read_json(output, what="bench"), kind)
         except (KeyError, TypeError, ValueError) as err:
@@ -400,18 +407,8 @@ def run_memory(args, suite: list) -> dict:
                            "overrides": [*args.overrides, f"training.max_steps_per_epoch={MEMORY_STEPS}"]})
         for rule in ("dll", "bp"):
             folder = args.out / "memory" / f"{kind}-{rule}"
-            cmd = command(comparison, Contender(rule, rule), one, folder)
-            text, done, peak = shlex.join(cmd[1:]), folder / "done", folder / "peak_memory_kb"
-            if not (done.is_file() and done.read_text() == text and peak.is_file()):
-                folder.mkdir(parents=True, exist_ok=True)
-                print(f"== memory / {kind} / {rule}: {text}", flush=True)
-                with open(folder / "output.log", "w") as log:
-                    code, kb = run_measured(cmd, log)
-                if code != 0:
-                    raise SystemExit(f"memory / {kind} / {rule} failed (exit {code}); see {folder / 'output.log'}")
-                peak.write_text(f"{kb}\n")
-                done.write_text(text)
-            found.setdefault(kind, {})[rule] = int(peak.read_text()) / 1024
+            run_once(command(comparison, Contender(rule, rule), one, folder), folder, f"memory / {kind} / {rule}")
+            found.setdefault(kind, {})[rule] = int((folder / "peak_memory_kb").read_text()) / 1024
     return found
 
 
@@ -428,18 +425,21 @@ sys.exit(os.waitstatus_to_exitcode(status))
 """
 
 
-def run_measured(cmd: list[str], log) -> tuple[int, int]:
-    """Run ``cmd`` from the repository root with its output into ``log``; its exit status
-    and the peak resident memory of its process in KiB (``wait4``'s resource usage of that
-    child alone, measured by a small interpreter in between; 0 where there is no wait4)."""
+def run_measured(cmd: list[str], log, stdout=None) -> tuple[int, int]:
+    """Run ``cmd`` from the repository root with its errors into ``log`` and its output into
+    ``stdout`` (default: ``log``); its exit status and the peak resident memory of its
+    process in KiB (``wait4``'s resource usage of that child alone, measured by a small
+    interpreter in between; 0 where there is no wait4)."""
+    stdout = log if stdout is None else stdout
+    stderr = subprocess.STDOUT if stdout is log else log
     if not hasattr(os, "wait4"):
-        return subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT), 0
+        return subprocess.call(cmd, stdout=stdout, stderr=stderr, cwd=ROOT), 0
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
         peak = Path(tmp) / "peak"
-        code = subprocess.call([sys.executable, "-c", _MEASURE, str(peak), *cmd], stdout=log,
-                               stderr=subprocess.STDOUT, cwd=ROOT)
+        code = subprocess.call([sys.executable, "-c", _MEASURE, str(peak), *cmd], stdout=stdout, stderr=stderr,
+                               cwd=ROOT)
         return code, int(peak.read_text()) if peak.is_file() else 0
 
 

@@ -218,7 +218,7 @@ def test_lower_is_better_metrics_are_judged_the_other_way():
 def test_table_6s_memory_is_one_process_per_rule_measured_alike(tmp_path, monkeypatch):
     ran = []
 
-    def measured(cmd, log):
+    def measured(cmd, log, stdout=None):
         ran.append(cmd)
         return 0, (3000 if "dll" in cmd[cmd.index("--rules") + 1] else 2000) * 1024
 
@@ -325,3 +325,16 @@ def test_a_paper_style_suite_runs_untuned_with_early_stopping_and_resumes(tmp_pa
     assert results.main(["--suite", "paper", "--out", str(tmp_path)]) == 0  # resumed: nothing rerun
     assert (tmp_path / "digits" / "dll" / "results.json").stat().st_mtime_ns == mtime
     assert "[1/2] digits / dll: test accuracy " in capsys.readouterr().out.split("finished before, not rerun")[0]
+
+
+def test_a_measured_command_runs_once_with_its_output_apart_from_its_log(tmp_path, capsys):
+    cmd = [sys.executable, "-c", "import sys; print('{\"ok\": 1}'); print('chatter', file=sys.stderr)"]
+    assert results.run_once(cmd, tmp_path / "t", "timing / x", output="bench.json") is True
+    assert json.loads((tmp_path / "t" / "bench.json").read_text()) == {"ok": 1}
+    assert "chatter" in (tmp_path / "t" / "output.log").read_text()
+    assert int((tmp_path / "t" / "peak_memory_kb").read_text()) > 0
+    assert results.run_once(cmd, tmp_path / "t", "timing / x", output="bench.json") is False  # done: not again
+    assert capsys.readouterr().out.count("== timing / x: ") == 1
+    with pytest.raises(SystemExit, match=r"fail / y failed \(exit 3\); see .*output.log"):
+        results.run_once([sys.executable, "-c", "raise SystemExit(3)"], tmp_path / "f", "fail / y")
+    assert not (tmp_path / "f" / "done").exists()
