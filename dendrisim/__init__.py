@@ -34,6 +34,9 @@ _PUBLIC = {
     "PluginError": ("dendrisim.plugins", "PluginError"),
     "load_plugin": ("dendrisim.plugins", "load_plugin"),
     "register_rule": ("dendrisim.plugins", "register_rule"),
+    "register_neuron": ("dendrisim.plugins", "register_neuron"),
+    "NeuronModel": ("dendrisim.neurons", "NeuronModel"),
+    "NeuronOptions": ("dendrisim.neurons", "NeuronOptions"),
     "TASKS": ("dendrisim.tasks", "TASKS"),
     "export_nwb": ("dendrisim.export", "export_nwb"),
     "OwnData": ("dendrisim.tasks.files", "OwnData"),
@@ -65,7 +68,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the names as if imported eagerl
     from .errors import ConfigError, DataError, DendrisimError
     from .network import Network
     from .plasticity import RULES, PlasticityRule, RuleOptions, build_rule
-    from .plugins import PluginError, load_plugin, register_rule
+    from .neurons import NeuronModel, NeuronOptions
+    from .plugins import PluginError, load_plugin, register_neuron, register_rule
     from .tasks import TASKS
     from .export import export_nwb
     from .tasks.files import OwnData

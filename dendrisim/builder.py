@@ -21,7 +21,7 @@ from typing import Callable, Iterable, Optional
 
 import torch
 
-from .config.graph import is_circuit, validate
+from .config.graph import is_circuit, model_of, validate
 from .config.loader import Experiment, imply_learnable, read_model, resolve_phases
 from .config.parse import parse, yaml_key
 from .config.schema import ModelConfig
@@ -81,10 +81,8 @@ def check_circuit_scheme(config: ModelConfig, scheme_cls: type[SettlingScheme], 
 def _kind_of(proj, populations) -> str:
     """``proj`` as a phrase: 'a basal projection into a pyramidal population'."""
     article = "an" if proj.compartment == "apical" else "a"
-    ends = (f"from {'an' if populations[proj.source].type in ('input', 'interneuron') else 'a'} "
-            f"{populations[proj.source].type} population" if proj.compartment == "apical" else
-            f"into {'an' if populations[proj.target].type == 'interneuron' else 'a'} "
-            f"{populations[proj.target].type} population")
+    end = populations[proj.source if proj.compartment == "apical" else proj.target].type
+    ends = f"{'from' if proj.compartment == 'apical' else 'into'} {'an' if end[:1] in 'aeiou' else 'a'} {end} population"
     return f"{article} {proj.compartment} projection {ends}"
 
 
@@ -212,7 +210,7 @@ def check_time_steps(config: ModelConfig, task, *, file: str) -> None:
     steps = TASKS.get(task_type).sequence_spec(task)
     recurrent = [i for i, p in enumerate(config.projections) if p.kind == "recurrent"]
     if steps is not None and not recurrent:
-        hidden = next((n for n, p in config.populations.items() if p.type == "pyramidal"), "h")
+        hidden = next((n for n, p in config.populations.items() if model_of(p).offers_apical), "h")
         raise ConfigError(f"task {task_type} presents sequences of {steps} time steps, which a network steps "
                           "through only with a recurrent projection, and this network has none: its feedforward "
                           "projections cannot read a sequence. Add one, e.g. {from: " + hidden + ", to: " + hidden
@@ -237,7 +235,7 @@ def check_regression_output(config: ModelConfig, graph, *, file: str) -> None:
     ff = feedforward_graph(graph)
     for name in ff:
         pop = config.populations[name]
-        if ff.out_degree(name) or pop.type != "pyramidal":
+        if ff.out_degree(name) or not model_of(pop).offers_output:
             continue
         why = _CROSS_ENTROPY.get(ACTIVATIONS.get(pop.activation).canonical_loss)
         if why is not None:
@@ -376,7 +374,7 @@ def check_token_inputs(experiment: Experiment, spec: DataSpec) -> None:
     if spec.vocabulary is None:
         return
     cfg = experiment.config
-    inputs = {n for n, p in cfg.populations.items() if p.type == "input"}
+    inputs = {n for n, p in cfg.populations.items() if model_of(p).clamped}
     ids = getattr(experiment.task, "input", None) == "ids"  # charlm's choice between ids and one-hot vectors
     for i, proj in enumerate(cfg.projections):
         if proj.source in inputs and proj.connectivity != "embedding":

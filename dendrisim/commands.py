@@ -59,6 +59,8 @@ COMMANDS: dict[str, Command] = {
                      "bench.py"),
     "rules": Command("dendrisim.commands", "list every registered plasticity rule with its options and tunables", ""),
     "models": Command("dendrisim.commands", "list the bundled model files and the data each needs", ""),
+    "neurons": Command("dendrisim.commands", "list every registered neuron model with its compartments, offers and "
+                                             "options", ""),
 }
 
 
@@ -95,6 +97,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return rules_main(rest, prog=prog)
         if name == "models":
             return models_main(rest, prog=prog)
+        if name == "neurons":
+            return neurons_main(rest, prog=prog)
         command = COMMANDS[name]
         try:
             module = importlib.import_module(command.module)
@@ -122,6 +126,8 @@ def command_parser(name: str) -> Optional[argparse.ArgumentParser]:
         return rules_parser(prog="dendrisim rules")
     if name == "models":
         return models_parser(prog="dendrisim models")
+    if name == "neurons":
+        return neurons_parser(prog="dendrisim neurons")
     try:
         module = importlib.import_module(COMMANDS[name].module)
     except ModuleNotFoundError:
@@ -225,7 +231,7 @@ def describe_rule(name: str) -> str:
     return format_rule(rule_facts(name))
 
 
-#: the built-in rules' :func:`rule_facts`, written by
+#: the built-in rules' :func:`rule_facts` and neuron models' :func:`neuron_facts`, written by
 #: ``python -m dendrisim.commands --update-rules`` (tests/test_startup.py holds it to the live
 #: registry), so that listing them needs no PyTorch
 CATALOGUE = Path(__file__).resolve().parent / "rules_catalogue.json"
@@ -257,6 +263,110 @@ def _catalogued(names: Sequence[str]) -> Optional[list[str]]:
         return [format_rule(rules[name]) for name in (names or sorted(rules))]
     except (OSError, ValueError, KeyError, AttributeError, TypeError):
         return None
+
+
+# ------------------------------------------------------------------ dendrisim neurons
+def neurons_parser(prog: str = "dendrisim neurons") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description="Every registered neuron model (built-in and --plugin files): "
+                                "what a population of it has, what it offers to rules and projections, and its "
+                                "options (keys of the population's block in a model file).")
+    p.add_argument("names", nargs="*", metavar="MODEL", help="only these neuron models (default: all)")
+    p.add_argument("--plugin", dest="plugins", action="append", default=[], metavar="PATH.py",
+                   type=path_arg("--plugin"), help="load neuron models (and rules) from a Python file first (repeatable)")
+    return p
+
+
+#: what a neuron model's class attributes say, as ``dendrisim neurons`` words it
+_OFFERS = (("clamped", "clamped to the data (the input)"), ("offers_output", "can be the output"),
+           ("offers_apical", "an apical compartment for the rule's feedback and apical projections"),
+           ("takes_nudging", "a soma nudged one to one by the population it predicts"),
+           ("offers_nudging", "can nudge an interneuron's soma"), ("spatial", "feature maps (channels, conv2d)"))
+
+
+def neuron_facts(name: str) -> dict:
+    """What ``dendrisim neurons`` says of neuron model ``name``, as plain data (JSON-ready).
+    Asks the live registry (imports PyTorch); :func:`format_neuron` lays it out."""
+    from .neurons import NEURONS
+    from .plugins import NEURON_ORIGIN
+    from .reference import default_text
+
+    cls = NEURONS.get(name)
+    return {"name": name, "origin": NEURON_ORIGIN.get(name, cls.__module__),
+            "summary": cls.summary or docstring_summary(cls.__doc__),
+            "variables": [[var, plain_text(doc)] for var, doc in cls.variables.items()],
+            "offers": [text for attribute, text in _OFFERS if getattr(cls, attribute)],
+            "constants": list(cls.constants),
+            "options": [[f.name, default_text(f), plain_text(f.metadata.get("doc", ""))]
+                        for f in dataclasses.fields(cls.Options)]}
+
+
+def format_neuron(facts: dict) -> str:
+    """A neuron model's entry in ``dendrisim neurons``, in plain text (no PyTorch)."""
+    lines = [f"{facts['name']}  ({facts['origin']})", _fill(facts["summary"] or "(no docstring)", indent=2),
+             "  variables (recording.populations):"]
+    width = max((len(v[0]) for v in facts["variables"]), default=0)
+    lines += [_fill(f"{var:<{width}}  {doc}", indent=4, hang=6 + width) for var, doc in facts["variables"]]
+    lines.append(_fill("offers: " + ("; ".join(facts["offers"]) or "nothing to rules or projections"), indent=2, hang=4))
+    if facts["constants"]:
+        lines.append(_fill("simulated constants (dynamics): " + ", ".join(facts["constants"]), indent=2, hang=4))
+    if facts["options"]:
+        lines.append("  options (populations.NAME.KEY):")
+        width = max(len(o[0]) for o in facts["options"])
+        lines += [_fill(f"{key:<{width}}  default {default}: {doc}".rstrip(": "), indent=4, hang=6 + width,
+                        keep=[f"default {default}"]) for key, default, doc in facts["options"]]
+    else:
+        lines.append("  options: none beyond type, size, shape, channels, activation")
+    return "\n".join(lines)
+
+
+def neurons_catalogue() -> dict[str, dict]:
+    """Every built-in neuron model's facts, from the registry itself (imports PyTorch)."""
+    from .neurons import BUILTIN_NEURONS
+
+    return {name: neuron_facts(name) for name in sorted(BUILTIN_NEURONS)}
+
+
+def _catalogue_part(part: str) -> Optional[dict]:
+    """One part (``rules``, ``neurons``) of the shipped catalogue, or None where it is missing,
+    damaged or of another version."""
+    import json
+
+    try:
+        catalogue = json.loads(CATALOGUE.read_text())
+    except (OSError, ValueError):
+        return None
+    entries = catalogue.get(part) if isinstance(catalogue, dict) else None
+    return entries if catalogue.get("version") == version() and isinstance(entries, dict) else None
+
+
+def neuron_variables(kind: str) -> tuple[str, ...]:
+    """The variables neuron model ``kind`` declares: from the shipped catalogue for a built-in
+    model (no PyTorch), from the live registry for one registered in this process, and empty
+    for a model not known here (a recording made with a plugin that is not loaded)."""
+    built_in = _catalogue_part("neurons") or {}
+    if kind in built_in:
+        return tuple(var for var, _ in built_in[kind]["variables"])
+    neurons = sys.modules.get("dendrisim.neurons.base")
+    if neurons is not None and kind in neurons.NEURONS:
+        return tuple(neurons.NEURONS.get(kind).variables)
+    return ()
+
+
+def neurons_main(argv: Optional[Sequence[str]] = None, *, prog: str = "dendrisim neurons") -> int:
+    args = neurons_parser(prog).parse_args(argv)
+    built_in = None if args.plugins else _catalogue_part("neurons")
+    if built_in is not None and all(name in built_in for name in args.names):
+        entries = [format_neuron(built_in[name]) for name in (args.names or sorted(built_in))]
+    else:  # plugins or an unknown name: ask the live registry
+        from .neurons import NEURONS
+        from .plugins import load_plugins
+
+        load_plugins(args.plugins)
+        for name in args.names:
+            NEURONS.get(name)  # an unknown name: the error lists the registered ones
+        entries = [format_neuron(neuron_facts(name)) for name in (args.names or NEURONS.names())]
+    print("\n\n".join(entries))
+    return 0
 
 
 def rules_main(argv: Optional[Sequence[str]] = None, *, prog: str = "dendrisim rules") -> int:
@@ -430,8 +540,8 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["--update-rules"]:
         import json
 
-        CATALOGUE.write_text(json.dumps({"version": version(), "rules": rules_catalogue()}, indent=1,
-                                        ensure_ascii=False) + "\n")
+        CATALOGUE.write_text(json.dumps({"version": version(), "rules": rules_catalogue(),
+                                         "neurons": neurons_catalogue()}, indent=1, ensure_ascii=False) + "\n")
     elif sys.argv[1:2] == ["--update"]:
         target = Path(sys.argv[2] if len(sys.argv) > 2 else "docs/reference/cli.md")
         target.parent.mkdir(parents=True, exist_ok=True)

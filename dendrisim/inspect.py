@@ -7,7 +7,7 @@ from typing import Optional
 import networkx as nx
 
 from .builder import DataSpec, build_model, build_scheme, check_static_task
-from .config.graph import INTERNEURON_CONSTANTS, build_graph, compartment_constants
+from .config.graph import INTERNEURON_CONSTANTS, build_graph, compartment_constants, model_of
 from .config.loader import Experiment
 from .tasks import TASKS
 
@@ -75,7 +75,7 @@ def circuit_lines(experiment: Experiment) -> list[str]:
             g_som = compartment_constants(cfg.dynamics, proj.target, INTERNEURON_CONSTANTS)["g_som"]
             lines.append(f"  {proj.name} soma nudging one-to-one, g_som {g_som}")
             continue
-        role = "lateral" if pops[proj.source].type == "interneuron" else "top-down"
+        role = "lateral" if model_of(pops[proj.source]).takes_nudging else "top-down"
         learns = "" if role == "lateral" and proj.is_learnable else (", learnable" if proj.is_learnable else ", fixed")
         lines.append(f"  {proj.name} apical {role}{learns} ({experiment.rule_of(proj.name).rule})")
     order = {name: i for i, name in enumerate(pops)}

@@ -8,41 +8,13 @@ import networkx as nx
 import torch
 from torch import nn
 
-from .activations import ACTIVATIONS
-from .config.graph import build_graph, compartment_constants, feedforward_graph
+from .config.graph import build_graph, feedforward_graph
+from .config.parse import parse
 from .config.schema import ModelConfig
 from .init import resolve_init
-from .populations import Compartments, InputPopulation, InterneuronPopulation, PyramidalPopulation
+from .neurons import NEURONS, InputPopulation, InterneuronPopulation, PyramidalPopulation
+from .neurons.interneuron import interneuron_activation, interneuron_constants  # noqa: F401 - their old home
 from .projections import CONNECTIVITY, Projection, basal_drive
-
-#: the dynamics keys of an interneuron's constants: its own override where it has one, the block's otherwise
-INTERNEURON_KEYS = ("tau", "g_leak", "g_dendrite", "g_som")
-
-
-def interneuron_constants(dynamics, name: str) -> Compartments:
-    """The compartments of interneuron population ``name`` (``g_B = g_dendrite``, ``g_A =
-    g_som``, the nudging left out of the dendritic prediction): its own overrides in
-    ``dynamics.populations`` where it has them, the ``dynamics`` block's otherwise."""
-    own = dynamics.populations.get(name)
-    c = {key: getattr(own, key) if own is not None and getattr(own, key) is not None else getattr(dynamics, key)
-         for key in INTERNEURON_KEYS}
-    return Compartments(tau=c["tau"], g_leak=c["g_leak"], g_basal=c["g_dendrite"], g_apical=c["g_som"],
-                        target_nudged=True)
-
-
-def interneuron_activation(config: ModelConfig, name: str) -> str:
-    """The activation of interneuron population ``name``: its own, or for ``auto`` that of the
-    population that nudges it (the source of its ``compartment: soma`` projection)."""
-    act = config.populations[name].activation
-    if act != "auto":
-        return act
-    sources = [p.source for p in config.projections if p.target == name and p.compartment == "soma"]
-    if len(sources) != 1 or config.populations[sources[0]].activation == "auto":
-        # refused by the config checks; a guard for networks built by hand
-        raise ValueError(f"interneuron population {name!r} has activation auto, which takes the activation of the "
-                         f"one population that nudges it (compartment: soma); it has {len(sources)}")
-    return config.populations[sources[0]].activation
-
 
 class Network(nn.Module):
     """Populations and projections (ModuleDicts), the graph, and the feedforward order.
@@ -77,23 +49,16 @@ class Network(nn.Module):
         self.graph: nx.DiGraph = build_graph(cfg)
         self.populations = nn.ModuleDict()
         self.projections = nn.ModuleDict()
-        self.input_name = next(n for n, p in cfg.populations.items() if p.type == "input")
+        # every population is built by its neuron model; what it offers is asked of the model
+        models = {name: NEURONS.get(pop.type) for name, pop in cfg.populations.items()}
+        self.input_name = next(n for n, model in models.items() if model.clamped)
         ff = feedforward_graph(self.graph)
-        # interneurons are sinks of the feedforward graph too: the output is the pyramidal one
-        self.output_name = next(n for n in ff if ff.out_degree(n) == 0 and cfg.populations[n].type == "pyramidal")
+        # interneurons are sinks of the feedforward graph too: the output is the one that can be
+        self.output_name = next(n for n in ff if ff.out_degree(n) == 0 and models[n].offers_output)
         topo = list(nx.lexicographical_topological_sort(ff))
-        euler = simulated
-        for name, pop in cfg.populations.items():
-            if pop.type == "input":
-                self.populations[name] = InputPopulation(name, shapes[name])
-            elif pop.type == "interneuron":
-                constants = interneuron_constants(cfg.dynamics, name) if euler else None
-                self.populations[name] = InterneuronPopulation(
-                    name, shapes[name], ACTIVATIONS.get(interneuron_activation(cfg, name)), compartments=constants)
-            else:
-                constants = Compartments(**compartment_constants(cfg.dynamics, name)) if euler else None
-                self.populations[name] = PyramidalPopulation(name, shapes[name], ACTIVATIONS.get(pop.activation),
-                                                             compartments=constants)
+        for name, model in models.items():
+            options = parse(model.Options, dict(cfg.populations[name].options), path=f"populations.{name}")
+            self.populations[name] = model.from_config(name, shapes[name], cfg, options=options, simulated=simulated)
         for i, proj in enumerate(cfg.projections):
             init, options = resolve_init(proj.init, file=None, path=f"projections[{i}].init")  # checked on loading
             cls = CONNECTIVITY.get(proj.connectivity)
@@ -101,7 +66,9 @@ class Network(nn.Module):
             self.projections[proj.name] = cls(proj, shapes[proj.source], shapes[proj.target], *extra)
         #: every population but the input, in feedforward order (interneurons included)
         self.order: list[str] = [n for n in topo if n != self.input_name]
-        self._interneurons: frozenset[str] = frozenset(n for n, p in cfg.populations.items() if p.type == "interneuron")
+        # populations nudged one to one by the population they predict (interneurons): their
+        # error is never carried back, and the rule's feedback never reaches them
+        self._interneurons: frozenset[str] = frozenset(n for n, model in models.items() if model.takes_nudging)
         #: basal projections into and out of each population (the feedforward network's)
         self.incoming: dict[str, list[Projection]] = {n: [] for n in self.populations}
         self.outgoing: dict[str, list[Projection]] = {n: [] for n in self.populations}
@@ -167,9 +134,9 @@ class Network(nn.Module):
 
     def hidden(self) -> Iterator[PyramidalPopulation]:
         """Pyramidal populations other than the output whose error is used and whose apical
-        compartment the rule's feedback reaches (``rule_feedback``), in feedforward order."""
+        compartment the rule's feedback reaches (the model's ``offers_apical``), in feedforward order."""
         return (self.populations[n] for n in self.order if n != self.output_name and n in self.needs_error
-                and self.populations[n].rule_feedback)
+                and self.populations[n].offers_apical)
 
     def interneurons(self) -> Iterator[InterneuronPopulation]:
         """A microcircuit's interneuron populations in feedforward order (none in other networks)."""

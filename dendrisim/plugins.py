@@ -1,4 +1,5 @@
-"""Rules users write: a subclass of :class:`dendrisim.PlasticityRule`, registered by name.
+"""Rules and neuron models users write: a subclass of :class:`dendrisim.PlasticityRule` or
+:class:`dendrisim.neurons.NeuronModel`, registered by name.
 
 A rule comes from a Python file named on the command line (``--plugin PATH.py``,
 repeatable) or from an installed package's entry point in the group ``dendrisim.rules``;
@@ -21,6 +22,7 @@ from typing import Callable, Optional
 import torch
 
 from .errors import ConfigError, DendrisimError
+from .neurons import BUILTIN_NEURONS, NEURONS, NeuronModel, NeuronOptions
 from .plasticity.base import RULES, PlasticityRule, RuleOptions
 
 from .registry import ENTRY_POINT_GROUP  # noqa: E402,F401  (re-exported)
@@ -28,6 +30,8 @@ from .registry import ENTRY_POINT_GROUP  # noqa: E402,F401  (re-exported)
 BUILTIN = frozenset(RULES.names())
 #: registered name -> where it came from (a plugin file, an entry point)
 ORIGIN: dict[str, str] = {name: "dendrisim" for name in BUILTIN}
+#: registered neuron model -> where it came from
+NEURON_ORIGIN: dict[str, str] = {name: "dendrisim" for name in BUILTIN_NEURONS}
 _loading: list[str] = []  # the plugin being loaded, for the origin of what it registers
 _entry_points_loaded = False
 
@@ -61,6 +65,55 @@ def register_rule(name: str) -> Callable[[type], type]:
     if not isinstance(name, str) or not name.isidentifier():
         raise PluginError(f"register_rule({name!r}): a rule name is a word of letters, digits and _ "
                           "(it is what model files write as plasticity.rule)")
+    return decorator
+
+
+def neuron_contract_problem(cls: type) -> Optional[str]:
+    """What is wrong with a neuron model class, as the end of a sentence (None: nothing)."""
+    if not (isinstance(cls, type) and issubclass(cls, NeuronModel)):
+        return "is not a subclass of dendrisim.neurons.NeuronModel"
+    if not (dataclasses.is_dataclass(cls.Options) and issubclass(cls.Options, NeuronOptions)):
+        return "declares Options that is not a dataclass subclassing dendrisim.neurons.NeuronOptions"
+    variables = cls.variables
+    if not isinstance(variables, dict) or not variables or not all(
+            isinstance(k, str) and k.isidentifier() and isinstance(v, str) for k, v in variables.items()):
+        return "declares no variables: give it a dict of variable name -> what it is (e.g. {'soma': ...})"
+    if "rate" not in variables:
+        return "declares no 'rate' variable, which projections read from every population"
+    if cls.second_input not in ("apical", "soma"):
+        return f"declares second_input {cls.second_input!r}; write 'apical' or 'soma'"
+    if not cls.clamped and getattr(cls, "integrate", None) is None:
+        return "has no integrate(basal) method (its free state under a basal drive)"
+    return None
+
+
+def register_neuron(name: str) -> Callable[[type], type]:
+    """Class decorator: check ``cls`` against the neuron-model contract and register it as the
+    population type ``name``.
+
+    .. code-block:: python
+
+        @dendrisim.register_neuron("lowpass_pyramidal")
+        class LowPassPyramidal(dendrisim.neurons.PyramidalPopulation):
+            ...
+    """
+    def decorator(cls: type) -> type:
+        origin = _loading[-1] if _loading else getattr(sys.modules.get(cls.__module__), "__file__", cls.__module__)
+        problem = neuron_contract_problem(cls)
+        if problem:
+            raise PluginError(f"neuron model {name!r} ({getattr(cls, '__name__', cls)!r}, in {origin}) {problem}")
+        if name in NEURONS:
+            where = ("a built-in neuron model" if name in BUILTIN_NEURONS
+                     else f"already registered by {NEURON_ORIGIN.get(name, '?')}")
+            raise PluginError(f"neuron model name {name!r} (in {origin}) is {where}; register the model under "
+                              "another name")
+        NEURONS.register(name)(cls)
+        NEURON_ORIGIN[name] = origin
+        return cls
+
+    if not isinstance(name, str) or not name.isidentifier():
+        raise PluginError(f"register_neuron({name!r}): a neuron model's name is a word of letters, digits and _ "
+                          "(it is what model files write as populations.NAME.type)")
     return decorator
 
 
@@ -295,7 +348,7 @@ def load_plugin(path: str | Path) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise PluginError(f"--plugin {path}: no such file (looked at {path.resolve()})")
-    before = set(RULES.names())
+    before = set(RULES.names()) | {f"neuron model {n}" for n in NEURONS.names()}
     digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]
     module_name = f"dendrisim_plugin_{path.stem}_{digest}"
     if module_name in sys.modules:  # loaded already (a resumed run names it again)
@@ -322,10 +375,11 @@ def load_plugin(path: str | Path) -> list[str]:
                           f"{_first_line(err)}") from None
     finally:
         _loading.pop()
-    added = sorted(set(RULES.names()) - before)
+    added = sorted((set(RULES.names()) | {f"neuron model {n}" for n in NEURONS.names()}) - before)
     if not added:
-        raise PluginError(f"--plugin {path}: registers no rule; decorate a PlasticityRule subclass with "
-                          "@dendrisim.register_rule('name')")
+        raise PluginError(f"--plugin {path}: registers no rule and no neuron model; decorate a PlasticityRule "
+                          "subclass with @dendrisim.register_rule('name') or a NeuronModel subclass with "
+                          "@dendrisim.register_neuron('name')")
     return added
 
 

@@ -40,6 +40,9 @@ def table(cls: type, title: str) -> str:
             continue
         kind = f.metadata.get("type_text", _type_name(hints[f.name])).replace("|", "\\|")
         doc = f.metadata.get("doc", "").replace("|", "\\|")  # a | in a cell would end it
+        if f.metadata.get("rest"):  # not a key of its own: the keys beside the known ones
+            rows.append(f"| *other keys* | per model | | {doc} |")
+            continue
         rows.append(f"| `{yaml_key(f)}` | {kind} | {default_text(f)} | {doc} |")
     return "\n".join(rows)
 

@@ -157,7 +157,10 @@ def feedforward_twin(model: dict) -> dict:
     interneurons to bring into a self-predicting state, and every epoch teaches). What
     the circuit adds (interneurons, apical and somatic projections, phases) is left out."""
     twin = {k: v for k, v in model.items() if k not in ("populations", "projections")}
-    keep = {name for name, pop in model["populations"].items() if pop.get("type", "pyramidal") != "interneuron"}
+    from .neurons import NEURONS
+
+    keep = {name for name, pop in model["populations"].items()
+            if not NEURONS.get(pop.get("type", "pyramidal")).takes_nudging}
     twin["name"] = f"{model['name']}_feedforward"
     twin["populations"] = {name: pop for name, pop in model["populations"].items() if name in keep}
     twin["projections"] = [dict(p) for p in model["projections"] if p.get("compartment", "basal") == "basal"

@@ -552,7 +552,7 @@ class EulerDynamics(SteadyState):
                 p.apical = p.error = None
         # the apical inputs: (population, whether the rule's feedback reaches it, its explicit projections)
         inputs = {"apical": network.apical_in, "soma": network.somatic_in}
-        apical = [(p, p is not out and p.name in teach and p.rule_feedback, inputs[p.second_input][p.name])
+        apical = [(p, p is not out and p.name in teach and p.offers_apical, inputs[p.second_input][p.name])
                   for p in pops]
         apical = [(p, fed, explicit) for p, fed, explicit in apical if fed or explicit]
         stray = [proj.name for p in pops for kind, lists in inputs.items() for proj in lists[p.name]
@@ -591,8 +591,8 @@ class EulerDynamics(SteadyState):
                 sums = self._accumulate(rule, network, params, sums)
             if k == K:
                 break
-            for p in pops:
-                self._euler_step(p, soma[p.name], basal[p.name], dt=c.dt)
+            for p in pops:  # the neuron model's own step (the pyramidal one: functional.compartment_step)
+                p.step(soma[p.name], basal[p.name], dt=c.dt)
         if online and network.plastic:
             for param, total in zip(params, sums or [None] * len(params)):
                 param.grad = None if total is None else total.div_(K)
@@ -607,13 +607,7 @@ class EulerDynamics(SteadyState):
         for pop in network.simulated():
             k = pop.compartments
             stable = f"dt·g/tau {c.dt * k.total / k.tau:.3g} (stable below 2)"
-            if k.target_nudged:  # an interneuron: g_basal is its dendrite's coupling, g_apical its nudging
-                lines.append(f"  {pop.name}: tau {k.tau}, g_leak {k.g_leak}, g_dendrite {k.g_basal}, "
-                             f"g_som {k.g_apical}: nudging λ {k.nudging:.3g}, "
-                             f"free soma = {k.attenuation:.3g} x dendrite, {stable}")
-                continue
-            lines.append(f"  {pop.name}: tau {k.tau}, g_leak {k.g_leak}, g_basal {k.g_basal}, g_apical {k.g_apical}: "
-                         f"nudging λ {k.nudging:.3g}, free soma = {k.attenuation:.3g} x basal, {stable}")
+            lines.append(f"  {pop.name}: {pop.describe()}, {stable}")
         return lines
 
     # ------------------------------------------------------------------ the equations
@@ -632,7 +626,8 @@ class EulerDynamics(SteadyState):
             else:
                 predicted = p.prediction(p.basal)
                 f_predicted = p.activation.f(predicted)
-                shared = not drives[p.name][1]  # the basal never changes: keep both for the next steps
+                # the basal never changes and the model predicts from it alone: keep both for the next steps
+                shared = not drives[p.name][1] and p.prediction_from_basal
                 if shared:
                     fixed[p.name] = (predicted, f_predicted)
             if p is out:
@@ -643,16 +638,7 @@ class EulerDynamics(SteadyState):
             # e = (f(u) − f(v̂_B)) / λ, into f(v̂_B)'s storage unless it is kept or is the basal
             # drive itself (attenuation 1, no leak, and a linear f: an interneuron's dendrite)
             own = not shared and f_predicted is not p.basal
-            p.error = torch.sub(p.rate, f_predicted, out=f_predicted if own else None).div_(c.nudging)
-
-    @staticmethod
-    def _euler_step(p, u: torch.Tensor, basal: torch.Tensor, *, dt: float) -> None:
-        """``u`` one step of ``dt`` further, in place (:func:`dendrisim.functional.compartment_step`
-        with the population's τ and conductances), then ``r = f(u)``."""
-        c = p.compartments
-        Fn.compartment_step(u, basal, p.apical, dt=dt, tau=c.tau, g_leak=c.g_leak, g_basal=c.g_basal,
-                            g_apical=c.g_apical, out=u)
-        p.rate = p.activation.f(u)
+            p.error = p.local_error(p.rate, f_predicted, out=f_predicted if own else None)
 
     # ------------------------------------------------------------------ online plasticity
     @staticmethod

@@ -12,7 +12,7 @@ from typing import Optional
 
 import networkx as nx
 
-from .config.graph import build_graph, feedforward_graph
+from .config.graph import build_graph, feedforward_graph, model_of
 from .config.loader import Experiment
 from .errors import ConfigError
 from .projections import CONNECTIVITY, kernel_extent
@@ -25,13 +25,13 @@ def population_shapes(experiment: Experiment, *, input_shape: tuple[int, ...], o
     Populations are resolved in feedforward order, so each sees its sources' shapes."""
     cfg, file = experiment.config, experiment.file
     ff = feedforward_graph(build_graph(cfg))
-    input_name = next(n for n, p in cfg.populations.items() if p.type == "input")
-    output_name = next(n for n in ff if ff.out_degree(n) == 0 and cfg.populations[n].type == "pyramidal")
+    input_name = next(n for n, p in cfg.populations.items() if model_of(p).clamped)
+    output_name = next(n for n in ff if ff.out_degree(n) == 0 and model_of(cfg.populations[n]).offers_output)
     index = {proj.name: i for i, proj in enumerate(cfg.projections)}
     shapes: dict[str, tuple[int, ...]] = {}
     for name in nx.lexicographical_topological_sort(ff):
         pop = cfg.populations[name]
-        if pop.type == "interneuron":
+        if model_of(pop).takes_nudging:
             continue  # second pass: from the population that nudges it (which may come later)
         if name == input_name:
             shapes[name] = _resolve_shape(name, pop, input_shape, None, file)
@@ -40,7 +40,7 @@ def population_shapes(experiment: Experiment, *, input_shape: tuple[int, ...], o
             shapes[name] = _infer_shape(name, pop, incoming, shapes, index, vocabulary,
                                         output_size if name == output_name else None, file)
     for name, pop in cfg.populations.items():
-        if pop.type == "interneuron":
+        if model_of(pop).takes_nudging:
             shapes[name] = _interneuron_shape(name, pop, cfg.projections, shapes, index, file)
     return shapes
 

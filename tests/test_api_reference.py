@@ -13,9 +13,9 @@ API = REPO / "docs" / "reference" / "api.md"
 
 
 @pytest.mark.parametrize("directive", [
-    "automodule:: dendrisim.populations", "autoclass:: dendrisim.populations.PyramidalPopulation",
-    "autoclass:: dendrisim.populations.InputPopulation", "autoclass:: dendrisim.populations.InterneuronPopulation",
-    "autoclass:: dendrisim.populations.Compartments", "automodule:: dendrisim.losses",
+    "automodule:: dendrisim.neurons", "autoclass:: dendrisim.neurons.PyramidalPopulation",
+    "autoclass:: dendrisim.neurons.InputPopulation", "autoclass:: dendrisim.neurons.InterneuronPopulation",
+    "autoclass:: dendrisim.neurons.Compartments", "autoclass:: dendrisim.neurons.NeuronModel", "automodule:: dendrisim.losses",
     "automodule:: dendrisim.settling", "autoclass:: dendrisim.settling.Rule",
     "autoclass:: dendrisim.settling.SettlingScheme", "autoclass:: dendrisim.projections.Projection",
     "autoclass:: dendrisim.recording.Recording",

@@ -140,7 +140,7 @@ def test_a_circuits_lists_keep_the_feedforward_network_apart_from_its_apical_and
     c = i1.compartments
     assert (c.g_basal, c.g_apical, c.target_nudged) == (PAPER["g_dendrite"], PAPER["g_som"], True)
     assert c.attenuation == pytest.approx(1.0 / 1.1) and c.nudging == pytest.approx(0.8 / 1.9)
-    assert i1.recordable == ("soma", "dendrite", "nudging", "rate", "error") and not i1.rule_feedback
+    assert i1.recordable == ("soma", "dendrite", "nudging", "rate", "error") and not i1.offers_apical
     lines = net.scheme.describe(net)  # --check: interneurons with their own constants
     assert "  i1: tau 1.5, g_leak 0.1, g_dendrite 1.0, g_som 0.8: nudging λ 0.421, free soma = 0.909 x dendrite, " \
            "dt·g/tau 0.253 (stable below 2)" in lines, lines

@@ -87,7 +87,9 @@ def legend_texts(fig) -> list[str]:
 
 
 def test_the_drawn_compartments_are_what_each_population_type_declares():
-    assert plots.HAS == {"pyramidal": PyramidalPopulation.recordable, "interneuron": InterneuronPopulation.recordable}
+    assert plots.has("pyramidal") == tuple(PyramidalPopulation.variables)
+    assert plots.has("interneuron") == tuple(InterneuronPopulation.variables)
+    assert plots.has("no_such_model") == ()
 
 
 def test_every_figure_names_model_rule_and_seed(runs):
@@ -114,7 +116,7 @@ def test_learning_curves_count_epochs_in_whole_numbers(runs):
 def test_activity_shows_signed_mean_magnitude_and_a_labelled_band(runs):
     fig, lines = build(runs["mlp"], "activity")
     titles = [ax.get_title() for ax in panels(fig)]
-    assert titles == [f"{p}.{v}" for p in ("h1", "h2") for v in plots.HAS["pyramidal"]]
+    assert titles == [f"{p}.{v}" for p in ("h1", "h2") for v in plots.has("pyramidal")]
     assert [ax.get_ylabel() for ax in panels(fig) if ax.get_ylabel()] == ["h1 (pyramidal)", "h2 (pyramidal)"]
     labels = legend_texts(fig)
     assert labels[:2] == ["signed mean", "mean |x|"]
@@ -139,8 +141,8 @@ def test_interneurons_show_dendrite_and_nudging_and_no_panel_is_empty(runs):
     for ax in panels(fig):
         pop, var = ax.get_title().split(".")
         by_row.setdefault(pop, []).append(var)
-    assert by_row == {"h1": list(plots.HAS["pyramidal"]), "i1": list(plots.HAS["interneuron"]),
-                      "out": list(plots.HAS["pyramidal"])}
+    assert by_row == {"h1": list(plots.has("pyramidal")), "i1": list(plots.has("interneuron")),
+                      "out": list(plots.has("pyramidal"))}
     assert "i1 (interneuron)" in [ax.get_ylabel() for ax in panels(fig)]
     assert_not_empty(fig)
     assert "at the end of each presentation" in legend_texts(fig)[2]

@@ -1,6 +1,7 @@
 """The model as a networkx graph, and every check that can run before a tensor exists."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import networkx as nx
@@ -8,7 +9,7 @@ import networkx as nx
 from ..errors import ConfigError, brief
 from .limits import check_name
 from .parse import key_text
-from .schema import MAX_NEURONS, ModelConfig
+from .schema import MAX_NEURONS, CompartmentConfig, ModelConfig
 
 
 def build_graph(config: ModelConfig) -> nx.DiGraph:
@@ -32,6 +33,43 @@ def feedforward_graph(graph: nx.DiGraph) -> nx.DiGraph:
     return ff
 
 
+def model_of(pop):
+    """The neuron model (class) a population config names (``type``, checked by :func:`check_models`):
+    what it offers is asked of it, never of its name."""
+    from ..neurons import NEURONS
+
+    return NEURONS.get(pop.type)
+
+
+def _plural(model: str) -> str:
+    return {"pyramidal": "pyramidal populations", "interneuron": "interneurons"}.get(model, f"{model} populations")
+
+
+def _an(word: str) -> str:
+    return f"{'an' if word[:1] in 'aeiou' else 'a'} {word}"
+
+
+def check_models(cfg: ModelConfig, *, file: str) -> None:
+    """Every population's ``type`` names a registered neuron model, and the other keys of its
+    block are that model's options (unknown keys refused by name, with the keys it takes)."""
+    from ..neurons import NEURONS
+    from .parse import parse
+
+    generic = ("type", "size", "shape", "channels", "activation")
+    for name, pop in cfg.populations.items():
+        where = f"populations.{key_text(name)}"
+        model = NEURONS.get(pop.type, file=file, path=f"{where}.type")
+        own = [f.name for f in dataclasses.fields(model.Options)]
+        unknown = [k for k in pop.options if k not in own]
+        if unknown:
+            raise ConfigError(
+                f"unknown key {brief(unknown[0])}; allowed keys are {', '.join(generic)}"
+                + (f" and the {pop.type} model's {', '.join(own)}" if own else f" (the {pop.type} model has no options "
+                                                                                 "of its own)"),
+                file=file, path=where)
+        model.check(name, cfg, parse(model.Options, dict(pop.options), file=file, path=where), file=file)
+
+
 def validate(cfg: ModelConfig, *, file: str, simulated: bool = False) -> nx.DiGraph:
     """Check names, endpoints, acyclicity, sizes, activations and the dynamics block against
     the graph (everything that needs no registry but the model's own: activations and
@@ -44,7 +82,8 @@ def validate(cfg: ModelConfig, *, file: str, simulated: bool = False) -> nx.DiGr
     pops = cfg.populations
     if not pops:
         raise ConfigError("at least an input and an output population are needed", file=file, path="populations")
-    inputs = [n for n, p in pops.items() if p.type == "input"]
+    check_models(cfg, file=file)
+    inputs = [n for n, p in pops.items() if model_of(p).clamped]
     if len(inputs) != 1:
         raise ConfigError(
             f"exactly one population must have type input, found {len(inputs)} ({', '.join(inputs) or 'none'})",
@@ -53,25 +92,28 @@ def validate(cfg: ModelConfig, *, file: str, simulated: bool = False) -> nx.DiGr
     for name, pop in pops.items():
         where = f"populations.{name}"
         if pop.activation == "auto":
-            if pop.type != "interneuron":
+            if not model_of(pop).takes_nudging:
                 raise ConfigError(
                     f"activation auto takes the activation of the population that nudges an interneuron; {name!r} is "
-                    f"{'an input' if pop.type == 'input' else 'a pyramidal'} population: name its activation ("
+                    f"{_an(pop.type)} population: name its activation ("
                     f"{', '.join(ACTIVATIONS.names())})", file=file, path=f"{where}.activation")
         else:
             ACTIVATIONS.get(pop.activation, file=file, path=f"{where}.activation")
-        if pop.type == "interneuron" and pop.size is None and pop.shape is None:
+        if model_of(pop).takes_nudging and pop.size is None and pop.shape is None:
             raise ConfigError("an interneuron population needs size: auto (the size of the population that nudges it, "
                               "which it must equal) or that size as an integer", file=file, path=where)
         if pop.size is not None and pop.shape is not None:
             raise ConfigError("give either size or shape, not both", file=file, path=where)
         shaped_by_input = pop.channels is not None or any(
             p.target == name and (p.is_pool or p.connectivity == "embedding") for p in cfg.projections)
-        if pop.type == "pyramidal" and pop.size is None and pop.shape is None and not shaped_by_input:
-            raise ConfigError("a pyramidal population needs a size (an integer, or auto for the output), or "
+        model = model_of(pop)
+        if (not model.clamped and not model.takes_nudging and pop.size is None and pop.shape is None
+                and not shaped_by_input):
+            raise ConfigError(f"{_an(pop.type)} population needs a size (an integer, or auto for the output), or "
                               "channels when conv2d projections feed it", file=file, path=where)
-        if pop.channels is not None and (pop.size is not None or pop.type != "pyramidal"):
-            raise ConfigError("channels is for pyramidal populations fed by conv2d projections, without size "
+        if pop.channels is not None and (pop.size is not None or not model.spatial):
+            spatial = " or ".join(n for n, cls in _models().items() if cls.spatial)
+            raise ConfigError(f"channels is for {spatial} populations fed by conv2d projections, without size "
                               "(height and width follow from the input)", file=file, path=f"{where}.channels")
         if isinstance(pop.size, int) and pop.size <= 0:
             raise ConfigError(f"{pop.size} must be > 0", file=file, path=f"{where}.size")
@@ -90,7 +132,7 @@ def validate(cfg: ModelConfig, *, file: str, simulated: bool = False) -> nx.DiGr
                 raise ConfigError(
                     f"{end!r} is not a population; populations are {', '.join(pops)}", file=file, path=f"{where}.{key}"
                 )
-        if pops[proj.target].type == "input":
+        if model_of(pops[proj.target]).clamped:
             takers = ("; apical projections end on hidden pyramidal populations: "
                       + (", ".join(apical_takers(cfg)) or "this model has none")) if proj.compartment == "apical" else ""
             raise ConfigError(f"{proj.target!r} is an input population and cannot receive projections{takers}",
@@ -98,7 +140,7 @@ def validate(cfg: ModelConfig, *, file: str, simulated: bool = False) -> nx.DiGr
         if proj.source == proj.target and proj.kind != "recurrent":
             raise ConfigError(f"{proj.source!r} projects onto itself in the same time step; a self-projection needs "
                               "kind: recurrent (a one-step delay)", file=file, path=f"{where}.kind")
-        if proj.kind == "recurrent" and pops[proj.source].type == "input":
+        if proj.kind == "recurrent" and model_of(pops[proj.source]).clamped:
             raise ConfigError("a recurrent projection joins pyramidal populations; the input is clamped at every "
                               "time step", file=file, path=f"{where}.kind")
         check_circuit_projection(cfg, i, file=file)
@@ -115,7 +157,7 @@ def validate(cfg: ModelConfig, *, file: str, simulated: bool = False) -> nx.DiGr
         raise ConfigError(f"the feedforward projections form a cycle ({cycle}); a loop needs at least one "
                           "projection with kind: recurrent (a one-step delay)", file=file, path="projections")
     (source,) = inputs
-    sinks = [n for n in graph if ff.out_degree(n) == 0 and pops[n].type == "pyramidal"]
+    sinks = [n for n in graph if ff.out_degree(n) == 0 and model_of(pops[n]).offers_output]
     if len(sinks) != 1:
         raise ConfigError(
             f"exactly one pyramidal population must have no outgoing basal projection (the output), found "
@@ -133,11 +175,17 @@ def validate(cfg: ModelConfig, *, file: str, simulated: bool = False) -> nx.DiGr
                 f"{pop.activation!r} couples neurons and is only allowed on the output population {output!r}",
                 file=file, path=f"populations.{name}.activation",
             )
-        if pop.size == "auto" and name not in (source, output) and pop.type != "interneuron":
+        if pop.size == "auto" and name not in (source, output) and not model_of(pop).takes_nudging:
             raise ConfigError("size auto is only allowed on the input and output populations, and on interneurons",
                               file=file, path=f"populations.{name}.size")
     check_dynamics(cfg, ff, file=file, simulated=simulated)
     return graph
+
+
+def _models() -> dict:
+    from ..neurons import NEURONS
+
+    return {n: NEURONS.get(n) for n in NEURONS.names()}
 
 
 def is_circuit(cfg: ModelConfig) -> bool:
@@ -148,7 +196,7 @@ def is_circuit(cfg: ModelConfig) -> bool:
 def apical_takers(cfg: ModelConfig) -> list[str]:
     """The populations apical projections may end on: the hidden pyramidal ones (pyramidal with
     an outgoing basal projection)."""
-    return [n for n, p in cfg.populations.items() if p.type == "pyramidal" and any(
+    return [n for n, p in cfg.populations.items() if model_of(p).offers_apical and any(
         q.source == n and q.compartment == "basal" and q.kind == "feedforward" for q in cfg.projections)]
 
 
@@ -159,23 +207,24 @@ def check_circuit_projection(cfg: ModelConfig, i: int, *, file: str) -> None:
     proj, pops = cfg.projections[i], cfg.populations
     where = f"projections[{i}]"
     source, target = pops[proj.source].type, pops[proj.target].type
+    nudged = model_of(pops[proj.target]).takes_nudging
     if proj.compartment == "soma":
-        if target != "interneuron":
-            interneurons = [n for n, p in pops.items() if p.type == "interneuron"]
+        if not nudged:
+            interneurons = [n for n, p in pops.items() if model_of(p).takes_nudging]
             raise ConfigError(
-                f"{proj.target!r} is a {target} population; compartment: soma projections nudge interneurons (one to "
+                f"{proj.target!r} is {_an(target)} population; compartment: soma projections nudge interneurons (one to "
                 f"one, toward the population they predict): {', '.join(interneurons) or 'this model has none'}",
                 file=file, path=f"{where}.to")
-        if source != "pyramidal":
+        if not model_of(pops[proj.source]).offers_nudging:
             raise ConfigError(
-                f"{proj.source!r} is an {source} population; an interneuron is nudged by the pyramidal population it "
+                f"{proj.source!r} is {_an(source)} population; an interneuron is nudged by the pyramidal population it "
                 "predicts (the layer above), so the source of a compartment: soma projection is a pyramidal "
                 "population", file=file, path=f"{where}.from")
-    elif target == "interneuron" and proj.connectivity != "dense":
+    elif nudged and proj.connectivity != "dense":
         raise ConfigError(
             f"an interneuron's dendrite takes dense projections (its shape is that of the population that nudges "
             f"it); {proj.connectivity} is not allowed into {proj.target!r}", file=file, path=f"{where}.connectivity")
-    elif source == "interneuron" and proj.compartment == "basal":
+    elif model_of(pops[proj.source]).takes_nudging and proj.compartment == "basal":
         raise ConfigError(
             f"{proj.source!r} is an interneuron population; interneurons project onto the apical compartment of "
             "pyramidal populations (lateral input: write compartment: apical), not onto basal ones",
@@ -191,22 +240,23 @@ def check_circuit(cfg: ModelConfig, output: str, *, file: str) -> None:
         if proj.compartment != "apical":
             continue
         kind = pops[proj.target].type
-        if proj.target == output or kind != "pyramidal":
+        model = model_of(pops[proj.target])
+        if proj.target == output or not model.offers_apical:
             what = ("the output (its apical compartment holds the teacher)" if proj.target == output else
-                    f"an {kind} population" + (" (interneurons have a soma and a dendrite only)"
-                                               if kind == "interneuron" else ""))
+                    f"{_an(kind)} population" + (" (interneurons have a soma and a dendrite only)"
+                                                 if model.takes_nudging else ""))
             raise ConfigError(
                 f"{proj.target!r} has no apical compartment that takes projections: it is {what}; apical projections "
                 f"end on hidden pyramidal populations: {', '.join(apical_takers(cfg)) or 'this model has none'}",
                 file=file, path=f"projections[{i}].to")
     for name, pop in pops.items():
-        if pop.type != "interneuron":
+        if not model_of(pop).takes_nudging:
             continue
         nudging = [i for i, p in enumerate(cfg.projections) if p.target == name and p.compartment == "soma"]
         if not nudging:
             sources = {p.source for p in cfg.projections if p.target == name and p.compartment == "basal"}
             predicted = sorted({p.target for p in cfg.projections if p.source in sources and p.compartment == "basal"
-                                and pops[p.target].type == "pyramidal"})
+                                and model_of(pops[p.target]).offers_apical})
             above = predicted[0] if len(predicted) == 1 else "<the population it predicts>"
             raise ConfigError(
                 f"interneuron {name!r} has no nudging projection: an interneuron learns to predict the population "
@@ -267,19 +317,20 @@ def check_dynamics(cfg: ModelConfig, ff: nx.DiGraph, *, file: str, simulated: bo
     compartments (``simulated``: euler's), a static input, stability and enough steps."""
     dyn = cfg.dynamics
     pops = cfg.populations
+    every = [f.name for f in dataclasses.fields(CompartmentConfig)]
     for name, own in dyn.populations.items():
-        if name not in pops or pops[name].type == "input":
-            simulated_pops = [n for n, p in pops.items() if p.type != "input"]
-            kinds = "pyramidal or interneuron" if any(p.type == "interneuron" for p in pops.values()) else "pyramidal"
+        if name not in pops or not model_of(pops[name]).constants:
+            simulated_pops = [n for n, p in pops.items() if model_of(p).constants]
+            kinds = " or ".join(sorted({pops[n].type for n in simulated_pops})) or "simulated"
             raise ConfigError(f"{name!r} is not a {kinds} population; they are {', '.join(simulated_pops)}",
                               file=file, path=f"dynamics.populations.{name}")
         kind = pops[name].type
-        allowed = PYRAMIDAL_CONSTANTS if kind == "pyramidal" else INTERNEURON_CONSTANTS
-        for key in PYRAMIDAL_CONSTANTS + INTERNEURON_CONSTANTS[2:]:
+        allowed = model_of(pops[name]).constants
+        for key in every:
             if getattr(own, key) is not None and key not in allowed:
-                other = "interneurons" if kind == "pyramidal" else "pyramidal populations"
+                others = sorted({m for m, cls in _models().items() if key in cls.constants})
                 raise ConfigError(
-                    f"{key} is a constant of {other}; {name!r} is {'an interneuron' if kind == 'interneuron' else 'a pyramidal'} "
+                    f"{key} is a constant of {' and '.join(_plural(m) for m in others)}; {name!r} is {_an(kind)} "
                     f"population, whose constants are {', '.join(allowed)}", file=file,
                     path=f"dynamics.populations.{name}.{key}")
     if not simulated:
@@ -291,9 +342,9 @@ def check_dynamics(cfg: ModelConfig, ff: nx.DiGraph, *, file: str, simulated: bo
                 "simulation inside every step of a sequence is not implemented. Use mode: steady for recurrent "
                 f"networks (projections[{i}] is the recurrent one)", file=file, path="dynamics.mode")
     for name, pop in pops.items():
-        if pop.type == "input":
+        keys = model_of(pop).constants
+        if not keys:
             continue
-        keys = PYRAMIDAL_CONSTANTS if pop.type == "pyramidal" else INTERNEURON_CONSTANTS
         c = compartment_constants(dyn, name, keys)
         g = keys[1:]  # the conductances
         total = sum(c[k] for k in g)

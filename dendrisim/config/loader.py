@@ -289,10 +289,13 @@ def imply_learnable(config: "ModelConfig") -> "ModelConfig":
     true for a lateral one (from interneurons), so the resolved model file says what learns."""
     import dataclasses
 
+    from ..neurons import NEURONS
+
     pops = config.populations
     projections = tuple(
-        dataclasses.replace(p, learnable=pops[p.source].type != "pyramidal")
-        if p.compartment == "apical" and p.learnable is None and p.source in pops else p
+        dataclasses.replace(p, learnable=NEURONS.get(pops[p.source].type).apical_learns)
+        if p.compartment == "apical" and p.learnable is None and p.source in pops and pops[p.source].type in NEURONS
+        else p
         for p in config.projections)
     return dataclasses.replace(config, projections=projections)
 

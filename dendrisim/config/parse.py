@@ -170,8 +170,12 @@ def parse(cls: type, data: Any, *, file: str | None = None, path: str = "") -> A
         raise ConfigError(f"{brief(data)} is not a mapping", file=file, path=path or "<top level>")
     hints = typing.get_type_hints(cls)
     fields = [f for f in dataclasses.fields(cls) if f.init and not f.metadata.get("internal")]
-    known = {yaml_key(f): f for f in fields}
+    rest = next((f for f in fields if f.metadata.get("rest")), None)
+    known = {yaml_key(f): f for f in fields if f is not rest}
     unknown = [k for k in data if k not in known]
+    if rest is not None:  # the keys of the block that belong to someone else (a neuron model's), checked by it
+        data = {**{k: v for k, v in data.items() if k in known}, yaml_key(rest): {k: data[k] for k in unknown}}
+        known[yaml_key(rest)], unknown = rest, []
     if unknown:
         raise ConfigError(
             f"unknown key {brief(unknown[0])}; allowed keys are {', '.join(sorted(known))}",
@@ -196,11 +200,12 @@ def parse(cls: type, data: Any, *, file: str | None = None, path: str = "") -> A
 def unparse(obj: Any) -> Any:
     """The inverse of :func:`parse`: plain data that parses back to ``obj``."""
     if dataclasses.is_dataclass(obj):
-        return {
-            yaml_key(f): unparse(getattr(obj, f.name))
-            for f in dataclasses.fields(obj)
-            if f.init and not f.metadata.get("internal")
-        }
+        fields = [f for f in dataclasses.fields(obj) if f.init and not f.metadata.get("internal")]
+        data = {yaml_key(f): unparse(getattr(obj, f.name)) for f in fields if not f.metadata.get("rest")}
+        for f in fields:  # the other keys of the block, back beside the known ones
+            if f.metadata.get("rest"):
+                data.update(unparse(getattr(obj, f.name)))
+        return data
     if isinstance(obj, (list, tuple)):
         return [unparse(v) for v in obj]
     if isinstance(obj, dict):

@@ -29,9 +29,12 @@ def opt(default: Any = None, doc: str = "", **meta: Any) -> Any:
 
 @dataclass(frozen=True)
 class PopulationConfig:
-    type: Literal["input", "pyramidal", "interneuron"] = opt(
-        "pyramidal", "input (clamped data), pyramidal (soma, basal and apical compartments) or interneuron (soma and "
-                     "dendrite; nudged one to one by the population it predicts through a compartment: soma projection)")
+    type: str = opt(
+        "pyramidal", "the neuron model: input (clamped data), pyramidal (soma, basal and apical compartments), "
+                     "interneuron (soma and dendrite; nudged one to one by the population it predicts through a "
+                     "compartment: soma projection) or a model registered with dendrisim.register_neuron "
+                     "(dendrisim neurons lists them)", type_text="'input', 'pyramidal', 'interneuron' or a registered "
+                                                                 "neuron model")
     size: Optional[Size] = opt(None, "number of neurons, or auto (taken from the task; an interneuron population's from "
                                      "the population that nudges it)", le=MAX_NEURONS)
     shape: Optional[tuple[int, ...]] = opt(None, "shape of one sample, e.g. [1, 28, 28] (instead of size)")
@@ -40,6 +43,9 @@ class PopulationConfig:
         le=MAX_NEURONS)
     activation: str = opt("tanh", "tanh, sigmoid, relu, leaky_relu, linear or softmax (output only); interneurons also "
                                   "take auto: the activation of the population that nudges them")
+    options: dict[str, Any] = opt(
+        {}, "the other keys of the block: the neuron model's own options (dendrisim neurons NAME lists them), "
+            "checked by the model", rest=True)
 
 
 Pair = Union[int, tuple[int, ...]]

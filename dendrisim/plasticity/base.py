@@ -17,6 +17,7 @@ import networkx as nx
 import torch
 from torch import nn
 
+from ..config.graph import model_of
 from ..config.schema import opt, req
 from ..registry import Registry
 from .. import functional as Fn
@@ -111,8 +112,9 @@ class PlasticityRule(nn.Module):
         """None when the rule can govern the projection ``proj`` of a model whose populations
         are ``populations``; otherwise what it does govern, as a phrase for the error the
         builder raises (which names the file, the field and the rules that can). By default:
-        basal projections into pyramidal populations."""
-        if proj.compartment != "basal" or populations[proj.target].type != "pyramidal":
+        basal projections into populations whose apical compartment takes the rule's feedback
+        (the neuron model's ``offers_apical``: pyramidal ones)."""
+        if proj.compartment != "basal" or not model_of(populations[proj.target]).offers_apical:
             return "it governs basal projections into pyramidal populations"
         return None
 

@@ -60,6 +60,7 @@ from typing import Optional
 
 import torch
 
+from ..config.graph import model_of
 from ..config.schema import opt
 from .. import functional as Fn
 from ..errors import ConfigError
@@ -133,7 +134,8 @@ class MicrocircuitBasal(MicrocircuitRule):
 
     @classmethod
     def serves(cls, proj, populations) -> Optional[str]:
-        if proj.compartment != "basal" or populations[proj.target].type not in ("pyramidal", "interneuron"):
+        target = model_of(populations[proj.target])
+        if proj.compartment != "basal" or target.clamped or not target.constants:
             return ("it is the synapse model of basal projections into pyramidal and interneuron populations "
                     "(apical projections learn by mc_lateral from interneurons and by mc_topdown from pyramidal "
                     "populations)")
@@ -141,7 +143,7 @@ class MicrocircuitBasal(MicrocircuitRule):
 
     @classmethod
     def default_for(cls, proj, populations) -> bool:
-        return proj.compartment == "basal" and populations[proj.target].type == "interneuron"
+        return proj.compartment == "basal" and model_of(populations[proj.target]).takes_nudging
 
     @classmethod
     def check(cls, experiment, graph) -> None:
@@ -152,7 +154,7 @@ class MicrocircuitBasal(MicrocircuitRule):
         cfg = experiment.config
         for name, pop in cfg.populations.items():
             out = [p for p in cfg.projections if p.source == name and p.compartment == "basal"]
-            if pop.type != "pyramidal" or not out:
+            if not model_of(pop).offers_apical or not out:
                 continue  # not a hidden pyramidal population (the output's apical input is its teacher)
             if any(p.target == name and p.compartment == "apical" for p in cfg.projections):
                 continue
@@ -183,10 +185,12 @@ class LateralOptions(RuleOptions):
 
 
 class ApicalSynapses(MicrocircuitRule):
-    """A synapse model of apical projections from one type of population (``source_type``),
-    which it governs by default when the model names no rule for them."""
+    """A synapse model of apical projections from one kind of population (``lateral``: from
+    populations nudged by the one they predict, interneurons; otherwise top-down, from
+    populations with an apical compartment), which it governs by default when the model
+    names no rule for them."""
 
-    source_type: str = ""
+    lateral: bool = False
     #: what it is the synapse model of, for the error on a projection it does not serve
     served: str = ""
 
@@ -196,7 +200,8 @@ class ApicalSynapses(MicrocircuitRule):
 
     @classmethod
     def default_for(cls, proj, populations) -> bool:
-        return proj.compartment == "apical" and populations[proj.source].type == cls.source_type
+        source = model_of(populations[proj.source])
+        return proj.compartment == "apical" and (source.takes_nudging if cls.lateral else source.offers_apical)
 
 
 @RULES.register("mc_lateral")
@@ -205,7 +210,7 @@ class MicrocircuitLateral(ApicalSynapses):
     apical dendrite (``W.grad = (v_A − v_rest)ᵀ r_I / batch``)."""
 
     Options = LateralOptions
-    source_type = "interneuron"
+    lateral = True
     served = "interneuron -> apical projections"
 
     def compute_updates(self, network) -> None:
@@ -222,7 +227,7 @@ class MicrocircuitTopDown(ApicalSynapses):
     default): ``ΔW ∝ (f(u_post) − f(v̂_TD)) r_preᵀ / λ_post`` with ``v̂_TD = W r_pre (+ b)``,
     the top-down prediction of the target's soma."""
 
-    source_type = "pyramidal"
+    lateral = False
     served = "top-down apical projections from pyramidal populations"
 
     def compute_updates(self, network) -> None:

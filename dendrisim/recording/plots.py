@@ -25,11 +25,17 @@ from .reader import Recording
 Log = Callable[[str], None]
 #: the file formats :func:`plot_all` writes
 FORMATS = ("png", "pdf", "svg")
-#: what each population type has, in the order its panels are drawn: an interneuron's
-#: dendrite and nudging stand where a pyramidal neuron's basal and apical stand (the
-#: populations' ``recordable``; tests/test_plots.py holds the two equal)
-HAS = {"pyramidal": ("soma", "basal", "apical", "rate", "error"),
-       "interneuron": ("soma", "dendrite", "nudging", "rate", "error")}
+def has(kind: str) -> tuple[str, ...]:
+    """What a population of neuron model ``kind`` has, in the order its panels are drawn (the
+    model's declared ``variables``: an interneuron's dendrite and nudging stand where a
+    pyramidal neuron's basal and apical stand), from the shipped catalogue of built-in models
+    (no PyTorch) or, for a model registered in this process, the live registry; empty for a
+    model not known here."""
+    from ..commands import neuron_variables
+
+    return neuron_variables(kind)
+
+
 #: drawn in :func:`presentation_figure`: the potentials and the error, not the rate f(soma)
 PRESENTED = ("soma", "basal", "apical", "dendrite", "nudging", "error")
 
@@ -86,12 +92,11 @@ def run_title(rec: Recording) -> str:
 
 
 def _kind(rec: Recording, population: str) -> str:
-    """The population's type in the model file (recorded dendrite or nudging: an interneuron)."""
+    """The population's neuron model in the model file the recording carries."""
     spec = ((_model(rec).get("populations") or {}).get(population)) or {}
     if isinstance(spec, dict) and isinstance(spec.get("type"), str):
         return spec["type"]
-    recorded = rec.populations.get(population, [])
-    return "interneuron" if {"dendrite", "nudging"} & set(recorded) else "pyramidal"
+    return "pyramidal"  # the model file's default type
 
 
 def _recorded(rec: Recording) -> dict[str, list[str]]:
@@ -105,8 +110,8 @@ def _panels(rec: Recording, population: str, among: Optional[tuple[str, ...]] = 
             ) -> tuple[list[str], list[str]]:
     """(the variables recorded for the population, of ``among`` if given, in its type's order;
     ``population.variable`` of those its type has but the recording lacks)."""
-    recorded, has = rec.populations.get(population, []), HAS.get(_kind(rec, population), ())
-    order = [v for v in [*has, *sorted(set(recorded) - set(has))] if among is None or v in among]
+    recorded, declared = rec.populations.get(population, []), has(_kind(rec, population))
+    order = [v for v in [*declared, *sorted(set(recorded) - set(declared))] if among is None or v in among]
     return [v for v in order if v in recorded], [f"{population}.{v}" for v in order if v not in recorded]
 
 
