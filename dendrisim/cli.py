@@ -112,20 +112,7 @@ def main(argv: Optional[Sequence[str]] = None, *, prog: str = "simulate.py") -> 
                 summary = trainer.run()
             dist.close()
             return 0 if "stopped" not in summary else 1
-        for note in experiment.notes:
-            print(f"note: {note}", file=sys.stderr)
-        if dist.world > 1:
-            print(f"data parallel: {dist.world} ranks x batch {experiment.task.batch_size} "
-                  f"= global batch {dist.world * experiment.task.batch_size}", flush=True)
-        print(trainer.network.summary(), flush=True)
-        print(f"rule {experiment.rule.rule}, {trainer.steps_per_epoch} steps/epoch, device {trainer.device}", flush=True)
-        if experiment.config.dynamics.mode != "steady":
-            print(trainer.scheme.describe(trainer.network)[0], flush=True)
-        if trainer.recording_estimate is not None:
-            est = trainer.recording_estimate
-            print(f"recording: about {est['bytes'] / 2**20:.1f} MiB at most ({est['records']} records, "
-                  f"{est['weight_records']} projection records; budget {experiment.config.recording.max_gib} GiB)",
-                  flush=True)
+        _announce(trainer, dist)
         with graceful_stop(trainer):
             summary = trainer.run()
         dist.close()
@@ -143,6 +130,25 @@ def main(argv: Optional[Sequence[str]] = None, *, prog: str = "simulate.py") -> 
     if "stopped" in summary:
         return {"SIGTERM": 143, "SIGINT": 130}.get(summary["stopped"], 1)
     return 0
+
+
+def _announce(trainer, dist) -> None:
+    """What the main rank prints before training: notes, the network, the rule, the scheme, the recording."""
+    experiment = trainer.experiment
+    for note in experiment.notes:
+        print(f"note: {note}", file=sys.stderr)
+    if dist.world > 1:
+        print(f"data parallel: {dist.world} ranks x batch {experiment.task.batch_size} "
+              f"= global batch {dist.world * experiment.task.batch_size}", flush=True)
+    print(trainer.network.summary(), flush=True)
+    print(f"rule {experiment.rule.rule}, {trainer.steps_per_epoch} steps/epoch, device {trainer.device}", flush=True)
+    if experiment.config.dynamics.mode != "steady":
+        print(trainer.scheme.describe(trainer.network)[0], flush=True)
+    if trainer.recording_estimate is not None:
+        est = trainer.recording_estimate
+        print(f"recording: about {est['bytes'] / 2**20:.1f} MiB at most ({est['records']} records, "
+              f"{est['weight_records']} projection records; budget {experiment.config.recording.max_gib} GiB)",
+              flush=True)
 
 
 def _resumed_trainer(args, overrides: list[str], argv: list[str], *, dist, say):

@@ -83,21 +83,7 @@ class Network(nn.Module):
                 self.outgoing[proj.source].append(proj)
         #: whether the network is a microcircuit: it has apical or somatic projections
         self.circuit: bool = any(p.compartment != "basal" for p in self.projections.values())
-        # populations whose error something uses: an update of an incoming projection, or a
-        # population further down that needs it carried back (a frozen embedding's target does
-        # not); an interneuron's error only by its own learnable dendrite (it is never carried
-        # back), and the target of a learnable apical projection (its synapses learn from it)
-        self.needs_error: set[str] = {self.output_name}
-        self.needs_error |= {p.target for n in self.order for p in self.apical_in[n] if p.learnable}
-        changed = True
-        while changed:  # a fixed point: recurrent projections may point backwards in the order
-            changed = False
-            for name in self.order:
-                carried = name not in self._interneurons
-                if name not in self.needs_error and any(p.learnable or (carried and p.source in self.needs_error)
-                                                        for p in self.incoming[name]):
-                    self.needs_error.add(name)
-                    changed = True
+        self.needs_error: set[str] = self._needs_error()
         # recurrent networks unroll over time: strongly connected groups of populations
         # (joined by recurrent projections) step through time together; every other
         # population is computed for all time steps at once
@@ -111,14 +97,37 @@ class Network(nn.Module):
         #: length of the sequences the task trains on (recurrent networks; None for feedforward ones)
         self.time_steps: Optional[int] = time_steps if self.sequential else None
         #: recurrent networks: strongly connected groups in feedforward order, each with whether it loops
-        self.plan: list[tuple[list[str], bool]] = []
-        if self.sequential:
-            cond = nx.condensation(self.graph)
-            position = {n: i for i, n in enumerate(topo)}
-            for c in nx.topological_sort(cond):
-                members = sorted(cond.nodes[c]["members"], key=position.__getitem__)
-                if members != [self.input_name]:
-                    self.plan.append((members, len(members) > 1 or self.graph.has_edge(members[0], members[0])))
+        self.plan: list[tuple[list[str], bool]] = self._time_plan(topo) if self.sequential else []
+
+    def _needs_error(self) -> set[str]:
+        """The populations whose error something uses: an update of an incoming projection, or
+        a population further down that needs it carried back (a frozen embedding's target does
+        not); an interneuron's error only by its own learnable dendrite (it is never carried
+        back), and the target of a learnable apical projection (its synapses learn from it)."""
+        needs: set[str] = {self.output_name}
+        needs |= {p.target for n in self.order for p in self.apical_in[n] if p.learnable}
+        changed = True
+        while changed:  # a fixed point: recurrent projections may point backwards in the order
+            changed = False
+            for name in self.order:
+                carried = name not in self._interneurons
+                if name not in needs and any(p.learnable or (carried and p.source in needs)
+                                             for p in self.incoming[name]):
+                    needs.add(name)
+                    changed = True
+        return needs
+
+    def _time_plan(self, topo: list[str]) -> list[tuple[list[str], bool]]:
+        """Strongly connected groups of populations (joined by recurrent projections) in
+        feedforward order, each with whether it loops: they step through time together."""
+        plan = []
+        cond = nx.condensation(self.graph)
+        position = {n: i for i, n in enumerate(topo)}
+        for c in nx.topological_sort(cond):
+            members = sorted(cond.nodes[c]["members"], key=position.__getitem__)
+            if members != [self.input_name]:
+                plan.append((members, len(members) > 1 or self.graph.has_edge(members[0], members[0])))
+        return plan
 
     @property
     def input(self) -> InputPopulation:

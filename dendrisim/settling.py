@@ -373,85 +373,102 @@ def relax(network, rule: Rule, target: torch.Tensor) -> tuple[int, Optional[bool
     tolerance was met (None with tolerance 0). The top-down input is the raw feedback sum
     (no apical gain or clip), as pc defines it.
     """
-    o = rule.relaxation
-    out = network.output
-    hidden = list(network.hidden())
-    x = {pop.name: pop.soma.clone() for pop in hidden}
-    rates = {name: pop.rate for name, pop in network.populations.items() if name not in x}  # do not move
-    predicted = {name: _split_drive(network, name, set(x)) for name in [*x, out.name]}
-    feedback = {name: [(proj, rule.feedback_weight(network, proj), rule.feedback_gain(proj))
-                       for proj in network.outgoing[name]] for name in x}  # looked up once
-    # the populations each one's prediction moves with, and those its top-down input comes from
-    sources = {name: {proj.source for proj in rest if proj.source in x} for name, (_, rest) in predicted.items()}
-    targets = {name: {proj.target for proj, _, _ in terms} for name, terms in feedback.items()}
-    # quiet: hidden populations whose ε is exactly zero (x still the forward soma, its prediction
-    # still the forward basal, and soma = basal there): one whose targets are all quiet too gets
-    # a zero top-down input, so it stays put this step, and its rate and the predictions from it
-    # are the ones already computed (the errors spread down one population per step)
-    quiet = {pop.name for pop in hidden if pop.soma is pop.basal}
+    return _Relaxation(network, rule, target).run()
 
-    def predict(mu: dict, names) -> dict:
-        return dict(mu, **{name: basal_drive(predicted[name][1], rates, start=predicted[name][0])
-                           .reshape(-1, *network.populations[name].shape) for name in names})
 
-    def errors(mu: dict) -> dict:
+class _Relaxation:
+    """One presentation's relaxation (:func:`relax`): what stays put is looked up once, then
+    :meth:`run` moves the somata."""
+
+    def __init__(self, network, rule: Rule, target: torch.Tensor):
+        self.network, self.target, self.o = network, target, rule.relaxation
+        self.out = out = network.output
+        self.hidden = hidden = list(network.hidden())
+        self.x = x = {pop.name: pop.soma.clone() for pop in hidden}
+        self.rates = {name: pop.rate for name, pop in network.populations.items() if name not in x}  # do not move
+        self.predicted = predicted = {name: _split_drive(network, name, set(x)) for name in [*x, out.name]}
+        self.feedback = {name: [(proj, rule.feedback_weight(network, proj), rule.feedback_gain(proj))
+                                for proj in network.outgoing[name]] for name in x}  # looked up once
+        # the populations each one's prediction moves with, and those its top-down input comes from
+        self.sources = {name: {proj.source for proj in rest if proj.source in x}
+                        for name, (_, rest) in predicted.items()}
+        self.targets = {name: {proj.target for proj, _, _ in terms} for name, terms in self.feedback.items()}
+        # quiet: hidden populations whose ε is exactly zero (x still the forward soma, its prediction
+        # still the forward basal, and soma = basal there): one whose targets are all quiet too gets
+        # a zero top-down input, so it stays put this step, and its rate and the predictions from it
+        # are the ones already computed (the errors spread down one population per step)
+        self.quiet = {pop.name for pop in hidden if pop.soma is pop.basal}
+        # x is the forward pass's soma: its rates and predictions are the forward pass's
+        self.rates.update((pop.name, pop.rate) for pop in hidden)
+        self.mu = {name: network.populations[name].basal for name in predicted}
+
+    def predict(self, names) -> None:
+        predicted, rates = self.predicted, self.rates
+        self.mu = dict(self.mu, **{name: basal_drive(predicted[name][1], rates, start=predicted[name][0])
+                                   .reshape(-1, *self.network.populations[name].shape) for name in names})
+
+    def errors(self) -> dict:
+        out, mu, o = self.out, self.mu, self.o
         out.soma = out.basal = mu[out.name]
         out.rate = out.activation.f(out.soma)
-        out.apical = target - out.rate
+        out.apical = self.target - out.rate
         eps = output_error(out)
         eps = {out.name: eps if o.error_scale == 1.0 else eps * o.error_scale}
-        for name in x:
-            eps[name] = x[name] - mu[name]
+        for name in self.x:
+            eps[name] = self.x[name] - mu[name]
         return eps
 
-    def top_down(name: str, eps: dict) -> torch.Tensor:
-        return apical_sum([(proj, eps[proj.target], fb, gain) for proj, fb, gain in feedback[name]])
+    def top_down(self, name: str, eps: dict) -> torch.Tensor:
+        return apical_sum([(proj, eps[proj.target], fb, gain) for proj, fb, gain in self.feedback[name]])
 
-    def after(moved: set) -> None:
+    def after(self, moved: set) -> None:
         """Recompute the rates of the populations that ``moved`` and the predictions from them."""
-        nonlocal mu
-        for pop in hidden:
+        for pop in self.hidden:
             if pop.name in moved:
-                rates[pop.name] = pop.activation.f(x[pop.name])
-        mu = predict(mu, [name for name in predicted if sources[name] & moved])
+                self.rates[pop.name] = pop.activation.f(self.x[pop.name])
+        self.predict([name for name in self.predicted if self.sources[name] & moved])
 
-    # x is the forward pass's soma: its rates and predictions are the forward pass's
-    rates.update((pop.name, pop.rate) for pop in hidden)
-    mu = {name: network.populations[name].basal for name in predicted}
-    steps, converged, moved = 0, None, set()
-    for steps in range(1, o.steps + 1):
-        if moved:
-            after(moved)
-        eps = errors(mu)
+    def step(self, eps: dict) -> tuple[set, list]:
+        """Every hidden soma that can move one step; the moved ones and their ``aminmax`` (with a tolerance)."""
+        x, quiet, targets, rates, o = self.x, self.quiet, self.targets, self.rates, self.o
         moved, extremes = set(), []
-        for pop in hidden:
+        for pop in self.hidden:
             name = pop.name
             if name in quiet and targets[name] <= quiet:
                 continue  # ε and the top-down input are exactly zero: Δx = 0
-            dx = pop.activation.df(x[name], rates[name]).mul_(top_down(name, eps)).sub_(eps[name])
+            dx = pop.activation.df(x[name], rates[name]).mul_(self.top_down(name, eps)).sub_(eps[name])
             x[name].add_(dx, alpha=o.rate)
             moved.add(name)
             if o.tolerance:
                 extremes.extend(torch.aminmax(dx))  # max |Δx| is the larger |extreme|: one pass, no abs
         quiet -= moved
-        quiet -= {name for name in quiet if sources[name] & moved}
-        if o.tolerance:
-            # one host sync per step for every population together (a NaN never converges)
-            change = float(torch.stack(extremes).abs_().max()) * o.rate if extremes else 0.0
-            if change < o.tolerance:
-                converged = True
-                break
-    else:
-        converged = False if o.tolerance else None
-    after(moved)
-    eps = errors(mu)
-    out.error = eps[out.name]
-    for pop in hidden:
-        name = pop.name
-        pop.soma, pop.basal, pop.rate = x[name], mu[name], rates[name]
-        pop.apical = top_down(name, eps)
-        pop.error = eps[name]
-    return steps, converged
+        quiet -= {name for name in quiet if self.sources[name] & moved}
+        return moved, extremes
+
+    def run(self) -> tuple[int, Optional[bool]]:
+        o = self.o
+        steps, converged, moved = 0, None, set()
+        for steps in range(1, o.steps + 1):
+            if moved:
+                self.after(moved)
+            moved, extremes = self.step(self.errors())
+            if o.tolerance:
+                # one host sync per step for every population together (a NaN never converges)
+                change = float(torch.stack(extremes).abs_().max()) * o.rate if extremes else 0.0
+                if change < o.tolerance:
+                    converged = True
+                    break
+        else:
+            converged = False if o.tolerance else None
+        self.after(moved)
+        eps = self.errors()
+        self.out.error = eps[self.out.name]
+        for pop in self.hidden:
+            name = pop.name
+            pop.soma, pop.basal, pop.rate = self.x[name], self.mu[name], self.rates[name]
+            pop.apical = self.top_down(name, eps)
+            pop.error = eps[name]
+        return steps, converged
 
 
 def _split_drive(network, name: str, moving: set) -> tuple[Optional[torch.Tensor], list]:

@@ -72,11 +72,10 @@ def check_models(cfg: ModelConfig, *, file: str) -> None:
 
 def validate(cfg: ModelConfig, *, file: str, simulated: bool = False) -> nx.DiGraph:
     """Check names, endpoints, acyclicity, sizes, activations and the dynamics block against
-    the graph (everything that needs no registry but the model's own: activations and
-    initialisers); return the graph. ``simulated``: whether the settling scheme the file
-    names simulates the compartments in time (the builder asks the scheme)."""
+    the graph (everything that needs no registry but the model's own: neuron models,
+    activations and initialisers); return the graph. ``simulated``: whether the settling
+    scheme the file names simulates the compartments in time (the builder asks the scheme)."""
     from ..activations import ACTIVATIONS
-    from ..init import resolve_init
 
     check_names(cfg, file=file)
     pops = cfg.populations
@@ -89,6 +88,46 @@ def validate(cfg: ModelConfig, *, file: str, simulated: bool = False) -> nx.DiGr
             f"exactly one population must have type input, found {len(inputs)} ({', '.join(inputs) or 'none'})",
             file=file, path="populations",
         )
+    _check_populations(cfg, file=file)
+    _check_projections(cfg, file=file)
+    graph = build_graph(cfg)
+    ff = feedforward_graph(graph)
+    if not nx.is_directed_acyclic_graph(ff):
+        edges = nx.find_cycle(ff)
+        cycle = " -> ".join(u for u, _ in edges) + f" -> {edges[0][0]}"
+        raise ConfigError(f"the feedforward projections form a cycle ({cycle}); a loop needs at least one "
+                          "projection with kind: recurrent (a one-step delay)", file=file, path="projections")
+    (source,) = inputs
+    sinks = [n for n in graph if ff.out_degree(n) == 0 and model_of(pops[n]).offers_output]
+    if len(sinks) != 1:
+        raise ConfigError(
+            f"exactly one pyramidal population must have no outgoing basal projection (the output), found "
+            f"{len(sinks)} ({', '.join(sinks) or 'none'})", file=file, path="projections",
+        )
+    (output,) = sinks
+    check_circuit(cfg, output, file=file)
+    for name, pop in pops.items():
+        if name != source and not nx.has_path(graph, source, name):
+            raise ConfigError(f"{name!r} is not reached from the input {source!r}", file=file, path=f"populations.{name}")
+        if name != output and not nx.has_path(graph, name, output):
+            raise ConfigError(f"{name!r} does not lead to the output {output!r}", file=file, path=f"populations.{name}")
+        if pop.activation != "auto" and not ACTIVATIONS.get(pop.activation).elementwise and name != output:
+            raise ConfigError(
+                f"{pop.activation!r} couples neurons and is only allowed on the output population {output!r}",
+                file=file, path=f"populations.{name}.activation",
+            )
+        if pop.size == "auto" and name not in (source, output) and not model_of(pop).takes_nudging:
+            raise ConfigError("size auto is only allowed on the input and output populations, and on interneurons",
+                              file=file, path=f"populations.{name}.size")
+    check_dynamics(cfg, ff, file=file, simulated=simulated)
+    return graph
+
+
+def _check_populations(cfg: ModelConfig, *, file: str) -> None:
+    """Each population on its own: its activation, its size, shape or channels against its model."""
+    from ..activations import ACTIVATIONS
+
+    pops = cfg.populations
     for name, pop in pops.items():
         where = f"populations.{name}"
         if pop.activation == "auto":
@@ -124,6 +163,13 @@ def validate(cfg: ModelConfig, *, file: str, simulated: bool = False) -> nx.DiGr
             raise ConfigError(f"{brief(list(pop.shape))} holds more than {MAX_NEURONS:,} neurons, the most a population "
                               "may have", file=file, path=f"{where}.shape")
 
+
+
+def _check_projections(cfg: ModelConfig, *, file: str) -> None:
+    """Each projection: its ends exist and can take it, no same-step self-loop, no duplicate, its init."""
+    from ..init import resolve_init
+
+    pops = cfg.populations
     seen = set()
     for i, proj in enumerate(cfg.projections):
         where = f"projections[{i}]"
@@ -149,37 +195,6 @@ def validate(cfg: ModelConfig, *, file: str, simulated: bool = False) -> nx.DiGr
         seen.add(proj.name)
         resolve_init(proj.init, file=file, path=f"{where}.init")
 
-    graph = build_graph(cfg)
-    ff = feedforward_graph(graph)
-    if not nx.is_directed_acyclic_graph(ff):
-        edges = nx.find_cycle(ff)
-        cycle = " -> ".join(u for u, _ in edges) + f" -> {edges[0][0]}"
-        raise ConfigError(f"the feedforward projections form a cycle ({cycle}); a loop needs at least one "
-                          "projection with kind: recurrent (a one-step delay)", file=file, path="projections")
-    (source,) = inputs
-    sinks = [n for n in graph if ff.out_degree(n) == 0 and model_of(pops[n]).offers_output]
-    if len(sinks) != 1:
-        raise ConfigError(
-            f"exactly one pyramidal population must have no outgoing basal projection (the output), found "
-            f"{len(sinks)} ({', '.join(sinks) or 'none'})", file=file, path="projections",
-        )
-    (output,) = sinks
-    check_circuit(cfg, output, file=file)
-    for name, pop in pops.items():
-        if name != source and not nx.has_path(graph, source, name):
-            raise ConfigError(f"{name!r} is not reached from the input {source!r}", file=file, path=f"populations.{name}")
-        if name != output and not nx.has_path(graph, name, output):
-            raise ConfigError(f"{name!r} does not lead to the output {output!r}", file=file, path=f"populations.{name}")
-        if pop.activation != "auto" and not ACTIVATIONS.get(pop.activation).elementwise and name != output:
-            raise ConfigError(
-                f"{pop.activation!r} couples neurons and is only allowed on the output population {output!r}",
-                file=file, path=f"populations.{name}.activation",
-            )
-        if pop.size == "auto" and name not in (source, output) and not model_of(pop).takes_nudging:
-            raise ConfigError("size auto is only allowed on the input and output populations, and on interneurons",
-                              file=file, path=f"populations.{name}.size")
-    check_dynamics(cfg, ff, file=file, simulated=simulated)
-    return graph
 
 
 def _models() -> dict:
