@@ -128,7 +128,7 @@ def estimate(experiment, network, rule, *, train_samples: int, trace_steps: Opti
     """Bytes each part of a run holds (see the module's docstring), from its ``network`` and
     ``rule`` (built on the ``meta`` device, say), the size of the training split, and the
     states of a presentation the settling scheme keeps in a record (``trace_steps``)."""
-    from .recording.recorder import estimate_bytes
+    from .recording.plan import estimate_bytes
 
     options, cfg = experiment.task, experiment.config
     params = list(network.parameters())

@@ -5,14 +5,19 @@ and its own learning rates (:class:`~dendrisim.config.schema.PhaseConfig`). Ever
 is a pure function of the model file's phases and an epoch number, so the phase of a run is
 known from its checkpointed epoch alone: phases survive stop and resume with nothing new in
 the checkpoint. Without phases every function answers as for one phase that never ends
-(index 0, no name).
+(index 0, no name). :class:`Phases` applies them to a trainer's optimizer: each phase's learning
+rates, and the tensors whose updates it drops.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
+
+import torch
 
 from .config.schema import PhaseConfig, TrainingConfig
+from .errors import ConfigError
+from .optim import phase_rates
 
 
 def phase_name(phase: PhaseConfig, index: int) -> str:
@@ -62,6 +67,16 @@ def with_total_epochs(training: TrainingConfig, epochs: int) -> TrainingConfig:
     return dataclasses.replace(training, epochs=epochs, phases=phases)
 
 
+def extended(training: TrainingConfig, epochs: int, *, log: Callable[[str], None]) -> TrainingConfig:
+    """:func:`with_total_epochs`, and a line to ``log`` when the last phase's epochs change."""
+    changed = with_total_epochs(training, epochs)
+    if changed.phases and changed.phases[-1].epochs != training.phases[-1].epochs:
+        last = len(changed.phases) - 1
+        log(f"training.phases: the last phase ({phase_name(changed.phases[-1], last)}) now runs "
+            f"{changed.phases[-1].epochs} epochs, to epoch {epochs} (more epochs extend the last phase)")
+    return changed
+
+
 def resumable_phase_keys(training: TrainingConfig) -> tuple[str, ...]:
     """The keys of ``training.phases`` that a resumed run may change: the last phase's epochs
     (``training.phases.<last>.epochs``, as :func:`~dendrisim.observers.checkpoints.config_diff`
@@ -95,3 +110,67 @@ def describe(phases: Sequence[PhaseConfig], index: int, learnable: Sequence[str]
     if phase.lr_scale:
         parts.append("lr_scale " + ", ".join(f"{k} {v:g}" for k, v in phase.lr_scale.items()))
     return ", ".join(parts)
+
+
+def check_learnable(phases: Sequence[PhaseConfig], network, *, file) -> None:
+    """Every projection a phase names is a learnable one of ``network`` (the loader says so
+    first, with the file; this guards experiments built another way)."""
+    learnable = [p.name for p in network.learnable_projections()]
+    for i, phase in enumerate(phases):
+        for key, names in (("learn", phase.learn or ()), ("lr_scale", phase.lr_scale)):
+            for name in names:
+                if name not in learnable:
+                    raise ConfigError(f"{name!r} is not a learnable projection; the learnable projections are "
+                                      f"{', '.join(learnable) or 'none'}", file=file,
+                                      path=f"training.phases[{i}].{key}")
+
+
+class Phases:
+    """A trainer's phases applied to its optimizer: the phase it last entered (:attr:`entered`)
+    and the tensors whose updates that phase drops (:attr:`frozen`). ``network``, ``rule``,
+    ``optimizer`` and ``scheduler`` are the trainer's own."""
+
+    def __init__(self, network, rule, optimizer: torch.optim.Optimizer, scheduler):
+        self.network, self.rule, self.optimizer, self.scheduler = network, rule, optimizer, scheduler
+        #: the phase whose learning rates and frozen projections the optimizer holds (None: none yet)
+        self.entered: Optional[int] = None
+        self.frozen: list[torch.Tensor] = []  # tensors whose update is dropped in this phase
+
+    def enter(self, phases: Sequence[PhaseConfig], index: int, *, lr: float, log: Callable[[str], None]) -> None:
+        """Set the optimizer for phase ``index``: each group's base learning rate ((phase.lr or
+        optimizer.lr) x the group's multiplier in this phase), under the schedule where it stands,
+        and the tensors whose updates this phase drops. Recomputed from the phase alone, so a
+        resumed run gets the same values; logs the phase's line."""
+        optimizer, scheduler = self.optimizer, self.scheduler
+        rates = phase_rates(self.network, self.rule, lr, phases, index)
+        if len(rates) != len(optimizer.param_groups):
+            raise RuntimeError(f"phase {index}: {len(rates)} learning rates for {len(optimizer.param_groups)} "
+                               "param groups (the optimizer was not built with the run's phases)")
+        for i, (group, rate) in enumerate(zip(optimizer.param_groups, rates)):
+            # what LambdaLR computes at its step: base_lr x factor(step)
+            scheduler.base_lrs[i] = group["initial_lr"] = rate
+            group["lr"] = rate * scheduler.lr_lambdas[i](scheduler.last_epoch)
+        scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
+        self.frozen = self.frozen_tensors(phases[index])
+        self.entered = index
+        log(describe(phases, index, [p.name for p in self.network.learnable_projections()]))
+
+    def frozen_tensors(self, phase: PhaseConfig) -> list[torch.Tensor]:
+        """What does not learn in ``phase``: the parameters of every projection outside its
+        ``learn`` list and the rule's feedback weights of those projections (fa/kp's B, dll's θ)
+        when the optimizer updates them."""
+        if phase.learn is None:
+            return []
+        learned = {id(p) for group in self.optimizer.param_groups for p in group["params"]}
+        frozen = []
+        for proj in self.network.learnable_projections():
+            if learns(phase, proj.name):
+                continue
+            frozen += proj.parameters_to_learn()
+            try:
+                feedback = self.rule.feedback_weight(self.network, proj)
+            except NotImplementedError:
+                feedback = None
+            if feedback is not None and id(feedback) in learned:
+                frozen.append(feedback)
+        return frozen

@@ -70,7 +70,7 @@ def main() -> int:
     exp = load_experiment(args.model, [block % (args.every, args.samples, pops),
                                        f"training.max_steps_per_epoch={min(args.steps, 100)}"])
     tr = Trainer(exp, RunOptions(data_root=args.data_root, progress=False, log=lambda s: None))
-    from dendrisim.recording import recorder as recorder_module
+    from dendrisim.recording import layout as layout_module
 
     with tempfile.TemporaryDirectory() as tmp:
         tr._open_recorder(Path(tmp))
@@ -78,11 +78,11 @@ def main() -> int:
         bare = None
         if args.checksum:  # the same recorder without checksums, in a folder of its own
             (Path(tmp) / "bare").mkdir()
-            recorder_module.FLETCHER32 = False
+            layout_module.FLETCHER32 = False
             try:
                 tr._open_recorder(Path(tmp) / "bare")
             finally:
-                recorder_module.FLETCHER32 = True
+                layout_module.FLETCHER32 = True
             bare = tr.recorder
             tr.recorder = bare
             run_steps(tr, 50)

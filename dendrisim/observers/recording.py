@@ -14,7 +14,7 @@ def check_recording(experiment, network, rule, *, steps_per_epoch: int, epochs: 
                     trace_steps: Optional[list[int]] = None, notes: Optional[list[str]] = None) -> dict:
     """Check the recording block (names, size budget); return the size estimate. What the
     rule cannot provide is left out, one line each appended to ``notes``."""
-    from ..recording.recorder import estimate_bytes, selection
+    from ..recording.plan import estimate_bytes, selection
 
     rec = experiment.config.recording
     selection(rec, network, rule, file=experiment.file, notes=notes)
