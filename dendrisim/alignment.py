@@ -21,7 +21,7 @@ import math
 
 import torch
 
-from .settling import SteadyState, presenting, updates
+from .settling import SteadyState
 from .plasticity.rules import Backprop
 
 MEASURES = ("update_angle", "update_norm_ratio", "feedback_angle")
@@ -55,19 +55,24 @@ class AlignmentProbe:
         self.names = [p.name for p in feedforward(network) if p.learnable]
 
     def measure(self) -> dict[str, dict[str, float]]:
+        """The measures of every measured projection. Measuring changes nothing of the run: the
+        probe presents through the scheme's own call, on states of its own, and draws nothing
+        from the run's random generators (a stochastic rule's noise included), so a run is
+        bit for bit the same with the probe on and off; the clip counters are restored."""
         net, rule = self.network, self.rule
         clips = {k: v.clone() for k, v in rule.clip_counts.items()}  # the probe must not count
-        with torch.no_grad():
-            net(self.x)
-            self.scheme.present(net, rule, self.t)
+        last = net.last_state
+        devices = [self.x.device] if self.x.device.type == "cuda" else []
+        with torch.no_grad(), torch.random.fork_rng(devices=devices):
+            self.scheme.present(net, rule, self.t, state=net.free_state(self.x))
             measured = [net.projections[name] for name in self.names]
             ours = {p.name: p.weight.grad.clone() for p in measured}
-            # exact backprop by the sweep, from the free state (simulated compartments moved the somata)
-            if self.scheme.trace_steps is not None:
-                net(self.x)
-            with presenting(net, self.t):  # the sweep's own steps: present() refuses a circuit as a whole
-                self.sweep.settle(net, self.backprop, net.target)
-                updates(net, self.backprop)
+            # exact backprop by the sweep, from a free state of its own (the scheme moved the somata);
+            # the sweep's own steps: present() refuses a circuit as a whole
+            state = net.free_state(self.x)
+            state.target = self.t.view_as(state.output.rate)
+            self.sweep.settle(net, self.backprop, state)
+            self.backprop.compute_updates(net, state)
             out = {}
             for proj in measured:
                 exact = proj.weight.grad
@@ -81,4 +86,5 @@ class AlignmentProbe:
                 out[proj.name] = values
         for k, v in clips.items():
             rule.clip_counts[k].copy_(v)
+        net.last_state = last
         return {name: dict(zip(MEASURES, v.tolist())) for name, v in out.items()}

@@ -133,8 +133,8 @@ class Trainer(_LoopTrainer):
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> float:
         """One training step on the batch ``(x, y)`` (as the task stores samples and labels:
-        images and class ids, say); returns the batch's loss before the update. The network
-        keeps every compartment of the step for inspection (``trainer.network``). A batch
+        images and class ids, say); returns the batch's loss before the update. The step's
+        state, every population's compartments and the target, is :attr:`last_state`. A batch
         of the wrong shape, dtype or label range, or holding NaN/Inf, is a ValueError
         naming what is expected. Observers added with :meth:`observe` see the step (with
         ``step.epoch`` None); the trainer's own, which keep the run's files, do not."""
@@ -142,6 +142,13 @@ class Trainer(_LoopTrainer):
         step = self.train_step(x, y, on_error=lambda err: ValueError(
             f"Trainer.step: the batch does not fit the network ({_first_line(err)}); expected {self._expected()}"))
         return step.metrics()["loss"]
+
+    @property
+    def last_state(self):
+        """The state of the last presentation (:class:`dendrisim.state.State`): every
+        population's compartments at the end of the last step, ``last_state["h1"].apical``,
+        and its ``target``; None before the first step."""
+        return self.network.last_state
 
     def evaluate(self, split: Union[str, Split] = "test") -> dict[str, float]:
         """The metrics of a split: ``"train"``, ``"val"`` or ``"test"`` (or a :class:`~dendrisim.tasks.base.Split`)."""

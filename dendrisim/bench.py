@@ -137,8 +137,7 @@ def rule_step(exp, rule: str, x, y, device, *, outputs: int = 10):
 
     def step():
         with torch.no_grad():
-            net(x)
-            scheme.present(net, r, t)
+            scheme.present(net, r, t, state=net.free_state(x))
             opt.step()
 
     step.rule, step.scheme = r, scheme
@@ -172,12 +171,12 @@ def op_floor(net: Network, rule: str, x: torch.Tensor, device, *, repeats: int) 
     every projection's drive, its weight update, the error carried back to a hidden source
     and (dll) the feedback update; element-wise work and the optimizer are left out."""
     with torch.no_grad():
-        net(x)
+        state = net.free_state(x)
     hidden = {p.name for p in net.hidden()}
     total = 0.0
     for proj in net.projections.values():
-        r = net.populations[proj.source].rate
-        post = net.populations[proj.target].rate
+        r = state[proj.source].rate
+        post = state[proj.target].rate
         delta = torch.randn_like(post)
         fb = proj.transported()
         ops = [lambda: proj.drive(r)]
@@ -287,8 +286,7 @@ def rnn_rows(model_file: str, device: torch.device, batch: int, kw: dict, *, voc
 
         def step(net=net, r=r, opt=opt, t=t, scheme=scheme):
             with torch.no_grad():
-                net(x)
-                scheme.present(net, r, t)
+                scheme.present(net, r, t, state=net.free_state(x))
                 opt.step()
 
         rows[rule] = {"s": timed(step, device, **kw), "rule": rule, "net": net}
@@ -408,38 +406,39 @@ def dynamics_rows(model_file: str, device: torch.device, batch: int, kw: dict, *
         r = step.rule
         t = torch.eye(outputs, device=device)[y]
         with torch.no_grad():
-            net(x)
+            state = net.free_state(x)
             if circuit:
-                step.scheme.present(net, r, t)  # a teacher's errors in every compartment
+                step.scheme.present(net, r, t, state=state)  # a teacher's errors in every compartment
             else:
-                SteadyState(dyn).settle(net, r, t)  # errors everywhere, so the feedback pass does its real work
+                state.target = t  # errors everywhere, so the feedback pass does its real work
+                SteadyState(dyn).settle(net, r, state)
         hidden = list(net.hidden())
         explicit = [proj for name in net.populations for proj in (*net.apical_in[name], *net.somatic_in[name])]
 
         def forward():
             with torch.no_grad():
-                net(x)
+                net.free_state(x)
 
         def feedback():
             with torch.no_grad():
                 for pop in hidden:
-                    r.top_down(net, pop)
+                    r.top_down(net, pop, state)
                 for proj in explicit:  # a circuit's top-down, lateral and nudging projections
-                    proj.drive(getattr(net.populations[proj.source], proj.reads))
+                    proj.drive(getattr(state[proj.source], proj.reads))
 
         from_input = [p for p in net.projections.values() if p.source == net.input_name]
 
         def input_drive():
             with torch.no_grad():
                 for proj in from_input:
-                    proj.drive(net.input.rate)
+                    proj.drive(state.input)
 
         def forward_rest():  # the forward pass's work above the input's drive
             with torch.no_grad():
                 for pop in net.simulated():
-                    drives = [p.drive(net.populations[p.source].rate) for p in net.incoming[pop.name]
+                    drives = [p.drive(state[p.source].rate) for p in net.incoming[pop.name]
                               if p.source != net.input_name]
-                    pop.activation.f(sum(drives[1:], drives[0]) if drives else pop.basal)
+                    pop.activation.f(sum(drives[1:], drives[0]) if drives else state[pop.name].basal)
 
         # interleaved rounds (a block of euler steps, then a block of passes), so that the
         # machine's load drifts under both alike; the ratio is the median of the rounds'
@@ -471,10 +470,10 @@ def _data_shape(exp, data_root: Optional[str] = None) -> tuple[tuple[int, ...], 
         return (1, 28, 28), 10
 
 
-def _present(scheme, net: Network, rule, target: torch.Tensor) -> None:
-    """One presentation of the batch already in ``net`` (settle, updates into ``.grad``) under
+def _present(scheme, net: Network, rule, target: torch.Tensor, state) -> None:
+    """One presentation of the free ``state`` of a batch (settle, updates into ``.grad``) under
     the experiment's settling scheme: the only call of the ``--pc`` rows that runs one."""
-    scheme.present(net, rule, target)
+    scheme.present(net, rule, target, state=state)
 
 
 def pc_floor_shapes(net: Network, batch: int) -> dict[str, dict[tuple[int, int, int], int]]:
@@ -539,8 +538,7 @@ def pc_rows(model_file: str, device: torch.device, batch: int, kw: dict, *, infe
 
         def step(net=net, rule=rule, opt=opt, scheme=scheme):
             with torch.no_grad():
-                net(x)
-                _present(scheme, net, rule, t)
+                _present(scheme, net, rule, t, net.free_state(x))
                 opt.step()
 
         groups = pc_floor_shapes(net, batch)

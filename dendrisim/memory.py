@@ -9,9 +9,10 @@ with shapes but no storage):
 - ``feedback``: the rule's own tensors (feedback weights);
 - ``optimizer``: an update per learnable value plus the optimizer's state (Adam: two
   moments; momentum: one);
-- ``compartments``: soma, basal, apical, rate and error of every population (an
-  interneuron's soma, dendrite, nudging, rate and error) at the batch
-  size (over the sequence for recurrent networks), and the input;
+- ``compartments``: what each neuron model declares a neuron holds
+  (``bytes_per_neuron``: a pyramidal neuron's soma, basal, apical, rate and error, an
+  interneuron's soma, dendrite, nudging, rate and error, the input's rate) at the batch size
+  (over the sequence for recurrent networks);
 - ``selection``: with ``training.select_best`` (model selection keeps the best epoch's
   weights, :mod:`dendrisim.observers.selection`), two copies of the network's and the
   rule's state: the best epoch's, and at the end of the run the last epoch's, set aside
@@ -138,12 +139,12 @@ def estimate(experiment, network, rule, *, train_samples: int, trace_steps: Opti
     learnable += sum(t.numel() for t in own if t.requires_grad)
     batch = options.batch_size
     steps = network.time_steps or 1
-    neurons = sum(math.prod(p.shape) for p in network.simulated())  # interneurons too
     parts = {
         "weights": sum(p.numel() for p in params) * FLOAT,
         "feedback": rule_values * FLOAT,
         "optimizer": learnable * (1 + OPTIMIZER_STATE.get(cfg.optimizer.type, 2)) * FLOAT,
-        "compartments": (5 * neurons + math.prod(network.input.shape)) * batch * steps * FLOAT,
+        # each neuron model says what a neuron of it holds (pyramidal: five values, the input one)
+        "compartments": sum(p.bytes_per_neuron(FLOAT) * p.size for p in network.populations.values()) * batch * steps,
         "selection": 2 * (state_values(network) + rule_values) * FLOAT if cfg.training.select_best else 0,
         "recording": 0,
         "dataset": 0,

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import contextlib
+import warnings
+import weakref
 from typing import Iterator, Mapping, Optional
 
 import networkx as nx
@@ -15,6 +17,7 @@ from .init import resolve_init
 from .neurons import NEURONS, InputPopulation, InterneuronPopulation, PyramidalPopulation
 from .neurons.interneuron import interneuron_activation, interneuron_constants  # noqa: F401 - their old home
 from .projections import CONNECTIVITY, Projection, basal_drive
+from .state import State
 
 class Network(nn.Module):
     """Populations and projections (ModuleDicts), the graph, and the feedforward order.
@@ -31,8 +34,16 @@ class Network(nn.Module):
     which the settling scheme sums (``dendrisim.projections.explicit_drive``).
     """
 
-    #: the output's target during a presentation (set and cleared by the settling scheme), None otherwise
-    target: Optional[torch.Tensor] = None
+    #: the state of the last forward pass or presentation (``forward``, a settling scheme's
+    #: ``present``), for reading after the fact; schemes and rules are given the state they work on
+    last_state: Optional[State] = None
+
+    @property
+    def target(self) -> Optional[torch.Tensor]:
+        """Deprecated: the output's target in the last state (a rule hook reads ``state.target``)."""
+        warnings.warn("network.target is deprecated: a presentation's state is a value; read state.target (the state "
+                      "a rule hook is given)", DeprecationWarning, stacklevel=2)
+        return None if self.last_state is None else self.last_state.target
 
     def __init__(self, config: ModelConfig, shapes: Mapping[str, tuple[int, ...]], *,
                  vocabulary: Optional[tuple[int, int]] = None, readout: slice = slice(None),
@@ -59,6 +70,8 @@ class Network(nn.Module):
         for name, model in models.items():
             options = parse(model.Options, dict(cfg.populations[name].options), path=f"populations.{name}")
             self.populations[name] = model.from_config(name, shapes[name], cfg, options=options, simulated=simulated)
+            # the deprecated population.soma & co read the network's last state through this
+            object.__setattr__(self.populations[name], "_owner", weakref.ref(self))
         for i, proj in enumerate(cfg.projections):
             init, options = resolve_init(proj.init, file=None, path=f"projections[{i}].init")  # checked on loading
             cls = CONNECTIVITY.get(proj.connectivity)
@@ -156,26 +169,56 @@ class Network(nn.Module):
         whose compartments a settling scheme steps and records."""
         return (self.populations[n] for n in self.order)
 
-    def forward(self, x: torch.Tensor, initial: Optional[dict[str, torch.Tensor]] = None) -> torch.Tensor:
-        """Clamp ``x`` and integrate every population; returns the output rate.
+    def new_state(self) -> State:
+        """An empty state of every population (each variable None), for one presentation."""
+        state = State(input_name=self.input_name, output_name=self.output_name)
+        for name, pop in self.populations.items():
+            state[name] = pop.new_state()
+        return state
 
-        A recurrent network takes ``x [batch, time, *input shape]`` and leaves every
-        compartment as ``[time, batch, *shape]``; recurrent projections read the source's
+    def free_state(self, x: torch.Tensor, *, initial: Optional[dict[str, torch.Tensor]] = None,
+                   perturb: Optional[Mapping[str, torch.Tensor]] = None) -> State:
+        """The forward pass as a value: clamp ``x`` and let every population settle into its
+        free state (no teacher, no apical input); returns the :class:`~dendrisim.state.State`.
+
+        A recurrent network takes ``x [batch, time, *input shape]`` and gives every
+        variable as ``[time, batch, *shape]``; recurrent projections read the source's
         rate one step earlier, zeros before the first step (or ``initial[source]``, the
         rates to continue from, e.g. when sampling one step at a time).
-        """
-        if self.sequential:
-            return self._forward_sequence(x, initial or {})
-        self.input.clamp(x)
-        for name in self.order:
-            self.populations[name].integrate(self.basal_input(name))
-        return self.output.rate
 
-    def basal_input(self, name: str) -> torch.Tensor:
-        """``Σ_p W_p · rate_p (+ b_p)`` over the projections into ``name``, from the current rates
-        (:func:`dendrisim.projections.basal_drive`)."""
+        ``perturb``: population -> a tensor of its shape (``[batch, *shape]``) added to its
+        basal drive before it integrates, so that everything above sees the perturbed rates:
+        how a rule presents the same batch a second time, perturbed (node perturbation:
+        docs/howto/writing-a-rule.md). Feedforward networks only.
+        """
+        state = self.new_state()
+        if self.sequential:
+            if perturb:
+                raise ValueError("free_state(perturb=...) perturbs a feedforward network's presentation; this "
+                                 "network is recurrent")
+            self._forward_sequence(state, x, initial or {})
+            return state
+        self.input.clamp(state[self.input_name], x)
+        for name in self.order:
+            basal = self.basal_input(name, state)
+            if perturb and name in perturb:
+                basal = basal + perturb[name]
+            self.populations[name].integrate(state[name], basal)
+        return state
+
+    def forward(self, x: torch.Tensor, initial: Optional[dict[str, torch.Tensor]] = None) -> torch.Tensor:
+        """The output rate of :meth:`free_state` (``nn.Module``'s call); the state is kept as
+        :attr:`last_state`, for reading after the fact."""
+        self.last_state = self.free_state(x, initial=initial)
+        return self.last_state.output.rate
+
+    def basal_input(self, name: str, state: Optional[State] = None) -> torch.Tensor:
+        """``Σ_p W_p · rate_p (+ b_p)`` over the projections into ``name``, from the rates in
+        ``state`` (the last state when none is given: for schemes written before states were
+        values) (:func:`dendrisim.projections.basal_drive`)."""
+        state = self.last_state if state is None else state
         drives = self.incoming[name]
-        return basal_drive(drives, {p.source: self.populations[p.source].rate for p in drives})
+        return basal_drive(drives, {p.source: state[p.source].rate for p in drives})
 
     def _delayed(self, proj: Projection, rate: torch.Tensor, initial: dict) -> torch.Tensor:
         """The source's rates shifted one step later in time (``[time, batch, ...]``)."""
@@ -183,32 +226,32 @@ class Network(nn.Module):
         first = torch.zeros_like(rate[:1]) if first is None else first.unsqueeze(0).to(rate.dtype)
         return torch.cat([first, rate[:-1]])
 
-    def _drive_over_time(self, name: str, T: int, B: int, skip: set, initial: dict) -> Optional[torch.Tensor]:
+    def _drive_over_time(self, state: State, name: str, T: int, B: int, skip: set, initial: dict
+                         ) -> Optional[torch.Tensor]:
         """Summed drive of ``name`` from sources outside ``skip``, all time steps in one call each."""
         total = None
         for proj in self.incoming[name]:
             if proj.source in skip:
                 continue
-            rate = self.populations[proj.source].rate
+            rate = state[proj.source].rate
             if proj.kind == "recurrent":
                 rate = self._delayed(proj, rate, initial)
             d = proj.drive(rate.flatten(0, 1)).view(T, B, *proj.post_shape)
             total = d if total is None else total.add_(d)
         return total
 
-    def _forward_sequence(self, x: torch.Tensor, initial: dict) -> torch.Tensor:
+    def _forward_sequence(self, state: State, x: torch.Tensor, initial: dict) -> None:
         xt = x.transpose(0, 1)
         T, B = xt.shape[:2]
-        self.input.clamp(xt)
+        self.input.clamp(state[self.input_name], xt)
         for members, looped in self.plan:
             if not looped:
-                pop = self.populations[members[0]]
-                pop.integrate(self._drive_over_time(pop.name, T, B, set(), initial))
+                name = members[0]
+                self.populations[name].integrate(state[name], self._drive_over_time(state, name, T, B, set(), initial))
             else:
-                self._step_through_time(members, T, B, initial)
-        return self.output.rate
+                self._step_through_time(state, members, T, B, initial)
 
-    def _step_through_time(self, members: list[str], T: int, B: int, initial: dict) -> None:
+    def _step_through_time(self, state: State, members: list[str], T: int, B: int, initial: dict) -> None:
         """A recurrent group: drives from outside (and the inner dense projections' biases)
         for all steps at once, then one step at a time the inner projections
         (``basal[t] += W · rate_src[t]`` feedforward, ``W · rate_src[t-1]`` recurrent)."""
@@ -216,7 +259,7 @@ class Network(nn.Module):
         basal, rates = {}, {n: [] for n in members}
         for name in members:
             pop = self.populations[name]
-            outer = self._drive_over_time(name, T, B, inside, initial)
+            outer = self._drive_over_time(state, name, T, B, inside, initial)
             if outer is None:  # every input comes from inside the group: dense projections
                 w = self.incoming[name][0].weight
                 outer = torch.zeros(T, B, *pop.shape, dtype=w.dtype, device=w.device)
@@ -239,9 +282,9 @@ class Network(nn.Module):
                     b_t.view(B, -1).addmm_(r.flatten(1), w_t)
                 rates[name].append(self.populations[name].activation.f(b_t))
         for name in members:
-            pop = self.populations[name]
-            pop.basal = pop.soma = basal[name]
-            pop.rate = torch.stack(rates[name])
+            s = state[name]
+            s.basal = s.soma = basal[name]
+            s.rate = torch.stack(rates[name])
 
     @contextlib.contextmanager
     def plasticity_off(self):

@@ -206,12 +206,14 @@ def _brief_value(value) -> str:
 
 
 def _apical_problem(out, args) -> Optional[str]:
-    """``apical_input(network, pop)`` and ``top_down``: None, or a floating tensor of the
-    population's shape (what the settling scheme multiplies by f'(soma))."""
+    """``apical_input(network, pop, state)`` and ``top_down``: None, or a floating tensor of
+    the population's shape (what the settling scheme multiplies by f'(soma))."""
     if out is None:
         return None
     pop = args[1] if len(args) > 1 else None
-    like = getattr(pop, "rate", None)
+    state = args[2] if len(args) > 2 else None
+    own = state.get(getattr(pop, "name", None)) if isinstance(state, dict) else None
+    like = getattr(own, "rate", None)
     if not isinstance(out, torch.Tensor):
         return "expected None or a tensor of the population's shape"
     if isinstance(like, torch.Tensor) and (out.shape != like.shape or out.dtype != like.dtype
@@ -267,13 +269,13 @@ def _guard(cls: type, name: str, origin: str) -> None:
     updates, feedback = cls.compute_updates, cls.feedback_weight
     where = f"rule {name!r} (in {origin})"
 
-    def compute_updates(self, network) -> None:
+    def compute_updates(self, network, state=None) -> None:
         def detail(err):
             proj = _projection_in(err, origin)
             return (f" for projection {proj.name}; its update must match its weight ({_describe(proj.weight)})"
                     if proj is not None else "")
 
-        call_hook(where, "compute_updates", updates, self, network, detail=detail)
+        call_hook(where, "compute_updates", updates, self, network, state, detail=detail)
         for proj in self.learnable_projections(network):
             for what in ("weight", "bias"):
                 param = getattr(proj, what, None)

@@ -63,13 +63,13 @@ def generate(run_dir: Path, *, length: int, temperature: float = 1.0, prime: str
 
     out = list(prime)
     with torch.no_grad():
-        net(encode(torch.tensor([[index[c] for c in prime]], device=dev)))
+        state = net.free_state(encode(torch.tensor([[index[c] for c in prime]], device=dev)))
         for _ in range(length):
-            logits = net.output.soma[-1, 0] / temperature
+            logits = state.output.soma[-1, 0] / temperature
             nxt = int(torch.multinomial(torch.softmax(logits.double(), -1), 1, generator=gen))
             out.append(chars[nxt])
-            state = {name: net.populations[name].rate[-1] for name in carried}
-            net(encode(torch.tensor([[nxt]], device=dev)), initial=state)
+            last = {name: state[name].rate[-1] for name in carried}
+            state = net.free_state(encode(torch.tensor([[nxt]], device=dev)), initial=last)
     return "".join(out)
 
 

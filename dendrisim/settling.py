@@ -73,10 +73,12 @@ module ``dendrisim.settling``, the registry ``SCHEMES``).
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
+import functools
+import inspect
+import warnings
 from dataclasses import dataclass
 from itertools import chain
-from typing import Iterator, Optional, Protocol
+from typing import Optional, Protocol
 
 import torch
 
@@ -85,6 +87,7 @@ from .config.schema import DynamicsConfig
 from .losses import output_error
 from .projections import apical_sum, basal_drive, explicit_drive
 from .registry import Registry
+from .state import State
 
 
 class Rule(Protocol):
@@ -107,7 +110,7 @@ class Rule(Protocol):
     #: ``error_scale``: ``dendrisim.plasticity.base.Relaxation``) the steady scheme runs in
     #: place of its sweep (:func:`relax`, pc); None for the others. Read by the steady scheme.
     relaxation: Optional[object]
-    #: a plugin rule's own settling ``(network, target)`` that the steady scheme calls in
+    #: a plugin rule's own settling ``(network, state)`` that the steady scheme calls in
     #: place of its sweep (docs/howto/writing-a-rule.md); None for every built-in rule
     relax: Optional[object]
 
@@ -120,9 +123,9 @@ class Rule(Protocol):
         """The gain on ``proj``'s share of the apical input (1 unless rules are mixed). Called
         with :meth:`feedback_weight`."""
 
-    def apical_input(self, network, pop) -> torch.Tensor:
-        """The summed feedback of the current errors above ``pop``, before gain and clip
-        (``dendrisim.projections.apical_sum`` of the errors in the populations, by default).
+    def apical_input(self, network, pop, state: State) -> torch.Tensor:
+        """The summed feedback of the errors above ``pop`` in ``state``, before gain and clip
+        (``dendrisim.projections.apical_sum`` of the errors in the state, by default).
         Called through :meth:`top_down` by both schemes, and by the sweep through time for
         rules without ``temporal_feedback``."""
 
@@ -130,14 +133,14 @@ class Rule(Protocol):
         """The rule's apical gain and clip, in place. Called by the sweep on every hidden
         population's apical input (each time step, inside a recurrent loop)."""
 
-    def top_down(self, network, pop) -> Optional[torch.Tensor]:
+    def top_down(self, network, pop, state: State) -> Optional[torch.Tensor]:
         """``gain_and_clip(apical_input(...))``: ``pop``'s apical input from the errors above
         it; None when no feedback reaches it (a microcircuit's synapse models carry none).
         Called by the sweep of a feedforward network and by the euler scheme at every step
         (which adds the explicit apical projections' drive to it)."""
 
-    def compute_updates(self, network) -> None:
-        """Every learnable projection's update from its two ends, into ``.grad``. Called once
+    def compute_updates(self, network, state: State) -> None:
+        """Every learnable projection's update from its two ends in ``state``, into ``.grad``. Called once
         at the end of a presentation, or at every step by the euler scheme's online plasticity."""
 
     def relaxed(self, iterations: int, converged: Optional[bool]) -> None:
@@ -160,6 +163,9 @@ class Presentation:
     iterations: Optional[int] = None
     #: whether the relaxation met its tolerance (None: no relaxation, or tolerance 0)
     converged: Optional[bool] = None
+    #: the presentation's state at its end: every population's variables and the target
+    #: (:class:`dendrisim.state.State`); what the recorder, the probe and observers read
+    state: Optional[State] = None
 
 
 SCHEMES: Registry[type["SettlingScheme"]] = Registry("settling scheme (dynamics.mode)")
@@ -180,16 +186,31 @@ class SettlingScheme:
     #: interneurons); :meth:`present` refuses a circuit under a scheme that does not
     runs_circuits: bool = False
 
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        fn = cls.__dict__.get("_present")
+        params = list(inspect.signature(fn).parameters)[1:] if callable(fn) else []
+        if params[2:3] == ["target"]:  # _present(network, rule, target, capture): before states were values
+            def adapted(self, network, rule, state, capture, _fn=fn):
+                warnings.warn(f"{type(self).__name__}._present(network, rule, target, capture) is the signature before "
+                              "a presentation's state became a value: write _present(network, rule, state, capture) "
+                              "and read and write state[name] (docs/howto/dynamics.md)", DeprecationWarning, stacklevel=2)
+                return _fn(self, network, rule, state.target, capture)
+
+            cls._present = functools.update_wrapper(adapted, fn)
+
     def __init__(self, config: DynamicsConfig):
         self.config = config
 
-    def present(self, network, rule: Rule, target: Optional[torch.Tensor], *,
+    def present(self, network, rule: Rule, target: Optional[torch.Tensor], *, state: Optional[State] = None,
                 capture: Optional[torch.Tensor] = None) -> Presentation:
-        """Present the batch the forward pass has just clamped: settle every compartment for
-        ``target`` and leave ``rule``'s updates in ``.grad`` (none while ``network.plastic`` is
-        off). ``target`` None: no teacher (a phase with ``teacher: false``), the output is
-        not nudged. ``capture``: batch positions whose trajectory to return (schemes with
-        ``trace_steps``). No autograd graph is built."""
+        """Present a batch from ``state``, the free state of its forward pass
+        (``network.free_state(x)``; by default the network's last one): settle every
+        compartment for ``target`` and leave ``rule``'s updates in ``.grad`` (none while
+        ``network.plastic`` is off); the state, filled in, comes back in the
+        :class:`Presentation`. ``target`` None: no teacher (a phase with ``teacher: false``),
+        the output is not nudged. ``capture``: batch positions whose trajectory to return
+        (schemes with ``trace_steps``). No autograd graph is built."""
         if getattr(network, "circuit", False) and not self.runs_circuits:
             raise ValueError(
                 f"settling scheme {type(self).__name__} does not run microcircuits, and network {network.name!r} is "
@@ -200,10 +221,18 @@ class SettlingScheme:
             raise ValueError(f"settling scheme {type(self).__name__} runs no relaxation, but the rule declares one "
                              "(relaxation or relax); present it under a scheme that does (steady), and give the rule "
                              "relaxes = True so that model files are checked before they run")
-        with torch.no_grad(), presenting(network, target):
-            return self._present(network, rule, network.target, capture)
+        state = network.last_state if state is None else state
+        if state is None:
+            raise ValueError("present() needs the free state of the batch: network.free_state(x)")
+        with torch.no_grad():
+            out = state.output
+            state.target = target if network.sequential or target is None else target.view_as(out.rate)
+            network.last_state = state  # for reading after the fact (and the deprecated population.soma & co)
+            presentation = self._present(network, rule, state, capture)
+        presentation.state = state
+        return presentation
 
-    def _present(self, network, rule: Rule, target: torch.Tensor, capture: Optional[torch.Tensor]) -> Presentation:
+    def _present(self, network, rule: Rule, state: State, capture: Optional[torch.Tensor]) -> Presentation:
         raise NotImplementedError
 
     def describe(self, network) -> list[str]:
@@ -218,50 +247,49 @@ class SteadyState(SettlingScheme):
 
     runs_relaxation = True
 
-    def _present(self, network, rule: Rule, target: Optional[torch.Tensor], capture: Optional[torch.Tensor]
-                 ) -> Presentation:
-        if target is None:
+    def _present(self, network, rule: Rule, state: State, capture: Optional[torch.Tensor]) -> Presentation:
+        if state.target is None:
             # no teacher: the output's target is what it already says, so every error is zero
-            target = network.target = free_target(network)
+            state.target = free_target(network, state)
         if rule.relaxation is not None:
-            iterations, converged = relax(network, rule, target)
+            iterations, converged = relax(network, rule, state)
             rule.relaxed(iterations, converged)
-            updates(network, rule)
+            updates(network, rule, state)
             return Presentation(iterations=iterations, converged=converged)
         if rule.relax is not None:
-            rule.relax(network, target)
+            rule.relax(network, state)
         else:
-            self.settle(network, rule, target)
-        updates(network, rule)
+            self.settle(network, rule, state)
+        updates(network, rule, state)
         return Presentation()
 
     # ------------------------------------------------------------------ the sweep
-    def settle(self, network, rule: Rule, target: torch.Tensor) -> None:
-        """Fill ``apical`` and ``error`` of every pyramidal population, top-down:
+    def settle(self, network, rule: Rule, state: State) -> None:
+        """Fill ``apical`` and ``error`` of every pyramidal population in ``state``, top-down:
         ``a_l = g Σ_m δ_m B_{l←m}ᵀ`` (the rule's feedback and gain), ``δ_l = f'(soma_l) ⊙ a_l``."""
         if network.sequential:
-            return self._settle_through_time(network, rule, target)
-        out = network.output
-        out.apical = target.view_as(out.rate) - out.rate
-        out.error = output_error(out)
+            return self._settle_through_time(network, rule, state)
+        out = state.output
+        out.apical = state.target.view_as(out.rate) - out.rate
+        out.error = output_error(network.output, out)
         for pop in reversed(list(network.hidden())):
-            self._set_apical(rule, pop, rule.apical_input(network, pop))
+            self._set_apical(rule, pop, state[pop.name], rule.apical_input(network, pop, state))
 
     @staticmethod
-    def _set_apical(rule: Rule, pop, apical: Optional[torch.Tensor]) -> None:
-        """Gain and clip the apical input, then ``error = f'(soma) ⊙ apical``. None (no
-        projection out of ``pop`` feeds back under the rule: ``carries_feedback`` false) leaves
-        the apical dendrite silent, so ``pop`` gets no error."""
+    def _set_apical(rule: Rule, pop, s, apical: Optional[torch.Tensor]) -> None:
+        """Gain and clip the apical input, then ``error = f'(soma) ⊙ apical`` into ``pop``'s
+        state ``s``. None (no projection out of ``pop`` feeds back under the rule:
+        ``carries_feedback`` false) leaves the apical dendrite silent, so ``pop`` gets no error."""
         if apical is None:
-            pop.apical = torch.zeros_like(pop.rate)
-            pop.error = torch.zeros_like(pop.rate)
+            s.apical = torch.zeros_like(s.rate)
+            s.error = torch.zeros_like(s.rate)
             return
         apical = rule.gain_and_clip(pop, apical)
-        pop.apical = apical
-        pop.error = pop.derivative().mul_(apical)
+        s.apical = apical
+        s.error = pop.derivative(s).mul_(apical)
 
     # ----- recurrent networks: the same sweep, backward through time ------------------
-    def _settle_through_time(self, network, rule: Rule, target: torch.Tensor) -> None:
+    def _settle_through_time(self, network, rule: Rule, state: State) -> None:
         r"""The sweep of an unrolled network, compartments ``[time, batch, ...]``.
 
         The teacher reaches the output at the readout steps (``network.readout``); a
@@ -276,11 +304,11 @@ class SteadyState(SettlingScheme):
         steps backward from the last time step. With ``truncate: k`` (``rule.truncate``) the
         recurrent terms from ``t + 1`` to ``t`` are dropped where ``t + 1`` is a multiple of ``k``.
         """
-        out = network.output
+        out = state.output
         apical = torch.zeros_like(out.rate)
-        apical[network.readout] = target - out.rate[network.readout]
+        apical[network.readout] = state.target - out.rate[network.readout]
         out.apical = apical
-        out.error = output_error(out)
+        out.error = output_error(network.output, out)
         T = out.rate.shape[0]
         for members, looped in reversed(network.plan):
             hidden = [n for n in members if n != network.output_name and n in network.needs_error]
@@ -289,17 +317,18 @@ class SteadyState(SettlingScheme):
             if not rule.temporal_feedback:
                 for name in hidden:
                     pop = network.populations[name]
-                    self._set_apical(rule, pop, rule.apical_input(network, pop))
+                    self._set_apical(rule, pop, state[name], rule.apical_input(network, pop, state))
                 continue
             inside = set(members) if looped else set()
             if not looped:
                 pop = network.populations[hidden[0]]
-                self._set_apical(rule, pop, self._apical_over_time(network, rule, pop, skip=inside))
+                self._set_apical(rule, pop, state[pop.name],
+                                 self._apical_over_time(network, rule, pop, state, skip=inside))
                 continue
-            self._settle_loop(network, rule, hidden, inside, T)
+            self._settle_loop(network, rule, state, hidden, inside, T)
 
     @staticmethod
-    def _apical_over_time(network, rule: Rule, pop, skip: set) -> torch.Tensor:
+    def _apical_over_time(network, rule: Rule, pop, state: State, skip: set) -> torch.Tensor:
         """Feedback onto ``pop`` from targets outside ``skip``, every time step at once: the
         time-batched ``apical_sum``, a recurrent projection's error taken one step later
         (``δ(t + 1)``, zero after the last step and at the truncation's block boundaries)."""
@@ -308,25 +337,26 @@ class SteadyState(SettlingScheme):
         for proj in network.outgoing[pop.name]:
             if proj.target in skip:
                 continue
-            delta = network.populations[proj.target].error
+            delta = state[proj.target].error
             if proj.kind == "recurrent":
                 delta = torch.cat([delta[1:], torch.zeros_like(delta[:1])])
                 if k:
                     delta[k - 1::k] = 0  # t + 1 a multiple of k: the block boundary
             terms.append((proj, delta.flatten(0, 1), rule.feedback_weight(network, proj), rule.feedback_gain(proj)))
+        rate = state[pop.name].rate
         total = apical_sum(terms)
-        return torch.zeros_like(pop.rate) if total is None else total.view_as(pop.rate)
+        return torch.zeros_like(rate) if total is None else total.view_as(rate)
 
-    def _settle_loop(self, network, rule: Rule, hidden: list[str], inside: set, T: int) -> None:
+    def _settle_loop(self, network, rule: Rule, state: State, hidden: list[str], inside: set, T: int) -> None:
         """Inside a recurrent loop, one time step at a time backward: ``apical_sum`` of the
         errors inside the loop (at ``t``, or ``t + 1`` through a recurrent projection) added to
         the feedback from outside, then gain, clip and ``δ = f' ⊙ a``."""
         k = rule.truncate
         pops = {n: network.populations[n] for n in hidden}
-        apical = {n: self._apical_over_time(network, rule, p, skip=inside) for n, p in pops.items()}
+        apical = {n: self._apical_over_time(network, rule, p, state, skip=inside) for n, p in pops.items()}
         errors = {n: torch.empty_like(a) for n, a in apical.items()}
         if network.output_name in inside:
-            errors[network.output_name] = network.output.error
+            errors[network.output_name] = state.output.error
         inner = {n: [(p, p.kind == "recurrent", rule.feedback_weight(network, p), rule.feedback_gain(p))
                      for p in network.outgoing[n] if p.target in inside and p.target in errors]
                  for n in hidden}  # looked up once
@@ -338,15 +368,16 @@ class SteadyState(SettlingScheme):
                                   for proj, recurrent, fb, gain in inner[name] if not (recurrent and cut)],
                                  start=apical[name][t])
                 rule.gain_and_clip(pop, a_t)
-                torch.mul(pop.activation.df(pop.soma[t], pop.rate[t]), a_t, out=errors[name][t])
-        for name, pop in pops.items():
-            pop.apical, pop.error = apical[name], errors[name]
+                s = state[name]
+                torch.mul(pop.activation.df(s.soma[t], s.rate[t]), a_t, out=errors[name][t])
+        for name in pops:
+            state[name].apical, state[name].error = apical[name], errors[name]
 
     def describe(self, network) -> list[str]:
         return ["dynamics steady: soma = basal; the rule settles apical inputs and errors in one top-down sweep"]
 
 
-def relax(network, rule: Rule, target: torch.Tensor) -> tuple[int, Optional[bool]]:
+def relax(network, rule: Rule, state: State) -> tuple[int, Optional[bool]]:
     r"""The relaxation a rule declares (``rule.relaxation``: pc's iterative inference,
     Whittington & Bogacz 2017), run on the state the forward pass left. Each hidden soma
     ``x_l`` moves, for up to T steps of size η:
@@ -373,20 +404,20 @@ def relax(network, rule: Rule, target: torch.Tensor) -> tuple[int, Optional[bool
     tolerance was met (None with tolerance 0). The top-down input is the raw feedback sum
     (no apical gain or clip), as pc defines it.
     """
-    return _Relaxation(network, rule, target).run()
+    return _Relaxation(network, rule, state).run()
 
 
 class _Relaxation:
     """One presentation's relaxation (:func:`relax`): what stays put is looked up once, then
     :meth:`run` moves the somata."""
 
-    def __init__(self, network, rule: Rule, target: torch.Tensor):
-        self.network, self.target, self.o = network, target, rule.relaxation
+    def __init__(self, network, rule: Rule, state: State):
+        self.network, self.state, self.target, self.o = network, state, state.target, rule.relaxation
         self.out = out = network.output
         self.hidden = hidden = list(network.hidden())
-        self.x = x = {pop.name: pop.soma.clone() for pop in hidden}
-        self.rates = {name: pop.rate for name, pop in network.populations.items() if name not in x}  # do not move
-        self.predicted = predicted = {name: _split_drive(network, name, set(x)) for name in [*x, out.name]}
+        self.x = x = {pop.name: state[pop.name].soma.clone() for pop in hidden}
+        self.rates = {name: state[name].rate for name in network.populations if name not in x}  # do not move
+        self.predicted = predicted = {name: _split_drive(network, name, set(x), state) for name in [*x, out.name]}
         self.feedback = {name: [(proj, rule.feedback_weight(network, proj), rule.feedback_gain(proj))
                                 for proj in network.outgoing[name]] for name in x}  # looked up once
         # the populations each one's prediction moves with, and those its top-down input comes from
@@ -397,10 +428,10 @@ class _Relaxation:
         # still the forward basal, and soma = basal there): one whose targets are all quiet too gets
         # a zero top-down input, so it stays put this step, and its rate and the predictions from it
         # are the ones already computed (the errors spread down one population per step)
-        self.quiet = {pop.name for pop in hidden if pop.soma is pop.basal}
+        self.quiet = {pop.name for pop in hidden if state[pop.name].soma is state[pop.name].basal}
         # x is the forward pass's soma: its rates and predictions are the forward pass's
-        self.rates.update((pop.name, pop.rate) for pop in hidden)
-        self.mu = {name: network.populations[name].basal for name in predicted}
+        self.rates.update((pop.name, state[pop.name].rate) for pop in hidden)
+        self.mu = {name: state[name].basal for name in predicted}
 
     def predict(self, names) -> None:
         predicted, rates = self.predicted, self.rates
@@ -409,10 +440,11 @@ class _Relaxation:
 
     def errors(self) -> dict:
         out, mu, o = self.out, self.mu, self.o
-        out.soma = out.basal = mu[out.name]
-        out.rate = out.activation.f(out.soma)
-        out.apical = self.target - out.rate
-        eps = output_error(out)
+        s = self.state[out.name]
+        s.soma = s.basal = mu[out.name]
+        s.rate = out.activation.f(s.soma)
+        s.apical = self.target - s.rate
+        eps = output_error(out, s)
         eps = {out.name: eps if o.error_scale == 1.0 else eps * o.error_scale}
         for name in self.x:
             eps[name] = self.x[name] - mu[name]
@@ -462,16 +494,16 @@ class _Relaxation:
             converged = False if o.tolerance else None
         self.after(moved)
         eps = self.errors()
-        self.out.error = eps[self.out.name]
+        self.state[self.out.name].error = eps[self.out.name]
         for pop in self.hidden:
-            name = pop.name
-            pop.soma, pop.basal, pop.rate = self.x[name], self.mu[name], self.rates[name]
-            pop.apical = self.top_down(name, eps)
-            pop.error = eps[name]
+            name, s = pop.name, self.state[pop.name]
+            s.soma, s.basal, s.rate = self.x[name], self.mu[name], self.rates[name]
+            s.apical = self.top_down(name, eps)
+            s.error = eps[name]
         return steps, converged
 
 
-def _split_drive(network, name: str, moving: set) -> tuple[Optional[torch.Tensor], list]:
+def _split_drive(network, name: str, moving: set, state: State) -> tuple[Optional[torch.Tensor], list]:
     """The basal drive of ``name`` split into what stays put in a presentation and what does
     not: ``(fixed, rest)``, ``fixed`` the sum of the leading projections whose sources are
     not in ``moving`` (the forward pass's own basal when that is every projection; None
@@ -480,39 +512,26 @@ def _split_drive(network, name: str, moving: set) -> tuple[Optional[torch.Tensor
     incoming = network.incoming[name]
     n = next((i for i, proj in enumerate(incoming) if proj.source in moving), len(incoming))
     if n == len(incoming):
-        return network.populations[name].basal, []
+        return state[name].basal, []
     if n == 0:
         return None, incoming
-    rates = {proj.source: network.populations[proj.source].rate for proj in incoming[:n]}
+    rates = {proj.source: state[proj.source].rate for proj in incoming[:n]}
     return basal_drive(incoming[:n], rates), incoming[n:]
 
 
-def free_target(network) -> torch.Tensor:
-    """The target that teaches nothing: the output's own rate (at the readout steps of a
-    recurrent network), so ``t − r = 0``. How the steady scheme presents without a teacher."""
-    rate = network.output.rate
+def free_target(network, state: State) -> torch.Tensor:
+    """The target that teaches nothing: the output's own rate in ``state`` (at the readout
+    steps of a recurrent network), so ``t − r = 0``. How the steady scheme presents without a
+    teacher."""
+    rate = state.output.rate
     return (rate[network.readout] if network.sequential else rate).clone()
 
 
-@contextmanager
-def presenting(network, target: Optional[torch.Tensor]) -> Iterator[None]:
-    """``network.target`` holds the output's target for the length of one presentation, so a
-    rule's hooks (``apical_input``) may read it: of the output's shape (``[batch, *out.shape]``;
-    in a recurrent network ``[readout steps, batch, *out.shape]``), None when there is no
-    teacher; None again afterwards, whatever happens."""
-    out = network.output
-    network.target = target if network.sequential or target is None else target.view_as(out.rate)
-    try:
-        yield
-    finally:
-        network.target = None
-
-
-def updates(network, rule: Rule) -> None:
-    """The rule's updates into ``.grad``; with plasticity off (``network.plastic`` false), no
-    gradient at all, so the optimizer changes nothing."""
+def updates(network, rule: Rule, state: State) -> None:
+    """The rule's updates from ``state`` into ``.grad``; with plasticity off
+    (``network.plastic`` false), no gradient at all, so the optimizer changes nothing."""
     if network.plastic:
-        rule.compute_updates(network)
+        rule.compute_updates(network, state)
         return
     for param in chain(network.parameters(), rule.parameters()):
         param.grad = None
@@ -524,7 +543,7 @@ def _refuse_sequences(network) -> None:
 
 
 @SCHEMES.register("euler")
-class EulerDynamics(SteadyState):
+class EulerDynamics(SettlingScheme):
     """Forward-Euler integration of every pyramidal population (and a microcircuit's
     interneurons) at once (module docstring)."""
 
@@ -537,8 +556,7 @@ class EulerDynamics(SteadyState):
         K, r = config.steps, config.record_every
         self.trace_steps = sorted(set(range(0, K + 1, r)) | {K})
 
-    def _present(self, network, rule: Rule, target: Optional[torch.Tensor], capture: Optional[torch.Tensor]
-                 ) -> Presentation:
+    def _present(self, network, rule: Rule, state: State, capture: Optional[torch.Tensor]) -> Presentation:
         """One presentation: from the free state, ``steps`` Euler steps. Each step first
         observes the state (basal drives from the current rates, errors from the current
         somata, apical inputs from the errors above and the explicit apical projections),
@@ -547,7 +565,7 @@ class EulerDynamics(SteadyState):
         (``online``). What does not change within a presentation is computed once: the
         drive of the projections from the input (the forward pass's basal, for a population
         fed by the input alone) and then that population's dendritic prediction and its
-        rate ``f(v̂_B)``. ``target`` None: no teacher, the output's apical input is zero.
+        rate ``f(v̂_B)``. ``state.target`` None: no teacher, the output's apical input is zero.
 
         In a microcircuit (``network.circuit``) a population's apical input is the rule's
         part (``top_down``, hidden pyramidal populations, from step 1) plus the drive of its
@@ -559,14 +577,12 @@ class EulerDynamics(SteadyState):
         c = self.config
         K, online = c.steps, c.plasticity == "online"
         pops = list(network.simulated())
-        out = network.output
-        if target is not None:
-            target = target.view_as(out.rate)
+        out, target = network.output, state.target
         teach = set(network.needs_error) | {out.name}
         taught = [p for p in pops if p.name in teach]  # the others need no error (a frozen embedding's target)
         for p in pops:
             if p.name not in teach:
-                p.apical = p.error = None
+                state[p.name].apical = state[p.name].error = None
         # the apical inputs: (population, whether the rule's feedback reaches it, its explicit projections)
         inputs = {"apical": network.apical_in, "soma": network.somatic_in}
         apical = [(p, p is not out and p.name in teach and p.offers_apical, inputs[p.second_input][p.name])
@@ -577,44 +593,44 @@ class EulerDynamics(SteadyState):
         if stray:  # refused by the config checks: a guard for networks built by hand
             raise ValueError(f"{', '.join(stray)}: apical projections end on hidden pyramidal populations (the "
                              "output's apical compartment holds the teacher), somatic ones on interneurons")
-        soma = {p.name: p.soma.clone() for p in pops}  # the free state of the forward pass
+        soma = {p.name: state[p.name].soma.clone() for p in pops}  # the free state of the forward pass
         trace = None if capture is None else {p.name: {v: [] for v in p.recordable} for p in pops}
         params = [q for q in chain(network.parameters(), rule.parameters()) if q.requires_grad] if online else []
         sums = None
         moving = {p.name for p in pops}
-        drives = {p.name: _split_drive(network, p.name, moving) for p in pops}
+        drives = {p.name: _split_drive(network, p.name, moving, state) for p in pops}
         fixed = {}  # v̂_B and f(v̂_B) of the populations whose basal drive never changes, once computed
-        rates = {name: pop.rate for name, pop in network.populations.items() if name not in moving}
-        basal = {p.name: p.basal for p in pops}
-        state = {"rate": rates, "soma": soma}  # what explicit projections read (rates kept current below)
+        rates = {name: state[name].rate for name in network.populations if name not in moving}
+        basal = {p.name: state[p.name].basal for p in pops}
+        reads = {"rate": rates, "soma": soma}  # what explicit projections read (rates kept current below)
         for k in range(K + 1):
-            rates.update((p.name, p.rate) for p in pops)
+            rates.update((p.name, state[p.name].rate) for p in pops)
             if k:  # the basal drive of the current rates (at k = 0 the forward pass's)
                 basal = {p.name: start if not rest else basal_drive(rest, rates, start=start)
                          for p in pops for start, rest in (drives[p.name],)}
             for p in pops:
-                p.soma, p.basal = soma[p.name], basal[p.name]
-            self._errors(network, taught, target, fixed, drives)
+                state[p.name].soma, state[p.name].basal = soma[p.name], basal[p.name]
+            local_errors(network, state, taught, fixed=fixed, drives=drives)
             for p, fed, explicit in apical:
                 # in the free state every error is exactly zero, and so is its feedback
-                total = rule.top_down(network, p) if fed and k else None
+                total = rule.top_down(network, p, state) if fed and k else None
                 if explicit:  # a new tensor (every drive is), summed after the rule's gain and clip
-                    drive = explicit_drive(explicit, state)
+                    drive = explicit_drive(explicit, reads)
                     total = drive if total is None else total.add_(drive)
-                p.apical = torch.zeros_like(p.soma) if total is None else total
+                state[p.name].apical = torch.zeros_like(soma[p.name]) if total is None else total
             if trace is not None and k in self.trace_steps:
-                self._keep(trace, pops, capture)
+                self._keep(trace, pops, state, capture)
             if online and k and network.plastic:
-                sums = self._accumulate(rule, network, params, sums)
+                sums = self._accumulate(rule, network, state, params, sums)
             if k == K:
                 break
             for p in pops:  # the neuron model's own step (the pyramidal one: functional.compartment_step)
-                p.step(soma[p.name], basal[p.name], dt=c.dt)
+                p.step(state[p.name], soma[p.name], basal[p.name], dt=c.dt)
         if online and network.plastic:
             for param, total in zip(params, sums or [None] * len(params)):
                 param.grad = None if total is None else total.div_(K)
         else:
-            updates(network, rule)
+            updates(network, rule, state)
         return Presentation(trajectory=None if trace is None else self._finish_trace(trace))
 
     def describe(self, network) -> list[str]:
@@ -627,41 +643,11 @@ class EulerDynamics(SteadyState):
             lines.append(f"  {pop.name}: {pop.describe()}, {stable}")
         return lines
 
-    # ------------------------------------------------------------------ the equations
-    @staticmethod
-    def _errors(network, pops, target: Optional[torch.Tensor], fixed: dict, drives: dict) -> None:
-        """Output teacher ``v_A = t − f(v̂_B)`` (zero with no ``target``) and the local error
-        ``e`` of ``pops`` (interneurons with their own prediction ``v̂_D``) from the current
-        state; ``f(v̂_B)`` once per step, and once per presentation for a population whose
-        basal drive does not change (kept in ``fixed``)."""
-        out = network.output
-        for p in pops:
-            c = p.compartments
-            if p.name in fixed:
-                predicted, f_predicted = fixed[p.name]
-                shared = True
-            else:
-                predicted = p.prediction(p.basal)
-                f_predicted = p.activation.f(predicted)
-                # the basal never changes and the model predicts from it alone: keep both for the next steps
-                shared = not drives[p.name][1] and p.prediction_from_basal
-                if shared:
-                    fixed[p.name] = (predicted, f_predicted)
-            if p is out:
-                p.apical = torch.zeros_like(f_predicted) if target is None else target - f_predicted
-                if p.activation.canonical_loss is not None:
-                    p.error = (p.soma - predicted).div_(c.nudging)
-                    continue
-            # e = (f(u) − f(v̂_B)) / λ, into f(v̂_B)'s storage unless it is kept or is the basal
-            # drive itself (attenuation 1, no leak, and a linear f: an interneuron's dendrite)
-            own = not shared and f_predicted is not p.basal
-            p.error = p.local_error(p.rate, f_predicted, out=f_predicted if own else None)
-
     # ------------------------------------------------------------------ online plasticity
     @staticmethod
-    def _accumulate(rule, network, params, sums):
+    def _accumulate(rule, network, state: State, params, sums):
         """Add this step's updates to the running sums (a parameter no update reaches keeps None)."""
-        rule.compute_updates(network)
+        rule.compute_updates(network, state)
         sums = sums or [None] * len(params)
         for i, q in enumerate(params):
             if q.grad is not None:
@@ -670,16 +656,54 @@ class EulerDynamics(SteadyState):
 
     # ------------------------------------------------------------------ recorded trajectory
     @staticmethod
-    def _keep(trace: dict, pops, positions: torch.Tensor) -> None:
+    def _keep(trace: dict, pops, state: State, positions: torch.Tensor) -> None:
         for p in pops:
             for var, values in trace[p.name].items():
-                value = getattr(p, var)
+                value = getattr(state[p.name], var)
                 values.append(None if value is None else value.index_select(0, positions))
 
     @staticmethod
     def _finish_trace(trace: dict) -> dict[str, dict[str, torch.Tensor]]:
         return {pop: {var: torch.stack(values, 1) for var, values in variables.items() if values and values[0] is not None}
                 for pop, variables in trace.items()}
+
+
+def local_errors(network, state: State, pops, *, fixed: Optional[dict] = None, drives: Optional[dict] = None
+                 ) -> None:
+    r"""The output's teacher and every population's local error under simulated compartments,
+    from the somata and basal drives in ``state`` (the equations of the euler scheme, for any
+    scheme that simulates compartments): the output's apical input ``v_A = t − f(v̂_B)``
+    (zero with no ``state.target``) and the error of each of ``pops`` (neuron models; an
+    interneuron with its own prediction ``v̂_D``),
+
+    .. math:: e = (f(u) − f(v̂_B)) / λ, \qquad e_{out} = (u − v̂_B) / λ \text{ for a canonical loss},
+
+    ``v̂_B`` the model's ``prediction`` and ``e`` its ``local_error``. ``fixed`` and ``drives``
+    (the euler scheme's): ``v̂_B`` and ``f(v̂_B)`` of a population whose basal drive never
+    changes in the presentation (``drives[name][1]`` empty) are computed once and kept in
+    ``fixed``."""
+    out, target = network.output, state.target
+    for p in pops:
+        c, st = p.compartments, state[p.name]
+        if fixed is not None and p.name in fixed:
+            predicted, f_predicted = fixed[p.name]
+            shared = True
+        else:
+            predicted = p.prediction(st, st.basal)
+            f_predicted = p.activation.f(predicted)
+            # the basal never changes and the model predicts from it alone: keep both for the next steps
+            shared = fixed is not None and not drives[p.name][1] and p.prediction_from_basal
+            if shared:
+                fixed[p.name] = (predicted, f_predicted)
+        if p is out:
+            st.apical = torch.zeros_like(f_predicted) if target is None else target - f_predicted
+            if p.activation.canonical_loss is not None:
+                st.error = (st.soma - predicted).div_(c.nudging)
+                continue
+        # e = (f(u) − f(v̂_B)) / λ, into f(v̂_B)'s storage unless it is kept or is the basal
+        # drive itself (attenuation 1, no leak, and a linear f: an interneuron's dendrite)
+        own = not shared and f_predicted is not st.basal
+        st.error = p.local_error(st.rate, f_predicted, out=f_predicted if own else None)
 
 
 def runs_under(rule_cls, scheme_cls: type[SettlingScheme]) -> bool:

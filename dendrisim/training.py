@@ -315,13 +315,13 @@ class Trainer:
         """The arithmetic of a step (under ``no_grad``): it fills ``step.stats``,
         ``step.presentation`` and ``step.stop``."""
         task, net = self.task, self.network
-        net(task.inputs(x))
+        state = net.free_state(task.inputs(x))
         # the metrics are those of the network's prediction, before the teacher acts
-        step.stats = task.batch_stats(y, net)
+        step.stats = task.batch_stats(y, net, state)
         phase = self.phase
         # a phase without teacher presents no target: the output is not nudged
         target = task.target(y, net) if phase is None or phase.teacher else None
-        step.presentation = self.scheme.present(net, self.rule, target, capture=step.capture)
+        step.presentation = self.scheme.present(net, self.rule, target, state=state, capture=step.capture)
         for tensor in self._frozen:  # no gradient: the optimizer skips them, their state stays as it is
             tensor.grad = None
         step.stop = self.dist.sync_grads(self.learnable, y.shape[0], self.stop_requested is not None)

@@ -72,10 +72,10 @@ class NoFeedback:
     relaxation = None
     relax = None
 
-    def top_down(self, network, pop) -> Optional[torch.Tensor]:
+    def top_down(self, network, pop, state) -> Optional[torch.Tensor]:
         return None
 
-    def compute_updates(self, network) -> None:
+    def compute_updates(self, network, state) -> None:
         pass
 
     def parameters(self):
@@ -147,7 +147,7 @@ def test_a_circuits_lists_keep_the_feedforward_network_apart_from_its_apical_and
     assert "  h1: tau 1.5, g_leak 0.1, g_basal 1.0, g_apical 0.8: nudging λ 0.421, free soma = 0.526 x basal, " \
            "dt·g/tau 0.253 (stable below 2)" in lines, lines
     # the guard checks interneurons' variables too
-    assert ("population", "i2", "nudging") in {w[:3] for w in watched(net, NoFeedback())}
+    assert ("population", "i2", "nudging") in {w[:3] for w in watched(net, NoFeedback(), net.new_state())}
     assert make(circuit(topdown=False, lateral=False)).circuit  # the somatic projection alone makes it one
 
 
@@ -247,7 +247,7 @@ def circuit_errors_against_solve_ivp(*, rtol: float = 1e-11, atol: float = 1e-13
         net = make(spec)
         net.load_state_dict(base.state_dict())
         present(net, x, t)
-        ours = np.concatenate([net.populations[n].soma.numpy().ravel() for n in ("h1", "out", "i1")])
+        ours = np.concatenate([net.last_state[n].soma.numpy().ravel() for n in ("h1", "out", "i1")])
         errors.append(float(np.abs(ours - exact).max()))
     return errors
 
@@ -313,8 +313,8 @@ class OutputFeedback(NoFeedback):
 
     gain = 0.5
 
-    def top_down(self, network, pop):
-        terms = [(p, network.output.error, p.transported(), 1.0) for p in network.outgoing[pop.name]
+    def top_down(self, network, pop, state):
+        terms = [(p, state.output.error, p.transported(), 1.0) for p in network.outgoing[pop.name]
                  if p.target == network.output_name]
         total = apical_sum(terms)
         return None if total is None else total.mul_(self.gain)

@@ -44,7 +44,7 @@ def test_shapes_follow_from_the_projections():
     x, _ = data(5)
     with torch.no_grad():
         net(x)
-    assert net.populations["c2"].rate.shape == (5, 4, 2, 2)
+    assert net.last_state["c2"].rate.shape == (5, 4, 2, 2)
 
 
 @pytest.mark.parametrize("pool", ["maxpool", "avgpool"])
@@ -136,14 +136,14 @@ def test_dll_conv_theta_update_is_the_apical_error_correlation():
     net, rule = build(cnn("dll", "plasticity.sigma=0.8"), input_shape=(1, 8, 8), output_size=10)
     x, t = data(3, seed=5)
     rule_grads(net, rule, x, t)
-    apical = net.populations["p1"].apical.numpy()
-    delta = net.populations["c2"].error.numpy()
+    apical = net.last_state["p1"].apical.numpy()
+    delta = net.last_state["c2"].error.numpy()
     expected = -(2 / 0.64) / 3 * _brute_correlation(delta, apical, (3, 3), (2, 2), (1, 1))
     np.testing.assert_allclose(rule.theta["p1->c2"].grad.numpy(), expected, rtol=1e-10, atol=1e-13)
     # and the apical input of p1 goes through θ (not W), scaled by 1/σ²
-    d_out = net.populations["out"].error
+    d_out = net.last_state["out"].error
     top = (d_out @ rule.theta["c2->out"].T / 0.64).view(3, 4, 2, 2)
-    torch.testing.assert_close(net.populations["c2"].apical, top)
+    torch.testing.assert_close(net.last_state["c2"].apical, top)
 
 
 @pytest.mark.parametrize("pool", ["maxpool", "avgpool"])
@@ -154,7 +154,7 @@ def test_unpooling_is_the_adjoint_of_pooling(pool):
     with torch.no_grad():
         net(x)
     proj = net.projections["c1->p1"]
-    r = net.populations["c1"].rate
+    r = net.last_state["c1"].rate
     delta = torch.randn(2, *proj.post_shape, dtype=torch.float64)
     back = proj.carry_back(delta, None)
     assert back.shape == r.shape
@@ -248,5 +248,5 @@ def test_global_pooling_covers_the_whole_map():
     x, _ = data(2)
     with torch.no_grad():
         net(x)
-    c1, b1 = net.populations["c1"].rate, net.populations["b1"].rate
-    torch.testing.assert_close(net.populations["p1"].rate, c1.amax((2, 3), keepdim=True) + b1.amax((2, 3), keepdim=True))
+    c1, b1 = net.last_state["c1"].rate, net.last_state["b1"].rate
+    torch.testing.assert_close(net.last_state["p1"].rate, c1.amax((2, 3), keepdim=True) + b1.amax((2, 3), keepdim=True))

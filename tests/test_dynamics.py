@@ -191,7 +191,7 @@ def errors_against_solve_ivp(mode: str, *, rtol: float = 1e-11, atol: float = 1e
         rule.load_state_dict(base_rule.state_dict())
         net(x)
         present(net, rule, t, exp)
-        ours = np.concatenate([net.populations[n].soma.numpy().ravel() for n in ("h1", "h2", "out")])
+        ours = np.concatenate([net.last_state[n].soma.numpy().ravel() for n in ("h1", "h2", "out")])
         errors.append(float(np.abs(ours - exact).max()))
     return errors
 

@@ -42,7 +42,7 @@ def autograd_grads(net, x, t):
         p.grad = None
     with torch.enable_grad():
         net(x)
-        output_loss(net.output, t).backward()
+        output_loss(net.output, net.last_state.output, t).backward()
     return {n: p.grad.clone() for n, p in net.named_parameters()}
 
 
@@ -152,7 +152,7 @@ def test_network_without_apical_input_equals_linear_stack(act):
     x = torch.randn(6, 5, dtype=torch.float64)
     with torch.no_grad():
         torch.testing.assert_close(net(x), ref(x), rtol=1e-12, atol=1e-14)
-        torch.testing.assert_close(net.populations["h0"].rate, ref[:2](x), rtol=1e-12, atol=1e-14)
+        torch.testing.assert_close(net.last_state["h0"].rate, ref[:2](x), rtol=1e-12, atol=1e-14)
 
 
 def _act(name):
@@ -206,6 +206,7 @@ def old_pc_relax(network, rule, target):
     from dendrisim.losses import output_error
 
     o = rule.options
+    state = network.last_state
 
     def predict(x):
         mu = {}
@@ -213,18 +214,18 @@ def old_pc_relax(network, rule, target):
             total = None
             for proj in network.incoming[name]:
                 pre = network.populations[proj.source]
-                rate = pre.activation.f(x[proj.source]) if proj.source in x else pre.rate
+                rate = pre.activation.f(x[proj.source]) if proj.source in x else state[proj.source].rate
                 d = proj.drive(rate)
                 total = d if total is None else total + d
             mu[name] = total.reshape(-1, *network.populations[name].shape)
         return mu
 
     def errors(x, mu):
-        out = network.output
-        out.soma = out.basal = mu[out.name]
-        out.rate = out.activation.f(out.soma)
-        out.apical = target.view_as(out.rate) - out.rate
-        eps = {out.name: output_error(out) * o.error_scale}
+        out, s = network.output, state.output
+        s.soma = s.basal = mu[out.name]
+        s.rate = out.activation.f(s.soma)
+        s.apical = target.view_as(s.rate) - s.rate
+        eps = {out.name: output_error(out, s) * o.error_scale}
         for pop in network.hidden():
             eps[pop.name] = x[pop.name] - mu[pop.name]
         return eps
@@ -237,7 +238,7 @@ def old_pc_relax(network, rule, target):
         return total
 
     hidden = list(network.hidden())
-    x = {pop.name: pop.soma.clone() for pop in hidden}
+    x = {pop.name: state[pop.name].soma.clone() for pop in hidden}
     steps = 0
     for steps in range(1, o.inference_steps + 1):
         mu = predict(x)
@@ -251,13 +252,14 @@ def old_pc_relax(network, rule, target):
             break
     mu = predict(x)
     eps = errors(x, mu)
-    network.output.error = eps[network.output_name]
+    state.output.error = eps[network.output_name]
     for pop in hidden:
-        pop.soma, pop.basal = x[pop.name], mu[pop.name]
-        pop.rate = pop.activation.f(pop.soma)
-        pop.apical = top_down(pop, eps)
-        pop.error = eps[pop.name]
-    rule.compute_updates(network)
+        s = state[pop.name]
+        s.soma, s.basal = x[pop.name], mu[pop.name]
+        s.rate = pop.activation.f(s.soma)
+        s.apical = top_down(pop, eps)
+        s.error = eps[pop.name]
+    rule.compute_updates(network, state)
     return steps
 
 

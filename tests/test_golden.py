@@ -65,6 +65,6 @@ def test_bp_chain_matches_hand_computed_values():
     net, rule = chain("bp")
     net(torch.ones(1, 1, dtype=torch.float64))
     present(net, rule, torch.ones(1, 1, dtype=torch.float64))
-    assert net.populations["h"].error.item() == pytest.approx(0.11917150316, rel=1e-9)
+    assert net.last_state["h"].error.item() == pytest.approx(0.11917150316, rel=1e-9)
     assert net.projections["x->h"].weight.grad.item() == pytest.approx(-0.11917150316, rel=1e-9)
     assert net.projections["h->out"].weight.grad.item() == pytest.approx(-0.03501262319, rel=1e-9)

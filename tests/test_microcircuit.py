@@ -149,7 +149,7 @@ def test_interneurons_learn_to_silence_the_apical_dendrite_for_every_input(seed)
     after = apical_per_input(net, rule, scheme, x)
     ratio = before["h1"] / after["h1"]
     assert float(ratio.min()) >= 20, (float(ratio.min()), float(before["h1"].mean() / after["h1"].mean()))
-    r_i, r_out = net.populations["i1"].rate, net.populations["out"].rate
+    r_i, r_out = net.last_state["i1"].rate, net.last_state["out"].rate
     assert float((r_i - r_out).norm() / r_out.norm()) < 0.05
     lateral, down = net.projections["i1->h1"].weight.detach(), net.projections["out->h1"].weight.detach()
     assert float(torch.nn.functional.cosine_similarity(lateral.flatten(), -down.flatten(), dim=0)) > 0.99
@@ -174,7 +174,7 @@ def test_two_hidden_populations_reach_the_self_predicting_state(seed):
         ratio = before[name] / after[name]
         assert float(ratio.min()) >= 20, (name, float(ratio.min()), float(before[name].mean() / after[name].mean()))
     for i in ("i1", "i2"):
-        r_i, r_above = net.populations[i].rate, net.populations[above(net, i)].rate
+        r_i, r_above = net.last_state[i].rate, net.last_state[above(net, i)].rate
         assert float((r_i - r_above).norm() / r_above.norm()) < 0.05, i
 
 
@@ -303,36 +303,39 @@ def test_hidden_basal_updates_converge_to_backprop_first_order_in_the_nudging(ou
 
 # ---------------------------------------------------------------- each rule's update by hand
 def filled(spec: dict, batch: int = 5):
-    """A circuit whose populations hold random states (as a presentation leaves them)."""
+    """A circuit and a state of it with random values (as a presentation leaves them)."""
     torch.manual_seed(7)
     net, rule, _ = build_circuit(spec)
     gen = torch.Generator().manual_seed(1)
+    state = net.new_state()
     for pop in net.populations.values():
-        pop.rate = torch.rand(batch, pop.size, generator=gen, dtype=torch.float64)
+        s = state[pop.name]
+        s.rate = torch.rand(batch, pop.size, generator=gen, dtype=torch.float64)
         if pop is net.input:
             continue
         for var in ("soma", "basal", "apical", "error"):
-            setattr(pop, var, torch.randn(batch, pop.size, generator=gen, dtype=torch.float64))
-        pop.rate = pop.activation.f(pop.soma)
-    return net, rule
+            setattr(s, var, torch.randn(batch, pop.size, generator=gen, dtype=torch.float64))
+        s.rate = pop.activation.f(s.soma)
+    return net, rule, state
 
 
 @pytest.mark.parametrize("v_rest", [0.0, 0.3])
 def test_each_synapse_model_writes_its_formula_to_grad(v_rest):
     """mc_basal: −e_postᵀ r_pre / B (the scheme's error, pyramidal and interneuron targets);
     mc_lateral: (v_A − v_rest)ᵀ r_I / B; mc_topdown (learnable): −((f(u) − f(W r_pre))/λ)ᵀ r_pre / B."""
-    net, rule = filled(circuit(topdown_learnable=True, blocks={"i1->h1": {"rule": "mc_lateral", "v_rest": v_rest}}))
-    rule.compute_updates(net)
-    P, pops = net.projections, net.populations
-    B = pops["h1"].rate.shape[0]
-    x, h, out, i = pops["input"].rate, pops["h1"], pops["out"], pops["i1"]
+    net, rule, state = filled(circuit(topdown_learnable=True,
+                                      blocks={"i1->h1": {"rule": "mc_lateral", "v_rest": v_rest}}))
+    rule.compute_updates(net, state)
+    P = net.projections
+    B = state["h1"].rate.shape[0]
+    x, h, out, i = state["input"].rate, state["h1"], state["out"], state["i1"]
+    f, lam = net.populations["h1"].activation.f, net.populations["h1"].compartments.nudging
     expect = {
         "input->h1": -h.error.t() @ x / B,
         "h1->out": -out.error.t() @ h.rate / B,
         "h1->i1": -i.error.t() @ h.rate / B,
         "i1->h1": (h.apical - v_rest).t() @ i.rate / B,
-        "out->h1": -((h.rate - h.activation.f(out.rate @ P["out->h1"].weight.t())) / h.compartments.nudging).t()
-                   @ out.rate / B,
+        "out->h1": -((h.rate - f(out.rate @ P["out->h1"].weight.t())) / lam).t() @ out.rate / B,
     }
     for name, grad in expect.items():
         torch.testing.assert_close(P[name].weight.grad, grad, rtol=1e-12, atol=1e-14, msg=name)
@@ -341,14 +344,14 @@ def test_each_synapse_model_writes_its_formula_to_grad(v_rest):
 
 
 def test_fixed_top_down_projections_get_no_update_and_nothing_carries_feedback():
-    net, rule = filled(circuit())
-    rule.compute_updates(net)
+    net, rule, state = filled(circuit())
+    rule.compute_updates(net, state)
     assert net.projections["out->h1"].weight.grad is None  # top-down: fixed by default
     for proj in net.projections.values():
         assert not rule.feeds_back(proj), proj.name
         assert rule.feedback_weight(net, proj) is None
     # no rule part in the hidden apical input: the euler scheme adds the explicit projections alone
-    assert rule.top_down(net, net.populations["h1"]) is None
+    assert rule.top_down(net, net.populations["h1"], state) is None
     assert rule.feedback_pathway(net) == []
 
 

@@ -112,25 +112,27 @@ def test_the_lowpass_dendrite_follows_its_closed_form(lowpass):
 
     neuron = lowpass("h", (3,), ACTIVATIONS.get("tanh"), compartments=Compartments(1.0, 0.0, 1.0, 0.05))
     neuron.tau_dendrite = 2.0
-    neuron.integrate(torch.zeros(1, 3))
-    neuron.apical = torch.zeros(1, 3)
-    u, drive, dt = neuron.soma.clone(), torch.full((1, 3), 0.7), 0.2
+    s = neuron.new_state()
+    neuron.integrate(s, torch.zeros(1, 3))
+    s.apical = torch.zeros(1, 3)
+    u, drive, dt = s.soma.clone(), torch.full((1, 3), 0.7), 0.2
     for k in range(1, 31):
-        neuron.step(u, drive, dt=dt)
-        assert torch.allclose(neuron.dendrite, drive * (1 - (1 - dt / 2.0) ** k), atol=1e-6)
+        neuron.step(s, u, drive, dt=dt)
+        assert torch.allclose(s.dendrite, drive * (1 - (1 - dt / 2.0) ** k), atol=1e-6)
     # the soma follows the dendrite, not the drive: after 30 steps it is still short of a·v_B
     assert float(u.max()) < 0.7 * (1 / 1.05) * (1 - math.exp(-30 * dt / 2.0)) + 1e-3
 
 
 @pytest.mark.slow(reason="trains digits with the plugin neuron under dll (euler) and the microcircuit (~30 s)")
 def test_the_lowpass_neuron_trains_under_dll_and_the_microcircuit(lowpass, tmp_path):
-    dyn = _digits(h1={"type": "lowpass_pyramidal", "tau_dendrite": 1.0})
+    # the output: its drive moves within a presentation (h1's, from the input alone, does not)
+    dyn = _digits(out={"type": "lowpass_pyramidal", "tau_dendrite": 1.0})
     dyn["dynamics"] = {"mode": "euler"}
     dyn["training"] = {"epochs": 3, "seed": 0}
     summary = dendrisim.Trainer(load_experiment(dyn), device="cpu", out=tmp_path / "dll").fit()
     assert summary["test_accuracy"] > 0.85
     mc = dendrisim.load(ROOT / "models" / "microcircuit_digits.yaml", overrides=[
-        "populations.h1.type=lowpass_pyramidal", "populations.h1.tau_dendrite=1.0",
+        "populations.out.type=lowpass_pyramidal", "populations.out.tau_dendrite=1.0",
         "training.phases=[{name: sp, epochs: 2, teacher: false, learn: [h1->i1, i1->h1]}, "
         "{name: learning, epochs: 3, teacher: true}]"])
     summary = dendrisim.Trainer(mc, device="cpu", out=tmp_path / "mc").fit()

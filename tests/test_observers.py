@@ -14,6 +14,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from dendrisim.state import PopulationState
+
 from conftest import MLP, model
 import dendrisim
 from dendrisim import rundir
@@ -48,13 +50,15 @@ class FakeLoop(SimpleNamespace):
 
 def tiny_net():
     """A network-like object with two pyramidal populations and one projection."""
-    pops = [SimpleNamespace(name=n, recordable=["soma", "apical"], soma=torch.zeros(2, 3), apical=torch.zeros(2, 3))
-            for n in ("h1", "h2")]
+    pops = [SimpleNamespace(name=n, recordable=["soma", "apical"]) for n in ("h1", "h2")]
+    state = {p.name: PopulationState(["soma", "apical"]) for p in pops}  # the last presentation's
+    for s in state.values():
+        s.soma, s.apical = torch.zeros(2, 3), torch.zeros(2, 3)
     weight = torch.nn.Parameter(torch.zeros(3, 3))
     weight.grad = torch.zeros(3, 3)
     proj = SimpleNamespace(name="h1->h2", weight=weight)
     net = SimpleNamespace(pyramidal=lambda: pops, simulated=lambda: pops, projections={"h1->h2": proj},
-                          populations={p.name: p for p in pops})
+                          populations={p.name: p for p in pops}, last_state=state)
     rule = torch.nn.Module()
     rule.theta = torch.nn.Parameter(torch.zeros(3, 3))
     return net, rule
@@ -65,14 +69,14 @@ def test_the_guard_raises_naming_the_first_bad_variable_on_its_steps_only():
     net, rule = tiny_net()
     loop = FakeLoop(network=net, rule=rule)
     guard = NanGuard(5, file="m.yaml")
-    net.populations["h2"].apical[1, 2] = float("nan")
+    net.last_state["h2"].apical[1, 2] = float("nan")
     net.projections["h1->h2"].weight.grad[0, 0] = float("inf")  # later in feedforward order
     guard.after_step(loop, Step(number=4, size=2, epoch=1, in_epoch=4))  # not a guarded step
     guard.after_step(loop, Step(number=10, size=2))  # Trainer.step's steps are not the run's
     with pytest.raises(NumericalError, match=r"^m.yaml: non-finite values \(NaN or Inf\) in population 'h2', "
                                              r"variable 'apical', in epoch 2, training step 10 \(checked every 5 steps\)"):
         guard.after_step(loop, Step(number=10, size=2, epoch=2, in_epoch=3))
-    net.populations["h2"].apical.zero_()
+    net.last_state["h2"].apical.zero_()
     with pytest.raises(NumericalError, match=r"in projection 'h1->h2', variable 'update', in epoch 2, training step 15 "
                                              r"\(the first"):
         NanGuard(1, file="m.yaml").after_step(loop, Step(number=15, size=2, epoch=2, in_epoch=8))
@@ -223,7 +227,7 @@ class FakeRecorder:
     def due(self, step, n, *, epoch_end=False):
         return self.fits(n) and (step in self.due_steps or epoch_end)
 
-    def after_step(self, step, epoch, ids, *, epoch_end=False, trajectory=None, phase=0):
+    def after_step(self, step, epoch, ids, *, epoch_end=False, state=None, trajectory=None, phase=0):
         self.calls.append(("after_step", step, epoch, epoch_end, trajectory))
 
     def end_epoch(self, step, epoch, ids, row):
@@ -472,7 +476,7 @@ def test_an_observer_changes_no_number_of_the_run(tmp_path):
     class Looker(Observer):
         def after_step(self, loop, step):
             step.metrics()
-            loop.network.populations["h1"].soma.sum()
+            loop.network.last_state["h1"].soma.sum()
 
     wa, ma = train(tmp_path / "a", [])
     wb, mb = train(tmp_path / "b", [Looker()])

@@ -34,9 +34,9 @@ def test_round_trip_is_bit_exact(tmp_path):
     def capture(step, epoch, ids, **kw):
         record(step, epoch, ids, **kw)
         held.append({
-            "soma": tr.network.populations["h1"].soma[:5].clone(),
-            "apical": tr.network.populations["h2"].apical[:5].clone(),
-            "error": tr.network.populations["h2"].error[:5].clone(),
+            "soma": tr.network.last_state["h1"].soma[:5].clone(),
+            "apical": tr.network.last_state["h2"].apical[:5].clone(),
+            "error": tr.network.last_state["h2"].error[:5].clone(),
             "weight": tr.network.projections["h1->h2"].weight.detach().clone(),
             "update": tr.network.projections["h1->h2"].weight.grad.clone(),
             "feedback": tr.rule.theta["h1->h2"].detach().clone(),
@@ -348,7 +348,7 @@ def test_the_epoch_end_record_holds_the_last_training_batch_not_an_evaluation_ba
         recorded = rec.activity("h2", "rate")[-1]
     with torch.no_grad():
         tr.network(tr.task.train.x[torch.as_tensor(ids)])
-    np.testing.assert_allclose(recorded, tr.network.populations["h2"].rate.numpy(), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(recorded, tr.network.last_state["h2"].rate.numpy(), rtol=1e-4, atol=1e-6)
 
 
 # ---------------------------------------------------------------------------- phase marks (#23)

@@ -94,12 +94,12 @@ def test_bp_is_backprop_through_time(loop, out_act, readout, T, batch):
     t = target(out_act, steps, batch, 3, gen)
     expected, soma = reference_grads(net, x, t, readout)
     got = rule_grads(net, rule, x, t)
-    torch.testing.assert_close(net.output.soma[readout], soma.detach())  # the same unrolling
+    torch.testing.assert_close(net.last_state.output.soma[readout], soma.detach())  # the same unrolling
     for name in expected:
         torch.testing.assert_close(got[name], expected[name], rtol=1e-10, atol=1e-12, msg=name)
     with torch.no_grad():  # and the loss dendrisim reports is the one differentiated
         net(x)
-        loss = output_loss(net.output, t, readout)
+        loss = output_loss(net.output, net.last_state.output, t, readout)
         assert abs(float(loss) - float(reference_loss(net, x, t, readout))) < 1e-10
 
 
@@ -190,7 +190,7 @@ def test_dll_through_time_on_a_hand_checked_two_step_example():
     np.testing.assert_allclose(rule.theta["h->h"].grad, -c / n * np.outer(a0, d1), rtol=1e-12)
     np.testing.assert_allclose(rule.theta["h->y"].grad, -c / n * (np.outer(a0, dy[0]) + np.outer(a1, dy[1])),
                                rtol=1e-12)
-    np.testing.assert_allclose(net.populations["h"].apical[:, 0].numpy(), np.stack([a0, a1]), rtol=1e-12)
+    np.testing.assert_allclose(net.last_state["h"].apical[:, 0].numpy(), np.stack([a0, a1]), rtol=1e-12)
 
 
 def test_recurrent_graph_validation_names_the_field():
@@ -235,7 +235,7 @@ def test_every_rule_learns_to_recall_the_previous_input(rule):
         x, t = batch()
         with torch.no_grad():
             net(x)
-            return float(output_loss(net.output, t, net.readout))
+            return float(output_loss(net.output, net.last_state.output, t, net.readout))
 
     before = loss()
     for _ in range(300):

@@ -159,7 +159,7 @@ def test_named_clips_count_what_they_clip():
     assert counts["apical:h2"] > 0
     assert all(counts[k] > 0 for k in counts if k.startswith("update:"))
     for pop in ("h1", "h2"):
-        assert tr.network.populations[pop].apical.abs().max() <= 1e-3
+        assert tr.network.last_state[pop].apical.abs().max() <= 1e-3
     for proj in tr.network.projections.values():
         assert proj.weight.grad.abs().max() <= 1e-6
 

@@ -7,8 +7,9 @@ under it), and it is right: the explicit midpoint rule (RK2) of the equations th
           \qquad u_{n+1} = u_n + dt \, F\big(u_n + \tfrac{dt}{2} F(u_n)\big),
 
 reaches euler's fixed point, and its error against an outside integrator falls as dt².
-It uses only public things: the populations' compartments and constants, the network's
-``basal_input``, the rule's ``top_down`` (the ``Rule`` protocol) and ``settling.updates``."""
+It uses only public things: the presentation's state, the populations' constants, the
+network's ``basal_input``, the scheme's public error equations (``settling.local_errors``),
+the rule's ``top_down`` (the ``Rule`` protocol) and ``settling.updates``."""
 from __future__ import annotations
 
 import copy
@@ -25,7 +26,7 @@ from dendrisim.builder import build_scheme, scheme_refusal
 from dendrisim.config.schema import DynamicsConfig
 from dendrisim.errors import ConfigError
 from dendrisim.plasticity import RULES
-from dendrisim.settling import SCHEMES, Presentation, Rule, SettlingScheme, updates
+from dendrisim.settling import SCHEMES, Presentation, Rule, SettlingScheme, local_errors, updates
 
 #: the name the test scheme is registered under while a test uses it
 MIDPOINT = "midpoint"
@@ -43,56 +44,50 @@ class Midpoint(SettlingScheme):
         if config.plasticity != "settled":
             raise ValueError("the midpoint scheme takes updates at the settled end only")
 
-    def _present(self, network, rule: Rule, target: torch.Tensor, capture: Optional[torch.Tensor]) -> Presentation:
+    def _present(self, network, rule: Rule, state, capture: Optional[torch.Tensor]) -> Presentation:
         if network.sequential:
             raise ValueError("the midpoint scheme simulates static presentations")
         dt = self.config.dt
-        u = {p.name: p.soma.clone() for p in network.pyramidal()}  # the free state of the forward pass
+        u = {p.name: state[p.name].soma.clone() for p in network.pyramidal()}  # the free state of the forward pass
         for _ in range(self.config.steps):
-            k1 = self.velocity(network, rule, target, u)
-            k2 = self.velocity(network, rule, target, {n: u[n] + 0.5 * dt * k1[n] for n in u})
+            k1 = self.velocity(network, rule, state, u)
+            k2 = self.velocity(network, rule, state, {n: u[n] + 0.5 * dt * k1[n] for n in u})
             u = {n: u[n] + dt * k2[n] for n in u}
-        self.observe(network, rule, target, u)
-        updates(network, rule)
+        self.observe(network, rule, state, u)
+        updates(network, rule, state)
         return Presentation()
 
     @staticmethod
-    def observe(network, rule: Rule, target: torch.Tensor, soma: dict[str, torch.Tensor]) -> None:
-        """Put every population in state ``soma`` and compute what it sees there: basal drives
-        from the rates, the local errors ``e = (f(u) − f(v̂_B))/λ`` (the output's teacher
-        ``v_A = t − f(v̂_B)``, its error ``(u − v̂_B)/λ`` for a canonical loss), and the hidden
-        apical inputs from the errors above (the rule's ``top_down``)."""
+    def observe(network, rule: Rule, state, soma: dict[str, torch.Tensor]) -> None:
+        """Put every population of ``state`` at ``soma`` and compute what it sees there: basal
+        drives from the rates, the local errors (the output's teacher with them: the public
+        ``settling.local_errors``), and the hidden apical inputs from the errors above (the
+        rule's ``top_down``)."""
         pops = list(network.pyramidal())
         out = network.output
         taught = set(network.needs_error) | {out.name}
         for p in pops:
-            p.soma = soma[p.name]
-            p.rate = p.activation.f(p.soma)
+            s = state[p.name]
+            s.soma = soma[p.name]
+            s.rate = p.activation.f(s.soma)
         for p in pops:
-            p.basal = network.basal_input(p.name)
+            state[p.name].basal = network.basal_input(p.name, state)
         for p in pops:
             if p.name not in taught:
-                p.apical = p.error = None
-                continue
-            lam, predicted = p.compartments.nudging, p.prediction(p.basal)
-            if p is out:
-                p.apical = target.view_as(p.rate) - p.activation.f(predicted)
-                if p.activation.canonical_loss is not None:
-                    p.error = (p.soma - predicted) / lam
-                    continue
-            p.error = (p.rate - p.activation.f(predicted)) / lam
+                state[p.name].apical = state[p.name].error = None
+        local_errors(network, state, [p for p in pops if p.name in taught])
         for p in pops:
             if p is not out and p.name in taught:
-                p.apical = rule.top_down(network, p)
+                state[p.name].apical = rule.top_down(network, p, state)
 
-    def velocity(self, network, rule: Rule, target: torch.Tensor, soma: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def velocity(self, network, rule: Rule, state, soma: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """``F(u) = (−g_L u + g_B (v_B − u) + g_A (v_A − u)) / τ`` of every population at ``soma``."""
-        self.observe(network, rule, target, soma)
+        self.observe(network, rule, state, soma)
         velocity = {}
         for p in network.pyramidal():
-            c, u = p.compartments, soma[p.name]
-            apical = 0.0 if p.apical is None else p.apical
-            velocity[p.name] = (-c.g_leak * u + c.g_basal * (p.basal - u) + c.g_apical * (apical - u)) / c.tau
+            c, u, s = p.compartments, soma[p.name], state[p.name]
+            apical = 0.0 if s.apical is None else s.apical
+            velocity[p.name] = (-c.g_leak * u + c.g_basal * (s.basal - u) + c.g_apical * (apical - u)) / c.tau
         return velocity
 
     def describe(self, network) -> list[str]:

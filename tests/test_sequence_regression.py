@@ -180,7 +180,8 @@ def test_metrics_are_the_mean_over_every_step_of_every_window(tmp_path):
         activation = type("A", (), {"canonical_loss": None, "f": staticmethod(lambda s: s)})()
 
     net = type("N", (), {"output": Out(), "readout": slice(None)})()
-    m = t.finish_stats(t.batch_stats(y[:1], _first(net, 1)) + t.batch_stats(y[1:], _rest(net, 1)), len(y))
+    m = t.finish_stats(t.batch_stats(y[:1], *[_first(net, 1)] * 2) + t.batch_stats(y[1:], *[_rest(net, 1)] * 2),
+                    len(y))  # each fake is its own state
     assert m["mse"] == pytest.approx((0.25 + 1 + 4) / 3) and m["mae"] == pytest.approx((0.5 + 1 + 2) / 3)
     assert m["loss"] == pytest.approx(m["mse"] / 2)  # the loss is ½ (t − y)²
 

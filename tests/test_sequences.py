@@ -71,7 +71,7 @@ def test_charlm_metrics_are_bits_perplexity_and_accuracy(text_file):
 
     net = type("N", (), {"output": Out(), "readout": slice(None)})()
     y = task.train.y[:4]
-    stats = task.finish_stats(task.batch_stats(y, net), 4)
+    stats = task.finish_stats(task.batch_stats(y, net, net), 4)  # the fake is its own state
     assert stats["loss"] == pytest.approx(math.log(V)) and stats["bpc"] == pytest.approx(math.log2(V))
     assert stats["perplexity"] == pytest.approx(V) and stats["accuracy"] == pytest.approx(float((y == 0).float().mean()))
 
@@ -111,7 +111,7 @@ def test_stepping_with_carried_state_equals_the_whole_sequence(text_file):
         carried, steps = {}, []
         for t in range(6):
             steps.append(net(x[:, t:t + 1], initial=carried)[0])
-            carried = {n: net.populations[n].rate[-1] for n in ("h1", "h2")}
+            carried = {n: net.last_state[n].rate[-1] for n in ("h1", "h2")}
     torch.testing.assert_close(torch.stack(steps), whole)
 
 
@@ -177,7 +177,7 @@ def test_forecasting_metrics_match_their_definitions(tmp_path):
 
     Out.rate = Out.soma
     net = type("N", (), {"output": Out(), "readout": slice(-1, None)})()
-    half = [task.batch_stats(y[:20], _sub(net, 0, 20)), task.batch_stats(y[20:], _sub(net, 20, 50))]
+    half = [task.batch_stats(y[:20], *[_sub(net, 0, 20)] * 2), task.batch_stats(y[20:], *[_sub(net, 20, 50)] * 2)]
     m = task.finish_stats(half[0] + half[1], 50)  # statistics add up over batches
     err = true - pred
     assert m["mse"] == pytest.approx((err**2).mean(), rel=1e-5) and m["mae"] == pytest.approx(np.abs(err).mean(), rel=1e-5)

@@ -70,7 +70,7 @@ def test_nan_guard_names_the_first_bad_variable_and_keeps_the_recording(tmp_path
     def poisoned(net, rule, target, **kw):  # from step 14 on, h2's apical input turns into NaN
         presentation = real_step(net, rule, target, **kw)
         if tr.global_step + 1 >= 14:
-            net.populations["h2"].apical[0, 0] = float("nan")
+            presentation.state["h2"].apical[0, 0] = float("nan")
         return presentation
 
     tr.scheme.present = poisoned

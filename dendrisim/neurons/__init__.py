@@ -2,7 +2,7 @@
 
 ``input``, ``pyramidal`` and ``interneuron`` are built in; a plugin file registers its own
 with ``@dendrisim.register_neuron("name")`` and is loaded with ``--plugin`` like a rule.
-The contract is :class:`~dendrisim.neurons.base.NeuronModel`.
+The contract is :class:`~dendrisim.neurons.NeuronModel`.
 """
 from .base import NEURONS, Compartments, NeuronModel, NeuronOptions
 from .input import InputPopulation

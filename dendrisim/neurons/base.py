@@ -5,15 +5,15 @@ A neuron model is one class in one file, registered by name with
 registered the same way); a population's ``type:`` in a model file names it. The class
 declares, in its own body:
 
-- its compartments, each with what it is (:attr:`NeuronModel.variables`; what a recording
+- its compartments, each with what it is (``variables``; what a recording
   may keep of it);
 - its options, parsed from the population's YAML block the way a rule parses its
-  ``plasticity:`` block (:attr:`NeuronModel.Options`, unknown keys refused by name);
-- its steady (free) state under a basal drive (:meth:`NeuronModel.integrate`);
+  ``plasticity:`` block (``Options``, unknown keys refused by name);
+- its steady (free) state under a basal drive (``integrate``);
 - its step in time and local error under simulated compartments (``step``, ``prediction``,
   ``local_error``: the euler settling scheme calls them, never the equations of a type it
   knows by name);
-- its memory per neuron (:meth:`NeuronModel.bytes_per_neuron`);
+- its memory per neuron (``bytes_per_neuron``);
 - what it offers to rules and projections (the ``offers_*``/``takes_*`` class attributes):
   an apical compartment the rule's feedback reaches, a somatic nudging input, the output's
   teacher, spatial maps for convolutions.
@@ -25,6 +25,7 @@ scheme or file.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any, ClassVar, Optional
 
@@ -32,6 +33,7 @@ import torch
 from torch import nn
 
 from ..registry import Registry
+from ..state import PopulationState
 
 #: population type -> neuron model class (``populations.NAME.type`` in a model file)
 NEURONS: Registry[type["NeuronModel"]] = Registry("neuron model")
@@ -84,8 +86,8 @@ class Compartments:
 class NeuronModel(nn.Module):
     """Base class of neuron models: a named group of neurons with a shape, declared
     compartments and declared offers. Subclasses set the class attributes below and, unless
-    clamped, implement :meth:`integrate` (and, for simulated compartments, ``step``,
-    ``prediction`` and ``local_error``, as :class:`dendrisim.neurons.pyramidal.Pyramidal` does)."""
+    clamped, implement ``integrate`` (and, for simulated compartments, ``step``,
+    ``prediction`` and ``local_error``, as :class:`~dendrisim.neurons.PyramidalPopulation` does)."""
 
     #: the model's keys in the population's YAML block (beyond type, size, shape, channels, activation)
     Options: ClassVar[type] = NeuronOptions
@@ -121,19 +123,53 @@ class NeuronModel(nn.Module):
     #: then compute it once for a drive that does not change in a presentation)
     prediction_from_basal: ClassVar[bool] = True
 
+    #: the class of one presentation's values of the model's variables (a subclass may add
+    #: aliases, as the interneuron's ``dendrite`` for ``basal``)
+    State: ClassVar[type] = PopulationState
+
     def __init__(self, name: str, shape: tuple[int, ...]):
         super().__init__()
         self.name = name
         self.shape = tuple(int(s) for s in shape)
         self.size = math.prod(self.shape)
-        for var in self.variables:
-            setattr(self, var, None)
+
+    def new_state(self) -> PopulationState:
+        """An empty state of this population for one presentation (every variable None)."""
+        return self.State(self.variables)
+
+    # ------------------------------------------------------------------ the old attributes
+    # Until issue 27 a presentation wrote its compartments onto the population objects; they
+    # are read (and written) through the network's last state now, with a DeprecationWarning
+    # that names the replacement, for at least one release.
+    def _deprecated_state(self, name: str) -> PopulationState:
+        owner = self.__dict__.get("_owner")
+        network = owner() if owner is not None else None
+        warnings.warn(f"population.{name} ({self.name}.{name}) is deprecated: a presentation's state is a value; read "
+                      f"state[{self.name!r}].{name} from the state you have (Presentation.state, "
+                      "network.free_state(x), trainer.last_state, a rule hook's state argument)",
+                      DeprecationWarning, stacklevel=3)
+        state = None if network is None else network.last_state
+        if state is None or self.name not in state:
+            raise AttributeError(f"{self.name}.{name}: no presentation has run yet")
+        return state[self.name]
+
+    def __getattr__(self, name: str):
+        if not name.startswith("_") and (name in type(self).variables
+                                         or isinstance(getattr(type(self).State, name, None), property)):
+            return getattr(self._deprecated_state(name), name)
+        return super().__getattr__(name)
+
+    def __setattr__(self, name: str, value) -> None:
+        if not name.startswith("_") and name in type(self).variables and "_owner" in self.__dict__:
+            setattr(self._deprecated_state(name), name, value)
+            return
+        super().__setattr__(name, value)
 
     @classmethod
     def from_config(cls, name: str, shape: tuple[int, ...], config: Any, *, options: Any,
                     simulated: bool) -> "NeuronModel":
         """The population ``name`` of the checked model ``config`` (a ``ModelConfig``), of
-        ``shape``, with its parsed :attr:`Options` ``options``; ``simulated``: its compartments
+        ``shape``, with its parsed ``Options`` ``options``; ``simulated``: its compartments
         are simulated in time (a settling scheme that simulates them, euler), so it takes its
         constants from ``dynamics``."""
         return cls(name, shape)
@@ -141,17 +177,18 @@ class NeuronModel(nn.Module):
     @classmethod
     def check(cls, name: str, config: Any, options: Any, *, file: str) -> None:
         """Raise ConfigError when population ``name`` of ``config`` cannot be this model
-        (before any tensor). ``options``: its parsed :attr:`Options`. Nothing by default."""
+        (before any tensor). ``options``: its parsed ``Options``. Nothing by default."""
 
     @property
     def recordable(self) -> tuple[str, ...]:
         return tuple(self.variables)
 
     def state(self, variable: str) -> Optional[torch.Tensor]:
-        """The current value of a declared compartment."""
+        """Deprecated: the value of a declared variable in the network's last state (read
+        ``state[name].variable`` from the state you have instead)."""
         if variable not in self.variables:
             raise KeyError(f"{self.name} has no variable {variable!r}; it has {', '.join(self.variables)}")
-        return getattr(self, variable)
+        return getattr(self._deprecated_state(variable), variable)
 
     def bytes_per_neuron(self, itemsize: int) -> int:
         """Bytes one neuron's compartments take in one sample of a presentation (the memory

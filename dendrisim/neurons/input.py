@@ -16,5 +16,6 @@ class InputPopulation(NeuronModel):
     #: an apical projection from the input (refused by the graph check) would learn by default
     apical_learns = True
 
-    def clamp(self, x: torch.Tensor) -> None:
-        self.rate = x
+    def clamp(self, s, x: torch.Tensor) -> None:
+        """``s.rate = x``: the batch, clamped (``s`` the population's state)."""
+        s.rate = x

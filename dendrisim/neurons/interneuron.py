@@ -4,7 +4,7 @@ dendrite, nudged one to one by the soma of the population they predict:
 .. math:: τ \frac{du_I}{dt} = -g_L u_I + g_D (v_D - u_I) + g_{som} (u_{k+1} - u_I)
 
 The pyramidal neuron's equation with ``g_B = g_D`` and ``g_A = g_som`` (its constants,
-:class:`~dendrisim.neurons.base.Compartments` with ``target_nudged``), so its step,
+:class:`~dendrisim.neurons.Compartments` with ``target_nudged``), so its step,
 prediction and error are the pyramidal ones: ``dendrite`` is the ``basal`` slot (``v_D``),
 ``nudging`` the ``apical`` slot (``u_{k+1}``, written by the settling scheme), the dendritic
 prediction ``v̂_D = g_D/(g_L + g_D) · v_D`` (the free state) and the error
@@ -17,6 +17,7 @@ from typing import Any, Optional
 import torch
 
 from ..activations import ACTIVATIONS
+from ..state import PopulationState
 from .base import NEURONS, Compartments
 from .pyramidal import PyramidalPopulation, own_constants
 
@@ -52,30 +53,12 @@ def interneuron_activation(config: Any, name: str) -> str:
     return config.populations[sources[0]].activation
 
 
-@NEURONS.register("interneuron")
-class InterneuronPopulation(PyramidalPopulation):
-    """Interneurons of a microcircuit (module docstring): the pyramidal step with
-    ``g_B = g_dendrite``, ``g_A = g_som`` and the nudging soma in the apical slot."""
+class InterneuronState(PopulationState):
+    """An interneuron's state: ``dendrite`` is the ``basal`` slot (``v_D``), ``nudging`` the
+    ``apical`` slot (the predicted population's soma), so the pyramidal equations apply."""
 
-    variables = {"soma": "somatic potential u_I", "dendrite": "dendrite's drive v_D = Σ W r_pre + b",
-                 "nudging": "the nudging potential: the soma of the population it predicts",
-                 "rate": "output rate f(u_I)", "error": "local error (f(u_I) − f(v̂_D))/λ_I"}
-    summary = ("soma and dendrite, nudged one to one by the population it predicts (a microcircuit's interneuron, "
-               "Sacramento et al. 2018)")
-    offers_output = False
-    offers_apical = False
-    offers_nudging = False
-    takes_nudging = True
-    spatial = False
-    apical_learns = True
-    constants = INTERNEURON_CONSTANTS
-    second_input = "soma"
-
-    @classmethod
-    def from_config(cls, name: str, shape: tuple[int, ...], config: Any, *, options: Any,
-                    simulated: bool) -> "InterneuronPopulation":
-        constants = interneuron_constants(config.dynamics, name) if simulated else None
-        return cls(name, shape, ACTIVATIONS.get(interneuron_activation(config, name)), compartments=constants)
+    def __init__(self, variables):
+        super().__init__([{"dendrite": "basal", "nudging": "apical"}.get(v, v) for v in variables])
 
     @property
     def dendrite(self) -> Optional[torch.Tensor]:
@@ -94,6 +77,33 @@ class InterneuronPopulation(PyramidalPopulation):
     @nudging.setter
     def nudging(self, value: Optional[torch.Tensor]) -> None:
         self.apical = value
+
+
+@NEURONS.register("interneuron")
+class InterneuronPopulation(PyramidalPopulation):
+    """Interneurons of a microcircuit (module docstring): the pyramidal step with
+    ``g_B = g_dendrite``, ``g_A = g_som`` and the nudging soma in the apical slot."""
+
+    variables = {"soma": "somatic potential u_I", "dendrite": "dendrite's drive v_D = Σ W r_pre + b",
+                 "nudging": "the nudging potential: the soma of the population it predicts",
+                 "rate": "output rate f(u_I)", "error": "local error (f(u_I) − f(v̂_D))/λ_I"}
+    summary = ("soma and dendrite, nudged one to one by the population it predicts (a microcircuit's interneuron, "
+               "Sacramento et al. 2018)")
+    offers_output = False
+    offers_apical = False
+    offers_nudging = False
+    takes_nudging = True
+    spatial = False
+    apical_learns = True
+    constants = INTERNEURON_CONSTANTS
+    second_input = "soma"
+    State = InterneuronState
+
+    @classmethod
+    def from_config(cls, name: str, shape: tuple[int, ...], config: Any, *, options: Any,
+                    simulated: bool) -> "InterneuronPopulation":
+        constants = interneuron_constants(config.dynamics, name) if simulated else None
+        return cls(name, shape, ACTIVATIONS.get(interneuron_activation(config, name)), compartments=constants)
 
     def describe(self) -> str:
         c = self.compartments

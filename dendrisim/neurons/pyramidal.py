@@ -4,7 +4,7 @@ Every compartment is a batched tensor ``[batch, *shape]``, replaced each present
 
 - ``basal``: summed feedforward input, ``basal = Σ_p W_p · rate_p (+ b_p)``
 - ``soma``: the somatic potential; at steady state ``soma = basal`` (with simulated
-  compartments the soma integrates basal and apical input in time, :meth:`Pyramidal.step`)
+  compartments the soma integrates basal and apical input in time, ``step``)
 - ``rate``: the output, ``rate = f(soma)``
 - ``apical``: top-down input through the rule's feedback plus a microcircuit's explicit
   apical projections (the teacher signal at the output), written by the settling scheme
@@ -45,7 +45,7 @@ class PyramidalPopulation(NeuronModel):
     """Pyramidal neurons with a soma, a basal and an apical compartment (module docstring).
 
     With ``compartments`` (constants) the soma is simulated by a settling scheme that steps
-    it in time (euler; :meth:`step`) and its free state, with no apical input, is the
+    it in time (euler; ``step``) and its free state, with no apical input, is the
     dendritic prediction ``soma = (g_B/g) · basal``; without, ``soma = basal`` exactly (the
     steady state of the sweep)."""
 
@@ -74,21 +74,25 @@ class PyramidalPopulation(NeuronModel):
         return cls(name, shape, ACTIVATIONS.get(config.populations[name].activation), compartments=constants)
 
     # ------------------------------------------------------------------ the steady state
-    def integrate(self, basal: torch.Tensor) -> torch.Tensor:
-        """The free state under basal drive: ``soma = basal`` (steady), or the dendritic
+    def integrate(self, s, basal: torch.Tensor) -> torch.Tensor:
+        """The free state ``s`` under basal drive: ``soma = basal`` (steady), or the dendritic
         prediction ``soma = (g_B/g) · basal`` of simulated compartments; ``rate = f(soma)``."""
-        self.basal = basal
-        self.soma = basal if self.compartments is None else self.prediction(basal)
-        self.rate = self.activation.f(self.soma)
-        return self.rate
+        s.basal = basal
+        s.soma = basal if self.compartments is None else self.prediction(s, basal)
+        s.rate = self.activation.f(s.soma)
+        return s.rate
 
-    def derivative(self) -> torch.Tensor:
-        """``f'(soma)`` at the current state."""
-        return self.activation.df(self.soma, self.rate)
+    def derivative(self, s=None) -> torch.Tensor:
+        """``f'(soma)`` at the state ``s`` (without one, the call before states were values:
+        the network's last state, with a DeprecationWarning)."""
+        if s is None:
+            s = self._deprecated_state("soma")
+        return self.activation.df(s.soma, s.rate)
 
     # ------------------------------------------------------------------ simulated compartments
-    def prediction(self, basal: torch.Tensor) -> torch.Tensor:
-        """The dendritic prediction ``v̂_B = (g_B/g) · basal`` of the somatic potential."""
+    def prediction(self, s, basal: torch.Tensor) -> torch.Tensor:
+        """The dendritic prediction ``v̂_B = (g_B/g) · basal`` of the somatic potential (``s``:
+        the population's state, for a model whose prediction needs more than the drive)."""
         a = self.compartments.attenuation
         return basal if a == 1.0 else basal * a
 
@@ -97,14 +101,14 @@ class PyramidalPopulation(NeuronModel):
         """``e = (f(u) − f(v̂_B)) / λ``: the soma's mismatch with its dendritic prediction."""
         return torch.sub(rate, f_predicted, out=out).div_(self.compartments.nudging)
 
-    def step(self, u: torch.Tensor, basal: torch.Tensor, *, dt: float) -> None:
-        """``u`` one Euler step of ``dt`` further, in place, toward the basal drive and the
-        current apical input (:func:`dendrisim.functional.compartment_step` with the
-        population's τ and conductances), then ``rate = f(u)``."""
+    def step(self, s, u: torch.Tensor, basal: torch.Tensor, *, dt: float) -> None:
+        """The soma ``u`` one Euler step of ``dt`` further, in place, toward the basal drive and
+        the apical input ``s.apical`` (``dendrisim.functional.compartment_step`` with the
+        population's τ and conductances), then ``s.rate = f(u)``."""
         c = self.compartments
-        Fn.compartment_step(u, basal, self.apical, dt=dt, tau=c.tau, g_leak=c.g_leak, g_basal=c.g_basal,
+        Fn.compartment_step(u, basal, s.apical, dt=dt, tau=c.tau, g_leak=c.g_leak, g_basal=c.g_basal,
                             g_apical=c.g_apical, out=u)
-        self.rate = self.activation.f(u)
+        s.rate = self.activation.f(u)
 
     def describe(self) -> str:
         c = self.compartments

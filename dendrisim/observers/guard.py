@@ -9,13 +9,14 @@ from ..errors import NumericalError
 from .base import Observer, Step
 
 
-def watched(network, rule) -> Iterator[tuple[str, str, str, torch.Tensor]]:
+def watched(network, rule, state=None) -> Iterator[tuple[str, str, str, torch.Tensor]]:
     """(kind, owner, variable, tensor) of everything the guard checks, in feedforward order:
-    populations' recordable variables, then each projection's update and weight, then the
-    rule's parameters and their updates."""
-    for pop in network.simulated():  # interneurons too
+    populations' recordable variables in ``state`` (the last presentation's), then each
+    projection's update and weight, then the rule's parameters and their updates."""
+    state = getattr(network, "last_state", None) if state is None else state
+    for pop in network.simulated() if state is not None else ():  # interneurons too
         for var in pop.recordable:
-            yield "population", pop.name, var, getattr(pop, var)
+            yield "population", pop.name, var, state[pop.name].get(var)
     for proj in network.projections.values():
         if proj.weight is None:
             continue
@@ -26,9 +27,9 @@ def watched(network, rule) -> Iterator[tuple[str, str, str, torch.Tensor]]:
         yield "rule parameter", name, "update", param.grad
 
 
-def first_nonfinite(network, rule):
+def first_nonfinite(network, rule, state=None):
     """(kind, owner, variable) of the first non-finite tensor, or None (one host sync when all are finite)."""
-    tensors = [w for w in watched(network, rule) if w[3] is not None]
+    tensors = [w for w in watched(network, rule, state) if w[3] is not None]
     # one cheap sentinel: a NaN or Inf anywhere makes the sum of the sums non-finite
     if bool(torch.isfinite(torch.stack([t.detach().sum(dtype=torch.float32) for *_, t in tensors]).sum())):
         return None
@@ -46,7 +47,7 @@ class NanGuard(Observer):
     def after_step(self, loop, step: Step) -> None:
         if step.epoch is None or not self.every or step.number % self.every:
             return
-        bad = first_nonfinite(loop.network, loop.rule)
+        bad = first_nonfinite(loop.network, loop.rule, getattr(step.presentation, "state", None))
         if bad is None:
             return
         kind, owner, var = bad

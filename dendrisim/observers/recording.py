@@ -93,6 +93,7 @@ class Recording(Observer):
         # the state is this batch's (the epoch-end one: before evaluation)
         self.recorder.after_step(step.number, step.epoch, step.ids,
                                  epoch_end=step.in_epoch == self.epoch_end_step(loop),
+                                 state=getattr(step.presentation, "state", None),
                                  trajectory=step.kept(self.recorder.positions) if self.capturing else None,
                                  phase=phase_index(loop.phases, step.epoch))
         self.check(loop)

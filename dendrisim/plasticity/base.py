@@ -10,6 +10,9 @@ projection's name.
 """
 from __future__ import annotations
 
+import functools
+import inspect
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional
 
@@ -29,6 +32,7 @@ if TYPE_CHECKING:
     from ..network import Network
     from ..populations import PyramidalPopulation
     from ..projections import Projection
+    from ..state import State
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,66 @@ class Relaxation:
 
 
 RULES: Registry[type["PlasticityRule"]] = Registry("plasticity rule")
+
+
+def _state_of(network: "Network", state: Optional["State"]) -> "State":
+    """``state``, or, for a hook written before a presentation's state was a value (which
+    calls the base class's hooks without one), the network's last state."""
+    if state is not None:
+        return state
+    if network.last_state is None:
+        raise ValueError("no presentation's state to read: pass the state the hook was given")
+    return network.last_state
+
+
+#: hooks whose signature changed when a presentation's state became a value (issue 27):
+#: hook -> (its old parameters after self, its new ones, how to tell an old override)
+_MIGRATED = {
+    "apical_input": ("network, pop", "network, pop, state", lambda params: len(params) == 2),
+    "compute_updates": ("network", "network, state", lambda params: len(params) == 1),
+    "relax": ("network, target", "network, state", lambda params: len(params) == 2 and params[1] == "target"),
+}
+
+
+def _positional(fn) -> list[str]:
+    params = list(inspect.signature(fn).parameters.values())[1:]  # after self
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        return []  # (network, *args): whatever it takes, not the old fixed signature
+    return [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+
+def _adapt_old_hooks(cls: type) -> None:
+    """Wrap the hooks ``cls`` overrides with their old signature (before issue 27) so that the
+    settling schemes can call them with the state, and say once, in a DeprecationWarning, what
+    to change. The old hooks read and write the state through the deprecated population
+    attributes (``pop.rate``, ``network.target``), which see the presentation's state."""
+    for hook, (old, new, is_old) in _MIGRATED.items():
+        fn = cls.__dict__.get(hook)
+        if fn is None or not callable(fn) or getattr(fn, "_migrated", False):
+            continue
+        try:
+            params = _positional(fn)
+        except (TypeError, ValueError):
+            continue
+        if not is_old(params):
+            continue
+
+        def adapted(self, network, *rest, _fn=fn, _hook=hook, _old=old, _new=new):
+            state = rest[-1] if rest else None
+            warnings.warn(f"{type(self).__name__}.{_hook}({_old}) is the hook's signature before a presentation's state "
+                          f"became a value: write {_hook}({_new}) and read the state it is given "
+                          "(docs/howto/writing-a-rule.md, 'Rules written before states were values')",
+                          DeprecationWarning, stacklevel=2)
+            if state is not None:
+                network.last_state = state  # what the deprecated population attributes read
+            if _hook == "relax":
+                return _fn(self, network, state.target if state is not None else None)
+            return _fn(self, network, *rest[:-1]) if rest else _fn(self, network)
+
+        adapted._migrated = True
+        functools.update_wrapper(adapted, fn)
+        adapted.__wrapped__ = fn
+        setattr(cls, hook, adapted)
 
 
 class PlasticityRule(nn.Module):
@@ -125,6 +189,10 @@ class PlasticityRule(nn.Module):
         interneuron projections). At most one registered rule says so for any projection."""
         return False
 
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        _adapt_old_hooks(cls)
+
     def __init__(self, network: "Network", options: RuleOptions, *, projections: Optional[Iterable[str]] = None):
         """``projections``: the names of the projections this rule governs (how they learn and
         what they carry back); every projection of the network by default."""
@@ -159,16 +227,19 @@ class PlasticityRule(nn.Module):
         rule that governs ``proj``)."""
         return self.carries_feedback and proj.name in self.projections
 
-    def apical_input(self, network: "Network", pop: "PyramidalPopulation") -> Optional[torch.Tensor]:
+    def apical_input(self, network: "Network", pop: "PyramidalPopulation", state: Optional["State"] = None
+                     ) -> Optional[torch.Tensor]:
         """Sum of top-down feedback onto ``pop``'s apical dendrite, of ``pop``'s shape, before
         the rule's gain and clip: by default each outgoing projection's target error carried
         back through :meth:`feedback_weight`, for the projections whose rule carries feedback
         (:meth:`feeds_back`); None when none does (a microcircuit's hidden population, whose
         apical input comes through explicit apical projections only: the euler scheme then
-        adds no rule part). An override may read ``network.target``, the
-        output's target during a presentation (None outside one): direct random target
-        projection sends it instead of an error (docs/howto/writing-a-rule.md)."""
-        return apical_sum([(proj, network.populations[proj.target].error, self.feedback_weight(network, proj),
+        adds no rule part). ``state``: the presentation's (:class:`dendrisim.state.State`; the
+        network's last one when a hook written before it calls this without); an override may
+        read ``state.target``, the output's target: direct random target projection sends it
+        instead of an error (docs/howto/writing-a-rule.md)."""
+        state = _state_of(network, state)
+        return apical_sum([(proj, state[proj.target].error, self.feedback_weight(network, proj),
                             self.feedback_gain(proj)) for proj in network.outgoing[pop.name] if self.feeds_back(proj)])
 
     # ----- the apical input ------------------------------------------------------------
@@ -191,12 +262,13 @@ class PlasticityRule(nn.Module):
         """A rule with a :attr:`relaxation` is told how each one went: the inference steps it
         ran, and whether it met the tolerance (None: no tolerance was asked). Nothing by default."""
 
-    def top_down(self, network: "Network", pop: "PyramidalPopulation") -> Optional[torch.Tensor]:
+    def top_down(self, network: "Network", pop: "PyramidalPopulation", state: Optional["State"] = None
+                 ) -> Optional[torch.Tensor]:
         """``pop``'s apical input from the current errors above it: the feedback of
         :meth:`apical_input`, times the rule's apical gain, clipped if asked (None where no
         projection feeds back: the rule has no part in ``pop``'s apical input). The one place
         every settling scheme gets the apical input from."""
-        apical = self.apical_input(network, pop)
+        apical = self.apical_input(network, pop, _state_of(network, state))
         return None if apical is None else self.gain_and_clip(pop, apical)
 
     def gain_and_clip(self, pop: "PyramidalPopulation", apical: torch.Tensor) -> torch.Tensor:
@@ -228,22 +300,24 @@ class PlasticityRule(nn.Module):
         batch and readout steps (the loss's normalisation), so updates are summed over time."""
         if not network.sequential:
             return pre, post, 1.0
+        T = pre.shape[0]
         if proj.kind == "recurrent":
             pre, post = pre[:-1], post[1:]
-        T, B = network.output.rate.shape[:2]
         steps = len(range(T)[network.readout])
         return pre.flatten(0, 1), post.flatten(0, 1), pre.shape[0] / steps
 
-    def compute_updates(self, network: "Network") -> None:
-        """Write ``.grad`` of every learnable projection the rule governs, from its two ends only."""
+    def compute_updates(self, network: "Network", state: Optional["State"] = None) -> None:
+        """Write ``.grad`` of every learnable projection the rule governs, from its two ends
+        only: their rate and error in ``state``, the presentation's (the network's last one
+        when a hook written before states were values calls this without)."""
+        state = _state_of(network, state)
         for proj in self.learnable_projections(network):
-            rate, delta, scale = self.paired(network, proj, network.populations[proj.source].rate,
-                                             network.populations[proj.target].error)
+            rate, delta, scale = self.paired(network, proj, state[proj.source].rate, state[proj.target].error)
             w = proj.weight
             w.grad = proj.weight_gradient(delta, rate, gain=self.update_gain * scale,
                                           out=w.grad if w.grad is not None and w.grad.shape == w.shape else None)
             if proj.bias is not None:  # every time step, the first included (the start state is zero)
-                delta, scale = self.all_steps(network, network.populations[proj.target].error)
+                delta, scale = self.all_steps(network, state[proj.target].error)
                 proj.bias.grad = proj.bias_gradient(delta, gain=self.update_gain * scale)
             if self.options.clip_update is not None:
                 counter = self._counter(f"update:{proj.name}", w)

@@ -41,7 +41,7 @@ import torch
 
 from ..config.schema import opt
 from ..errors import ConfigError
-from .base import RULES, PlasticityRule
+from .base import RULES, PlasticityRule, _state_of
 from .rules import RandomFeedbackOptions, _check_feedback_init, feedback_parameters
 
 
@@ -127,8 +127,9 @@ class DendriticLocalizedLearning(PlasticityRule):
     def start_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def compute_updates(self, network) -> None:
-        super().compute_updates(network)
+    def compute_updates(self, network, state=None) -> None:
+        state = _state_of(network, state)
+        super().compute_updates(network, state)
         if not self.learns_feedback():
             return
         anti = self.options.recurrent_feedback_sign == "anti_hebbian"
@@ -136,9 +137,9 @@ class DendriticLocalizedLearning(PlasticityRule):
             if proj.name not in self.theta:
                 continue
             theta = self.theta[proj.name]
-            source = network.populations[proj.source]
+            source = state[proj.source]
             pre = source.apical if self.options.feedback_update == "apical" else source.rate
-            pre, delta, scale = self.paired(network, proj, pre, network.populations[proj.target].error)
+            pre, delta, scale = self.paired(network, proj, pre, state[proj.target].error)
             gain = self.update_gain * scale * (-1.0 if anti and proj.name in self.recurrent else 1.0)
             theta.grad = proj.feedback_gradient(pre, delta, gain=gain,
                                                 out=theta.grad if theta.grad is not None else None)

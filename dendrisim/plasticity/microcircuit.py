@@ -64,7 +64,7 @@ from ..config.graph import model_of
 from ..config.schema import opt
 from .. import functional as Fn
 from ..errors import ConfigError
-from .base import RULES, PlasticityRule, RuleOptions
+from .base import RULES, PlasticityRule, RuleOptions, _state_of
 
 #: why the steady sweep cannot serve the synapse models (builder.scheme_refusal prints it)
 STEADY_NOTE = ("its update is a soma's mismatch with its dendrite or the potential of an apical dendrite driven "
@@ -213,12 +213,13 @@ class MicrocircuitLateral(ApicalSynapses):
     lateral = True
     served = "interneuron -> apical projections"
 
-    def compute_updates(self, network) -> None:
+    def compute_updates(self, network, state=None) -> None:
+        state = _state_of(network, state)
         for proj in self.learnable_projections(network):
-            mismatch = torch.neg(network.populations[proj.target].apical)
+            mismatch = torch.neg(state[proj.target].apical)
             if self.options.v_rest:
                 mismatch.add_(self.options.v_rest)
-            self._write(proj, mismatch, network.populations[proj.source].rate)
+            self._write(proj, mismatch, state[proj.source].rate)
 
 
 @RULES.register("mc_topdown")
@@ -230,8 +231,9 @@ class MicrocircuitTopDown(ApicalSynapses):
     lateral = False
     served = "top-down apical projections from pyramidal populations"
 
-    def compute_updates(self, network) -> None:
+    def compute_updates(self, network, state=None) -> None:
+        state = _state_of(network, state)
         for proj in self.learnable_projections(network):
-            post, rate = network.populations[proj.target], network.populations[proj.source].rate
+            post, rate = network.populations[proj.target], state[proj.source].rate
             predicted = post.activation.f(proj.drive(rate))
-            self._write(proj, torch.sub(post.rate, predicted).div_(post.compartments.nudging), rate)
+            self._write(proj, torch.sub(state[proj.target].rate, predicted).div_(post.compartments.nudging), rate)

@@ -70,9 +70,9 @@ class MixedPlasticity(PlasticityRule):
         return f"{rule.feedback_label(network, proj)} [{rule.options.rule}]"
 
     # ----- updates, optimizer groups, recording --------------------------------------------
-    def compute_updates(self, network) -> None:
+    def compute_updates(self, network, state=None) -> None:
         for rule in self.members.values():
-            rule.compute_updates(network)
+            rule.compute_updates(network, state)
 
     def start_epoch(self, epoch: int) -> None:
         for rule in self.members.values():

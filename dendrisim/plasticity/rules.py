@@ -18,7 +18,7 @@ from torch import nn
 
 from ..config.schema import opt
 from ..init import initialize, resolve_init
-from .base import RULES, PlasticityRule, RuleOptions
+from .base import RULES, PlasticityRule, RuleOptions, _state_of
 
 
 @RULES.register("bp")
@@ -115,8 +115,8 @@ class DirectFeedbackAlignment(PlasticityRule):
 
     temporal_feedback = False  # each time step's output error goes straight to every population
 
-    def apical_input(self, network, pop) -> torch.Tensor:
-        error = network.output.error
+    def apical_input(self, network, pop, state=None) -> torch.Tensor:
+        error = _state_of(network, state).output.error
         lead = error.shape[: error.dim() - len(network.output.shape)]  # (batch,) or (time, batch)
         return F.linear(error.reshape(-1, network.output.size), self.feedback[pop.name]).view(*lead, *pop.shape)
 
@@ -155,8 +155,9 @@ class KolenPollack(PlasticityRule):
     def feedback_label(self, network, proj) -> str:
         return f"B[{proj.name}] {list(self.feedback[proj.name].shape)}, learned by the transposed W update"
 
-    def compute_updates(self, network) -> None:
-        super().compute_updates(network)
+    def compute_updates(self, network, state=None) -> None:
+        state = _state_of(network, state)
+        super().compute_updates(network, state)
         decay = self.options.decay
         for proj in network.projections.values():
             if proj.name not in self.feedback:
@@ -164,8 +165,7 @@ class KolenPollack(PlasticityRule):
             feedback = self.feedback[proj.name]
             w = proj.weight
             if w.grad is None:  # a frozen projection: B still learns the update W would get
-                rate, delta, scale = self.paired(network, proj, network.populations[proj.source].rate,
-                                                 network.populations[proj.target].error)
+                rate, delta, scale = self.paired(network, proj, state[proj.source].rate, state[proj.target].error)
                 update = proj.weight_gradient(delta, rate, gain=self.update_gain * scale)
             else:
                 update = w.grad

@@ -160,14 +160,16 @@ class Recorder:
         return self.owed or bool(every and step % every == 0) or (epoch_end and self.config.at_epoch_end)
 
     def after_step(self, step: int, epoch: int, batch_ids: torch.Tensor, *, epoch_end: bool = False,
-                   trajectory: Optional[dict] = None, phase: int = 0) -> None:
-        """Record what is due after training step ``step``; ``trajectory``: the presentation's
-        (:class:`dendrisim.settling.Presentation`), asked for with ``capture`` when :meth:`due`;
-        ``phase``: the step's phase (0-based index into ``training.phases``)."""
+                   state=None, trajectory: Optional[dict] = None, phase: int = 0) -> None:
+        """Record what is due after training step ``step``, from what its presentation returned
+        (:class:`dendrisim.settling.Presentation`): its ``state`` (every population's
+        variables at its end) or, for a scheme that keeps states in time, its ``trajectory``,
+        asked for with ``capture`` when :meth:`due`; ``phase``: the step's phase (0-based
+        index into ``training.phases``)."""
         every = self.config.every
         if self.due(step, batch_ids.shape[0], epoch_end=epoch_end):
             if self.last_recorded_step != step:
-                self.record(step, epoch, batch_ids, trajectory=trajectory, phase=phase)
+                self.record(step, epoch, batch_ids, state=state, trajectory=trajectory, phase=phase)
             self.owed = False
         elif every and step % every == 0:
             self.owed = True
@@ -190,8 +192,8 @@ class Recorder:
                 self._failed(f"at epoch {epoch}", err)
         self.flush()
 
-    def record(self, step: int, epoch: int, batch_ids: torch.Tensor, *, trajectory: Optional[dict] = None,
-               phase: int = 0) -> None:
+    def record(self, step: int, epoch: int, batch_ids: torch.Tensor, *, state=None,
+               trajectory: Optional[dict] = None, phase: int = 0) -> None:
         if self.failure is not None:
             return
         i = self.pending
@@ -204,7 +206,6 @@ class Recorder:
         self.index["phase"].buffer[i] = phase
         self.index["sample_ids"].buffer[i].copy_(batch_ids.index_select(0, pos))
         for (pop, var), stream in self.streams.items():
-            population = self.network.populations[pop]
             if self.trace_steps:  # the presentation's trajectory: [samples, time, ...] already
                 value = (trajectory or {}).get(pop, {}).get(var)
                 if value is None:
@@ -212,7 +213,7 @@ class Recorder:
                                        "scheme for it (present(capture=...)) before every recorded step (Recorder.due)")
                 stream.put(i, value.flatten(2)[:, :, : self.config.neurons] if self.config.neurons else value)
                 continue
-            value = population.state(var)
+            value = None if state is None else state[pop].get(var)
             if value is None:
                 stream.put(i, None)
                 continue

@@ -181,11 +181,11 @@ class LabelTask:
     def target(self, y: torch.Tensor, network) -> torch.Tensor:
         return self._eye.index_select(0, y)
 
-    def batch_stats(self, y: torch.Tensor, network) -> torch.Tensor:
+    def batch_stats(self, y: torch.Tensor, network, state) -> torch.Tensor:
         from ..losses import output_loss
 
-        out = network.output
-        loss = output_loss(out, self._eye.index_select(0, y)) * y.shape[0]
+        out = state.output
+        loss = output_loss(network.output, out, self._eye.index_select(0, y)) * y.shape[0]
         correct = (out.rate.flatten(1).argmax(1) == y).sum()
         return torch.stack([loss.to(torch.float64), correct.to(torch.float64)])
 
@@ -257,8 +257,9 @@ class Task:
         """The teacher's target ``t`` for the output population."""
         raise NotImplementedError
 
-    def batch_stats(self, y: torch.Tensor, network: "Network") -> torch.Tensor:
-        """Summed per-batch statistics as a device tensor (no host sync)."""
+    def batch_stats(self, y: torch.Tensor, network: "Network", state) -> torch.Tensor:
+        """Summed per-batch statistics of the network's prediction in ``state`` (the free state
+        of the batch) as a device tensor (no host sync)."""
         raise NotImplementedError
 
     def finish_stats(self, stats: torch.Tensor, n: int) -> dict[str, float]:
@@ -270,8 +271,7 @@ class Task:
         total, n = None, 0
         with torch.no_grad():
             for x, y in split.batches(self.options.eval_batch_size, limit=limit):
-                network(self.inputs(x))
-                stats = self.batch_stats(y, network)
+                stats = self.batch_stats(y, network, network.free_state(self.inputs(x)))
                 total = stats if total is None else total + stats
                 n += y.shape[0]
         return total, n

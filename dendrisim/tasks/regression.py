@@ -231,11 +231,11 @@ class SequenceRegression(Task):
         """The target column at every step of the windows starting at rows ``y``: ``[time, batch, 1]``."""
         return self.y_all[y[:, None] + self._offsets].transpose(0, 1)
 
-    def batch_stats(self, y: torch.Tensor, network) -> torch.Tensor:
-        out = network.output
+    def batch_stats(self, y: torch.Tensor, network, state) -> torch.Tensor:
+        out = state.output
         t = self.target(y, network)
         steps = t.shape[0] * t.shape[1]
-        loss = output_loss(out, t, network.readout) * steps
+        loss = output_loss(network.output, out, t, network.readout) * steps
         err = t.to(torch.float64) - out.rate[network.readout].to(torch.float64)
         return torch.stack([loss.to(torch.float64), err.pow(2).sum(), err.abs().sum(),
                             torch.tensor(float(steps), dtype=torch.float64, device=y.device)])

@@ -134,11 +134,11 @@ class CharLanguageModel(Task):
     def target(self, y: torch.Tensor, network) -> torch.Tensor:
         return self._eye[y.t()]  # [time, batch, V]
 
-    def batch_stats(self, y: torch.Tensor, network) -> torch.Tensor:
-        out = network.output
+    def batch_stats(self, y: torch.Tensor, network, state) -> torch.Tensor:
+        out = state.output
         t = self.target(y, network)
         n = y.numel()
-        loss = output_loss(out, t, network.readout) * n
+        loss = output_loss(network.output, out, t, network.readout) * n
         correct = (out.rate.argmax(-1) == y.t()).sum()
         return torch.stack([loss.to(torch.float64), correct.to(torch.float64),
                             torch.tensor(float(n), dtype=torch.float64, device=y.device)])
@@ -289,10 +289,10 @@ class Forecasting(Task):
     def target(self, y: torch.Tensor, network) -> torch.Tensor:
         return self.series[y].unsqueeze(0)  # [1 (the readout step), batch, series]
 
-    def batch_stats(self, y: torch.Tensor, network) -> torch.Tensor:
-        out = network.output
+    def batch_stats(self, y: torch.Tensor, network, state) -> torch.Tensor:
+        out = state.output
         t = self.target(y, network)
-        loss = output_loss(out, t, network.readout) * y.shape[0]
+        loss = output_loss(network.output, out, t, network.readout) * y.shape[0]
         pred = out.rate[-1].to(torch.float64) * self._scale + self._shift
         true = t[0].to(torch.float64) * self._scale + self._shift
         err = true - pred

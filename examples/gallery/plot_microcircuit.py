@@ -61,10 +61,11 @@ t = summary_trainer.task.target(y, net)
 kept = {}
 with torch.no_grad(), net.plasticity_off():
     for label, target in (("teacher", t), ("free", None)):
-        net(summary_trainer.task.inputs(x))
-        kept[label] = scheme.present(net, rule, target, capture=torch.arange(len(x))).trajectory
+        presented = scheme.present(net, rule, target, state=net.free_state(summary_trainer.task.inputs(x)),
+                                   capture=torch.arange(len(x)))
+        kept[label] = presented.trajectory
         if label == "teacher":
-            predicted_out = net.output.compartments.attenuation * net.output.basal
+            predicted_out = net.output.compartments.attenuation * presented.state.output.basal
 added = kept["teacher"]["h1"]["apical"] - kept["free"]["h1"]["apical"]   # [samples, Euler states, neurons]
 lam_out, lam_i = net.output.compartments.nudging, net.populations["i1"].compartments.nudging
 B = net.projections["out->h1"].weight                                    # top-down weights [h1, out]

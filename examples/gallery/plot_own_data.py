@@ -113,8 +113,8 @@ gx, gy = np.meshgrid(grid, grid)
 points = torch.as_tensor(np.stack([gx.ravel(), gy.ravel(), 1 - gx.ravel(), 1 - gy.ravel()], 1))
 task, net = trainer.task, trainer.network
 with torch.no_grad():
-    net(((points - task.shift) / task.scale).float())
-    regions = net.output.rate.argmax(1).numpy().reshape(gx.shape)
+    state = net.free_state(((points - task.shift) / task.scale).float())
+    regions = state.output.rate.argmax(1).numpy().reshape(gx.shape)
 
 fig, (left, right) = plt.subplots(1, 2, figsize=(9, 4))
 for label, history in runs.items():

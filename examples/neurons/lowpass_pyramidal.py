@@ -55,21 +55,21 @@ class LowPassPyramidal(PyramidalPopulation):
                               f"Euler diverges from 2 on; use tau_dendrite > {config.dynamics.dt / 2:g}",
                               file=file, path=f"populations.{name}.tau_dendrite")
 
-    def integrate(self, basal: torch.Tensor) -> torch.Tensor:
-        """The free state: the dendrite at rest under the drive (``v_D = v_B``), then the pyramidal one."""
-        self.dendrite = basal
-        return super().integrate(basal)
+    def integrate(self, s, basal: torch.Tensor) -> torch.Tensor:
+        """The free state ``s``: the dendrite at rest under the drive (``v_D = v_B``), then the pyramidal one."""
+        s.dendrite = basal
+        return super().integrate(s, basal)
 
-    def prediction(self, basal: torch.Tensor) -> torch.Tensor:
+    def prediction(self, s, basal: torch.Tensor) -> torch.Tensor:
         """``v̂ = (g_B/g) · v_D``: the soma's prediction from the filtered dendrite."""
-        return super().prediction(self.dendrite)
+        return super().prediction(s, s.dendrite)
 
-    def step(self, u: torch.Tensor, basal: torch.Tensor, *, dt: float) -> None:
-        """One Euler step of ``dt`` from the current state: the soma toward ``v_D`` (and the apical
-        input), the dendrite toward ``v_B``; both from the values before the step."""
+    def step(self, s, u: torch.Tensor, basal: torch.Tensor, *, dt: float) -> None:
+        """One Euler step of ``dt`` from the state ``s``: the soma ``u`` toward ``v_D`` (and the
+        apical input), the dendrite toward ``v_B``; both from the values before the step."""
         c = self.compartments
-        dendrite = self.dendrite
-        Fn.compartment_step(u, dendrite, self.apical, dt=dt, tau=c.tau, g_leak=c.g_leak, g_basal=c.g_basal,
+        dendrite = s.dendrite
+        Fn.compartment_step(u, dendrite, s.apical, dt=dt, tau=c.tau, g_leak=c.g_leak, g_basal=c.g_basal,
                             g_apical=c.g_apical, out=u)
-        self.dendrite = dendrite + (basal - dendrite) * (dt / self.tau_dendrite)
-        self.rate = self.activation.f(u)
+        s.dendrite = dendrite + (basal - dendrite) * (dt / self.tau_dendrite)
+        s.rate = self.activation.f(u)
