@@ -72,23 +72,23 @@ class LowPassPyramidal(PyramidalPopulation):
                               f"Euler diverges from 2 on; use tau_dendrite > {config.dynamics.dt / 2:g}",
                               file=file, path=f"populations.{name}.tau_dendrite")
 
-    def integrate(self, basal):
+    def integrate(self, s, basal):
         """The free state: the dendrite at rest under the drive (v_D = v_B), then the pyramidal one."""
-        self.dendrite = basal
-        return super().integrate(basal)
+        s.dendrite = basal
+        return super().integrate(s, basal)
 
-    def prediction(self, basal):
+    def prediction(self, s, basal):
         """v̂ = (g_B/g) · v_D: the soma's prediction from the filtered dendrite."""
-        return super().prediction(self.dendrite)
+        return super().prediction(s, s.dendrite)
 
-    def step(self, u, basal, *, dt):
+    def step(self, s, u, basal, *, dt):
         """One Euler step of dt: the soma toward v_D (and the apical input), the dendrite toward v_B."""
         c = self.compartments
-        dendrite = self.dendrite
-        Fn.compartment_step(u, dendrite, self.apical, dt=dt, tau=c.tau, g_leak=c.g_leak, g_basal=c.g_basal,
+        dendrite = s.dendrite
+        Fn.compartment_step(u, dendrite, s.apical, dt=dt, tau=c.tau, g_leak=c.g_leak, g_basal=c.g_basal,
                             g_apical=c.g_apical, out=u)
-        self.dendrite = dendrite + (basal - dendrite) * (dt / self.tau_dendrite)
-        self.rate = self.activation.f(u)
+        s.dendrite = dendrite + (basal - dendrite) * (dt / self.tau_dendrite)
+        s.rate = self.activation.f(u)
 '''
 
 out = Path(tempfile.mkdtemp(prefix="dendrisim-gallery-"))
@@ -144,8 +144,8 @@ traces = {}
 for tau in (1.0, 3.0):
     net.populations["out"].tau_dendrite = tau
     with torch.no_grad(), net.plasticity_off():
-        net(trainer.task.inputs(x))
-        kept = scheme.present(net, rule, target, capture=torch.arange(len(x))).trajectory["out"]
+        kept = scheme.present(net, rule, target, state=net.free_state(trainer.task.inputs(x)),
+                              capture=torch.arange(len(x))).trajectory["out"]
     traces[tau] = {var: kept[var][0, :, neuron] for var in ("basal", "dendrite", "soma")}  # [Euler states]
 
 # %%
