@@ -158,3 +158,30 @@ def test_dendrisim_neurons_with_a_plugin_lists_its_options(capsys):
     out = capsys.readouterr().out
     assert "lowpass_pyramidal  (" in out and "tau_dendrite  default 2.0: time constant" in out
     assert "dendrite  the basal dendrite's filtered potential v_D" in out
+
+
+def test_the_how_to_shows_the_example_plugin_as_it_is():
+    """docs/howto/writing-a-neuron-model.md's worked example is examples/neurons/lowpass_pyramidal.py."""
+    import re
+
+    page = (ROOT / "docs" / "howto" / "writing-a-neuron-model.md").read_text()
+    (block,) = [b for b in re.findall(r"```python\n(.*?)```", page, re.S) if b.startswith("# file: lowpass")]
+    assert block.split("\n", 1)[1] == LOWPASS.read_text()
+
+
+def test_the_built_in_path_uses_no_deprecated_attribute(tmp_path):
+    """Training, evaluating, recording (steady and euler, a circuit, pc) warn of nothing deprecated:
+    the package itself reads and writes only the state it is given."""
+    import warnings
+
+    runs = [("dll_mlp_digits", []), ("dll_mlp_digits_dynamic", []), ("dll_mlp_digits", ["plasticity.rule=pc"]),
+            ("microcircuit_digits", ["training.phases=[{epochs: 1, teacher: false, learn: [h1->i1, i1->h1]}, "
+                                     "{epochs: 1, teacher: true}]"])]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        for i, (name, extra) in enumerate(runs):
+            exp = dendrisim.load(name, ["training.epochs=2", "training.max_steps_per_epoch=3", "recording.every=1",
+                                        "training.alignment={every: 2, probe_size: 16}", *extra])
+            trainer = dendrisim.Trainer(exp, out=tmp_path / f"run{i}")
+            trainer.fit()
+            assert trainer.last_state["h1"].soma is not None
