@@ -159,8 +159,10 @@ class Trainer(_LoopTrainer):
                                  f"{', '.join(k for k, v in splits.items() if v is not None)}")
             split = splits[split]
         elif isinstance(split, Split):
-            x, y = self._check_batch(split.x, split.y, what="Trainer.evaluate")
-            split = Split(x, y)
+            if not any(split is own for own in (self.task.train, self.task.val, self.task.test)):
+                # a split of the caller's: checked as a batch is (the run's own splits are the task's)
+                x, y = self._check_batch(split.x, split.y, what="Trainer.evaluate")
+                split = Split(x, y)
         else:
             raise ValueError(f"Trainer.evaluate({type(split).__name__}): give 'train', 'val', 'test' or a Split "
                              f"holding {self._expected()}")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import math
 
 import numpy as np
 import pytest
@@ -129,3 +130,16 @@ def test_load_takes_a_bundled_models_name_as_dendrisim_run_does(tmp_path, monkey
     assert dendrisim.load("dll_mlp_digits.yaml").config.name == "dll_mlp_digits"
     with pytest.raises(ConfigError, match="neither a model file nor a bundled model; bundled models: .*dll_mlp_digits"):
         dendrisim.load("no_such_model")
+
+
+def test_fit_runs_a_task_whose_targets_are_not_class_labels(tmp_path):
+    """Trainer.fit on a forecasting model: the run's own splits (targets are time indices, not
+    labels) are evaluated as they are; only a split the caller hands in is checked as a batch.
+    (fit used to stop with 'Trainer.evaluate: y holds labels from ...'.)"""
+    series = tmp_path / "series.txt"
+    series.write_text("".join(f"{math.sin(i / 5):.4f},{math.cos(i / 7):.4f}\n" for i in range(300)))
+    exp = dendrisim.load("dll_rnn_electricity", [f"task.file={series}", "task.window=12", "task.horizon=2",
+                                                 "training.epochs=1", "training.max_steps_per_epoch=2",
+                                                 "recording.enabled=false"])
+    summary = dendrisim.Trainer(exp, out=tmp_path / "run").fit()
+    assert math.isfinite(summary["test_loss"])

@@ -25,6 +25,7 @@ from ..config.schema import opt, req
 from ..registry import Registry
 from .. import functional as Fn
 from ..projections import apical_sum
+from ..state import State
 
 if TYPE_CHECKING:
     from ..config.loader import Experiment
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
     from ..network import Network
     from ..populations import PyramidalPopulation
     from ..projections import Projection
-    from ..state import State
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ class Relaxation:
 RULES: Registry[type["PlasticityRule"]] = Registry("plasticity rule")
 
 
-def _state_of(network: "Network", state: Optional["State"]) -> "State":
+def _state_of(network: "Network", state: Optional[State]) -> State:
     """``state``, or, for a hook written before a presentation's state was a value (which
     calls the base class's hooks without one), the network's last state."""
     if state is not None:
@@ -227,7 +227,7 @@ class PlasticityRule(nn.Module):
         rule that governs ``proj``)."""
         return self.carries_feedback and proj.name in self.projections
 
-    def apical_input(self, network: "Network", pop: "PyramidalPopulation", state: Optional["State"] = None
+    def apical_input(self, network: "Network", pop: "PyramidalPopulation", state: Optional[State] = None
                      ) -> Optional[torch.Tensor]:
         """Sum of top-down feedback onto ``pop``'s apical dendrite, of ``pop``'s shape, before
         the rule's gain and clip: by default each outgoing projection's target error carried
@@ -262,7 +262,7 @@ class PlasticityRule(nn.Module):
         """A rule with a :attr:`relaxation` is told how each one went: the inference steps it
         ran, and whether it met the tolerance (None: no tolerance was asked). Nothing by default."""
 
-    def top_down(self, network: "Network", pop: "PyramidalPopulation", state: Optional["State"] = None
+    def top_down(self, network: "Network", pop: "PyramidalPopulation", state: Optional[State] = None
                  ) -> Optional[torch.Tensor]:
         """``pop``'s apical input from the current errors above it: the feedback of
         :meth:`apical_input`, times the rule's apical gain, clipped if asked (None where no
@@ -306,7 +306,7 @@ class PlasticityRule(nn.Module):
         steps = len(range(T)[network.readout])
         return pre.flatten(0, 1), post.flatten(0, 1), pre.shape[0] / steps
 
-    def compute_updates(self, network: "Network", state: Optional["State"] = None) -> None:
+    def compute_updates(self, network: "Network", state: Optional[State] = None) -> None:
         """Write ``.grad`` of every learnable projection the rule governs, from its two ends
         only: their rate and error in ``state``, the presentation's (the network's last one
         when a hook written before states were values calls this without)."""
