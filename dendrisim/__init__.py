@@ -35,6 +35,7 @@ _PUBLIC = {
     "load_plugin": ("dendrisim.plugins", "load_plugin"),
     "register_rule": ("dendrisim.plugins", "register_rule"),
     "register_neuron": ("dendrisim.plugins", "register_neuron"),
+    "register_scheme": ("dendrisim.plugins", "register_scheme"),
     "NeuronModel": ("dendrisim.neurons", "NeuronModel"),
     "NeuronOptions": ("dendrisim.neurons", "NeuronOptions"),
     "TASKS": ("dendrisim.tasks", "TASKS"),
@@ -69,7 +70,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the names as if imported eagerl
     from .network import Network
     from .plasticity import RULES, PlasticityRule, RuleOptions, build_rule
     from .neurons import NeuronModel, NeuronOptions
-    from .plugins import PluginError, load_plugin, register_neuron, register_rule
+    from .plugins import PluginError, load_plugin, register_neuron, register_rule, register_scheme
     from .tasks import TASKS
     from .export import export_nwb
     from .tasks.files import OwnData

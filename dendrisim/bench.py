@@ -41,13 +41,12 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
-from .builder import DataSpec, build_network, build_scheme, load_experiment
+from .builder import DataSpec, assemble, load_experiment
 from .bundled import resolve_model
 from .host import cpu_name
 from .network import Network
-from .optim import build_optimizer
 from .paths import path_arg
-from .plasticity import RULES, build_rule
+from .plasticity import RULES
 from .settling import SteadyState
 
 
@@ -129,11 +128,9 @@ def autograd_step(net: Network, x, y, lr: float, device, *, fused: bool = False)
 
 def rule_step(exp, rule: str, x, y, device, *, outputs: int = 10):
     exp = load_experiment(exp.to_dict(), [f"plasticity.rule={rule}"], file=exp.file)
-    net = build_network(exp, DataSpec(tuple(x.shape[1:]), outputs)).to(device)
-    r = build_rule(net, exp).to(device)
-    opt = build_optimizer(net, r, exp.config.optimizer)
+    model = assemble(exp, DataSpec(tuple(x.shape[1:]), outputs), device=device)
+    net, r, opt, scheme = model.network, model.rule, model.optimizer, model.scheme
     t = torch.eye(outputs, device=device)[y]
-    scheme = build_scheme(exp)
 
     def step():
         with torch.no_grad():
@@ -278,11 +275,9 @@ def rnn_rows(model_file: str, device: torch.device, batch: int, kw: dict, *, voc
     net = None
     for rule in [r for r in steady_rules(exp) if r != "pc"]:
         e = load_experiment(exp.to_dict(), [f"plasticity.rule={rule}"], file=exp.file)
-        net = build_network(e, DataSpec((vocabulary,), vocabulary)).to(device)
-        r = build_rule(net, e).to(device)
-        opt = build_optimizer(net, r, e.config.optimizer)
+        model = assemble(e, DataSpec((vocabulary,), vocabulary), device=device)
+        net, r, opt, scheme = model.network, model.rule, model.optimizer, model.scheme
         t = torch.eye(vocabulary, device=device)[y.t()]
-        scheme = build_scheme(e)
 
         def step(net=net, r=r, opt=opt, t=t, scheme=scheme):
             with torch.no_grad():
@@ -368,7 +363,7 @@ def scaling(exp, device, kw) -> list[dict]:
         x = torch.randn(batch, 1, 28, 28, device=device)
         y = torch.randint(0, 10, (batch,), device=device)
         step, net = rule_step(e, "dll", x, y, device)
-        r = build_rule(net, e)
+        r = step.rule
         s = timed(step, device, **kw)
         steps = -(-54000 // batch)
         rows.append({"point": label, "hidden": hidden, "batch": batch, "step_ms": round(1e3 * s, 3),
@@ -531,10 +526,8 @@ def pc_rows(model_file: str, device: torch.device, batch: int, kw: dict, *, infe
     rows = []
     for tol in dict.fromkeys([0.0, tolerance]):
         e = load_experiment(exp.to_dict(), [f"plasticity.tolerance={tol!r}"], file=exp.file)
-        net = build_network(e, DataSpec(tuple(x.shape[1:]), 10)).to(device)
-        rule = build_rule(net, e).to(device)
-        opt = build_optimizer(net, rule, e.config.optimizer)
-        scheme = build_scheme(e)
+        model = assemble(e, DataSpec(tuple(x.shape[1:]), 10), device=device)
+        net, rule, opt, scheme = model.network, model.rule, model.optimizer, model.scheme
 
         def step(net=net, rule=rule, opt=opt, scheme=scheme):
             with torch.no_grad():

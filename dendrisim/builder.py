@@ -46,11 +46,12 @@ def load_experiment(source: str | Path | dict, overrides: Iterable[str] = (), *,
     task = _task_options(config, file)
     rule, notes = rule_options(config.plasticity, file=file, path="plasticity")
     scheme = check_scheme(config, file=file)
-    graph = validate(config, file=file, simulated=scheme.simulates_compartments)
+    scheme_options(config, scheme, file=file)
+    graph = validate(config, file=file)
+    scheme.check(config, graph, file=file)
     check_time_steps(config, task, file=file)
     check_regression_output(config, graph, file=file)
     config = resolve_phases(config, data, file=file, overridden=overrides)
-    check_circuit_scheme(config, scheme, file=file)
     per_projection = {proj.name: projection_rule(proj.plasticity, file=file, path=f"projections[{i}].plasticity")
                       for i, proj in enumerate(config.projections) if proj.plasticity is not None}
     per_projection.update(default_rules(config, rule, per_projection, file=file))
@@ -62,20 +63,18 @@ def load_experiment(source: str | Path | dict, overrides: Iterable[str] = (), *,
     return experiment
 
 
-def check_circuit_scheme(config: ModelConfig, scheme_cls: type[SettlingScheme], *, file: str) -> None:
-    """Refuse apical and soma projections under a settling scheme that runs no circuits (its
-    class attribute ``runs_circuits``), saying why."""
-    if not is_circuit(config) or getattr(scheme_cls, "runs_circuits", False):
-        return
-    runs = [n for n in SCHEMES.names() if getattr(SCHEMES.get(n), "runs_circuits", False)]
-    mode = config.dynamics.mode
-    why = ("steady settles apical inputs by one instant top-down sweep of the rule's errors; a circuit's apical input "
-           "is the rates of the populations above and of interneurons, which move with the somata they feed, so "
-           "its settled state is a nonlinear fixed point that this scheme does not solve" if mode == "steady" else
-           f"scheme {mode} does not simulate apical and somatic projections (runs_circuits is false)")
-    circuit = next(p for p in config.projections if p.compartment != "basal")
-    raise ConfigError(f"mode {mode} cannot run a microcircuit ({circuit.name} is {'an' if circuit.compartment == 'apical' else 'a'} "
-                      f"{circuit.compartment} projection): {why}. Use mode: {' or '.join(runs) or 'euler'}", file=file, path="dynamics.mode")
+def scheme_options(config: ModelConfig, scheme_cls: type[SettlingScheme], *, file: str):
+    """The settling scheme's own options, from the keys of the ``dynamics:`` block that are not
+    the shared ones; a key the scheme does not declare either is refused by name."""
+    from .config.schema import DynamicsConfig
+
+    shared = [yaml_key(f) for f in dataclasses.fields(DynamicsConfig) if not f.metadata.get("rest")]
+    own = [f.name for f in dataclasses.fields(scheme_cls.Options)]
+    unknown = [k for k in config.dynamics.options if k not in own]
+    if unknown:
+        raise ConfigError(f"unknown key {brief(unknown[0])}; allowed keys are {', '.join(sorted(shared + own))}",
+                          file=file, path="dynamics")
+    return parse(scheme_cls.Options, dict(config.dynamics.options), file=file, path="dynamics")
 
 
 def _kind_of(proj, populations) -> str:
@@ -305,7 +304,10 @@ def build_scheme(experiment: Experiment) -> SettlingScheme:
         from .plugins import SCHEME_HOOKS, guard_hooks
 
         guard_hooks(cls, SCHEME_HOOKS, f"settling scheme {dynamics.mode!r} (in {cls.__module__})")
-    return cls(dynamics)
+    options = scheme_options(experiment.config, cls, file=experiment.file)
+    scheme = cls(dynamics)  # the constructor's signature of schemes written before they had options
+    scheme.options = options
+    return scheme
 
 
 @dataclasses.dataclass(frozen=True)
@@ -422,11 +424,11 @@ def memory_estimate(experiment: Experiment, task_cls, *, data_root: Optional[str
     and the task's declared spec, with the network and rule built on the ``meta`` device."""
     spec = DataSpec.declared(task_cls, experiment.task, data_root)
     try:
-        network, rule = build_model(experiment, spec, device="meta")
+        model = assemble(experiment, spec, meta=True)
     except RuntimeError as err:  # a rule (a plugin's, say) that needs values, not shapes, to be built
         raise NotImplementedError(f"cannot be built on the meta device: {err}") from None
-    return memory.estimate(experiment, network, rule, train_samples=spec.train_samples,
-                           trace_steps=build_scheme(experiment).trace_steps)
+    return memory.estimate(experiment, model.network, model.rule, train_samples=spec.train_samples,
+                           trace_steps=model.scheme.trace_steps)
 
 
 def check_memory(experiment: Experiment, task_cls, *, device, data_root: Optional[str] = None) -> Optional[dict[str, int]]:
@@ -441,14 +443,46 @@ def check_memory(experiment: Experiment, task_cls, *, device, data_root: Optiona
     return parts
 
 
-def build(experiment: Experiment, *, device, data_root: str | None = None):
-    """``(task, network, rule)`` of an experiment: the task loads its data onto ``device``; the
-    network takes its shapes (and word vectors) from the task; the rule is set up for it.
-    Before anything is allocated, :func:`check_memory` refuses a run that cannot fit. The
-    weights are drawn on the CPU (the same numbers whatever the device); the caller moves them."""
+@dataclasses.dataclass
+class Model:
+    """Everything a run trains with, built from one experiment: the task (None where only the
+    model is built: ``--check``, the memory estimate, ``bench``), the network, the rule, the
+    settling scheme that presents batches, and the optimizer (None on the ``meta`` device)."""
+
+    task: Optional[Task]
+    network: Network
+    rule: PlasticityRule
+    scheme: SettlingScheme
+    optimizer: Optional[torch.optim.Optimizer]
+
+
+def assemble(experiment: Experiment, spec: DataSpec, *, device="cpu", meta: bool = False,
+             embedding: Optional[Callable[[Projection], torch.Tensor]] = None) -> Model:
+    """The model of an experiment for data of ``spec``, without a task: the network and rule
+    (:func:`build_model`; the weights drawn on the CPU, the same numbers whatever the device,
+    then moved to ``device``), the settling scheme and the optimizer over every learnable
+    tensor (with the run's phases). ``meta``: shapes only, nothing allocated, no optimizer."""
+    from .optim import build_optimizer
+
+    network, rule = build_model(experiment, spec, device="meta" if meta else "cpu", embedding=embedding)
+    optimizer = None
+    if not meta:
+        network.to(device)
+        rule.to(device)
+        cfg = experiment.config
+        optimizer = build_optimizer(network, rule, cfg.optimizer, cfg.training.phases)
+    return Model(None, network, rule, build_scheme(experiment), optimizer)
+
+
+def build(experiment: Experiment, *, device, data_root: str | None = None) -> Model:
+    """The whole model of an experiment (:class:`Model`): the task loads its data onto
+    ``device``; the network takes its shapes (and word vectors) from the task, and it and the
+    rule move to ``device``; the scheme and the optimizer are built for them. Before anything
+    is allocated, :func:`check_memory` refuses a run that cannot fit."""
     task_cls = TASKS.get(experiment.task.type)
     check_static_task(experiment)
     check_memory(experiment, task_cls, device=device, data_root=data_root)
     task = task_cls(experiment.task, device=device, data_root=data_root)
-    network, rule = build_model(experiment, DataSpec.of(task), device="cpu", embedding=task.embedding_for)
-    return task, network, rule
+    model = assemble(experiment, DataSpec.of(task), device=device, embedding=task.embedding_for)
+    model.task = task
+    return model

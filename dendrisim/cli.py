@@ -25,8 +25,8 @@ def parser(prog: str = "simulate.py") -> argparse.ArgumentParser:
                         "or RUN_DIR/model.yaml with --resume)")
     p.add_argument("--plugin", dest="plugins", action="append", default=[], metavar="PATH.py",
                    type=path_arg("--plugin"),
-                   help="load plasticity rules from a Python file (repeatable); model files name them by their "
-                        "registered names")
+                   help="load plasticity rules, neuron models or settling schemes from a Python file (repeatable); "
+                        "model files name them by their registered names")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
                    help="override a key of the model file, e.g. --set plasticity.rule=fa (repeatable)")
     p.add_argument("--epochs", type=int, help="shorthand for --set training.epochs=N (with training.phases: the "

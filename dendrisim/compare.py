@@ -175,7 +175,8 @@ def parser(prog: str = "compare_rules.py") -> argparse.ArgumentParser:
     p.add_argument("--record", action="store_true", help="keep each run's recording (off by default)")
     p.add_argument("--plugin", dest="plugins", action="append", default=[], metavar="PATH.py",
                    type=path_arg("--plugin"),
-                   help="load plasticity rules from a Python file (repeatable), to compare them with --rules")
+                   help="load plasticity rules (or neuron models, settling schemes) from a Python file "
+                        "(repeatable), to compare them with --rules")
     p.add_argument("--tune", type=int, metavar="N", help="first tune every rule with N trials (equal budgets)")
     p.add_argument("--tune-fix", default=(), type=lambda s: tuple(k for k in s.split(",") if k), metavar="KEY,...",
                    help="keys to keep out of the search, held at the file's or --set value "

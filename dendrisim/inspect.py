@@ -6,7 +6,7 @@ from typing import Optional
 
 import networkx as nx
 
-from .builder import DataSpec, build_model, build_scheme, check_static_task
+from .builder import DataSpec, assemble, check_static_task
 from .config.graph import INTERNEURON_CONSTANTS, build_graph, compartment_constants, model_of
 from .config.loader import Experiment
 from .tasks import TASKS
@@ -20,7 +20,8 @@ def describe(experiment: Experiment, *, data_root: Optional[str] = None) -> str:
     recording's size estimate, from the file alone: built on the meta device, it allocates nothing."""
     check_static_task(experiment)
     spec = DataSpec.declared(TASKS.get(experiment.task.type), experiment.task, data_root)
-    net, rule = build_model(experiment, spec, device="meta")
+    model = assemble(experiment, spec, meta=True)
+    net, rule, scheme = model.network, model.rule, model.scheme
     shape, outputs, n_train = spec.input_shape, spec.outputs, spec.train_samples
     cfg = experiment.config
     lines = [f"{experiment.file}: valid", net.summary(), "plasticity of each projection:"]
@@ -31,7 +32,6 @@ def describe(experiment: Experiment, *, data_root: Optional[str] = None) -> str:
         for pop in net.hidden() for proj in net.apical_in[pop.name]]
     lines += [f"  {line}" for line in routes] or [
         "  (none: no hidden population, or none that a rule or an apical projection reaches)"]
-    scheme = build_scheme(experiment)
     lines += scheme.describe(net)
     lines += circuit_lines(experiment) + phase_lines(experiment)
     learnable = sum(p.numel() for proj in net.learnable_projections() for p in proj.parameters_to_learn())

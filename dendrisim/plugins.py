@@ -32,6 +32,8 @@ BUILTIN = frozenset(RULES.names())
 ORIGIN: dict[str, str] = {name: "dendrisim" for name in BUILTIN}
 #: registered neuron model -> where it came from
 NEURON_ORIGIN: dict[str, str] = {name: "dendrisim" for name in BUILTIN_NEURONS}
+#: registered settling scheme -> where it came from (the built-in ones: dendrisim)
+SCHEME_ORIGIN: dict[str, str] = {"steady": "dendrisim", "euler": "dendrisim"}
 _loading: list[str] = []  # the plugin being loaded, for the origin of what it registers
 _entry_points_loaded = False
 
@@ -115,6 +117,43 @@ def register_neuron(name: str) -> Callable[[type], type]:
         raise PluginError(f"register_neuron({name!r}): a neuron model's name is a word of letters, digits and _ "
                           "(it is what model files write as populations.NAME.type)")
     return decorator
+
+
+def register_scheme(name: str) -> Callable[[type], type]:
+    """Class decorator: register a settling scheme (a subclass of
+    :class:`dendrisim.settling.SettlingScheme`) as ``dynamics.mode: name``. A plugin file that
+    registers one loads with ``--plugin`` as a rule file does; its hooks (``present``,
+    ``_present``, ``describe``) raise in one paragraph naming it, as a plugin rule's do."""
+    from .settling import SCHEMES, SettlingScheme
+
+    def decorator(cls: type) -> type:
+        origin = _loading[-1] if _loading else getattr(sys.modules.get(cls.__module__), "__file__", cls.__module__)
+        if not (isinstance(cls, type) and issubclass(cls, SettlingScheme)):
+            raise PluginError(f"settling scheme {name!r} ({getattr(cls, '__name__', cls)!r}, in {origin}) is not a "
+                              "subclass of dendrisim.settling.SettlingScheme")
+        if not (dataclasses.is_dataclass(cls.Options)):
+            raise PluginError(f"settling scheme {name!r} (in {origin}) declares Options that is not a dataclass "
+                              "subclassing dendrisim.settling.SchemeOptions")
+        if name in SCHEMES:
+            raise PluginError(f"settling scheme name {name!r} (in {origin}) is already registered "
+                              f"({', '.join(SCHEMES.names())} are); register the scheme under another name")
+        SCHEMES.register(name)(cls)
+        SCHEME_ORIGIN[name] = origin
+        return cls
+
+    if not isinstance(name, str) or not name.isidentifier():
+        raise PluginError(f"register_scheme({name!r}): a scheme's name is a word of letters, digits and _ "
+                          "(it is what model files write as dynamics.mode)")
+    return decorator
+
+
+def _registered() -> set[str]:
+    """Everything a plugin file can register (what load_plugin compares): rules by name, neuron
+    models and settling schemes by kind and name."""
+    from .settling import SCHEMES
+
+    return (set(RULES.names()) | {f"neuron model {n}" for n in NEURONS.names()}
+            | {f"settling scheme {n}" for n in SCHEMES.names()})
 
 
 def _first_line(err: BaseException) -> str:
@@ -350,7 +389,7 @@ def load_plugin(path: str | Path) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise PluginError(f"--plugin {path}: no such file (looked at {path.resolve()})")
-    before = set(RULES.names()) | {f"neuron model {n}" for n in NEURONS.names()}
+    before = _registered()
     digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]
     module_name = f"dendrisim_plugin_{path.stem}_{digest}"
     if module_name in sys.modules:  # loaded already (a resumed run names it again)
@@ -377,11 +416,12 @@ def load_plugin(path: str | Path) -> list[str]:
                           f"{_first_line(err)}") from None
     finally:
         _loading.pop()
-    added = sorted((set(RULES.names()) | {f"neuron model {n}" for n in NEURONS.names()}) - before)
+    added = sorted(_registered() - before)
     if not added:
-        raise PluginError(f"--plugin {path}: registers no rule and no neuron model; decorate a PlasticityRule "
-                          "subclass with @dendrisim.register_rule('name') or a NeuronModel subclass with "
-                          "@dendrisim.register_neuron('name')")
+        raise PluginError(f"--plugin {path}: registers no rule, neuron model or settling scheme; decorate a "
+                          "PlasticityRule subclass with @dendrisim.register_rule('name'), a NeuronModel subclass "
+                          "with @dendrisim.register_neuron('name') or a SettlingScheme subclass with "
+                          "@dendrisim.register_scheme('name')")
     return added
 
 

@@ -20,7 +20,7 @@ import torch
 
 from . import phases as phasing
 from . import rundir, runner
-from .builder import build, build_scheme
+from .builder import build
 from .config.loader import Experiment
 from .errors import DendrisimError
 from .observers import (Alignment, Checkpoints, FinalWeights, MetricsFile, NanGuard, Observer, OnEpoch, Recording,
@@ -28,7 +28,7 @@ from .observers import (Alignment, Checkpoints, FinalWeights, MetricsFile, NanGu
 from .observers.checkpoints import (CHECKPOINT, CHECKPOINT_KEYS, RESUMABLE, config_diff, load_state,  # noqa: F401
                                     nonfinite_tensor, read, state_of)
 from .observers.recording import check_recording  # noqa: F401  (dendrisim.inspect uses it)
-from .optim import build_optimizer, build_scheduler, schedule_factor
+from .optim import build_scheduler, schedule_factor
 from .runner import default_run_dir, run_summary  # noqa: F401  (their home was here)
 
 
@@ -109,11 +109,9 @@ class Trainer:
                 cfg, training=phasing.with_total_epochs(cfg.training, phasing.total_epochs(cfg.training))))
             cfg = experiment.config
         seed_everything(cfg.training.seed)
-        self.task, self.network, self.rule = build(experiment, device=self.device, data_root=options.data_root)
-        self.network.to(self.device)
-        self.rule.to(self.device)
-        self.scheme = build_scheme(experiment)
-        self.optimizer = build_optimizer(self.network, self.rule, cfg.optimizer, cfg.training.phases)
+        model = build(experiment, device=self.device, data_root=options.data_root)
+        self.task, self.network, self.rule, self.scheme, self.optimizer = (
+            model.task, model.network, model.rule, model.scheme, model.optimizer)
         phasing.check_learnable(self.phases, self.network, file=self.experiment.file)
         self.learnable = [p for group in self.optimizer.param_groups for p in group["params"]]
         self.steps_per_epoch = self._steps_per_epoch()

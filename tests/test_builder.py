@@ -60,7 +60,8 @@ def test_a_built_network_carries_readout_and_time_steps_from_the_start(tmp_path,
     path, _ = _series(tmp_path)
     task = {"type": "forecasting", "file": str(path), "window": 6, "horizon": 1, "batch_size": 8}
     exp = load_experiment(rnn_model(task, "linear"), file="test.yaml")
-    built_task, net, _ = build(exp, device="cpu")
+    built = build(exp, device="cpu")
+    built_task, net = built.task, built.network
     assert seen == [(slice(-1, None), 6)] * 2  # the memory check's meta build, then the real one
     assert (net.readout, net.time_steps) == (slice(-1, None), 6)
     assert (built_task.readout, built_task.sequence_length) == (slice(-1, None), 6)
@@ -74,8 +75,20 @@ def test_a_built_network_carries_readout_and_time_steps_from_the_start(tmp_path,
 def test_a_feedforward_network_has_no_time_steps():
     net, _ = build_model(model(), DataSpec((64,), 10, time_steps=5, readout=slice(-1, None)))
     assert not net.sequential and net.time_steps is None and net.readout == slice(-1, None)
-    task, net, _ = build(model(), device="cpu")
+    net = build(model(), device="cpu").network
     assert (net.readout, net.time_steps) == (slice(None), None)
+
+
+def test_build_returns_the_whole_model():
+    """The task, the network, the rule, the settling scheme and the optimizer over every
+    learnable tensor: what the trainer, --check, the memory estimate and bench all build from."""
+    from dendrisim.builder import Model
+    from dendrisim.settling import EulerDynamics
+
+    built = build(model(["dynamics.mode=euler"]), device="cpu")
+    assert isinstance(built, Model) and isinstance(built.scheme, EulerDynamics) and built.task is not None
+    learnable = {id(p) for group in built.optimizer.param_groups for p in group["params"]}
+    assert {id(p) for proj in built.network.learnable_projections() for p in proj.parameters_to_learn()} <= learnable
 
 
 def test_check_and_the_memory_estimate_count_the_trajectory_a_simulated_record_keeps():

@@ -331,7 +331,8 @@ def test_the_memory_estimate_counts_model_selections_copies():
 
     classification = TASKS.get("classification")
     parts = memory_estimate(model(["training.select_best=true"]), classification)
-    _, network, rule = build(model(), device="cpu")
+    built = build(model(), device="cpu")
+    network, rule = built.network, built.rule
     state = sum(t.numel() for t in network.state_dict().values()) + sum(t.numel() for t in rule.state_dict().values())
     assert parts["selection"] == 2 * 4 * state > 0  # the best epoch's copy, and the last epoch's set aside
     assert memory_estimate(model(["training.select_best=false"]), classification)["selection"] == 0

@@ -117,9 +117,12 @@ THE_LOOP = ("dendrisim.settling", "dendrisim.training", "dendrisim.recording", "
 
 
 def test_the_model_knows_no_rule_scheme_file_or_trainer():
+    """The network, its projections and its neuron models (``dendrisim.neurons``, one file each)
+    know no rule, no settling scheme, no file and no loop."""
     g = graph()
-    model = ["dendrisim.network", "dendrisim.populations", "dendrisim.projections"]
-    assert all(m in g for m in model)
+    neurons = [m for m in g if m == "dendrisim.neurons" or m.startswith("dendrisim.neurons.")]
+    model = ["dendrisim.network", "dendrisim.populations", "dendrisim.projections", "dendrisim.state", *neurons]
+    assert all(m in g for m in model) and len(neurons) >= 4
     bad = reached(g, model, ABOVE_THE_MODEL)
     assert not bad, "the model reaches (shortest first): " + shortest(bad)
 

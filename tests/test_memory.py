@@ -21,7 +21,8 @@ CLASSIFICATION = TASKS.get("classification")
 def test_the_estimate_counts_each_part_exactly_where_it_can():
     exp = model(["optimizer.type=adam", "task.batch_size=16"])
     parts = memory_estimate(exp, CLASSIFICATION)
-    _, network, rule = build(exp, device="cpu")
+    built = build(exp, device="cpu")
+    network, rule = built.network, built.rule
     params = sum(p.numel() for p in network.parameters())
     assert parts["weights"] == 4 * params
     assert parts["feedback"] == 4 * sum(t.numel() for t in [*rule.parameters(), *rule.buffers()]) > 0

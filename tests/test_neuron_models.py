@@ -89,7 +89,7 @@ def test_the_contract_is_checked_when_a_model_registers():
 def test_a_file_with_no_rule_and_no_neuron_model_is_refused(tmp_path):
     empty = tmp_path / "empty.py"
     empty.write_text("x = 1\n")
-    with pytest.raises(PluginError, match="registers no rule and no neuron model"):
+    with pytest.raises(PluginError, match="registers no rule, neuron model or settling scheme"):
         load_plugin(empty)
 
 

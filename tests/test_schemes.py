@@ -26,7 +26,7 @@ from dendrisim.builder import build_scheme, scheme_refusal
 from dendrisim.config.schema import DynamicsConfig
 from dendrisim.errors import ConfigError
 from dendrisim.plasticity import RULES
-from dendrisim.settling import SCHEMES, Presentation, Rule, SettlingScheme, local_errors, updates
+from dendrisim.settling import SCHEMES, Presentation, Rule, SettlingScheme, check_simulated, local_errors, updates
 
 #: the name the test scheme is registered under while a test uses it
 MIDPOINT = "midpoint"
@@ -38,6 +38,12 @@ class Midpoint(SettlingScheme):
     order in dt. Updates from the settled end of the presentation."""
 
     simulates_compartments = True  # the network gets the compartments' constants and free state
+
+    @classmethod
+    def check(cls, config, graph, *, file):
+        """The euler scheme's checks of the same equations: static input, stable dt, enough steps."""
+        super().check(config, graph, file=file)
+        check_simulated(config, graph, file=file)
 
     def __init__(self, config: DynamicsConfig):
         super().__init__(config)
@@ -164,7 +170,8 @@ def test_a_user_scheme_runs_every_rule_that_needs_only_the_rule_protocol(midpoin
         model([f"dynamics.mode={midpoint}", "plasticity.rule=pc"])
 
 
-def test_a_simulating_user_scheme_gets_the_config_checks_of_simulated_compartments(midpoint):
+def test_a_user_scheme_declares_its_checks_as_the_euler_scheme_does(midpoint):
+    """The scheme's own check (here euler's, ``settling.check_simulated``) runs when the file is loaded."""
     spec = copy.deepcopy(MLP)
     spec["projections"].append({"from": "h2", "to": "h1", "kind": "recurrent"})
     with pytest.raises(ConfigError, match=r"dynamics.mode: mode midpoint simulates a presentation of a static input; "
@@ -179,7 +186,7 @@ def test_the_keys_page_lists_the_built_in_schemes():
     import dataclasses
 
     field = next(f for f in dataclasses.fields(DynamicsConfig) if f.name == "mode")
-    built_in = [n for n in SCHEMES.names() if SCHEMES.get(n).__module__ == "dendrisim.settling"]
+    built_in = [n for n in SCHEMES.names() if SCHEMES.get(n).__module__.startswith("dendrisim.settling.")]
     assert set(built_in) == {"steady", "euler"}
     for name in built_in:
         assert f"{name}:" in field.metadata["doc"] and f"'{name}'" in field.metadata["type_text"], name

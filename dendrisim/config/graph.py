@@ -70,11 +70,11 @@ def check_models(cfg: ModelConfig, *, file: str) -> None:
         model.check(name, cfg, parse(model.Options, dict(pop.options), file=file, path=where), file=file)
 
 
-def validate(cfg: ModelConfig, *, file: str, simulated: bool = False) -> nx.DiGraph:
+def validate(cfg: ModelConfig, *, file: str) -> nx.DiGraph:
     """Check names, endpoints, acyclicity, sizes, activations and the dynamics block against
     the graph (everything that needs no registry but the model's own: neuron models,
-    activations and initialisers); return the graph. ``simulated``: whether the settling
-    scheme the file names simulates the compartments in time (the builder asks the scheme)."""
+    activations and initialisers); return the graph. What the settling scheme needs of the
+    network is the scheme's own check (the builder asks it)."""
     from ..activations import ACTIVATIONS
 
     check_names(cfg, file=file)
@@ -119,7 +119,7 @@ def validate(cfg: ModelConfig, *, file: str, simulated: bool = False) -> nx.DiGr
         if pop.size == "auto" and name not in (source, output) and not model_of(pop).takes_nudging:
             raise ConfigError("size auto is only allowed on the input and output populations, and on interneurons",
                               file=file, path=f"populations.{name}.size")
-    check_dynamics(cfg, ff, file=file, simulated=simulated)
+    check_dynamics(cfg, file=file)
     return graph
 
 
@@ -327,9 +327,10 @@ def compartment_constants(dynamics, name: str, keys: tuple[str, ...] = PYRAMIDAL
             for key in keys}
 
 
-def check_dynamics(cfg: ModelConfig, ff: nx.DiGraph, *, file: str, simulated: bool) -> None:
-    """The ``dynamics`` block against the network: names; for a scheme that simulates the
-    compartments (``simulated``: euler's), a static input, stability and enough steps."""
+def check_dynamics(cfg: ModelConfig, *, file: str) -> None:
+    """The ``dynamics`` block's per-population constants against the network: the populations
+    they name and the constants each one's neuron model has. (What a settling scheme needs of
+    the network, euler's stability of ``dt`` say, is the scheme's own ``check``.)"""
     dyn = cfg.dynamics
     pops = cfg.populations
     every = [f.name for f in dataclasses.fields(CompartmentConfig)]
@@ -348,33 +349,3 @@ def check_dynamics(cfg: ModelConfig, ff: nx.DiGraph, *, file: str, simulated: bo
                     f"{key} is a constant of {' and '.join(_plural(m) for m in others)}; {name!r} is {_an(kind)} "
                     f"population, whose constants are {', '.join(allowed)}", file=file,
                     path=f"dynamics.populations.{name}.{key}")
-    if not simulated:
-        return
-    for i, proj in enumerate(cfg.projections):
-        if proj.kind == "recurrent":
-            raise ConfigError(
-                f"mode {dyn.mode} simulates a presentation of a static input; {proj.name} is recurrent, and a "
-                "simulation inside every step of a sequence is not implemented. Use mode: steady for recurrent "
-                f"networks (projections[{i}] is the recurrent one)", file=file, path="dynamics.mode")
-    for name, pop in pops.items():
-        keys = model_of(pop).constants
-        if not keys:
-            continue
-        c = compartment_constants(dyn, name, keys)
-        g = keys[1:]  # the conductances
-        total = sum(c[k] for k in g)
-        ratio = dyn.dt * total / c["tau"]
-        if ratio >= 2:
-            where = f"dynamics.populations.{name}" if name in dyn.populations else "dynamics.dt"
-            raise ConfigError(
-                f"dt {dyn.dt} is unstable for population {name!r}: dt·({' + '.join(g)})/tau = {dyn.dt} x "
-                f"({' + '.join(str(c[k]) for k in g)}) / {c['tau']} = {ratio:.3g}, and forward Euler "
-                f"diverges from 2 on. Use dt < {2 * c['tau'] / total:.4g} (below {c['tau'] / total:.4g} it also "
-                "never overshoots), or a larger tau", file=file, path=where)
-    depth = nx.dag_longest_path_length(ff)
-    if dyn.steps < depth:
-        path = " -> ".join(nx.dag_longest_path(ff))
-        raise ConfigError(
-            f"{dyn.steps} steps are fewer than the network's depth {depth} ({path}): errors move down one "
-            f"population per step, so the lowest would never learn. Use steps >= {depth} (a few times that lets "
-            "the somata settle)", file=file, path="dynamics.steps")

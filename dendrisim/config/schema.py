@@ -284,6 +284,9 @@ class DynamicsConfig:
     populations: dict[str, CompartmentConfig] = opt(
         {}, "euler: per-population tau, g_leak, g_basal, g_apical (pyramidal), g_dendrite, g_som "
             "(interneurons), e.g. {out: {g_apical: 0.05}}")
+    options: dict[str, Any] = opt(
+        {}, "the other keys of the block: the settling scheme's own options (a scheme registered from a plugin "
+            "declares them), checked by the scheme", rest=True)
 
 
 @dataclass(frozen=True)
