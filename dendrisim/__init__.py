@@ -11,9 +11,9 @@ fraction of a second, and ``from dendrisim import Trainer`` imports what Trainer
 """
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ._lazy import lazy_names
 from ._version import __version__
 
 #: public name -> (module, attribute in it)
@@ -46,19 +46,7 @@ _PUBLIC = {
 __all__ = sorted([*_PUBLIC, "__version__"])
 
 
-def __getattr__(name: str) -> Any:
-    """Import a public name on first use and keep it (later look-ups are plain attributes)."""
-    try:
-        module, attribute = _PUBLIC[name]
-    except KeyError:
-        raise AttributeError(f"module 'dendrisim' has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(module), attribute)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_PUBLIC})
+__getattr__, __dir__ = lazy_names('dendrisim', _PUBLIC, globals())
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the names as if imported eagerly

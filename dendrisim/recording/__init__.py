@@ -6,8 +6,9 @@ and ``dendrisim check``) loads without the writer or h5py.
 """
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_names
 
 #: public name -> (module, attribute in it)
 _PUBLIC = {
@@ -21,19 +22,7 @@ _PUBLIC = {
 __all__ = ["FILENAME", "SCHEMA_VERSION", "Recorder", "Recording", "open_recording"]
 
 
-def __getattr__(name: str) -> Any:
-    """Import a public name on first use and keep it (later look-ups are plain attributes)."""
-    try:
-        module, attribute = _PUBLIC[name]
-    except KeyError:
-        raise AttributeError(f"module 'dendrisim.recording' has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(module), attribute)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_PUBLIC})
+__getattr__, __dir__ = lazy_names('dendrisim.recording', _PUBLIC, globals())
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the names as if imported eagerly

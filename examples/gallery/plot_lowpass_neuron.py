@@ -35,65 +35,16 @@ import torch
 
 import dendrisim
 
-NEURON = '''
-from dataclasses import dataclass
-
-import dendrisim
-from dendrisim import functional as Fn
-from dendrisim.errors import ConfigError
-from dendrisim.neurons import PyramidalPopulation
-
-
-@dataclass(frozen=True)
-class LowPassOptions(dendrisim.NeuronOptions):
-    tau_dendrite: float = dendrisim.option(2.0, "time constant τ_D of the basal dendrite's low-pass filter", gt=0)
-
-
-@dendrisim.register_neuron("lowpass_pyramidal")
-class LowPassPyramidal(PyramidalPopulation):
-    """Pyramidal neurons whose basal dendrite low-pass filters the basal drive (τ_D dv_D/dt = v_B − v_D)."""
-
-    Options = LowPassOptions
-    variables = {**PyramidalPopulation.variables, "dendrite": "the basal dendrite's filtered potential v_D"}
-    summary = "a pyramidal neuron whose basal dendrite low-pass filters its input with its own time constant"
-    prediction_from_basal = False  # the prediction follows v_D, which moves within a presentation
-
-    @classmethod
-    def from_config(cls, name, shape, config, *, options, simulated):
-        neuron = super().from_config(name, shape, config, options=options, simulated=simulated)
-        neuron.tau_dendrite = options.tau_dendrite
-        return neuron
-
-    @classmethod
-    def check(cls, name, config, options, *, file):
-        ratio = config.dynamics.dt / options.tau_dendrite
-        if ratio >= 2:
-            raise ConfigError(f"dt {config.dynamics.dt} / tau_dendrite {options.tau_dendrite} = {ratio:.3g}: forward "
-                              f"Euler diverges from 2 on; use tau_dendrite > {config.dynamics.dt / 2:g}",
-                              file=file, path=f"populations.{name}.tau_dendrite")
-
-    def integrate(self, s, basal):
-        """The free state: the dendrite at rest under the drive (v_D = v_B), then the pyramidal one."""
-        s.dendrite = basal
-        return super().integrate(s, basal)
-
-    def prediction(self, s, basal):
-        """v̂ = (g_B/g) · v_D: the soma's prediction from the filtered dendrite."""
-        return super().prediction(s, s.dendrite)
-
-    def step(self, s, u, basal, *, dt):
-        """One Euler step of dt: the soma toward v_D (and the apical input), the dendrite toward v_B."""
-        c = self.compartments
-        dendrite = s.dendrite
-        Fn.compartment_step(u, dendrite, s.apical, dt=dt, tau=c.tau, g_leak=c.g_leak, g_basal=c.g_basal,
-                            g_apical=c.g_apical, out=u)
-        s.dendrite = dendrite + (basal - dendrite) * (dt / self.tau_dendrite)
-        s.rate = self.activation.f(u)
-'''
-
+# The model file is ``examples/neurons/lowpass_pyramidal.py`` (shown in full, with what each
+# part does, in the how-to "Writing a neuron model"): a subclass of the pyramidal model whose
+# ``integrate``, ``prediction`` and ``step`` keep and use the filtered potential ``v_D`` as a
+# variable of the presentation's state, ``s.dendrite``. It is copied into a folder outside the
+# package and loaded from there, as ``--plugin`` would load it.
+SOURCE = Path(dendrisim.__file__).resolve().parents[1] / "examples" / "neurons" / "lowpass_pyramidal.py"
 out = Path(tempfile.mkdtemp(prefix="dendrisim-gallery-"))
 plugin = out / "lowpass_pyramidal.py"
-plugin.write_text(NEURON)
+plugin.write_text(SOURCE.read_text())
+print("".join(line for line in SOURCE.read_text().splitlines(keepends=True) if line.startswith(("class", "    def"))))
 print("registered:", dendrisim.load_plugin(plugin))
 
 MODELS = Path(dendrisim.__file__).resolve().parents[1] / "models"
