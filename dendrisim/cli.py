@@ -254,8 +254,8 @@ def _check_plugins(run_file: Path, saved: dict, given: list[str]) -> list[str]:
 
     missing = [p for p in named if not present(p)]
     if missing:
-        what = ", ".join(f"{p} (rules {', '.join(map(str, rules[p]))})" if isinstance(rules.get(p), list) else p
-                         for p in missing)
+        what = ", ".join(f"{p} (rules {', '.join(map(str, rules[p]))})" if isinstance(rules.get(p), list)
+                         and rules[p] else p for p in missing)  # a file of neuron models or schemes names no rule
         flags = " ".join(f"--plugin {shlex.quote(p)}" for p in missing)
         them = "it" if len(missing) == 1 else "them"
         raise PluginError(f"{run_file} names the plugin file{'s' if len(missing) > 1 else ''} {what}, which this "

@@ -55,6 +55,10 @@ class LowPassPyramidal(PyramidalPopulation):
                               f"Euler diverges from 2 on; use tau_dendrite > {config.dynamics.dt / 2:g}",
                               file=file, path=f"populations.{name}.tau_dendrite")
 
+    def describe(self) -> str:
+        """The pyramidal constants and the dendrite's own (``dendrisim check``, the start of a run)."""
+        return f"{super().describe()}, tau_dendrite {self.tau_dendrite}"
+
     def integrate(self, s, basal: torch.Tensor) -> torch.Tensor:
         """The free state ``s``: the dendrite at rest under the drive (``v_D = v_B``), then the pyramidal one."""
         s.dendrite = basal
