@@ -21,7 +21,7 @@ from typing import Callable, Optional
 
 import torch
 
-from .errors import ConfigError, DendrisimError
+from .errors import ConfigError, DendrisimError, brief
 from .neurons import BUILTIN_NEURONS, NEURONS, NeuronModel, NeuronOptions
 from .plasticity.base import RULES, PlasticityRule, RuleOptions
 
@@ -68,22 +68,89 @@ def register_rule(name: str) -> Callable[[type], type]:
     return decorator
 
 
+#: the keys every population block has (a model's Options may not take them)
+POPULATION_KEYS = ("type", "size", "shape", "channels", "activation")
+#: what a population instance holds besides its variables (a variable may not replace them)
+POPULATION_ATTRIBUTES = ("name", "shape", "size", "training", "activation", "compartments")
+#: the class attributes that say what a model offers: each True or False
+NEURON_FLAGS = ("clamped", "offers_output", "offers_apical", "takes_nudging", "offers_nudging", "spatial",
+                "apical_learns", "prediction_from_basal")
+#: the ``dynamics`` keys a simulated model's two conductances may name
+CONDUCTANCES = ("g_basal", "g_apical", "g_dendrite", "g_som")
+
+
+def _variable_problem(cls: type) -> Optional[str]:
+    """What is wrong with ``cls.variables`` (None: a dict of names to what they are, with rate)."""
+    variables = cls.variables
+    if not isinstance(variables, dict) or not variables:
+        return (f"declares variables {brief(variables)}, which is not a dict of variable name -> what it is "
+                "(e.g. {'soma': 'somatic potential u', 'rate': 'output rate f(u)'})")
+    for var, meaning in variables.items():
+        if not (isinstance(var, str) and var.isidentifier() and not var.startswith("_")):
+            return (f"declares the variable {brief(var)}: a variable's name is a word of letters, digits and _ "
+                    "not starting with _ (what recording.populations names)")
+        if not isinstance(meaning, str):
+            return f"declares the variable {var!r} as {brief(meaning)}; say what it is in a string"
+        static = inspect.getattr_static(cls, var, None)
+        if (hasattr(NeuronModel, var) or var in POPULATION_ATTRIBUTES
+                or isinstance(static, (classmethod, staticmethod)) or inspect.isfunction(static)
+                or (isinstance(static, property) and static.fset is None)):
+            return (f"declares the variable {var!r}, which is a method or attribute every population of it has "
+                    "(a variable is set on the population and would replace it); name the variable otherwise")
+    if "rate" not in variables:
+        return "declares no 'rate' variable, which projections read from every population"
+    return None
+
+
+def _constants_problem(cls: type) -> Optional[str]:
+    """What is wrong with ``cls.constants`` (None: empty, or tau, g_leak and two conductances)."""
+    constants = cls.constants
+    if constants == ():
+        return None
+    if not (isinstance(constants, tuple) and all(isinstance(c, str) for c in constants)):
+        return (f"declares constants {brief(constants)}; write a tuple of dynamics keys: () (not simulated) or "
+                f"('tau', 'g_leak', G1, G2) with G1, G2 among {', '.join(CONDUCTANCES)}")
+    if len(constants) != 4 or constants[:2] != ("tau", "g_leak"):
+        return (f"declares constants {constants!r}; a simulated model has four: tau, g_leak, then its two "
+                f"conductances among {', '.join(CONDUCTANCES)}")
+    unknown = [c for c in constants[2:] if c not in CONDUCTANCES]
+    if unknown:
+        return (f"declares constants {constants!r}, and {unknown[0]!r} is not a conductance of the dynamics block; "
+                f"choose among {', '.join(CONDUCTANCES)}")
+    return None
+
+
 def neuron_contract_problem(cls: type) -> Optional[str]:
     """What is wrong with a neuron model class, as the end of a sentence (None: nothing)."""
     if not (isinstance(cls, type) and issubclass(cls, NeuronModel)):
         return "is not a subclass of dendrisim.neurons.NeuronModel"
-    if not (dataclasses.is_dataclass(cls.Options) and issubclass(cls.Options, NeuronOptions)):
+    if not (dataclasses.is_dataclass(cls.Options) and isinstance(cls.Options, type)
+            and issubclass(cls.Options, NeuronOptions)):
         return "declares Options that is not a dataclass subclassing dendrisim.neurons.NeuronOptions"
-    variables = cls.variables
-    if not isinstance(variables, dict) or not variables or not all(
-            isinstance(k, str) and k.isidentifier() and isinstance(v, str) for k, v in variables.items()):
-        return "declares no variables: give it a dict of variable name -> what it is (e.g. {'soma': ...})"
-    if "rate" not in variables:
-        return "declares no 'rate' variable, which projections read from every population"
+    clash = [f.name for f in dataclasses.fields(cls.Options) if f.name in POPULATION_KEYS]
+    if clash:
+        return (f"declares the option {clash[0]!r}, which every population block has already "
+                f"({', '.join(POPULATION_KEYS)}); name the option otherwise")
+    problem = _variable_problem(cls)
+    if problem:
+        return problem
+    for flag in NEURON_FLAGS:
+        if not isinstance(getattr(cls, flag), bool):
+            return f"declares {flag} = {brief(getattr(cls, flag))}; write True or False"
     if cls.second_input not in ("apical", "soma"):
         return f"declares second_input {cls.second_input!r}; write 'apical' or 'soma'"
-    if not cls.clamped and getattr(cls, "integrate", None) is None:
+    problem = _constants_problem(cls)
+    if problem:
+        return problem
+    if not cls.clamped and not callable(getattr(cls, "integrate", None)):
         return "has no integrate(basal) method (its free state under a basal drive)"
+    if (cls.offers_apical or cls.offers_output) and not callable(getattr(cls, "derivative", None)):
+        return ("offers an apical compartment but has no derivative() method (f'(soma), which the rule's error "
+                "δ = f'(soma) ⊙ apical multiplies)")
+    missing = [m for m in ("step", "prediction", "local_error") if not callable(getattr(cls, m, None))]
+    if cls.constants and missing:
+        return (f"declares constants for simulated compartments (dynamics.mode euler) but has no "
+                f"{', '.join(missing)} method (the euler scheme calls step, prediction and local_error)")
     return None
 
 
