@@ -154,6 +154,46 @@ def neuron_contract_problem(cls: type) -> Optional[str]:
     return None
 
 
+#: what the network, the settling schemes and ``--check`` call of a neuron model: a plugin
+#: model's own version of any of them is wrapped by :func:`_guard_neuron`
+NEURON_HOOKS = ("__init__", "from_config", "check", "integrate", "derivative", "prediction", "local_error", "step",
+                "describe", "bytes_per_neuron", "extra_repr")
+
+
+def _rate_checked(cls: type, hook: str, where: str, like: str) -> None:
+    """Replace ``cls.hook`` (integrate, step) by one that checks, after it, that the population's
+    rate is a tensor of the shape of its first argument, ``like`` (the basal drive, the soma)."""
+    fn = cls.__dict__[hook]
+
+    @functools.wraps(fn)
+    def method(self, *args, **kwargs):
+        out = fn(self, *args, **kwargs)
+        rate, ref = getattr(self, "rate", None), args[0] if args else None
+        if isinstance(ref, torch.Tensor) and not (isinstance(rate, torch.Tensor) and rate.shape == ref.shape):
+            got = f"a tensor of {_describe(rate)}" if isinstance(rate, torch.Tensor) else brief(rate)
+            raise PluginError(f"{where}: {hook} of population {self.name} left its rate {got}; expected a tensor "
+                              f"of shape {tuple(ref.shape)}, the shape of its {like} "
+                              "([batch, *population shape]); set self.rate in it")
+        return out
+
+    method._dendrisim_rate_checked = True
+    setattr(cls, hook, method)
+
+
+def _guard_neuron(cls: type, name: str, origin: str) -> None:
+    """Wrap every hook of a plugin neuron model that is its own code (:data:`NEURON_HOOKS`; the
+    built-in models are never wrapped): one that raises stops the run with one paragraph naming
+    the model, the hook and the exception (:func:`call_hook`); after its own ``integrate`` and
+    ``step`` the population's rate must have the shape of the drive (a PluginError says what it
+    got instead of a torch traceback from the next projection)."""
+    where = f"neuron model {name!r} (in {origin})"
+    guard_hooks(cls, NEURON_HOOKS, where)
+    for hook, like in (("integrate", "basal drive"), ("step", "soma")):
+        if hook in cls.__dict__ and callable(cls.__dict__[hook]) and not getattr(
+                cls.__dict__[hook], "_dendrisim_rate_checked", False):
+            _rate_checked(cls, hook, where, like)
+
+
 def register_neuron(name: str) -> Callable[[type], type]:
     """Class decorator: check ``cls`` against the neuron-model contract and register it as the
     population type ``name``.
@@ -174,6 +214,7 @@ def register_neuron(name: str) -> Callable[[type], type]:
                      else f"already registered by {NEURON_ORIGIN.get(name, '?')}")
             raise PluginError(f"neuron model name {name!r} (in {origin}) is {where}; register the model under "
                               "another name")
+        _guard_neuron(cls, name, origin)
         NEURONS.register(name)(cls)
         NEURON_ORIGIN[name] = origin
         return cls
