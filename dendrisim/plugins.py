@@ -454,6 +454,9 @@ def contract_problem(cls: type, name: str) -> Optional[str]:
 def load_plugin(path: str | Path) -> list[str]:
     """Import the rule file ``path``; returns the names it registered."""
     path = Path(path)
+    if path.is_dir():
+        raise PluginError(f"--plugin {path}: is a directory; name a Python file (PATH.py) that registers rules or "
+                          "neuron models")
     if not path.is_file():
         raise PluginError(f"--plugin {path}: no such file (looked at {path.resolve()})")
     before = set(RULES.names()) | {f"neuron model {n}" for n in NEURONS.names()}

@@ -58,6 +58,10 @@ def check_models(cfg: ModelConfig, *, file: str) -> None:
     generic = ("type", "size", "shape", "channels", "activation")
     for name, pop in cfg.populations.items():
         where = f"populations.{key_text(name)}"
+        if isinstance(pop.type, str) and pop.type not in NEURONS:
+            raise ConfigError(f"{brief(pop.type)} is not a known neuron model; choose one of "
+                              f"{', '.join(NEURONS.names())}, or load the plugin file that registers it with "
+                              "--plugin FILE.py", file=file, path=f"{where}.type")
         model = NEURONS.get(pop.type, file=file, path=f"{where}.type")
         own = [f.name for f in dataclasses.fields(model.Options)]
         unknown = [k for k in pop.options if k not in own]
