@@ -120,6 +120,57 @@ def _constants_problem(cls: type) -> Optional[str]:
     return None
 
 
+def _supported(hint) -> bool:
+    """Whether a model file can give an option of type ``hint`` (what the config parser converts)."""
+    import types
+    import typing
+
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint in (typing.Any, type(None), bool, int, float, str) or origin is typing.Literal:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return all(_supported(a) for a in args)
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        try:
+            return all(_supported(h) for h in typing.get_type_hints(hint).values())
+        except Exception:  # noqa: BLE001 - an unresolvable annotation inside: not something a file can give
+            return False
+    if origin in (list, tuple):
+        return all(_supported(a) for a in args if a is not Ellipsis) and bool(args)
+    if origin is dict:
+        return len(args) == 2 and args[0] is str and _supported(args[1])
+    return False
+
+
+def _options_problem(options: type) -> Optional[str]:
+    """What is wrong with a neuron model's Options dataclass (its fields are keys of the population
+    block): names taken by the block, types a file cannot give, defaults its own bounds refuse."""
+    import typing
+
+    from .config.parse import _check_bounds, convert, yaml_key
+
+    try:
+        hints = typing.get_type_hints(options)
+    except Exception as err:  # noqa: BLE001 - the plugin's annotation, said in one paragraph
+        return f"declares Options whose annotations cannot be resolved ({type(err).__name__}: {_first_line(err)})"
+    for f in dataclasses.fields(options):
+        key = yaml_key(f)
+        if key in POPULATION_KEYS:
+            return (f"declares the option {key!r}, which every population block has already "
+                    f"({', '.join(POPULATION_KEYS)}); name the option otherwise")
+        if not _supported(hints[f.name]):
+            return (f"declares the option {key!r} of type {hints[f.name]!r}, which a model file cannot give; use "
+                    "bool, int, float, str, a Literal of them, Optional, list[...], tuple[..., ...] or dict[str, ...]")
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        try:
+            _check_bounds(convert(default, hints[f.name], file=None, path=key), f.metadata, file=None, path=key)
+        except ConfigError as err:
+            return f"declares the option {key!r} with a default its own type or bounds refuse ({err})"
+    return None
+
+
 def neuron_contract_problem(cls: type) -> Optional[str]:
     """What is wrong with a neuron model class, as the end of a sentence (None: nothing)."""
     if not (isinstance(cls, type) and issubclass(cls, NeuronModel)):
@@ -127,13 +178,11 @@ def neuron_contract_problem(cls: type) -> Optional[str]:
     if not (dataclasses.is_dataclass(cls.Options) and isinstance(cls.Options, type)
             and issubclass(cls.Options, NeuronOptions)):
         return "declares Options that is not a dataclass subclassing dendrisim.neurons.NeuronOptions"
-    clash = [f.name for f in dataclasses.fields(cls.Options) if f.name in POPULATION_KEYS]
-    if clash:
-        return (f"declares the option {clash[0]!r}, which every population block has already "
-                f"({', '.join(POPULATION_KEYS)}); name the option otherwise")
-    problem = _variable_problem(cls)
+    problem = _options_problem(cls.Options) or _variable_problem(cls)
     if problem:
         return problem
+    if not isinstance(cls.summary, str):
+        return f"declares summary = {brief(cls.summary)}; write one line (a str) on what the model is"
     for flag in NEURON_FLAGS:
         if not isinstance(getattr(cls, flag), bool):
             return f"declares {flag} = {brief(getattr(cls, flag))}; write True or False"
@@ -160,38 +209,78 @@ NEURON_HOOKS = ("__init__", "from_config", "check", "integrate", "derivative", "
                 "describe", "bytes_per_neuron", "extra_repr")
 
 
-def _rate_checked(cls: type, hook: str, where: str, like: str) -> None:
-    """Replace ``cls.hook`` (integrate, step) by one that checks, after it, that the population's
-    rate is a tensor of the shape of its first argument, ``like`` (the basal drive, the soma)."""
-    fn = cls.__dict__[hook]
-
-    @functools.wraps(fn)
-    def method(self, *args, **kwargs):
-        out = fn(self, *args, **kwargs)
+def _rate_problem(like: str):
+    """After ``integrate(basal)`` / ``step(u, basal)``: the population's rate has the shape of its
+    first argument, ``like`` (the basal drive, the soma)."""
+    def problem(self, args, out) -> Optional[str]:
         rate, ref = getattr(self, "rate", None), args[0] if args else None
         if isinstance(ref, torch.Tensor) and not (isinstance(rate, torch.Tensor) and rate.shape == ref.shape):
             got = f"a tensor of {_describe(rate)}" if isinstance(rate, torch.Tensor) else brief(rate)
-            raise PluginError(f"{where}: {hook} of population {self.name} left its rate {got}; expected a tensor "
-                              f"of shape {tuple(ref.shape)}, the shape of its {like} "
-                              "([batch, *population shape]); set self.rate in it")
+            return (f"left population {self.name} with the rate {got}; expected a tensor of shape "
+                    f"{tuple(ref.shape)}, the shape of its {like} ([batch, *population shape]); set self.rate in it")
+        return None
+    return problem
+
+
+def _built_problem(cls, args, out) -> Optional[str]:
+    """After ``from_config(name, shape, ...)``: a population of the model, with that name and shape."""
+    name, shape = (args + (None, None))[:2]
+    if not isinstance(out, cls):
+        return f"returned {_brief_value(out)} for population {name}; expected an instance of {cls.__name__}"
+    if out.name != name or shape is not None and tuple(out.shape) != tuple(int(s) for s in shape):
+        return (f"built population {name} as {out.name!r} of shape {tuple(out.shape)}; expected name {name!r} and "
+                f"shape {tuple(int(s) for s in shape)} (pass name and shape on to the model's __init__)")
+    return None
+
+
+def _describe_problem(self, args, out) -> Optional[str]:
+    return None if isinstance(out, str) else f"returned {_brief_value(out)}; expected one line (a str)"
+
+
+def _bytes_problem(self, args, out) -> Optional[str]:
+    return (None if isinstance(out, int) and not isinstance(out, bool) and out >= 0 else
+            f"returned {_brief_value(out)}; expected the bytes one neuron takes (an int >= 0)")
+
+
+#: a plugin model's hooks whose result the network, the schemes or --check use: checked as soon as they return
+NEURON_RESULT_CHECKS: dict[str, Callable] = {"integrate": _rate_problem("basal drive"), "step": _rate_problem("soma"),
+                                             "from_config": _built_problem, "describe": _describe_problem,
+                                             "bytes_per_neuron": _bytes_problem}
+
+
+def _result_checked(cls: type, hook: str, where: str, problem: Callable) -> None:
+    """Replace ``cls.hook`` (a method or a classmethod, already guarded) by one that checks what it
+    did with ``problem(self or cls, args, result)``: a PluginError names the model and the hook."""
+    raw = cls.__dict__[hook]
+    is_class = isinstance(raw, classmethod)
+    fn = raw.__func__ if is_class else raw
+
+    @functools.wraps(fn)
+    def method(first, *args, **kwargs):
+        out = fn(first, *args, **kwargs)
+        text = problem(first, args, out)
+        if text:
+            raise PluginError(f"{where}: {hook} {text}")
         return out
 
-    method._dendrisim_rate_checked = True
-    setattr(cls, hook, method)
+    method._dendrisim_checked = True
+    setattr(cls, hook, classmethod(method) if is_class else method)
 
 
 def _guard_neuron(cls: type, name: str, origin: str) -> None:
     """Wrap every hook of a plugin neuron model that is its own code (:data:`NEURON_HOOKS`; the
     built-in models are never wrapped): one that raises stops the run with one paragraph naming
-    the model, the hook and the exception (:func:`call_hook`); after its own ``integrate`` and
-    ``step`` the population's rate must have the shape of the drive (a PluginError says what it
-    got instead of a torch traceback from the next projection)."""
+    the model, the hook and the exception (:func:`call_hook`); what its own ``integrate``,
+    ``step``, ``from_config``, ``describe`` and ``bytes_per_neuron`` produce is checked as soon as
+    they return (:data:`NEURON_RESULT_CHECKS`: a PluginError says what it got instead of a
+    traceback from wherever it is used)."""
     where = f"neuron model {name!r} (in {origin})"
     guard_hooks(cls, NEURON_HOOKS, where)
-    for hook, like in (("integrate", "basal drive"), ("step", "soma")):
-        if hook in cls.__dict__ and callable(cls.__dict__[hook]) and not getattr(
-                cls.__dict__[hook], "_dendrisim_rate_checked", False):
-            _rate_checked(cls, hook, where, like)
+    for hook, problem in NEURON_RESULT_CHECKS.items():
+        raw = cls.__dict__.get(hook)
+        fn = raw.__func__ if isinstance(raw, classmethod) else raw
+        if callable(fn) and not getattr(fn, "_dendrisim_checked", False):
+            _result_checked(cls, hook, where, problem)
 
 
 def register_neuron(name: str) -> Callable[[type], type]:

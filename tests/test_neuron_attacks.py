@@ -7,12 +7,13 @@ import os
 import subprocess
 import sys
 import textwrap
+import uuid
 from pathlib import Path
 
 import pytest
 
 from dendrisim.neurons import NeuronModel, PyramidalPopulation
-from dendrisim.plugins import neuron_contract_problem
+from dendrisim.plugins import PluginError, neuron_contract_problem
 
 ROOT = Path(__file__).resolve().parents[1]
 MLP = (ROOT / "models" / "dll_mlp_digits.yaml").read_text()
@@ -137,6 +138,62 @@ def test_options_named_like_a_population_key_are_refused(key, tmp_path):
         """)
     err = _one_paragraph(_cli("neurons", "--plugin", str(plugin), cwd=tmp_path))
     assert str(plugin) in err and repr(key) in err, err
+
+
+@pytest.mark.parametrize("field, expected", [
+    ("table: dict = dataclasses.field(default_factory=dict)", "'table' of type"),
+    ("items: list = dataclasses.field(default_factory=list)", "'items' of type"),
+    ("where: 'NoSuchType' = None", "NameError"),
+    ("tau: float = dendrisim.option(-1.0, 'a time constant', gt=0)", "must be > 0"),
+    ("tau: float = 'slow'", "'slow' is not float"),
+])
+def test_options_a_model_file_cannot_give_are_refused_at_load(field, expected, tmp_path):
+    """Before: a traceback from the config parser when the key was given (or, for a default its
+    own bounds refuse, a silently out-of-bounds option when it was not)."""
+    plugin = _plugin(tmp_path, f"""
+        import dataclasses
+
+        @dataclasses.dataclass(frozen=True)
+        class O(dendrisim.NeuronOptions):
+            {field}
+
+        @dendrisim.register_neuron("weird")
+        class P(PyramidalPopulation):
+            Options = O
+        """)
+    err = _one_paragraph(_cli("neurons", "--plugin", str(plugin), cwd=tmp_path))
+    assert str(plugin) in err and "option" in err.lower() and expected in err, err
+
+
+def test_a_summary_that_is_not_a_string_is_refused():
+    """Before: ``dendrisim neurons`` crashed wrapping it."""
+    problem = neuron_contract_problem(_subclass(summary=3))
+    assert problem is not None and "summary" in problem, problem
+
+
+def _registered(**attrs) -> type:
+    from dendrisim.plugins import register_neuron
+
+    cls = _subclass(**attrs)
+    return register_neuron(f"attack_{uuid.uuid4().hex[:8]}")(cls)
+
+
+def test_from_config_that_returns_no_population_is_named():
+    cls = _registered(from_config=classmethod(lambda cls, name, shape, config, *, options, simulated: None))
+    with pytest.raises(PluginError, match=r"from_config returned NoneType None for population h1; expected an "
+                                          r"instance of Attacker"):
+        cls.from_config("h1", (4,), None, options=None, simulated=False)
+
+
+def test_describe_and_bytes_per_neuron_results_are_checked():
+    from dendrisim.activations import ACTIVATIONS
+
+    cls = _registered(describe=lambda self: 3, bytes_per_neuron=lambda self, itemsize: "x")
+    pop = cls("h1", (4,), ACTIVATIONS.get("tanh"))
+    with pytest.raises(PluginError, match="describe returned int 3; expected one line"):
+        pop.describe()
+    with pytest.raises(PluginError, match="bytes_per_neuron returned str 'x'"):
+        pop.bytes_per_neuron(4)
 
 
 def test_a_contract_breach_is_one_paragraph_naming_the_file(tmp_path):
