@@ -212,7 +212,7 @@ NEURON_HOOKS = ("__init__", "from_config", "check", "integrate", "derivative", "
 def _rate_problem(like: str):
     """After ``integrate(basal)`` / ``step(u, basal)``: the population's rate has the shape of its
     first argument, ``like`` (the basal drive, the soma)."""
-    def problem(self, args, out) -> Optional[str]:
+    def problem(self, args, kwargs, out) -> Optional[str]:
         rate, ref = getattr(self, "rate", None), args[0] if args else None
         if isinstance(ref, torch.Tensor) and not (isinstance(rate, torch.Tensor) and rate.shape == ref.shape):
             got = f"a tensor of {_describe(rate)}" if isinstance(rate, torch.Tensor) else brief(rate)
@@ -222,22 +222,35 @@ def _rate_problem(like: str):
     return problem
 
 
-def _built_problem(cls, args, out) -> Optional[str]:
-    """After ``from_config(name, shape, ...)``: a population of the model, with that name and shape."""
+def _built_problem(cls, args, kwargs, out) -> Optional[str]:
+    """After ``from_config(name, shape, ..., simulated=...)``: a population of the model, with that
+    name and shape, an activation unless clamped (the schemes call its f and f'), and its
+    constants when ``simulated`` (the euler scheme reads ``compartments``)."""
+    from .activations import Activation
+    from .neurons import Compartments
+
     name, shape = (args + (None, None))[:2]
     if not isinstance(out, cls):
         return f"returned {_brief_value(out)} for population {name}; expected an instance of {cls.__name__}"
     if out.name != name or shape is not None and tuple(out.shape) != tuple(int(s) for s in shape):
         return (f"built population {name} as {out.name!r} of shape {tuple(out.shape)}; expected name {name!r} and "
                 f"shape {tuple(int(s) for s in shape)} (pass name and shape on to the model's __init__)")
+    if not cls.clamped and not isinstance(getattr(out, "activation", None), Activation):
+        return (f"built population {name} without an activation: set self.activation to the population's "
+                "(dendrisim.activations.ACTIVATIONS.get(config.populations[name].activation)), whose f and f' the "
+                "settling schemes call")
+    if kwargs.get("simulated") and not cls.clamped and not isinstance(getattr(out, "compartments", None), Compartments):
+        return (f"built population {name} without its constants under simulated compartments (simulated=True): "
+                "set self.compartments to a dendrisim.neurons.Compartments of its dynamics constants, which the "
+                "euler scheme reads")
     return None
 
 
-def _describe_problem(self, args, out) -> Optional[str]:
+def _describe_problem(self, args, kwargs, out) -> Optional[str]:
     return None if isinstance(out, str) else f"returned {_brief_value(out)}; expected one line (a str)"
 
 
-def _bytes_problem(self, args, out) -> Optional[str]:
+def _bytes_problem(self, args, kwargs, out) -> Optional[str]:
     return (None if isinstance(out, int) and not isinstance(out, bool) and out >= 0 else
             f"returned {_brief_value(out)}; expected the bytes one neuron takes (an int >= 0)")
 
@@ -248,17 +261,17 @@ NEURON_RESULT_CHECKS: dict[str, Callable] = {"integrate": _rate_problem("basal d
                                              "bytes_per_neuron": _bytes_problem}
 
 
-def _result_checked(cls: type, hook: str, where: str, problem: Callable) -> None:
-    """Replace ``cls.hook`` (a method or a classmethod, already guarded) by one that checks what it
-    did with ``problem(self or cls, args, result)``: a PluginError names the model and the hook."""
-    raw = cls.__dict__[hook]
+def _result_checked(cls: type, hook: str, where: str, problem: Callable, raw) -> None:
+    """Set ``cls.hook`` to ``raw`` (its method or classmethod, already guarded) made to check what
+    it did with ``problem(self or cls, args, kwargs, result)``: a PluginError names the model and
+    the hook."""
     is_class = isinstance(raw, classmethod)
     fn = raw.__func__ if is_class else raw
 
     @functools.wraps(fn)
     def method(first, *args, **kwargs):
         out = fn(first, *args, **kwargs)
-        text = problem(first, args, out)
+        text = problem(first, args, kwargs, out)
         if text:
             raise PluginError(f"{where}: {hook} {text}")
         return out
@@ -277,10 +290,14 @@ def _guard_neuron(cls: type, name: str, origin: str) -> None:
     where = f"neuron model {name!r} (in {origin})"
     guard_hooks(cls, NEURON_HOOKS, where)
     for hook, problem in NEURON_RESULT_CHECKS.items():
-        raw = cls.__dict__.get(hook)
+        # what the model builds is checked even when from_config is inherited (from NeuronModel's,
+        # which knows nothing of activations or constants); the others only when they are its own
+        owner = cls if hook in cls.__dict__ or hook != "from_config" else next(
+            k for k in cls.__mro__ if hook in k.__dict__)
+        raw = owner.__dict__.get(hook)
         fn = raw.__func__ if isinstance(raw, classmethod) else raw
         if callable(fn) and not getattr(fn, "_dendrisim_checked", False):
-            _result_checked(cls, hook, where, problem)
+            _result_checked(cls, hook, where, problem, raw)
 
 
 def register_neuron(name: str) -> Callable[[type], type]:

@@ -171,10 +171,10 @@ def test_a_summary_that_is_not_a_string_is_refused():
     assert problem is not None and "summary" in problem, problem
 
 
-def _registered(**attrs) -> type:
+def _registered(base=PyramidalPopulation, **attrs) -> type:
     from dendrisim.plugins import register_neuron
 
-    cls = _subclass(**attrs)
+    cls = _subclass(base, **attrs)
     return register_neuron(f"attack_{uuid.uuid4().hex[:8]}")(cls)
 
 
@@ -218,6 +218,72 @@ def test_the_example_plugin_keeps_its_contract():
     from dendrisim.neurons import NEURONS
 
     assert neuron_contract_problem(NEURONS.get("lowpass_pyramidal")) is None
+
+
+def _steady_only(**attrs) -> type:
+    """A model of its own (no pyramidal code): steady state only unless ``attrs`` say otherwise."""
+    def integrate(self, basal):
+        self.basal = self.soma = basal
+        self.rate = self.activation.f(basal)
+        return self.rate
+
+    return _registered(base=NeuronModel, variables={"soma": "u", "basal": "b", "apical": "a", "rate": "r",
+                                                    "error": "e"},
+                       offers_apical=True, offers_output=True, integrate=integrate,
+                       derivative=lambda self: self.activation.df(self.soma, self.rate), **attrs)
+
+
+def test_a_model_built_without_an_activation_is_named():
+    """NeuronModel's own from_config builds ``cls(name, shape)``: before, the first scheme to call
+    ``pop.activation.f`` raised an AttributeError."""
+    cls = _steady_only()
+    with pytest.raises(PluginError, match="from_config built population h1 without an activation"):
+        cls.from_config("h1", (4,), None, options=None, simulated=False)
+
+
+def test_a_simulated_model_built_without_its_constants_is_named():
+    from dendrisim.activations import ACTIVATIONS
+
+    def from_config(cls, name, shape, config, *, options, simulated):
+        pop = cls(name, shape)
+        pop.activation = ACTIVATIONS.get("tanh")
+        return pop
+
+    cls = _steady_only(from_config=classmethod(from_config), constants=("tau", "g_leak", "g_basal", "g_apical"),
+                       step=lambda self, u, basal, *, dt: None, prediction=lambda self, basal: basal,
+                       local_error=lambda self, rate, f, *, out=None: rate - f)
+    assert isinstance(cls.from_config("h1", (4,), None, options=None, simulated=False), cls)
+    with pytest.raises(PluginError, match="without its constants under simulated compartments"):
+        cls.from_config("h1", (4,), None, options=None, simulated=True)
+
+
+def test_a_steady_only_model_under_euler_is_refused_by_name(tmp_path):
+    plugin = _plugin(tmp_path, """
+        from dendrisim.activations import ACTIVATIONS
+
+        @dendrisim.register_neuron("steadyonly")
+        class P(NeuronModel):
+            variables = {"soma": "u", "basal": "b", "apical": "a", "rate": "r", "error": "e"}
+            offers_apical = True
+
+            @classmethod
+            def from_config(cls, name, shape, config, *, options, simulated):
+                pop = cls(name, shape)
+                pop.activation = ACTIVATIONS.get(config.populations[name].activation)
+                return pop
+
+            def integrate(self, basal):
+                self.basal = self.soma = basal
+                self.rate = self.activation.f(basal)
+                return self.rate
+
+            def derivative(self):
+                return self.activation.df(self.soma, self.rate)
+        """)
+    model = _model(tmp_path, "{type: steadyonly, size: 16}")
+    err = _one_paragraph(_cli("check", str(model), "--plugin", str(plugin), "--set", "dynamics.mode=euler",
+                              cwd=tmp_path))
+    assert "populations.h1.type" in err and "'steadyonly'" in err and "euler" in err and "steady" in err, err
 
 
 # ---------------------------------------------------------------- a model's code at run time
