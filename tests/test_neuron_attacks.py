@@ -4,6 +4,7 @@ classes that break the neuron-model contract, refused when they are registered."
 from __future__ import annotations
 
 import os
+import runpy
 import subprocess
 import sys
 import textwrap
@@ -18,6 +19,16 @@ from dendrisim.plugins import PluginError, neuron_contract_problem
 ROOT = Path(__file__).resolve().parents[1]
 MLP = (ROOT / "models" / "dll_mlp_digits.yaml").read_text()
 HEADER = "import torch\nimport dendrisim\nfrom dendrisim.neurons import NeuronModel, PyramidalPopulation\n"
+
+
+@pytest.fixture(autouse=True)
+def _registry_restored(monkeypatch):
+    """What a test registers in this process is gone after it (other tests load the example plugin)."""
+    import dendrisim.plugins as plugins
+    from dendrisim.neurons import NEURONS
+
+    monkeypatch.setattr(NEURONS, "_entries", dict(NEURONS._entries))
+    monkeypatch.setattr(plugins, "NEURON_ORIGIN", dict(plugins.NEURON_ORIGIN))
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -207,15 +218,10 @@ def test_a_contract_breach_is_one_paragraph_naming_the_file(tmp_path):
 
 
 def test_the_example_plugin_keeps_its_contract():
-    sys.path.insert(0, str(ROOT / "examples" / "neurons"))
-    try:
-        import lowpass_pyramidal  # noqa: F401 - registers itself (once per process)
-    except Exception as err:  # noqa: BLE001
-        if "already registered" not in str(err):
-            raise
-    finally:
-        sys.path.pop(0)
     from dendrisim.neurons import NEURONS
+
+    if "lowpass_pyramidal" not in NEURONS:  # another test may have loaded it for the whole process
+        runpy.run_path(str(ROOT / "examples" / "neurons" / "lowpass_pyramidal.py"))  # registers (this test only)
 
     assert neuron_contract_problem(NEURONS.get("lowpass_pyramidal")) is None
 
