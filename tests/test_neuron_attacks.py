@@ -355,3 +355,13 @@ def test_an_unknown_type_says_a_plugin_may_register_it(tmp_path):
 def test_a_plugin_directory_is_not_called_missing(tmp_path):
     err = _one_paragraph(_cli("neurons", "--plugin", str(tmp_path), cwd=tmp_path))
     assert "no such file" not in err and "directory" in err, err
+
+
+def test_dendrisim_neurons_lists_a_model_named_twice_once(tmp_path):
+    proc = _cli("neurons", "pyramidal", "pyramidal", cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stdout.count("pyramidal  (dendrisim)") == 1, proc.stdout
+
+
+def test_dendrisim_neurons_of_an_unknown_model_says_a_plugin_may_register_it(tmp_path):
+    err = _one_paragraph(_cli("neurons", "nosuchmodel", cwd=tmp_path))
+    assert "'nosuchmodel'" in err and "pyramidal" in err and "--plugin" in err, err
