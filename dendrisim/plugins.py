@@ -188,6 +188,16 @@ def neuron_contract_problem(cls: type) -> Optional[str]:
             return f"declares {flag} = {brief(getattr(cls, flag))}; write True or False"
     if cls.second_input not in ("apical", "soma"):
         return f"declares second_input {cls.second_input!r}; write 'apical' or 'soma'"
+    if cls.takes_nudging != (cls.second_input == "soma"):
+        return (f"declares takes_nudging = {cls.takes_nudging} with second_input {cls.second_input!r}: a model nudged "
+                "through its soma (takes_nudging = True) takes its nudging as its second input (second_input = "
+                "'soma'), and only such a model does")
+    if cls.takes_nudging and (cls.offers_output or cls.offers_apical):
+        return ("declares takes_nudging = True with offers_output or offers_apical: its second input is the nudging, "
+                "so it has no apical compartment for the rule's feedback or the output's teacher")
+    if (cls.offers_output or cls.offers_nudging or cls.constants) and "soma" not in cls.variables:
+        return ("declares no 'soma' variable, which the output's loss, the interneurons it nudges and simulated "
+                "compartments read (it offers the output, nudging or simulated constants)")
     problem = _constants_problem(cls)
     if problem:
         return problem

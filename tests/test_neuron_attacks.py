@@ -134,6 +134,24 @@ def test_an_apical_model_without_derivative_is_refused():
     assert problem is not None and "derivative" in problem, problem
 
 
+@pytest.mark.parametrize("attrs, expected", [
+    ({"takes_nudging": True}, "takes_nudging"),           # a pyramidal neuron nudged through its apical slot
+    ({"second_input": "soma"}, "takes_nudging"),          # a second input no projection may fill
+    ({"variables": {"rate": "r", "basal": "b", "apical": "a", "error": "e"}}, "'soma'"),  # the output's loss reads it
+])
+def test_inconsistent_offers_are_refused(attrs, expected):
+    problem = neuron_contract_problem(_subclass(**attrs))
+    assert problem is not None and expected in problem, problem
+
+
+def test_a_nudged_model_that_claims_an_apical_compartment_is_refused():
+    from dendrisim.neurons import InterneuronPopulation
+
+    problem = neuron_contract_problem(_subclass(InterneuronPopulation, offers_apical=True,
+                                                derivative=lambda self: self.rate))
+    assert problem is not None and "takes_nudging" in problem and "offers_apical" in problem, problem
+
+
 @pytest.mark.parametrize("key", ["type", "size", "shape", "channels", "activation"])
 def test_options_named_like_a_population_key_are_refused(key, tmp_path):
     plugin = _plugin(tmp_path, f"""
