@@ -590,14 +590,16 @@ def load_plugin(path: str | Path) -> list[str]:
         spec.loader.exec_module(module)
     except PluginError:
         del sys.modules[module_name]
+        _unregister_since(before)
         raise
     except (Exception, SystemExit) as err:  # noqa: BLE001 - whatever the plugin raises (or exits), in one paragraph
         del sys.modules[module_name]
+        _unregister_since(before)
         frames = [f for f in traceback.extract_tb(err.__traceback__) if Path(f.filename) == path]
         where = f" at line {frames[-1].lineno} ({frames[-1].line.strip()})" if frames and frames[-1].line else ""
         if isinstance(err, SystemExit):
             raise PluginError(f"--plugin {path}: importing it called sys.exit({err.code!r}){where}; a plugin file "
-                              "only defines and registers rules") from None
+                              "only defines and registers rules and neuron models") from None
         raise PluginError(f"--plugin {path}: importing it raised {type(err).__name__}{where}: "
                           f"{_first_line(err)}") from None
     finally:
@@ -608,6 +610,18 @@ def load_plugin(path: str | Path) -> list[str]:
                           "subclass with @dendrisim.register_rule('name') or a NeuronModel subclass with "
                           "@dendrisim.register_neuron('name')")
     return added
+
+
+def _unregister_since(before: set[str]) -> None:
+    """Forget what a plugin file registered before it failed to load (``before``: what was
+    registered until then, as :func:`load_plugin` lists it): its module is gone, and a session
+    that fixes the file and loads it again must not find its names taken by the broken one."""
+    for name in set(RULES.names()) - before:
+        RULES.unregister(name)
+        ORIGIN.pop(name, None)
+    for name in set(NEURONS.names()) - {n.removeprefix("neuron model ") for n in before}:
+        NEURONS.unregister(name)
+        NEURON_ORIGIN.pop(name, None)
 
 
 def load_plugins(paths) -> list[str]:

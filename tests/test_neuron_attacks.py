@@ -383,3 +383,18 @@ def test_dendrisim_neurons_lists_a_model_named_twice_once(tmp_path):
 def test_dendrisim_neurons_of_an_unknown_model_says_a_plugin_may_register_it(tmp_path):
     err = _one_paragraph(_cli("neurons", "nosuchmodel", cwd=tmp_path))
     assert "'nosuchmodel'" in err and "pyramidal" in err and "--plugin" in err, err
+
+
+def test_a_plugin_that_fails_after_registering_can_be_fixed_and_loaded_again(tmp_path):
+    """Before: the models it registered before failing stayed registered (from a module that was
+    dropped), so loading the fixed file in the same session said their names were taken."""
+    from dendrisim.neurons import NEURONS
+    from dendrisim.plugins import load_plugin
+
+    body = '@dendrisim.register_neuron("half_loaded")\nclass P(PyramidalPopulation):\n    pass\n'
+    plugin = _plugin(tmp_path, body + "raise RuntimeError('a later line')\n")
+    with pytest.raises(PluginError, match="RuntimeError"):
+        load_plugin(plugin)
+    assert "half_loaded" not in NEURONS
+    plugin.write_text(HEADER + body)
+    assert load_plugin(plugin) == ["neuron model half_loaded"]
