@@ -220,14 +220,16 @@ NEURON_HOOKS = ("__init__", "from_config", "check", "integrate", "derivative", "
 
 
 def _rate_problem(like: str):
-    """After ``integrate(basal)`` / ``step(u, basal)``: the population's rate has the shape of its
-    first argument, ``like`` (the basal drive, the soma)."""
+    """After ``integrate(basal)`` / ``step(u, basal)``: the population's rate has the shape, dtype
+    and device of its first argument, ``like`` (the basal drive, the soma): the projections out of
+    it multiply it by their weights."""
     def problem(self, args, kwargs, out) -> Optional[str]:
         rate, ref = getattr(self, "rate", None), args[0] if args else None
-        if isinstance(ref, torch.Tensor) and not (isinstance(rate, torch.Tensor) and rate.shape == ref.shape):
+        if isinstance(ref, torch.Tensor) and not (isinstance(rate, torch.Tensor) and rate.shape == ref.shape
+                                                  and rate.dtype == ref.dtype and rate.device == ref.device):
             got = f"a tensor of {_describe(rate)}" if isinstance(rate, torch.Tensor) else brief(rate)
-            return (f"left population {self.name} with the rate {got}; expected a tensor of shape "
-                    f"{tuple(ref.shape)}, the shape of its {like} ([batch, *population shape]); set self.rate in it")
+            return (f"left population {self.name} with the rate {got}; expected a tensor of {_describe(ref)}, "
+                    f"like its {like} ([batch, *population shape]); set self.rate in it")
         return None
     return problem
 

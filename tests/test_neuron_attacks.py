@@ -335,6 +335,19 @@ def test_integrate_with_a_rate_of_the_wrong_shape_is_one_paragraph(tmp_path):
     assert "'badshape'" in err and "integrate" in err and "(3" in err and "16" in err, err
 
 
+def test_integrate_with_a_rate_of_another_dtype_is_one_paragraph(tmp_path):
+    plugin = _plugin(tmp_path, """
+        @dendrisim.register_neuron("double")
+        class P(PyramidalPopulation):
+            def integrate(self, basal):
+                super().integrate(basal)
+                self.rate = self.rate.double()
+                return self.rate
+        """)
+    err = _one_paragraph(_run(tmp_path, _model(tmp_path, "{type: double, size: 16}"), plugin))
+    assert "'double'" in err and "integrate" in err and "float64" in err and "float32" in err, err
+
+
 def test_a_check_that_raises_is_one_paragraph(tmp_path):
     plugin = _plugin(tmp_path, """
         @dendrisim.register_neuron("badcheck")
