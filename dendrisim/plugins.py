@@ -171,6 +171,40 @@ def _options_problem(options: type) -> Optional[str]:
     return None
 
 
+#: how the network, the schemes and the graph check call a model's hooks: (hook, instance method,
+#: positional arguments, keyword arguments), as a call written out for the message
+NEURON_CALLS = (
+    ("from_config", False, ("name", "shape", "config"), ("options", "simulated")),
+    ("check", False, ("name", "config", "options"), ("file",)),
+    ("integrate", True, ("basal",), ()),
+    ("derivative", True, (), ()),
+    ("prediction", True, ("basal",), ()),
+    ("local_error", True, ("rate", "f_predicted"), ("out",)),
+    ("step", True, ("u", "basal"), ("dt",)),
+    ("describe", True, (), ()),
+)
+
+
+def _signature_problem(cls: type) -> Optional[str]:
+    """A hook of ``cls`` that cannot take the arguments it is called with (None: every one can)."""
+    for hook, instance, args, kwargs in NEURON_CALLS:
+        fn = getattr(cls, hook, None)
+        if not callable(fn):
+            continue
+        try:
+            signature = inspect.signature(fn)
+        except (TypeError, ValueError):  # a builtin or C callable: nothing to say
+            continue
+        try:
+            signature.bind(*([None] if instance else []), *args, **{k: None for k in kwargs})
+        except TypeError as err:
+            call = ", ".join([*args, *(["*"] if kwargs else []), *(f"{k}=..." for k in kwargs)])
+            return (f"declares {hook}{signature} ({err}), but it is called as {hook}({call}); "
+                    f"write {'def' if instance else '@classmethod def'} {hook}"
+                    f"({'self' if instance else 'cls'}{', ' if args or kwargs else ''}{call.replace('=...', '')})")
+    return None
+
+
 def neuron_contract_problem(cls: type) -> Optional[str]:
     """What is wrong with a neuron model class, as the end of a sentence (None: nothing)."""
     if not (isinstance(cls, type) and issubclass(cls, NeuronModel)):
@@ -203,6 +237,9 @@ def neuron_contract_problem(cls: type) -> Optional[str]:
         return problem
     if not cls.clamped and not callable(getattr(cls, "integrate", None)):
         return "has no integrate(basal) method (its free state under a basal drive)"
+    problem = _signature_problem(cls)
+    if problem:
+        return problem
     if (cls.offers_apical or cls.offers_output) and not callable(getattr(cls, "derivative", None)):
         return ("offers an apical compartment but has no derivative() method (f'(soma), which the rule's error "
                 "δ = f'(soma) ⊙ apical multiplies)")

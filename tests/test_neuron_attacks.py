@@ -152,6 +152,24 @@ def test_a_nudged_model_that_claims_an_apical_compartment_is_refused():
     assert problem is not None and "takes_nudging" in problem and "offers_apical" in problem, problem
 
 
+@pytest.mark.parametrize("attrs, expected", [
+    ({"integrate": lambda self: None}, "integrate(self, basal)"),
+    ({"step": lambda self, u, *, dt: None}, "step(self, u, basal, *, dt)"),
+    ({"check": classmethod(lambda cls, name, config, options: None)}, "check(cls, name, config, options, *, file)"),
+    ({"from_config": classmethod(lambda cls, name, shape, config: None)}, "from_config(cls, name, shape, config, *, "
+                                                                           "options, simulated)"),
+])
+def test_hooks_that_cannot_take_their_arguments_are_refused_at_load(attrs, expected):
+    """Before: a TypeError when the network or the graph check first called them."""
+    problem = neuron_contract_problem(_subclass(**attrs))
+    assert problem is not None and expected in problem, problem
+
+
+def test_hooks_that_take_more_are_fine():
+    assert neuron_contract_problem(_subclass(integrate=lambda self, basal, *rest, **more: None,
+                                             step=lambda self, u, basal, dt=0.1: None)) is None
+
+
 @pytest.mark.parametrize("key", ["type", "size", "shape", "channels", "activation"])
 def test_options_named_like_a_population_key_are_refused(key, tmp_path):
     plugin = _plugin(tmp_path, f"""
