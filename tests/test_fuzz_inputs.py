@@ -784,6 +784,8 @@ NEURON_BREACHES = {
     "constants-str": 'constants = "tau"',
     "constants-key": 'constants = ("tau", "g_leak", "g_nope", "g_apical")',
     "second-input": 'second_input = "dendrite"',
+    "nudged-apical": "takes_nudging = True",
+    "signature": "def integrate(self):\n        return None",
     "summary": "summary = 3",
     "options-plain": "Options = dict",
     "options-clash": "Options = dataclasses.make_dataclass('O', [('size', int, 3)], bases=(dendrisim.NeuronOptions,), frozen=True)",
@@ -793,6 +795,7 @@ NEURON_BREACHES = {
 NEURON_BUGS = {
     "integrate-raises": "def integrate(self, basal):\n        raise RuntimeError('boom')",
     "integrate-shape": "def integrate(self, basal):\n        super().integrate(basal)\n        self.rate = self.rate[:, :1]\n        return self.rate",
+    "integrate-dtype": "def integrate(self, basal):\n        super().integrate(basal)\n        self.rate = self.rate.double()\n        return self.rate",
     "integrate-none": "def integrate(self, basal):\n        super().integrate(basal)\n        self.rate = None",
     "step-raises": "def step(self, u, basal, *, dt):\n        raise ValueError('step')",
     "from-config-none": "@classmethod\n    def from_config(cls, name, shape, config, *, options, simulated):\n        return None",
