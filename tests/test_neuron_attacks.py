@@ -193,6 +193,9 @@ def test_options_named_like_a_population_key_are_refused(key, tmp_path):
     ("where: 'NoSuchType' = None", "NameError"),
     ("tau: float = dendrisim.option(-1.0, 'a time constant', gt=0)", "must be > 0"),
     ("tau: float = 'slow'", "'slow' is not float"),
+    ("tau: float = dendrisim.option(1.0, 'a time constant', lt=5)", "'lt'"),        # a bound nothing checks
+    ("tau: float = dendrisim.option(1.0, 'a time constant', gt='zero')", "bounds"),  # was a TypeError at import
+    ("tau: float = dendrisim.option(1.0, 3)", "doc"),
 ])
 def test_options_a_model_file_cannot_give_are_refused_at_load(field, expected, tmp_path):
     """Before: a traceback from the config parser when the key was given (or, for a default its
