@@ -399,6 +399,28 @@ def test_a_plugin_variable_is_recorded(tmp_path):
 
 
 # ---------------------------------------------------------------- model files
+def test_an_option_with_its_own_yaml_key_can_be_given(tmp_path):
+    """Before: the unknown-key check compared the file's keys with the fields' names, the parser
+    with their YAML keys, so an option declared with key= could be given under neither."""
+    plugin = _plugin(tmp_path, """
+        import dataclasses
+
+        @dataclasses.dataclass(frozen=True)
+        class O(dendrisim.NeuronOptions):
+            tau_d: float = dendrisim.option(2.0, "a time constant", gt=0, key="tau-d")
+
+        @dendrisim.register_neuron("keyed")
+        class P(PyramidalPopulation):
+            Options = O
+        """)
+    proc = _cli("check", str(_model(tmp_path, "{type: keyed, size: 16, tau-d: 3.0}")), "--plugin", str(plugin),
+                cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    err = _one_paragraph(_cli("check", str(_model(tmp_path, "{type: keyed, size: 16, tau-d: -1}")), "--plugin",
+                              str(plugin), cwd=tmp_path))
+    assert "populations.h1.tau-d" in err and "must be > 0" in err, err
+
+
 def test_an_unknown_type_says_a_plugin_may_register_it(tmp_path):
     err = _one_paragraph(_cli("check", str(_model(tmp_path, "{type: lowpass_pyramidal, size: 16}")), cwd=tmp_path))
     assert "populations.h1.type" in err and "'lowpass_pyramidal'" in err and "--plugin" in err, err

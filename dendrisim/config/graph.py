@@ -53,7 +53,7 @@ def check_models(cfg: ModelConfig, *, file: str) -> None:
     """Every population's ``type`` names a registered neuron model, and the other keys of its
     block are that model's options (unknown keys refused by name, with the keys it takes)."""
     from ..neurons import NEURONS
-    from .parse import parse
+    from .parse import parse, yaml_key
 
     generic = ("type", "size", "shape", "channels", "activation")
     for name, pop in cfg.populations.items():
@@ -63,7 +63,7 @@ def check_models(cfg: ModelConfig, *, file: str) -> None:
                               f"{', '.join(NEURONS.names())}, or load the plugin file that registers it with "
                               "--plugin FILE.py", file=file, path=f"{where}.type")
         model = NEURONS.get(pop.type, file=file, path=f"{where}.type")
-        own = [f.name for f in dataclasses.fields(model.Options)]
+        own = [yaml_key(f) for f in dataclasses.fields(model.Options)]  # what a file writes (the parser's keys)
         unknown = [k for k in pop.options if k not in own]
         if unknown:
             raise ConfigError(
