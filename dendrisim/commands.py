@@ -296,8 +296,8 @@ def neuron_facts(name: str) -> dict:
             "variables": [[var, plain_text(doc)] for var, doc in cls.variables.items()],
             "offers": [text for attribute, text in _OFFERS if getattr(cls, attribute)],
             "constants": list(cls.constants),
-            "options": [[f.name, default_text(f), plain_text(f.metadata.get("doc", ""))]
-                        for f in dataclasses.fields(cls.Options)]}
+            "options": [[f.metadata.get("key", f.name), default_text(f), plain_text(f.metadata.get("doc", ""))]
+                        for f in dataclasses.fields(cls.Options)]}  # the key a file writes (config.parse.yaml_key)
 
 
 def format_neuron(facts: dict) -> str:

@@ -419,6 +419,8 @@ def test_an_option_with_its_own_yaml_key_can_be_given(tmp_path):
     err = _one_paragraph(_cli("check", str(_model(tmp_path, "{type: keyed, size: 16, tau-d: -1}")), "--plugin",
                               str(plugin), cwd=tmp_path))
     assert "populations.h1.tau-d" in err and "must be > 0" in err, err
+    listing = _cli("neurons", "--plugin", str(plugin), "keyed", cwd=tmp_path)
+    assert "tau-d  default 2.0" in listing.stdout, listing.stdout
 
 
 def test_an_unknown_type_says_a_plugin_may_register_it(tmp_path):
