@@ -78,6 +78,30 @@ def check_models(cfg: ModelConfig, *, file: str) -> None:
                 f"{', '.join(n for n in NEURONS.names() if NEURONS.get(n).constants)}) or dynamics.mode steady",
                 file=file, path=f"{where}.type")
         model.check(name, cfg, parse(model.Options, dict(pop.options), file=file, path=where), file=file)
+    _check_loops(cfg, file=file)
+
+
+def _check_loops(cfg: ModelConfig, *, file: str) -> None:
+    """A recurrent network steps the populations of a loop through time itself, as pyramidal
+    neurons at steady state (``rate = f(basal)``), never calling their model's ``integrate``: a
+    model with an integrate of its own is refused there instead of being silently replaced."""
+    from ..neurons import PyramidalPopulation
+
+    if not any(p.kind == "recurrent" for p in cfg.projections):
+        return
+    basal = nx.DiGraph()
+    basal.add_edges_from((p.source, p.target) for p in cfg.projections if p.compartment == "basal")
+    for members in nx.strongly_connected_components(basal):
+        if len(members) == 1 and not basal.has_edge(*(2 * tuple(members))):
+            continue
+        for name in sorted(members):
+            model = model_of(cfg.populations[name])
+            if not model.clamped and model.integrate is not PyramidalPopulation.integrate:
+                raise ConfigError(
+                    f"{cfg.populations[name].type!r} has an integrate of its own, and {name!r} is in the recurrent "
+                    f"loop {', '.join(sorted(members))}, whose populations the network steps through time as "
+                    "pyramidal neurons (rate = f(basal)) without calling it; use type pyramidal in the loop, or a "
+                    "model that keeps the pyramidal integrate", file=file, path=f"populations.{key_text(name)}.type")
 
 
 def _simulates(cfg: ModelConfig) -> bool:
