@@ -473,6 +473,22 @@ def test_a_model_with_its_own_integrate_in_a_recurrent_loop_is_refused(tmp_path)
             "task.sequence_length=3", "training.epochs=1", "training.max_steps_per_epoch=2"]
     err = _one_paragraph(_cli("check", "dll_rnn_electricity_regression", "--plugin", str(plugin),
                               *[a for s in sets for a in ("--set", s)], cwd=tmp_path))
-    assert "populations.h.type" in err and "'raises'" in err and "recurrent" in err, err
+    assert "populations.h.type" in err and "'raises'" in err and "recurrent" in err and "integrate" in err, err
     ok = _cli("check", "dll_rnn_electricity_regression", *[a for s in sets[1:] for a in ("--set", s)], cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr[-2000:]
+
+
+def test_a_model_with_its_own_derivative_in_a_recurrent_loop_is_refused(tmp_path):
+    plugin = _plugin(tmp_path, """
+        @dendrisim.register_neuron("steeper")
+        class P(PyramidalPopulation):
+            def derivative(self):
+                return 2 * super().derivative()
+        """)
+    table = tmp_path / "table.csv"
+    table.write_text("".join(f"{i % 7 * 0.1:.2f},{i % 5 * 0.2:.2f},{i % 3 * 0.3:.2f}\n" for i in range(60)))
+    sets = ["populations.h.type=steeper", "task.data_root=null", f"task.file={table}", "populations.h.size=3",
+            "task.sequence_length=3"]
+    err = _one_paragraph(_cli("check", "dll_rnn_electricity_regression", "--plugin", str(plugin),
+                              *[a for s in sets for a in ("--set", s)], cwd=tmp_path))
+    assert "populations.h.type" in err and "derivative" in err and "recurrent" in err, err

@@ -83,8 +83,9 @@ def check_models(cfg: ModelConfig, *, file: str) -> None:
 
 def _check_loops(cfg: ModelConfig, *, file: str) -> None:
     """A recurrent network steps the populations of a loop through time itself, as pyramidal
-    neurons at steady state (``rate = f(basal)``), never calling their model's ``integrate``: a
-    model with an integrate of its own is refused there instead of being silently replaced."""
+    neurons at steady state (``rate = f(basal)``, errors through ``f'``), never calling their
+    model's ``integrate`` or ``derivative``: a model with either of its own is refused there
+    instead of being silently replaced."""
     from ..neurons import PyramidalPopulation
 
     if not any(p.kind == "recurrent" for p in cfg.projections):
@@ -96,12 +97,15 @@ def _check_loops(cfg: ModelConfig, *, file: str) -> None:
             continue
         for name in sorted(members):
             model = model_of(cfg.populations[name])
-            if not model.clamped and model.integrate is not PyramidalPopulation.integrate:
+            own = [hook for hook in ("integrate", "derivative")
+                   if getattr(model, hook, None) is not getattr(PyramidalPopulation, hook)]
+            if not model.clamped and own:
                 raise ConfigError(
-                    f"{cfg.populations[name].type!r} has an integrate of its own, and {name!r} is in the recurrent "
-                    f"loop {', '.join(sorted(members))}, whose populations the network steps through time as "
-                    "pyramidal neurons (rate = f(basal)) without calling it; use type pyramidal in the loop, or a "
-                    "model that keeps the pyramidal integrate", file=file, path=f"populations.{key_text(name)}.type")
+                    f"{cfg.populations[name].type!r} has {' and '.join(own)} of its own, and {name!r} is in the "
+                    f"recurrent loop {', '.join(sorted(members))}, whose populations the network steps through time "
+                    "as pyramidal neurons (rate = f(basal), errors through f') without calling them; use type "
+                    "pyramidal in the loop, or a model that keeps the pyramidal integrate and derivative",
+                    file=file, path=f"populations.{key_text(name)}.type")
 
 
 def _simulates(cfg: ModelConfig) -> bool:
