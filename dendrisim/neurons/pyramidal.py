@@ -99,7 +99,7 @@ class PyramidalPopulation(NeuronModel):
 
     def step(self, u: torch.Tensor, basal: torch.Tensor, *, dt: float) -> None:
         """``u`` one Euler step of ``dt`` further, in place, toward the basal drive and the
-        current apical input (:func:`dendrisim.functional.compartment_step` with the
+        current apical input (``dendrisim.functional.compartment_step`` with the
         population's τ and conductances), then ``rate = f(u)``."""
         c = self.compartments
         Fn.compartment_step(u, basal, self.apical, dt=dt, tau=c.tau, g_leak=c.g_leak, g_basal=c.g_basal,
