@@ -296,8 +296,8 @@ def neuron_facts(name: str) -> dict:
             "variables": [[var, plain_text(doc)] for var, doc in cls.variables.items()],
             "offers": [text for attribute, text in _OFFERS if getattr(cls, attribute)],
             "constants": list(cls.constants),
-            "options": [[f.name, default_text(f), plain_text(f.metadata.get("doc", ""))]
-                        for f in dataclasses.fields(cls.Options)]}
+            "options": [[f.metadata.get("key", f.name), default_text(f), plain_text(f.metadata.get("doc", ""))]
+                        for f in dataclasses.fields(cls.Options)]}  # the key a file writes (config.parse.yaml_key)
 
 
 def format_neuron(facts: dict) -> str:
@@ -354,16 +354,21 @@ def neuron_variables(kind: str) -> tuple[str, ...]:
 
 def neurons_main(argv: Optional[Sequence[str]] = None, *, prog: str = "dendrisim neurons") -> int:
     args = neurons_parser(prog).parse_args(argv)
+    args.names = list(dict.fromkeys(args.names))  # a model named twice is listed once
     built_in = None if args.plugins else _catalogue_part("neurons")
     if built_in is not None and all(name in built_in for name in args.names):
         entries = [format_neuron(built_in[name]) for name in (args.names or sorted(built_in))]
     else:  # plugins or an unknown name: ask the live registry
+        from .errors import ConfigError, brief
         from .neurons import NEURONS
         from .plugins import load_plugins
 
         load_plugins(args.plugins)
         for name in args.names:
-            NEURONS.get(name)  # an unknown name: the error lists the registered ones
+            if name not in NEURONS:  # the error lists the registered ones, and where others come from
+                raise ConfigError(f"{brief(name)} is not a known neuron model; choose one of "
+                                  f"{', '.join(NEURONS.names())}, or load the plugin file that registers it with "
+                                  "--plugin FILE.py")
         entries = [format_neuron(neuron_facts(name)) for name in (args.names or NEURONS.names())]
     print("\n\n".join(entries))
     return 0

@@ -21,7 +21,7 @@ from typing import Callable, Optional
 
 import torch
 
-from .errors import ConfigError, DendrisimError
+from .errors import ConfigError, DendrisimError, brief
 from .neurons import BUILTIN_NEURONS, NEURONS, NeuronModel, NeuronOptions
 from .plasticity.base import RULES, PlasticityRule, RuleOptions
 
@@ -70,23 +70,300 @@ def register_rule(name: str) -> Callable[[type], type]:
     return decorator
 
 
+#: the keys every population block has (a model's Options may not take them)
+POPULATION_KEYS = ("type", "size", "shape", "channels", "activation")
+#: what a population instance holds besides its variables (a variable may not replace them)
+POPULATION_ATTRIBUTES = ("name", "shape", "size", "training", "activation", "compartments")
+#: the class attributes that say what a model offers: each True or False
+NEURON_FLAGS = ("clamped", "offers_output", "offers_apical", "takes_nudging", "offers_nudging", "spatial",
+                "apical_learns", "prediction_from_basal")
+#: the ``dynamics`` keys a simulated model's two conductances may name
+CONDUCTANCES = ("g_basal", "g_apical", "g_dendrite", "g_som")
+
+
+def _variable_problem(cls: type) -> Optional[str]:
+    """What is wrong with ``cls.variables`` (None: a dict of names to what they are, with rate)."""
+    variables = cls.variables
+    if not isinstance(variables, dict) or not variables:
+        return (f"declares variables {brief(variables)}, which is not a dict of variable name -> what it is "
+                "(e.g. {'soma': 'somatic potential u', 'rate': 'output rate f(u)'})")
+    for var, meaning in variables.items():
+        if not (isinstance(var, str) and var.isidentifier() and not var.startswith("_")):
+            return (f"declares the variable {brief(var)}: a variable's name is a word of letters, digits and _ "
+                    "not starting with _ (what recording.populations names)")
+        if not isinstance(meaning, str):
+            return f"declares the variable {var!r} as {brief(meaning)}; say what it is in a string"
+        static = inspect.getattr_static(cls, var, None)
+        if (hasattr(NeuronModel, var) or var in POPULATION_ATTRIBUTES
+                or isinstance(static, (classmethod, staticmethod)) or inspect.isfunction(static)
+                or (isinstance(static, property) and static.fset is None)):
+            return (f"declares the variable {var!r}, which is a method or attribute every population of it has "
+                    "(a variable is set on the population and would replace it); name the variable otherwise")
+    if "rate" not in variables:
+        return "declares no 'rate' variable, which projections read from every population"
+    return None
+
+
+def _constants_problem(cls: type) -> Optional[str]:
+    """What is wrong with ``cls.constants`` (None: empty, or tau, g_leak and two conductances)."""
+    constants = cls.constants
+    if constants == ():
+        return None
+    if not (isinstance(constants, tuple) and all(isinstance(c, str) for c in constants)):
+        return (f"declares constants {brief(constants)}; write a tuple of dynamics keys: () (not simulated) or "
+                f"('tau', 'g_leak', G1, G2) with G1, G2 among {', '.join(CONDUCTANCES)}")
+    if len(constants) != 4 or constants[:2] != ("tau", "g_leak"):
+        return (f"declares constants {constants!r}; a simulated model has four: tau, g_leak, then its two "
+                f"conductances among {', '.join(CONDUCTANCES)}")
+    unknown = [c for c in constants[2:] if c not in CONDUCTANCES]
+    if unknown:
+        return (f"declares constants {constants!r}, and {unknown[0]!r} is not a conductance of the dynamics block; "
+                f"choose among {', '.join(CONDUCTANCES)}")
+    return None
+
+
+def _supported(hint) -> bool:
+    """Whether a model file can give an option of type ``hint`` (what the config parser converts)."""
+    import types
+    import typing
+
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint in (typing.Any, type(None), bool, int, float, str) or origin is typing.Literal:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return all(_supported(a) for a in args)
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        try:
+            return all(_supported(h) for h in typing.get_type_hints(hint).values())
+        except Exception:  # noqa: BLE001 - an unresolvable annotation inside: not something a file can give
+            return False
+    if origin in (list, tuple):
+        return all(_supported(a) for a in args if a is not Ellipsis) and bool(args)
+    if origin is dict:
+        return len(args) == 2 and args[0] is str and _supported(args[1])
+    return False
+
+
+#: what ``dendrisim.option`` (config.schema.opt) puts in a field's metadata and the parser reads
+OPTION_METADATA = frozenset({"doc", "gt", "ge", "le", "key", "type_text"})
+
+
+def _options_problem(options: type) -> Optional[str]:
+    """What is wrong with a neuron model's Options dataclass (its fields are keys of the population
+    block): names taken by the block, types a file cannot give, defaults its own bounds refuse."""
+    import typing
+
+    from .config.parse import _check_bounds, convert, yaml_key
+
+    try:
+        hints = typing.get_type_hints(options)
+    except Exception as err:  # noqa: BLE001 - the plugin's annotation, said in one paragraph
+        return f"declares Options whose annotations cannot be resolved ({type(err).__name__}: {_first_line(err)})"
+    for f in dataclasses.fields(options):
+        key = yaml_key(f)
+        if key in POPULATION_KEYS:
+            return (f"declares the option {key!r}, which every population block has already "
+                    f"({', '.join(POPULATION_KEYS)}); name the option otherwise")
+        unknown = sorted(set(f.metadata) - OPTION_METADATA)
+        if unknown:
+            return (f"declares the option {key!r} with {unknown[0]!r}, which dendrisim.option does not check (it "
+                    "takes a default, a doc string and the bounds gt, ge, le); a bound it ignored would let any value "
+                    "through")
+        bounds = {b: f.metadata[b] for b in ("gt", "ge", "le") if b in f.metadata}
+        if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in bounds.values()) or not isinstance(
+                f.metadata.get("doc", ""), str):
+            return (f"declares the option {key!r} with bounds {bounds} or doc {brief(f.metadata.get('doc'))}: the "
+                    "bounds gt, ge, le are numbers and the doc a string")
+        if not _supported(hints[f.name]):
+            return (f"declares the option {key!r} of type {hints[f.name]!r}, which a model file cannot give; use "
+                    "bool, int, float, str, a Literal of them, Optional, list[...], tuple[..., ...] or dict[str, ...]")
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        try:
+            _check_bounds(convert(default, hints[f.name], file=None, path=key), f.metadata, file=None, path=key)
+        except ConfigError as err:
+            return f"declares the option {key!r} with a default its own type or bounds refuse ({err})"
+    return None
+
+
+#: how the network, the schemes and the graph check call a model's hooks: (hook, instance method,
+#: positional arguments, keyword arguments), as a call written out for the message
+NEURON_CALLS = (
+    ("from_config", False, ("name", "shape", "config"), ("options", "simulated")),
+    ("check", False, ("name", "config", "options"), ("file",)),
+    ("integrate", True, ("s", "basal"), ()),
+    ("derivative", True, ("s",), ()),
+    ("prediction", True, ("s", "basal"), ()),
+    ("local_error", True, ("rate", "f_predicted"), ("out",)),
+    ("step", True, ("s", "u", "basal"), ("dt",)),
+    ("describe", True, (), ()),
+)
+
+
+def _signature_problem(cls: type) -> Optional[str]:
+    """A hook of ``cls`` that cannot take the arguments it is called with (None: every one can)."""
+    for hook, instance, args, kwargs in NEURON_CALLS:
+        fn = getattr(cls, hook, None)
+        if not callable(fn):
+            continue
+        try:
+            signature = inspect.signature(fn)
+        except (TypeError, ValueError):  # a builtin or C callable: nothing to say
+            continue
+        try:
+            signature.bind(*([None] if instance else []), *args, **{k: None for k in kwargs})
+        except TypeError as err:
+            call = ", ".join([*args, *(["*"] if kwargs else []), *(f"{k}=..." for k in kwargs)])
+            return (f"declares {hook}{signature} ({err}), but it is called as {hook}({call}); "
+                    f"write {'def' if instance else '@classmethod def'} {hook}"
+                    f"({'self' if instance else 'cls'}{', ' if args or kwargs else ''}{call.replace('=...', '')})")
+    return None
+
+
 def neuron_contract_problem(cls: type) -> Optional[str]:
     """What is wrong with a neuron model class, as the end of a sentence (None: nothing)."""
     if not (isinstance(cls, type) and issubclass(cls, NeuronModel)):
         return "is not a subclass of dendrisim.neurons.NeuronModel"
-    if not (dataclasses.is_dataclass(cls.Options) and issubclass(cls.Options, NeuronOptions)):
+    if not (dataclasses.is_dataclass(cls.Options) and isinstance(cls.Options, type)
+            and issubclass(cls.Options, NeuronOptions)):
         return "declares Options that is not a dataclass subclassing dendrisim.neurons.NeuronOptions"
-    variables = cls.variables
-    if not isinstance(variables, dict) or not variables or not all(
-            isinstance(k, str) and k.isidentifier() and isinstance(v, str) for k, v in variables.items()):
-        return "declares no variables: give it a dict of variable name -> what it is (e.g. {'soma': ...})"
-    if "rate" not in variables:
-        return "declares no 'rate' variable, which projections read from every population"
+    problem = _options_problem(cls.Options) or _variable_problem(cls)
+    if problem:
+        return problem
+    if not isinstance(cls.summary, str):
+        return f"declares summary = {brief(cls.summary)}; write one line (a str) on what the model is"
+    for flag in NEURON_FLAGS:
+        if not isinstance(getattr(cls, flag), bool):
+            return f"declares {flag} = {brief(getattr(cls, flag))}; write True or False"
     if cls.second_input not in ("apical", "soma"):
         return f"declares second_input {cls.second_input!r}; write 'apical' or 'soma'"
-    if not cls.clamped and getattr(cls, "integrate", None) is None:
-        return "has no integrate(basal) method (its free state under a basal drive)"
+    if cls.takes_nudging != (cls.second_input == "soma"):
+        return (f"declares takes_nudging = {cls.takes_nudging} with second_input {cls.second_input!r}: a model nudged "
+                "through its soma (takes_nudging = True) takes its nudging as its second input (second_input = "
+                "'soma'), and only such a model does")
+    if cls.takes_nudging and (cls.offers_output or cls.offers_apical):
+        return ("declares takes_nudging = True with offers_output or offers_apical: its second input is the nudging, "
+                "so it has no apical compartment for the rule's feedback or the output's teacher")
+    if (cls.offers_output or cls.offers_nudging or cls.constants) and "soma" not in cls.variables:
+        return ("declares no 'soma' variable, which the output's loss, the interneurons it nudges and simulated "
+                "compartments read (it offers the output, nudging or simulated constants)")
+    problem = _constants_problem(cls)
+    if problem:
+        return problem
+    if not cls.clamped and not callable(getattr(cls, "integrate", None)):
+        return "has no integrate(s, basal) method (its free state under a basal drive)"
+    problem = _signature_problem(cls)
+    if problem:
+        return problem
+    if (cls.offers_apical or cls.offers_output) and not callable(getattr(cls, "derivative", None)):
+        return ("offers an apical compartment but has no derivative(s) method (f'(soma), which the rule's error "
+                "δ = f'(soma) ⊙ apical multiplies)")
+    missing = [m for m in ("step", "prediction", "local_error") if not callable(getattr(cls, m, None))]
+    if cls.constants and missing:
+        return (f"declares constants for simulated compartments (dynamics.mode euler) but has no "
+                f"{', '.join(missing)} method (the euler scheme calls step, prediction and local_error)")
     return None
+
+
+#: what the network, the settling schemes and ``--check`` call of a neuron model: a plugin
+#: model's own version of any of them is wrapped by :func:`_guard_neuron`
+NEURON_HOOKS = ("__init__", "from_config", "check", "new_state", "integrate", "derivative", "prediction", "local_error",
+                "step", "describe", "bytes_per_neuron", "extra_repr")
+
+
+def _rate_problem(like: str):
+    """After ``integrate(s, basal)`` / ``step(s, u, basal)``: the rate in the state ``s`` has the
+    shape, dtype and device of the argument after it, ``like`` (the basal drive, the soma): the
+    projections out of it multiply it by their weights."""
+    def problem(self, args, kwargs, out) -> Optional[str]:
+        state, ref = (args + (None, None))[:2]
+        rate = getattr(state, "rate", None)
+        if isinstance(ref, torch.Tensor) and not (isinstance(rate, torch.Tensor) and rate.shape == ref.shape
+                                                  and rate.dtype == ref.dtype and rate.device == ref.device):
+            got = f"a tensor of {_describe(rate)}" if isinstance(rate, torch.Tensor) else brief(rate)
+            return (f"left population {self.name} with the rate {got}; expected a tensor of {_describe(ref)}, "
+                    f"like its {like} ([batch, *population shape]); set s.rate, in the state it is given")
+        return None
+    return problem
+
+
+def _built_problem(cls, args, kwargs, out) -> Optional[str]:
+    """After ``from_config(name, shape, ..., simulated=...)``: a population of the model, with that
+    name and shape, an activation unless clamped (the schemes call its f and f'), and its
+    constants when ``simulated`` (the euler scheme reads ``compartments``)."""
+    from .activations import Activation
+    from .neurons import Compartments
+
+    name, shape = (args + (None, None))[:2]
+    if not isinstance(out, cls):
+        return f"returned {_brief_value(out)} for population {name}; expected an instance of {cls.__name__}"
+    if out.name != name or shape is not None and tuple(out.shape) != tuple(int(s) for s in shape):
+        return (f"built population {name} as {out.name!r} of shape {tuple(out.shape)}; expected name {name!r} and "
+                f"shape {tuple(int(s) for s in shape)} (pass name and shape on to the model's __init__)")
+    if not cls.clamped and not isinstance(getattr(out, "activation", None), Activation):
+        return (f"built population {name} without an activation: set self.activation to the population's "
+                "(dendrisim.activations.ACTIVATIONS.get(config.populations[name].activation)), whose f and f' the "
+                "settling schemes call")
+    if kwargs.get("simulated") and not cls.clamped and not isinstance(getattr(out, "compartments", None), Compartments):
+        return (f"built population {name} without its constants under simulated compartments (simulated=True): "
+                "set self.compartments to a dendrisim.neurons.Compartments of its dynamics constants, which the "
+                "euler scheme reads")
+    return None
+
+
+def _describe_problem(self, args, kwargs, out) -> Optional[str]:
+    return None if isinstance(out, str) else f"returned {_brief_value(out)}; expected one line (a str)"
+
+
+def _bytes_problem(self, args, kwargs, out) -> Optional[str]:
+    return (None if isinstance(out, int) and not isinstance(out, bool) and out >= 0 else
+            f"returned {_brief_value(out)}; expected the bytes one neuron takes (an int >= 0)")
+
+
+#: a plugin model's hooks whose result the network, the schemes or --check use: checked as soon as they return
+NEURON_RESULT_CHECKS: dict[str, Callable] = {"integrate": _rate_problem("basal drive"), "step": _rate_problem("soma"),
+                                             "from_config": _built_problem, "describe": _describe_problem,
+                                             "bytes_per_neuron": _bytes_problem}
+
+
+def _result_checked(cls: type, hook: str, where: str, problem: Callable, raw) -> None:
+    """Set ``cls.hook`` to ``raw`` (its method or classmethod, already guarded) made to check what
+    it did with ``problem(self or cls, args, kwargs, result)``: a PluginError names the model and
+    the hook."""
+    is_class = isinstance(raw, classmethod)
+    fn = raw.__func__ if is_class else raw
+
+    @functools.wraps(fn)
+    def method(first, *args, **kwargs):
+        out = fn(first, *args, **kwargs)
+        text = problem(first, args, kwargs, out)
+        if text:
+            raise PluginError(f"{where}: {hook} {text}")
+        return out
+
+    method._dendrisim_checked = True
+    setattr(cls, hook, classmethod(method) if is_class else method)
+
+
+def _guard_neuron(cls: type, name: str, origin: str) -> None:
+    """Wrap every hook of a plugin neuron model that is its own code (:data:`NEURON_HOOKS`; the
+    built-in models are never wrapped): one that raises stops the run with one paragraph naming
+    the model, the hook and the exception (:func:`call_hook`); what its own ``integrate``,
+    ``step``, ``from_config``, ``describe`` and ``bytes_per_neuron`` produce is checked as soon as
+    they return (:data:`NEURON_RESULT_CHECKS`: a PluginError says what it got instead of a
+    traceback from wherever it is used)."""
+    where = f"neuron model {name!r} (in {origin})"
+    guard_hooks(cls, NEURON_HOOKS, where)
+    for hook, problem in NEURON_RESULT_CHECKS.items():
+        # what the model builds is checked even when from_config is inherited (from NeuronModel's,
+        # which knows nothing of activations or constants); the others only when they are its own
+        owner = cls if hook in cls.__dict__ or hook != "from_config" else next(
+            k for k in cls.__mro__ if hook in k.__dict__)
+        raw = owner.__dict__.get(hook)
+        fn = raw.__func__ if isinstance(raw, classmethod) else raw
+        if callable(fn) and not getattr(fn, "_dendrisim_checked", False):
+            _result_checked(cls, hook, where, problem, raw)
 
 
 def register_neuron(name: str) -> Callable[[type], type]:
@@ -109,6 +386,7 @@ def register_neuron(name: str) -> Callable[[type], type]:
                      else f"already registered by {NEURON_ORIGIN.get(name, '?')}")
             raise PluginError(f"neuron model name {name!r} (in {origin}) is {where}; register the model under "
                               "another name")
+        _guard_neuron(cls, name, origin)
         NEURONS.register(name)(cls)
         NEURON_ORIGIN[name] = origin
         return cls
@@ -387,6 +665,9 @@ def contract_problem(cls: type, name: str) -> Optional[str]:
 def load_plugin(path: str | Path) -> list[str]:
     """Import the rule file ``path``; returns the names it registered."""
     path = Path(path)
+    if path.is_dir():
+        raise PluginError(f"--plugin {path}: is a directory; name a Python file (PATH.py) that registers rules or "
+                          "neuron models")
     if not path.is_file():
         raise PluginError(f"--plugin {path}: no such file (looked at {path.resolve()})")
     before = _registered()
@@ -404,14 +685,16 @@ def load_plugin(path: str | Path) -> list[str]:
         spec.loader.exec_module(module)
     except PluginError:
         del sys.modules[module_name]
+        _unregister_since(before)
         raise
     except (Exception, SystemExit) as err:  # noqa: BLE001 - whatever the plugin raises (or exits), in one paragraph
         del sys.modules[module_name]
+        _unregister_since(before)
         frames = [f for f in traceback.extract_tb(err.__traceback__) if Path(f.filename) == path]
         where = f" at line {frames[-1].lineno} ({frames[-1].line.strip()})" if frames and frames[-1].line else ""
         if isinstance(err, SystemExit):
             raise PluginError(f"--plugin {path}: importing it called sys.exit({err.code!r}){where}; a plugin file "
-                              "only defines and registers rules") from None
+                              "only defines and registers rules and neuron models") from None
         raise PluginError(f"--plugin {path}: importing it raised {type(err).__name__}{where}: "
                           f"{_first_line(err)}") from None
     finally:
@@ -423,6 +706,18 @@ def load_plugin(path: str | Path) -> list[str]:
                           "with @dendrisim.register_neuron('name') or a SettlingScheme subclass with "
                           "@dendrisim.register_scheme('name')")
     return added
+
+
+def _unregister_since(before: set[str]) -> None:
+    """Forget what a plugin file registered before it failed to load (``before``: what was
+    registered until then, as :func:`load_plugin` lists it): its module is gone, and a session
+    that fixes the file and loads it again must not find its names taken by the broken one."""
+    for name in set(RULES.names()) - before:
+        RULES.unregister(name)
+        ORIGIN.pop(name, None)
+    for name in set(NEURONS.names()) - {n.removeprefix("neuron model ") for n in before}:
+        NEURONS.unregister(name)
+        NEURON_ORIGIN.pop(name, None)
 
 
 def load_plugins(paths) -> list[str]:

@@ -34,6 +34,17 @@ and the public API only).
   user makes of the shipped one: its recurrent projection removed (also under forecasting),
   the output or input population given a wrong size, a softmax or sigmoid output, every
   registered rule.
+- ``neurons``: neuron models as plug-ins (``dendrisim run|check MODEL --plugin FILE``, ``dendrisim
+  neurons --plugin FILE [NAME]``): population types that are lists, numbers, null, empty,
+  capitalised, unicode look-alikes or unknown; a plugin model's options given right or wrong
+  (types, bounds, Literal values), on a model without options, on the input; unknown keys;
+  recording variables a model does not declare; dynamics.mode euler; and plugin files from
+  templates: a good model with options and a variable of its own, contract breaches (variables,
+  flags, constants, Options), bugs of its own code at run time (integrate raising or leaving a
+  rate of the wrong shape, from_config returning None, check raising, sys.exit) and files that
+  break the plugin itself (a built-in or repeated name, not a NeuronModel, an import that
+  raises, a syntax error, nothing registered, a steady-only model under euler). Besides the
+  oracle below, a case that gave a bad type, option, variable or plugin must not end in a result.
 
 The oracle (the project's): each case ends with exit 0 and finite results, or exit 2 and a
 one-paragraph ``error: ...`` (``note:`` lines aside; argparse's usage error counts) with no
@@ -48,7 +59,7 @@ temporary file is left. ``plot`` also: every figure has the asked format, and a 
 asked for data the recording lacks is an error or a note, never silently dropped.
 
 Cases are generated from ``DENDRISIM_FUZZ_SEED`` (default 30), so a failure reruns exactly.
-The CI part runs 1,910 cases (npz 600, csv 600, data 300, export 200, plot 60, seqreg 150;
+The CI part runs 1,950 cases (npz 600, csv 600, data 300, export 200, plot 60, seqreg 150, neurons 40;
 about a minute on one thread); ``--long`` ten times as many. The counts by kind and outcome are printed at the end (``fuzz: ...``).
 Below the fuzzer, one small test per bug family it found, each with the real oracle.
 """
@@ -727,6 +738,219 @@ def test_hostile_seqreg_tables_end_in_a_result_or_one_paragraph(request, workspa
             path.unlink(missing_ok=True)
         shutil.rmtree(folder / "run", ignore_errors=True)
     check_failures("seqreg")
+
+
+# ------------------------------------------------------------ neuron models and plugins
+#: the plugin templates: NAME is the model's registered name (unique per case), the rest is chosen
+#: per case; each is (label, source, whether loading it must fail)
+NEURON_HEADER = ("import dataclasses\nfrom typing import Literal\nimport torch\nimport dendrisim\n"
+                 "from dendrisim.neurons import NeuronModel, PyramidalPopulation\n")
+NEURON_OPTIONS = '''
+@dataclasses.dataclass(frozen=True)
+class Opts(dendrisim.NeuronOptions):
+    gain: float = dendrisim.option(1.0, "a gain", gt=0, le=10)
+    count: int = dendrisim.option(2, "a count", ge=1)
+    flag: bool = dendrisim.option(False, "a flag")
+    style: Literal["a", "b"] = dendrisim.option("a", "a style")
+'''
+NEURON_GOOD = NEURON_OPTIONS + '''
+@dendrisim.register_neuron("NAME")
+class Model(PyramidalPopulation):
+    Options = Opts
+    variables = {**PyramidalPopulation.variables, "gained": "the gained drive"}
+
+    @classmethod
+    def from_config(cls, name, shape, config, *, options, simulated):
+        pop = super().from_config(name, shape, config, options=options, simulated=simulated)
+        pop.gain = options.gain
+        return pop
+
+    def integrate(self, s, basal):
+        self.gained = basal * self.gain
+        return super().integrate(basal * self.gain)
+'''
+#: contract breaches (each must fail where the file is loaded) and run-time bugs of the model's own code
+NEURON_BREACHES = {
+    "variables-list": 'variables = ["soma", "rate"]',
+    "no-rate": 'variables = {"soma": "u"}',
+    "variable-name": 'variables = {**PyramidalPopulation.variables, "a b": "x"}',
+    "variable-shadow": 'variables = {**PyramidalPopulation.variables, "forward": "x"}',
+    "variable-meaning": 'variables = {**PyramidalPopulation.variables, "x": 3}',
+    "flag": 'offers_output = "yes"',
+    "constants-str": 'constants = "tau"',
+    "constants-key": 'constants = ("tau", "g_leak", "g_nope", "g_apical")',
+    "second-input": 'second_input = "dendrite"',
+    "nudged-apical": "takes_nudging = True",
+    "signature": "def integrate(self):\n        return None",
+    "summary": "summary = 3",
+    "options-plain": "Options = dict",
+    "options-clash": "Options = dataclasses.make_dataclass('O', [('size', int, 3)], bases=(dendrisim.NeuronOptions,), frozen=True)",
+    "options-type": "Options = dataclasses.make_dataclass('O', [('table', dict, dataclasses.field(default_factory=dict))], bases=(dendrisim.NeuronOptions,), frozen=True)",
+    "options-default": "Options = dataclasses.make_dataclass('O', [('tau', float, dendrisim.option(-1.0, 'x', gt=0))], bases=(dendrisim.NeuronOptions,), frozen=True)",
+}
+NEURON_BUGS = {
+    "integrate-raises": "def integrate(self, s, basal):\n        raise RuntimeError('boom')",
+    "integrate-shape": "def integrate(self, s, basal):\n        super().integrate(s, basal)\n        s.rate = s.rate[:, :1]\n        return s.rate",
+    "integrate-dtype": "def integrate(self, s, basal):\n        super().integrate(s, basal)\n        s.rate = s.rate.double()\n        return s.rate",
+    "integrate-none": "def integrate(self, s, basal):\n        super().integrate(s, basal)\n        s.rate = None",
+    "step-raises": "def step(self, s, u, basal, *, dt):\n        raise ValueError('step')",
+    "from-config-none": "@classmethod\n    def from_config(cls, name, shape, config, *, options, simulated):\n        return None",
+    "check-raises": "@classmethod\n    def check(cls, name, config, options, *, file):\n        return {}['x']",
+    "check-refuses": "@classmethod\n    def check(cls, name, config, options, *, file):\n        raise dendrisim.ConfigError('no', file=file, path=f'populations.{name}')",
+    "describe": "def describe(self):\n        return 5",
+    "exit": "def integrate(self, s, basal):\n        raise SystemExit(3)",
+}
+NEURON_FILES = {  # whole files that break the plugin itself
+    "builtin-name": '@dendrisim.register_neuron("pyramidal")\nclass M(PyramidalPopulation):\n    pass\n',
+    "twice": '@dendrisim.register_neuron("NAME")\nclass M(PyramidalPopulation):\n    pass\n\n'
+             '@dendrisim.register_neuron("NAME")\nclass N(PyramidalPopulation):\n    pass\n',
+    "bad-name": '@dendrisim.register_neuron("NAME x")\nclass M(PyramidalPopulation):\n    pass\n',
+    "number-name": '@dendrisim.register_neuron(3)\nclass M(PyramidalPopulation):\n    pass\n',
+    "not-a-model": '@dendrisim.register_neuron("NAME")\nclass M:\n    pass\n',
+    "function": '@dendrisim.register_neuron("NAME")\ndef m():\n    pass\n',
+    "nothing": "x = 1\n",
+    "import-raises": "raise KeyError('at import')\n",
+    "syntax": "def (:\n",
+    "exit": "import sys\nsys.exit(4)\n",
+    "steady-only": ('from dendrisim.activations import ACTIVATIONS\n\n@dendrisim.register_neuron("NAME")\n'
+                    'class M(NeuronModel):\n    variables = {"soma": "u", "basal": "b", "apical": "a", "rate": "r", '
+                    '"error": "e"}\n    offers_apical = True\n\n    @classmethod\n    def from_config(cls, name, shape, '
+                    'config, *, options, simulated):\n        pop = cls(name, shape)\n        pop.activation = '
+                    'ACTIVATIONS.get(config.populations[name].activation)\n        return pop\n\n    def integrate(self, '
+                    's, basal):\n        s.basal = s.soma = basal\n        s.rate = self.activation.f(basal)\n'
+                    '        return s.rate\n\n    def derivative(self, s):\n        return self.activation.df(s.soma, '
+                    's.rate)\n'),
+}
+#: an option of the good template -> (values a model file may give, values it must refuse)
+NEURON_OPTION_VALUES = {
+    "gain": (["0.5", "10", "1e-3", "3"], ["0", "-1", "11", "nan", "inf", "abc", "true", "null", "[1]", "{a: 1}", "1e400"]),
+    "count": (["1", "7"], ["0", "-3", "1.5", "true", "x", "null", "99999999999999999999999"]),
+    "flag": (["true", "false"], ["1", "yes_please", "null", "[true]"]),
+    "style": (["a", "b"], ["c", "A", "1", "null", "[a]"]),
+}
+NEURON_BAD_TYPES = ["[pyramidal]", "3", "null", "''", "Pyramidal", "pyramídal", "{a: 1}", "true", "input", "lowpass",
+                    "x" * 200, "'py ramidal'", "'\\0'", "1e3", "[]", "'pyramidal '"]
+
+
+def neuron_case(rng: random.Random, i: int) -> tuple[list[str], Optional[str], list[str], list[str], bool]:
+    """(what was done, the plugin file's source or None, the command and its arguments before the
+    model, the --set overrides, whether it must end in an error): a model file whose populations
+    name neuron models (built-in, a plugin's, or none) with options right or wrong, and plugin
+    files from the templates above, good or breaking the contract."""
+    name = f"fz{i}"
+    done: list[str] = []
+    sets: list[str] = []
+    must_fail = False
+    recorded: set[str] = set()
+    source: Optional[str] = None
+    plugin = rng.random() < 0.75
+    where = rng.choice(["h1", "h1", "h1", "out", "input"])
+    if plugin:
+        kind = rng.choice(["good", "good", "good", "breach", "bug", "file"])
+        if kind == "good":
+            source = NEURON_GOOD
+        elif kind == "breach":
+            label = rng.choice(sorted(NEURON_BREACHES))
+            source = NEURON_OPTIONS + (f'\n@dendrisim.register_neuron("NAME")\nclass Model(PyramidalPopulation):\n'
+                                       f"    {NEURON_BREACHES[label]}\n")
+            kind += f"({label})"
+            must_fail = True
+        elif kind == "bug":
+            label = rng.choice(sorted(NEURON_BUGS))
+            source = (f'@dendrisim.register_neuron("NAME")\nclass Model(PyramidalPopulation):\n'
+                      f"    {NEURON_BUGS[label]}\n")
+            kind += f"({label})"
+        else:
+            label = rng.choice(sorted(NEURON_FILES))
+            source = NEURON_FILES[label]
+            kind += f"({label})"
+            must_fail = label != "steady-only"
+        done.append("plugin:" + kind)
+        source = NEURON_HEADER + source.replace("NAME", name)
+        if rng.random() < 0.85:
+            sets.append(f"populations.{where}.type={name}")
+            done.append(f"{where}.type=plugin")
+            if where == "input":
+                must_fail = True
+    for _ in range(rng.choice([0, 1, 1, 2])):
+        op = rng.choice(["type", "option", "option", "option", "unknown", "euler", "record", "record"])
+        done.append(op)
+        if op == "type":
+            pop = rng.choice(["h1", "out", "input"])
+            sets.append(f"populations.{pop}.type={rng.choice([t for t in NEURON_BAD_TYPES if (t == 'input') != (pop == 'input')])}")
+            done[-1] += f"({pop})"
+            must_fail = True
+        elif op == "option":
+            key = rng.choice(sorted(NEURON_OPTION_VALUES))
+            good, bad = NEURON_OPTION_VALUES[key]
+            value = rng.choice(good + bad)
+            pop = rng.choice([where, where, "h1", "input"])
+            sets.append(f"populations.{pop}.{key}={value}")
+            has_options = plugin and "plugin:good" in done and f"{pop}.type=plugin" in done
+            must_fail = must_fail or not has_options or value in bad
+            done[-1] += f"({pop}.{key}={'bad' if value in bad else 'good'})"
+        elif op == "unknown":
+            sets.append(f"populations.{rng.choice(['h1', 'out', 'input'])}.{rng.choice(['tau_dendrite', 'Gain', 'rate', 'soma'])}=1")
+            must_fail = True
+        elif op == "euler":
+            sets += ["dynamics.mode=euler", "dynamics.steps=4"]
+        elif op == "record":
+            variables = rng.sample(["soma", "rate", "gained", "dendrite", "nudging", "nope", "forward"], rng.randint(1, 3))
+            sets.append(f"recording.populations={{{where}: [{', '.join(variables)}]}}")
+            done[-1] += f"({'+'.join(variables)})"
+            recorded = set(variables)  # a later record op replaces the block
+    if recorded:
+        declared = ({"rate"} if where == "input" and f"{where}.type=plugin" not in done else
+                    {"soma", "basal", "apical", "rate", "error"} | ({"gained"} if "plugin:good" in done else set()))
+        must_fail = must_fail or not recorded <= declared  # a variable its model does not declare
+    command = rng.choice(["check", "run", "run", "neurons"] if plugin else ["check", "run", "neurons"])
+    return done, source, [command], sets, must_fail
+
+
+@pytest.mark.slow(reason="about 40 generated model files and plugins, each checked, listed or trained for two steps")
+def test_hostile_neuron_types_options_and_plugins_end_in_a_result_or_one_paragraph(request, workspace):
+    import dendrisim.plugins as plugins
+    from dendrisim.neurons import NEURONS
+
+    rng = random.Random(SEED * 1000 + 7)
+    folder = workspace["root"] / "neurons"
+    folder.mkdir()
+    entries, origins = dict(NEURONS._entries), dict(plugins.NEURON_ORIGIN)
+    try:
+        for i in range(scale(request, 40)):
+            done, source, command, sets, must_fail = neuron_case(rng, i)
+            path = folder / f"plugin_{i}.py"  # a new file per case: a loaded plugin stays loaded in this process
+            argv = list(command)
+            if source is not None:
+                path.write_text(source)
+                argv += ["--plugin", path]
+            before = file_hash(path)
+            if command[0] == "neurons":
+                argv += [rng.choice([f"fz{i}", f"fz{i}", "pyramidal", "nosuch"])] if rng.random() < 0.6 else []
+            else:
+                argv.append(workspace["model"])
+                for s in [*sets, f"task.file={workspace['root'] / 'data.npz'}"]:
+                    argv += ["--set", s]
+                if command[0] == "run":
+                    argv += ["--out", folder / "run"]
+            outcome = run_cli(argv, limit=30)
+            case = f"{i}:{command[0]}:{'+'.join(done)}"
+            record("neurons", case, outcome)
+            if must_fail and command[0] != "neurons" and outcome.kind == "ok":
+                record("neurons", case, outcome, extra="accepted a bad type, option or plugin")
+            if file_hash(path) != before:
+                record("neurons", case, outcome, extra="changed the plugin file")
+            stray = sorted(p.name for p in folder.iterdir() if p.name not in {path.name, "run"}
+                           and not p.name.startswith("plugin_") and p.name != "__pycache__")
+            if stray:
+                record("neurons", case, outcome, extra=f"wrote outside its output: {stray}")
+            shutil.rmtree(folder / "run", ignore_errors=True)
+    finally:  # the models it registered are gone after it (other tests list the registry)
+        NEURONS._entries.clear()
+        NEURONS._entries.update(entries)
+        plugins.NEURON_ORIGIN.clear()
+        plugins.NEURON_ORIGIN.update(origins)
+    check_failures("neurons")
 
 
 # ----------------------------------------------------------------- data= in memory

@@ -53,13 +53,17 @@ def check_models(cfg: ModelConfig, *, file: str) -> None:
     """Every population's ``type`` names a registered neuron model, and the other keys of its
     block are that model's options (unknown keys refused by name, with the keys it takes)."""
     from ..neurons import NEURONS
-    from .parse import parse
+    from .parse import parse, yaml_key
 
     generic = ("type", "size", "shape", "channels", "activation")
     for name, pop in cfg.populations.items():
         where = f"populations.{key_text(name)}"
+        if isinstance(pop.type, str) and pop.type not in NEURONS:
+            raise ConfigError(f"{brief(pop.type)} is not a known neuron model; choose one of "
+                              f"{', '.join(NEURONS.names())}, or load the plugin file that registers it with "
+                              "--plugin FILE.py", file=file, path=f"{where}.type")
         model = NEURONS.get(pop.type, file=file, path=f"{where}.type")
-        own = [f.name for f in dataclasses.fields(model.Options)]
+        own = [yaml_key(f) for f in dataclasses.fields(model.Options)]  # what a file writes (the parser's keys)
         unknown = [k for k in pop.options if k not in own]
         if unknown:
             raise ConfigError(
@@ -67,7 +71,48 @@ def check_models(cfg: ModelConfig, *, file: str) -> None:
                 + (f" and the {pop.type} model's {', '.join(own)}" if own else f" (the {pop.type} model has no options "
                                                                                  "of its own)"),
                 file=file, path=where)
+        if not model.clamped and not model.constants and _simulates(cfg):
+            raise ConfigError(
+                f"{pop.type!r} has no simulated compartments (its model declares no constants), and dynamics.mode "
+                f"{cfg.dynamics.mode} steps every population's compartments in time; use a model that has them ("
+                f"{', '.join(n for n in NEURONS.names() if NEURONS.get(n).constants)}) or dynamics.mode steady",
+                file=file, path=f"{where}.type")
         model.check(name, cfg, parse(model.Options, dict(pop.options), file=file, path=where), file=file)
+    _check_loops(cfg, file=file)
+
+
+def _check_loops(cfg: ModelConfig, *, file: str) -> None:
+    """A recurrent network steps the populations of a loop through time itself, as pyramidal
+    neurons at steady state (``rate = f(basal)``, errors through ``f'``), never calling their
+    model's ``integrate`` or ``derivative``: a model with either of its own is refused there
+    instead of being silently replaced."""
+    from ..neurons import PyramidalPopulation
+
+    if not any(p.kind == "recurrent" for p in cfg.projections):
+        return
+    basal = nx.DiGraph()
+    basal.add_edges_from((p.source, p.target) for p in cfg.projections if p.compartment == "basal")
+    for members in nx.strongly_connected_components(basal):
+        if len(members) == 1 and not basal.has_edge(*(2 * tuple(members))):
+            continue
+        for name in sorted(members):
+            model = model_of(cfg.populations[name])
+            own = [hook for hook in ("integrate", "derivative")
+                   if getattr(model, hook, None) is not getattr(PyramidalPopulation, hook)]
+            if not model.clamped and own:
+                raise ConfigError(
+                    f"{cfg.populations[name].type!r} has {' and '.join(own)} of its own, and {name!r} is in the "
+                    f"recurrent loop {', '.join(sorted(members))}, whose populations the network steps through time "
+                    "as pyramidal neurons (rate = f(basal), errors through f') without calling them; use type "
+                    "pyramidal in the loop, or a model that keeps the pyramidal integrate and derivative",
+                    file=file, path=f"populations.{key_text(name)}.type")
+
+
+def _simulates(cfg: ModelConfig) -> bool:
+    """Whether the settling scheme ``dynamics.mode`` names simulates the compartments (euler)."""
+    from ..settling import SCHEMES
+
+    return cfg.dynamics.mode in SCHEMES and SCHEMES.get(cfg.dynamics.mode).simulates_compartments
 
 
 def validate(cfg: ModelConfig, *, file: str) -> nx.DiGraph:

@@ -87,7 +87,24 @@ class NeuronModel(nn.Module):
     """Base class of neuron models: a named group of neurons with a shape, declared
     compartments and declared offers. Subclasses set the class attributes below and, unless
     clamped, implement ``integrate`` (and, for simulated compartments, ``step``,
-    ``prediction`` and ``local_error``, as :class:`~dendrisim.neurons.PyramidalPopulation` does)."""
+    ``prediction`` and ``local_error``, as :class:`~dendrisim.neurons.PyramidalPopulation` does).
+
+    ``dendrisim.register_neuron`` checks a plugin's class when it is defined and refuses it,
+    naming its file, when: ``variables`` is not a dict of names (words not starting with _,
+    not a method or attribute of the population) to strings with ``rate`` among them (and
+    ``soma`` when it offers the output, nudging or simulated constants); a flag is not a bool;
+    ``takes_nudging`` does not go with ``second_input = "soma"`` (and without the output or an
+    apical compartment); ``constants`` is not ``()`` or ``("tau", "g_leak", G1, G2)`` with
+    conductances of the ``dynamics`` block; ``Options`` has a key a population block has
+    already, a type a model file cannot give, a bound other than gt, ge, le, or a default its own
+    bounds refuse; a hook it is called with cannot take its arguments; an apical model has no
+    ``derivative`` or a simulated one no ``step``, ``prediction`` and ``local_error``. Its own
+    hooks run guarded: one that raises ends the run with one paragraph naming the model and the
+    hook, and after ``integrate`` and ``step`` the rate in the state it was given must be like the drive (shape, dtype,
+    device); ``from_config`` must return a population of the model with that name and shape,
+    an activation, and its ``Compartments`` when simulated. A model with no constants is refused
+    under ``dynamics.mode: euler``, and one with an ``integrate`` or ``derivative`` of its own
+    inside a recurrent loop (which the network steps through time as pyramidal neurons)."""
 
     #: the model's keys in the population's YAML block (beyond type, size, shape, channels, activation)
     Options: ClassVar[type] = NeuronOptions

@@ -149,9 +149,12 @@ def create(rec, metric_names: dict[str, list[str]]) -> None:
     for pop, variables in rec.pops.items():
         shape, axes = population_layout(rec.network.populations[pop], rec.config.neurons,
                                          time_points(rec.network, rec.trace_steps))
+        model = rec.network.populations[pop]
         for var in variables:
+            # a built-in variable's meaning from the table, any other's (a plugin model's) as its model declares it
+            meaning = MEANING.get(var) or type(model).variables.get(var, var)
             ds = dataset(rec, f"populations/{pop}/{var}", (rec.k, *shape), np_dtype, ["record", "sample", *axes],
-                         MEANING[var])
+                         meaning)
             if rec.trace_steps and rec.resume is None:
                 ds.attrs["time"] = "Euler step of the presentation (see euler_steps; t = step x dt)"
                 ds.attrs["euler_steps"] = np.array(rec.trace_steps, dtype=np.int64)
