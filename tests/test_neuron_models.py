@@ -185,3 +185,10 @@ def test_the_built_in_path_uses_no_deprecated_attribute(tmp_path):
             trainer = dendrisim.Trainer(exp, out=tmp_path / f"run{i}")
             trainer.fit()
             assert trainer.last_state["h1"].soma is not None
+
+
+def test_a_type_that_is_not_a_name_lists_the_registered_models():
+    for bad in (None, 3, ["pyramidal"], {"a": 1}):
+        with pytest.raises(ConfigError, match=r"populations\.h1\.type: .* is not a known neuron model; choose one of "
+                                              r"input, interneuron, (lowpass_pyramidal, )?pyramidal"):
+            load_experiment(_digits(h1={"type": bad}))

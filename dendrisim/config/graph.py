@@ -71,12 +71,6 @@ def check_models(cfg: ModelConfig, *, file: str) -> None:
                 + (f" and the {pop.type} model's {', '.join(own)}" if own else f" (the {pop.type} model has no options "
                                                                                  "of its own)"),
                 file=file, path=where)
-        if not model.clamped and not model.constants and _simulates(cfg):
-            raise ConfigError(
-                f"{pop.type!r} has no simulated compartments (its model declares no constants), and dynamics.mode "
-                f"{cfg.dynamics.mode} steps every population's compartments in time; use a model that has them ("
-                f"{', '.join(n for n in NEURONS.names() if NEURONS.get(n).constants)}) or dynamics.mode steady",
-                file=file, path=f"{where}.type")
         model.check(name, cfg, parse(model.Options, dict(pop.options), file=file, path=where), file=file)
     _check_loops(cfg, file=file)
 
@@ -106,13 +100,6 @@ def _check_loops(cfg: ModelConfig, *, file: str) -> None:
                     "as pyramidal neurons (rate = f(basal), errors through f') without calling them; use type "
                     "pyramidal in the loop, or a model that keeps the pyramidal integrate and derivative",
                     file=file, path=f"populations.{key_text(name)}.type")
-
-
-def _simulates(cfg: ModelConfig) -> bool:
-    """Whether the settling scheme ``dynamics.mode`` names simulates the compartments (euler)."""
-    from ..settling import SCHEMES
-
-    return cfg.dynamics.mode in SCHEMES and SCHEMES.get(cfg.dynamics.mode).simulates_compartments
 
 
 def validate(cfg: ModelConfig, *, file: str) -> nx.DiGraph:

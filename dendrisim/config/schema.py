@@ -29,7 +29,9 @@ def opt(default: Any = None, doc: str = "", **meta: Any) -> Any:
 
 @dataclass(frozen=True)
 class PopulationConfig:
-    type: str = opt(
+    # any value: a type that is not a registered model's name (a number, a list) is refused by
+    # the graph check with the registered models listed
+    type: Any = opt(
         "pyramidal", "the neuron model: input (clamped data), pyramidal (soma, basal and apical compartments), "
                      "interneuron (soma and dendrite; nudged one to one by the population it predicts through a "
                      "compartment: soma projection) or a model registered with dendrisim.register_neuron "

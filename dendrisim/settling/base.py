@@ -149,9 +149,18 @@ class SettlingScheme:
         ``networkx`` graph ``graph``), before any tensor exists: the scheme's own checks (euler:
         stability of ``dt``, enough steps, a static input). By default: a microcircuit (apical
         or somatic projections) needs a scheme that ``runs_circuits``."""
-        from ..config.graph import is_circuit
+        from ..config.graph import is_circuit, key_text, model_of
         from ..errors import ConfigError
+        from ..neurons import NEURONS
 
+        for name, pop in config.populations.items() if cls.simulates_compartments else ():
+            model = model_of(pop)
+            if not model.clamped and not model.constants:
+                raise ConfigError(
+                    f"{pop.type!r} has no simulated compartments (its model declares no constants), and dynamics.mode "
+                    f"{config.dynamics.mode} steps every population's compartments in time; use a model that has "
+                    f"them ({', '.join(n for n in NEURONS.names() if NEURONS.get(n).constants)}) or dynamics.mode "
+                    "steady", file=file, path=f"populations.{key_text(name)}.type")
         if not is_circuit(config) or cls.runs_circuits:
             return
         runs = [n for n in SCHEMES.names() if getattr(SCHEMES.get(n), "runs_circuits", False)]
