@@ -193,7 +193,7 @@ class Network(nn.Module):
         docs/howto/writing-a-rule.md). Feedforward networks only.
         """
         state = self.new_state()
-        self._check_perturb_names(perturb)
+        _check_perturb_names(self, perturb)
         if self.sequential:
             self._forward_sequence(state, x, initial or {})
             return state
@@ -204,26 +204,6 @@ class Network(nn.Module):
                 basal = basal + _perturbation(name, perturb[name], basal)
             self.populations[name].integrate(state[name], basal)
         return state
-
-    def _check_perturb_names(self, perturb) -> None:
-        """``free_state``'s ``perturb``: None, or a mapping from the names of populations that
-        integrate a drive (not the input, which is clamped) in a feedforward network."""
-        if perturb is None:
-            return
-        if not isinstance(perturb, Mapping):
-            raise PerturbationError(f"free_state(perturb=...): {brief(perturb)} is not a mapping; expected a dict "
-                                    "population name -> tensor of its [batch, *shape], added to its basal drive")
-        if perturb and self.sequential:
-            raise PerturbationError(f"free_state(perturb=...) perturbs a feedforward network's presentation; network "
-                                    f"{self.name!r} is recurrent, and no perturbation of a sequence is implemented")
-        for name in perturb:
-            if name == self.input_name:
-                raise PerturbationError(f"free_state(perturb=...): {name!r} is the input population, clamped to x, "
-                                        f"which has no basal drive to perturb; perturb x itself, or one of "
-                                        f"{', '.join(self.order)}")
-            if name not in self.order:
-                raise PerturbationError(f"free_state(perturb=...): {brief(name)} is not a population of network "
-                                        f"{self.name!r}; perturb one of {', '.join(self.order)}")
 
     def forward(self, x: torch.Tensor, initial: Optional[dict[str, torch.Tensor]] = None) -> torch.Tensor:
         """The output rate of :meth:`free_state` (``nn.Module``'s call); the state is kept as
@@ -351,3 +331,24 @@ def _perturbation(name: str, xi, basal: torch.Tensor) -> torch.Tensor:
                                 f"{list(xi.shape)} on {xi.device}; expected {basal.dtype} of shape "
                                 f"{list(basal.shape)} ([batch, *shape] of {name}) on {basal.device}, like its basal drive")
     return xi
+
+
+def _check_perturb_names(network: Network, perturb) -> None:
+    """``free_state``'s ``perturb``: None, or a mapping from the names of populations that
+    integrate a drive (not the input, which is clamped) in a feedforward network."""
+    if perturb is None:
+        return
+    if not isinstance(perturb, Mapping):
+        raise PerturbationError(f"free_state(perturb=...): {brief(perturb)} is not a mapping; expected a dict "
+                                "population name -> tensor of its [batch, *shape], added to its basal drive")
+    if perturb and network.sequential:
+        raise PerturbationError(f"free_state(perturb=...) perturbs a feedforward network's presentation; network "
+                                f"{network.name!r} is recurrent, and no perturbation of a sequence is implemented")
+    for name in perturb:
+        if name == network.input_name:
+            raise PerturbationError(f"free_state(perturb=...): {name!r} is the input population, clamped to x, "
+                                    f"which has no basal drive to perturb; perturb x itself, or one of "
+                                    f"{', '.join(network.order)}")
+        if name not in network.order:
+            raise PerturbationError(f"free_state(perturb=...): {brief(name)} is not a population of network "
+                                    f"{network.name!r}; perturb one of {', '.join(network.order)}")
