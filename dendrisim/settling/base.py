@@ -201,8 +201,9 @@ class SettlingScheme:
         raise NotImplementedError
 
     def describe(self, network) -> list[str]:
-        """A few lines for ``--check`` and the start of a run."""
-        return []
+        """A few lines for ``--check`` and the start of a run (the first is printed when a run
+        starts, so there is always one)."""
+        return [f"dynamics {type(self).__name__}: a settling scheme registered from Python"]
 
 
 def _split_drive(network, name: str, moving: set, state: State) -> tuple[Optional[torch.Tensor], list]:
