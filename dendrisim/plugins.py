@@ -16,6 +16,8 @@ import importlib.util
 import inspect
 import sys
 import traceback
+import types
+import typing
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -178,7 +180,16 @@ def _scheme_problem(cls) -> Optional[str]:
     if not (isinstance(options, type) and dataclasses.is_dataclass(options) and issubclass(options, SchemeOptions)):
         return "declares Options that is not a dataclass subclassing dendrisim.settling.SchemeOptions"
     shared = {yaml_key(f) for f in dataclasses.fields(DynamicsConfig) if not f.metadata.get("rest")}
+    try:
+        hints = typing.get_type_hints(options)
+    except Exception as err:  # noqa: BLE001 - an annotation that does not resolve, said in one paragraph
+        return f"declares Options whose annotations do not resolve ({type(err).__name__}: {_first_line(err)})"
     for field in dataclasses.fields(options):
+        hint = hints.get(field.name, typing.Any)
+        if not _parsable(hint):
+            return (f"declares option {field.name!r} of type {hint.__name__ if isinstance(hint, type) else hint}, which a model file cannot "
+                    "write; an option is bool, int, float, str, a Literal, a list[...] or dict[str, ...] of them, "
+                    "or Optional[...] of one")
         if field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
             return (f"declares option {field.name!r} without a default; every option of the dynamics: block has one "
                     "(dendrisim.option(default, ...))")
@@ -317,6 +328,20 @@ def _summary_problem(out, args) -> Optional[str]:
     if not isinstance(out, dict) or not all(isinstance(k, str) for k in out):
         return "expected a dict of metric names (str) to values, the columns it adds to the epoch's metrics row"
     return None
+
+
+def _parsable(hint) -> bool:
+    """Whether a model file's value can be checked against ``hint`` (what ``config.parse`` reads)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint in (typing.Any, type(None), bool, int, float, str) or origin is typing.Literal:
+        return True
+    if dataclasses.is_dataclass(hint):
+        return True
+    if origin in (typing.Union, types.UnionType, list, tuple):
+        return bool(args) and all(_parsable(a) for a in args if a is not Ellipsis)
+    if origin is dict:
+        return len(args) == 2 and _parsable(args[1])
+    return False
 
 
 def _presentation_problem(out, args) -> Optional[str]:

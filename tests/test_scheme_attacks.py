@@ -233,3 +233,52 @@ def test_a_recurrent_network_refuses_perturb_with_the_packages_error():
     x = torch.zeros(2, 5, 3)
     with pytest.raises(DendrisimError, match="recurrent"):
         net.free_state(x, perturb={"h": torch.zeros(5, 2, *net.populations["h"].shape)})
+
+
+def test_an_option_of_a_type_no_model_file_can_write_is_refused_at_registration(tmp_path):
+    path = plugin(tmp_path, """
+        from dataclasses import field
+
+        @dataclass(frozen=True)
+        class Opts(SchemeOptions):
+            things: list = field(default_factory=list)
+
+        @dendrisim.register_scheme("mine")
+        class Mine(SteadyState):
+            Options = Opts
+        """)
+    one_paragraph(check(path, "mine", "dynamics.things=[1]"), str(path), "'things'", "list")
+
+
+# ------------------------------------------------- found here, to be fixed in other files
+@pytest.mark.xfail(strict=True, reason="the installed command keeps Python's default filters, which hide every "
+                   "DeprecationWarning not raised in __main__: cli.py/commands.py should show dendrisim's own "
+                   "deprecations (a DeprecationWarning subclass of the package, filtered 'default')")
+def test_the_command_tells_a_user_that_an_old_rule_uses_the_old_hooks(tmp_path):
+    old = ROOT / "tests" / "old_plugins" / "learned_feedback.py"
+    proc = dendrisim_cli("run", "dll_mlp_digits", "--plugin", old, "--set", "plasticity.rule=learned_feedback",
+                         "--epochs", "1", "--set", "training.max_steps_per_epoch=2", "--set",
+                         "recording.enabled=false", "--out", tmp_path / "run")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "DeprecationWarning" in proc.stderr and "compute_updates(network, state)" in proc.stderr
+
+
+@pytest.mark.xfail(strict=True, reason="plasticity/mixed.py sums each projection's feedback_weight and never calls "
+                   "a per-projection plugin rule's own apical_input: it should refuse (or register_rule should say "
+                   "that a rule with its own apical_input is per_projection = False)")
+def test_a_rule_whose_own_apical_input_would_be_skipped_in_a_mix_is_refused(tmp_path):
+    path = tmp_path / "loud.py"
+    path.write_text(HEAD + textwrap.dedent("""
+        @dendrisim.register_rule("loud")
+        class Loud(dendrisim.PlasticityRule):
+            def feedback_weight(self, network, proj):
+                return proj.transported()
+
+            def apical_input(self, network, pop, state):
+                raise RuntimeError("apical_input was called")
+        """))
+    mix = ("projections=[{from: input, to: h1}, {from: h1, to: h2, plasticity: {rule: loud}}, "
+           "{from: h2, to: out, plasticity: {rule: fa}}]")
+    proc = dendrisim_cli("run", "dll_mlp_digits", "--plugin", path, "--set", mix, "--epochs", "1", "--set",
+                         "training.max_steps_per_epoch=2", "--set", "recording.enabled=false", "--out", tmp_path / "r")
+    one_paragraph(proc, "loud", "apical_input")
