@@ -318,7 +318,10 @@ class Network(nn.Module):
 
 class PerturbationError(DendrisimError, ValueError):
     """``Network.free_state(x, perturb=...)`` was given a perturbation it cannot add (a
-    ValueError too, as it was before it had a class of its own)."""
+    ValueError too, as it was before it had a class of its own). Raised in a plugin's hook, the
+    error names the plugin and the hook too (``dendrisim.plugins.call_hook``)."""
+
+    misused_by_caller = True
 
 
 def _perturbation(name: str, xi, basal: torch.Tensor) -> torch.Tensor:

@@ -255,7 +255,9 @@ def call_hook(where: str, hook: str, fn: Callable, *args, detail: Callable[[Base
     cleanly (checkpoint and recording closed) with one paragraph instead of a traceback."""
     try:
         return fn(*args)
-    except DendrisimError:
+    except DendrisimError as err:
+        if getattr(err, "misused_by_caller", False):  # a call the user's code got wrong (free_state's perturb): name it
+            raise PluginError(f"{where}: {hook}: {err}") from None
         raise
     except (Exception, SystemExit) as err:  # noqa: BLE001 - the user's own bug, said in one paragraph
         raise hook_error(where, hook, err, detail(err)) from None

@@ -291,3 +291,24 @@ def test_euler_keys_under_a_scheme_that_does_not_use_them_are_not_silently_dropp
     proc = dendrisim_cli("check", "dll_mlp_digits", "--set", "dynamics.dt=0.5", "--set", "dynamics.steps=3")
     assert proc.returncode in (0, 2), proc.stderr[-2000:]
     assert "dynamics.dt" in proc.stdout + proc.stderr and "steady" in proc.stdout + proc.stderr
+
+
+def test_a_rule_that_perturbs_wrongly_is_named_with_its_file(tmp_path):
+    path = tmp_path / "perturbs.py"
+    path.write_text(HEAD + textwrap.dedent("""
+        import torch
+
+        @dendrisim.register_rule("perturbs")
+        class Perturbs(dendrisim.PlasticityRule):
+            carries_feedback = False
+
+            def feedback_weight(self, network, proj):
+                return None
+
+            def compute_updates(self, network, state):
+                network.free_state(state.input, perturb={"h1": torch.zeros(3)})
+        """))
+    proc = dendrisim_cli("run", "dll_mlp_digits", "--plugin", path, "--set", "plasticity.rule=perturbs", "--epochs",
+                         "1", "--set", "training.max_steps_per_epoch=2", "--set", "recording.enabled=false",
+                         "--out", tmp_path / "run")
+    one_paragraph(proc, str(path), "compute_updates", "perturb['h1']", "[32, 128]")
