@@ -312,3 +312,14 @@ def test_a_rule_that_perturbs_wrongly_is_named_with_its_file(tmp_path):
                          "1", "--set", "training.max_steps_per_epoch=2", "--set", "recording.enabled=false",
                          "--out", tmp_path / "run")
     one_paragraph(proc, str(path), "compute_updates", "perturb['h1']", "[32, 128]")
+
+
+def test_trace_steps_without_a_trajectory_is_one_paragraph_naming_the_file(tmp_path):
+    path = plugin(tmp_path, """
+        @dendrisim.register_scheme("mine")
+        class Mine(SteadyState):
+            trace_steps = [0, 1, 2]
+        """)
+    proc = dendrisim_cli("run", "dll_mlp_digits", "--plugin", path, "--set", "dynamics.mode=mine", "--epochs", "1",
+                         "--set", "training.max_steps_per_epoch=2", "--set", "recording.every=1", "--out", tmp_path / "r")
+    one_paragraph(proc, str(path), "trace_steps", "trajectory")
