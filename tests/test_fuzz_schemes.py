@@ -9,7 +9,8 @@ docs/howto/dynamics.md, ``dendrisim run --help``).
   type no model file can write), ``_present`` (inherited, raising, returning None or the
   state, the old signature), ``check`` (raising a ``ConfigError`` or another error, a plain
   method, calling ``sys.exit``), ``describe`` (empty, a string, raising), capabilities of the
-  wrong type and an ``__init__`` of the wrong signature; each checked (``dendrisim check``) or
+  wrong type, ``trace_steps`` without a trajectory (recording on) and an ``__init__`` of the
+  wrong signature; each checked (``dendrisim check``) or
   trained for two steps, with ``--set`` values of the scheme's option in and out of bounds and
   a new-hook or old-hook plugin rule beside it, under its own scheme or steady or euler;
 - ``network.free_state(x, perturb=...)`` through the API with perturbations of every kind
@@ -94,6 +95,7 @@ DESCRIBES = [("inherited", ""), ("[]", "    def describe(self, network):\n      
              ("raises", "    def describe(self, network):\n        raise RuntimeError('no')\n"),
              ("ok", "    def describe(self, network):\n        return ['dynamics mine']\n")]
 EXTRAS = [("none", ""), ("trace_steps", "    trace_steps = -1\n"), ("flag", "    runs_circuits = 'no'\n"),
+          ("steps no trajectory", "    trace_steps = [0, 1, 2]\n"),
           ("init", "    def __init__(self):\n        pass\n"), ("steps list", "    trace_steps = [0, 1]\n")]
 RULES = {
     "new": ("import torch\nimport dendrisim\n\n\n@dendrisim.register_rule('{name}')\n"
@@ -195,8 +197,8 @@ def run_scheme_case(root: Path, rng: random.Random, i: int) -> None:
         argv += ["--plugin", folder / "rule.py", "--set", f"plasticity.rule={rule}"]
         labels["rule"] = kind
     if argv[0] == "run":
-        argv += ["--epochs", "1", "--set", "training.max_steps_per_epoch=2", "--set", "recording.enabled=false",
-                 "--out", folder / "run"]
+        recording = "recording.enabled=false" if rng.random() < 0.5 else "recording.every=1"  # trace_steps asked for
+        argv += ["--epochs", "1", "--set", "training.max_steps_per_epoch=2", "--set", recording, "--out", folder / "run"]
     case = f"{i}:{','.join(f'{k}={v}' for k, v in labels.items())}:{mode}:{argv[0]}"
     with registered_undone():
         outcome = run_cli(argv, limit=60)
