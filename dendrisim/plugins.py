@@ -196,6 +196,23 @@ def _scheme_problem(cls) -> Optional[str]:
         if field.name in shared:
             return (f"declares option {field.name!r}, a key the dynamics: block already has for every scheme "
                     f"({', '.join(sorted(shared))}); give the option another name")
+    return _default_problem(options)
+
+
+def _default_problem(options: type) -> Optional[str]:
+    """Whether each option's default passes the option's own type and bounds (what a model file's
+    value must pass), as the end of a sentence, or None."""
+    from .config.parse import parse
+
+    try:
+        defaults = options()
+        values = {f.name: getattr(defaults, f.name) for f in dataclasses.fields(options)
+                  if not dataclasses.is_dataclass(getattr(defaults, f.name))}
+        parse(options, values, path="dynamics")
+    except ConfigError as err:
+        return f"declares an option whose own default is refused ({err}); give it a default within its bounds"
+    except Exception as err:  # noqa: BLE001 - whatever the parser makes of it, in one paragraph
+        return f"declares an option whose default cannot be checked ({type(err).__name__}: {_first_line(err)})"
     return None
 
 

@@ -65,6 +65,8 @@ OPTIONS = [
     ("bare list", "@dataclass(frozen=True)\nclass Opts(SchemeOptions):\n"
                   "    scale: list = field(default_factory=list)\n"),
     ("Options int", "Opts = 3\n"),
+    ("bad default", "@dataclass(frozen=True)\nclass Opts(SchemeOptions):\n"
+                    "    scale: float = dendrisim.option(0.0, 'a factor', gt=0)\n"),
 ]
 PRESENTS = [
     ("inherited", ""),
@@ -119,7 +121,7 @@ VALUES = ["0.5", "0", "-1", "x", "1e400", "[1]", "true", "b", "a", "null"]
 CONTRACT = {("base", "bare"), ("base", "object"), ("name", "taken"), ("name", "dash"), ("name", "int"),
             ("name", "empty"), ("options", "not dataclass"), ("options", "not SchemeOptions"),
             ("options", "no default"), ("options", "shared key"), ("options", "bare list"),
-            ("options", "Options int"), ("check", "plain"), ("extra", "trace_steps"), ("extra", "flag")}
+            ("options", "Options int"), ("options", "bad default"), ("check", "plain"), ("extra", "trace_steps"), ("extra", "flag")}
 
 
 @contextlib.contextmanager

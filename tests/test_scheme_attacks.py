@@ -323,3 +323,17 @@ def test_trace_steps_without_a_trajectory_is_one_paragraph_naming_the_file(tmp_p
     proc = dendrisim_cli("run", "dll_mlp_digits", "--plugin", path, "--set", "dynamics.mode=mine", "--epochs", "1",
                          "--set", "training.max_steps_per_epoch=2", "--set", "recording.every=1", "--out", tmp_path / "r")
     one_paragraph(proc, str(path), "trace_steps", "trajectory")
+
+
+@pytest.mark.parametrize("default", ["0.0", "'x'"])
+def test_an_option_whose_default_breaks_its_own_bounds_is_refused(tmp_path, default):
+    path = plugin(tmp_path, f"""
+        @dataclass(frozen=True)
+        class Opts(SchemeOptions):
+            k: float = dendrisim.option({default}, "must be positive", gt=0)
+
+        @dendrisim.register_scheme("mine")
+        class Mine(SteadyState):
+            Options = Opts
+        """)
+    one_paragraph(check(path, "mine"), str(path), "dynamics.k", "default")
