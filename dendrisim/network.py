@@ -332,7 +332,8 @@ def _perturbation(name: str, xi, basal: torch.Tensor) -> torch.Tensor:
     if xi.shape != basal.shape or xi.dtype != basal.dtype or xi.device != basal.device:
         raise PerturbationError(f"free_state(perturb=...): perturb[{name!r}] is a {xi.dtype} tensor of shape "
                                 f"{list(xi.shape)} on {xi.device}; expected {basal.dtype} of shape "
-                                f"{list(basal.shape)} ([batch, *shape] of {name}) on {basal.device}, like its basal drive")
+                                f"{list(basal.shape)} ([batch, *shape] of {name}) on {basal.device}, like its "
+                                "basal drive")
     return xi
 
 

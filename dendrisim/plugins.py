@@ -187,7 +187,8 @@ def _scheme_problem(cls) -> Optional[str]:
     for field in dataclasses.fields(options):
         hint = hints.get(field.name, typing.Any)
         if not _parsable(hint):
-            return (f"declares option {field.name!r} of type {hint.__name__ if isinstance(hint, type) else hint}, which a model file cannot "
+            shown = hint.__name__ if isinstance(hint, type) else hint
+            return (f"declares option {field.name!r} of type {shown}, which a model file cannot "
                     "write; an option is bool, int, float, str, a Literal, a list[...] or dict[str, ...] of them, "
                     "or Optional[...] of one")
         if field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:

@@ -121,7 +121,8 @@ VALUES = ["0.5", "0", "-1", "x", "1e400", "[1]", "true", "b", "a", "null"]
 CONTRACT = {("base", "bare"), ("base", "object"), ("name", "taken"), ("name", "dash"), ("name", "int"),
             ("name", "empty"), ("options", "not dataclass"), ("options", "not SchemeOptions"),
             ("options", "no default"), ("options", "shared key"), ("options", "bare list"),
-            ("options", "Options int"), ("options", "bad default"), ("check", "plain"), ("extra", "trace_steps"), ("extra", "flag")}
+            ("options", "Options int"), ("options", "bad default"), ("check", "plain"), ("extra", "trace_steps"),
+            ("extra", "flag")}
 
 
 @contextlib.contextmanager
@@ -200,7 +201,8 @@ def run_scheme_case(root: Path, rng: random.Random, i: int) -> None:
         labels["rule"] = kind
     if argv[0] == "run":
         recording = "recording.enabled=false" if rng.random() < 0.5 else "recording.every=1"  # trace_steps asked for
-        argv += ["--epochs", "1", "--set", "training.max_steps_per_epoch=2", "--set", recording, "--out", folder / "run"]
+        argv += ["--epochs", "1", "--set", "training.max_steps_per_epoch=2", "--set", recording,
+                 "--out", folder / "run"]
     case = f"{i}:{','.join(f'{k}={v}' for k, v in labels.items())}:{mode}:{argv[0]}"
     with registered_undone():
         outcome = run_cli(argv, limit=60)
@@ -263,7 +265,8 @@ def test_hostile_scheme_plugins_and_perturbations_end_in_a_result_or_one_paragra
         perturb = perturbation(rng, x)
         shown = {k: (tuple(v.shape), str(v.dtype)) if isinstance(v, torch.Tensor) else type(v).__name__
                  for k, v in perturb.items()} if isinstance(perturb, dict) else type(perturb).__name__
-        outcome = run_api(lambda: {"out": float(network.free_state(x, perturb=perturb).output.rate.detach().sum())}, limit=20)
+        outcome = run_api(lambda: {"out": float(network.free_state(x, perturb=perturb).output.rate.detach().sum())},
+                          limit=20)
         bad = {k for k in perturb if k not in ("h1", "h2", "out")} if isinstance(perturb, dict) else {"not a dict"}
         extra = f"accepted perturb {sorted(map(str, bad))}" if outcome.kind == "ok" and bad else ""
         record("schemes", f"perturb {i}: {shown}", outcome, extra=extra)

@@ -284,7 +284,8 @@ def test_a_rule_whose_own_apical_input_would_be_skipped_in_a_mix_is_refused(tmp_
     one_paragraph(proc, "loud", "apical_input")
 
 
-@pytest.mark.xfail(strict=True, reason="euler's keys (dt, steps, tau, g_*) under a scheme that simulates no compartments "
+@pytest.mark.xfail(strict=True, reason="euler's keys (dt, steps, tau, g_*) under a scheme that simulates no "
+                   "compartments "
                    "are dropped without a word; load_experiment should add a note (experiment.notes) naming them, "
                    "not refuse them (--set dynamics.mode=steady on an euler model file is common)")
 def test_euler_keys_under_a_scheme_that_does_not_use_them_are_not_silently_dropped():
@@ -321,7 +322,8 @@ def test_trace_steps_without_a_trajectory_is_one_paragraph_naming_the_file(tmp_p
             trace_steps = [0, 1, 2]
         """)
     proc = dendrisim_cli("run", "dll_mlp_digits", "--plugin", path, "--set", "dynamics.mode=mine", "--epochs", "1",
-                         "--set", "training.max_steps_per_epoch=2", "--set", "recording.every=1", "--out", tmp_path / "r")
+                         "--set", "training.max_steps_per_epoch=2", "--set", "recording.every=1",
+                         "--out", tmp_path / "r")
     one_paragraph(proc, str(path), "trace_steps", "trajectory")
 
 

@@ -217,7 +217,8 @@ def _no_trajectory(scheme: SettlingScheme) -> Exception:
         where = inspect.getfile(cls)
     except (TypeError, OSError):
         where = cls.__module__
-    return DendrisimError(f"settling scheme {cls.__name__} (in {where}) declares trace_steps = {brief(cls.trace_steps)}, "
+    steps = brief(cls.trace_steps)
+    return DendrisimError(f"settling scheme {cls.__name__} (in {where}) declares trace_steps = {steps}, "
                           "so a record keeps those states of a presentation, but its _present returned no trajectory "
                           "for the samples asked for (capture): fill Presentation.trajectory {population: {variable: "
                           "[samples, states, *shape]}}, or set trace_steps = None (a record keeps the end state)")
