@@ -135,8 +135,9 @@ def register_scheme(name: str) -> Callable[[type], type]:
         if problem:
             raise PluginError(f"settling scheme {name!r} ({getattr(cls, '__name__', cls)!r}, in {origin}) {problem}")
         if name in SCHEMES:
-            raise PluginError(f"settling scheme name {name!r} (in {origin}) is already registered "
-                              f"({', '.join(SCHEMES.names())} are); register the scheme under another name")
+            raise PluginError(f"settling scheme name {name!r} (in {origin}) is already registered by "
+                              f"{SCHEME_ORIGIN.get(name, 'another module')} ({', '.join(SCHEMES.names())} are); "
+                              "register the scheme under another name")
         guard_hooks(cls, SCHEME_HOOKS, f"settling scheme {name!r} (in {origin})")
         SCHEMES.register(name)(cls)
         SCHEME_ORIGIN[name] = origin

@@ -339,3 +339,11 @@ def test_an_option_whose_default_breaks_its_own_bounds_is_refused(tmp_path, defa
             Options = Opts
         """)
     one_paragraph(check(path, "mine"), str(path), "dynamics.k", "default")
+
+
+def test_a_name_taken_by_another_plugin_file_names_both_files(tmp_path):
+    first = ROOT / "examples" / "schemes" / "scaled_teacher.py"
+    second = tmp_path / "copy.py"
+    second.write_text(first.read_text())
+    proc = dendrisim_cli("check", "dll_mlp_digits", "--plugin", first, "--plugin", second)
+    one_paragraph(proc, str(second), str(first), "'scaled_teacher'")
