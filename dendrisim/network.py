@@ -12,6 +12,7 @@ from torch import nn
 
 from .config.graph import build_graph, feedforward_graph
 from .config.parse import parse
+from .errors import DendrisimError, brief
 from .config.schema import ModelConfig
 from .init import resolve_init
 from .neurons import NEURONS, InputPopulation, InterneuronPopulation, PyramidalPopulation
@@ -192,17 +193,15 @@ class Network(nn.Module):
         docs/howto/writing-a-rule.md). Feedforward networks only.
         """
         state = self.new_state()
+        _check_perturb_names(self, perturb)
         if self.sequential:
-            if perturb:
-                raise ValueError("free_state(perturb=...) perturbs a feedforward network's presentation; this "
-                                 "network is recurrent")
             self._forward_sequence(state, x, initial or {})
             return state
         self.input.clamp(state[self.input_name], x)
         for name in self.order:
             basal = self.basal_input(name, state)
             if perturb and name in perturb:
-                basal = basal + perturb[name]
+                basal = basal + _perturbation(name, perturb[name], basal)
             self.populations[name].integrate(state[name], basal)
         return state
 
@@ -315,3 +314,45 @@ class Network(nn.Module):
             lines.append(f"  projection {proj.name:<20} {proj.connectivity:<9} {proj.compartment:<6} params={n:,}"
                          + ("" if proj.learnable else " (frozen)" if proj.has_weight else " (fixed)"))
         return "\n".join(lines)
+
+
+class PerturbationError(DendrisimError, ValueError):
+    """``Network.free_state(x, perturb=...)`` was given a perturbation it cannot add (a
+    ValueError too, as it was before it had a class of its own). Raised in a plugin's hook, the
+    error names the plugin and the hook too (``dendrisim.plugins.call_hook``)."""
+
+    misused_by_caller = True
+
+
+def _perturbation(name: str, xi, basal: torch.Tensor) -> torch.Tensor:
+    """``xi``, checked to be a tensor like ``name``'s basal drive (shape, dtype, device)."""
+    if not isinstance(xi, torch.Tensor):
+        raise PerturbationError(f"free_state(perturb=...): perturb[{name!r}] is {brief(xi)}, not a tensor; expected "
+                                f"a {basal.dtype} tensor of shape {list(basal.shape)} ([batch, *shape] of {name})")
+    if xi.shape != basal.shape or xi.dtype != basal.dtype or xi.device != basal.device:
+        raise PerturbationError(f"free_state(perturb=...): perturb[{name!r}] is a {xi.dtype} tensor of shape "
+                                f"{list(xi.shape)} on {xi.device}; expected {basal.dtype} of shape "
+                                f"{list(basal.shape)} ([batch, *shape] of {name}) on {basal.device}, like its "
+                                "basal drive")
+    return xi
+
+
+def _check_perturb_names(network: Network, perturb) -> None:
+    """``free_state``'s ``perturb``: None, or a mapping from the names of populations that
+    integrate a drive (not the input, which is clamped) in a feedforward network."""
+    if perturb is None:
+        return
+    if not isinstance(perturb, Mapping):
+        raise PerturbationError(f"free_state(perturb=...): {brief(perturb)} is not a mapping; expected a dict "
+                                "population name -> tensor of its [batch, *shape], added to its basal drive")
+    if perturb and network.sequential:
+        raise PerturbationError(f"free_state(perturb=...) perturbs a feedforward network's presentation; network "
+                                f"{network.name!r} is recurrent, and no perturbation of a sequence is implemented")
+    for name in perturb:
+        if name == network.input_name:
+            raise PerturbationError(f"free_state(perturb=...): {name!r} is the input population, clamped to x, "
+                                    f"which has no basal drive to perturb; perturb x itself, or one of "
+                                    f"{', '.join(network.order)}")
+        if name not in network.order:
+            raise PerturbationError(f"free_state(perturb=...): {brief(name)} is not a population of network "
+                                    f"{network.name!r}; perturb one of {', '.join(network.order)}")

@@ -16,6 +16,8 @@ import importlib.util
 import inspect
 import sys
 import traceback
+import types
+import typing
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -400,29 +402,98 @@ def register_neuron(name: str) -> Callable[[type], type]:
 def register_scheme(name: str) -> Callable[[type], type]:
     """Class decorator: register a settling scheme (a subclass of
     :class:`dendrisim.settling.SettlingScheme`) as ``dynamics.mode: name``. A plugin file that
-    registers one loads with ``--plugin`` as a rule file does; its hooks (``present``,
-    ``_present``, ``describe``) raise in one paragraph naming it, as a plugin rule's do."""
-    from .settling import SCHEMES, SettlingScheme
+    registers one loads with ``--plugin`` as a rule file does; the class is checked against the
+    scheme contract (:func:`_scheme_problem`) and its hooks (``present``, ``_present``,
+    ``describe``, ``check``) raise in one paragraph naming it and its file, as a plugin rule's do."""
+    from .settling import SCHEMES
 
     def decorator(cls: type) -> type:
         origin = _loading[-1] if _loading else getattr(sys.modules.get(cls.__module__), "__file__", cls.__module__)
-        if not (isinstance(cls, type) and issubclass(cls, SettlingScheme)):
-            raise PluginError(f"settling scheme {name!r} ({getattr(cls, '__name__', cls)!r}, in {origin}) is not a "
-                              "subclass of dendrisim.settling.SettlingScheme")
-        if not (dataclasses.is_dataclass(cls.Options)):
-            raise PluginError(f"settling scheme {name!r} (in {origin}) declares Options that is not a dataclass "
-                              "subclassing dendrisim.settling.SchemeOptions")
+        problem = _scheme_problem(cls)
+        if problem:
+            raise PluginError(f"settling scheme {name!r} ({getattr(cls, '__name__', cls)!r}, in {origin}) {problem}")
         if name in SCHEMES:
-            raise PluginError(f"settling scheme name {name!r} (in {origin}) is already registered "
-                              f"({', '.join(SCHEMES.names())} are); register the scheme under another name")
+            raise PluginError(f"settling scheme name {name!r} (in {origin}) is already registered by "
+                              f"{SCHEME_ORIGIN.get(name, 'another module')} ({', '.join(SCHEMES.names())} are); "
+                              "register the scheme under another name")
+        guard_hooks(cls, SCHEME_HOOKS, f"settling scheme {name!r} (in {origin})")
         SCHEMES.register(name)(cls)
         SCHEME_ORIGIN[name] = origin
         return cls
 
     if not isinstance(name, str) or not name.isidentifier():
-        raise PluginError(f"register_scheme({name!r}): a scheme's name is a word of letters, digits and _ "
+        where = f" (in {_loading[-1]})" if _loading else ""
+        raise PluginError(f"register_scheme({brief(name)}){where}: a scheme's name is a word of letters, digits and _ "
                           "(it is what model files write as dynamics.mode)")
     return decorator
+
+
+#: a scheme's capabilities (class attributes) that must be booleans
+_SCHEME_FLAGS = ("simulates_compartments", "runs_relaxation", "runs_circuits")
+
+
+def _scheme_problem(cls) -> Optional[str]:
+    """What is wrong with ``cls`` as a settling scheme, as the end of a sentence, or None: a
+    SettlingScheme subclass with its own ``_present``, ``check`` a classmethod, boolean
+    capabilities, ``trace_steps`` None or a list of step numbers, and ``Options`` a dataclass
+    subclassing SchemeOptions whose fields all have defaults and do not take the names of the
+    ``dynamics:`` block's shared keys."""
+    from .config.parse import yaml_key
+    from .config.schema import DynamicsConfig
+    from .settling import SchemeOptions, SettlingScheme
+
+    if not (isinstance(cls, type) and issubclass(cls, SettlingScheme)):
+        return "is not a subclass of dendrisim.settling.SettlingScheme"
+    if cls._present is SettlingScheme._present:
+        return "defines no _present(network, rule, state, capture), the presentation itself"
+    if not isinstance(inspect.getattr_static(cls, "check"), (classmethod, staticmethod)):
+        return "defines check as a plain method; it is a classmethod check(cls, config, graph, *, file) (@classmethod)"
+    flags = [f for f in _SCHEME_FLAGS if not isinstance(getattr(cls, f), bool)]
+    if flags:
+        return f"sets {flags[0]} = {brief(getattr(cls, flags[0]))}; it is True or False"
+    steps = cls.trace_steps
+    if steps is not None and not (isinstance(steps, (list, tuple)) and all(
+            isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in steps)):
+        return f"sets trace_steps = {brief(steps)}; it is None or a list of step numbers (ints >= 0)"
+    options = cls.Options
+    if not (isinstance(options, type) and dataclasses.is_dataclass(options) and issubclass(options, SchemeOptions)):
+        return "declares Options that is not a dataclass subclassing dendrisim.settling.SchemeOptions"
+    shared = {yaml_key(f) for f in dataclasses.fields(DynamicsConfig) if not f.metadata.get("rest")}
+    try:
+        hints = typing.get_type_hints(options)
+    except Exception as err:  # noqa: BLE001 - an annotation that does not resolve, said in one paragraph
+        return f"declares Options whose annotations do not resolve ({type(err).__name__}: {_first_line(err)})"
+    for field in dataclasses.fields(options):
+        hint = hints.get(field.name, typing.Any)
+        if not _parsable(hint):
+            shown = hint.__name__ if isinstance(hint, type) else hint
+            return (f"declares option {field.name!r} of type {shown}, which a model file cannot "
+                    "write; an option is bool, int, float, str, a Literal, a list[...] or dict[str, ...] of them, "
+                    "or Optional[...] of one")
+        if field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+            return (f"declares option {field.name!r} without a default; every option of the dynamics: block has one "
+                    "(dendrisim.option(default, ...))")
+        if field.name in shared:
+            return (f"declares option {field.name!r}, a key the dynamics: block already has for every scheme "
+                    f"({', '.join(sorted(shared))}); give the option another name")
+    return _default_problem(options)
+
+
+def _default_problem(options: type) -> Optional[str]:
+    """Whether each option's default passes the option's own type and bounds (what a model file's
+    value must pass), as the end of a sentence, or None."""
+    from .config.parse import parse
+
+    try:
+        defaults = options()
+        values = {f.name: getattr(defaults, f.name) for f in dataclasses.fields(options)
+                  if not dataclasses.is_dataclass(getattr(defaults, f.name))}
+        parse(options, values, path="dynamics")
+    except ConfigError as err:
+        return f"declares an option whose own default is refused ({err}); give it a default within its bounds"
+    except Exception as err:  # noqa: BLE001 - whatever the parser makes of it, in one paragraph
+        return f"declares an option whose default cannot be checked ({type(err).__name__}: {_first_line(err)})"
+    return None
 
 
 def _registered() -> set[str]:
@@ -464,7 +535,7 @@ HOOKS = ("__init__", "serves", "default_for", "check", "learnable_projections", 
          "feedback_label", "feedback_pathway", "epoch_summary", "clip_names", "relax", "get_extra_state",
          "set_extra_state")
 #: what the loop calls of a settling scheme (a user's scheme, registered from Python, is wrapped too)
-SCHEME_HOOKS = ("__init__", "present", "_present", "describe")
+SCHEME_HOOKS = ("__init__", "present", "_present", "describe", "check")
 
 
 def hook_error(where: str, hook: str, err: BaseException, detail: str = "") -> PluginError:
@@ -481,7 +552,9 @@ def call_hook(where: str, hook: str, fn: Callable, *args, detail: Callable[[Base
     cleanly (checkpoint and recording closed) with one paragraph instead of a traceback."""
     try:
         return fn(*args)
-    except DendrisimError:
+    except DendrisimError as err:
+        if getattr(err, "misused_by_caller", False):  # a call the user's code got wrong (free_state's perturb): name it
+            raise PluginError(f"{where}: {hook}: {err}") from None
         raise
     except (Exception, SystemExit) as err:  # noqa: BLE001 - the user's own bug, said in one paragraph
         raise hook_error(where, hook, err, detail(err)) from None
@@ -556,9 +629,41 @@ def _summary_problem(out, args) -> Optional[str]:
     return None
 
 
+def _parsable(hint) -> bool:
+    """Whether a model file's value can be checked against ``hint`` (what ``config.parse`` reads)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint in (typing.Any, type(None), bool, int, float, str) or origin is typing.Literal:
+        return True
+    if dataclasses.is_dataclass(hint):
+        return True
+    if origin in (typing.Union, types.UnionType, list, tuple):
+        return bool(args) and all(_parsable(a) for a in args if a is not Ellipsis)
+    if origin is dict:
+        return len(args) == 2 and _parsable(args[1])
+    return False
+
+
+def _presentation_problem(out, args) -> Optional[str]:
+    """A settling scheme's ``_present`` (and ``present``): a ``dendrisim.settling.Presentation``."""
+    from .settling import Presentation
+
+    if not isinstance(out, Presentation):
+        return "expected a dendrisim.settling.Presentation (return super()._present(...) or Presentation())"
+    return None
+
+
+def _describe_problem(out, args) -> Optional[str]:
+    """A settling scheme's ``describe(network)``: a non-empty list of lines (str)."""
+    if not (isinstance(out, (list, tuple)) and out and all(isinstance(line, str) for line in out)):
+        return "expected a non-empty list of lines (str) saying what the scheme does, for --check and a run's start"
+    return None
+
+
 #: hooks whose returned value the loop uses: what it must be, checked as soon as it returns
 RETURN_CHECKS: dict[str, Callable] = {"apical_input": _apical_problem, "top_down": _apical_problem,
-                                      "param_groups": _groups_problem, "epoch_summary": _summary_problem}
+                                      "param_groups": _groups_problem, "epoch_summary": _summary_problem,
+                                      "_present": _presentation_problem, "present": _presentation_problem,
+                                      "describe": _describe_problem}
 
 
 def guard_hooks(cls: type, hooks, where: str) -> None:

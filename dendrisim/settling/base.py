@@ -13,6 +13,7 @@ from typing import Optional, Protocol
 import torch
 
 from ..config.schema import DynamicsConfig
+from ..errors import DendrisimError, brief
 from ..projections import basal_drive
 from ..registry import Registry
 from ..state import State
@@ -203,6 +204,8 @@ class SettlingScheme:
             state.target = target if network.sequential or target is None else target.view_as(out.rate)
             network.last_state = state  # for reading after the fact (and the deprecated population.soma & co)
             presentation = self._present(network, rule, state, capture)
+        if capture is not None and self.trace_steps and not isinstance(getattr(presentation, "trajectory", None), dict):
+            raise _no_trajectory(self)
         presentation.state = state
         return presentation
 
@@ -210,8 +213,24 @@ class SettlingScheme:
         raise NotImplementedError
 
     def describe(self, network) -> list[str]:
-        """A few lines for ``--check`` and the start of a run."""
-        return []
+        """A few lines for ``--check`` and the start of a run (the first is printed when a run
+        starts, so there is always one)."""
+        return [f"dynamics {type(self).__name__}: a settling scheme registered from Python"]
+
+
+def _no_trajectory(scheme: SettlingScheme) -> Exception:
+    """The one paragraph for a scheme that declares ``trace_steps`` but kept no states when the
+    recorder asked for them (``capture``), instead of the recorder's error a step later."""
+    cls = type(scheme)
+    try:
+        where = inspect.getfile(cls)
+    except (TypeError, OSError):
+        where = cls.__module__
+    steps = brief(cls.trace_steps)
+    return DendrisimError(f"settling scheme {cls.__name__} (in {where}) declares trace_steps = {steps}, "
+                          "so a record keeps those states of a presentation, but its _present returned no trajectory "
+                          "for the samples asked for (capture): fill Presentation.trajectory {population: {variable: "
+                          "[samples, states, *shape]}}, or set trace_steps = None (a record keeps the end state)")
 
 
 def _split_drive(network, name: str, moving: set, state: State) -> tuple[Optional[torch.Tensor], list]:
