@@ -13,8 +13,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import warnings
+
 from ._lazy import lazy_names
 from ._version import __version__
+from .errors import DendrisimDeprecationWarning
+
+# dendrisim's own deprecations are shown wherever they come from (a plugin file, the trainer)
+warnings.filterwarnings("default", category=DendrisimDeprecationWarning)
 
 #: public name -> (module, attribute in it)
 _PUBLIC = {

@@ -55,12 +55,31 @@ def load_experiment(source: str | Path | dict, overrides: Iterable[str] = (), *,
     per_projection = {proj.name: projection_rule(proj.plasticity, file=file, path=f"projections[{i}].plasticity")
                       for i, proj in enumerate(config.projections) if proj.plasticity is not None}
     per_projection.update(default_rules(config, rule, per_projection, file=file))
+    notes = [*notes, *unused_dynamics(config, scheme)]
     experiment = Experiment(config=config, task=task, rule=rule, file=file, notes=tuple(notes),
                             projection_rules=per_projection, simulated=scheme.simulates_compartments)
     check_mix(experiment)
     for options in {id(o): o for o in [rule, *per_projection.values()]}.values():
         check_rule(experiment, graph, options)
     return experiment
+
+
+def unused_dynamics(config: ModelConfig, scheme_cls: type[SettlingScheme]) -> list[str]:
+    """Notes for the simulated compartments' keys of the ``dynamics:`` block that a scheme which
+    simulates none (steady) does not use, where they differ from their defaults: not refused
+    (``--set dynamics.mode=steady`` on an euler model file is how one compares the two), not
+    dropped without a word."""
+    from .config.schema import DynamicsConfig
+
+    if scheme_cls.simulates_compartments:
+        return []
+    default = DynamicsConfig()
+    keys = [f.name for f in dataclasses.fields(DynamicsConfig)
+            if f.name not in ("mode", "options") and getattr(config.dynamics, f.name) != getattr(default, f.name)]
+    if not keys:
+        return []
+    return [f"dynamics.{', dynamics.'.join(keys)} {'are' if len(keys) > 1 else 'is'} not used: mode "
+            f"{config.dynamics.mode} simulates no compartments (they apply under mode euler)"]
 
 
 def scheme_options(config: ModelConfig, scheme_cls: type[SettlingScheme], *, file: str):
@@ -169,6 +188,18 @@ def check_mix(experiment: Experiment) -> None:
                               f"projections learn otherwise; set it as the top-level plasticity.rule, or give {name} "
                               "a per-projection rule (" + ", ".join(n for n in RULES.names() if RULES.get(n).per_projection)
                               + ")", file=file, path=f"projections[{index[name]}].plasticity.rule")
+    for rule_name in dict.fromkeys([experiment.rule.rule, *(o.rule for o in own.values())]):
+        cls = RULES.get(rule_name)
+        # a mix carries each projection's feedback through its own rule's feedback_weight: a rule's own
+        # apical_input (a target or a direct pathway instead of the errors above) would be skipped
+        if cls.per_projection and getattr(cls.apical_input, "__wrapped__", cls.apical_input) is not \
+                PlasticityRule.apical_input:
+            where = next((f"projections[{index[n]}].plasticity.rule" for n, o in own.items() if o.rule == rule_name),
+                         "plasticity.rule")
+            raise ConfigError(f"rule {rule_name} defines its own apical_input, which a network whose projections learn "
+                              "by different rules never calls (each projection's feedback goes through its own rule's "
+                              f"feedback_weight), so it would be skipped here: use {rule_name} for the whole network, "
+                              "or declare per_projection = False in its class", file=file, path=where)
     if not RULES.get(experiment.rule.rule).per_projection:
         asked = {n: o for n, o in own.items() if cfg.projections[index[n]].plasticity is not None}
         implied = {n: o for n, o in own.items() if n not in asked}  # rules the top-level one does not serve

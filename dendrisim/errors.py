@@ -83,3 +83,9 @@ def is_out_of_memory(err: BaseException) -> bool:
         return True
     text = str(err)
     return isinstance(err, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text.lower())
+
+
+class DendrisimDeprecationWarning(DeprecationWarning):
+    """dendrisim's own deprecations (a hook or attribute before a presentation's state became a
+    value): shown by default wherever they come from, with the change to make in one line
+    (Python hides a plain DeprecationWarning that is not raised from ``__main__``)."""

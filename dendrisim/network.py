@@ -10,6 +10,7 @@ import networkx as nx
 import torch
 from torch import nn
 
+from .errors import DendrisimDeprecationWarning
 from .config.graph import build_graph, feedforward_graph
 from .config.parse import parse
 from .errors import DendrisimError, brief
@@ -43,7 +44,7 @@ class Network(nn.Module):
     def target(self) -> Optional[torch.Tensor]:
         """Deprecated: the output's target in the last state (a rule hook reads ``state.target``)."""
         warnings.warn("network.target is deprecated: a presentation's state is a value; read state.target (the state "
-                      "a rule hook is given)", DeprecationWarning, stacklevel=2)
+                      "a rule hook is given)", DendrisimDeprecationWarning, stacklevel=2)
         return None if self.last_state is None else self.last_state.target
 
     def __init__(self, config: ModelConfig, shapes: Mapping[str, tuple[int, ...]], *,

@@ -251,9 +251,6 @@ def test_an_option_of_a_type_no_model_file_can_write_is_refused_at_registration(
 
 
 # ------------------------------------------------- found here, to be fixed in other files
-@pytest.mark.xfail(strict=True, reason="the installed command keeps Python's default filters, which hide every "
-                   "DeprecationWarning not raised in __main__: cli.py/commands.py should show dendrisim's own "
-                   "deprecations (a DeprecationWarning subclass of the package, filtered 'default')")
 def test_the_command_tells_a_user_that_an_old_rule_uses_the_old_hooks(tmp_path):
     old = ROOT / "tests" / "old_plugins" / "learned_feedback.py"
     proc = dendrisim_cli("run", "dll_mlp_digits", "--plugin", old, "--set", "plasticity.rule=learned_feedback",
@@ -263,9 +260,6 @@ def test_the_command_tells_a_user_that_an_old_rule_uses_the_old_hooks(tmp_path):
     assert "DeprecationWarning" in proc.stderr and "compute_updates(network, state)" in proc.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="plasticity/mixed.py sums each projection's feedback_weight and never calls "
-                   "a per-projection plugin rule's own apical_input: it should refuse (or register_rule should say "
-                   "that a rule with its own apical_input is per_projection = False)")
 def test_a_rule_whose_own_apical_input_would_be_skipped_in_a_mix_is_refused(tmp_path):
     path = tmp_path / "loud.py"
     path.write_text(HEAD + textwrap.dedent("""
@@ -284,10 +278,6 @@ def test_a_rule_whose_own_apical_input_would_be_skipped_in_a_mix_is_refused(tmp_
     one_paragraph(proc, "loud", "apical_input")
 
 
-@pytest.mark.xfail(strict=True, reason="euler's keys (dt, steps, tau, g_*) under a scheme that simulates no "
-                   "compartments "
-                   "are dropped without a word; load_experiment should add a note (experiment.notes) naming them, "
-                   "not refuse them (--set dynamics.mode=steady on an euler model file is common)")
 def test_euler_keys_under_a_scheme_that_does_not_use_them_are_not_silently_dropped():
     proc = dendrisim_cli("check", "dll_mlp_digits", "--set", "dynamics.dt=0.5", "--set", "dynamics.steps=3")
     assert proc.returncode in (0, 2), proc.stderr[-2000:]

@@ -32,6 +32,7 @@ from typing import Any, ClassVar, Optional
 import torch
 from torch import nn
 
+from ..errors import DendrisimDeprecationWarning
 from ..registry import Registry
 from ..state import PopulationState
 
@@ -164,7 +165,7 @@ class NeuronModel(nn.Module):
         warnings.warn(f"population.{name} ({self.name}.{name}) is deprecated: a presentation's state is a value; read "
                       f"state[{self.name!r}].{name} from the state you have (Presentation.state, "
                       "network.free_state(x), trainer.last_state, a rule hook's state argument)",
-                      DeprecationWarning, stacklevel=3)
+                      DendrisimDeprecationWarning, stacklevel=3)
         state = None if network is None else network.last_state
         if state is None or self.name not in state:
             raise AttributeError(f"{self.name}.{name}: no presentation has run yet")

@@ -20,6 +20,7 @@ import networkx as nx
 import torch
 from torch import nn
 
+from ..errors import DendrisimDeprecationWarning
 from ..config.graph import model_of
 from ..config.schema import opt, req
 from ..registry import Registry
@@ -114,7 +115,7 @@ def _adapt_old_hooks(cls: type) -> None:
             warnings.warn(f"{type(self).__name__}.{_hook}({_old}) is the hook's signature before a presentation's state "
                           f"became a value: write {_hook}({_new}) and read the state it is given "
                           "(docs/howto/writing-a-rule.md, 'Rules written before states were values')",
-                          DeprecationWarning, stacklevel=2)
+                          DendrisimDeprecationWarning, stacklevel=2)
             if state is not None:
                 network.last_state = state  # what the deprecated population attributes read
             if _hook == "relax":

@@ -12,6 +12,7 @@ from typing import Optional, Protocol
 
 import torch
 
+from ..errors import DendrisimDeprecationWarning
 from ..config.schema import DynamicsConfig
 from ..errors import DendrisimError, brief
 from ..projections import basal_drive
@@ -131,7 +132,7 @@ class SettlingScheme:
             def adapted(self, network, rule, state, capture, _fn=fn):
                 warnings.warn(f"{type(self).__name__}._present(network, rule, target, capture) is the signature before "
                               "a presentation's state became a value: write _present(network, rule, state, capture) "
-                              "and read and write state[name] (docs/howto/dynamics.md)", DeprecationWarning, stacklevel=2)
+                              "and read and write state[name] (docs/howto/dynamics.md)", DendrisimDeprecationWarning, stacklevel=2)
                 return _fn(self, network, rule, state.target, capture)
 
             cls._present = functools.update_wrapper(adapted, fn)
