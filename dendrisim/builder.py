@@ -332,10 +332,10 @@ def build_scheme(experiment: Experiment) -> SettlingScheme:
     dynamics = experiment.config.dynamics
     cls = check_scheme(experiment.config, file=experiment.file)
     if not cls.__module__.startswith("dendrisim."):  # registered by the user's code: its errors in one paragraph
-        from .plugins import SCHEME_HOOKS, SCHEME_ORIGIN, guard_hooks
+        from .plugins import SCHEME_HOOKS, SCHEME_ORIGIN, SCHEME_RETURN_CHECKS, guard_hooks
 
         origin = SCHEME_ORIGIN.get(dynamics.mode, cls.__module__)  # the plugin file, not its module's name
-        guard_hooks(cls, SCHEME_HOOKS, f"settling scheme {dynamics.mode!r} (in {origin})")
+        guard_hooks(cls, SCHEME_HOOKS, f"settling scheme {dynamics.mode!r} (in {origin})", SCHEME_RETURN_CHECKS)
     options = scheme_options(experiment.config, cls, file=experiment.file)
     scheme = cls(dynamics)  # the constructor's signature of schemes written before they had options
     scheme.options = options

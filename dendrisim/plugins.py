@@ -416,7 +416,7 @@ def register_scheme(name: str) -> Callable[[type], type]:
             raise PluginError(f"settling scheme name {name!r} (in {origin}) is already registered by "
                               f"{SCHEME_ORIGIN.get(name, 'another module')} ({', '.join(SCHEMES.names())} are); "
                               "register the scheme under another name")
-        guard_hooks(cls, SCHEME_HOOKS, f"settling scheme {name!r} (in {origin})")
+        guard_hooks(cls, SCHEME_HOOKS, f"settling scheme {name!r} (in {origin})", SCHEME_RETURN_CHECKS)
         SCHEMES.register(name)(cls)
         SCHEME_ORIGIN[name] = origin
         return cls
@@ -565,9 +565,9 @@ def _projection_arg(args) -> str:
     return f" for projection {proj.name}" if proj is not None else ""
 
 
-def _wrapped(cls: type, hook: str, where: str) -> None:
+def _wrapped(cls: type, hook: str, where: str, checks: dict[str, Callable]) -> None:
     """Replace ``cls.hook`` (the plugin's own, a plain method or a classmethod) by one that goes
-    through :func:`call_hook`."""
+    through :func:`call_hook` and whose result ``checks[hook]`` (if any) checks."""
     owner = next(k for k in cls.__mro__ if hook in k.__dict__)
     raw = owner.__dict__[hook]
     is_class = isinstance(raw, classmethod)
@@ -575,7 +575,7 @@ def _wrapped(cls: type, hook: str, where: str) -> None:
     if not callable(fn) or getattr(fn, "_dendrisim_hook", False):
         return
 
-    check = RETURN_CHECKS.get(hook)
+    check = checks.get(hook)
 
     @functools.wraps(fn)
     def method(first, *args, **kwargs):
@@ -659,19 +659,21 @@ def _describe_problem(out, args) -> Optional[str]:
     return None
 
 
-#: hooks whose returned value the loop uses: what it must be, checked as soon as it returns
+#: a plugin rule's hooks whose returned value the loop uses: what it must be, checked as soon as it returns
 RETURN_CHECKS: dict[str, Callable] = {"apical_input": _apical_problem, "top_down": _apical_problem,
-                                      "param_groups": _groups_problem, "epoch_summary": _summary_problem,
-                                      "_present": _presentation_problem, "present": _presentation_problem,
-                                      "describe": _describe_problem}
+                                      "param_groups": _groups_problem, "epoch_summary": _summary_problem}
+#: the same for a settling scheme's hooks
+SCHEME_RETURN_CHECKS: dict[str, Callable] = {"_present": _presentation_problem, "present": _presentation_problem,
+                                             "describe": _describe_problem}
 
 
-def guard_hooks(cls: type, hooks, where: str) -> None:
+def guard_hooks(cls: type, hooks, where: str, checks: Optional[dict[str, Callable]] = None) -> None:
     """Wrap each of ``hooks`` that is the user's own code in ``cls`` (not dendrisim's) with
-    :func:`call_hook`, once: the one mechanism for plugin rules and user settling schemes."""
+    :func:`call_hook`, once, its result checked by ``checks`` (by hook name; none by default):
+    the one mechanism for plugin rules, neuron models and settling schemes."""
     for hook in hooks:
         if _is_users(cls, hook):
-            _wrapped(cls, hook, where)
+            _wrapped(cls, hook, where, checks or {})
 
 
 def _is_users(cls: type, hook: str) -> bool:
@@ -730,7 +732,7 @@ def _guard(cls: type, name: str, origin: str) -> None:
         return out
 
     compute_updates.__doc__, feedback_weight.__doc__ = updates.__doc__, feedback.__doc__
-    guard_hooks(cls, [h for h in HOOKS if h not in ("compute_updates", "feedback_weight")], where)
+    guard_hooks(cls, [h for h in HOOKS if h not in ("compute_updates", "feedback_weight")], where, RETURN_CHECKS)
     cls.compute_updates, cls.feedback_weight = compute_updates, feedback_weight
     compute_updates._dendrisim_hook = feedback_weight._dendrisim_hook = True
 
