@@ -137,14 +137,20 @@ def command_parser(name: str) -> Optional[argparse.ArgumentParser]:
 
 
 # ------------------------------------------------------------------ dendrisim rules
-def rules_parser(prog: str = "dendrisim rules") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description="Every registered plasticity rule (built-in, --plugin files "
-                                "and installed entry points) with its options, their defaults, and the tunables "
-                                "that 'dendrisim compare --tune' searches.")
-    p.add_argument("names", nargs="*", metavar="RULE", help="only these rules (default: all)")
+def listing_parser(prog: str, description: str, metavar: str, what: str, loads: str) -> argparse.ArgumentParser:
+    """The parser of a listing command (``dendrisim rules``, ``dendrisim neurons``): names to
+    list, and ``--plugin`` files to load first."""
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    p.add_argument("names", nargs="*", metavar=metavar, help=f"only these {what} (default: all)")
     p.add_argument("--plugin", dest="plugins", action="append", default=[], metavar="PATH.py",
-                   type=path_arg("--plugin"), help="load plasticity rules from a Python file first (repeatable)")
+                   type=path_arg("--plugin"), help=f"load {loads} from a Python file first (repeatable)")
     return p
+
+
+def rules_parser(prog: str = "dendrisim rules") -> argparse.ArgumentParser:
+    return listing_parser(prog, "Every registered plasticity rule (built-in, --plugin files and installed entry "
+                          "points) with its options, their defaults, and the tunables that 'dendrisim compare "
+                          "--tune' searches.", "RULE", "rules", "plasticity rules")
 
 
 _ROLE = re.compile(r":[a-z]+(?::[a-z]+)?:`([^`]*)`")  # :class:`x`, :py:meth:`x`, :math:`x`
@@ -267,13 +273,9 @@ def _catalogued(names: Sequence[str]) -> Optional[list[str]]:
 
 # ------------------------------------------------------------------ dendrisim neurons
 def neurons_parser(prog: str = "dendrisim neurons") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description="Every registered neuron model (built-in and --plugin files): "
-                                "what a population of it has, what it offers to rules and projections, and its "
-                                "options (keys of the population's block in a model file).")
-    p.add_argument("names", nargs="*", metavar="MODEL", help="only these neuron models (default: all)")
-    p.add_argument("--plugin", dest="plugins", action="append", default=[], metavar="PATH.py",
-                   type=path_arg("--plugin"), help="load neuron models (and rules) from a Python file first (repeatable)")
-    return p
+    return listing_parser(prog, "Every registered neuron model (built-in and --plugin files): what a population of "
+                          "it has, what it offers to rules and projections, and its options (keys of the "
+                          "population's block in a model file).", "MODEL", "neuron models", "neuron models (and rules)")
 
 
 #: what a neuron model's class attributes say, as ``dendrisim neurons`` words it

@@ -53,22 +53,33 @@ def register_rule(name: str) -> Callable[[type], type]:
         class SignSymmetry(dendrisim.PlasticityRule):
             def feedback_weight(self, network, proj): ...
     """
-    def decorator(cls: type) -> type:
-        origin = _loading[-1] if _loading else getattr(sys.modules.get(cls.__module__), "__file__", cls.__module__)
-        problem = contract_problem(cls, name)
-        if problem:
-            raise PluginError(f"rule {name!r} ({getattr(cls, '__name__', cls)!r}, in {origin}) {problem}")
-        if name in RULES:
-            where = ("a built-in rule" if name in BUILTIN else f"already registered by {ORIGIN.get(name, '?')}")
-            raise PluginError(f"rule name {name!r} (in {origin}) is {where}; register the rule under another name")
-        _guard(cls, name, origin)
-        RULES.register(name)(cls)
-        ORIGIN[name] = origin
-        return cls
-
     if not isinstance(name, str) or not name.isidentifier():
         raise PluginError(f"register_rule({name!r}): a rule name is a word of letters, digits and _ "
                           "(it is what model files write as plasticity.rule)")
+    return _registrar(
+        "rule", "rule", name, RULES, ORIGIN, problem=lambda cls: contract_problem(cls, name),
+        taken=lambda: "a built-in rule" if name in BUILTIN else f"already registered by {ORIGIN.get(name, '?')}",
+        guard=lambda cls, origin: _guard(cls, name, origin))
+
+
+def _registrar(kind: str, noun: str, name: str, registry, origins: dict, *, problem: Callable[[type], Optional[str]],
+               taken: Callable[[], str], guard: Callable[[type, str], None]) -> Callable[[type], type]:
+    """The class decorator every ``register_*`` returns: check the class (``problem``), refuse a
+    name the ``registry`` has (``taken`` says by whom), guard the plugin's hooks and register it,
+    remembering the file it came from in ``origins``; every refusal names that file."""
+    def decorator(cls: type) -> type:
+        origin = _loading[-1] if _loading else getattr(sys.modules.get(cls.__module__), "__file__", cls.__module__)
+        text = problem(cls)
+        if text:
+            raise PluginError(f"{kind} {name!r} ({getattr(cls, '__name__', cls)!r}, in {origin}) {text}")
+        if name in registry:
+            raise PluginError(f"{kind} name {name!r} (in {origin}) is {taken()}; register the {noun} under another "
+                              "name")
+        guard(cls, origin)
+        registry.register(name)(cls)
+        origins[name] = origin
+        return cls
+
     return decorator
 
 
@@ -378,25 +389,14 @@ def register_neuron(name: str) -> Callable[[type], type]:
         class LowPassPyramidal(dendrisim.neurons.PyramidalPopulation):
             ...
     """
-    def decorator(cls: type) -> type:
-        origin = _loading[-1] if _loading else getattr(sys.modules.get(cls.__module__), "__file__", cls.__module__)
-        problem = neuron_contract_problem(cls)
-        if problem:
-            raise PluginError(f"neuron model {name!r} ({getattr(cls, '__name__', cls)!r}, in {origin}) {problem}")
-        if name in NEURONS:
-            where = ("a built-in neuron model" if name in BUILTIN_NEURONS
-                     else f"already registered by {NEURON_ORIGIN.get(name, '?')}")
-            raise PluginError(f"neuron model name {name!r} (in {origin}) is {where}; register the model under "
-                              "another name")
-        _guard_neuron(cls, name, origin)
-        NEURONS.register(name)(cls)
-        NEURON_ORIGIN[name] = origin
-        return cls
-
     if not isinstance(name, str) or not name.isidentifier():
         raise PluginError(f"register_neuron({name!r}): a neuron model's name is a word of letters, digits and _ "
                           "(it is what model files write as populations.NAME.type)")
-    return decorator
+    return _registrar(
+        "neuron model", "model", name, NEURONS, NEURON_ORIGIN, problem=neuron_contract_problem,
+        taken=lambda: ("a built-in neuron model" if name in BUILTIN_NEURONS
+                       else f"already registered by {NEURON_ORIGIN.get(name, '?')}"),
+        guard=lambda cls, origin: _guard_neuron(cls, name, origin))
 
 
 def register_scheme(name: str) -> Callable[[type], type]:
@@ -407,25 +407,16 @@ def register_scheme(name: str) -> Callable[[type], type]:
     ``describe``, ``check``) raise in one paragraph naming it and its file, as a plugin rule's do."""
     from .settling import SCHEMES
 
-    def decorator(cls: type) -> type:
-        origin = _loading[-1] if _loading else getattr(sys.modules.get(cls.__module__), "__file__", cls.__module__)
-        problem = _scheme_problem(cls)
-        if problem:
-            raise PluginError(f"settling scheme {name!r} ({getattr(cls, '__name__', cls)!r}, in {origin}) {problem}")
-        if name in SCHEMES:
-            raise PluginError(f"settling scheme name {name!r} (in {origin}) is already registered by "
-                              f"{SCHEME_ORIGIN.get(name, 'another module')} ({', '.join(SCHEMES.names())} are); "
-                              "register the scheme under another name")
-        guard_hooks(cls, SCHEME_HOOKS, f"settling scheme {name!r} (in {origin})", SCHEME_RETURN_CHECKS)
-        SCHEMES.register(name)(cls)
-        SCHEME_ORIGIN[name] = origin
-        return cls
-
     if not isinstance(name, str) or not name.isidentifier():
         where = f" (in {_loading[-1]})" if _loading else ""
         raise PluginError(f"register_scheme({brief(name)}){where}: a scheme's name is a word of letters, digits and _ "
                           "(it is what model files write as dynamics.mode)")
-    return decorator
+    return _registrar(
+        "settling scheme", "scheme", name, SCHEMES, SCHEME_ORIGIN, problem=_scheme_problem,
+        taken=lambda: (f"already registered by {SCHEME_ORIGIN.get(name, 'another module')} "
+                       f"({', '.join(SCHEMES.names())} are)"),
+        guard=lambda cls, origin: guard_hooks(cls, SCHEME_HOOKS, f"settling scheme {name!r} (in {origin})",
+                                              SCHEME_RETURN_CHECKS))
 
 
 #: a scheme's capabilities (class attributes) that must be booleans
