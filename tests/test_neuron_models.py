@@ -123,20 +123,20 @@ def test_the_lowpass_dendrite_follows_its_closed_form(lowpass):
     assert float(u.max()) < 0.7 * (1 / 1.05) * (1 - math.exp(-30 * dt / 2.0)) + 1e-3
 
 
-@pytest.mark.slow(reason="trains digits with the plugin neuron under dll (euler) and the microcircuit (~30 s)")
+@pytest.mark.slow(reason="trains digits with the plugin neuron under dll (euler) and the microcircuit (~10 s)")
 def test_the_lowpass_neuron_trains_under_dll_and_the_microcircuit(lowpass, tmp_path):
-    # the output: its drive moves within a presentation (h1's, from the input alone, does not)
-    dyn = _digits(out={"type": "lowpass_pyramidal", "tau_dendrite": 1.0})
-    dyn["dynamics"] = {"mode": "euler"}
-    dyn["training"] = {"epochs": 3, "seed": 0}
-    summary = dendrisim.Trainer(load_experiment(dyn), device="cpu", out=tmp_path / "dll").fit()
+    """Where the drive moves within a presentation (h2 under dll with simulated compartments, the
+    output of the microcircuit): 0.928 and 0.816 measured at these short lengths."""
+    dyn = dendrisim.load("dll_mlp_digits_dynamic", ["populations.h2.type=lowpass_pyramidal",
+                                                    "populations.h2.tau_dendrite=1.0", "training.epochs=5"])
+    summary = dendrisim.Trainer(dyn, device="cpu", out=tmp_path / "dll").fit()
     assert summary["test_accuracy"] > 0.85
     mc = dendrisim.load(ROOT / "models" / "microcircuit_digits.yaml", overrides=[
         "populations.out.type=lowpass_pyramidal", "populations.out.tau_dendrite=1.0",
-        "training.phases=[{name: sp, epochs: 2, teacher: false, learn: [h1->i1, i1->h1]}, "
-        "{name: learning, epochs: 3, teacher: true}]"])
+        "training.phases=[{name: sp, epochs: 3, teacher: false, learn: [h1->i1, i1->h1]}, "
+        "{name: learning, epochs: 4, teacher: true}]"])
     summary = dendrisim.Trainer(mc, device="cpu", out=tmp_path / "mc").fit()
-    assert summary["test_accuracy"] > 0.5
+    assert summary["test_accuracy"] > 0.7
 
 
 def test_dendrisim_neurons_lists_the_models_from_the_catalogue_without_torch():
