@@ -73,7 +73,7 @@ module ``dendrisim.settling``, the registry ``SCHEMES``).
 
 The package holds one file per scheme, as ``dendrisim.plasticity`` holds one per rule: the
 contract they share (the ``Rule`` protocol, ``Presentation``, ``SettlingScheme``, the
-registry ``SCHEMES``) in :mod:`dendrisim.settling.base`, the sweep in ``steady.py``, pc's
+registry ``SCHEMES``) in ``dendrisim.settling.base``, the sweep in ``steady.py``, pc's
 relaxation in ``relaxation.py`` and the simulated compartments in ``euler.py``.
 """
 from .base import (SCHEMES, Presentation, Rule, SchemeOptions, SettlingScheme, free_target, runs_under,
@@ -81,6 +81,8 @@ from .base import (SCHEMES, Presentation, Rule, SchemeOptions, SettlingScheme, f
 from .euler import EulerDynamics, check_simulated, local_errors
 from .relaxation import relax
 from .steady import SteadyState
+
+SchemeOptions.__module__ = __name__  # documented (and cross-referenced) where users import it from
 
 __all__ = ["SCHEMES", "EulerDynamics", "Presentation", "Rule", "SchemeOptions", "SettlingScheme", "SteadyState",
            "check_simulated", "free_target", "local_errors", "relax", "runs_under", "schemes_of", "updates"]
