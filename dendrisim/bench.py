@@ -191,10 +191,14 @@ def op_floor(net: Network, rule: str, x: torch.Tensor, device, *, repeats: int) 
 
 def steady_rules(exp) -> list[str]:
     """The registered rules that run under the model's settling scheme (the microcircuit's
-    synapse models run only under euler, and would refuse a steady model file)."""
+    synapse models run only under euler, and would refuse a steady model file) and serve every
+    learnable basal projection of its populations (the burst rules serve burst neurons only)."""
     from .builder import scheme_refusal
 
-    return [rule for rule in RULES.names() if scheme_refusal(rule, exp.config.dynamics.mode) is None]
+    cfg = exp.config
+    basal = [p for p in cfg.projections if p.compartment == "basal" and p.is_learnable]
+    return [rule for rule in RULES.names() if scheme_refusal(rule, cfg.dynamics.mode) is None
+            and all(RULES.get(rule).serves(p, cfg.populations) is None for p in basal)]
 
 
 def cnn_rows(model_file: str, device: torch.device, batch: int, kw: dict, *, data_root: Optional[str] = None) -> dict:

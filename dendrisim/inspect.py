@@ -9,6 +9,7 @@ import networkx as nx
 from .builder import DataSpec, assemble, check_static_task
 from .config.graph import INTERNEURON_CONSTANTS, build_graph, compartment_constants, model_of
 from .config.loader import Experiment
+from .settling.steady import swept
 from .tasks import TASKS
 
 #: the most loops ``--check`` lists
@@ -28,8 +29,8 @@ def describe(experiment: Experiment, *, data_root: Optional[str] = None) -> str:
     lines += [f"  {line}" for line in rule.governance(net)]
     lines.append(f"rule {experiment.rule.rule}{' (default; mixed)' if experiment.mixed else ''}; feedback pathway:")
     routes = rule.feedback_pathway(net) + [  # a circuit's explicit apical input: rates, not errors
-        f"{pop.name}.apical <- {proj.source}.rate through W[{proj.name}] (explicit apical projection)"
-        for pop in net.hidden() for proj in net.apical_in[pop.name]]
+        f"{pop.name}.apical <- {proj.source}.{proj.reads} through W[{proj.name}] (explicit apical projection)"
+        for pop in swept(net) for proj in net.apical_in[pop.name]]
     lines += [f"  {line}" for line in routes] or [
         "  (none: no hidden population, or none that a rule or an apical projection reaches)"]
     lines += scheme.describe(net)

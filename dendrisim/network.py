@@ -98,6 +98,9 @@ class Network(nn.Module):
                 self.outgoing[proj.source].append(proj)
         #: whether the network is a microcircuit: it has apical or somatic projections
         self.circuit: bool = any(p.compartment != "basal" for p in self.projections.values())
+        #: whether those all end on populations the steady scheme settles in its sweep (burst neurons)
+        self.settles_in_sweep: bool = all(models[p.target].settles_in_sweep for p in self.projections.values()
+                                          if p.compartment != "basal")
         self.needs_error: set[str] = self._needs_error()
         # recurrent networks unroll over time: strongly connected groups of populations
         # (joined by recurrent projections) step through time together; every other

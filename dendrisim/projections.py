@@ -84,6 +84,8 @@ class Projection(nn.Module):
         self.connectivity = config.connectivity
         self.learnable = config.is_learnable
         self.lr_scale = config.lr_scale
+        if config.reads is not None:  # an apical projection carrying another variable of its source (burst)
+            self.reads = config.reads
         self.pre_shape = tuple(pre_shape)
         self.post_shape = tuple(post_shape)
         self.weight: Optional[nn.Parameter] = None

@@ -15,6 +15,7 @@ weights; the state flows through a step, as an RNN cell's hidden state does.
 """
 from __future__ import annotations
 
+import copy
 from typing import Iterable, Optional
 
 import torch
@@ -49,6 +50,18 @@ class State(dict):
         self.output_name = output_name
         #: the output's target (None: no teacher, or not presented yet)
         self.target: Optional[torch.Tensor] = None
+        #: the same batch settled without a teacher, for a rule that compares the two
+        #: (``contrastive``: burstprop); None otherwise
+        self.free: Optional["State"] = None
+
+    def copy(self) -> "State":
+        """A new state with every population's variables as they are now (the tensors shared,
+        not copied: a settling scheme replaces a variable, it does not write into it)."""
+        new = State(input_name=self.input_name, output_name=self.output_name)
+        for name, s in self.items():
+            new[name] = copy.copy(s)
+        new.target = self.target
+        return new
 
     @property
     def input(self) -> torch.Tensor:

@@ -35,6 +35,35 @@ MLP = {
     "training": {"epochs": 1, "seed": 0},
 }
 
+#: the MLP of burst neurons (sigmoid event rates) that the burst rules' behavioural tests run
+#: on: the same basal projections, in the same places, then each population's Y (the burst
+#: rate of the population above, fixed) and Q (its event rate, learnable)
+BURST_MLP = {
+    **MLP,
+    "name": "tiny_burst",
+    "populations": {
+        "input": {"type": "input", "size": "auto"},
+        "h1": {"type": "burst", "size": 12, "activation": "sigmoid"},
+        "h2": {"type": "burst", "size": 8, "activation": "sigmoid"},
+        "out": {"type": "burst", "size": "auto", "activation": "sigmoid"},
+    },
+    "projections": MLP["projections"] + [
+        {"from": above, "to": below, "compartment": "apical", "reads": reads, **extra}
+        for below, above in (("h1", "h2"), ("h2", "out"))
+        for reads, extra in (("burst", {"init": {"normal": {"std": 1.0}}}), ("event", {"learnable": True}))
+    ],
+    "plasticity": {"rule": "burstccn"},
+}
+
+
+def base_for(rule: str) -> dict:
+    """The in-code model a rule's behavioural tests run on: the burst MLP for the burst rules
+    (family ``burst``: they govern burst populations only), the MLP for every other."""
+    from dendrisim.plasticity import RULES
+
+    return BURST_MLP if rule in RULES and RULES.get(rule).family == "burst" else MLP
+
+
 #: a small CNN on the 8x8 digits with two parallel conv branches merging in a pool
 #: population, a strided conv and a skip from the pooled maps to the output
 CNN = {

@@ -51,7 +51,7 @@ def test_fmnist_model_on_tiny_idx_files_with_overrides(tmp_path):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--set", "plasticity.rule=backprop"], "plasticity.rule: 'backprop' is not a known plasticity rule; choose one of bp, dfa, dll, fa, kp, mc_basal, mc_lateral, mc_topdown, pc"),
+    (["--set", "plasticity.rule=backprop"], "plasticity.rule: 'backprop' is not a known plasticity rule; choose one of bp, burstccn, burstprop, dfa, dll, fa, kp, mc_basal, mc_lateral, mc_topdown, pc"),
     (["--set", "populations.h1.activation=tanhh"], "populations.h1.activation: 'tanhh' is not a known activation"),
     (["--device", "cuda:7"] if not __import__("torch").cuda.is_available() else ["--device", "tpu"], "--device"),
 ])

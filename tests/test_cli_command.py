@@ -188,7 +188,7 @@ def test_bundled_models_resolve_by_name_and_paths_stay_paths(tmp_path, monkeypat
     assert resolve_model("dll_mlp_fmnist.yaml") == Path("dll_mlp_fmnist.yaml")  # a file here wins
     assert resolve_model("sub/x.yaml") == Path("sub/x.yaml")  # not found: the loader says so
     with pytest.raises(ConfigError, match="'dll_mlp_fmnst' is neither a model file nor a bundled model; "
-                                          "bundled models: dll_cnn_cifar10, "):
+                                          "bundled models: burstccn_digits, "):
         resolve_model("dll_mlp_fmnst")
 
 

@@ -40,7 +40,7 @@ def test_apical_projection_onto_the_output_is_refused_with_reason():
 
 
 def test_unknown_rule_lists_registered_rules():
-    with pytest.raises(ConfigError, match=r"plasticity.rule: 'dl' is not a known plasticity rule; choose one of bp, dfa, dll, fa, kp, mc_basal, mc_lateral, mc_topdown, pc"):
+    with pytest.raises(ConfigError, match=r"plasticity.rule: 'dl' is not a known plasticity rule; choose one of bp, burstccn, burstprop, dfa, dll, fa, kp, mc_basal, mc_lateral, mc_topdown, pc"):
         model(["plasticity.rule=dl"])
 
 
@@ -182,7 +182,7 @@ def test_shipped_models_load():
         for rule in ("dll", "bp", "fa", "dfa"):
             if circuit and rule == "dfa":  # network-wide: it cannot share a circuit with its synapse models
                 with pytest.raises(ConfigError, match=r"plasticity.rule: dfa is a network-wide rule and cannot share "
-                                                      r"the network: .*\(i1->h1: mc_lateral\).* learn by the synapse "
+                                                      r"the network: .*\((i1->h1: mc_lateral|out:burst->h1: burstccn)\).* learn by the synapse "
                                                       r"models made for them, which dfa does not serve"):
                     load_experiment(f, [f"plasticity.rule={rule}"])
                 continue
@@ -387,7 +387,8 @@ def test_a_rule_with_a_relaxation_of_its_own_is_refused_by_a_scheme_that_runs_no
     assert schemes_of(RULES.get("pc")) == ["steady"]
     for name in RULES.names():
         rule = RULES.get(name)
-        if not rule.relaxes and rule.relax is None and not rule.needs_compartments:  # the Rule protocol only: every scheme
+        if not rule.relaxes and rule.relax is None and not rule.needs_compartments and not rule.contrastive:
+            # the Rule protocol only: every scheme (a contrastive rule needs one that settles_free)
             assert schemes_of(RULES.get(name)) == SCHEMES.names(), name
             assert all(scheme_refusal(name, mode) is None for mode in SCHEMES.names())
     refusal = scheme_refusal("pc", "euler")

@@ -163,10 +163,11 @@ def test_unpooling_is_the_adjoint_of_pooling(pool):
         assert int((back != 0).sum()) == delta.numel()
 
 
-@pytest.mark.parametrize("rule", [r for r in RULES.names() if RULES.get(r).family != "microcircuit"])
+@pytest.mark.parametrize("rule", [r for r in RULES.names() if RULES.get(r).family not in ("microcircuit", "burst")])
 def test_every_rule_trains_a_cnn(rule):
     """Every rule that trains a network of pyramidal populations (the microcircuit's synapse
-    models train circuits: tests/test_microcircuit.py)."""
+    models train circuits: tests/test_microcircuit.py; the burst rules dense networks of burst
+    neurons, which are not spatial: tests/test_burst.py)."""
     from dendrisim.training import RunOptions, Trainer
 
     exp = cnn(rule, "training.max_steps_per_epoch=30", "task.validation_fraction=0", "optimizer.lr=0.01",

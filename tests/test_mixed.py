@@ -136,7 +136,7 @@ def test_a_mixed_run_records_measures_alignment_and_resumes_exactly(tmp_path):
 
 @pytest.mark.parametrize("overrides,match", [
     (["projections.2.plasticity={rule: bq}"],
-     r"projections\[2\].plasticity.rule: 'bq' is not a known plasticity rule; choose one of bp, dfa, dll, fa, kp, mc_basal, "
+     r"projections\[2\].plasticity.rule: 'bq' is not a known plasticity rule; choose one of bp, burstccn, burstprop, dfa, dll, fa, kp, mc_basal, "
      r"mc_lateral, mc_topdown, pc"),
     (["projections.2.plasticity={rule: bp, sigma: 2}"],
      r"projections\[2\].plasticity.sigma: 'sigma' is an option of dll, not of bp; bp takes clip_apical, clip_update, "

@@ -49,7 +49,7 @@ def test_the_built_in_models_are_registered_through_the_registry():
 
 def test_an_unknown_type_lists_the_registered_models():
     with pytest.raises(ConfigError, match=r"populations\.h1\.type: 'pyramdal' is not a known neuron model; "
-                                          r"choose one of input, interneuron, pyramidal"):
+                                          r"choose one of burst, input, interneuron, pyramidal"):
         load_experiment(_digits(h1={"type": "pyramdal"}))
 
 
@@ -190,5 +190,5 @@ def test_the_built_in_path_uses_no_deprecated_attribute(tmp_path):
 def test_a_type_that_is_not_a_name_lists_the_registered_models():
     for bad in (None, 3, ["pyramidal"], {"a": 1}):
         with pytest.raises(ConfigError, match=r"populations\.h1\.type: .* is not a known neuron model; choose one of "
-                                              r"input, interneuron, (lowpass_pyramidal, )?pyramidal"):
+                                              r"burst, input, interneuron, (lowpass_pyramidal, )?pyramidal"):
             load_experiment(_digits(h1={"type": bad}))

@@ -6,7 +6,7 @@ from typing import Optional
 import pytest
 import torch
 
-from conftest import model
+from conftest import base_for, model
 from dendrisim.builder import scheme_refusal
 from dendrisim.errors import ConfigError
 from dendrisim.optim import group_of
@@ -17,7 +17,8 @@ from test_schemes import MIDPOINT, registered
 
 
 def trainer(rule: str, *extra: str) -> Trainer:
-    exp = model([f"plasticity.rule={rule}", "training.max_steps_per_epoch=30", "task.validation_fraction=0", *extra])
+    exp = model([f"plasticity.rule={rule}", "training.max_steps_per_epoch=30", "task.validation_fraction=0", *extra],
+                base=base_for(rule))
     return Trainer(exp, RunOptions(progress=False, log=lambda s: None))
 
 
@@ -52,6 +53,10 @@ def mlp_refusal(rule: str, mode: str) -> Optional[str]:
     of the first projection it cannot govern, or the builder's refusal of the model, which must
     come (tests/test_microcircuit.py runs the suite on a circuit)."""
     cls = RULES.get(rule)
+    if cls.family == "burst" and mode != "steady":  # burst neurons have no simulated compartments
+        with pytest.raises(ConfigError) as refused:
+            model([f"plasticity.rule={rule}", *settled(mode)], base=base_for(rule))
+        return str(refused.value)
     if cls.family != "microcircuit":
         return None
     cfg = model().config
@@ -77,8 +82,9 @@ def test_rule_lowers_loss_on_digits(rule, mode):
 @pytest.mark.parametrize("rule,mode", RULE_MODES)
 def test_rule_moves_learnable_weights_and_leaves_frozen_ones(rule, mode):
     tr = trainer(rule, "projections.1.learnable=false", *settled(mode))
-    learn = {n: p.detach().clone() for n, p in tr.network.named_parameters() if "h1->h2" not in n}
-    frozen = {n: p.detach().clone() for n, p in tr.network.named_parameters() if "h1->h2" in n}
+    # frozen: the projection the test freezes and those fixed by the model (a burst network's Y)
+    learn = {n: p.detach().clone() for n, p in tr.network.named_parameters() if "h1->h2" not in n and p.requires_grad}
+    frozen = {n: p.detach().clone() for n, p in tr.network.named_parameters() if "h1->h2" in n or not p.requires_grad}
     fixed_feedback = {n: p.detach().clone() for n, p in tr.rule.named_parameters() if not p.requires_grad}
     tr.train_epoch(1)
     params = dict(tr.network.named_parameters())
@@ -97,7 +103,7 @@ def test_rule_checkpoint_round_trips(rule, mode, tmp_path):
     """A trainer resumed from another's checkpoint takes exactly the same next steps."""
     def make(out):
         exp = model([f"plasticity.rule={rule}", "training.max_steps_per_epoch=6", "training.epochs=2",
-                     "recording.enabled=false", *settled(mode)])
+                     "recording.enabled=false", *settled(mode)], base=base_for(rule))
         return Trainer(exp, RunOptions(out_dir=out, log=lambda s: None))
 
     a = make(tmp_path / "a")

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import MLP, build, model, present
+from conftest import BURST_MLP, MLP, build, model, present
 from test_dynamics import mlp as dynamics_mlp
 from dendrisim.builder import build_scheme, scheme_refusal
 from dendrisim.config.schema import DynamicsConfig
@@ -162,6 +162,9 @@ def test_a_user_scheme_runs_every_rule_that_needs_only_the_rule_protocol(midpoin
         rule = RULES.get(name)
         if rule.needs_compartments:  # the microcircuit's synapse models: any scheme that simulates compartments
             assert scheme_refusal(name, midpoint) is None, name
+        elif rule.family == "burst":  # burst neurons have no simulated compartments, which midpoint steps
+            with pytest.raises(ConfigError, match=r"'burst' has no simulated compartments"):
+                model([f"dynamics.mode={midpoint}", f"plasticity.rule={name}"], base=BURST_MLP)
         elif not rule.relaxes and rule.relax is None:
             assert scheme_refusal(name, midpoint) is None, name
             assert model([f"dynamics.mode={midpoint}", f"plasticity.rule={name}"]).simulated

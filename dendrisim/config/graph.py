@@ -12,9 +12,11 @@ from .parse import key_text
 from .schema import MAX_NEURONS, CompartmentConfig, ModelConfig
 
 
-def build_graph(config: ModelConfig) -> nx.DiGraph:
-    """Nodes are populations (with their config), edges are projections."""
-    graph = nx.DiGraph()
+def build_graph(config: ModelConfig) -> nx.MultiDiGraph:
+    """Nodes are populations (with their config), edges are projections (a multigraph: two
+    apical projections that read different variables of one source may join the same pair,
+    BurstCCN's Y and Q)."""
+    graph = nx.MultiDiGraph()
     for name, pop in config.populations.items():
         graph.add_node(name, config=pop)
     for proj in config.projections:
@@ -222,11 +224,28 @@ def _check_projections(cfg: ModelConfig, *, file: str) -> None:
             raise ConfigError("a recurrent projection joins pyramidal populations; the input is clamped at every "
                               "time step", file=file, path=f"{where}.kind")
         check_circuit_projection(cfg, i, file=file)
+        _check_reads(cfg, i, file=file)
         if proj.name in seen:
             raise ConfigError(f"a second projection {proj.name}; merge them into one", file=file, path=where)
         seen.add(proj.name)
         resolve_init(proj.init, file=file, path=f"{where}.init")
 
+
+
+def _check_reads(cfg: ModelConfig, i: int, *, file: str) -> None:
+    """``reads`` of projection ``i`` names a variable its source's neuron model declares,
+    and one that model settles before the target's apical input is summed (not ``apical``
+    nor ``error``, which come after)."""
+    proj = cfg.projections[i]
+    if proj.reads is None:
+        return
+    model = model_of(cfg.populations[proj.source])
+    offered = [v for v in model.variables if v not in ("apical", "error")]
+    if proj.reads not in offered:
+        raise ConfigError(
+            f"{brief(proj.reads)} is not a variable that {proj.source!r} ({cfg.populations[proj.source].type}) "
+            f"offers to an apical projection; it offers {', '.join(offered) or 'none'} (leave reads out for its rate)",
+            file=file, path=f"projections[{i}].reads")
 
 
 def _models() -> dict:
@@ -238,6 +257,14 @@ def _models() -> dict:
 def is_circuit(cfg: ModelConfig) -> bool:
     """Whether the model has apical or somatic projections (a cortical microcircuit)."""
     return any(p.compartment != "basal" for p in cfg.projections)
+
+
+def settled_in_sweep(cfg: ModelConfig) -> bool:
+    """Whether every apical or somatic projection of the model ends on a population whose
+    neuron model a top-down sweep settles (``settles_in_sweep``: burst neurons), so that the
+    steady scheme can present it."""
+    return all(model_of(cfg.populations[p.target]).settles_in_sweep for p in cfg.projections
+               if p.compartment != "basal")
 
 
 def apical_takers(cfg: ModelConfig) -> list[str]:

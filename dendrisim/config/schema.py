@@ -6,25 +6,15 @@ rule documents and validates its own keys.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal, Optional, Union
+
+from ..fields import opt, req  # noqa: F401  (every options class makes its fields with these)
 
 Size = Union[int, Literal["auto"]]
 #: neurons of one population at most (2^28): a dense projection between two such stays
 #: within the int64 byte counts of torch's storage
 MAX_NEURONS = 2**28
-
-
-def req(doc: str = "", **meta: Any) -> Any:
-    """A required config field."""
-    return field(metadata={"doc": doc, **meta})
-
-
-def opt(default: Any = None, doc: str = "", **meta: Any) -> Any:
-    """A config field with a default, a one-line doc and optional bounds."""
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: type(default)(default), metadata={"doc": doc, **meta})
-    return field(default=default, metadata={"doc": doc, **meta})
 
 
 @dataclass(frozen=True)
@@ -86,9 +76,15 @@ class ProjectionConfig:
     plasticity: Optional[dict[str, Any]] = opt(
         None, "this projection's own rule and options, e.g. {rule: bp}: how it learns and what it carries back to "
               "its source's apical dendrite (default: the top-level plasticity block)")
+    reads: Optional[str] = opt(
+        None, "apical projections: the source's variable it carries (one its neuron model declares, e.g. burst or "
+              "event of a burst population: BurstCCN's Y and Q); the projection is then named SOURCE:READS->TARGET, "
+              "so two of them may join the same populations (default: the source's rate, named SOURCE->TARGET)")
 
     @property
     def name(self) -> str:
+        if self.reads is not None:
+            return f"{self.source}:{self.reads}->{self.target}"
         return f"{self.source}->{self.target}"
 
     @property
@@ -131,6 +127,9 @@ class ProjectionConfig:
         if self.compartment != "basal" and self.kind == "recurrent":
             return (f"a compartment: {self.compartment} projection is not delayed; kind: recurrent is for basal "
                     "projections (write kind: feedforward, or leave it out)")
+        if self.reads is not None and self.compartment != "apical":
+            return (f"reads names the source variable an apical projection carries; a compartment: {self.compartment} "
+                    "projection carries its source's rate (remove reads, or write compartment: apical)")
         if self.compartment == "apical" and self.connectivity != "dense":
             return (f"an apical projection is dense (rates of a population above, or of interneurons); "
                     f"connectivity {self.connectivity} is for basal projections")

@@ -141,6 +141,13 @@ class NeuronModel(nn.Module):
     #: then compute it once for a drive that does not change in a presentation)
     prediction_from_basal: ClassVar[bool] = True
 
+    #: the steady scheme settles it in its one top-down sweep, explicit apical projections
+    #: included, because its apical input never moves its rate (burst neurons): the sweep is
+    #: then exact. Such a model implements ``settle(s, apical)`` (a hidden population's
+    #: variables from its summed apical input, None for none) and ``teach(s, target)`` (the
+    #: output's from the target, None for no teacher)
+    settles_in_sweep: ClassVar[bool] = False
+
     #: the class of one presentation's values of the model's variables (a subclass may add
     #: aliases, as the interneuron's ``dendrite`` for ``basal``)
     State: ClassVar[type] = PopulationState

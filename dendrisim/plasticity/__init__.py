@@ -4,6 +4,7 @@ from . import rules as _rules  # noqa: F401  (registers bp, fa, dfa)
 from . import dll as _dll  # noqa: F401  (registers dll)
 from . import pc as _pc  # noqa: F401  (registers pc)
 from . import microcircuit as _microcircuit  # noqa: F401  (registers mc_basal, mc_lateral, mc_topdown)
+from . import burst as _burst  # noqa: F401  (registers burstccn, burstprop)
 from .mixed import MixedPlasticity
 
 

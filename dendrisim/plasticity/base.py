@@ -253,6 +253,10 @@ class PlasticityRule(nn.Module):
     #: population (docs/howto/writing-a-rule.md); None for every built-in rule
     relax = None
 
+    #: whether the updates compare the taught state with the same batch settled without a
+    #: teacher (burstprop): the steady scheme then leaves that free state in ``state.free``
+    contrastive: bool = False
+
     @property
     def truncate(self) -> Optional[int]:
         """Recurrent networks: errors go back through recurrent projections within blocks of

@@ -200,7 +200,9 @@ class ApicalSynapses(MicrocircuitRule):
 
     @classmethod
     def default_for(cls, proj, populations) -> bool:
-        source = model_of(populations[proj.source])
+        source, target = model_of(populations[proj.source]), model_of(populations[proj.target])
+        if target.settles_in_sweep:  # a burst population's Y and Q: the burst rules' apical synapses
+            return False
         return proj.compartment == "apical" and (source.takes_nudging if cls.lateral else source.offers_apical)
 
 

@@ -43,6 +43,10 @@ class Rule(Protocol):
     #: a plugin rule's own settling ``(network, state)`` that the steady scheme calls in
     #: place of its sweep (docs/howto/writing-a-rule.md); None for every built-in rule
     relax: Optional[object]
+    #: True when the rule's updates compare the taught state with the same batch settled
+    #: without a teacher (burstprop's burst rates): a scheme that ``settles_free`` (steady)
+    #: settles both and leaves the free one in ``state.free``. Read by the steady scheme.
+    contrastive: bool
 
     def feedback_weight(self, network, proj) -> Optional[torch.Tensor]:
         """The weights that carry ``proj``'s target error back to its source (None: a fixed
@@ -123,6 +127,12 @@ class SettlingScheme:
     #: whether it runs microcircuits (``Network.circuit``: explicit apical and somatic projections,
     #: interneurons); :meth:`present` refuses a circuit under a scheme that does not
     runs_circuits: bool = False
+    #: whether it settles, in one top-down sweep, circuits whose explicit projections all end on
+    #: populations whose neuron model ``settles_in_sweep`` (burst neurons: BurstCCN's Y and Q)
+    sweeps_circuits: bool = False
+    #: whether it also settles a batch without its teacher for a rule that compares the two
+    #: (``contrastive``: burstprop), leaving it in ``state.free``
+    settles_free: bool = False
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
@@ -151,7 +161,7 @@ class SettlingScheme:
         ``networkx`` graph ``graph``), before any tensor exists: the scheme's own checks (euler:
         stability of ``dt``, enough steps, a static input). By default: a microcircuit (apical
         or somatic projections) needs a scheme that ``runs_circuits``."""
-        from ..config.graph import is_circuit, key_text, model_of
+        from ..config.graph import is_circuit, key_text, model_of, settled_in_sweep
         from ..errors import ConfigError
         from ..neurons import NEURONS
 
@@ -163,7 +173,7 @@ class SettlingScheme:
                     f"{config.dynamics.mode} steps every population's compartments in time; use a model that has "
                     f"them ({', '.join(n for n in NEURONS.names() if NEURONS.get(n).constants)}) or dynamics.mode "
                     "steady", file=file, path=f"populations.{key_text(name)}.type")
-        if not is_circuit(config) or cls.runs_circuits:
+        if not is_circuit(config) or cls.runs_circuits or (cls.sweeps_circuits and settled_in_sweep(config)):
             return
         runs = [n for n in SCHEMES.names() if getattr(SCHEMES.get(n), "runs_circuits", False)]
         mode = config.dynamics.mode
@@ -187,7 +197,8 @@ class SettlingScheme:
         :class:`Presentation`. ``target`` None: no teacher (a phase with ``teacher: false``),
         the output is not nudged. ``capture``: batch positions whose trajectory to return
         (schemes with ``trace_steps``). No autograd graph is built."""
-        if getattr(network, "circuit", False) and not self.runs_circuits:
+        if getattr(network, "circuit", False) and not self.runs_circuits and not (
+                self.sweeps_circuits and network.settles_in_sweep):
             raise ValueError(
                 f"settling scheme {type(self).__name__} does not run microcircuits, and network {network.name!r} is "
                 "one (it has apical or somatic projections): a scheme that settles apical inputs by one instant "
@@ -281,6 +292,8 @@ def runs_under(rule_cls, scheme_cls: type[SettlingScheme]) -> bool:
     (``needs_compartments``: the microcircuit's synapse models) needs a scheme that simulates
     the compartments (``simulates_compartments``: euler)."""
     if rule_cls.needs_compartments and not scheme_cls.simulates_compartments:
+        return False
+    if getattr(rule_cls, "contrastive", False) and not scheme_cls.settles_free:
         return False
     return not (rule_cls.relaxes or rule_cls.relax is not None) or scheme_cls.runs_relaxation
 

@@ -9,7 +9,7 @@ from typing import Optional
 import torch
 
 from ..losses import output_error
-from ..projections import apical_sum
+from ..projections import apical_sum, explicit_drive
 from ..state import State
 from .base import SCHEMES, Presentation, Rule, SettlingScheme, free_target, updates
 from .relaxation import relax
@@ -21,11 +21,18 @@ class SteadyState(SettlingScheme):
     rule's updates; a rule that declares a relaxation (pc) is relaxed instead (:func:`relax`)."""
 
     runs_relaxation = True
+    sweeps_circuits = True
+    settles_free = True
 
     def _present(self, network, rule: Rule, state: State, capture: Optional[torch.Tensor]) -> Presentation:
         if state.target is None:
             # no teacher: the output's target is what it already says, so every error is zero
             state.target = free_target(network, state)
+        if getattr(rule, "contrastive", False):  # the rule compares the taught state with the free one
+            free = state.copy()
+            free.target = free_target(network, state)
+            self.settle(network, rule, free)
+            state.free = free
         if rule.relaxation is not None:
             iterations, converged = relax(network, rule, state)
             rule.relaxed(iterations, converged)
@@ -45,10 +52,28 @@ class SteadyState(SettlingScheme):
         if network.sequential:
             return self._settle_through_time(network, rule, state)
         out = state.output
-        out.apical = state.target.view_as(out.rate) - out.rate
-        out.error = output_error(network.output, out)
-        for pop in reversed(list(network.hidden())):
-            self._set_apical(rule, pop, state[pop.name], rule.apical_input(network, pop, state))
+        if network.output.settles_in_sweep:
+            network.output.teach(out, state.target.view_as(out.rate))
+        else:
+            out.apical = state.target.view_as(out.rate) - out.rate
+            out.error = output_error(network.output, out)
+        reads = _Variables(state)
+        for pop in reversed(swept(network)):
+            s, explicit = state[pop.name], network.apical_in[pop.name]
+            apical = rule.apical_input(network, pop, state)
+            if not explicit and not pop.settles_in_sweep:
+                self._set_apical(rule, pop, s, apical)
+                continue
+            if apical is not None:
+                apical = rule.gain_and_clip(pop, apical)
+            if explicit:  # the explicit apical projections (BurstCCN's Y and Q), after the rule's gain and clip
+                drive = explicit_drive(explicit, reads)
+                apical = drive if apical is None else apical.add_(drive)
+            if pop.settles_in_sweep:
+                pop.settle(s, apical)
+            else:
+                s.apical = torch.zeros_like(s.rate) if apical is None else apical
+                s.error = pop.derivative(s).mul_(s.apical)
 
     @staticmethod
     def _set_apical(rule: Rule, pop, s, apical: Optional[torch.Tensor]) -> None:
@@ -150,3 +175,33 @@ class SteadyState(SettlingScheme):
 
     def describe(self, network) -> list[str]:
         return ["dynamics steady: soma = basal; the rule settles apical inputs and errors in one top-down sweep"]
+
+
+def swept(network) -> list:
+    """The populations the steady scheme's top-down sweep settles, in feedforward order: the
+    hidden ones (``network.hidden()``) and those that explicit apical projections end on."""
+    return [network.populations[n] for n in network.order if n != network.output_name
+            and network.populations[n].offers_apical and (n in network.needs_error or network.apical_in[n])]
+
+
+class _Variables:
+    """``reads[variable][population]``: the value of a variable in the state as the sweep has
+    settled it so far (what :func:`dendrisim.projections.explicit_drive` reads)."""
+
+    def __init__(self, state: State):
+        self._state = state
+
+    def __getitem__(self, variable: str) -> "_Variable":
+        return _Variable(self._state, variable)
+
+
+class _Variable:
+    def __init__(self, state: State, variable: str):
+        self._state, self._variable = state, variable
+
+    def __getitem__(self, population: str) -> torch.Tensor:
+        value = getattr(self._state[population], self._variable, None)
+        if value is None:  # refused by the config checks (reads from above only); a guard for hand-built networks
+            raise ValueError(f"{population}.{self._variable} is not settled yet when the sweep reaches a population "
+                             f"it projects onto: an apical projection reading it must come from a population above")
+        return value

@@ -1,0 +1,250 @@
+r"""Burst-dependent plasticity: the synapse models of burst-multiplexing networks (family ``burst``).
+
+A network of burst neurons (``type: burst``, :mod:`dendrisim.neurons.burst`) sends event rates
+``e`` forward and burst rates ``b = p e`` back down through explicit apical projections: ``Y``
+(``reads: burst``) and, in BurstCCN, the subtractive ``Q`` (``reads: event``, weights ``−Q``).
+The steady scheme settles it in one top-down sweep; no rule carries an error back. Each
+update is written to ``.grad`` as a descent direction, a mean over the batch (``ΔW = −lr ·
+W.grad`` under plain SGD):
+
+.. math::
+
+    \text{burstccn (basal):}\quad & ΔW ∝ (b − p_b e) \, e_{pre}^T, \qquad Δb ∝ b − p_b e \\
+    \text{burstprop (basal):}\quad & ΔW ∝ (b − \bar b) \, e_{pre}^T, \qquad
+        \bar b = \bar p e \text{ the burst rate of the same batch settled without a teacher} \\
+    \text{apical, when learnable:}\quad & ΔW ∝ −v_A \, e_{pre}^T \quad \text{(silences the apical dendrite)}
+
+- **burstccn** (Greedy, Zhu, Naud & Sacramento, NeurIPS 2022; the public code
+  ``neuralml/BurstCCN``): ``p_b`` is the population's ``baseline``. ``Q`` learns to cancel
+  ``Y``'s top-down input: without a teacher ``b_above = p_b e_above``, so ``W_Q = −p_b W_Y``
+  silences every apical dendrite (``cancel: symmetric`` starts there). The public code
+  computes the ``Q`` (and ``Y``) update from the apical potential of every presentation,
+  teacher or not, with the presynaptic *event* rate; so does this rule. To learn ``Q``
+  without a teacher only, use a phase with ``teacher: false`` (as the microcircuit does).
+- **burstprop** (Payeur, Guerguiev, Zenke, Richards & Naud, Nature Neuroscience 2021): the
+  weight change follows the deviation of the burst probability from its running average.
+  In the rate model (the paper's deep networks and the public code) that average is the burst
+  probability of the same input without a teacher: the scheme settles the batch twice
+  (``contrastive``) and ``b̄`` is the free sweep's burst rate. No ``Q``; the recurrent input the
+  public code can add to the apical dendrite is not modelled.
+
+``feedback`` sets ``Y`` (every apical projection that reads ``burst``): ``random`` as its
+projection's init draws it, ``symmetric`` the forward weights' transpose at the start
+(``Y = W_{above}^T``), ``tied`` the transpose after every update; each times
+``feedback_scale``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+import torch
+
+from ..config.graph import model_of
+from ..config.schema import opt
+from .. import functional as Fn
+from ..errors import ConfigError
+from .base import RULES, PlasticityRule, RuleOptions, _state_of
+
+#: why a scheme other than steady cannot serve the burst rules
+SWEEP_NOTE = ("a burst network is settled by the steady scheme's one top-down sweep (the output taught, then every "
+              "burst population from its explicit apical projections); use dynamics.mode: steady")
+
+
+def _is_burst(pop) -> bool:
+    model = model_of(pop)
+    return model.settles_in_sweep and "burst" in model.variables
+
+
+@dataclass(frozen=True)
+class BurstOptions(RuleOptions):
+    feedback: Literal["random", "symmetric", "tied"] = opt(
+        "random", "Y, the apical projections that read burst: random (as its init draws it, fixed), symmetric (the "
+                  "transpose of the forward weights above at the start) or tied (their transpose after every update)")
+    feedback_scale: float = opt(1.0, "Y is scaled by this at the start (random, symmetric) or at every update (tied)",
+                                gt=0)
+
+
+@dataclass(frozen=True)
+class BurstCCNOptions(BurstOptions):
+    cancel: Literal["symmetric", "given", "tied"] = opt(
+        "symmetric", "Q, the apical projections that read event: symmetric (W_Q = −p_b W_Y at the start, which cancels "
+                     "Y without a teacher), given (its projection's own init) or tied (−p_b W_Y after every update)")
+
+
+class BurstRule(PlasticityRule):
+    """What the two burst rules share: per projection, no feedback weights, no error carried
+    back, settled by the steady sweep; basal projections into burst populations learn from
+    the target's burst rate (:meth:`basal_error`), learnable apical ones silence the apical
+    dendrite."""
+
+    Options = BurstOptions
+    family = "burst"
+    carries_feedback = False
+    per_projection = True
+    projection_recordables = ("weight", "update")
+    tunables = {"feedback_scale": (0.1, 10.0, "log")}
+    settling_note = SWEEP_NOTE
+
+    @classmethod
+    def serves(cls, proj, populations) -> Optional[str]:
+        if proj.compartment == "soma" or not _is_burst(populations[proj.target]):
+            return "it governs the basal and apical projections into burst populations"
+        if proj.compartment == "apical" and not _is_burst(populations[proj.source]):
+            return "it governs apical projections between burst populations (Y reads burst, Q reads event)"
+        return None
+
+    @classmethod
+    def check(cls, experiment, graph) -> None:
+        """Refuse a ``symmetric``/``tied`` Y whose source is not fed by the target (no forward
+        weights to take the transpose of), and a symmetric Q with no Y beside it."""
+        cfg = experiment.config
+        for path, options in experiment.rule_blocks():
+            if options.rule != cls.rule_name():
+                continue
+            names = {p.name for p in cfg.projections if experiment.rule_of(p.name).rule == options.rule}
+            for i, proj in enumerate(cfg.projections):
+                if proj.name not in names or proj.compartment != "apical":
+                    continue
+                forward = [p for p in cfg.projections if p.source == proj.target and p.target == proj.source
+                           and p.compartment == "basal"]
+                if proj.reads == "burst" and options.feedback != "random" and len(forward) != 1:
+                    raise ConfigError(
+                        f"feedback {options.feedback} sets {proj.name} to the transpose of the forward weights from "
+                        f"{proj.target} to {proj.source}, and there is no such basal projection; use feedback: random "
+                        "or project Y from the population directly above", file=experiment.file,
+                        path=f"{path}.feedback")
+                cancel = getattr(options, "cancel", "given")
+                if proj.reads in ("event", "rate") and cancel != "given":
+                    ys = [p for p in cfg.projections if p.source == proj.source and p.target == proj.target
+                          and p.compartment == "apical" and p.reads == "burst"]
+                    if len(ys) != 1:
+                        raise ConfigError(
+                            f"cancel {cancel} sets {proj.name} to −p_b times the Y projection beside it "
+                            f"({proj.source}:burst->{proj.target}), which the model does not have; add it, or write "
+                            "cancel: given", file=experiment.file, path=f"{path}.cancel")
+
+    @classmethod
+    def rule_name(cls) -> str:
+        return next(n for n in RULES.names() if RULES.get(n) is cls)
+
+    def __init__(self, network, options: BurstOptions, *, projections=None):
+        super().__init__(network, options, projections=projections)
+        for name in sorted(self.projections):
+            proj = network.projections[name]
+            types = {n: d["config"] for n, d in network.graph.nodes(data=True)}
+            reason = self.serves(proj.config, types) if proj.has_weight else None
+            if reason is not None:
+                raise ValueError(f"rule {options.rule} cannot govern {name}: {reason}")
+        #: Y: apical projections reading burst -> the forward projection whose transpose it may be
+        self._feedback = {}
+        #: Q: apical projections reading event -> the Y projection beside it
+        self._cancel = {}
+        for name in sorted(self.projections):
+            proj = network.projections[name]
+            if proj.compartment != "apical":
+                continue
+            if proj.reads == "burst":
+                forward = [p for p in network.outgoing[proj.target] if p.target == proj.source]
+                self._feedback[name] = forward[0] if len(forward) == 1 else None
+            else:
+                ys = [p for p in network.apical_in[proj.target] if p.source == proj.source and p.reads == "burst"]
+                self._cancel[name] = ys[0] if len(ys) == 1 else None
+        with torch.no_grad():
+            self._set_feedback(network, start=True)
+
+    # ----- Y and Q -------------------------------------------------------------------
+    def _set_feedback(self, network, *, start: bool) -> None:
+        """Y (``feedback``) and Q (``cancel``) at the start or, when tied, after an update."""
+        mode, scale = self.options.feedback, self.options.feedback_scale
+        for name, forward in self._feedback.items():
+            y = network.projections[name].weight
+            if mode == "random" and start and scale != 1.0:
+                y.mul_(scale)
+            elif (mode == "symmetric" and start) or mode == "tied":
+                y.copy_(forward.weight.detach().t()).mul_(scale)
+        cancel = getattr(self.options, "cancel", "given")
+        for name, y in self._cancel.items():
+            if y is not None and ((cancel == "symmetric" and start) or cancel == "tied"):
+                p_b = network.populations[y.source].baseline
+                network.projections[name].weight.copy_(y.weight.detach()).mul_(-p_b)
+
+    def after_update(self, network) -> None:
+        """Tied Y (and Q) follow the forward weights after every update."""
+        if self.options.feedback == "tied" or getattr(self.options, "cancel", "given") == "tied":
+            with torch.no_grad():
+                self._set_feedback(network, start=False)
+
+    # ----- the updates -----------------------------------------------------------------
+    def basal_error(self, state, name: str) -> torch.Tensor:
+        """What the basal synapses of burst population ``name`` learn from (``ΔW ∝ δ e_preᵀ``)."""
+        raise NotImplementedError
+
+    def compute_updates(self, network, state=None) -> None:
+        state = _state_of(network, state)
+        errors = {}
+        for proj in self.learnable_projections(network):
+            pre = state[proj.source].rate  # the event rate, for basal and apical synapses alike
+            if proj.compartment == "basal":
+                if proj.target not in errors:
+                    errors[proj.target] = self.basal_error(state, proj.target)
+                self._write(proj, errors[proj.target], pre, bias=True)
+            else:  # apical: descend ½‖v_A‖², W.grad = v_Aᵀ e_pre / batch
+                self._write(proj, torch.neg(state[proj.target].apical), pre, bias=False)
+
+    def _write(self, proj, delta: torch.Tensor, pre: torch.Tensor, *, bias: bool) -> None:
+        """``.grad`` of ``proj`` (and its bias) from ``δ_post`` and ``e_pre``: ``−δᵀ e / batch``,
+        clipped if asked."""
+        w = proj.weight
+        w.grad = proj.weight_gradient(delta, pre, gain=self.update_gain,
+                                      out=w.grad if w.grad is not None and w.grad.shape == w.shape else None)
+        if bias and proj.bias is not None:
+            proj.bias.grad = proj.bias_gradient(delta, gain=self.update_gain)
+        if self.options.clip_update is not None:
+            counter = self._counter(f"update:{proj.name}", w)
+            Fn.clip_(w.grad, self.options.clip_update, counter)
+            if bias and proj.bias is not None:
+                Fn.clip_(proj.bias.grad, self.options.clip_update, counter)
+
+    # ----- summaries ------------------------------------------------------------------
+    def feedback_weight(self, network, proj) -> Optional[torch.Tensor]:
+        return None
+
+    def feedback_label(self, network, proj) -> str:
+        return f"nothing ({self.options.rule}: burst rates go down through the explicit apical projections)"
+
+
+@RULES.register("burstccn")
+class BurstCCN(BurstRule):
+    r"""BurstCCN (Greedy et al. 2022): ``ΔW ∝ (b − p_b e) e_preᵀ`` on basal synapses, ``Q``
+    learns to cancel ``Y`` (module docstring)."""
+
+    Options = BurstCCNOptions
+
+    @classmethod
+    def default_for(cls, proj, populations) -> bool:
+        """An apical projection between burst populations learns by burstccn's apical synapse
+        model when its model names no rule for it and the top-level rule does not serve it."""
+        return proj.compartment == "apical" and _is_burst(populations[proj.target]) and _is_burst(
+            populations[proj.source])
+
+    def basal_error(self, state, name: str) -> torch.Tensor:
+        """``b − p_b e``: the population's ``error``."""
+        return state[name].error
+
+
+@RULES.register("burstprop")
+class Burstprop(BurstRule):
+    r"""Burstprop (Payeur et al. 2021): ``ΔW ∝ (b − b̄) e_preᵀ`` with ``b̄`` the burst rate
+    of the same batch settled without a teacher (module docstring)."""
+
+    contrastive = True
+    settling_note = ("burstprop compares the taught burst rates with those of the same batch settled without a "
+                     "teacher, and only the steady scheme settles both (settles_free); " + SWEEP_NOTE)
+
+    def basal_error(self, state, name: str) -> torch.Tensor:
+        """``b − b̄``: the taught burst rate's deviation from the free one."""
+        if state.free is None:  # the steady scheme settles it (settles_free); a guard for hand-driven presentations
+            raise ValueError("burstprop compares the taught state with the free one (state.free), which this "
+                             "presentation did not settle: present it under dynamics.mode steady")
+        return torch.sub(state[name].burst, state.free[name].burst)
