@@ -147,6 +147,9 @@ class NeuronModel(nn.Module):
     #: variables from its summed apical input, None for none) and ``teach(s, target)`` (the
     #: output's from the target, None for no teacher)
     settles_in_sweep: ClassVar[bool] = False
+    #: the variables that sweep fills in (not the forward pass): an apical projection reading
+    #: one must come from a population the sweep reaches first, one above its target
+    swept_variables: ClassVar[tuple[str, ...]] = ()
 
     #: the class of one presentation's values of the model's variables (a subclass may add
     #: aliases, as the interneuron's ``dendrite`` for ``basal``)

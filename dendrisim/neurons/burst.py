@@ -92,6 +92,7 @@ class BurstPopulation(NeuronModel):
     offers_apical = True
     #: settled by the steady scheme's top-down sweep: its apical input never moves its rate
     settles_in_sweep = True
+    swept_variables = ("apical", "burst_prob", "burst", "error")
 
     def __init__(self, name: str, shape: tuple[int, ...], activation: Activation, options: BurstOptions):
         super().__init__(name, shape)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+import networkx as nx
 import torch
 
 from ..losses import output_error
@@ -23,6 +24,27 @@ class SteadyState(SettlingScheme):
     runs_relaxation = True
     sweeps_circuits = True
     settles_free = True
+
+    @classmethod
+    def check(cls, config, graph, *, file: str) -> None:
+        """The base checks, and the sweep's order: an apical projection that reads a variable the
+        sweep fills in (a burst rate) comes from a population above its target (the target
+        reaches it through basal projections), which the top-down sweep settles first."""
+        super().check(config, graph, file=file)
+        from ..config.graph import feedforward_graph, model_of
+        from ..errors import ConfigError
+
+        ff = feedforward_graph(graph)
+        for i, proj in enumerate(config.projections):
+            source = model_of(config.populations[proj.source])
+            if proj.compartment != "apical" or proj.reads not in source.swept_variables:
+                continue
+            if not nx.has_path(ff, proj.target, proj.source):
+                raise ConfigError(
+                    f"{proj.name} reads {proj.source}.{proj.reads}, which the top-down sweep fills in, but "
+                    f"{proj.source} is not above {proj.target} ({proj.target} does not reach it through basal "
+                    f"projections), so the sweep settles {proj.target} first; project from a population above it",
+                    file=file, path=f"projections[{i}].from")
 
     def _present(self, network, rule: Rule, state: State, capture: Optional[torch.Tensor]) -> Presentation:
         if state.target is None:
