@@ -93,6 +93,8 @@ class BurstPopulation(NeuronModel):
     #: settled by the steady scheme's top-down sweep: its apical input never moves its rate
     settles_in_sweep = True
     swept_variables = ("apical", "burst_prob", "burst", "error")
+    twin_type = "pyramidal"  # the same event rates, f(v_B), without bursts
+    twin_renames = {"event": "rate"}
 
     def __init__(self, name: str, shape: tuple[int, ...], activation: Activation, options: BurstOptions):
         super().__init__(name, shape)
