@@ -73,8 +73,8 @@ class BurstState(PopulationState):
 
 @NEURONS.register("burst")
 class BurstPopulation(NeuronModel):
-    """Burst-multiplexing pyramidal neurons (module docstring): event rate forward, burst
-    probability set by the apical potential, burst rate back."""
+    """Burst-multiplexing pyramidal neurons: event rate forward, burst probability set by the
+    apical potential, burst rate back (docs/howto/burst.md has the equations)."""
 
     variables = {"soma": "somatic potential: the basal drive (steady state)",
                  "basal": "basal dendrite's drive v_B = Σ W e_pre + b",
