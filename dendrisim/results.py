@@ -65,6 +65,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from .errors import DendrisimError, FileFormatError
+from .depth import SUITE as DEPTH_SUITE
 from .paper import MEMORY_STEPS, NOT_RUN, SUITE as PAPER_SUITE, TIMING, bench_step_ms
 from .suites import Comparison, Contender
 from .paths import path_arg, user_error
@@ -158,6 +159,7 @@ SUITES = {
                    "models/microcircuit_fmnist.yaml", DENDRITIC, epochs=0, tune=3, tune_epochs=0,
                    needs="fashion_mnist"),
     ],
+    "depth": DEPTH_SUITE,  # dendrisim/depth.py: 1, 3 and 5 hidden populations, five rules
     "paper": PAPER_SUITE,  # dendrisim/paper.py: Lv et al. 2025's rows at its settings, its numbers beside ours
 }
 
@@ -242,6 +244,14 @@ def write_derived(comparison: "Comparison", folder: Path) -> Path:
     from dendrisim.config.loader import read_yaml
 
     return write_model(comparison.derive(read_yaml(ROOT / comparison.model)), folder / "model.yaml")
+
+
+def comparison_model(comparison: "Comparison") -> dict:
+    """The comparison's model mapping: its model file, as ``comparison.derive`` makes it when given."""
+    from dendrisim.config.loader import read_yaml
+
+    model = read_yaml(ROOT / comparison.model)
+    return comparison.derive(model) if comparison.derive is not None else model
 
 
 def write_model(model: dict, path: Path) -> Path:
@@ -329,7 +339,9 @@ def here(path) -> str:
 
 def command(comparison: Comparison, contender: Contender, args, folder: Path) -> list[str]:
     """The compare_rules.py command of one contender, run from the repository root."""
-    if contender.twin:
+    if contender.derive is not None:
+        model = here(write_model(contender.derive(comparison_model(comparison)), folder / "model.yaml"))
+    elif contender.twin:
         model = here(write_twin(comparison, folder.parent))
     elif comparison.derive is not None:
         model = here(write_derived(comparison, folder.parent))

@@ -17,6 +17,7 @@ class Contender:
     twin: bool = False  # runs on the feedforward twin of the comparison's circuit (feedforward_twin)
     paper: tuple = ()  # what Lv et al. 2025 report for it (dendrisim.paper.Quote), shown beside ours
     differs: str = ""  # one line: how our setting differs from the paper's
+    derive: Optional[Callable[[dict], dict]] = None  # its own model file: derive(the comparison's) (in its folder)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,173 @@
+"""The depth study (``dendrisim results --suite depth``, issue 28): which dendritic rules keep
+learning as a network gets deeper. Fashion-MNIST MLPs with 1, 3 and 5 hidden populations of
+:data:`WIDTH` sigmoid units; backprop, DLL, the Sacramento microcircuit with random top-down
+weights, BurstCCN and burstprop.
+
+Each depth has ONE description, :func:`network`: the feedforward network of
+``models/burstccn_fmnist.yaml`` (Greedy et al. 2022's MNIST network: sigmoid units, Xavier
+initialisation with gain 3.6, batches of 32) with ``depth`` hidden populations of ``WIDTH``
+units. Every contender's model file is derived from it by adding only what its rule needs
+(:func:`steady`, :func:`microcircuit`, :func:`burst`), and written beside the contender's
+results (``OUT/depth_N/CONTENDER/model.yaml``), so the populations, the forward projections,
+their initialisation, the task and the steps are the same for every rule by construction.
+Each rule keeps the optimizer it is published with (Adam for bp, DLL and the microcircuit,
+plain SGD for the burst rules); the tuning searches its learning rate from a tenth to ten
+times the file's.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Callable
+
+from .suites import Comparison, Contender
+
+#: hidden units per population (every population of every depth); small enough that the
+#: whole study fits about an hour on two shared cores
+WIDTH = 100
+DEPTHS = (1, 3, 5)
+#: the shared model file the descriptions are derived from
+BASE = "models/burstccn_fmnist.yaml"
+#: every epoch is cut to this many steps of 32 samples (25 600 of the 54 000 training samples)
+STEPS_PER_EPOCH = 800
+EPOCHS = 6
+TUNE, TUNE_EPOCHS = 3, 2
+ADAM = {"type": "adam", "lr": 1.0e-3}
+SGD = {"type": "sgd", "lr": 0.1}
+
+
+def hidden_names(depth: int) -> list[str]:
+    return [f"h{i + 1}" for i in range(depth)]
+
+
+def network(model: dict, depth: int, width: int = WIDTH) -> dict:
+    """The description of one depth: ``model``'s input, output, task and forward projections'
+    initialisation, with ``depth`` hidden pyramidal populations of ``width`` sigmoid units
+    (h1 ... hD) chained by basal projections; no apical projections, no rule of its own."""
+    pops = model["populations"]
+    first = next(p for p in model["projections"] if p.get("compartment", "basal") == "basal")
+    init = copy.deepcopy(first.get("init"))
+    names = ["input", *hidden_names(depth), "out"]
+    populations = {"input": dict(pops["input"])}
+    for name in names[1:-1]:
+        populations[name] = {"type": "pyramidal", "size": int(width), "activation": "sigmoid"}
+    populations["out"] = {"type": "pyramidal", "size": int(pops["out"]["size"]), "activation": "sigmoid"}
+    projections = [{"from": a, "to": b, **({"init": copy.deepcopy(init)} if init else {})}
+                   for a, b in zip(names, names[1:])]
+    shape = "-".join(["784", *[str(width)] * depth, str(populations["out"]["size"])])
+    return {"name": f"depth_{depth}", "description": f"{shape} sigmoid MLP on Fashion-MNIST (dendrisim.depth.network, "
+            f"from {model['name']})", "task": dict(model["task"]), "populations": populations,
+            "projections": projections, "plasticity": {"rule": "bp"}, "optimizer": dict(ADAM),
+            "training": {"epochs": EPOCHS, "seed": 0, "max_steps_per_epoch": STEPS_PER_EPOCH},
+            "recording": {"enabled": False}}
+
+
+def describe(depth: int) -> Callable[[dict], dict]:
+    """The comparison's ``derive``: the description of ``depth`` from :data:`BASE`."""
+    def derive(model: dict) -> dict:
+        return network(model, depth)
+    derive.__qualname__ = f"network{depth}"
+    return derive
+
+
+def _hidden(model: dict) -> list[str]:
+    return [n for n, p in model["populations"].items() if n not in ("input", "out") and p["type"] == "pyramidal"]
+
+
+def steady(rule: str) -> Callable[[dict], dict]:
+    """bp and DLL: the description as it is (the steady sweep, Adam)."""
+    def derive(model: dict) -> dict:
+        out = copy.deepcopy(model)
+        out["name"] = f"{model['name']}_{rule}"
+        out["plasticity"] = {"rule": rule}
+        out["optimizer"] = dict(ADAM)
+        return out
+    derive.__qualname__ = f"steady_{rule}"
+    return derive
+
+
+def microcircuit(model: dict) -> dict:
+    """The Sacramento et al. (2018) circuit on the description: an interneuron population i_k
+    beside every hidden population h_k that predicts the population above it (nudged toward
+    it one to one) and cancels its top-down input; fixed random top-down weights (the
+    shipped circuits' uniform scale), learned lateral ones; the shipped circuits' Euler
+    dynamics, conductances and linear output, and a first epoch without a teacher (the
+    self-predicting phase), counted in the epochs like every other."""
+    out = copy.deepcopy(model)
+    hidden = _hidden(model)
+    above = [*hidden[1:], "out"]
+    pops = {"input": out["populations"]["input"]}
+    for h, a in zip(hidden, above):
+        pops[h] = out["populations"][h]
+        pops[f"i{h[1:]}"] = {"type": "interneuron", "size": "auto", "activation": "auto"}
+    pops["out"] = {**out["populations"]["out"], "activation": "linear"}
+    out["populations"] = pops
+    top = {"uniform": {"low": -1.0, "high": 1.0}}
+    projections = list(out["projections"])
+    init = {k: v for k, v in projections[1].items() if k == "init"}  # a hidden-to-hidden (or -output) one
+    for h, a in zip(hidden, above):
+        i = f"i{h[1:]}"
+        projections += [{"from": h, "to": i, **copy.deepcopy(init)},
+                        {"from": a, "to": h, "compartment": "apical", "init": copy.deepcopy(top)},
+                        {"from": i, "to": h, "compartment": "apical", "init": copy.deepcopy(top), "lr_scale": 0.1},
+                        {"from": a, "to": i, "compartment": "soma"}]
+    out["projections"] = projections
+    out["name"] = f"{model['name']}_microcircuit"
+    out["plasticity"] = {"rule": "mc_basal"}
+    out["optimizer"] = dict(ADAM)
+    out["dynamics"] = {"mode": "euler", "dt": 0.3, "steps": 10, "tau": 1.0, "g_leak": 0.1, "g_basal": 1.0,
+                       "g_apical": 0.8, "g_dendrite": 1.0, "g_som": 0.8}
+    learn = [p for h in hidden for p in (f"{h}->i{h[1:]}", f"i{h[1:]}->{h}")]
+    training = {k: v for k, v in out["training"].items() if k != "epochs"}
+    training["phases"] = [{"name": "self_predicting", "epochs": 1, "teacher": False, "learn": learn,
+                           "lr_scale": {p: 5 for p in learn}},
+                          {"name": "learning", "epochs": model["training"]["epochs"] - 1, "teacher": True}]
+    out["training"] = training
+    return out
+
+
+def burst(rule: str) -> Callable[[dict], dict]:
+    """BurstCCN and burstprop on the description: every hidden and output population burst
+    neurons (sigmoid event rates), top-down Y projections of the burst rate of the
+    population above (fixed, random normal, as models/burstccn_fmnist.yaml) into every hidden
+    population, and for BurstCCN the subtractive Q projections of its event rate (Q = p_b Y
+    at the start); plain SGD as in Greedy et al."""
+    def derive(model: dict) -> dict:
+        out = copy.deepcopy(model)
+        hidden = _hidden(model)
+        for name in [*hidden, "out"]:
+            out["populations"][name] = {**out["populations"][name], "type": "burst"}
+        projections = list(out["projections"])
+        for h, a in zip(hidden, [*hidden[1:], "out"]):
+            projections.append({"from": a, "to": h, "compartment": "apical", "reads": "burst",
+                                "init": {"normal": {"std": 1.0}}})
+            if rule == "burstccn":
+                projections.append({"from": a, "to": h, "compartment": "apical", "reads": "event"})
+        out["projections"] = projections
+        out["name"] = f"{model['name']}_{rule}"
+        out["plasticity"] = {"rule": rule}
+        out["optimizer"] = dict(SGD)
+        return out
+    derive.__qualname__ = f"burst_{rule}"
+    return derive
+
+
+CONTENDERS = (
+    Contender("bp", "bp", (), "backprop (Adam)", derive=steady("bp")),
+    Contender("dll", "dll", (), "DLL, steady state (Adam)", derive=steady("dll")),
+    Contender("microcircuit", "mc_basal", (), "Sacramento et al.'s circuit: interneurons, fixed random top-down "
+              "weights, Euler dynamics, 1 self-predicting epoch, then learning (Adam)", derive=microcircuit),
+    Contender("burstccn", "burstccn", (), "BurstCCN: burst neurons, fixed random Y, Q = p_b Y (SGD)",
+              derive=burst("burstccn")),
+    Contender("burstprop", "burstprop", (), "burstprop: burst neurons, fixed random Y, no Q (SGD)",
+              derive=burst("burstprop")),
+)
+
+
+def comparison(depth: int) -> Comparison:
+    shape = "-".join(["784", *[str(WIDTH)] * depth, "10"])
+    return Comparison(f"depth_{depth}", f"{depth} hidden population{'s' if depth > 1 else ''}: {shape} sigmoid "
+                      "on Fashion-MNIST", BASE, CONTENDERS, epochs=EPOCHS, tune=TUNE, tune_epochs=TUNE_EPOCHS,
+                      needs="fashion_mnist", derive=describe(depth))
+
+
+SUITE = [comparison(d) for d in DEPTHS]
