@@ -31,6 +31,10 @@ Suites:
 - ``burst``: BurstCCN (``models/burstccn_fmnist.yaml``, Greedy et al. 2022) against bp and
   fa on its feedforward twin, whose burst neurons are pyramidal ones (the same event rates,
   ``twin_type``), on Fashion-MNIST;
+- ``depth``: which dendritic rules keep learning as the network deepens: bp, dll, the
+  microcircuit, burstccn and burstprop on Fashion-MNIST MLPs with 1, 3 and 5 hidden
+  populations of 100 sigmoid units; every contender's model file is derived from one
+  description per depth (:mod:`dendrisim.depth`) and written into its folder;
 - ``paper``: the rows of Lv et al. 2025's Tables 1, 2, 3, 5, 6 and 7 that run from data at
   hand, at the paper's settings and number of seeds, untuned, each beside the number the
   paper reports (:mod:`dendrisim.paper`).
