@@ -171,3 +171,42 @@ def comparison(depth: int) -> Comparison:
 
 
 SUITE = [comparison(d) for d in DEPTHS]
+
+
+# ----------------------------------------------------------------------------- the figure
+def errors(report: dict) -> dict[str, dict[int, list[float]]]:
+    """Test error (%) per contender and depth from the suite's report (OUT/depth.json, or
+    results.json's ``depth`` entry): contender -> depth -> one value per seed."""
+    found: dict[str, dict[int, list[float]]] = {}
+    for comparison in report["comparisons"]:
+        if comparison.get("skipped"):
+            continue
+        depth = int(comparison["name"].split("_")[1])
+        for label, row in comparison["contenders"].items():
+            found.setdefault(label, {})[depth] = [100.0 * (1.0 - v) for v in row["test"]]
+    return found
+
+
+def plot(report: dict, path) -> None:
+    """Test error against depth, one line per contender (mean over seeds), as a PNG at ``path``."""
+    import statistics
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for label, by_depth in errors(report).items():
+        depths = sorted(by_depth)
+        ax.plot(depths, [statistics.mean(by_depth[d]) for d in depths], marker="o", label=label)
+    ax.set_xticks(list(DEPTHS))
+    ax.set_xlabel("hidden populations (100 sigmoid units each)")
+    ax.set_ylabel("test error (%)")
+    ax.set_yscale("log")
+    ax.set_title("Fashion-MNIST: test error against depth")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -91,3 +91,15 @@ def test_command_names_the_model_written_in_the_contenders_folder(tmp_path):
     written = Path(cmd[cmd.index("scripts/compare_rules.py") + 1])
     assert written.resolve() == (folder / "model.yaml").resolve()
     assert load_experiment(written, []).rule.rule == "burstccn"
+
+
+def test_the_figure_has_one_line_per_rule_and_errors_in_percent(tmp_path):
+    report = {"comparisons": [
+        {"name": f"depth_{d}", "contenders": {"bp": {"test": [0.9]}, "microcircuit": {"test": [0.9 - 0.1 * i]}}}
+        for i, d in enumerate(depth_suite.DEPTHS)] + [{"name": "depth_7", "skipped": "no data"}]}
+    found = depth_suite.errors(report)
+    assert found["bp"] == {1: pytest.approx([10.0]), 3: pytest.approx([10.0]), 5: pytest.approx([10.0])}
+    assert found["microcircuit"][5] == pytest.approx([30.0])
+    path = tmp_path / "depth.png"
+    depth_suite.plot(report, path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
