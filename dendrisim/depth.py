@@ -32,6 +32,7 @@ BASE = "models/burstccn_fmnist.yaml"
 STEPS_PER_EPOCH = 800
 EPOCHS = 10
 TUNE, TUNE_EPOCHS = 4, 2
+SEEDS = (0, 1, 2)
 ADAM = {"type": "adam", "lr": 1.0e-3}
 
 
@@ -167,7 +168,7 @@ def comparison(depth: int) -> Comparison:
     shape = "-".join(["784", *[str(WIDTH)] * depth, "10"])
     return Comparison(f"depth_{depth}", f"{depth} hidden population{'s' if depth > 1 else ''}: {shape} sigmoid "
                       "on Fashion-MNIST", BASE, CONTENDERS, epochs=EPOCHS, tune=TUNE, tune_epochs=TUNE_EPOCHS,
-                      needs="fashion_mnist", derive=describe(depth))
+                      seeds=SEEDS, needs="fashion_mnist", derive=describe(depth))
 
 
 SUITE = [comparison(d) for d in DEPTHS]

@@ -24,7 +24,8 @@ def main() -> int:
     data = json.loads(Path(args.report).read_text())
     report = data if data.get("suite") == "depth" else data.get("depth")
     if report is None:
-        print(f"error: {args.report}: no depth suite in it; run scripts/results.py --suite depth first", file=sys.stderr)
+        print(f"error: {args.report}: no depth suite in it; run scripts/results.py --suite depth first",
+              file=sys.stderr)
         return 2
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     plot(report, args.out)
