@@ -103,3 +103,18 @@ def test_the_figure_has_one_line_per_rule_and_errors_in_percent(tmp_path):
     path = tmp_path / "depth.png"
     depth_suite.plot(report, path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_results_page_shows_the_depth_suites_output_and_its_figure():
+    """The page's depth table is the rendering of results.json's depth entry (not hand-typed),
+    and the figure it shows is committed."""
+    import json
+
+    from dendrisim import results
+
+    repo = Path(results.__file__).resolve().parent.parent
+    page = repo / "docs" / "results.md"
+    report = json.loads((repo / "results.json").read_text())["depth"]
+    assert results.page_block(page, "depth") == results.render(report)
+    assert [c["name"] for c in report["comparisons"]] == ["depth_1", "depth_3", "depth_5"]
+    assert "](images/depth.png)" in page.read_text() and (repo / "docs" / "images" / "depth.png").is_file()
