@@ -189,6 +189,26 @@ def errors(report: dict) -> dict[str, dict[int, list[float]]]:
     return found
 
 
+def error_table(report: dict) -> str:
+    """The suite's summary as the Results page shows it under its tables: test error (%, mean ±
+    std over seeds) per rule and depth, and its change from the shallowest to the deepest."""
+    import statistics
+
+    found = errors(report)
+    depths = sorted({d for by_depth in found.values() for d in by_depth})
+    cell = lambda v: (f"{statistics.mean(v):.2f} ± {statistics.stdev(v):.2g}%" if len(v) > 1
+                      else f"{v[0]:.2f}%")
+    lines = ["**Test error (%) against depth** (100 − the test accuracy above; mean ± std over seeds)", "",
+             "| rule | " + " | ".join(f"{d} hidden" for d in depths) + f" | {depths[-1]} − {depths[0]} |",
+             "|---" * (len(depths) + 2) + "|"]
+    for label, by_depth in found.items():
+        cells = [cell(by_depth[d]) if d in by_depth else "—" for d in depths]
+        change = (f"{statistics.mean(by_depth[depths[-1]]) - statistics.mean(by_depth[depths[0]]):+.2f} points"
+                  if depths[0] in by_depth and depths[-1] in by_depth else "—")
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {change} |")
+    return "\n".join(lines) + "\n"
+
+
 def plot(report: dict, path) -> None:
     """Test error against depth, one line per contender (mean over seeds, bars: their standard
     deviation where there are several), chance (90 %) dashed, as a PNG at ``path``."""

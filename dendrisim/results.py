@@ -607,6 +607,10 @@ def render(report: dict) -> str:
                          + "".join(f" {other(row, k)} |" for k in extra)
                          + f" {row['seconds_per_epoch']:.3g} | {tuned} |")
         lines.append("")
+    if report["suite"] == "depth":  # the study's question at a glance: error against depth
+        from .depth import error_table
+
+        lines += [error_table(report)]
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -118,3 +118,12 @@ def test_the_results_page_shows_the_depth_suites_output_and_its_figure():
     assert results.page_block(page, "depth") == results.render(report)
     assert [c["name"] for c in report["comparisons"]] == ["depth_1", "depth_3", "depth_5"]
     assert "](images/depth.png)" in page.read_text() and (repo / "docs" / "images" / "depth.png").is_file()
+
+
+def test_the_error_table_is_100_minus_accuracy_per_rule_and_depth():
+    report = {"suite": "depth", "comparisons": [
+        {"name": "depth_1", "contenders": {"bp": {"test": [0.9, 0.8]}}},
+        {"name": "depth_5", "contenders": {"bp": {"test": [0.7, 0.7]}}}]}
+    table = depth_suite.error_table(report)
+    assert "| rule | 1 hidden | 5 hidden | 5 − 1 |" in table
+    assert "| bp | 15.00 ± 7.1% | 30.00 ± 0% | +15.00 points |" in table
