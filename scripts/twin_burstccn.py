@@ -17,13 +17,20 @@ Then both see the same batches (Fashion-MNIST through dendrisim's loader, or ran
 the largest absolute difference of W, b, Y and Q between the two (in dendrisim's layout) and
 fails (exit 1) above ``--tol``. Cases (``--case``, default all): Q learning with fixed random
 Y on 784-100-100-10 and on a 5-hidden-layer MLP, Y and Q learning, symmetric Y, and tied Y
-and Q. The reference's Q (and Y) learning rate is ``lr × lr_scale`` of dendrisim's Q (Y)
-projection.
+and Q; and dendrisim's ``burstprop`` against the public code's ``BurstProp`` (no recurrent
+input), random and tied Y. The reference's Q (and Y) learning rate is ``lr × lr_scale`` of
+dendrisim's Q (Y) projection. The public BurstProp's hidden burst probability is
+``σ(v_A (1 − e))``, without BurstCCN's factor 4: its twin sets ``burst_gain: 1``.
 
 ``--bench``: the time of one training step (forward, settle/backward, updates) per
 presentation of both on one CPU thread, on the same network and batch size, in interleaved
-rounds; dendrisim's step is the training loop's (``dendrisim.Trainer.step``), the reference's
-``forward``, ``backward``, ``loss`` and ``update_weights`` as its trainer runs them.
+rounds; dendrisim's step is the training loop's (``Trainer.train_step``, as
+``dendrisim.runner.train_epoch`` runs it; the API's ``dendrisim.Trainer.step``, which first
+checks the batch's shape, dtype and values for NaN/Inf, is a row of its own), the reference's
+``forward``, ``backward``, ``loss`` and ``update_weights`` as its trainer runs them (its
+backward also computes the backprop and feedback-alignment gradients it logs angles with).
+A third row, ``plain``, is the same step in a few lines of plain torch (written here, checked
+against dendrisim's): the arithmetic without any framework around it.
 
     python scripts/twin_burstccn.py --reference /path/to/BurstCCN
     python scripts/twin_burstccn.py --reference /path/to/BurstCCN --data random --steps 20
@@ -59,6 +66,7 @@ class Case:
     q_mode: str = "symmetric_init"  # the reference's Q_mode: symmetric_init, tied
     y_learning: bool = False
     q_learning: bool = True
+    rule: str = "burstccn"  # or burstprop: the public code's BurstProp network (no Q, p = σ(v_A (1 − e)))
 
 
 CASES = {c.name: c for c in (
@@ -67,6 +75,8 @@ CASES = {c.name: c for c in (
     Case("y_and_q_learning", (100, 100), y_learning=True),
     Case("symmetric", (100, 100), y_mode="symmetric_init"),
     Case("tied", (100, 100), y_mode="tied", q_mode="tied", q_learning=False),
+    Case("burstprop", (100, 100), q_learning=False, rule="burstprop"),
+    Case("burstprop_tied", (100, 100), y_mode="tied", q_learning=False, rule="burstprop"),
 )}
 
 FEEDBACK = {"random_init": "random", "symmetric_init": "symmetric", "tied": "tied"}
@@ -75,7 +85,7 @@ CANCEL = {"symmetric_init": "symmetric", "tied": "tied"}
 
 # ---------------------------------------------------------------------- the reference
 def import_reference(folder: Path):
-    """``(BurstCCN, SGDOptimiser)`` of the public code in ``folder``, with a stub wandb."""
+    """``(BurstCCN, SGDOptimiser, BurstProp)`` of the public code in ``folder``, with a stub wandb."""
     if not (folder / "modules" / "networks_burstccn.py").is_file():
         raise SystemExit(f"error: --reference {folder}: no modules/networks_burstccn.py there; give the folder of "
                          "a neuralml/BurstCCN checkout")
@@ -83,18 +93,27 @@ def import_reference(folder: Path):
     sys.path.insert(0, str(folder))
     try:
         from modules.networks_burstccn import BurstCCN
+        from modules.networks_burstprop import BurstProp
         from modules.optimisers import SGDOptimiser
     finally:
         sys.path.remove(str(folder))
-    return BurstCCN, SGDOptimiser
+    return BurstCCN, SGDOptimiser, BurstProp
 
 
 class Reference:
-    """The public BurstCCN MLP and its trainer's step (forward, backward, loss, update)."""
+    """The public BurstCCN (or BurstProp) MLP and its trainer's step (forward, backward,
+    loss, update)."""
 
     def __init__(self, classes, case: Case, *, n_in: int, n_out: int, lr: float, lr_y: float, lr_q: float):
-        BurstCCN, SGDOptimiser = classes
+        BurstCCN, SGDOptimiser, BurstProp = classes
         n = len(case.hidden)
+        self.rule = case.rule
+        if case.rule == "burstprop":  # its sizes are fixed at 784 in, 10 out
+            self.model = BurstProp(p_baseline=0.5, n_hidden_layers=n, n_hidden_units=case.hidden[0],
+                                   recurrent_input=False, Y_learning=False, Y_mode=case.y_mode, Y_scale=1.0,
+                                   recurrent_learning=False, recurrent_scale=1.0, device="cpu")
+            self.lrs = [lr] * (n + 1)
+            return
         self.model = BurstCCN(n_inputs=n_in, n_outputs=n_out, p_baseline=0.5, n_hidden_layers=n,
                               n_hidden_units=case.hidden[0], Y_mode=case.y_mode, Q_mode=case.q_mode, Y_scale=1.0,
                               Q_scale=1.0, Y_learning=case.y_learning, Q_learning=case.q_learning, device="cpu")
@@ -105,10 +124,18 @@ class Reference:
     def layers(self):
         return self.model.classification_layers
 
+    def y_of(self, i: int) -> torch.Tensor:
+        """Hidden layer ``i``'s Y in dendrisim's layout ``[n_i, n_above]``: BurstCCN keeps it
+        on the layer (``apic = b_above @ Y``), BurstProp on the layer above (``b @ weight_Y``)."""
+        return (self.layers[i + 1] if self.rule == "burstprop" else self.layers[i]).weight_Y.t()
+
     def step(self, x: torch.Tensor, t: torch.Tensor) -> float:
         out = self.model(x)
         self.model.backward(t)
         loss = self.model.loss(out, t)
+        if self.rule == "burstprop":  # its updates are sums, divided by batch_size here
+            self.model.update_weights(lr=self.lrs, batch_size=x.shape[0])
+            return float(loss)
         self.model.update_weights(lrs=self.lrs, lrs_Y=self.lrs_y, lrs_Q=self.lrs_q, optimiser=self.optimiser)
         return float(loss)
 
@@ -128,12 +155,20 @@ def model_dict(case: Case, *, dataset: str, batch: int, lr: float, y_scale: floa
     for below, above in zip(names[1:-1], names[2:]):
         projections.append({"from": above, "to": below, "compartment": "apical", "reads": "burst",
                             "init": {"normal": {"std": 1.0}}, "learnable": case.y_learning, "lr_scale": y_scale})
+        if case.rule == "burstprop":
+            continue
         projections.append({"from": above, "to": below, "compartment": "apical", "reads": "event",
                             "learnable": case.q_learning, "lr_scale": q_scale})
+    plasticity = {"rule": case.rule, "feedback": FEEDBACK[case.y_mode]}
+    if case.rule == "burstccn":
+        plasticity["cancel"] = CANCEL[case.q_mode]
+    else:  # the public BurstProp's hidden burst probability is σ(v_A (1 − e)), without BurstCCN's 4
+        for h in names[1:-1]:
+            pops[h]["burst_gain"] = 1.0
     return {"name": f"twin_{case.name}",
             "task": {"type": "classification", "dataset": dataset, "batch_size": batch, "validation_fraction": 0.1},
             "populations": pops, "projections": projections,
-            "plasticity": {"rule": "burstccn", "feedback": FEEDBACK[case.y_mode], "cancel": CANCEL[case.q_mode]},
+            "plasticity": plasticity,
             "optimizer": {"type": "sgd", "lr": lr},
             "training": {"epochs": 1, "seed": 0},
             "recording": {"enabled": False}}
@@ -167,7 +202,9 @@ def pairs(case: Case, trainer, ref: Reference) -> list[tuple[str, str, torch.Ten
         out.append((f"{a}->{b}", "b", projs[f"{a}->{b}"].bias, layer.bias))
         if b != "out":
             above = names[i + 2]
-            out.append((f"{above}:burst->{b}", "Y", projs[f"{above}:burst->{b}"].weight, layer.weight_Y.t()))
+            out.append((f"{above}:burst->{b}", "Y", projs[f"{above}:burst->{b}"].weight, ref.y_of(i)))
+            if case.rule == "burstprop":
+                continue
             out.append((f"{above}:event->{b}", "Q", projs[f"{above}:event->{b}"].weight, -layer.weight_Q.t()))
     return out
 
@@ -204,8 +241,9 @@ def pairs_dendrisim(case: Case, trainer) -> list[tuple[str, str, torch.Tensor]]:
         out += [(f"{a}->{b}", "W", projs[f"{a}->{b}"].weight), (f"{a}->{b}.bias", "b", projs[f"{a}->{b}"].bias)]
         if b != "out":
             above = names[i + 2]
-            out += [(f"{above}:burst->{b}", "Y", projs[f"{above}:burst->{b}"].weight),
-                    (f"{above}:event->{b}", "Q", projs[f"{above}:event->{b}"].weight)]
+            out.append((f"{above}:burst->{b}", "Y", projs[f"{above}:burst->{b}"].weight))
+            if case.rule != "burstprop":
+                out.append((f"{above}:event->{b}", "Q", projs[f"{above}:event->{b}"].weight))
     return out
 
 
@@ -234,9 +272,10 @@ def twin(case: Case, args, classes, out: Path) -> float:
     trainer, ref = setup(case, args, classes, out)
     start = {label: w.detach().clone() for label, _, w in pairs_dendrisim(case, trainer)}
     arch = "-".join(map(str, [784, *case.hidden, trainer.network.output.size]))
-    print(f"\n{case.name}: {arch}, Y {case.y_mode}{' learning' if case.y_learning else ''}, "
-          f"Q {case.q_mode}{' learning' if case.q_learning else ''}, lr {args.lr:g}, "
-          f"lr_Y {args.lr * args.y_scale:g}, lr_Q {args.lr * args.q_scale:g}, batch {args.batch}, {args.data} data")
+    q = "none" if case.rule == "burstprop" else case.q_mode + (" learning" if case.q_learning else "")
+    print(f"\n{case.name}: {case.rule} {arch}, Y {case.y_mode}{' learning' if case.y_learning else ''}, Q {q}, "
+          f"lr {args.lr:g}, lr_Y {args.lr * args.y_scale:g}, lr_Q {args.lr * args.q_scale:g}, batch {args.batch}, "
+          f"{args.data} data")
     print(f"{'step':>4} {'loss':>9} {'|dW|':>9} {'|db|':>9} {'|dY|':>9} {'|dQ|':>9}   (max abs difference)")
     diff = differences(case, trainer, ref)
     worst = max(diff.values())
@@ -255,43 +294,101 @@ def twin(case: Case, args, classes, out: Path) -> float:
 
 
 # ---------------------------------------------------------------------- the speed
+class Plain:
+    """The same BurstCCN step in a few lines of plain torch (forward, sweep, updates, in
+    place, nothing else): how fast the arithmetic alone runs, beside the two programs.
+    Written here from the equations, in dendrisim's layout; checked against dendrisim's step."""
+
+    def __init__(self, case: Case, trainer, *, lr: float, lr_q: float, p_b: float = 0.5):
+        names, projs = population_names(case), trainer.network.projections
+        self.W = [projs[f"{a}->{b}"].weight.detach().clone() for a, b in zip(names, names[1:])]
+        self.b = [projs[f"{a}->{b}"].bias.detach().clone() for a, b in zip(names, names[1:])]
+        self.Y = [projs[f"{a}:burst->{b}"].weight.detach().clone() for b, a in zip(names[1:-1], names[2:])]
+        self.Q = [projs[f"{a}:event->{b}"].weight.detach().clone() for b, a in zip(names[1:-1], names[2:])]
+        self.lr, self.lr_q, self.p_b = lr, lr_q, p_b
+
+    def step(self, x: torch.Tensor, t: torch.Tensor) -> None:
+        es = [x]
+        for w, b in zip(self.W, self.b):
+            es.append(torch.addmm(b, es[-1], w.t()).sigmoid_())
+        e, n, p_b = es[-1], x.shape[0], self.p_b
+        burst = (t - e).mul_(1 - e).add_(1).mul_(p_b).mul_(e)  # p e at the output
+        errors, q_grads = [burst - p_b * e], []
+        for i in range(len(self.Y) - 1, -1, -1):  # top-down: v_A = Y b_above + W_Q e_above
+            e_above, e = es[i + 2], es[i + 1]
+            v = torch.addmm(burst @ self.Y[i].t(), e_above, self.Q[i].t())
+            q_grads.append((i, v.t() @ e_above))
+            burst = (v * (1 - e)).mul_(4.0).sigmoid_().mul_(e)
+            errors.append(burst - p_b * e)
+        for i, err in enumerate(reversed(errors)):
+            self.W[i].addmm_(err.t(), es[i], alpha=self.lr / n)
+            self.b[i].add_(err.sum(0), alpha=self.lr / n)
+        for i, g in q_grads:
+            self.Q[i].sub_(g, alpha=self.lr_q / n)
+
+
 def bench(args, classes, out: Path) -> int:
     torch.set_num_threads(1)
     case = CASES[args.bench_case]
+    if case.rule != "burstccn" or case.y_learning or case.y_mode != "random_init":
+        raise SystemExit(f"error: --bench-case {case.name}: the bench times burstccn with fixed random Y (Q learning "
+                         "or not); choose q_learning or q_learning_deep")
     trainer, ref = setup(case, args, classes, out)
+    plain = Plain(case, trainer, lr=args.lr, lr_q=args.lr * args.q_scale if case.q_learning else 0.0)
     x_all, y_all = trainer.task.train.x, trainer.task.train.y
     n = args.steps_per_round
     xs = [x_all[i * args.batch:(i + 1) * args.batch] for i in range(n)]
     ys = [y_all[i * args.batch:(i + 1) * args.batch] for i in range(n)]
     flat = [trainer.task.inputs(x).flatten(1).contiguous() for x in xs]
-    ts = [torch.nn.functional.one_hot(y, trainer.network.output.size).float() for y in ys]
+    ts = [torch.nn.functional.one_hot(y, trainer.network.output.size).to(flat[0].dtype) for y in ys]
 
-    def mine() -> None:
+    # the plain step is the same step: one step of each from the same weights
+    trainer.step(xs[0], ys[0])
+    plain.step(flat[0], ts[0])
+    names = population_names(case)
+    mine = [trainer.network.projections[f"{a}->{b}"].weight for a, b in zip(names, names[1:])]
+    gap = max(float((a.detach() - b).abs().max()) for a, b in zip(mine, plain.W))
+    if gap > args.tol:
+        raise SystemExit(f"error: the plain torch step differs from dendrisim's by {gap:.2e} (> {args.tol:g})")
+
+    def run_dendrisim() -> None:  # the training loop's step (dendrisim.runner.train_epoch)
+        for x, y in zip(xs, ys):
+            trainer.train_step(x, y)
+
+    def run_api() -> None:  # the API's step: the same, after checking the batch (shape, dtype, NaN/Inf)
         for x, y in zip(xs, ys):
             trainer.step(x, y)
 
-    def theirs() -> None:
+    def run_reference() -> None:
         for x, t in zip(flat, ts):
             ref.step(x, t)
 
-    mine(), theirs()  # warm-up
-    times = {"dendrisim": [], "reference": []}
-    for r in range(args.rounds):
-        for label, fn in (("dendrisim", mine), ("reference", theirs)) if r % 2 == 0 else \
-                (("reference", theirs), ("dendrisim", mine)):
+    def run_plain() -> None:
+        for x, t in zip(flat, ts):
+            plain.step(x, t)
+
+    contenders = [("dendrisim", run_dendrisim), ("reference", run_reference), ("plain", run_plain),
+                  ("api step", run_api)]
+    for _, fn in contenders:  # warm-up
+        fn()
+    times: dict[str, list[float]] = {label: [] for label, _ in contenders}
+    for r in range(args.rounds):  # interleaved, the order rotating round by round
+        for label, fn in contenders[r % 4:] + contenders[:r % 4]:
             t0 = time.perf_counter()
             fn()
             times[label].append((time.perf_counter() - t0) / (n * args.batch))
-    d, p = statistics.median(times["dendrisim"]), statistics.median(times["reference"])
-    ratios = [a / b for a, b in zip(times["dendrisim"], times["reference"])]
+    med = {label: statistics.median(v) for label, v in times.items()}
     arch = "-".join(map(str, [784, *case.hidden, trainer.network.output.size]))
     print(f"{case.name} {arch}, batch {args.batch}, {args.rounds} interleaved rounds of {n} steps, "
-          f"{torch.get_num_threads()} thread, torch {torch.__version__}")
+          f"{torch.get_num_threads()} thread, torch {torch.__version__} (plain step = dendrisim's to {gap:.1e})")
     print(f"{'':>10} {'us/presentation (median)':>26} {'min':>9} {'max':>9}")
-    for label, med in (("dendrisim", d), ("reference", p)):
-        print(f"{label:>10} {med * 1e6:26.2f} {min(times[label]) * 1e6:9.2f} {max(times[label]) * 1e6:9.2f}")
-    print(f"ratio dendrisim/reference: {d / p:.3f} (medians); per round {statistics.median(ratios):.3f} median, "
-          f"{min(ratios):.3f}-{max(ratios):.3f}")
+    for label, v in times.items():
+        print(f"{label:>10} {med[label] * 1e6:26.2f} {min(v) * 1e6:9.2f} {max(v) * 1e6:9.2f}")
+    for mine, other in (("dendrisim", "reference"), ("api step", "reference"), ("dendrisim", "plain")):
+        ratios = [a / b for a, b in zip(times[mine], times[other])]
+        fastest = min(times[mine]) / min(times[other])
+        print(f"ratio {mine}/{other}: {med[mine] / med[other]:.3f} (medians), {fastest:.3f} (fastest rounds); "
+              f"per round {statistics.median(ratios):.3f} median, {min(ratios):.3f}-{max(ratios):.3f}")
     return 0
 
 
