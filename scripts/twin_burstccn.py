@@ -250,9 +250,12 @@ def pairs_dendrisim(case: Case, trainer) -> list[tuple[str, str, torch.Tensor]]:
 def batches(trainer, batch: int, steps: int, seed: int):
     """``steps`` batches ``(x, y)`` of the training split, in a seeded order."""
     x, y = trainer.task.train.x, trainer.task.train.y
-    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
+    generator = torch.Generator().manual_seed(seed)
+    per_pass = len(y) // batch  # a new order for every pass over the split
     for s in range(steps):
-        ids = order[s * batch:(s + 1) * batch]
+        if s % per_pass == 0:
+            order = torch.randperm(len(y), generator=generator)
+        ids = order[(s % per_pass) * batch:(s % per_pass + 1) * batch]
         yield x[ids], y[ids]
 
 

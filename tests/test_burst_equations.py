@@ -89,7 +89,8 @@ def test_output_burst_probability_is_set_by_the_target():
     # neuron 1: t 1, e 1/2: p = ½ (½ · ½ + 1) = 0.625;   neuron 2: t 0, e 1/4: p = ½ (−¼ · ¾ + 1) = 0.40625
     torch.testing.assert_close(s["out"].burst_prob, t([[0.625, 0.40625]]))
     torch.testing.assert_close(s["out"].burst, t([[0.3125, 0.1015625]]))  # p e
-    torch.testing.assert_close(s["out"].error, t([[0.0625, -0.0234375]]))  # b − ½ e = [0.3125 − 0.25, 0.1015625 − 0.125]
+    # b − ½ e = [0.3125 − 0.25, 0.1015625 − 0.125]
+    torch.testing.assert_close(s["out"].error, t([[0.0625, -0.0234375]]))
     torch.testing.assert_close(s["out"].apical, t([[0.5, -0.25]]))  # t − e
 
 
