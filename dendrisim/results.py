@@ -28,6 +28,9 @@ Suites:
   optimizer, conductances and total epochs, without interneurons, apical and somatic
   projections and phases), written into the comparison's folder, so that every contender
   has the same topology by construction;
+- ``burst``: BurstCCN (``models/burstccn_fmnist.yaml``, Greedy et al. 2022) against bp and
+  fa on its feedforward twin, whose burst neurons are pyramidal ones (the same event rates,
+  ``twin_type``), on Fashion-MNIST;
 - ``paper``: the rows of Lv et al. 2025's Tables 1, 2, 3, 5, 6 and 7 that run from data at
   hand, at the paper's settings and number of seeds, untuned, each beside the number the
   paper reports (:mod:`dendrisim.paper`).
@@ -118,6 +121,12 @@ DENDRITIC = (
     Contender("bp", "bp", ("dynamics.mode=steady",), "backprop", twin=True),
 )
 
+BURST = (
+    Contender("burstccn", "burstccn", (), "BurstCCN: burst neurons, fixed random Y, Q = p_b Y"),
+    Contender("bp", "bp", (), "backprop on the same network of pyramidal neurons", twin=True),
+    Contender("fa", "fa", (), "feedback alignment on it (fixed random feedback, as Y)", twin=True),
+)
+
 SUITES = {
     "rules": [
         Comparison("digits", "Digits (`models/dll_mlp_digits.yaml`, the embedded default)", "models/dll_mlp_digits.yaml",
@@ -136,6 +145,11 @@ SUITES = {
                    tuple(c if c.label != "bp" else replace(c, what="backprop") for c in VARIANTS
                          if c.label in ("dll", "dll-kp", "bp")),
                    epochs=2, tune=4, tune_epochs=1, needs="fashion_mnist"),
+    ],
+    "burst": [
+        Comparison("fmnist", "Fashion-MNIST (`models/burstccn_fmnist.yaml`, 784-500-500-10 sigmoid; the others on "
+                   "its feedforward network of pyramidal neurons)", "models/burstccn_fmnist.yaml", BURST,
+                   epochs=10, tune=4, tune_epochs=2, seeds=(0, 1), needs="fashion_mnist", reference="bp"),
     ],
     "dendritic": [
         Comparison("digits", "Digits (`models/microcircuit_digits.yaml`; the others on its feedforward network)",
@@ -162,7 +176,7 @@ def feedforward_twin(model: dict) -> dict:
     keep = {name for name, pop in model["populations"].items()
             if not NEURONS.get(pop.get("type", "pyramidal")).takes_nudging}
     twin["name"] = f"{model['name']}_feedforward"
-    twin["populations"] = {name: pop for name, pop in model["populations"].items() if name in keep}
+    twin["populations"] = {name: _twin_population(pop) for name, pop in model["populations"].items() if name in keep}
     twin["projections"] = [dict(p) for p in model["projections"] if p.get("compartment", "basal") == "basal"
                            and p["from"] in keep and p["to"] in keep]
     for p in twin["projections"]:
@@ -179,7 +193,8 @@ def feedforward_twin(model: dict) -> dict:
     twin["dynamics"] = dynamics
     recording = dict(model.get("recording") or {})
     if isinstance(recording.get("populations"), dict):
-        recording["populations"] = {n: v for n, v in recording["populations"].items() if n in keep}
+        recording["populations"] = {n: _twin_variables(model["populations"][n], v)
+                                    for n, v in recording["populations"].items() if n in keep}
     if isinstance(recording.get("projections"), dict):
         names = {f"{p['from']}->{p['to']}" for p in twin["projections"]}
         recording["projections"] = {n: v for n, v in recording["projections"].items() if n in names}
@@ -187,6 +202,31 @@ def feedforward_twin(model: dict) -> dict:
         twin["recording"] = recording
     twin["description"] = f"The feedforward network of {model['name']} (dendrisim.results.feedforward_twin)."
     return twin
+
+
+def _twin_population(pop: dict) -> dict:
+    """A population of the twin: itself, or, for a neuron model with a ``twin_type`` (burst
+    neurons), that type without the model's own options (size, shape and activation kept)."""
+    from dataclasses import fields
+
+    from .neurons import NEURONS
+
+    model = NEURONS.get(pop.get("type", "pyramidal"))
+    if model.twin_type is None:
+        return pop
+    own = {f.name for f in fields(model.Options)}
+    return {**{k: v for k, v in pop.items() if k not in own}, "type": model.twin_type}
+
+
+def _twin_variables(pop: dict, variables):
+    """The recorded variables of a population in the twin: those its twin type has too."""
+    from .neurons import NEURONS
+
+    model = NEURONS.get(pop.get("type", "pyramidal"))
+    if model.twin_type is None or not isinstance(variables, list):
+        return variables
+    renamed = [model.twin_renames.get(v, v) for v in variables]
+    return list(dict.fromkeys(v for v in renamed if v in NEURONS.get(model.twin_type).variables))
 
 
 def write_twin(comparison: "Comparison", folder: Path) -> Path:

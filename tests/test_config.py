@@ -182,7 +182,7 @@ def test_shipped_models_load():
         for rule in ("dll", "bp", "fa", "dfa"):
             if circuit and rule == "dfa":  # network-wide: it cannot share a circuit with its synapse models
                 with pytest.raises(ConfigError, match=r"plasticity.rule: dfa is a network-wide rule and cannot share "
-                                                      r"the network: .*\((i1->h1: mc_lateral|out:burst->h1: burstccn)\).* learn by the synapse "
+                                                      r"the network: .*\((i1->h1: mc_lateral|\w+:burst->h1: burstccn)\).* learn by the synapse "
                                                       r"models made for them, which dfa does not serve"):
                     load_experiment(f, [f"plasticity.rule={rule}"])
                 continue
@@ -387,7 +387,8 @@ def test_a_rule_with_a_relaxation_of_its_own_is_refused_by_a_scheme_that_runs_no
     assert schemes_of(RULES.get("pc")) == ["steady"]
     for name in RULES.names():
         rule = RULES.get(name)
-        if not rule.relaxes and rule.relax is None and not rule.needs_compartments and not rule.contrastive:
+        if not rule.relaxes and rule.relax is None and not rule.needs_compartments and not rule.contrastive \
+                and not rule.needs_sweep:
             # the Rule protocol only: every scheme (a contrastive rule needs one that settles_free)
             assert schemes_of(RULES.get(name)) == SCHEMES.names(), name
             assert all(scheme_refusal(name, mode) is None for mode in SCHEMES.names())

@@ -158,6 +158,7 @@ DATA = {
     "dll_cnn_fmnist": fashion_mnist,
     "dll_cnn_fmnist_paper": fashion_mnist,
     "burstccn_digits": lambda r: None,
+    "burstccn_fmnist": fashion_mnist,
     "dll_cnn_svhn": svhn,
     "dll_cnn_tinyimagenet": tiny_imagenet,
     "dll_mlp_digits": lambda r: None,

@@ -150,6 +150,12 @@ class NeuronModel(nn.Module):
     #: the variables that sweep fills in (not the forward pass): an apical projection reading
     #: one must come from a population the sweep reaches first, one above its target
     swept_variables: ClassVar[tuple[str, ...]] = ()
+    #: the population type that stands in for it in its network's feedforward twin (a network
+    #: of pyramidal neurons on which rules of other families run: ``dendrisim.results``); None:
+    #: itself
+    twin_type: ClassVar[Optional[str]] = None
+    #: its variables under another name in the twin type (burst: event -> rate)
+    twin_renames: ClassVar[dict[str, str]] = {}
 
     #: the class of one presentation's values of the model's variables (a subclass may add
     #: aliases, as the interneuron's ``dendrite`` for ``basal``)

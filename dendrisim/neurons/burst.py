@@ -73,8 +73,8 @@ class BurstState(PopulationState):
 
 @NEURONS.register("burst")
 class BurstPopulation(NeuronModel):
-    """Burst-multiplexing pyramidal neurons (module docstring): event rate forward, burst
-    probability set by the apical potential, burst rate back."""
+    """Burst-multiplexing pyramidal neurons: event rate forward, burst probability set by the
+    apical potential, burst rate back (docs/howto/burst.md has the equations)."""
 
     variables = {"soma": "somatic potential: the basal drive (steady state)",
                  "basal": "basal dendrite's drive v_B = Σ W e_pre + b",
@@ -93,6 +93,8 @@ class BurstPopulation(NeuronModel):
     #: settled by the steady scheme's top-down sweep: its apical input never moves its rate
     settles_in_sweep = True
     swept_variables = ("apical", "burst_prob", "burst", "error")
+    twin_type = "pyramidal"  # the same event rates, f(v_B), without bursts
+    twin_renames = {"event": "rate"}
 
     def __init__(self, name: str, shape: tuple[int, ...], activation: Activation, options: BurstOptions):
         super().__init__(name, shape)

@@ -157,6 +157,9 @@ class PlasticityRule(nn.Module):
     #: a soma's mismatch with its dendrite, zero where soma = basal), which only settling schemes
     #: that simulate them (``simulates_compartments``: euler) provide
     needs_compartments: bool = False
+    #: whether the rule's networks are circuits that a top-down sweep settles (burst neurons and
+    #: their explicit apical projections), which only schemes that ``sweeps_circuits`` (steady) run
+    needs_sweep: bool = False
     #: why the schemes that cannot serve the rule are refused (``--check`` and the error say it)
     settling_note: str = ""
     #: whether the rule can govern some projections of a network and leave others to other

@@ -84,6 +84,7 @@ class BurstRule(PlasticityRule):
     per_projection = True
     projection_recordables = ("weight", "update")
     tunables = {"feedback_scale": (0.1, 10.0, "log")}
+    needs_sweep = True
     settling_note = SWEEP_NOTE
 
     @classmethod
@@ -216,8 +217,9 @@ class BurstRule(PlasticityRule):
 
 @RULES.register("burstccn")
 class BurstCCN(BurstRule):
-    r"""BurstCCN (Greedy et al. 2022): ``ΔW ∝ (b − p_b e) e_preᵀ`` on basal synapses, ``Q``
-    learns to cancel ``Y`` (module docstring)."""
+    r"""BurstCCN (Greedy et al. 2022): ``ΔW ∝ (b − p_b e) e_preᵀ`` on basal synapses; a
+    learnable ``Q`` learns to cancel ``Y`` (``ΔW ∝ −v_A e_preᵀ``), which ``cancel: symmetric``
+    does from the start (docs/howto/burst.md)."""
 
     Options = BurstCCNOptions
 
@@ -236,7 +238,8 @@ class BurstCCN(BurstRule):
 @RULES.register("burstprop")
 class Burstprop(BurstRule):
     r"""Burstprop (Payeur et al. 2021): ``ΔW ∝ (b − b̄) e_preᵀ`` with ``b̄`` the burst rate
-    of the same batch settled without a teacher (module docstring)."""
+    of the same batch settled without a teacher, the rate model's running average
+    (docs/howto/burst.md)."""
 
     contrastive = True
     settling_note = ("burstprop compares the taught burst rates with those of the same batch settled without a "

@@ -295,6 +295,8 @@ def runs_under(rule_cls, scheme_cls: type[SettlingScheme]) -> bool:
         return False
     if getattr(rule_cls, "contrastive", False) and not scheme_cls.settles_free:
         return False
+    if getattr(rule_cls, "needs_sweep", False) and not scheme_cls.sweeps_circuits:
+        return False
     return not (rule_cls.relaxes or rule_cls.relax is not None) or scheme_cls.runs_relaxation
 
 
