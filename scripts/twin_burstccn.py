@@ -77,6 +77,7 @@ CASES = {c.name: c for c in (
     Case("tied", (100, 100), y_mode="tied", q_mode="tied", q_learning=False),
     Case("burstprop", (100, 100), q_learning=False, rule="burstprop"),
     Case("burstprop_tied", (100, 100), y_mode="tied", q_learning=False, rule="burstprop"),
+    Case("burstprop_y_learning", (100, 100), y_learning=True, q_learning=False, rule="burstprop"),
 )}
 
 FEEDBACK = {"random_init": "random", "symmetric_init": "symmetric", "tied": "tied"}
@@ -110,7 +111,7 @@ class Reference:
         self.rule = case.rule
         if case.rule == "burstprop":  # its sizes are fixed at 784 in, 10 out
             self.model = BurstProp(p_baseline=0.5, n_hidden_layers=n, n_hidden_units=case.hidden[0],
-                                   recurrent_input=False, Y_learning=False, Y_mode=case.y_mode, Y_scale=1.0,
+                                   recurrent_input=False, Y_learning=case.y_learning, Y_mode=case.y_mode, Y_scale=1.0,
                                    recurrent_learning=False, recurrent_scale=1.0, device="cpu")
             self.lrs = [lr] * (n + 1)
             return
@@ -154,7 +155,9 @@ def model_dict(case: Case, *, dataset: str, batch: int, lr: float, y_scale: floa
     projections = [{"from": a, "to": b, "init": {"xavier_normal": {"gain": 3.6}}} for a, b in zip(names, names[1:])]
     for below, above in zip(names[1:-1], names[2:]):
         projections.append({"from": above, "to": below, "compartment": "apical", "reads": "burst",
-                            "init": {"normal": {"std": 1.0}}, "learnable": case.y_learning, "lr_scale": y_scale})
+                            "init": {"normal": {"std": 1.0}}, "learnable": case.y_learning,
+                            # the public BurstProp's Y learns at W's learning rate
+                            "lr_scale": 1.0 if case.rule == "burstprop" else y_scale})
         if case.rule == "burstprop":
             continue
         projections.append({"from": above, "to": below, "compartment": "apical", "reads": "event",
@@ -421,9 +424,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         summary = {}
         for name in args.case or list(CASES):
             summary[name] = twin(CASES[name], args, classes, Path(tmp) / name)
-    print(f"\n{'case':<18} {'max |difference|':>17}  over {args.steps} steps (tolerance {args.tol:g})")
+    print(f"\n{'case':<21} {'max |difference|':>17}  over {args.steps} steps (tolerance {args.tol:g})")
     for name, worst in summary.items():
-        print(f"{name:<18} {worst:17.2e}  {'ok' if worst <= args.tol else 'FAIL'}")
+        print(f"{name:<21} {worst:17.2e}  {'ok' if worst <= args.tol else 'FAIL'}")
     return 0 if all(w <= args.tol for w in summary.values()) else 1
 
 

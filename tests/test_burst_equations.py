@@ -116,11 +116,13 @@ def test_hidden_apical_potential_and_burst_probability():
 
 
 def test_burst_gain_offset_and_gate_options():
-    """p = σ(β v_A (1 − e) + θ), or σ(β v_A + θ) with gate false."""
-    exp, net, rule = tiny("populations.h1.burst_gain=2.0", "populations.h1.burst_offset=0.5")
+    """p = σ(β v_A (1 − e) + θ) with θ = logit(p_b), or σ(β v_A + θ) with gate false."""
+    exp, net, rule = tiny("populations.h1.burst_gain=2.0", "populations.h1.baseline=0.25")
     s = settle(exp, net, rule, [X], [[1.0, 0.0]])
-    # 2 v_A (1 − e) + ½: [2 · 0.015625 · ½ + ½, 2 · (−0.0625) · ¼ + ½] = [0.515625, 0.46875]
-    torch.testing.assert_close(s["h1"].burst_prob, torch.sigmoid(t([[0.515625, 0.46875]])))
+    # 2 v_A (1 − e) + log(¼ / ¾): [2 · 0.015625 · ½, 2 · (−0.0625) · ¼] = [0.015625, −0.03125], − log 3
+    theta = -torch.log(t(3.0))
+    torch.testing.assert_close(s["h1"].burst_prob, torch.sigmoid(t([[0.015625, -0.03125]]) + theta))
+    torch.testing.assert_close(s["h1"].error, (s["h1"].burst_prob - 0.25) * t([E_H1]))
     exp, net, rule = tiny("populations.h1.gate=false")
     s = settle(exp, net, rule, [X], [[1.0, 0.0]])
     # 4 v_A: [0.0625, −0.25]

@@ -8,12 +8,14 @@ burst**, and the **burst rate** goes back down:
 .. math::
 
     v_B = \sum_p W_p e_{pre} + b, \qquad e = f(v_B), \qquad
-    p = σ\big(β \, v_A \, g(e) + θ\big), \qquad b = p \, e
+    p = σ\big(β \, v_A \, g(e) + θ\big), \qquad θ = \log\frac{p_b}{1 − p_b}, \qquad b = p \, e
 
-with ``β`` the ``burst_gain``, ``θ`` the ``burst_offset`` and ``g(e) = 1 − e`` (``gate:
-true``, the public BurstCCN code's ``sigmoid(4 * apic * (1 - e))``; with a sigmoid event
-rate ``e (1 − e) = f'(v_B)``, so ``b`` moves with ``v_A f'(v_B)``) or ``g = 1`` (``gate:
-false``, the papers' ``σ(β v_A + θ)``). The apical potential is what the explicit apical
+with ``β`` the ``burst_gain``, ``p_b`` the ``baseline`` (the offset ``θ`` puts the burst
+probability at rest, ``v_A = 0``, at ``p_b``: 0 for the public code's ``p_b = 1/2``) and
+``g(e) = 1 − e`` (``gate: true``, the public BurstCCN code's ``sigmoid(4 * apic * (1 -
+e))``; with a sigmoid event rate ``e (1 − e) = f'(v_B)``, so ``b`` moves with ``v_A
+f'(v_B)``) or ``g = 1`` (``gate: false``, the papers' ``σ(β v_A + θ)``). The public
+burstprop code has no factor 4: its models set ``burst_gain: 1``. The apical potential is what the explicit apical
 projections into the population bring (BurstCCN's ``Y``, ``reads: burst``, and its
 subtractive ``Q``, ``reads: event``, whose weights carry their sign):
 
@@ -32,6 +34,7 @@ input, so the sweep is exact: there is no fixed point to find.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -46,13 +49,13 @@ from .base import NEURONS, NeuronModel, NeuronOptions
 
 @dataclass(frozen=True)
 class BurstOptions(NeuronOptions):
-    burst_gain: float = opt(4.0, "β in p = σ(β v_A g(e) + θ): how steeply the apical potential sets the burst "
-                                 "probability (4 in the public BurstCCN code)", gt=0)
-    burst_offset: float = opt(0.0, "θ in p = σ(β v_A g(e) + θ): the burst probability's offset (0: p = 1/2 at rest)")
+    burst_gain: float = opt(4.0, "β in p = σ(β v_A g(e) + logit(p_b)): how steeply the apical potential sets the "
+                                 "burst probability (4 in the public BurstCCN code, 1 in its burstprop)", gt=0)
     gate: bool = opt(True, "multiply the apical potential by 1 − e before the sigmoid (the public BurstCCN code; "
-                           "with a sigmoid event rate, b then moves with v_A f'(v_B)); false: σ(β v_A + θ)")
-    baseline: float = opt(0.5, "p_b: the output's burst probability without a teacher and the baseline the burst "
-                               "rate is compared with (error = b − p_b e)", gt=0, le=1)
+                           "with a sigmoid event rate, b then moves with v_A f'(v_B)); false: σ(β v_A + logit(p_b))")
+    baseline: float = opt(0.5, "p_b: the burst probability at rest (no apical input; the output without a teacher), "
+                               "set by the offset θ = logit(p_b), and the baseline the burst rate is compared with "
+                               "(error = b − p_b e)", gt=0, lt=1)
 
 
 class BurstState(PopulationState):
@@ -81,7 +84,7 @@ class BurstPopulation(NeuronModel):
                  "rate": "event rate e = f(v_B), what goes forward (also named event)",
                  "event": "event rate e = f(v_B) (the rate)",
                  "apical": "apical potential v_A = Σ W_Y b_above + Σ W_Q e_above (the output: t − e)",
-                 "burst_prob": "burst probability p = σ(β v_A g(e) + θ) (the output: p_b ((t − e)(1 − e) + 1))",
+                 "burst_prob": "burst probability p = σ(β v_A g(e) + logit(p_b)) (the output: p_b ((t − e)(1 − e) + 1))",
                  "burst": "burst rate b = p e, what goes back down",
                  "error": "the burst rate's deviation from its baseline, b − p_b e"}
     summary = ("burst-multiplexing pyramidal neurons: event rate forward, apical input sets the burst probability, "
@@ -134,13 +137,13 @@ class BurstPopulation(NeuronModel):
 
     # ------------------------------------------------------------------ the top-down sweep
     def burst_probability(self, apical: torch.Tensor, event: torch.Tensor) -> torch.Tensor:
-        """``p = σ(β v_A g(e) + θ)`` (a new tensor)."""
+        """``p = σ(β v_A g(e) + logit(p_b))`` (a new tensor)."""
         o = self.options
         x = torch.mul(apical, o.burst_gain)
         if o.gate:
             x.mul_(1.0 - event)
-        if o.burst_offset:
-            x.add_(o.burst_offset)
+        if o.baseline != 0.5:
+            x.add_(math.log(o.baseline / (1.0 - o.baseline)))
         return x.sigmoid_()
 
     def settle(self, s, apical: Optional[torch.Tensor]) -> None:
@@ -171,8 +174,8 @@ class BurstPopulation(NeuronModel):
     def describe(self) -> str:
         o = self.options
         gate = " (1 − e)" if o.gate else ""
-        return (f"burst p = σ({o.burst_gain:g} v_A{gate}{f' + {o.burst_offset:g}' if o.burst_offset else ''}), "
-                f"baseline p_b {o.baseline:g}")
+        offset = f" + logit({o.baseline:g})" if o.baseline != 0.5 else ""
+        return f"burst p = σ({o.burst_gain:g} v_A{gate}{offset}), baseline p_b {o.baseline:g}"
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, activation={self.activation.name}"

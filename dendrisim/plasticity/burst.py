@@ -12,7 +12,8 @@ W.grad`` under plain SGD):
     \text{burstccn (basal):}\quad & ΔW ∝ (b − p_b e) \, e_{pre}^T, \qquad Δb ∝ b − p_b e \\
     \text{burstprop (basal):}\quad & ΔW ∝ (b − \bar b) \, e_{pre}^T, \qquad
         \bar b = \bar p e \text{ the burst rate of the same batch settled without a teacher} \\
-    \text{apical, when learnable:}\quad & ΔW ∝ −v_A \, e_{pre}^T \quad \text{(silences the apical dendrite)}
+    \text{apical, when learnable:}\quad & ΔW ∝ −v_A \, e_{pre}^T \quad \text{(silences the apical dendrite;}
+        \text{ burstprop's Y: } ΔY ∝ e_{post} (b − \bar b)_{pre}^T \text{, its forward weights' update transposed)}
 
 - **burstccn** (Greedy, Zhu, Naud & Sacramento, NeurIPS 2022; the public code
   ``neuralml/BurstCCN``): ``p_b`` is the population's ``baseline``. ``Q`` learns to cancel
@@ -190,8 +191,14 @@ class BurstRule(PlasticityRule):
                 if proj.target not in errors:
                     errors[proj.target] = self.basal_error(state, proj.target)
                 self._write(proj, errors[proj.target], pre, bias=True)
-            else:  # apical: descend ½‖v_A‖², W.grad = v_Aᵀ e_pre / batch
-                self._write(proj, torch.neg(state[proj.target].apical), pre, bias=False)
+            else:
+                self.apical_update(proj, state, errors)
+
+    def apical_update(self, proj, state, errors: dict) -> None:
+        """A learnable apical synapse silences the apical dendrite: it descends ``½‖v_A‖²``,
+        ``W.grad = v_Aᵀ e_pre / batch`` (``e_pre`` the source's event rate, as the public code's
+        Y and Q updates)."""
+        self._write(proj, torch.neg(state[proj.target].apical), state[proj.source].rate, bias=False)
 
     def _write(self, proj, delta: torch.Tensor, pre: torch.Tensor, *, bias: bool) -> None:
         """``.grad`` of ``proj`` (and its bias) from ``δ_post`` and ``e_pre``: ``−δᵀ e / batch``,
@@ -251,3 +258,13 @@ class Burstprop(BurstRule):
             raise ValueError("burstprop compares the taught state with the free one (state.free), which this "
                              "presentation did not settle: present it under dynamics.mode steady")
         return torch.sub(state[name].burst, state.free[name].burst)
+
+    def apical_update(self, proj, state, errors: dict) -> None:
+        """A learnable Y (``reads: burst``) learns as the forward weights it mirrors, as in the
+        public burstprop code: ``ΔY ∝ e_post (b − b̄)_preᵀ``, the transpose of the forward
+        projection's update; other learnable apical synapses silence the apical dendrite."""
+        if proj.reads != "burst":
+            return super().apical_update(proj, state, errors)
+        if proj.source not in errors:
+            errors[proj.source] = self.basal_error(state, proj.source)
+        self._write(proj, state[proj.target].rate, errors[proj.source], bias=False)
