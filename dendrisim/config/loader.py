@@ -283,6 +283,26 @@ def imply_connectivity(data: Any) -> Any:
     return data
 
 
+def fill_neuron_options(config: "ModelConfig") -> "ModelConfig":
+    """Every population's neuron-model options written out, defaults included, once the
+    checks have passed, so that the resolved model file (a run's ``model.yaml``) says how each
+    population behaved even if a default changes later (as the rule's options are)."""
+    import dataclasses
+
+    from ..neurons import NEURONS
+    from .parse import parse, unparse
+
+    pops = {}
+    for name, pop in config.populations.items():
+        model = NEURONS.get(pop.type)
+        if not dataclasses.fields(model.Options):
+            pops[name] = pop
+            continue
+        full = unparse(parse(model.Options, dict(pop.options), file=None, path=f"populations.{name}"))
+        pops[name] = dataclasses.replace(pop, options=full)
+    return dataclasses.replace(config, populations=pops)
+
+
 def imply_learnable(config: "ModelConfig") -> "ModelConfig":
     """``learnable`` written out on every apical projection that leaves it unset: false for a
     top-down projection (from a pyramidal population: fixed, as in the cortical microcircuit),

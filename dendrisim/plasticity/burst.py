@@ -104,6 +104,12 @@ class BurstRule(PlasticityRule):
         for path, options in experiment.rule_blocks():
             if options.rule != cls.rule_name():
                 continue
+            for key, why in (("clip_apical", "it feeds no error back, and the apical potential is the explicit "
+                                             "projections' drive, which no rule's clip reaches"),
+                             ("truncate", "burst networks are not recurrent")):
+                if getattr(options, key) is not None:
+                    raise ConfigError(f"{key} does nothing under {options.rule}: {why}; remove it", file=experiment.file,
+                                      path=f"{path}.{key}")
             names = {p.name for p in cfg.projections if experiment.rule_of(p.name).rule == options.rule}
             for i, proj in enumerate(cfg.projections):
                 if proj.name not in names or proj.compartment != "apical":

@@ -38,7 +38,8 @@ print(f"test accuracy after 12 epochs: {summary['test_accuracy']:.3f}")
 # weights as they are.
 net, rule, scheme, task = trainer.network, trainer.rule, trainer.scheme, trainer.task
 h1 = net.populations["h1"]
-p_b, beta, theta = h1.baseline, h1.options.burst_gain, h1.options.burst_offset
+p_b, beta = h1.baseline, h1.options.burst_gain
+theta = np.log(p_b / (1 - p_b))  # the offset: the burst probability at rest is p_b
 x, y = task.test.x[:64], task.test.y[:64]
 states = {}
 with torch.no_grad(), net.plasticity_off():
