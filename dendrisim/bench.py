@@ -577,8 +577,8 @@ BURST_RULES = ("burstccn", "burstprop")
 def burst_model(exp, rule: str) -> dict:
     """The model file as a network of burst neurons under ``rule`` (burstccn or burstprop).
 
-    A file whose populations are burst neurons already is kept (burstprop drops its Q
-    projections: it has none). Any other keeps its chain's sizes: every population above the
+    A file whose populations are burst neurons already is kept, its burst rule's options too
+    (burstprop drops its Q projections and ``cancel``: it has none). Any other keeps its chain's sizes: every population above the
     input becomes ``type: burst`` with a sigmoid (the forward weights ``xavier_normal`` with
     gain 3.6, as in ``models/burstccn_digits.yaml``), and every hidden population gets, from
     each population its basal projections feed, a fixed random Y (``reads: burst``) and, under
@@ -589,7 +589,8 @@ def burst_model(exp, rule: str) -> dict:
     cfg = exp.config
     simulated = [n for n, p in cfg.populations.items() if p.type != "input"]
     if all(cfg.populations[n].type == "burst" for n in simulated):
-        data["plasticity"] = {"rule": rule}
+        own = data["plasticity"] if data["plasticity"].get("rule") in BURST_RULES else {}
+        data["plasticity"] = {**{k: v for k, v in own.items() if rule == "burstccn" or k != "cancel"}, "rule": rule}
         if rule != "burstccn":
             data["projections"] = [p for p in data["projections"]
                                    if not (p["compartment"] == "apical" and p.get("reads") in ("event", "rate"))]

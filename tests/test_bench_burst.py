@@ -47,12 +47,16 @@ def test_a_pyramidal_chain_becomes_burst_neurons_with_y_and_q():
 
 
 def test_a_burst_file_is_kept_and_burstprop_drops_its_q():
-    kept = bench.burst_model(load_experiment(copy.deepcopy(BURST_MLP)), "burstccn")
+    data = {**copy.deepcopy(BURST_MLP), "plasticity": {"rule": "burstccn", "feedback_scale": 2.0, "cancel": "given"}}
+    kept = bench.burst_model(load_experiment(copy.deepcopy(data)), "burstccn")
     assert len(kept["projections"]) == len(BURST_MLP["projections"])
     assert kept["optimizer"]["type"] == BURST_MLP["optimizer"]["type"]  # the file's own
-    prop = bench.burst_model(load_experiment(copy.deepcopy(BURST_MLP)), "burstprop")
+    assert kept["plasticity"]["feedback_scale"] == 2.0 and kept["plasticity"]["cancel"] == "given"
+    prop = bench.burst_model(load_experiment(copy.deepcopy(data)), "burstprop")
     assert [p.get("reads") for p in prop["projections"] if p["compartment"] == "apical"] == ["burst", "burst"]
-    assert prop["plasticity"] == {"rule": "burstprop"}
+    assert prop["plasticity"]["rule"] == "burstprop" and prop["plasticity"]["feedback_scale"] == 2.0
+    assert "cancel" not in prop["plasticity"]
+    load_experiment(prop)  # a valid burstprop model
 
 
 def test_the_floor_counts_forward_y_q_and_the_updates_of_w_and_q():
