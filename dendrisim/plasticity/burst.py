@@ -204,16 +204,17 @@ class BurstRule(PlasticityRule):
         """A learnable apical synapse silences the apical dendrite: it descends ``½‖v_A‖²``,
         ``W.grad = v_Aᵀ e_pre / batch`` (``e_pre`` the source's event rate, as the public code's
         Y and Q updates)."""
-        self._write(proj, torch.neg(state[proj.target].apical), state[proj.source].rate, bias=False)
+        self._write(proj, state[proj.target].apical, state[proj.source].rate, bias=False, sign=-1.0)
 
-    def _write(self, proj, delta: torch.Tensor, pre: torch.Tensor, *, bias: bool) -> None:
-        """``.grad`` of ``proj`` (and its bias) from ``δ_post`` and ``e_pre``: ``−δᵀ e / batch``,
-        clipped if asked."""
+    def _write(self, proj, delta: torch.Tensor, pre: torch.Tensor, *, bias: bool, sign: float = 1.0) -> None:
+        """``.grad`` of ``proj`` (and its bias) from ``δ_post = sign · delta`` and ``e_pre``:
+        ``−δᵀ e / batch``, clipped if asked. ``sign`` −1 negates the gain instead of ``delta``
+        (no new tensor; negation is exact, so the update is bit for bit the same)."""
         w = proj.weight
-        w.grad = proj.weight_gradient(delta, pre, gain=self.update_gain,
+        w.grad = proj.weight_gradient(delta, pre, gain=sign * self.update_gain,
                                       out=w.grad if w.grad is not None and w.grad.shape == w.shape else None)
         if bias and proj.bias is not None:
-            proj.bias.grad = proj.bias_gradient(delta, gain=self.update_gain)
+            proj.bias.grad = proj.bias_gradient(delta, gain=sign * self.update_gain)
         if self.options.clip_update is not None:
             counter = self._counter(f"update:{proj.name}", w)
             Fn.clip_(w.grad, self.options.clip_update, counter)
