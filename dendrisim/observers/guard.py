@@ -56,4 +56,6 @@ class NanGuard(Observer):
         raise NumericalError(
             f"{self.file}: non-finite values (NaN or Inf) in {kind} {owner!r}, variable {var!r}, "
             f"{where} (the first bad one in feedforward order). The recording up to the last flush and the "
-            "last checkpoint are kept. Lower optimizer.lr, or bound the rule with plasticity.clip_apical / clip_update")
+            "last checkpoint are kept. Lower optimizer.lr (or a projection's lr_scale), or bound the rule with "
+            + ("plasticity.clip_apical / clip_update" if getattr(loop.rule, "carries_feedback", True)
+               else "plasticity.clip_update"))
