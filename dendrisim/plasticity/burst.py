@@ -72,6 +72,40 @@ class BurstCCNOptions(BurstOptions):
                      "Y without a teacher), given (its projection's own init) or tied (−p_b W_Y after every update)")
 
 
+def _check_applies(cfg, options, mine: set, *, file: str, path: str) -> None:
+    """Nothing a burst rule's block asks for is silently ignored: a ``feedback`` mode with no
+    Y (an apical projection reading burst) and a ``cancel`` mode with no Q (reading event or
+    rate) among the projections the block governs, an apical ``bias`` (the burst rules learn
+    none, and Y stays fixed), and a hidden burst population whose basal synapses it governs
+    with no apical projection (its burst probability then never moves: nothing to learn from)."""
+    projs = [(i, p) for i, p in enumerate(cfg.projections) if p.name in mine]
+    apical = [p for _, p in projs if p.compartment == "apical"]
+    for key, default, reads, what in (("feedback", "random", ("burst",), "Y (an apical projection with reads: burst)"),
+                                      ("cancel", "symmetric", ("event", "rate"), "Q (an apical projection with reads: "
+                                                                                "event)")):
+        value = getattr(options, key, default)
+        if value != default and not any(p.reads in reads for p in apical):
+            raise ConfigError(
+                f"{key} {value} sets {what}, and no projection this block governs is one "
+                f"({', '.join(sorted(mine)) or 'none'}); remove {key}, or put it in the plasticity block of the model "
+                "or of the projection it is meant for", file=file, path=f"{path}.{key}")
+    for i, p in projs:
+        if p.compartment == "apical" and p.bias:
+            raise ConfigError(
+                f"{options.rule} learns no bias on an apical projection ({p.name}: Y is fixed, Q learns its weights "
+                "only), so bias: true would stay at zero; remove it", file=file, path=f"projections[{i}].bias")
+    hidden = {p.target for _, p in projs if p.compartment == "basal" and p.is_learnable
+              and _is_burst(cfg.populations[p.target])
+              and any(q.source == p.target and q.compartment == "basal" for q in cfg.projections)}
+    for name in sorted(hidden):
+        if not any(q.target == name and q.compartment == "apical" for q in cfg.projections):
+            raise ConfigError(
+                f"{name} is a hidden burst population with no apical projection, so its burst probability never "
+                f"moves from σ(θ) and {options.rule} gives its basal synapses nothing to learn from (no error "
+                f"reaches them); add Y, an apical projection from the population above with reads: burst (and, for "
+                "burstccn, Q with reads: event)", file=file, path=f"{path}.rule")
+
+
 class BurstRule(PlasticityRule):
     """What the two burst rules share: per projection, no feedback weights, no error carried
     back, settled by the steady sweep; basal projections into burst populations learn from
@@ -103,6 +137,8 @@ class BurstRule(PlasticityRule):
             if options.rule != cls.rule_name():
                 continue
             names = {p.name for p in cfg.projections if experiment.rule_of(p.name).rule == options.rule}
+            mine = {p.name for p in cfg.projections if experiment.rule_of(p.name) is options}
+            _check_applies(cfg, options, mine, file=experiment.file, path=path)
             for i, proj in enumerate(cfg.projections):
                 if proj.name not in names or proj.compartment != "apical":
                     continue
