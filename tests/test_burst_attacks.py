@@ -186,3 +186,66 @@ def test_bench_steps_only_the_rules_that_load_the_burst_model():
     assert not {"dfa", "dll", "pc"} & set(rules)
     for rule in rules:
         load_experiment(exp.to_dict(), [f"plasticity.rule={rule}"], file=exp.file)
+
+
+# ------------------------------------------------------------------ the NaN guard
+def test_the_guard_passes_huge_finite_values_whose_sum_overflows():
+    """lr 1e38 on the burst model: every weight finite, their float32 sum inf; the guard's
+    sentinel then found no bad tensor and raised StopIteration through the CLI (a traceback)."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from dendrisim.observers.guard import first_nonfinite
+
+    proj = SimpleNamespace(name="a->b", weight=torch.full((4, 4), 3e38))
+    network = SimpleNamespace(last_state=None, projections={"a->b": proj})
+    rule = SimpleNamespace(named_parameters=lambda: [])
+    assert first_nonfinite(network, rule) is None
+    proj.weight[0, 0] = float("nan")
+    assert first_nonfinite(network, rule) == ("projection", "a->b", "weight")
+
+
+def test_a_huge_learning_rate_on_the_burst_model_ends_without_a_traceback(tmp_path):
+    from test_fuzz_inputs import run_cli
+
+    m = model(lr=lambda m: (m["optimizer"].update(lr=1e38), m["training"].update(max_steps_per_epoch=20)))
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump(m))
+    outcome = run_cli(["run", path, "--out", tmp_path / "run"], limit=120)
+    assert outcome.kind in ("ok", "error"), outcome.err[-2000:]
+    assert "Traceback" not in outcome.err
+
+
+# ------------------------------------------------------------------ pyramidal populations below burst ones
+def below(rule_h0: str, **h0_h1) -> dict:
+    """input -> h0 (pyramidal, learning by ``rule_h0``) -> h1 (burst) -> out (burst), Y and Q into h1."""
+    def build(m):
+        m["populations"] = {"input": {"type": "input", "size": "auto"},
+                            "h0": {"type": "pyramidal", "size": 12, "activation": "tanh"},
+                            "h1": {"type": "burst", "size": 12, "activation": "sigmoid"},
+                            "out": {"type": "burst", "size": "auto", "activation": "sigmoid"}}
+        m["projections"] = [{"from": "input", "to": "h0", "plasticity": {"rule": rule_h0}},
+                            {"from": "h0", "to": "h1", **h0_h1}, {"from": "h1", "to": "out"},
+                            {"from": "out", "to": "h1", "compartment": "apical", "reads": "burst"},
+                            {"from": "out", "to": "h1", "compartment": "apical", "reads": "event"}]
+        m["recording"]["populations"] = {"h0": ["error"]}
+    return model(b=build)
+
+
+@pytest.mark.parametrize("rule", ["fa", "bp", "dll"])
+def test_a_pyramidal_population_below_a_burst_one_with_no_error_is_refused(rule):
+    """Before: input->h0 never moved (every rule gave the same test loss) and nothing said so."""
+    refused(below(rule), "plasticity.rule", "carries no error back to h0", f"input->h0 (learning by {rule})")
+
+
+def test_a_pyramidal_population_below_a_burst_one_learns_when_the_projection_carries_errors(tmp_path):
+    import torch
+
+    import dendrisim
+
+    exp = load_experiment(below("fa", plasticity={"rule": "fa"}), [], file="m.yaml")
+    trainer = dendrisim.Trainer(exp, out=tmp_path / "run")
+    before = trainer.network.projections["input->h0"].weight.detach().clone()
+    trainer.fit()
+    assert not torch.equal(before, trainer.network.projections["input->h0"].weight)

@@ -69,6 +69,18 @@ def _phases(learn):
                                                             {"epochs": 1}])
 
 
+def _below(rule, **h0_h1):
+    """A pyramidal population h0 under h1 (input->h0 learning by ``rule``, h0->h1 with
+    ``h0_h1``): h0->h1 takes input->h1's place and input->h0 comes last, so Y and Q keep theirs."""
+    def change(m):
+        m["populations"] = {"input": {"type": "input", "size": "auto"},
+                            "h0": {"type": "pyramidal", "size": 12, "activation": "tanh"}, **{
+                                k: v for k, v in m["populations"].items() if k != "input"}}
+        m["projections"][0] = {"from": "h0", "to": "h1", **h0_h1}
+        m["projections"].append({"from": "input", "to": "h0", "plasticity": {"rule": rule}})
+    return change
+
+
 ALL = ["soma", "basal", "rate", "event", "apical", "burst_prob", "burst", "error"]
 #: (label, change of the model dict, --set overrides, the field a ConfigError must name)
 HOSTILE = [
@@ -117,6 +129,7 @@ HOSTILE = [
      r"recording\.projections\.out:burst->h1"),
     ("Y recurrent", _proj(Y, kind="recurrent"), [], r"projections\[2\]"),
     ("Y conv2d", _proj(Y, connectivity="conv2d", kernel=3), [], r"projections\[2\]"),
+    *[(f"pyramidal h0 under burst, {r}", _below(r), [], r"plasticity\.rule") for r in ("fa", "bp", "dll")],
     ("--set by the colon name", lambda m: None, ["projections.out:burst->h1.lr_scale=2"], r"projections"),
 ]
 HARMLESS = [
@@ -135,8 +148,13 @@ HARMLESS = [
      []),
     ("spatial h1", _spatial, []),
     ("teacher-free phase", _phases(None), []),
+    ("pyramidal h0 under burst, h0->h1 by fa", _below("bp", plasticity={"rule": "fa"}), []),
     ("lr_scale by index", lambda m: None, ["projections.2.lr_scale=2"]),
 ]
+
+#: harmless changes that each rebuild the bottom of the network, and hostile ones doing so: one at a time
+STRUCTURAL = {"spatial h1", "pyramidal h0 under burst, h0->h1 by fa",
+              *(f"pyramidal h0 under burst, {r}" for r in ("fa", "bp", "dll"))}
 
 
 def base() -> dict:
@@ -150,9 +168,12 @@ def base() -> dict:
 def burst_case(rng: random.Random) -> tuple[list[str], dict, list[str], list[str]]:
     """(labels, the model dict, --set overrides, the field patterns a hostile change must name)."""
     m, labels, sets, fields = base(), [], [], []
-    changes = [rng.choice(HOSTILE)] if rng.random() < 0.65 else []
-    changes += rng.sample(HARMLESS, rng.choice([0, 1, 1, 2]))
-    rng.shuffle(changes)  # a hostile change is made before or after the harmless ones
+    hostile = [rng.choice(HOSTILE)] if rng.random() < 0.65 else []
+    changes = rng.sample(HARMLESS, rng.choice([0, 1, 1, 2]))
+    if sum(c[0] in STRUCTURAL for c in changes) > 1:  # each rebuilds the bottom of the network
+        changes = changes[:1]
+    if hostile:  # the hostile change comes last (no harmless one undoes it), under a burst rule
+        changes = [c for c in changes if not c[0].startswith("top rule")] + hostile
     for change in changes:
         labels.append(("!" if len(change) == 4 else "") + change[0])
         change[1](m)

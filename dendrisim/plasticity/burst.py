@@ -106,6 +106,36 @@ def _check_applies(cfg, options, mine: set, *, file: str, path: str) -> None:
                 "burstccn, Q with reads: event)", file=file, path=f"{path}.rule")
 
 
+def _check_errors_below(experiment, options, mine: set, *, path: str) -> None:
+    """A burst rule carries no error back through the basal projections it governs: a hidden
+    pyramidal population below a burst population, with no other way for an error to reach it
+    (an apical projection, a projection out of it under a rule that carries errors back), would
+    leave the rule of its own basal synapses (fa, bp, dll, ...) nothing to learn from."""
+    cfg = experiment.config
+    for p in cfg.projections:
+        source = cfg.populations[p.source]
+        if p.name not in mine or p.compartment != "basal" or _is_burst(source) or not model_of(source).offers_apical:
+            continue
+        if any(q.target == p.source and q.compartment == "apical" for q in cfg.projections):
+            continue
+        out = [q for q in cfg.projections if q.source == p.source and q.compartment == "basal"]
+        if any(_carries(experiment.rule_of(q.name).rule) for q in out):
+            continue
+        learners = [q.name for q in cfg.projections if q.target == p.source and q.compartment == "basal"
+                    and q.is_learnable]
+        if learners:
+            raise ConfigError(
+                f"{options.rule} governs {p.name} and carries no error back to {p.source} (burst rates go down "
+                f"through explicit apical projections between burst populations only), and nothing else reaches "
+                f"{p.source}, so {learners[0]} (learning by {experiment.rule_of(learners[0]).rule}) would never learn; "
+                f"give {p.name} a rule that carries errors back (its own plasticity block, e.g. {{rule: fa}}), or make "
+                f"{p.source} a burst population with its Y", file=experiment.file, path=f"{path}.rule")
+
+
+def _carries(rule: str) -> bool:
+    return rule in RULES and RULES.get(rule).carries_feedback
+
+
 class BurstRule(PlasticityRule):
     """What the two burst rules share: per projection, no feedback weights, no error carried
     back, settled by the steady sweep; basal projections into burst populations learn from
@@ -139,6 +169,7 @@ class BurstRule(PlasticityRule):
             names = {p.name for p in cfg.projections if experiment.rule_of(p.name).rule == options.rule}
             mine = {p.name for p in cfg.projections if experiment.rule_of(p.name) is options}
             _check_applies(cfg, options, mine, file=experiment.file, path=path)
+            _check_errors_below(experiment, options, mine, path=path)
             for i, proj in enumerate(cfg.projections):
                 if proj.name not in names or proj.compartment != "apical":
                     continue
