@@ -52,7 +52,8 @@ class BurstOptions(NeuronOptions):
     gate: bool = opt(True, "multiply the apical potential by 1 − e before the sigmoid (the public BurstCCN code; "
                            "with a sigmoid event rate, b then moves with v_A f'(v_B)); false: σ(β v_A + θ)")
     baseline: float = opt(0.5, "p_b: the output's burst probability without a teacher and the baseline the burst "
-                               "rate is compared with (error = b − p_b e)", gt=0, le=1)
+                               "rate is compared with (error = b − p_b e); below 1, and at most 0.5 on the output "
+                               "(its p reaches 2 p_b)", gt=0, le=1)
 
 
 class BurstState(PopulationState):
