@@ -249,3 +249,28 @@ def test_a_pyramidal_population_below_a_burst_one_learns_when_the_projection_car
     before = trainer.network.projections["input->h0"].weight.detach().clone()
     trainer.fit()
     assert not torch.equal(before, trainer.network.projections["input->h0"].weight)
+
+
+# ------------------------------------------------------------------ what cancel sets
+def test_cancel_sets_only_the_projections_that_carry_the_event_rate(tmp_path):
+    """An apical projection reading burst_prob was taken for a Q: its own init silently
+    replaced by −p_b Y."""
+    import torch
+
+    import dendrisim
+
+    m = model(extra=lambda m: m["projections"].append({"from": "out", "to": "h1", "compartment": "apical",
+                                                       "reads": "burst_prob", "init": {"normal": {"std": 0.3}}}))
+    projections = dendrisim.Trainer(load_experiment(m, [], file="m.yaml"), out=tmp_path / "run").network.projections
+    y = projections["out:burst->h1"].weight
+    assert torch.allclose(projections["out:event->h1"].weight, -0.5 * y)
+    assert not torch.allclose(projections["out:burst_prob->h1"].weight, -0.5 * y)
+
+
+@pytest.mark.parametrize("second", [{"reads": "rate"}, {}])
+def test_two_qs_for_one_y_are_refused_under_cancel(second):
+    """Both were set to −p_b Y: the top-down input was cancelled twice over."""
+    m = model(extra=lambda m: m["projections"].append({"from": "out", "to": "h1", "compartment": "apical", **second}))
+    refused(m, "projections[3]", "cancelled 2 times over")
+    m["plasticity"]["cancel"] = "given"
+    load_experiment(m, [], file="m.yaml")

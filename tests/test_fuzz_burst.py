@@ -14,11 +14,13 @@ by one hostile change or none, and up to two harmless ones:
   Q to act on, a projection's own block asking for a mode for another projection, ``bias`` on
   Y, bp governing Y, network-wide rules (dfa, pc) and dll beside Y and Q, euler dynamics, a
   phase that learns the fixed Q, recording variables the model does not declare or a Y
-  gradient, Y recurrent or conv2d, ``--set`` of a projection by its ``SRC:READS->TGT`` name;
+  gradient, Y recurrent or conv2d, a second Q beside one Y (two cancels), a pyramidal population
+  below a burst one that no error reaches, ``--set`` of a projection by its ``SRC:READS->TGT`` name;
 - harmless: hidden burst options in bounds, ``gate: false`` with tanh, baselines in bounds,
   every ``feedback`` and ``cancel`` mode with Y and Q present, a learnable Q, burstprop, fa or
   kp at the top, every burst variable and Y/Q weights recorded, a spatial hidden population
-  (``channels``, conv2d into it), a teacher-free phase, a projection's ``lr_scale`` by index.
+  (``channels``, conv2d into it), a pyramidal population below it whose projection up learns by
+  fa, an apical projection reading ``burst_prob``, a teacher-free phase, ``lr_scale`` by index.
 
 The oracle is the input fuzzer's (exit 0 and finite results, or exit 2 and one paragraph
 ``error: ...``), and more: a case with a hostile change must end in an error, one with only
@@ -130,6 +132,8 @@ HOSTILE = [
     ("Y recurrent", _proj(Y, kind="recurrent"), [], r"projections\[2\]"),
     ("Y conv2d", _proj(Y, connectivity="conv2d", kernel=3), [], r"projections\[2\]"),
     *[(f"pyramidal h0 under burst, {r}", _below(r), [], r"plasticity\.rule") for r in ("fa", "bp", "dll")],
+    *[(f"second Q {label}", _add(**{"from": "out", "to": "h1", **extra}), [], r"projections\[3\]")
+      for label, extra in (("reads rate", {"reads": "rate"}), ("plain", {}))],
     ("--set by the colon name", lambda m: None, ["projections.out:burst->h1.lr_scale=2"], r"projections"),
 ]
 HARMLESS = [
@@ -149,6 +153,7 @@ HARMLESS = [
     ("spatial h1", _spatial, []),
     ("teacher-free phase", _phases(None), []),
     ("pyramidal h0 under burst, h0->h1 by fa", _below("bp", plasticity={"rule": "fa"}), []),
+    ("an apical projection reading burst_prob", _add(**{"from": "out", "to": "h1", "reads": "burst_prob"}), []),
     ("lr_scale by index", lambda m: None, ["projections.2.lr_scale=2"]),
 ]
 

@@ -46,6 +46,8 @@ from .. import functional as Fn
 from ..errors import ConfigError
 from .base import RULES, PlasticityRule, RuleOptions, _state_of
 
+#: what a Q reads: the source's event rate (``event``, ``rate``, or no ``reads``: its rate)
+Q_READS = ("event", "rate", None)
 #: why a scheme other than steady cannot serve the burst rules
 SWEEP_NOTE = ("a burst network is settled by the steady scheme's one top-down sweep (the output taught, then every "
               "burst population from its explicit apical projections); use dynamics.mode: steady")
@@ -81,8 +83,7 @@ def _check_applies(cfg, options, mine: set, *, file: str, path: str) -> None:
     projs = [(i, p) for i, p in enumerate(cfg.projections) if p.name in mine]
     apical = [p for _, p in projs if p.compartment == "apical"]
     for key, default, reads, what in (("feedback", "random", ("burst",), "Y (an apical projection with reads: burst)"),
-                                      ("cancel", "symmetric", ("event", "rate"), "Q (an apical projection with reads: "
-                                                                                "event)")):
+                                      ("cancel", "symmetric", Q_READS, "Q (an apical projection with reads: event)")):
         value = getattr(options, key, default)
         if value != default and not any(p.reads in reads for p in apical):
             raise ConfigError(
@@ -182,9 +183,17 @@ class BurstRule(PlasticityRule):
                         "or project Y from the population directly above", file=experiment.file,
                         path=f"{path}.feedback")
                 cancel = getattr(options, "cancel", "given")
-                if proj.reads in ("event", "rate") and cancel != "given":
+                if proj.reads in Q_READS and cancel != "given":
                     ys = [p for p in cfg.projections if p.source == proj.source and p.target == proj.target
                           and p.compartment == "apical" and p.reads == "burst"]
+                    qs = [p.name for p in cfg.projections if p.source == proj.source and p.target == proj.target
+                          and p.compartment == "apical" and p.reads in Q_READS]
+                    if len(qs) > 1:
+                        raise ConfigError(
+                            f"cancel {cancel} sets every Q from {proj.source} to {proj.target} to −p_b times its Y, "
+                            f"and {' and '.join(qs)} both carry {proj.source}'s event rate, so Y would be cancelled "
+                            f"{len(qs)} times over; keep one of them, or write cancel: given",
+                            file=experiment.file, path=f"projections[{i}]")
                     if len(ys) != 1:
                         raise ConfigError(
                             f"cancel {cancel} sets {proj.name} to −p_b times the Y projection beside it "
@@ -214,7 +223,7 @@ class BurstRule(PlasticityRule):
             if proj.reads == "burst":
                 forward = [p for p in network.outgoing[proj.target] if p.target == proj.source]
                 self._feedback[name] = forward[0] if len(forward) == 1 else None
-            else:
+            elif proj.reads in Q_READS:  # an apical projection reading another variable is neither Y nor Q
                 ys = [p for p in network.apical_in[proj.target] if p.source == proj.source and p.reads == "burst"]
                 self._cancel[name] = ys[0] if len(ys) == 1 else None
         with torch.no_grad():
