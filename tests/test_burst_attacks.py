@@ -62,26 +62,26 @@ def no_y_no_q(m):
 # ------------------------------------------------------------------ the resolved model
 def test_a_reads_projection_keeps_its_plasticity_block_in_the_resolved_model():
     m = model(q=lambda m: m["projections"][3].update(learnable=True,
-                                                     plasticity={"rule": "burstccn", "cancel": "tied"}))
+                                                     plasticity={"rule": "burstccn", "cancel": "given"}))
     exp = load_experiment(m, [], file="m.yaml")
     data = exp.to_dict()
-    assert data["projections"][3]["plasticity"]["cancel"] == "tied"
+    assert data["projections"][3]["plasticity"]["cancel"] == "given"
     assert "plasticity" not in data["projections"][2]
     again = load_experiment(yaml.safe_load(exp.to_yaml()), [], file="m.yaml")
-    assert again.projection_rules["out:event->h1"].cancel == "tied"
+    assert again.projection_rules["out:event->h1"].cancel == "given"
 
 
 def test_a_run_directory_model_yaml_keeps_the_block(tmp_path):
     from test_fuzz_inputs import run_cli
 
     m = model(q=lambda m: m["projections"][3].update(learnable=True,
-                                                     plasticity={"rule": "burstccn", "cancel": "tied"}))
+                                                     plasticity={"rule": "burstccn", "cancel": "given"}))
     path = tmp_path / "m.yaml"
     path.write_text(yaml.safe_dump(m))
     outcome = run_cli(["run", path, "--out", tmp_path / "run", "--set", "recording.enabled=false"], limit=120)
     assert outcome.kind == "ok", outcome.err[-2000:]
     saved = yaml.safe_load((tmp_path / "run" / "model.yaml").read_text())
-    assert saved["projections"][3]["plasticity"]["cancel"] == "tied"
+    assert saved["projections"][3]["plasticity"]["cancel"] == "given"
 
 
 # ------------------------------------------------------------------ the output population
@@ -274,3 +274,10 @@ def test_two_qs_for_one_y_are_refused_under_cancel(second):
     refused(m, "projections[3]", "cancelled 2 times over")
     m["plasticity"]["cancel"] = "given"
     load_experiment(m, [], file="m.yaml")
+
+
+@pytest.mark.parametrize("index,key", [(3, "cancel"), (2, "feedback")])
+def test_a_learnable_projection_that_tied_overwrites_is_refused(index, key):
+    """Q learnable under cancel: tied (Y under feedback: tied) learnt, then was reset every step."""
+    m = model(p=lambda m: (m["projections"][index].update(learnable=True), m["plasticity"].update({key: "tied"})))
+    refused(m, f"projections[{index}].learnable", f"{key} tied", "undoes what it learns")

@@ -121,6 +121,8 @@ HOSTILE = [
     ("feedback in Q's block", _proj(Q, plasticity={"rule": "burstccn", "feedback": "tied"}), [],
      r"projections\[3\]\.plasticity\.feedback"),
     ("bias on Y", _proj(Y, bias=True), [], r"projections\[2\]\.bias"),
+    ("Q learnable under cancel tied", lambda m: (_proj(Q, learnable=True)(m), _plast(cancel="tied")(m)), [],
+     r"projections\[3\]\.learnable"),
     ("bp governs Y", _proj(Y, plasticity={"rule": "bp"}), [], r"projections\[2\]\.plasticity\.rule"),
     *[(f"top rule {r}", _plast(rule=r), [], r"plasticity\.rule") for r in ("dfa", "pc", "dll")],
     ("euler", lambda m: None, ["dynamics.mode=euler"], r"populations\.h1\.type"),
@@ -161,6 +163,9 @@ HARMLESS = [
 STRUCTURAL = {"spatial h1", "pyramidal h0 under burst, h0->h1 by fa",
               *(f"pyramidal h0 under burst, {r}" for r in ("fa", "bp", "dll"))}
 
+#: cancel: tied resets Q after every update, so a learnable Q beside it is refused
+TIED_LEARNABLE = {"Q learnable", "cancel tied"}
+
 
 def base() -> dict:
     m = yaml.safe_load(SHIPPED.read_text())
@@ -175,8 +180,8 @@ def burst_case(rng: random.Random) -> tuple[list[str], dict, list[str], list[str
     m, labels, sets, fields = base(), [], [], []
     hostile = [rng.choice(HOSTILE)] if rng.random() < 0.65 else []
     changes = rng.sample(HARMLESS, rng.choice([0, 1, 1, 2]))
-    if sum(c[0] in STRUCTURAL for c in changes) > 1:  # each rebuilds the bottom of the network
-        changes = changes[:1]
+    if sum(c[0] in STRUCTURAL for c in changes) > 1 or {c[0] for c in changes} >= TIED_LEARNABLE:
+        changes = changes[:1]  # each rebuilds the bottom of the network; tied undoes a learnable Q
     if hostile:  # the hostile change comes last (no harmless one undoes it), under a burst rule
         changes = [c for c in changes if not c[0].startswith("top rule")] + hostile
     for change in changes:

@@ -91,6 +91,12 @@ def _check_applies(cfg, options, mine: set, *, file: str, path: str) -> None:
                 f"({', '.join(sorted(mine)) or 'none'}); remove {key}, or put it in the plasticity block of the model "
                 "or of the projection it is meant for", file=file, path=f"{path}.{key}")
     for i, p in projs:
+        tied = ("feedback" if p.reads == "burst" and options.feedback == "tied" else
+                "cancel" if p.reads in Q_READS and getattr(options, "cancel", None) == "tied" else None)
+        if p.compartment == "apical" and tied and p.learnable:
+            raise ConfigError(
+                f"{tied} tied sets {p.name} after every update, which undoes what it learns; write learnable: false "
+                f"(or leave it out), or another {tied} mode", file=file, path=f"projections[{i}].learnable")
         if p.compartment == "apical" and p.bias:
             raise ConfigError(
                 f"{options.rule} learns no bias on an apical projection ({p.name}: Y is fixed, Q learns its weights "
