@@ -281,3 +281,24 @@ def test_a_learnable_projection_that_tied_overwrites_is_refused(index, key):
     """Q learnable under cancel: tied (Y under feedback: tied) learnt, then was reset every step."""
     m = model(p=lambda m: (m["projections"][index].update(learnable=True), m["plasticity"].update({key: "tied"})))
     refused(m, f"projections[{index}].learnable", f"{key} tied", "undoes what it learns")
+
+
+# ------------------------------------------------------------------ export
+def test_a_burst_recording_with_y_and_q_weights_exports_to_nwb(tmp_path):
+    """NWB names cannot hold ':': export refused every recording of a SRC:READS->TGT projection,
+    calling it 'not a dendrisim recording, or a damaged one'."""
+    pytest.importorskip("pynwb")
+    from test_fuzz_inputs import run_cli
+
+    m = model(r=lambda m: m["recording"].update(projections={"out:burst->h1": ["weight"],
+                                                              "out:event->h1": ["weight"]}))
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump(m))
+    assert run_cli(["run", path, "--out", tmp_path / "run"], limit=120).kind == "ok"
+    outcome = run_cli(["export", tmp_path / "run", "--nwb", tmp_path / "r.nwb"], limit=120)
+    assert outcome.kind == "ok", outcome.err[-2000:]
+    from pynwb import NWBHDF5IO
+
+    with NWBHDF5IO(str(tmp_path / "r.nwb"), "r") as io:
+        columns = io.read().intervals["weight_records"].colnames
+    assert {"out.burst->h1.weight", "out.event->h1.weight"} <= set(columns)
