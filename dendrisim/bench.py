@@ -209,7 +209,19 @@ def steady_rules(exp) -> list[str]:
     cfg = exp.config
     basal = [p for p in cfg.projections if p.compartment == "basal" and p.is_learnable]
     return [rule for rule in RULES.names() if scheme_refusal(rule, cfg.dynamics.mode) is None
-            and all(RULES.get(rule).serves(p, cfg.populations) is None for p in basal)]
+            and all(RULES.get(rule).serves(p, cfg.populations) is None for p in basal) and _loads(exp, rule)]
+
+
+def _loads(exp, rule: str) -> bool:
+    """Whether the model file loads with ``rule`` at the top level (a network-wide rule cannot
+    share a burst network with the synapse models of its Y and Q, nor dll's θ its apical input)."""
+    from .errors import ConfigError
+
+    try:
+        load_experiment(exp.to_dict(), [f"plasticity.rule={rule}"], file=exp.file)
+    except ConfigError:
+        return False
+    return True
 
 
 def cnn_rows(model_file: str, device: torch.device, batch: int, kw: dict, *, data_root: Optional[str] = None) -> dict:

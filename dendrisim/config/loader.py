@@ -51,8 +51,8 @@ class Experiment:
         data = unparse(self.config)
         data["task"] = unparse(self.task)
         data["plasticity"] = unparse(self.rule)
-        for proj in data["projections"]:
-            options = self.projection_rules.get(f"{proj['from']}->{proj['to']}")
+        for proj, checked in zip(data["projections"], self.config.projections):
+            options = self.projection_rules.get(checked.name)  # SRC:READS->TGT for a projection with reads
             if options is None:
                 proj.pop("plasticity", None)
             else:

@@ -55,7 +55,7 @@ class BurstOptions(NeuronOptions):
                            "with a sigmoid event rate, b then moves with v_A f'(v_B)); false: σ(β v_A + logit(p_b))")
     baseline: float = opt(0.5, "p_b: the burst probability at rest (no apical input; the output without a teacher), "
                                "set by the offset θ = logit(p_b), and the baseline the burst rate is compared with "
-                               "(error = b − p_b e)", gt=0, lt=1)
+                               "(error = b − p_b e); at most 0.5 on the output (its p reaches 2 p_b)", gt=0, lt=1)
 
 
 class BurstState(PopulationState):
@@ -93,6 +93,8 @@ class BurstPopulation(NeuronModel):
     State = BurstState
     offers_output = True
     offers_apical = True
+    #: a map of feature channels when conv2d projections feed it (its sweep is element-wise)
+    spatial = True
     #: settled by the steady scheme's top-down sweep: its apical input never moves its rate
     settles_in_sweep = True
     swept_variables = ("apical", "burst_prob", "burst", "error")
@@ -111,13 +113,20 @@ class BurstPopulation(NeuronModel):
 
     @classmethod
     def check(cls, name: str, config: Any, options: Any, *, file: str) -> None:
-        """The gate ``1 − e`` is the sigmoid's ``f'/f``: refused with another activation."""
+        """The gate ``1 − e`` is the sigmoid's ``f'/f``: refused with another activation. The
+        output's burst probability is set by the target (:meth:`teach`), so it takes a sigmoid
+        event rate and ``p_b ≤ 1/2`` (``p`` reaches ``2 p_b``), and no ``burst_gain`` or ``gate``
+        other than their defaults (they would be ignored)."""
+        where = f"populations.{name}"
         activation = config.populations[name].activation
+        output = not any(p.source == name and p.compartment == "basal" for p in config.projections)
+        if output:
+            _check_output(config.populations[name], options, file=file, where=where)
         if options.gate and activation != "sigmoid":
             raise ConfigError(
                 f"a burst population with gate: true multiplies its apical potential by 1 − e, the sigmoid's f'/f, so "
                 f"its activation must be sigmoid, not {activation}; write activation: sigmoid, or gate: false",
-                file=file, path=f"populations.{name}.activation")
+                file=file, path=f"{where}.activation")
 
     @property
     def baseline(self) -> float:
@@ -179,3 +188,28 @@ class BurstPopulation(NeuronModel):
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, activation={self.activation.name}"
+
+
+def _check_output(pop: Any, options: BurstOptions, *, file: str, where: str) -> None:
+    """The output population of burst neurons: its burst probability is the target's,
+    ``p = p_b ((t − e)(1 − e) + 1)`` (:meth:`BurstPopulation.teach`), whatever its apical input."""
+    # a run's model.yaml writes every option out with its default (fill_neuron_options): those are not refused
+    defaults = BurstOptions()
+    given = [key for key in ("burst_gain", "gate") if key in pop.options and getattr(options, key) != getattr(
+        defaults, key)]
+    if given:
+        raise ConfigError(
+            f"{given[0]} has no effect on the output population: its burst probability is set by the target, "
+            "p = p_b ((t − e)(1 − e) + 1), not by σ(β v_A g(e) + logit(p_b)); remove it (baseline is the output's one "
+            "option)", file=file, path=f"{where}.{given[0]}")
+    if pop.activation != "sigmoid":
+        raise ConfigError(
+            f"the output's burst probability p = p_b ((t − e)(1 − e) + 1) takes the sigmoid's f'/f = 1 − e and an event "
+            f"rate in (0, 1), so the output's activation must be sigmoid, not {pop.activation}; write activation: "
+            "sigmoid", file=file, path=f"{where}.activation")
+    if options.baseline > 0.5:
+        raise ConfigError(
+            f"{options.baseline:g}: the output's burst probability p = p_b ((t − e)(1 − e) + 1) reaches 2 p_b when the "
+            "target is 1 and the event rate near 0, so an output baseline p_b above 0.5 gives burst probabilities "
+            "above 1; write a baseline in (0, 0.5] (0.5 in the public BurstCCN code)", file=file,
+            path=f"{where}.baseline")

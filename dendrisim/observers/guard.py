@@ -33,7 +33,8 @@ def first_nonfinite(network, rule, state=None):
     # one cheap sentinel: a NaN or Inf anywhere makes the sum of the sums non-finite
     if bool(torch.isfinite(torch.stack([t.detach().sum(dtype=torch.float32) for *_, t in tensors]).sum())):
         return None
-    return next(w[:3] for w in tensors if not bool(torch.isfinite(w[3]).all()))
+    # the sentinel also overflows when finite values are merely huge (weights near 1e38): then none is bad
+    return next((w[:3] for w in tensors if not bool(torch.isfinite(w[3]).all())), None)
 
 
 class NanGuard(Observer):
