@@ -7,6 +7,7 @@ arithmetic floor of the machine, all measured in one process on the same shapes.
     dendrisim bench --no-epoch           # skip the one-epoch throughput (needs Fashion-MNIST)
     dendrisim bench --dynamics           # the euler-mode step against steps x (forward + feedback)
     dendrisim bench --pc --threads 1     # pc's training step against its own matmul floor
+    dendrisim bench --burst --threads 1  # burstccn's and burstprop's steps against their matmul floor
 
 (``python scripts/bench.py`` in a checkout is the same.) Models are bundled model names or
 paths; the step timings need no data, the one-epoch throughput needs Fashion-MNIST.
@@ -29,6 +30,16 @@ Biases, activations, error differences and the optimizer are element-wise and le
 Rows: tolerance 0 (exactly T steps) and the file's tolerance (the floor then counts the
 iterations actually run); the ratio step/floor is the median of rounds that alternate a
 block of training steps with a block of floors.
+
+--burst: the burstccn and burstprop training steps (forward pass, the steady scheme's top-down
+sweep, updates, optimizer) on the MLP made of burst neurons (sigmoid; into every hidden
+population a fixed Y from the population above and, under burstccn, a learnable Q), against
+
+    floor = the forward pass's matmuls + the Y and Q passes (one matmul each per hidden
+            population; burstprop settles twice, so two Y passes) + the W and Q updates
+
+timed as bare torch.mm on the network's own weights and settled tensors, in alternated rounds
+as for --pc.
 """
 from __future__ import annotations
 
@@ -198,7 +209,19 @@ def steady_rules(exp) -> list[str]:
     cfg = exp.config
     basal = [p for p in cfg.projections if p.compartment == "basal" and p.is_learnable]
     return [rule for rule in RULES.names() if scheme_refusal(rule, cfg.dynamics.mode) is None
-            and all(RULES.get(rule).serves(p, cfg.populations) is None for p in basal)]
+            and all(RULES.get(rule).serves(p, cfg.populations) is None for p in basal) and _loads(exp, rule)]
+
+
+def _loads(exp, rule: str) -> bool:
+    """Whether the model file loads with ``rule`` at the top level (a network-wide rule cannot
+    share a burst network with the synapse models of its Y and Q, nor dll's θ its apical input)."""
+    from .errors import ConfigError
+
+    try:
+        load_experiment(exp.to_dict(), [f"plasticity.rule={rule}"], file=exp.file)
+    except ConfigError:
+        return False
+    return True
 
 
 def cnn_rows(model_file: str, device: torch.device, batch: int, kw: dict, *, data_root: Optional[str] = None) -> dict:
@@ -560,6 +583,127 @@ def pc_rows(model_file: str, device: torch.device, batch: int, kw: dict, *, infe
     return {"model": exp.config.name, "batch": batch, "T": T, "floor_gflop_at_T": round(flops / 1e9, 4), "rows": rows}
 
 
+BURST_RULES = ("burstccn", "burstprop")
+
+
+def burst_model(exp, rule: str) -> dict:
+    """The model file as a network of burst neurons under ``rule`` (burstccn or burstprop).
+
+    A file whose populations are burst neurons already is kept, its burst rule's options too
+    (burstprop drops its Q projections and ``cancel``: it has none). Any other keeps its chain's sizes: every population above the
+    input becomes ``type: burst`` with a sigmoid (the forward weights ``xavier_normal`` with
+    gain 3.6, as in ``models/burstccn_digits.yaml``), and every hidden population gets, from
+    each population its basal projections feed, a fixed random Y (``reads: burst``) and, under
+    burstccn, a learnable Q (``reads: event``, ``cancel: symmetric``); the optimizer is plain
+    SGD, as in the burst model files. Recording is off."""
+    data = exp.to_dict()
+    data["recording"] = {"enabled": False}
+    cfg = exp.config
+    simulated = [n for n, p in cfg.populations.items() if p.type != "input"]
+    if all(cfg.populations[n].type == "burst" for n in simulated):
+        own = data["plasticity"] if data["plasticity"].get("rule") in BURST_RULES else {}
+        data["plasticity"] = {**{k: v for k, v in own.items() if rule == "burstccn" or k != "cancel"}, "rule": rule}
+        if rule != "burstccn":
+            data["projections"] = [p for p in data["projections"]
+                                   if not (p["compartment"] == "apical" and p.get("reads") in ("event", "rate"))]
+        return data
+    for name in simulated:
+        pop = data["populations"][name]
+        data["populations"][name] = {"type": "burst", "activation": "sigmoid",
+                                     **{k: pop[k] for k in ("size", "shape", "channels") if pop.get(k) is not None}}
+    basal = [p for p in data["projections"] if p["compartment"] == "basal"]
+    projections = [{"from": p["from"], "to": p["to"], "init": {"xavier_normal": {"gain": 3.6}}} for p in basal]
+    for p in basal:
+        if p["from"] in simulated:  # a hidden population: Y (and Q) from the population it feeds
+            projections.append({"from": p["to"], "to": p["from"], "compartment": "apical", "reads": "burst",
+                                "init": {"normal": {"std": 1.0}}})
+            if rule == "burstccn":
+                projections.append({"from": p["to"], "to": p["from"], "compartment": "apical", "reads": "event",
+                                    "learnable": True})
+    data["projections"] = projections
+    data["plasticity"] = {"rule": rule}
+    data["optimizer"] = {"type": "sgd", "lr": 0.01}
+    return data
+
+
+def burst_floor(net: Network, state, rule: str, batch: int):
+    """The matmul floor of one presentation of ``rule`` (burstccn or burstprop) on ``net``, as
+    bare ``torch.mm`` calls on the network's own weights and the settled ``state``'s tensors,
+    each into a buffer made once: every basal projection's drive ``e_pre Wᵀ`` (the forward
+    pass), every apical projection's drive (BurstCCN's Y pass ``b_above W_Yᵀ`` and Q pass
+    ``e_above W_Qᵀ``, one matmul each per hidden population; burstprop settles twice, so its
+    Y passes count twice) and every learnable projection's update ``δᵀ e_pre`` (W and Q).
+    Biases, the neurons' element-wise work and the optimizer are left out. Returns a function
+    that does them all, and the list of ``(m, k, n)`` shapes it multiplies."""
+    ops, shapes = [], []
+    sweeps = 2 if getattr(RULES.get(rule), "contrastive", False) else 1
+    for proj in net.projections.values():
+        n_post, n_pre = proj.weight.shape  # dense: burst populations are not spatial
+        src = state[proj.source]
+        pre = src.rate.flatten(1)
+        read = getattr(src, proj.reads) if proj.compartment == "apical" else pre
+        drive = torch.empty(batch, n_post, device=pre.device, dtype=pre.dtype)
+        times = sweeps if proj.compartment == "apical" else 1
+        ops += [(read.flatten(1), proj.weight.detach().t(), drive)] * times
+        shapes += [(batch, n_pre, n_post)] * times
+        if proj.learnable:
+            delta = state[proj.target].error if proj.compartment == "basal" else state[proj.target].apical
+            grad = torch.empty(n_post, n_pre, device=pre.device, dtype=pre.dtype)
+            ops.append((delta.flatten(1).t(), pre, grad))
+            shapes.append((n_post, batch, n_pre))
+
+    def floor():
+        for a, b, out in ops:
+            torch.mm(a, b, out=out)
+
+    return floor, shapes
+
+
+def burst_rows(model_file: str, device: torch.device, batch: int, kw: dict, *, rules=BURST_RULES) -> dict:
+    """Each burst rule's training step (the forward pass, the top-down sweep or sweeps, the
+    updates, the optimizer) on ``model_file`` made a burst network (:func:`burst_model`)
+    against its matmul floor (:func:`burst_floor`), in rounds alternating a block of training
+    steps with a block of floors; the ratio is the median of the rounds'."""
+    exp = load_experiment(model_file)
+    shape, outputs = _data_shape(exp)
+    torch.manual_seed(0)
+    x = torch.randn(batch, *shape, device=device)
+    y = torch.randint(0, outputs, (batch,), device=device)
+    t = torch.eye(outputs, device=device)[y]
+    one = dict(kw, repeats=1, warmup=1)
+    rows, sizes = [], None
+    for rule in rules:
+        e = load_experiment(burst_model(exp, rule), file=exp.file)
+        model = assemble(e, DataSpec(shape, outputs), device=device)
+        net, r, opt, scheme = model.network, model.rule, model.optimizer, model.scheme
+
+        def step(net=net, r=r, opt=opt, scheme=scheme):
+            with torch.no_grad():
+                scheme.present(net, r, t, state=net.free_state(x))
+                opt.step()
+
+        with torch.no_grad():
+            presentation = scheme.present(net, r, t, state=net.free_state(x))
+        floor, shapes = burst_floor(net, presentation.state, rule, batch)
+        sizes = [net.input.size, *(p.size for p in net.simulated())]
+        for _ in range(kw["warmup"]):
+            step()
+        rounds = []
+        for _ in range(kw["repeats"]):
+            step_s = timed(step, device, **one)
+            with torch.no_grad():
+                floor_s = timed(floor, device, **one)
+            rounds.append((step_s, floor_s))
+        ratios = [s / f for s, f in rounds]
+        finite = all(bool(torch.isfinite(q).all()) for q in net.parameters())  # NaN steps time other work
+        rows.append({"rule": rule, "finite": finite, "step_ms": round(1e3 * statistics.median(s for s, _ in rounds), 3),
+                     "floor_ms": round(1e3 * statistics.median(f for _, f in rounds), 3),
+                     "floor_gflop": round(sum(2 * m * k * n for m, k, n in shapes) / 1e9, 6),
+                     "matmuls": len(shapes), "vs_floor": round(statistics.median(ratios), 3),
+                     "ratios": [round(q, 3) for q in ratios]})
+    return {"model": exp.config.name, "sizes": sizes, "batch": batch, "rows": rows}
+
+
 def parser(prog: str = "bench.py") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="dll_mlp_fmnist", type=path_arg("--model", text=True),
@@ -591,6 +735,12 @@ def parser(prog: str = "bench.py") -> argparse.ArgumentParser:
                         "(default dll_mlp_fmnist)")
     p.add_argument("--pc-steps", type=int, metavar="T",
                    help="inference steps T of the --pc rows (default: the model file's plasticity.inference_steps)")
+    p.add_argument("--burst", nargs="?", const="dll_mlp_fmnist", metavar="MODEL",
+                   help="time the burstccn and burstprop training steps against their matmul floor only: the "
+                        "forward pass, the Y and Q passes (one matmul each per hidden population; burstprop's two "
+                        "sweeps count two Y passes) and the W and Q updates, timed as bare torch.mm on the same "
+                        "tensors; MODEL is made a burst network (sigmoid burst populations, a fixed Y and a "
+                        "learnable Q into every hidden one) unless it is one (default dll_mlp_fmnist)")
     p.add_argument("--threads", type=int, metavar="N",
                    help="torch's intra-op CPU threads (default: torch's own choice; 1 on a shared machine)")
     return p
@@ -602,7 +752,7 @@ def main(argv: Optional[Sequence[str]] = None, *, prog: str = "bench.py") -> int
         from .host import set_threads
 
         set_threads(args.threads)
-    for key in ("model", "cnn", "rnn", "dynamics", "pc"):  # bundled names or paths
+    for key in ("model", "cnn", "rnn", "dynamics", "pc", "burst"):  # bundled names or paths
         if isinstance(getattr(args, key), str):
             setattr(args, key, resolve_model(getattr(args, key)))
     from .host import device_of
@@ -617,6 +767,8 @@ def main(argv: Optional[Sequence[str]] = None, *, prog: str = "bench.py") -> int
     if args.pc:
         rows = pc_rows(args.pc, device, args.batch, kw, inference_steps=args.pc_steps)
         return report({"machine": machine(device), "pc": rows}, args)
+    if args.burst:
+        return report({"machine": machine(device), "burst": burst_rows(args.burst, device, args.batch, kw)}, args)
     if args.dynamics:
         return report({"machine": machine(device), "dynamics": dynamics_rows(args.dynamics, device, args.batch, kw)}, args)
     if args.only_rnn:
@@ -713,6 +865,19 @@ def report(result: dict, args) -> int:
         for r in d["rows"]:
             print(f"{r['tolerance']:<11g}{r['iterations']:>11.2f}{r['step_ms']:>10.2f}{r['floor_ms']:>10.3f}"
                   f"{r['vs_floor']:>9.3f}   {' '.join(f'{x:.2f}' for x in r['ratios'])}")
+    if "burst" in result:
+        d = result["burst"]
+        print(f"burst rules, {d['model']} as burst neurons {'-'.join(map(str, d['sizes']))}, batch {d['batch']}; "
+              f"median of {args.repeats} alternated rounds of {args.steps} training steps and {args.steps} floors")
+        print("floor: the forward pass + the Y and Q passes (burstprop: two Y passes) + the W and Q updates, as "
+              "torch.mm on the same tensors")
+        print(f"{'rule':<11}{'step ms':>10}{'floor ms':>10}{'GFLOP':>8}{'x floor':>9}   rounds")
+        for r in d["rows"]:
+            print(f"{r['rule']:<11}{r['step_ms']:>10.3f}{r['floor_ms']:>10.3f}{r['floor_gflop']:>8.3f}"
+                  f"{r['vs_floor']:>9.3f}   {' '.join(f'{x:.2f}' for x in r['ratios'])}")
+            if not r["finite"]:
+                print(f"  warning: {r['rule']}'s weights went non-finite during the timed steps, so its times are "
+                      "not those of a training step; lower the model's optimizer.lr")
     if "scaling" in result:
         print("DLL time per Fashion-MNIST epoch (54k samples, training steps only) and memory in MiB:")
         print(f"{'point':<12}{'hidden':<24}{'batch':>6}{'step ms':>9}{'epoch s':>9}{'W+grad+adam':>13}{'θ+grad+adam':>13}{'compartments':>14}")

@@ -22,7 +22,7 @@ from typing import Callable, Iterable, Optional
 import torch
 
 from .config.graph import is_circuit, model_of, validate
-from .config.loader import Experiment, imply_learnable, read_model, resolve_phases
+from .config.loader import Experiment, fill_neuron_options, imply_learnable, read_model, resolve_phases
 from .config.parse import parse, yaml_key
 from .config.schema import ModelConfig
 from . import memory
@@ -48,6 +48,7 @@ def load_experiment(source: str | Path | dict, overrides: Iterable[str] = (), *,
     scheme = check_scheme(config, file=file)
     scheme_options(config, scheme, file=file)
     graph = validate(config, file=file)
+    config = fill_neuron_options(config)
     scheme.check(config, graph, file=file)
     check_time_steps(config, task, file=file)
     check_regression_output(config, graph, file=file)

@@ -158,7 +158,7 @@ def _supported(hint) -> bool:
 
 
 #: what ``dendrisim.option`` (config.schema.opt) puts in a field's metadata and the parser reads
-OPTION_METADATA = frozenset({"doc", "gt", "ge", "le", "key", "type_text"})
+OPTION_METADATA = frozenset({"doc", "gt", "ge", "le", "lt", "key", "type_text"})
 
 
 def _options_problem(options: type) -> Optional[str]:
@@ -180,13 +180,13 @@ def _options_problem(options: type) -> Optional[str]:
         unknown = sorted(set(f.metadata) - OPTION_METADATA)
         if unknown:
             return (f"declares the option {key!r} with {unknown[0]!r}, which dendrisim.option does not check (it "
-                    "takes a default, a doc string and the bounds gt, ge, le); a bound it ignored would let any value "
+                    "takes a default, a doc string and the bounds gt, ge, le, lt); a bound it ignored would let any value "
                     "through")
-        bounds = {b: f.metadata[b] for b in ("gt", "ge", "le") if b in f.metadata}
+        bounds = {b: f.metadata[b] for b in ("gt", "ge", "le", "lt") if b in f.metadata}
         if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in bounds.values()) or not isinstance(
                 f.metadata.get("doc", ""), str):
             return (f"declares the option {key!r} with bounds {bounds} or doc {brief(f.metadata.get('doc'))}: the "
-                    "bounds gt, ge, le are numbers and the doc a string")
+                    "bounds gt, ge, le, lt are numbers and the doc a string")
         if not _supported(hints[f.name]):
             return (f"declares the option {key!r} of type {hints[f.name]!r}, which a model file cannot give; use "
                     "bool, int, float, str, a Literal of them, Optional, list[...], tuple[..., ...] or dict[str, ...]")

@@ -390,9 +390,17 @@ def explicit_drive(projections: Iterable, state: Mapping[str, Mapping[str, torch
 
 
 def _drive_sum(pairs: Iterable[tuple[object, torch.Tensor]], start: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
-    """``start + Σ drive_p(x_p)`` over ``(projection, presynaptic tensor)`` pairs, left to right."""
-    total = start
+    """``start + Σ drive_p(x_p)`` over ``(projection, presynaptic tensor)`` pairs, left to right.
+    ``start`` is never written; every drive is a new tensor (the projections' contract), so the
+    sum is added up in place in the first one it makes: the same sums, one allocation per term
+    fewer."""
+    total, owned = start, False
     for proj, x in pairs:
         d = proj.drive(x)
-        total = d if total is None else total + d
+        if total is None:
+            total, owned = d, True
+        elif owned:
+            total = total.add_(d)
+        else:
+            total, owned = total + d, True
     return total

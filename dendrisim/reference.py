@@ -47,6 +47,15 @@ def table(cls: type, title: str) -> str:
     return "\n".join(rows)
 
 
+def neuron_tables() -> list[str]:
+    """The options of the shipped neuron models that have any, each a table of the keys it adds
+    to a population's block (plugins document their own: ``dendrisim neurons NAME``)."""
+    from .neurons import BUILTIN_NEURONS, NEURONS
+
+    return [table(NEURONS.get(name).Options, f"populations.NAME (type: {name})") for name in NEURONS.names()
+            if name in BUILTIN_NEURONS and dataclasses.fields(NEURONS.get(name).Options)]
+
+
 def reference() -> str:
     from .plasticity import RULES
     from .plugins import BUILTIN
@@ -55,6 +64,7 @@ def reference() -> str:
     parts = [
         table(ModelConfig, "top level"),
         table(PopulationConfig, "populations.NAME"),
+        *neuron_tables(),
         table(ProjectionConfig, "projections[i]"),
     ]
     for name in TASKS.names():

@@ -154,7 +154,7 @@ SUITES = {
     "burst": [
         Comparison("fmnist", "Fashion-MNIST (`models/burstccn_fmnist.yaml`, 784-500-500-10 sigmoid; the others on "
                    "its feedforward network of pyramidal neurons)", "models/burstccn_fmnist.yaml", BURST,
-                   epochs=10, tune=4, tune_epochs=2, seeds=(0, 1), needs="fashion_mnist", reference="bp"),
+                   epochs=10, tune=8, tune_epochs=2, seeds=(0, 1), needs="fashion_mnist", reference="bp"),
     ],
     "dendritic": [
         Comparison("digits", "Digits (`models/microcircuit_digits.yaml`; the others on its feedforward network)",

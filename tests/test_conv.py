@@ -219,8 +219,8 @@ def test_spatial_populations_and_kernels_are_recorded_with_their_shapes(tmp_path
                                                      r"projections, not dense"),
     (lambda m: m["projections"][0].update(kernel="global"), r"projections\[0\]: kernel: global pools over the whole map"),
     (lambda m: m["projections"][0].update(stride=[1, 0]), r"projections\[0\]: stride \[1, 0\] must be an integer >= 1"),
-    (lambda m: m["populations"]["c2"].update(size=16), r"populations.c2.channels: channels is for pyramidal "
-                                                       r"populations fed by conv2d projections, without size"),
+    (lambda m: m["populations"]["c2"].update(size=16), r"populations.c2.channels: channels is for (burst or )?"
+                                                       r"pyramidal populations fed by conv2d projections, without size"),
 ])
 def test_bad_cnn_files_name_the_field(change, match):
     base = copy.deepcopy(CNN)

@@ -51,8 +51,8 @@ class Experiment:
         data = unparse(self.config)
         data["task"] = unparse(self.task)
         data["plasticity"] = unparse(self.rule)
-        for proj in data["projections"]:
-            options = self.projection_rules.get(f"{proj['from']}->{proj['to']}")
+        for proj, checked in zip(data["projections"], self.config.projections):
+            options = self.projection_rules.get(checked.name)  # SRC:READS->TGT for a projection with reads
             if options is None:
                 proj.pop("plasticity", None)
             else:
@@ -281,6 +281,26 @@ def imply_connectivity(data: Any) -> Any:
         if isinstance(proj, dict) and proj.get("compartment") == "soma" and "connectivity" not in proj:
             proj["connectivity"] = "one_to_one"
     return data
+
+
+def fill_neuron_options(config: "ModelConfig") -> "ModelConfig":
+    """Every population's neuron-model options written out, defaults included, once the
+    checks have passed, so that the resolved model file (a run's ``model.yaml``) says how each
+    population behaved even if a default changes later (as the rule's options are)."""
+    import dataclasses
+
+    from ..neurons import NEURONS
+    from .parse import parse, unparse
+
+    pops = {}
+    for name, pop in config.populations.items():
+        model = NEURONS.get(pop.type)
+        if not dataclasses.fields(model.Options):
+            pops[name] = pop
+            continue
+        full = unparse(parse(model.Options, dict(pop.options), file=None, path=f"populations.{name}"))
+        pops[name] = dataclasses.replace(pop, options=full)
+    return dataclasses.replace(config, populations=pops)
 
 
 def imply_learnable(config: "ModelConfig") -> "ModelConfig":

@@ -152,6 +152,8 @@ def _check_bounds(value: Any, meta: typing.Mapping, *, file: str | None, path: s
         raise ConfigError(f"{brief(value)} must be >= {meta['ge']}", file=file, path=path)
     if "le" in meta and not value <= meta["le"]:
         raise ConfigError(f"{brief(value)} must be <= {meta['le']}", file=file, path=path)
+    if "lt" in meta and not value < meta["lt"]:
+        raise ConfigError(f"{brief(value)} must be < {meta['lt']}", file=file, path=path)
     if value != value or value in (float("inf"), float("-inf")):
         raise ConfigError(f"{brief(value)} must be a finite number", file=file, path=path)
     if isinstance(value, float) and abs(value) > FLOAT32_MAX:

@@ -97,7 +97,7 @@ class NeuronModel(nn.Module):
     ``takes_nudging`` does not go with ``second_input = "soma"`` (and without the output or an
     apical compartment); ``constants`` is not ``()`` or ``("tau", "g_leak", G1, G2)`` with
     conductances of the ``dynamics`` block; ``Options`` has a key a population block has
-    already, a type a model file cannot give, a bound other than gt, ge, le, or a default its own
+    already, a type a model file cannot give, a bound other than gt, ge, le, lt, or a default its own
     bounds refuse; a hook it is called with cannot take its arguments; an apical model has no
     ``derivative`` or a simulated one no ``step``, ``prediction`` and ``local_error``. Its own
     hooks run guarded: one that raises ends the run with one paragraph naming the model and the

@@ -8,12 +8,14 @@ burst**, and the **burst rate** goes back down:
 .. math::
 
     v_B = \sum_p W_p e_{pre} + b, \qquad e = f(v_B), \qquad
-    p = σ\big(β \, v_A \, g(e) + θ\big), \qquad b = p \, e
+    p = σ\big(β \, v_A \, g(e) + θ\big), \qquad θ = \log\frac{p_b}{1 − p_b}, \qquad b = p \, e
 
-with ``β`` the ``burst_gain``, ``θ`` the ``burst_offset`` and ``g(e) = 1 − e`` (``gate:
-true``, the public BurstCCN code's ``sigmoid(4 * apic * (1 - e))``; with a sigmoid event
-rate ``e (1 − e) = f'(v_B)``, so ``b`` moves with ``v_A f'(v_B)``) or ``g = 1`` (``gate:
-false``, the papers' ``σ(β v_A + θ)``). The apical potential is what the explicit apical
+with ``β`` the ``burst_gain``, ``p_b`` the ``baseline`` (the offset ``θ`` puts the burst
+probability at rest, ``v_A = 0``, at ``p_b``: 0 for the public code's ``p_b = 1/2``) and
+``g(e) = 1 − e`` (``gate: true``, the public BurstCCN code's ``sigmoid(4 * apic * (1 -
+e))``; with a sigmoid event rate ``e (1 − e) = f'(v_B)``, so ``b`` moves with ``v_A
+f'(v_B)``) or ``g = 1`` (``gate: false``, the papers' ``σ(β v_A + θ)``). The public
+burstprop code has no factor 4: its models set ``burst_gain: 1``. The apical potential is what the explicit apical
 projections into the population bring (BurstCCN's ``Y``, ``reads: burst``, and its
 subtractive ``Q``, ``reads: event``, whose weights carry their sign):
 
@@ -32,6 +34,7 @@ input, so the sweep is exact: there is no fixed point to find.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -46,13 +49,13 @@ from .base import NEURONS, NeuronModel, NeuronOptions
 
 @dataclass(frozen=True)
 class BurstOptions(NeuronOptions):
-    burst_gain: float = opt(4.0, "β in p = σ(β v_A g(e) + θ): how steeply the apical potential sets the burst "
-                                 "probability (4 in the public BurstCCN code)", gt=0)
-    burst_offset: float = opt(0.0, "θ in p = σ(β v_A g(e) + θ): the burst probability's offset (0: p = 1/2 at rest)")
+    burst_gain: float = opt(4.0, "β in p = σ(β v_A g(e) + logit(p_b)): how steeply the apical potential sets the "
+                                 "burst probability (4 in the public BurstCCN code, 1 in its burstprop)", gt=0)
     gate: bool = opt(True, "multiply the apical potential by 1 − e before the sigmoid (the public BurstCCN code; "
-                           "with a sigmoid event rate, b then moves with v_A f'(v_B)); false: σ(β v_A + θ)")
-    baseline: float = opt(0.5, "p_b: the output's burst probability without a teacher and the baseline the burst "
-                               "rate is compared with (error = b − p_b e)", gt=0, le=1)
+                           "with a sigmoid event rate, b then moves with v_A f'(v_B)); false: σ(β v_A + logit(p_b))")
+    baseline: float = opt(0.5, "p_b: the burst probability at rest (no apical input; the output without a teacher), "
+                               "set by the offset θ = logit(p_b), and the baseline the burst rate is compared with "
+                               "(error = b − p_b e); at most 0.5 on the output (its p reaches 2 p_b)", gt=0, lt=1)
 
 
 class BurstState(PopulationState):
@@ -81,7 +84,7 @@ class BurstPopulation(NeuronModel):
                  "rate": "event rate e = f(v_B), what goes forward (also named event)",
                  "event": "event rate e = f(v_B) (the rate)",
                  "apical": "apical potential v_A = Σ W_Y b_above + Σ W_Q e_above (the output: t − e)",
-                 "burst_prob": "burst probability p = σ(β v_A g(e) + θ) (the output: p_b ((t − e)(1 − e) + 1))",
+                 "burst_prob": "burst probability p = σ(β v_A g(e) + logit(p_b)) (the output: p_b ((t − e)(1 − e) + 1))",
                  "burst": "burst rate b = p e, what goes back down",
                  "error": "the burst rate's deviation from its baseline, b − p_b e"}
     summary = ("burst-multiplexing pyramidal neurons: event rate forward, apical input sets the burst probability, "
@@ -90,6 +93,8 @@ class BurstPopulation(NeuronModel):
     State = BurstState
     offers_output = True
     offers_apical = True
+    #: a map of feature channels when conv2d projections feed it (its sweep is element-wise)
+    spatial = True
     #: settled by the steady scheme's top-down sweep: its apical input never moves its rate
     settles_in_sweep = True
     swept_variables = ("apical", "burst_prob", "burst", "error")
@@ -108,13 +113,20 @@ class BurstPopulation(NeuronModel):
 
     @classmethod
     def check(cls, name: str, config: Any, options: Any, *, file: str) -> None:
-        """The gate ``1 − e`` is the sigmoid's ``f'/f``: refused with another activation."""
+        """The gate ``1 − e`` is the sigmoid's ``f'/f``: refused with another activation. The
+        output's burst probability is set by the target (:meth:`teach`), so it takes a sigmoid
+        event rate and ``p_b ≤ 1/2`` (``p`` reaches ``2 p_b``), and no ``burst_gain`` or ``gate``
+        other than their defaults (they would be ignored)."""
+        where = f"populations.{name}"
         activation = config.populations[name].activation
+        output = not any(p.source == name and p.compartment == "basal" for p in config.projections)
+        if output:
+            _check_output(config.populations[name], options, file=file, where=where)
         if options.gate and activation != "sigmoid":
             raise ConfigError(
                 f"a burst population with gate: true multiplies its apical potential by 1 − e, the sigmoid's f'/f, so "
                 f"its activation must be sigmoid, not {activation}; write activation: sigmoid, or gate: false",
-                file=file, path=f"populations.{name}.activation")
+                file=file, path=f"{where}.activation")
 
     @property
     def baseline(self) -> float:
@@ -134,13 +146,13 @@ class BurstPopulation(NeuronModel):
 
     # ------------------------------------------------------------------ the top-down sweep
     def burst_probability(self, apical: torch.Tensor, event: torch.Tensor) -> torch.Tensor:
-        """``p = σ(β v_A g(e) + θ)`` (a new tensor)."""
+        """``p = σ(β v_A g(e) + logit(p_b))`` (a new tensor)."""
         o = self.options
         x = torch.mul(apical, o.burst_gain)
         if o.gate:
             x.mul_(1.0 - event)
-        if o.burst_offset:
-            x.add_(o.burst_offset)
+        if o.baseline != 0.5:
+            x.add_(math.log(o.baseline / (1.0 - o.baseline)))
         return x.sigmoid_()
 
     def settle(self, s, apical: Optional[torch.Tensor]) -> None:
@@ -171,8 +183,33 @@ class BurstPopulation(NeuronModel):
     def describe(self) -> str:
         o = self.options
         gate = " (1 − e)" if o.gate else ""
-        return (f"burst p = σ({o.burst_gain:g} v_A{gate}{f' + {o.burst_offset:g}' if o.burst_offset else ''}), "
-                f"baseline p_b {o.baseline:g}")
+        offset = f" + logit({o.baseline:g})" if o.baseline != 0.5 else ""
+        return f"burst p = σ({o.burst_gain:g} v_A{gate}{offset}), baseline p_b {o.baseline:g}"
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, activation={self.activation.name}"
+
+
+def _check_output(pop: Any, options: BurstOptions, *, file: str, where: str) -> None:
+    """The output population of burst neurons: its burst probability is the target's,
+    ``p = p_b ((t − e)(1 − e) + 1)`` (:meth:`BurstPopulation.teach`), whatever its apical input."""
+    # a run's model.yaml writes every option out with its default (fill_neuron_options): those are not refused
+    defaults = BurstOptions()
+    given = [key for key in ("burst_gain", "gate") if key in pop.options and getattr(options, key) != getattr(
+        defaults, key)]
+    if given:
+        raise ConfigError(
+            f"{given[0]} has no effect on the output population: its burst probability is set by the target, "
+            "p = p_b ((t − e)(1 − e) + 1), not by σ(β v_A g(e) + logit(p_b)); remove it (baseline is the output's one "
+            "option)", file=file, path=f"{where}.{given[0]}")
+    if pop.activation != "sigmoid":
+        raise ConfigError(
+            f"the output's burst probability p = p_b ((t − e)(1 − e) + 1) takes the sigmoid's f'/f = 1 − e and an event "
+            f"rate in (0, 1), so the output's activation must be sigmoid, not {pop.activation}; write activation: "
+            "sigmoid", file=file, path=f"{where}.activation")
+    if options.baseline > 0.5:
+        raise ConfigError(
+            f"{options.baseline:g}: the output's burst probability p = p_b ((t − e)(1 − e) + 1) reaches 2 p_b when the "
+            "target is 1 and the event rate near 0, so an output baseline p_b above 0.5 gives burst probabilities "
+            "above 1; write a baseline in (0, 0.5] (0.5 in the public BurstCCN code)", file=file,
+            path=f"{where}.baseline")

@@ -33,7 +33,8 @@ def first_nonfinite(network, rule, state=None):
     # one cheap sentinel: a NaN or Inf anywhere makes the sum of the sums non-finite
     if bool(torch.isfinite(torch.stack([t.detach().sum(dtype=torch.float32) for *_, t in tensors]).sum())):
         return None
-    return next(w[:3] for w in tensors if not bool(torch.isfinite(w[3]).all()))
+    # the sentinel also overflows when finite values are merely huge (weights near 1e38): then none is bad
+    return next((w[:3] for w in tensors if not bool(torch.isfinite(w[3]).all())), None)
 
 
 class NanGuard(Observer):
@@ -56,4 +57,6 @@ class NanGuard(Observer):
         raise NumericalError(
             f"{self.file}: non-finite values (NaN or Inf) in {kind} {owner!r}, variable {var!r}, "
             f"{where} (the first bad one in feedforward order). The recording up to the last flush and the "
-            "last checkpoint are kept. Lower optimizer.lr, or bound the rule with plasticity.clip_apical / clip_update")
+            "last checkpoint are kept. Lower optimizer.lr (or a projection's lr_scale), or bound the rule with "
+            + ("plasticity.clip_apical / clip_update" if getattr(loop.rule, "carries_feedback", True)
+               else "plasticity.clip_update"))

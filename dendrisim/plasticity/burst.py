@@ -12,7 +12,8 @@ W.grad`` under plain SGD):
     \text{burstccn (basal):}\quad & ΔW ∝ (b − p_b e) \, e_{pre}^T, \qquad Δb ∝ b − p_b e \\
     \text{burstprop (basal):}\quad & ΔW ∝ (b − \bar b) \, e_{pre}^T, \qquad
         \bar b = \bar p e \text{ the burst rate of the same batch settled without a teacher} \\
-    \text{apical, when learnable:}\quad & ΔW ∝ −v_A \, e_{pre}^T \quad \text{(silences the apical dendrite)}
+    \text{apical, when learnable:}\quad & ΔW ∝ −v_A \, e_{pre}^T \quad \text{(silences the apical dendrite;}
+        \text{ burstprop's Y: } ΔY ∝ e_{post} (b − \bar b)_{pre}^T \text{, its forward weights' update transposed)}
 
 - **burstccn** (Greedy, Zhu, Naud & Sacramento, NeurIPS 2022; the public code
   ``neuralml/BurstCCN``): ``p_b`` is the population's ``baseline``. ``Q`` learns to cancel
@@ -46,6 +47,8 @@ from .. import functional as Fn
 from ..errors import ConfigError
 from .base import RULES, PlasticityRule, RuleOptions, _state_of
 
+#: what a Q reads: the source's event rate (``event``, ``rate``, or no ``reads``: its rate)
+Q_READS = ("event", "rate", None)
 #: why a scheme other than steady cannot serve the burst rules
 SWEEP_NOTE = ("a burst network is settled by the steady scheme's one top-down sweep (the output taught, then every "
               "burst population from its explicit apical projections); use dynamics.mode: steady")
@@ -70,6 +73,75 @@ class BurstCCNOptions(BurstOptions):
     cancel: Literal["symmetric", "given", "tied"] = opt(
         "symmetric", "Q, the apical projections that read event: symmetric (W_Q = −p_b W_Y at the start, which cancels "
                      "Y without a teacher), given (its projection's own init) or tied (−p_b W_Y after every update)")
+
+
+def _check_applies(cfg, options, mine: set, *, file: str, path: str) -> None:
+    """Nothing a burst rule's block asks for is silently ignored: a ``feedback`` mode with no
+    Y (an apical projection reading burst) and a ``cancel`` mode with no Q (reading event or
+    rate) among the projections the block governs, an apical ``bias`` (the burst rules learn
+    none, and Y stays fixed), and a hidden burst population whose basal synapses it governs
+    with no apical projection (its burst probability then never moves: nothing to learn from)."""
+    projs = [(i, p) for i, p in enumerate(cfg.projections) if p.name in mine]
+    apical = [p for _, p in projs if p.compartment == "apical"]
+    for key, default, reads, what in (("feedback", "random", ("burst",), "Y (an apical projection with reads: burst)"),
+                                      ("cancel", "symmetric", Q_READS, "Q (an apical projection with reads: event)")):
+        value = getattr(options, key, default)
+        if value != default and not any(p.reads in reads for p in apical):
+            raise ConfigError(
+                f"{key} {value} sets {what}, and no projection this block governs is one "
+                f"({', '.join(sorted(mine)) or 'none'}); remove {key}, or put it in the plasticity block of the model "
+                "or of the projection it is meant for", file=file, path=f"{path}.{key}")
+    for i, p in projs:
+        tied = ("feedback" if p.reads == "burst" and options.feedback == "tied" else
+                "cancel" if p.reads in Q_READS and getattr(options, "cancel", None) == "tied" else None)
+        if p.compartment == "apical" and tied and p.learnable:
+            raise ConfigError(
+                f"{tied} tied sets {p.name} after every update, which undoes what it learns; write learnable: false "
+                f"(or leave it out), or another {tied} mode", file=file, path=f"projections[{i}].learnable")
+        if p.compartment == "apical" and p.bias:
+            raise ConfigError(
+                f"{options.rule} learns no bias on an apical projection ({p.name}: Y is fixed, Q learns its weights "
+                "only), so bias: true would stay at zero; remove it", file=file, path=f"projections[{i}].bias")
+    hidden = {p.target for _, p in projs if p.compartment == "basal" and p.is_learnable
+              and _is_burst(cfg.populations[p.target])
+              and any(q.source == p.target and q.compartment == "basal" for q in cfg.projections)}
+    for name in sorted(hidden):
+        if not any(q.target == name and q.compartment == "apical" for q in cfg.projections):
+            raise ConfigError(
+                f"{name} is a hidden burst population with no apical projection, so its burst probability never "
+                f"moves from σ(θ) and {options.rule} gives its basal synapses nothing to learn from (no error "
+                f"reaches them); add Y, an apical projection from the population above with reads: burst (and, for "
+                "burstccn, Q with reads: event)", file=file, path=f"{path}.rule")
+
+
+def _check_errors_below(experiment, options, mine: set, *, path: str) -> None:
+    """A burst rule carries no error back through the basal projections it governs: a hidden
+    pyramidal population below a burst population, with no other way for an error to reach it
+    (an apical projection, a projection out of it under a rule that carries errors back), would
+    leave the rule of its own basal synapses (fa, bp, dll, ...) nothing to learn from."""
+    cfg = experiment.config
+    for p in cfg.projections:
+        source = cfg.populations[p.source]
+        if p.name not in mine or p.compartment != "basal" or _is_burst(source) or not model_of(source).offers_apical:
+            continue
+        if any(q.target == p.source and q.compartment == "apical" for q in cfg.projections):
+            continue
+        out = [q for q in cfg.projections if q.source == p.source and q.compartment == "basal"]
+        if any(_carries(experiment.rule_of(q.name).rule) for q in out):
+            continue
+        learners = [q.name for q in cfg.projections if q.target == p.source and q.compartment == "basal"
+                    and q.is_learnable]
+        if learners:
+            raise ConfigError(
+                f"{options.rule} governs {p.name} and carries no error back to {p.source} (burst rates go down "
+                f"through explicit apical projections between burst populations only), and nothing else reaches "
+                f"{p.source}, so {learners[0]} (learning by {experiment.rule_of(learners[0]).rule}) would never learn; "
+                f"give {p.name} a rule that carries errors back (its own plasticity block, e.g. {{rule: fa}}), or make "
+                f"{p.source} a burst population with its Y", file=experiment.file, path=f"{path}.rule")
+
+
+def _carries(rule: str) -> bool:
+    return rule in RULES and RULES.get(rule).carries_feedback
 
 
 class BurstRule(PlasticityRule):
@@ -103,7 +175,16 @@ class BurstRule(PlasticityRule):
         for path, options in experiment.rule_blocks():
             if options.rule != cls.rule_name():
                 continue
+            for key, why in (("clip_apical", "it feeds no error back, and the apical potential is the explicit "
+                                             "projections' drive, which no rule's clip reaches"),
+                             ("truncate", "burst networks are not recurrent")):
+                if getattr(options, key) is not None:
+                    raise ConfigError(f"{key} does nothing under {options.rule}: {why}; remove it", file=experiment.file,
+                                      path=f"{path}.{key}")
             names = {p.name for p in cfg.projections if experiment.rule_of(p.name).rule == options.rule}
+            mine = {p.name for p in cfg.projections if experiment.rule_of(p.name) is options}
+            _check_applies(cfg, options, mine, file=experiment.file, path=path)
+            _check_errors_below(experiment, options, mine, path=path)
             for i, proj in enumerate(cfg.projections):
                 if proj.name not in names or proj.compartment != "apical":
                     continue
@@ -116,9 +197,17 @@ class BurstRule(PlasticityRule):
                         "or project Y from the population directly above", file=experiment.file,
                         path=f"{path}.feedback")
                 cancel = getattr(options, "cancel", "given")
-                if proj.reads in ("event", "rate") and cancel != "given":
+                if proj.reads in Q_READS and cancel != "given":
                     ys = [p for p in cfg.projections if p.source == proj.source and p.target == proj.target
                           and p.compartment == "apical" and p.reads == "burst"]
+                    qs = [p.name for p in cfg.projections if p.source == proj.source and p.target == proj.target
+                          and p.compartment == "apical" and p.reads in Q_READS]
+                    if len(qs) > 1:
+                        raise ConfigError(
+                            f"cancel {cancel} sets every Q from {proj.source} to {proj.target} to −p_b times its Y, "
+                            f"and {' and '.join(qs)} both carry {proj.source}'s event rate, so Y would be cancelled "
+                            f"{len(qs)} times over; keep one of them, or write cancel: given",
+                            file=experiment.file, path=f"projections[{i}]")
                     if len(ys) != 1:
                         raise ConfigError(
                             f"cancel {cancel} sets {proj.name} to −p_b times the Y projection beside it "
@@ -148,7 +237,7 @@ class BurstRule(PlasticityRule):
             if proj.reads == "burst":
                 forward = [p for p in network.outgoing[proj.target] if p.target == proj.source]
                 self._feedback[name] = forward[0] if len(forward) == 1 else None
-            else:
+            elif proj.reads in Q_READS:  # an apical projection reading another variable is neither Y nor Q
                 ys = [p for p in network.apical_in[proj.target] if p.source == proj.source and p.reads == "burst"]
                 self._cancel[name] = ys[0] if len(ys) == 1 else None
         with torch.no_grad():
@@ -190,17 +279,24 @@ class BurstRule(PlasticityRule):
                 if proj.target not in errors:
                     errors[proj.target] = self.basal_error(state, proj.target)
                 self._write(proj, errors[proj.target], pre, bias=True)
-            else:  # apical: descend ½‖v_A‖², W.grad = v_Aᵀ e_pre / batch
-                self._write(proj, torch.neg(state[proj.target].apical), pre, bias=False)
+            else:
+                self.apical_update(proj, state, errors)
 
-    def _write(self, proj, delta: torch.Tensor, pre: torch.Tensor, *, bias: bool) -> None:
-        """``.grad`` of ``proj`` (and its bias) from ``δ_post`` and ``e_pre``: ``−δᵀ e / batch``,
-        clipped if asked."""
+    def apical_update(self, proj, state, errors: dict) -> None:
+        """A learnable apical synapse silences the apical dendrite: it descends ``½‖v_A‖²``,
+        ``W.grad = v_Aᵀ e_pre / batch`` (``e_pre`` the source's event rate, as the public code's
+        Y and Q updates)."""
+        self._write(proj, state[proj.target].apical, state[proj.source].rate, bias=False, sign=-1.0)
+
+    def _write(self, proj, delta: torch.Tensor, pre: torch.Tensor, *, bias: bool, sign: float = 1.0) -> None:
+        """``.grad`` of ``proj`` (and its bias) from ``δ_post = sign · delta`` and ``e_pre``:
+        ``−δᵀ e / batch``, clipped if asked. ``sign`` −1 negates the gain instead of ``delta``
+        (no new tensor; negation is exact, so the update is bit for bit the same)."""
         w = proj.weight
-        w.grad = proj.weight_gradient(delta, pre, gain=self.update_gain,
+        w.grad = proj.weight_gradient(delta, pre, gain=sign * self.update_gain,
                                       out=w.grad if w.grad is not None and w.grad.shape == w.shape else None)
         if bias and proj.bias is not None:
-            proj.bias.grad = proj.bias_gradient(delta, gain=self.update_gain)
+            proj.bias.grad = proj.bias_gradient(delta, gain=sign * self.update_gain)
         if self.options.clip_update is not None:
             counter = self._counter(f"update:{proj.name}", w)
             Fn.clip_(w.grad, self.options.clip_update, counter)
@@ -251,3 +347,13 @@ class Burstprop(BurstRule):
             raise ValueError("burstprop compares the taught state with the free one (state.free), which this "
                              "presentation did not settle: present it under dynamics.mode steady")
         return torch.sub(state[name].burst, state.free[name].burst)
+
+    def apical_update(self, proj, state, errors: dict) -> None:
+        """A learnable Y (``reads: burst``) learns as the forward weights it mirrors, as in the
+        public burstprop code: ``ΔY ∝ e_post (b − b̄)_preᵀ``, the transpose of the forward
+        projection's update; other learnable apical synapses silence the apical dendrite."""
+        if proj.reads != "burst":
+            return super().apical_update(proj, state, errors)
+        if proj.source not in errors:
+            errors[proj.source] = self.basal_error(state, proj.source)
+        self._write(proj, state[proj.target].rate, errors[proj.source], bias=False)

@@ -343,12 +343,19 @@ def _add_weights(nwb: NWBFile, rec: Recording, clock: Clock, time_note: str) -> 
         for var in variables:
             ds = rec.file[f"projections/{proj}/{var}"]
             axes = [str(a) for a in ds.attrs.get("axes", [])]
-            columns.append(_column(f"{proj}.{var}", f"/projections/{proj}/{var}: "
+            columns.append(_column(f"{_nwb_name(proj)}.{var}", f"/projections/{proj}/{var}: "
                                    f"{_text(ds.attrs.get('meaning', var))}; axes {axes}; model units",
                                    rec._read(ds.name, slice(0, n))))
     nwb.add_time_intervals(_interval_table(
         "weight_records", "projection records: after the update of each recorded step, the recorded weights "
         f"(/projections), one matrix per row. {time_note}", clock, steps, columns))
+
+
+def _nwb_name(projection: str) -> str:
+    """A projection's name as an NWB column name, which cannot hold ':' (one that reads a
+    variable, ``SRC:READS->TGT``, becomes ``SRC.READS->TGT``, as the clip counters do); the
+    column's description keeps the recording's path."""
+    return projection.replace(":", ".")
 
 
 def _add_alignment(nwb: NWBFile, rec: Recording, clock: Clock, time_note: str) -> None:
@@ -360,7 +367,7 @@ def _add_alignment(nwb: NWBFile, rec: Recording, clock: Clock, time_note: str) -
         if isinstance(measures, dict):
             for m, values in measures.items():
                 unit = ALIGNMENT_UNITS.get(m, "model units")
-                columns.append(_column(f"{proj}.{m}", f"/alignment/{proj}/{m} in {unit}", values))
+                columns.append(_column(f"{_nwb_name(proj)}.{m}", f"/alignment/{proj}/{m} in {unit}", values))
     nwb.add_time_intervals(_interval_table(
         "alignment_records", f"training.alignment: each measured step's alignment to backprop. {time_note}",
         clock, alignment["step"], columns))
