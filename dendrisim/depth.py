@@ -6,8 +6,8 @@ weights, BurstCCN and burstprop.
 Each depth has ONE description, :func:`network`: the task of ``models/burstccn_fmnist.yaml``
 (Fashion-MNIST, batches of 32) and an MLP with ``depth`` hidden populations of ``WIDTH``
 sigmoid units and a sigmoid output, its forward weights drawn as the public BurstCCN code
-draws them (:data:`INIT`: Xavier normal, gain 3.6). Every contender's model file is derived from it by adding only what its rule needs
-(:func:`steady`, :func:`microcircuit`, :func:`burst`), and written beside the contender's
+draws them (:data:`INIT`: Xavier normal, gain 3.6). Every contender's model file is derived
+from it by adding only what its rule needs (:func:`steady`, :func:`microcircuit`, :func:`burst`), and written beside the contender's
 results (``OUT/depth_N/CONTENDER/model.yaml``), so the populations, the forward projections,
 their initialisation, the task and the steps are the same for every rule by construction.
 Every rule trains with the same optimizer, Adam at 1e-3 in the file (Greedy et al. train the
