@@ -7,9 +7,10 @@ Each depth has ONE description, :func:`network`: the task of ``models/burstccn_f
 (Fashion-MNIST, batches of 32) and an MLP with ``depth`` hidden populations of ``WIDTH``
 sigmoid units and a sigmoid output, its forward weights drawn as the public BurstCCN code
 draws them (:data:`INIT`: Xavier normal, gain 3.6). Every contender's model file is derived
-from it by adding only what its rule needs (:func:`steady`, :func:`microcircuit`, :func:`burst`), and written beside the contender's
-results (``OUT/depth_N/CONTENDER/model.yaml``), so the populations, the forward projections,
-their initialisation, the task and the steps are the same for every rule by construction.
+from it by adding only what its rule needs (:func:`steady`, :func:`microcircuit`,
+:func:`burst`), and written beside the contender's results
+(``OUT/depth_N/CONTENDER/model.yaml``), so the populations, the forward projections, their
+initialisation, the task and the steps are the same for every rule by construction.
 Every rule trains with the same optimizer, Adam at 1e-3 in the file (Greedy et al. train the
 burst rules with plain SGD: at the capped budget here SGD needs a rate near 1 to match Adam,
 and the tuning searches a rate from a tenth to ten times the file's); the tuning budget is the
