@@ -1,5 +1,5 @@
 r"""Burst-multiplexing pyramidal neurons (Payeur, Guerguiev, Zenke, Richards & Naud 2021;
-Greedy, Zhu, Naud & Sacramento 2022).
+Greedy, Zhu, Pemberton, Mellor & Costa 2022).
 
 A burst neuron sends two signals out of one spike train. Its **event rate**, driven by the
 basal dendrite, goes forward; its apical dendrite sets the **probability that an event is a

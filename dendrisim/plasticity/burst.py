@@ -15,7 +15,7 @@ W.grad`` under plain SGD):
     \text{apical, when learnable:}\quad & ΔW ∝ −v_A \, e_{pre}^T \quad \text{(silences the apical dendrite;}
         \text{ burstprop's Y: } ΔY ∝ e_{post} (b − \bar b)_{pre}^T \text{, its forward weights' update transposed)}
 
-- **burstccn** (Greedy, Zhu, Naud & Sacramento, NeurIPS 2022; the public code
+- **burstccn** (Greedy, Zhu, Pemberton, Mellor & Costa, NeurIPS 2022; the public code
   ``neuralml/BurstCCN``): ``p_b`` is the population's ``baseline``. ``Q`` learns to cancel
   ``Y``'s top-down input: without a teacher ``b_above = p_b e_above``, so ``W_Q = −p_b W_Y``
   silences every apical dendrite (``cancel: symmetric`` starts there). The public code
