@@ -56,12 +56,20 @@ BURST_MLP = {
 }
 
 
+#: the burst MLP without its Q projections: burstprop's (Payeur et al. have no Q)
+BURSTPROP_MLP = {**BURST_MLP, "name": "tiny_burstprop", "plasticity": {"rule": "burstprop"},
+                 "projections": [p for p in BURST_MLP["projections"] if p.get("reads") != "event"]}
+
+
 def base_for(rule: str) -> dict:
     """The in-code model a rule's behavioural tests run on: the burst MLP for the burst rules
-    (family ``burst``: they govern burst populations only), the MLP for every other."""
+    (family ``burst``: they govern burst populations only; without Q for burstprop, which
+    compares with a free sweep), the MLP for every other."""
     from dendrisim.plasticity import RULES
 
-    return BURST_MLP if rule in RULES and RULES.get(rule).family == "burst" else MLP
+    if rule not in RULES or RULES.get(rule).family != "burst":
+        return MLP
+    return BURSTPROP_MLP if RULES.get(rule).contrastive else BURST_MLP
 
 
 #: a small CNN on the 8x8 digits with two parallel conv branches merging in a pool

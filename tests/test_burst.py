@@ -6,7 +6,7 @@ import copy
 import pytest
 import torch
 
-from conftest import BURST_MLP, build, model, present
+from conftest import BURST_MLP, BURSTPROP_MLP, build, model, present
 from dendrisim.errors import ConfigError
 from dendrisim.results import feedforward_twin
 
@@ -78,7 +78,7 @@ def test_burstccn_reduces_to_backprop_for_small_errors():
 
 
 def test_burstprop_compares_with_the_same_batch_settled_without_a_teacher():
-    exp = burst("plasticity.rule=burstprop")
+    exp = burst(base=BURSTPROP_MLP)
     net, rule = build(exp, input_shape=(5,), output_size=3)
     x = torch.randn(4, 5, dtype=torch.float64)
     net(x)

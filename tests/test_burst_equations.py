@@ -1,6 +1,6 @@
 """The burst neuron and the burst rules against the equations, worked by hand on a tiny network.
 
-Greedy, Zhu, Naud & Sacramento (NeurIPS 2022, BurstCCN) in the form of the public code
+Greedy, Zhu, Pemberton, Mellor & Costa (NeurIPS 2022, BurstCCN) in the form of the public code
 (``neuralml/BurstCCN``, which dendrisim follows where it differs from the paper: the hidden
 burst probability's gate ``1 − e`` and the output's ``p_b ((t − e)(1 − e) + 1)``), and
 Payeur et al. (2021, burstprop) as its rate model. The network: input (2) → h1 (2 burst

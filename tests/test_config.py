@@ -178,11 +178,17 @@ def test_shipped_models_load():
     files = sorted(pathlib.Path(__file__).parent.parent.glob("models/*.yaml"))
     assert files
     for f in files:
-        circuit = any(p.compartment != "basal" for p in load_experiment(f).config.projections)
+        config = load_experiment(f).config
+        circuit = any(p.compartment != "basal" for p in config.projections)
+        burst = any(p.type == "burst" for p in config.populations.values())
         for rule in ("dll", "bp", "fa", "dfa"):
+            if burst:  # burst neurons learn by the burst rules only
+                with pytest.raises(ConfigError, match=r"plasticity.rule: .* learn by the burst rules only"):
+                    load_experiment(f, [f"plasticity.rule={rule}"])
+                continue
             if circuit and rule == "dfa":  # network-wide: it cannot share a circuit with its synapse models
                 with pytest.raises(ConfigError, match=r"plasticity.rule: dfa is a network-wide rule and cannot share "
-                                                      r"the network: .*\((i1->h1: mc_lateral|\w+:burst->h1: burstccn)\).* learn by the synapse "
+                                                      r"the network: .*\(i1->h1: mc_lateral\).* learn by the synapse "
                                                       r"models made for them, which dfa does not serve"):
                     load_experiment(f, [f"plasticity.rule={rule}"])
                 continue

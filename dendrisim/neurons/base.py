@@ -154,6 +154,10 @@ class NeuronModel(nn.Module):
     #: of pyramidal neurons on which rules of other families run: ``dendrisim.results``); None:
     #: itself
     twin_type: ClassVar[Optional[str]] = None
+    #: the family of plasticity rules its basal synapses learn by (``PlasticityRule.family``;
+    #: burst neurons: ``burst``, whose sweep a rule that carries errors back would only feed);
+    #: None: any rule that serves it
+    learns_by: ClassVar[Optional[str]] = None
     #: its variables under another name in the twin type (burst: event -> rate)
     twin_renames: ClassVar[dict[str, str]] = {}
 

@@ -1,5 +1,5 @@
 r"""Burst-multiplexing pyramidal neurons (Payeur, Guerguiev, Zenke, Richards & Naud 2021;
-Greedy, Zhu, Naud & Sacramento 2022).
+Greedy, Zhu, Pemberton, Mellor & Costa 2022).
 
 A burst neuron sends two signals out of one spike train. Its **event rate**, driven by the
 basal dendrite, goes forward; its apical dendrite sets the **probability that an event is a
@@ -100,6 +100,7 @@ class BurstPopulation(NeuronModel):
     swept_variables = ("apical", "burst_prob", "burst", "error")
     twin_type = "pyramidal"  # the same event rates, f(v_B), without bursts
     twin_renames = {"event": "rate"}
+    learns_by = "burst"  # bp's error fed into the burst sweep would not be backprop (its twin runs bp)
 
     def __init__(self, name: str, shape: tuple[int, ...], activation: Activation, options: BurstOptions):
         super().__init__(name, shape)

@@ -181,9 +181,14 @@ class PlasticityRule(nn.Module):
         are ``populations``; otherwise what it does govern, as a phrase for the error the
         builder raises (which names the file, the field and the rules that can). By default:
         basal projections into populations whose apical compartment takes the rule's feedback
-        (the neuron model's ``offers_apical``: pyramidal ones)."""
-        if proj.compartment != "basal" or not model_of(populations[proj.target]).offers_apical:
+        (the neuron model's ``offers_apical``: pyramidal ones), unless the model names the
+        family of rules its synapses learn by (``learns_by``: burst neurons)."""
+        target = model_of(populations[proj.target])
+        if proj.compartment != "basal" or not target.offers_apical:
             return "it governs basal projections into pyramidal populations"
+        if target.learns_by is not None and target.learns_by != cls.family:
+            return (f"it governs basal projections into pyramidal populations, and {proj.target}'s neurons learn by "
+                    f"the {target.learns_by} rules only")
         return None
 
     @classmethod

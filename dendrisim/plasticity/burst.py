@@ -15,7 +15,7 @@ W.grad`` under plain SGD):
     \text{apical, when learnable:}\quad & ΔW ∝ −v_A \, e_{pre}^T \quad \text{(silences the apical dendrite;}
         \text{ burstprop's Y: } ΔY ∝ e_{post} (b − \bar b)_{pre}^T \text{, its forward weights' update transposed)}
 
-- **burstccn** (Greedy, Zhu, Naud & Sacramento, NeurIPS 2022; the public code
+- **burstccn** (Greedy, Zhu, Pemberton, Mellor & Costa, NeurIPS 2022; the public code
   ``neuralml/BurstCCN``): ``p_b`` is the population's ``baseline``. ``Q`` learns to cancel
   ``Y``'s top-down input: without a teacher ``b_above = p_b e_above``, so ``W_Q = −p_b W_Y``
   silences every apical dendrite (``cancel: symmetric`` starts there). The public code
@@ -136,8 +136,9 @@ def _check_errors_below(experiment, options, mine: set, *, path: str) -> None:
                 f"{options.rule} governs {p.name} and carries no error back to {p.source} (burst rates go down "
                 f"through explicit apical projections between burst populations only), and nothing else reaches "
                 f"{p.source}, so {learners[0]} (learning by {experiment.rule_of(learners[0]).rule}) would never learn; "
-                f"give {p.name} a rule that carries errors back (its own plasticity block, e.g. {{rule: fa}}), or make "
-                f"{p.source} a burst population with its Y", file=experiment.file, path=f"{path}.rule")
+                f"make {p.source} a burst population with its Y (and Q), or freeze {learners[0]} (learnable: false); "
+                "rules that carry errors back do not govern projections into burst neurons", file=experiment.file,
+                path=f"{path}.rule")
 
 
 def _carries(rule: str) -> bool:
@@ -188,6 +189,13 @@ class BurstRule(PlasticityRule):
             for i, proj in enumerate(cfg.projections):
                 if proj.name not in names or proj.compartment != "apical":
                     continue
+                if cls.contrastive and proj.reads != "burst":  # burstprop: Y only
+                    raise ConfigError(
+                        f"{proj.name} carries {proj.source}'s {proj.reads or 'rate'} to {proj.target}'s apical dendrite, "
+                        f"and {options.rule} (Payeur et al. 2021) has no such projection: its apical input is the burst "
+                        "rate from above (reads: burst) only, compared with the free sweep's, so a Q would add its "
+                        "own weights to both; remove it (BurstCCN's Q belongs to burstccn)", file=experiment.file,
+                        path=f"projections[{i}].reads")
                 forward = [p for p in cfg.projections if p.source == proj.target and p.target == proj.source
                            and p.compartment == "basal"]
                 if proj.reads == "burst" and options.feedback != "random" and len(forward) != 1:

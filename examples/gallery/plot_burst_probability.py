@@ -2,7 +2,7 @@
 Burst-dependent learning: the burst probability carries the error
 =================================================================
 
-``models/burstccn_digits.yaml`` is BurstCCN (Greedy, Zhu, Naud & Sacramento 2022) on the 8×8
+``models/burstccn_digits.yaml`` is BurstCCN (Greedy, Zhu, Pemberton, Mellor & Costa 2022) on the 8×8
 digits. Its burst neurons send event rates ``e`` forward and burst rates ``b = p e`` back.
 The apical dendrite of the hidden population ``h1`` gets the output's burst rate through
 fixed random weights ``Y`` (``out:burst->h1``) and its event rate through ``Q = −p_b Y``
