@@ -53,6 +53,7 @@ import torch
 from torch import nn
 
 from .builder import DataSpec, assemble, load_experiment
+from .config.graph import model_of
 from .bundled import resolve_model
 from .host import cpu_name
 from .network import Network
@@ -599,8 +600,8 @@ def burst_model(exp, rule: str) -> dict:
     data = exp.to_dict()
     data["recording"] = {"enabled": False}
     cfg = exp.config
-    simulated = [n for n, p in cfg.populations.items() if p.type != "input"]
-    if all(cfg.populations[n].type == "burst" for n in simulated):
+    simulated = [n for n, p in cfg.populations.items() if not model_of(p).clamped]
+    if all(model_of(cfg.populations[n]).learns_by == "burst" for n in simulated):  # a burst model file, kept
         own = data["plasticity"] if data["plasticity"].get("rule") in BURST_RULES else {}
         data["plasticity"] = {**{k: v for k, v in own.items() if rule == "burstccn" or k != "cancel"}, "rule": rule}
         if rule != "burstccn":

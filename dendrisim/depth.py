@@ -73,7 +73,12 @@ def describe(depth: int) -> Callable[[dict], dict]:
 
 
 def _hidden(model: dict) -> list[str]:
-    return [n for n, p in model["populations"].items() if n not in ("input", "out") and p["type"] == "pyramidal"]
+    """The description's hidden populations (neither the clamped input, nor the output, nor
+    interneurons), in order."""
+    from .neurons import NEURONS
+
+    models = {n: NEURONS.get(p.get("type", "pyramidal")) for n, p in model["populations"].items()}
+    return [n for n, m in models.items() if n != "out" and not m.clamped and not m.takes_nudging]
 
 
 def steady(rule: str) -> Callable[[dict], dict]:

@@ -179,11 +179,12 @@ DOCS = Path(__file__).resolve().parent.parent / "docs"
 PAGES = sorted(p for p in DOCS.rglob("*.md") if "_build" not in p.parts and "auto_examples" not in p.parts)
 #: (page, script) pairs that may show ``python scripts/SCRIPT`` (or ``torchrun scripts/...``):
 #: getting-started's section "From a checkout (contributors)"; the developer benchmark with no
-#: dendrisim command (pcx side by side); and the reference of ``dendrisim results``, generated
+#: dendrisim command (pcx side by side; the twin of the public BurstCCN code, which needs its
+#: checkout); and the reference of ``dendrisim results``, generated
 #: from dendrisim/results.py's docstring (the results page itself, docs/results.md, shows its
 #: tables' commands as stored and is not checked here).
 CONTRIBUTOR_SCRIPTS = {("getting-started.md", "simulate.py"), ("getting-started.md", "validate_model.py"),
-                       ("howto/speed.md", "bench_pcx.py")}
+                       ("howto/speed.md", "bench_pcx.py"), ("speed.md", "twin_burstccn.py")}
 FENCE = re.compile(r"^( *)(```|~~~)[^\n]*\n(.*?)^\1\2 *$", re.M | re.S)
 INLINE = re.compile(r"`([^`\n]+)`")
 
