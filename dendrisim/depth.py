@@ -138,12 +138,15 @@ def burst(rule: str) -> Callable[[dict], dict]:
     neurons (sigmoid event rates), top-down Y projections of the burst rate of the
     population above (fixed, random normal, as models/burstccn_fmnist.yaml) into every hidden
     population, and for BurstCCN the subtractive Q projections of its event rate (Q = p_b Y
-    at the start)."""
+    at the start); burstprop's hidden populations take the public burstprop code's burst gain
+    of 1 (BurstCCN's is 4)."""
     def derive(model: dict) -> dict:
         out = copy.deepcopy(model)
         hidden = _hidden(model)
         for name in [*hidden, "out"]:
             out["populations"][name] = {**out["populations"][name], "type": "burst"}
+            if rule == "burstprop" and name != "out":  # the public burstprop code's σ(v_A (1 − e)): no factor 4
+                out["populations"][name]["burst_gain"] = 1.0
         projections = list(out["projections"])
         for h, a in zip(hidden, [*hidden[1:], "out"]):
             projections.append({"from": a, "to": h, "compartment": "apical", "reads": "burst",
