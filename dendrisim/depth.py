@@ -81,14 +81,19 @@ def _hidden(model: dict) -> list[str]:
     return [n for n, m in models.items() if n != "out" and not m.clamped and not m.takes_nudging]
 
 
+def _under(out: dict, model: dict, rule: str) -> dict:
+    """``out``, derived from the description ``model``, named for ``rule`` and trained by it
+    with the common optimizer."""
+    out["name"] = f"{model['name']}_{rule}"
+    out["plasticity"] = {"rule": rule}
+    out["optimizer"] = dict(ADAM)
+    return out
+
+
 def steady(rule: str) -> Callable[[dict], dict]:
     """bp and DLL: the description as it is (the steady sweep)."""
     def derive(model: dict) -> dict:
-        out = copy.deepcopy(model)
-        out["name"] = f"{model['name']}_{rule}"
-        out["plasticity"] = {"rule": rule}
-        out["optimizer"] = dict(ADAM)
-        return out
+        return _under(copy.deepcopy(model), model, rule)
     derive.__qualname__ = f"steady_{rule}"
     return derive
 
@@ -154,10 +159,7 @@ def burst(rule: str) -> Callable[[dict], dict]:
             if rule == "burstccn":
                 projections.append({"from": a, "to": h, "compartment": "apical", "reads": "event"})
         out["projections"] = projections
-        out["name"] = f"{model['name']}_{rule}"
-        out["plasticity"] = {"rule": rule}
-        out["optimizer"] = dict(ADAM)
-        return out
+        return _under(out, model, rule)
     derive.__qualname__ = f"burst_{rule}"
     return derive
 
