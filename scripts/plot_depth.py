@@ -18,8 +18,10 @@ from dendrisim.depth import plot  # noqa: E402
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("report", nargs="?", default=str(ROOT / "results.json"))
-    p.add_argument("--out", default=str(ROOT / "docs" / "images" / "depth.png"))
+    p.add_argument("report", nargs="?", default=str(ROOT / "results.json"),
+                   help="results.json (its depth entry) or a suite's OUT/depth.json (default: the checkout's results.json)")
+    p.add_argument("--out", default=str(ROOT / "docs" / "images" / "depth.png"),
+                   help="the PNG to write (default docs/images/depth.png)")
     args = p.parse_args()
     data = json.loads(Path(args.report).read_text())
     report = data if data.get("suite") == "depth" else data.get("depth")

@@ -90,8 +90,10 @@ def test_every_shipped_model_checks_under_every_rule_with_its_recording_block(pl
     assert all(code == 2 and last.startswith("error: ") for _, _, code, last in errors), errors
     assert not [e for e in errors if "recording" in e[3] or "not found" in e[3]], errors
     # every rule the docs show runs every plain MLP and CNN of the shipped models
-    for rule in rules - {"pc", "mc_basal", "mc_lateral", "mc_topdown"}:
+    for rule in rules - {"pc", "mc_basal", "mc_lateral", "mc_topdown", "burstccn", "burstprop"}:
         assert any(r["rule"] == rule and r["model"] == "dll_mlp_digits" for r in checked), rule
+    # the burst rules govern burst neurons: burstccn checks its shipped models with their recording blocks
+    assert {r["model"] for r in checked if r["rule"] == "burstccn"} >= {"burstccn_digits", "burstccn_fmnist"}
     # what was left out is said, one line each, naming the block's key and the reason
     default = next(r for r in checked if r["model"] == "dll_mlp_digits" and r["rule"] == "readout_only")
     assert ("note: recording.projections.h2->out: 'feedback' is left out: h2->out carries no error back under "
