@@ -210,6 +210,18 @@ class PlasticityRule(nn.Module):
         self.projections: frozenset[str] = frozenset(network.projections if projections is None else projections)
         self.clip_counts: dict[str, torch.Tensor] = {}
 
+    def refuse_unserved(self, network: "Network") -> None:
+        """A ValueError for a projection this rule governs but does not :meth:`serves` (a network
+        built by hand; model files are refused before, by the builder, which gives each
+        projection a rule that serves it)."""
+        types = {name: data["config"] for name, data in network.graph.nodes(data=True)}
+        for name in sorted(self.projections):
+            proj = network.projections[name]
+            reason = self.serves(proj.config, types) if proj.has_weight else None
+            if reason is not None:
+                raise ValueError(f"rule {self.options.rule} cannot govern {name}: {reason}. Build the network with "
+                                 "dendrisim's builder, which gives each projection a rule that serves it")
+
     def learnable_projections(self, network: "Network") -> list["Projection"]:
         """The learnable projections this rule updates."""
         return [p for p in network.learnable_projections() if p.name in self.projections]

@@ -228,12 +228,7 @@ class BurstRule(PlasticityRule):
 
     def __init__(self, network, options: BurstOptions, *, projections=None):
         super().__init__(network, options, projections=projections)
-        for name in sorted(self.projections):
-            proj = network.projections[name]
-            types = {n: d["config"] for n, d in network.graph.nodes(data=True)}
-            reason = self.serves(proj.config, types) if proj.has_weight else None
-            if reason is not None:
-                raise ValueError(f"rule {options.rule} cannot govern {name}: {reason}")
+        self.refuse_unserved(network)
         #: Y: apical projections reading burst -> the forward projection whose transpose it may be
         self._feedback = {}
         #: Q: apical projections reading event -> the Y projection beside it

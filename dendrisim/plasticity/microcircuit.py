@@ -73,11 +73,6 @@ STEADY_NOTE = ("its update is a soma's mismatch with its dendrite or the potenti
                "needs simulated compartments (dynamics.mode: euler)")
 
 
-def _types(network) -> dict:
-    """Population name -> its config (what :meth:`PlasticityRule.serves` reads), from the network's graph."""
-    return {name: data["config"] for name, data in network.graph.nodes(data=True)}
-
-
 def _carries_feedback(rule: str) -> bool:
     return rule in RULES and RULES.get(rule).carries_feedback
 
@@ -97,13 +92,7 @@ class MicrocircuitRule(PlasticityRule):
 
     def __init__(self, network, options: RuleOptions, *, projections=None):
         super().__init__(network, options, projections=projections)
-        types = _types(network)
-        for name in sorted(self.projections):
-            proj = network.projections[name]
-            reason = self.serves(proj.config, types) if proj.has_weight else None
-            if reason is not None:
-                raise ValueError(f"rule {options.rule} cannot govern {name}: {reason}. Build the network with "
-                                 "dendrisim's builder, which gives each projection a rule that serves it")
+        self.refuse_unserved(network)
 
     def feedback_weight(self, network, proj) -> Optional[torch.Tensor]:
         return None
